@@ -1,0 +1,116 @@
+# The compendium's pipeline: environment -> synthetic data -> per-city steps
+# (papermill) -> book. `make help` lists the targets.
+#
+#   make all              everything, for SIZE=small (default) or SIZE=full
+#   make test             lint, unit and end-to-end tests, notebook validation, book
+#   make city CITY=utrecht  one city's steps
+#
+# The per-city rules are generated from config/steps.yml x config/cities/*.yml
+# into build/<SIZE>/steps.mk; adding a city or a step needs no edit here.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := all
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules --no-print-directory
+
+SIZE ?= small
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+KERNEL := reintegration
+VENV_STAMP := $(VENV)/.installed
+
+BUILD := build/$(SIZE)
+DATA := synthetic_data/$(SIZE)
+RESULTS := book/results
+BOOK_HTML := book/_build/html
+SIZE_STAMP := $(RESULTS)/.size
+
+CITY_FILES := $(sort $(wildcard config/cities/*.yml))
+SRC_FILES := $(sort $(shell find src -name '*.py' -not -path '*/__pycache__/*'))
+SYNTH_FILES := $(sort $(wildcard src/reintegration/synth/*.py)) \
+	$(addprefix src/reintegration/,bsn.py atomic.py custody.py paths.py config.py cli.py)
+BOOK_SOURCES := book/_config.yml $(sort $(shell find book -name '*.md' \
+	-not -path 'book/_build/*' -not -path 'book/results/*' -not -path 'book/_generated/*'))
+
+# What a step's executed notebook and a city's data depend on, besides their
+# own template, config and upstream notebooks (see src/reintegration/makefile.py).
+STEP_DEPS := $(SRC_FILES) config/steps.yml config/instruments.yml $(VENV_STAMP) $(SIZE_STAMP)
+DATA_DEPS := $(SYNTH_FILES) config/instruments.yml $(wildcard config/synthetic.yml) $(VENV_STAMP)
+RUN_STEP := $(PY) -m reintegration run-step --size $(SIZE) --kernel $(KERNEL)
+GEN_DATA := $(PY) -m reintegration data --size $(SIZE)
+
+# Goals that need neither the environment nor the generated rules.
+LIGHT_GOALS := help clean clean-data distclean venv
+ifneq ($(filter-out $(LIGHT_GOALS),$(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))),)
+include $(BUILD)/steps.mk
+# The executed notebooks in book/results/ belong to one SIZE at a time: this
+# stamp changes (and so reruns them) only when SIZE differs from the last run.
+$(shell mkdir -p $(RESULTS) && [ "$$(cat $(SIZE_STAMP) 2>/dev/null)" = "$(SIZE)" ] \
+	|| echo "$(SIZE)" > $(SIZE_STAMP))
+endif
+
+.PHONY: all help venv data notebooks city book test lab bench clean clean-data distclean
+
+all: book ## Build everything: environment, data, every city's steps, the book
+	@echo "Book: file://$(abspath $(BOOK_HTML))/index.html"
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sort \
+		| awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "  Variables: SIZE=small|full (default small), CITY=<name> for 'make city'"
+
+venv: $(VENV_STAMP) ## Create .venv from pyproject.toml and register the kernel
+
+$(VENV_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (reintegration)"
+	@touch $@
+
+$(BUILD)/steps.mk: config/steps.yml config/cities $(CITY_FILES) \
+		src/reintegration/makefile.py src/reintegration/config.py $(VENV_STAMP)
+	@mkdir -p $(@D)
+	@$(PY) -m reintegration makefile --size $(SIZE) -o $@
+	@touch $@
+
+data: $(DATA)/manifest.json ## Generate the synthetic data for SIZE
+
+$(DATA)/manifest.json: $(CITY_MANIFESTS)
+	$(PY) -m reintegration data-manifest --size $(SIZE)
+
+notebooks: $(ALL_NOTEBOOKS) ## Run every step for every city
+
+city: ## Run one city's steps: make city CITY=<name>
+	@test -n "$(CITY)" || { echo "usage: make city CITY=<one of: $(CITIES)>"; exit 2; }
+	@$(MAKE) city-$(CITY)
+
+book: $(BOOK_HTML)/index.html ## Build the Jupyter Book from the executed notebooks
+
+$(BOOK_HTML)/index.html: $(ALL_NOTEBOOKS) $(BOOK_SOURCES) $(DATA)/manifest.json $(SIZE_STAMP)
+	@$(PY) -m reintegration book --size $(SIZE)
+	$(VENV)/bin/jupyter-book build book --warningiserror --keep-going --quiet
+	@touch $@
+
+test: $(VENV_STAMP) ## Lint, tests, notebook validation and the book on SIZE=small
+	$(VENV)/bin/ruff check src tests
+	@$(MAKE) SIZE=small book
+	@$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then \
+		echo "error: pytest collected no tests in tests/"; exit 1; fi; exit $$rc
+	REINTEGRATION_BUILD_DIR=$(abspath build/nbval) $(PY) -m pytest -p no:cacheprovider \
+		--nbval-lax --nbval-kernel-name $(KERNEL) \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
+
+lab: $(VENV_STAMP) ## Open the notebook templates in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean: ## Remove build outputs, executed notebooks and the built book
+	rm -rf build book/_build book/results book/_generated book/_toc.yml
+
+clean-data: ## Remove the generated synthetic data
+	rm -rf synthetic_data/small synthetic_data/full
+
+distclean: clean clean-data ## Also remove the virtual environment
+	rm -rf $(VENV)

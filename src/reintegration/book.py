@@ -1,0 +1,156 @@
+"""Generate the book's table of contents and its generated pages.
+
+The table of contents is never edited by hand: it is built from the fixed
+parts of the book, the steps in ``config/steps.yml`` (one methods page each)
+and the cities in ``config/cities/`` (one results chapter each, one page per
+executed step). Generated pages land in ``book/_generated/`` and are pulled
+into hand-written pages with MyST's ``include`` directive.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import atomic, provenance
+from .config import list_cities, load_city, load_steps
+from .paths import Paths
+
+#: fixed parts before and after the per-city results, as (caption, files)
+FRONT = [
+    ("Introduction", ["reading"]),
+    ("Data and methods", ["methods/index", "methods/synthetic_data", "@steps"]),
+    ("Phase 1: feasibility", ["phase1/index"]),
+]
+BACK = [
+    ("Cross-city synthesis", ["synthesis/index"]),
+    ("Werkwijzer", ["werkwijzer/index"]),
+    (
+        "Appendices",
+        [
+            "appendices/legal",
+            "appendices/ethics",
+            "appendices/reproducibility",
+            "appendices/data_dictionary",
+            "appendices/glossary",
+        ],
+    ),
+]
+
+
+class BookError(RuntimeError):
+    """A page the table of contents needs does not exist."""
+
+
+def toc(paths: Paths) -> dict[str, Any]:
+    """The table of contents (sphinx-external-toc ``jb-book`` format)."""
+    book = paths.book_dir
+    steps = load_steps(paths.root)
+
+    def page(name: str) -> dict[str, str]:
+        if not any((book / f"{name}{ext}").exists() for ext in (".md", ".ipynb")):
+            raise BookError(f"the table of contents needs {book / name}.md, which does not exist")
+        return {"file": name}
+
+    def part(caption: str, files: list[str]) -> dict[str, Any]:
+        chapters = []
+        for name in files:
+            if name == "@steps":
+                chapters += [page(f"methods/{s['name']}") for s in steps]
+            else:
+                chapters.append(page(name))
+        return {"caption": caption, "chapters": chapters}
+
+    parts = [part(c, f) for c, f in FRONT]
+    city_chapters = [page("cities")]
+    for city in list_cities(paths.root):
+        pages = [page(f"results/{city}/{s['name']}") for s in steps]
+        chapter = dict(pages[0])
+        if pages[1:]:
+            chapter["sections"] = pages[1:]
+        city_chapters.append(chapter)
+    parts.append({"caption": "Results per city", "chapters": city_chapters})
+    parts += [part(c, f) for c, f in BACK]
+    return {"format": "jb-book", "root": "intro", "parts": parts}
+
+
+def provenance_markdown(paths: Paths) -> str:
+    """A table of every step run that produced this book, from the records."""
+    rows = []
+    commits = set()
+    for city in list_cities(paths.root):
+        for s in load_steps(paths.root):
+            rec_path = paths.provenance_dir(city) / f"{s['name']}.json"
+            if not rec_path.exists():
+                continue
+            rec = provenance.read_record(rec_path)
+            commits.add((rec["git"]["commit"], rec["git"]["dirty"]))
+            rows.append(
+                f"| {load_city(city, paths.root)['display_name']} | {s['title']} "
+                f"| `{rec['git']['commit'][:12]}` | {_dirty(rec['git']['dirty'])} "
+                f"| {len(rec['inputs'])} | {len(rec['outputs'])} | {rec['runtime_seconds']:.1f} |"
+            )
+    lines = [
+        f"This build used the synthetic data of size `{paths.size}`.",
+        "",
+        "| city | step | commit | tree | inputs | outputs | run time (s) |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    if len(commits) > 1:
+        lines.append(
+            "```{warning}\nThe pages of this book were produced by more than one commit "
+            "or working-tree state; rerun `make all` from a clean checkout before review.\n```\n"
+        )
+    return "\n".join(lines)
+
+
+def _dirty(flag: bool | None) -> str:
+    return {True: "uncommitted changes", False: "clean", None: "unknown"}[flag]
+
+
+def packages_markdown() -> str:
+    env = provenance.environment()
+    lines = [
+        f"Python {env['python']} on {env['platform']}.",
+        "",
+        "| package | version |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in provenance.package_versions().items()]
+    return "\n".join(lines) + "\n"
+
+
+def generated_pages(paths: Paths) -> dict[str, str]:
+    pages = {
+        "provenance.md": provenance_markdown(paths),
+        "packages.md": packages_markdown(),
+    }
+    try:
+        from .synth import schema
+    except ImportError:  # the data dictionary needs the generator's schemas
+        schema = None
+    if schema is not None:
+        pages["data_dictionary.md"] = schema.data_dictionary_markdown()
+        pages["planted_parameters.md"] = schema.planted_parameters_markdown(
+            list_cities(paths.root), root=paths.root
+        )
+    return pages
+
+
+def prepare(paths: Paths) -> list[Path]:
+    """Write the table of contents and the generated pages; return what changed."""
+    changed = []
+    gen = paths.book_dir / "_generated"
+    for name, text in generated_pages(paths).items():
+        if atomic.write_if_changed(gen / name, text):
+            changed.append(gen / name)
+    toc_text = "# Generated by `python -m reintegration book`; do not edit.\n" + yaml.safe_dump(
+        toc(paths), sort_keys=False
+    )
+    if atomic.write_if_changed(paths.book_dir / "_toc.yml", toc_text):
+        changed.append(paths.book_dir / "_toc.yml")
+    return changed

@@ -1,0 +1,106 @@
+"""Command line of the compendium, used by the Makefile.
+
+python -m reintegration cities
+python -m reintegration makefile --size small -o build/small/steps.mk
+python -m reintegration data --size small --city rotterdam
+python -m reintegration data-manifest --size small
+python -m reintegration run-step --size small --city rotterdam --step 00_city_profile
+python -m reintegration book --size small
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import atomic
+from .book import BookError
+from .config import ConfigError
+from .custody import CustodyError
+from .paths import SIZES, Paths
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reintegration", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("cities", help="list the configured cities")
+    mk = sub.add_parser("makefile", help="write the generated per-city make rules")
+    mk.add_argument("-o", "--output", type=Path, required=True)
+    data = sub.add_parser("data", help="generate one city's synthetic data")
+    data.add_argument("--city", required=True)
+    sub.add_parser("data-manifest", help="merge the per-city data manifests")
+    run = sub.add_parser("run-step", help="execute one step's notebook for one city")
+    run.add_argument("--city", required=True)
+    run.add_argument("--step", required=True)
+    run.add_argument("--kernel", default=None)
+    sub.add_parser("book", help="write the table of contents and generated pages")
+    tpl = sub.add_parser(
+        "refresh-templates", help="store the outputs of NBVAL_CHECK_OUTPUT cells, strip the rest"
+    )
+    tpl.add_argument("templates", nargs="+", type=Path)
+    for s in (mk, data, run, sub.choices["data-manifest"], sub.choices["book"]):
+        s.add_argument("--size", choices=SIZES, default="small")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (ConfigError, CustodyError, BookError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a failed step: one line, not a traceback
+        from .runner import StepFailed
+
+        if isinstance(exc, StepFailed):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "cities":
+        from .config import list_cities
+
+        print("\n".join(list_cities()))
+    elif args.command == "makefile":
+        from .makefile import render
+
+        atomic.write_if_changed(args.output, render())
+    elif args.command == "data":
+        from .synth import generate_city
+
+        started = time.perf_counter()
+        manifest = generate_city(args.city, args.size)
+        print(
+            f"{args.city}: synthetic data ({args.size}) in {time.perf_counter() - started:.1f} s"
+            f" -> {manifest}"
+        )
+    elif args.command == "data-manifest":
+        from .synth import merge_manifests
+
+        print(f"manifest: {merge_manifests(args.size)}")
+    elif args.command == "run-step":
+        from .runner import KERNEL, run_step
+
+        started = time.perf_counter()
+        out = run_step(args.step, city=args.city, size=args.size, kernel=args.kernel or KERNEL)
+        print(f"{args.city}/{args.step}: {time.perf_counter() - started:.1f} s -> {out}")
+    elif args.command == "book":
+        from .book import prepare
+
+        for path in prepare(Paths.for_size(args.size)):
+            print(f"updated {path}")
+    elif args.command == "refresh-templates":
+        from .runner import refresh_checked_outputs
+
+        for template in args.templates:
+            print(f"{template}: {refresh_checked_outputs(template)} checked cells stored")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

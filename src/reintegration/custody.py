@@ -1,0 +1,121 @@
+"""Custody domains, enforced in code.
+
+Clients told the original researchers they fear that arbitrary staff can read
+their file. The compendium answers with roles: every step declares one (in
+``config/steps.yml``) and may only open files of the custody domains its role
+is allowed to read or write. Asking for anything else raises
+:class:`CustodyError`, naming the role, the file and the domain.
+
+Domains (where a file lives decides its domain):
+
+``municipal``  the municipality's exports: BSN, name, address, birth date
+``ttp``        the linking unit's key table BSN <-> RINPERSOON
+``research``   pseudonymised data keyed by RINPERSOONS + RINPERSOON
+``release``    aggregates that passed (or await) output checking
+``truth``      planted potential outcomes; synthetic data only
+``public``     configuration, templates, manifests: nothing about persons
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .paths import Paths
+
+DOMAINS = ("municipal", "ttp", "research", "release", "truth", "public")
+
+#: role -> (domains it may read, domains it may write)
+ROLE_ACCESS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "generator": (frozenset({"public"}), frozenset(DOMAINS) - {"public"}),
+    "municipality": (
+        frozenset({"municipal", "public", "release"}),
+        frozenset({"municipal", "release"}),
+    ),
+    "linking_unit": (
+        frozenset({"municipal", "ttp", "public", "release"}),
+        frozenset({"ttp", "research", "release"}),
+    ),
+    "researcher": (
+        frozenset({"research", "public", "release"}),
+        frozenset({"research", "release"}),
+    ),
+    "validator": (frozenset({"truth", "public", "release"}), frozenset({"release"})),
+    "publisher": (frozenset({"public", "release"}), frozenset({"release"})),
+}
+
+_PERSON_DOMAINS = ("municipal", "ttp", "research", "truth")
+
+
+class CustodyError(PermissionError):
+    """A role asked for a file of a custody domain it may not access."""
+
+
+@dataclass
+class DomainMap:
+    """Maps a path to its custody domain by the longest matching root.
+
+    Inside ``build/<size>/<city>/``, a sub-folder named after a person-level
+    domain (``municipal``, ``ttp``, ``research``, ``truth``) keeps that domain;
+    everything else under ``build/`` is release.
+    """
+
+    roots: list[tuple[Path, str]] = field(default_factory=list)
+    build_dir: Path | None = None
+
+    @classmethod
+    def for_paths(cls, paths: Paths, extra: dict[str, str] | None = None) -> DomainMap:
+        """The layout of one data size: synthetic inputs, build outputs, the
+        book. ``extra`` maps further roots (for example the folders of real
+        exports inside a secure environment) to their domains."""
+        data = paths.data_dir
+        roots: list[tuple[Path, str]] = [
+            (paths.root / "config", "public"),
+            (paths.root / "notebooks", "public"),
+            (data / "manifest.json", "public"),
+            (data / "manifests", "public"),
+            (data / "municipal", "municipal"),
+            (data / "ttp", "ttp"),
+            (data / "research", "research"),
+            (data / "truth", "truth"),
+            (paths.book_dir, "release"),
+            (paths.build_dir, "release"),
+        ]
+        roots += [(Path(r), d) for r, d in (extra or {}).items()]
+        return cls([(_abs(r), d) for r, d in roots], build_dir=_abs(paths.build_dir))
+
+    def domain_of(self, path: str | os.PathLike) -> str:
+        target = _abs(path)
+        best: tuple[int, str] | None = None
+        for root, dom in self.roots:
+            if target == root or root in target.parents:
+                if best is None or len(root.parts) > best[0]:
+                    best = (len(root.parts), dom)
+        if best is None:
+            raise CustodyError(f"{target}: not inside any custody domain of this compendium")
+        if self.build_dir is not None and self.build_dir in target.parents:
+            rel = target.relative_to(self.build_dir).parts
+            if len(rel) >= 3 and rel[1] in _PERSON_DOMAINS:
+                return rel[1]
+        return best[1]
+
+
+def _abs(path: str | os.PathLike) -> Path:
+    return Path(os.path.abspath(path))
+
+
+def check_access(role: str, path: str | os.PathLike, mode: str, dmap: DomainMap) -> str:
+    """Return the domain of ``path`` if ``role`` may ``mode`` ('read' or
+    'write') it; raise :class:`CustodyError` otherwise."""
+    if role not in ROLE_ACCESS:
+        raise CustodyError(f"unknown role {role!r}; roles are {', '.join(ROLE_ACCESS)}")
+    domain = dmap.domain_of(path)
+    readable, writable = ROLE_ACCESS[role]
+    allowed = readable if mode == "read" else writable
+    if domain not in allowed:
+        raise CustodyError(
+            f"role '{role}' may not {mode} {path}: the file is in the '{domain}' domain, "
+            f"and this role may {mode} only {', '.join(sorted(allowed))}"
+        )
+    return domain

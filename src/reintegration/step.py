@@ -1,0 +1,114 @@
+"""The context a notebook step runs in: its role, its city, guarded file access.
+
+A notebook starts with::
+
+    ctx = step.start("01_delivery_check", city=city, size=size)
+
+and from then on reads and writes only through ``ctx``. Every access is checked
+against the role the step declares in ``config/steps.yml`` (a notebook cannot
+choose its own role) and logged, so the runner can record the SHA-256 of every
+input in the step's provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import atomic
+from .config import get_step, load_city
+from .custody import DomainMap, check_access
+from .paths import Paths
+
+IO_LOG_SUFFIX = ".io.json"
+
+
+class StepContext:
+    """Guarded, logged file access for one step of one city."""
+
+    def __init__(self, name: str, *, city: str, size: str, root: Path | None = None):
+        self.paths = Paths.for_size(size, root)
+        self.spec = get_step(name, self.paths.root)
+        self.name = name
+        self.role: str = self.spec["role"]
+        self.size = size
+        self.city_name = city
+        self.city = load_city(city, self.paths.root)
+        self.out_dir = self.paths.city_build(city)
+        self.domains = DomainMap.for_paths(self.paths, self.city.get("data_roots"))
+        self._reads: dict[str, str] = {}
+        self._writes: dict[str, str] = {}
+        self._log_path = self.paths.provenance_dir(city) / f"{name}{IO_LOG_SUFFIX}"
+        self._log_path.unlink(missing_ok=True)
+
+    # ---- paths -------------------------------------------------------------
+    def output_path(self, name: str, domain: str = "release") -> Path:
+        """Where this step writes ``name``: ``build/<size>/<city>/`` for
+        release files, ``build/<size>/<city>/<domain>/`` otherwise."""
+        base = self.out_dir if domain == "release" else self.out_dir / domain
+        path = base / name
+        got = self.domains.domain_of(path)
+        if got != domain:
+            raise ValueError(f"{path} would be in domain {got!r}, not {domain!r}")
+        return path
+
+    def upstream_path(self, name: str, domain: str = "release") -> Path:
+        """An output of an earlier step of the same city (see output_path)."""
+        return self.output_path(name, domain)
+
+    # ---- guarded access ----------------------------------------------------
+    def check_read(self, path: str | os.PathLike) -> Path:
+        p = Path(path)
+        domain = check_access(self.role, p, "read", self.domains)
+        if not p.exists():
+            raise FileNotFoundError(f"{self.name} ({self.city_name}): input {p} does not exist")
+        self._reads[str(p.resolve())] = domain
+        self._flush()
+        return p
+
+    def check_write(self, path: str | os.PathLike) -> Path:
+        p = Path(path)
+        domain = check_access(self.role, p, "write", self.domains)
+        self._writes[str(p.resolve())] = domain
+        return p
+
+    def read_json(self, path: str | os.PathLike) -> Any:
+        return json.loads(self.check_read(path).read_text(encoding="utf-8"))
+
+    def read_parquet(self, path: str | os.PathLike, **kwargs: Any) -> pd.DataFrame:
+        return pd.read_parquet(self.check_read(path), **kwargs)
+
+    def write_json(self, name: str, obj: Any, domain: str = "release") -> Path:
+        path = self.check_write(self.output_path(name, domain))
+        atomic.write_json(path, obj)
+        self._flush()
+        return path
+
+    def write_parquet(self, name: str, df: pd.DataFrame, domain: str) -> Path:
+        path = self.check_write(self.output_path(name, domain))
+        atomic.write_via_temp(path, lambda tmp: df.to_parquet(tmp, index=False))
+        self._flush()
+        return path
+
+    # ---- log ---------------------------------------------------------------
+    def io_log(self) -> dict[str, dict[str, str]]:
+        return {"reads": dict(self._reads), "writes": dict(self._writes)}
+
+    def _flush(self) -> None:
+        atomic.write_json(self._log_path, self.io_log())
+
+
+def start(name: str, *, city: str, size: str, root: Path | None = None) -> StepContext:
+    """Open the context of step ``name`` for ``city`` at data size ``size``."""
+    return StepContext(name, city=city, size=size, root=root)
+
+
+def read_io_log(paths: Paths, city: str, name: str) -> dict[str, dict[str, str]]:
+    path = paths.provenance_dir(city) / f"{name}{IO_LOG_SUFFIX}"
+    if not path.exists():
+        return {"reads": {}, "writes": {}}
+    return json.loads(path.read_text(encoding="utf-8"))

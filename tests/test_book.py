@@ -1,0 +1,92 @@
+"""The book: generated table of contents, offline HTML, one section per city."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+import yaml
+
+from reintegration.book import BookError, toc
+from reintegration.config import list_cities, load_city, load_steps
+from reintegration.paths import Paths
+
+
+def _files(entries):
+    for entry in entries:
+        yield entry["file"]
+        yield from _files(entry.get("sections", []))
+
+
+def _fake_results(root):
+    for city in list_cities(root):
+        for s in load_steps(root):
+            nb = root / "book" / "results" / city / f"{s['name']}.ipynb"
+            nb.parent.mkdir(parents=True, exist_ok=True)
+            nb.write_text("{}")
+
+
+def test_toc_has_one_results_chapter_per_city_and_a_page_per_step(tmp_root):
+    _fake_results(tmp_root)
+    contents = toc(Paths.for_size("small", tmp_root))
+    parts = {p["caption"]: p["chapters"] for p in contents["parts"]}
+    results = parts["Results per city"]
+    assert [c["file"] for c in results[1:]] == [
+        f"results/{c}/00_city_profile" for c in list_cities(tmp_root)
+    ]
+    methods = list(_files(parts["Data and methods"]))
+    assert [f"methods/{s['name']}" for s in load_steps(tmp_root)] == [
+        m for m in methods if re.match(r"methods/\d\d_", m)
+    ]
+    assert list(parts)[:3] == ["Introduction", "Data and methods", "Phase 1: feasibility"]
+    assert list(parts)[-3:] == ["Cross-city synthesis", "Werkwijzer", "Appendices"]
+
+
+def test_toc_refuses_a_step_without_its_methods_page(tmp_root):
+    (tmp_root / "book" / "methods" / "00_city_profile.md").unlink()
+    with pytest.raises(BookError, match="methods/00_city_profile.md, which does not exist"):
+        toc(Paths.for_size("small", tmp_root))
+
+
+def test_toc_refuses_a_city_whose_notebooks_did_not_run(tmp_root):
+    _fake_results(tmp_root)
+    shutil.copy(tmp_root / "config/cities/utrecht.yml", tmp_root / "config/cities/zwolle.yml")
+    with pytest.raises(BookError, match="results/zwolle/00_city_profile"):
+        toc(Paths.for_size("small", tmp_root))
+
+
+@pytest.mark.pipeline
+def test_built_toc_matches_configuration(small, built_book):
+    contents = yaml.safe_load((small.book_dir / "_toc.yml").read_text())
+    assert contents == toc(small)
+
+
+@pytest.mark.pipeline
+def test_book_has_a_results_section_per_city(small, built_book):
+    index = (built_book / "cities.html").read_text()
+    for city in list_cities(small.root):
+        page = built_book / "results" / city / "00_city_profile.html"
+        assert page.exists(), page
+        html = page.read_text()
+        assert f"<h1>{load_city(city, small.root)['display_name']}" in html
+        assert f"results/{city}/00_city_profile.html" in index
+
+
+@pytest.mark.pipeline
+def test_book_loads_nothing_from_the_network(built_book):
+    # absolute http(s) and protocol-relative references alike
+    hits = [
+        (str(p), m)
+        for p in built_book.rglob("*.html")
+        for m in re.findall(r'\b(?:src|href)\s*=\s*["\']?(?:https?:)?//[^"\'\s>]+', p.read_text())
+    ]
+    assert hits == []
+
+
+@pytest.mark.pipeline
+def test_book_has_no_launch_buttons_or_thebe(built_book):
+    for page in built_book.rglob("*.html"):
+        text = page.read_text()
+        assert "thebe" not in text.lower(), page
+        assert "binder" not in text.lower(), page
