@@ -51,7 +51,7 @@ $(shell mkdir -p $(RESULTS) && [ "$$(cat $(SIZE_STAMP) 2>/dev/null)" = "$(SIZE)"
 	|| echo "$(SIZE)" > $(SIZE_STAMP))
 endif
 
-.PHONY: all help venv data notebooks city book test lab bench clean clean-data distclean
+.PHONY: all help venv data notebooks city book test bench templates lab clean clean-data distclean
 
 all: book ## Build everything: environment, data, every city's steps, the book
 	@echo "Book: file://$(abspath $(BOOK_HTML))/index.html"
@@ -102,6 +102,13 @@ test: $(VENV_STAMP) ## Lint, tests, notebook validation and the book on SIZE=sma
 	REINTEGRATION_BUILD_DIR=$(abspath build/nbval) $(PY) -m pytest -p no:cacheprovider \
 		--nbval-lax --nbval-kernel-name $(KERNEL) \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
+
+bench: $(VENV_STAMP) ## Benchmarks (speed, memory) to build/bench.json
+	$(PY) -m reintegration.bench --size $(SIZE)
+
+templates: $(VENV_STAMP) ## Store the outputs nbval checks in the templates (small data)
+	@$(MAKE) SIZE=small data
+	$(PY) -m reintegration refresh-templates notebooks/*.ipynb
 
 lab: $(VENV_STAMP) ## Open the notebook templates in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/

@@ -64,17 +64,21 @@ def test_copying_a_city_file_adds_the_city_to_the_pipeline(root, tmp_path):
     cfg.write_text(cfg.read_text().replace("name: utrecht", "name: zwolle"))
     env = {**os.environ, "REINTEGRATION_ROOT": str(tmp_path)}
     out = subprocess.run(
-        ["make", "-n", "SIZE=small", "all"], cwd=tmp_path, env=env, capture_output=True,
-        text=True, check=True,
+        ["make", "-n", "SIZE=small", "all"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    assert "run-step --size small --kernel reintegration --city zwolle --step 00_city_profile" in out
+    assert (
+        "run-step --size small --kernel reintegration --city zwolle --step 00_city_profile" in out
+    )
     assert "data --size small --city zwolle" in out
 
 
 def _make(root, *args):
-    return subprocess.run(
-        ["make", *args], cwd=root, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run(["make", *args], cwd=root, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.pipeline

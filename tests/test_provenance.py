@@ -74,6 +74,6 @@ def test_executed_notebooks_end_with_their_provenance(small, built_book):
 @pytest.mark.pipeline
 def test_reproducibility_appendix_lists_every_run(small, built_book):
     html = (built_book / "appendices" / "reproducibility.html").read_text()
-    for city, s, _ in _records(small):
+    for city, _step, _ in _records(small):
         assert f"<td><p>{load_city(city, small.root)['display_name']}</p></td>" in html
     assert "pandas" in html and "linearmodels" in html

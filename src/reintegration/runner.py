@@ -110,6 +110,9 @@ def run_step(
     atomic.write_json(paths.provenance_dir(city) / f"{step}.json", record)
 
     nb = nbformat.read(tmp, as_version=4)
+    for cell in nb.cells:  # the book shows the injected parameters, not the defaults
+        if "parameters" in cell.metadata.get("tags", []):
+            cell.metadata["tags"] = [*cell.metadata["tags"], "remove-cell"]
     retitle(nb, cfg["display_name"], spec["title"], landing=step == first_city_step(paths))
     nb.cells.append(nbformat.v4.new_markdown_cell(provenance.markdown_cell(record)))
     nb.metadata["reintegration"] = {"step": step, "city": city, "size": size}
@@ -159,8 +162,11 @@ def refresh_checked_outputs(template: Path, *, kernel: str = KERNEL) -> int:
         os.environ["REINTEGRATION_BUILD_DIR"] = tmp
         try:
             papermill.execute_notebook(
-                str(template), str(executed), kernel_name=kernel,
-                cwd=str(template.parent), progress_bar=False,
+                str(template),
+                str(executed),
+                kernel_name=kernel,
+                cwd=str(template.parent),
+                progress_bar=False,
             )
         finally:
             if env_before is None:

@@ -1,0 +1,97 @@
+"""Benchmarks, run by ``make bench``; results to ``build/bench.json``.
+
+Speed and memory targets are checked here, never by timed tests:
+
+``data_full``
+    generating the full synthetic data for every city into a temporary folder,
+    two cities at a time (the machine has two cores); target 120 s in all.
+``noop_make``
+    a second ``make all`` on an up-to-date tree; target 5 s, and no notebook
+    re-executed.
+
+Each entry records seconds, the peak resident memory in MiB where measured,
+the target and whether it was met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from . import atomic
+from .config import list_cities
+from .paths import Paths, repo_root
+
+
+def _generate(args: tuple[str, str]) -> tuple[str, float, float]:
+    from .synth import generate_city
+
+    city, data_dir = args
+    started = time.perf_counter()
+    generate_city(city, "full", data_dir=Path(data_dir))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return city, time.perf_counter() - started, peak
+
+
+def bench_data_full(root: Path) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=2) as pool:
+            per_city = list(pool.map(_generate, [(c, tmp) for c in list_cities(root)]))
+        total = time.perf_counter() - started
+    return {
+        "seconds": round(total, 2),
+        "target_seconds": 120,
+        "met": total <= 120,
+        "peak_rss_mib": round(max(p for _, _, p in per_city), 1),
+        "per_city_seconds": {c: round(s, 2) for c, s, _ in per_city},
+    }
+
+
+def bench_noop_make(root: Path, size: str) -> dict:
+    subprocess.run(["make", f"SIZE={size}", "all"], cwd=root, check=True, capture_output=True)
+    results = root / "book" / "results"
+    before = {p: p.stat().st_mtime_ns for p in results.rglob("*.ipynb")}
+    started = time.perf_counter()
+    subprocess.run(["make", f"SIZE={size}", "all"], cwd=root, check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    rerun = sorted(str(p) for p, m in before.items() if p.stat().st_mtime_ns != m)
+    return {
+        "seconds": round(seconds, 2),
+        "target_seconds": 5,
+        "notebooks_reexecuted": len(rerun),
+        "met": seconds <= 5 and not rerun,
+    }
+
+
+BENCHES = {"data_full": bench_data_full, "noop_make": bench_noop_make}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", default="small")
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHES))
+    parser.add_argument("-o", "--output", type=Path)
+    args = parser.parse_args(argv)
+    root = repo_root()
+    out = args.output or Paths.for_size(args.size, root).build_root / "bench.json"
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    for name in args.only or sorted(BENCHES):
+        bench = BENCHES[name]
+        result = bench(root) if name == "data_full" else bench(root, args.size)
+        previous[name] = result
+        print(f"{name}: {json.dumps(result, sort_keys=True)}")
+    atomic.write_json(out, previous)
+    print(f"wrote {out}")
+    return 0 if all(r.get("met", True) for r in previous.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
