@@ -44,8 +44,9 @@ def test_needs_become_prerequisites(tmp_root):
 
 
 def _copy_repo(root, dest):
-    """A copy of the repository that shares the environment; copy2 keeps
-    modification times so make sees the environment as up to date."""
+    """A copy of the repository for dry runs. It gets a stand-in environment
+    stamp newer than its pyproject.toml, and the tests pass the real
+    interpreter as PY, so make never touches the real environment."""
     for name in ("Makefile", "pyproject.toml"):
         shutil.copy2(root / name, dest / name)
     for folder in ("config", "notebooks", "src", "book"):
@@ -54,17 +55,19 @@ def _copy_repo(root, dest):
             dest / folder,
             ignore=shutil.ignore_patterns("_build", "results", "_generated", "__pycache__"),
         )
-    os.symlink(root / ".venv", dest / ".venv")
+    (dest / ".venv").mkdir()
+    (dest / ".venv" / ".installed").touch()
+    return f"PY={root / '.venv' / 'bin' / 'python'}"
 
 
 def test_copying_a_city_file_adds_the_city_to_the_pipeline(root, tmp_path):
-    _copy_repo(root, tmp_path)
+    py = _copy_repo(root, tmp_path)
     shutil.copy(tmp_path / "config/cities/utrecht.yml", tmp_path / "config/cities/zwolle.yml")
     cfg = tmp_path / "config/cities/zwolle.yml"
     cfg.write_text(cfg.read_text().replace("name: utrecht", "name: zwolle"))
     env = {**os.environ, "REINTEGRATION_ROOT": str(tmp_path)}
     out = subprocess.run(
-        ["make", "-n", "SIZE=small", "all"],
+        ["make", "-n", py, "SIZE=small", "all"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -17,6 +17,7 @@ import yaml
 from . import atomic, provenance
 from .config import list_cities, load_city, load_steps
 from .paths import Paths
+from .synth import data_dictionary_markdown, planted_parameters_markdown
 
 #: fixed parts before and after the per-city results, as (caption, files)
 FRONT = [
@@ -129,15 +130,10 @@ def generated_pages(paths: Paths) -> dict[str, str]:
         "provenance.md": provenance_markdown(paths),
         "packages.md": packages_markdown(),
     }
-    try:
-        from .synth import schema
-    except ImportError:  # the data dictionary needs the generator's schemas
-        schema = None
-    if schema is not None:
-        pages["data_dictionary.md"] = schema.data_dictionary_markdown()
-        pages["planted_parameters.md"] = schema.planted_parameters_markdown(
-            list_cities(paths.root), root=paths.root
-        )
+    pages["data_dictionary.md"] = data_dictionary_markdown()
+    pages["planted_parameters.md"] = planted_parameters_markdown(
+        list_cities(paths.root), root=paths.root
+    )
     return pages
 
 

@@ -28,7 +28,9 @@ DOMAINS = ("municipal", "ttp", "research", "release", "truth", "public")
 
 #: role -> (domains it may read, domains it may write)
 ROLE_ACCESS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "generator": (frozenset({"public"}), frozenset(DOMAINS) - {"public"}),
+    # The synthetic-data generator writes every domain, including its manifests
+    # (public); it exists only outside the secure environment.
+    "generator": (frozenset({"public"}), frozenset(DOMAINS)),
     "municipality": (
         frozenset({"municipal", "public", "release"}),
         frozenset({"municipal", "release"}),
