@@ -24,13 +24,14 @@ VENV_STAMP := $(VENV)/.installed
 BUILD := build/$(SIZE)
 DATA := synthetic_data/$(SIZE)
 RESULTS := book/results
+RELEASE := release/$(SIZE)
 BOOK_HTML := book/_build/html
 SIZE_STAMP := $(RESULTS)/.size
 
 CITY_FILES := $(sort $(wildcard config/cities/*.yml))
 SRC_FILES := $(sort $(shell find src -name '*.py' -not -path '*/__pycache__/*'))
 SYNTH_FILES := $(sort $(wildcard src/reintegration/synth/*.py)) \
-	$(addprefix src/reintegration/,bsn.py atomic.py custody.py paths.py config.py cli.py)
+	$(addprefix src/reintegration/,bsn.py atomic.py custody.py paths.py config.py)
 BOOK_SOURCES := book/_config.yml $(sort $(shell find book -name '*.md' \
 	-not -path 'book/_build/*' -not -path 'book/results/*' -not -path 'book/_generated/*'))
 
@@ -51,7 +52,7 @@ $(shell mkdir -p $(RESULTS) && [ "$$(cat $(SIZE_STAMP) 2>/dev/null)" = "$(SIZE)"
 	|| echo "$(SIZE)" > $(SIZE_STAMP))
 endif
 
-.PHONY: all help venv data notebooks city book test bench templates lab clean clean-data distclean
+.PHONY: all help venv data notebooks city release book test bench templates lab clean clean-data distclean
 
 all: book ## Build everything: environment, data, every city's steps, the book
 	@echo "Book: file://$(abspath $(BOOK_HTML))/index.html"
@@ -78,8 +79,11 @@ $(BUILD)/steps.mk: config/steps.yml config/cities $(CITY_FILES) \
 
 data: $(DATA)/manifest.json ## Generate the synthetic data for SIZE
 
+# The merged manifest is rewritten only when its content changes; touch it so
+# make sees it as newer than the per-city manifests it was made from.
 $(DATA)/manifest.json: $(CITY_MANIFESTS)
 	$(PY) -m reintegration data-manifest --size $(SIZE)
+	@touch $@
 
 notebooks: $(ALL_NOTEBOOKS) ## Run every step for every city
 
@@ -89,7 +93,10 @@ city: ## Run one city's steps: make city CITY=<name>
 
 book: $(BOOK_HTML)/index.html ## Build the Jupyter Book from the executed notebooks
 
-$(BOOK_HTML)/index.html: $(ALL_NOTEBOOKS) $(BOOK_SOURCES) $(DATA)/manifest.json $(SIZE_STAMP)
+release: $(RELEASES) ## Finalise each city's output register into release/<SIZE>/<city>/
+
+$(BOOK_HTML)/index.html: $(ALL_NOTEBOOKS) $(RELEASES) $(BOOK_SOURCES) $(DATA)/manifest.json \
+		$(SIZE_STAMP)
 	@$(PY) -m reintegration book --size $(SIZE)
 	$(VENV)/bin/jupyter-book build book --warningiserror --keep-going --quiet
 	@touch $@
@@ -113,8 +120,8 @@ templates: $(VENV_STAMP) ## Store the outputs nbval checks in the templates (sma
 lab: $(VENV_STAMP) ## Open the notebook templates in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/
 
-clean: ## Remove build outputs, executed notebooks and the built book
-	rm -rf build book/_build book/results book/_generated book/_toc.yml
+clean: ## Remove build outputs, release bundles, executed notebooks and the built book
+	rm -rf build release book/_build book/results book/_generated book/_toc.yml
 
 clean-data: ## Remove the generated synthetic data
 	rm -rf synthetic_data/small synthetic_data/full

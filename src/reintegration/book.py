@@ -22,7 +22,10 @@ from .synth import data_dictionary_markdown, planted_parameters_markdown
 #: fixed parts before and after the per-city results, as (caption, files)
 FRONT = [
     ("Introduction", ["reading"]),
-    ("Data and methods", ["methods/index", "methods/synthetic_data", "@steps"]),
+    (
+        "Data and methods",
+        ["methods/index", "methods/synthetic_data", "methods/disclosure_control", "@steps"],
+    ),
     ("Phase 1: feasibility", ["phase1/index"]),
 ]
 BACK = [

@@ -35,12 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--city", required=True)
     run.add_argument("--step", required=True)
     run.add_argument("--kernel", default=None)
+    rel = sub.add_parser("release", help="finalise a city's output register into release/")
+    rel.add_argument("--city", required=True)
     sub.add_parser("book", help="write the table of contents and generated pages")
     tpl = sub.add_parser(
         "refresh-templates", help="store the outputs of NBVAL_CHECK_OUTPUT cells, strip the rest"
     )
     tpl.add_argument("templates", nargs="+", type=Path)
-    for s in (mk, data, run, sub.choices["data-manifest"], sub.choices["book"]):
+    for s in (mk, data, run, rel, sub.choices["data-manifest"], sub.choices["book"]):
         s.add_argument("--size", choices=SIZES, default="small")
     return p
 
@@ -89,6 +91,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         out = run_step(args.step, city=args.city, size=args.size, kernel=args.kernel or KERNEL)
         print(f"{args.city}/{args.step}: {time.perf_counter() - started:.1f} s -> {out}")
+    elif args.command == "release":
+        from .disclosure import finalise
+
+        print(f"{args.city}: release bundle -> {finalise(args.city, args.size)}")
     elif args.command == "book":
         from .book import prepare
 

@@ -3,7 +3,8 @@
 The Makefile includes the result (``build/<size>/steps.mk``). Each executed
 notebook depends on its template, its city's config, the package sources, the
 shared configuration, its city's synthetic data manifest and the executed
-notebooks of the steps it ``needs``. So make reruns exactly what a change
+notebooks of the steps it ``needs``. A city's release bundle depends on all
+of its executed notebooks. So make reruns exactly what a change
 affects, and ``make -j2`` may run cities side by side.
 """
 
@@ -41,6 +42,8 @@ def render(root: Path | None = None) -> str:
                 f"\t$(RUN_STEP) --city {city} --step {s['name']}",
             ]
         out += [
+            f"$(RELEASE)/{city}/SHA256SUMS: $(NOTEBOOKS_{city})",
+            f"\t$(PY) -m reintegration release --size $(SIZE) --city {city}",
             f"$(DATA)/manifests/{city}.json: config/cities/{city}.yml $(DATA_DEPS)",
             f"\t$(GEN_DATA) --city {city}",
             f".PHONY: city-{city}",
@@ -50,4 +53,5 @@ def render(root: Path | None = None) -> str:
     all_targets = [f"$(NOTEBOOKS_{c})" for c in cities]
     out.append(f"ALL_NOTEBOOKS := {' '.join(all_targets)}")
     out.append("CITY_MANIFESTS := " + " ".join(f"$(DATA)/manifests/{c}.json" for c in cities))
+    out.append("RELEASES := " + " ".join(f"$(RELEASE)/{c}/SHA256SUMS" for c in cities))
     return "\n".join(out) + "\n"

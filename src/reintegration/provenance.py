@@ -29,6 +29,8 @@ KEY_PACKAGES = (
     "pyarrow",
     "pyreadstat",
     "linearmodels",
+    "statsmodels",
+    "acro",
     "matplotlib",
     "papermill",
     "ipykernel",
