@@ -52,7 +52,7 @@ $(shell mkdir -p $(RESULTS) && [ "$$(cat $(SIZE_STAMP) 2>/dev/null)" = "$(SIZE)"
 	|| echo "$(SIZE)" > $(SIZE_STAMP))
 endif
 
-.PHONY: all help venv data notebooks city release book test bench templates lab clean clean-data distclean
+.PHONY: all help venv data notebooks city release audit book test bench templates lab clean clean-data distclean
 
 all: book ## Build everything: environment, data, every city's steps, the book
 	@echo "Book: file://$(abspath $(BOOK_HTML))/index.html"
@@ -95,10 +95,18 @@ book: $(BOOK_HTML)/index.html ## Build the Jupyter Book from the executed notebo
 
 release: $(RELEASES) ## Finalise each city's output register into release/<SIZE>/<city>/
 
-$(BOOK_HTML)/index.html: $(ALL_NOTEBOOKS) $(RELEASES) $(BOOK_SOURCES) $(DATA)/manifest.json \
-		$(SIZE_STAMP)
+audit: $(BOOK_HTML)/index.html ## Release audit of notebooks, release bundles and the book
+	$(PY) -m reintegration audit --size $(SIZE)
+
+# The audit runs before the book is built (executed notebooks and release
+# bundles) and again over the built HTML; a finding fails the build.
+$(BUILD)/audit.json: $(ALL_NOTEBOOKS) $(RELEASES)
+	$(PY) -m reintegration audit --size $(SIZE) --no-html
+
+$(BOOK_HTML)/index.html: $(BUILD)/audit.json $(BOOK_SOURCES) $(DATA)/manifest.json $(SIZE_STAMP)
 	@$(PY) -m reintegration book --size $(SIZE)
 	$(VENV)/bin/jupyter-book build book --warningiserror --keep-going --quiet
+	$(PY) -m reintegration audit --size $(SIZE)
 	@touch $@
 
 test: $(VENV_STAMP) ## Lint, tests, notebook validation and the book on SIZE=small

@@ -128,8 +128,21 @@ def packages_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def steps_markdown(paths: Paths) -> str:
+    """The table of analysis steps on the Data and methods page."""
+    steps = load_steps(paths.root)
+    titles = {s["name"]: s["title"] for s in steps}
+    lines = ["| step | custody role | reads the outputs of |", "|---|---|---|"]
+    for s in steps:
+        needs = ", ".join(titles[n] for n in s["needs"]) or "(only its inputs)"
+        page = f"{{doc}}`{s['title']} </methods/{s['name']}>`"
+        lines.append(f"| {page} | `{s['role']}` | {needs} |")
+    return "\n".join(lines) + "\n"
+
+
 def generated_pages(paths: Paths) -> dict[str, str]:
     pages = {
+        "steps.md": steps_markdown(paths),
         "provenance.md": provenance_markdown(paths),
         "packages.md": packages_markdown(),
     }

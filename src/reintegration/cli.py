@@ -19,6 +19,7 @@ from . import atomic
 from .book import BookError
 from .config import ConfigError
 from .custody import CustodyError
+from .ingest import ExportError
 from .paths import SIZES, Paths
 
 
@@ -37,12 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--kernel", default=None)
     rel = sub.add_parser("release", help="finalise a city's output register into release/")
     rel.add_argument("--city", required=True)
+    aud = sub.add_parser("audit", help="scan notebooks, release bundles and the book for leaks")
+    aud.add_argument("--no-html", action="store_true", help="skip the built book")
     sub.add_parser("book", help="write the table of contents and generated pages")
     tpl = sub.add_parser(
         "refresh-templates", help="store the outputs of NBVAL_CHECK_OUTPUT cells, strip the rest"
     )
     tpl.add_argument("templates", nargs="+", type=Path)
-    for s in (mk, data, run, rel, sub.choices["data-manifest"], sub.choices["book"]):
+    for s in (mk, data, run, rel, aud, sub.choices["data-manifest"], sub.choices["book"]):
         s.add_argument("--size", choices=SIZES, default="small")
     return p
 
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except (ConfigError, CustodyError, BookError, FileNotFoundError) as exc:
+    except (ConfigError, CustodyError, BookError, ExportError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a failed step: one line, not a traceback
@@ -95,6 +98,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .disclosure import finalise
 
         print(f"{args.city}: release bundle -> {finalise(args.city, args.size)}")
+    elif args.command == "audit":
+        from .audit import run
+
+        report = run(args.size, html=not args.no_html)
+        print(
+            f"audit ({args.size}): scanned {report['scanned']}; checked for "
+            f"{report['identifiers_checked']}"
+        )
+        for f in report["findings"]:
+            where = f"{f['file']}: cell {f['cell']}" if f["cell"] is not None else f["file"]
+            print(f"  {where}: {f['kind']}: {f['detail']}", file=sys.stderr)
+        print(
+            f"audit: {'passed' if report['passed'] else 'FAILED'}, "
+            f"{len(report['findings'])} findings"
+        )
+        return 0 if report["passed"] else 1
     elif args.command == "book":
         from .book import prepare
 
@@ -103,8 +122,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "refresh-templates":
         from .runner import refresh_checked_outputs
 
-        for template in args.templates:
-            print(f"{template}: {refresh_checked_outputs(template)} checked cells stored")
+        for template, n in refresh_checked_outputs(args.templates).items():
+            print(f"{template}: {n} checked cells stored")
     return 0
 
 

@@ -20,7 +20,15 @@ from .paths import repo_root
 
 CITY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 STEP_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
-ROLES = ("generator", "municipality", "linking_unit", "researcher", "validator", "publisher")
+ROLES = (
+    "generator",
+    "municipality",
+    "linking_unit",
+    "researcher",
+    "validator",
+    "publisher",
+    "auditor",
+)
 
 
 class ConfigError(ValueError):

@@ -45,6 +45,12 @@ ROLE_ACCESS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     "validator": (frozenset({"truth", "public", "release"}), frozenset({"release"})),
     "publisher": (frozenset({"public", "release"}), frozenset({"release"})),
+    # The release audit must know what to look for: identifiers in the exports
+    # and the pseudonyms in the research files. It writes only its report.
+    "auditor": (
+        frozenset({"municipal", "research", "public", "release"}),
+        frozenset({"release"}),
+    ),
 }
 
 _PERSON_DOMAINS = ("municipal", "ttp", "research", "truth")

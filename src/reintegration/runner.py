@@ -145,35 +145,56 @@ def retitle(nb: Any, city_display: str, title: str, *, landing: bool) -> None:
 CHECK_MARK = "NBVAL_CHECK_OUTPUT"
 
 
-def refresh_checked_outputs(template: Path, *, kernel: str = KERNEL) -> int:
-    """Execute a template with its default parameters and store back only the
-    outputs of cells marked ``# NBVAL_CHECK_OUTPUT`` (the outputs notebook
-    validation compares against); every other output is stripped. The run's
-    own outputs go to a temporary build folder. Returns the number of cells
-    whose stored output was set."""
+def refresh_checked_outputs(
+    templates: list[Path], *, root: Path | None = None, kernel: str = KERNEL
+) -> dict[Path, int]:
+    """Execute the templates with their default parameters and store back only
+    the outputs of cells marked ``# NBVAL_CHECK_OUTPUT`` (the outputs notebook
+    validation compares against); every other output is stripped.
+
+    Every declared step up to the last one asked for runs, in step order, in
+    one temporary build folder, so a template finds the outputs of the steps
+    before it (as under nbval); only the templates asked for are rewritten.
+    Returns, per template, the number of cells whose stored output was set."""
     import tempfile
 
     import papermill
 
-    template = Path(template).resolve()
+    from .config import load_steps
+
+    paths = Paths.for_size("small", root)
+    wanted = {Path(t).resolve() for t in templates}
+    order = [paths.notebooks_dir / f"{s['name']}.ipynb" for s in load_steps(paths.root)]
+    unknown = wanted - set(order)
+    if unknown:
+        raise FileNotFoundError(f"not a declared step's template: {sorted(map(str, unknown))}")
+    last = max(order.index(t) for t in wanted)
+    kept: dict[Path, int] = {}
+    env_before = os.environ.get("REINTEGRATION_BUILD_DIR")
     with tempfile.TemporaryDirectory() as tmp:
-        executed = Path(tmp) / template.name
-        env_before = os.environ.get("REINTEGRATION_BUILD_DIR")
         os.environ["REINTEGRATION_BUILD_DIR"] = tmp
         try:
-            papermill.execute_notebook(
-                str(template),
-                str(executed),
-                kernel_name=kernel,
-                cwd=str(template.parent),
-                progress_bar=False,
-            )
+            for template in order[: last + 1]:
+                executed = Path(tmp) / template.name
+                papermill.execute_notebook(
+                    str(template),
+                    str(executed),
+                    kernel_name=kernel,
+                    cwd=str(template.parent),
+                    progress_bar=False,
+                )
+                if template in wanted:
+                    kept[template] = _store_checked(template, executed)
         finally:
             if env_before is None:
                 os.environ.pop("REINTEGRATION_BUILD_DIR", None)
             else:
                 os.environ["REINTEGRATION_BUILD_DIR"] = env_before
-        ran = {c.get("id"): c for c in nbformat.read(executed, as_version=4).cells}
+    return kept
+
+
+def _store_checked(template: Path, executed: Path) -> int:
+    ran = {c.get("id"): c for c in nbformat.read(executed, as_version=4).cells}
     nb = nbformat.read(template, as_version=4)
     kept = 0
     for cell in nb.cells:

@@ -1,0 +1,1017 @@
+"""The delivery check: validate a municipality's exports, quarantine bad rows,
+resolve duplicates and report data quality in aggregates.
+
+Input: the files read by :mod:`reintegration.ingest` (canonical column names,
+values as delivered). Output: a :class:`CheckedDelivery` with
+
+* the checked tables: canonical, typed columns (codes mapped onto the
+  canonical values, instrument codes onto the shared taxonomy, the BSN
+  normalised), plus ``_row``, the row number in the export;
+* the quarantine: one line per removed row, naming the file, the row, the
+  column and the reason (:data:`REASONS`);
+* the flags: rows kept with a repaired or missing value, one line per
+  finding (a BSN that fails the elfproef is kept, without its BSN, for
+  fallback linkage).
+
+Every row is accounted for: per table, rows in = rows kept + rows quarantined
+(:meth:`CheckedDelivery.accounting`).
+
+The checks are pandera schemas per canonical table (:func:`row_schema`), whose
+check names are the reason codes; the checked tables are validated once more
+against the output contract (:func:`output_schema`) before they are written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from . import bsn as bsnlib
+from .config import ConfigError, load_instruments
+from .ingest import CODED_COLUMNS, DATE_COLUMNS, Export
+
+TABLES = ("clients", "benefit_spells", "instruments", "caseload")
+DIMENSIONS = ("completeness", "validity", "uniqueness", "consistency", "timeliness")
+#: canonical code values (the same lists as the synthetic schema)
+CANONICAL_CODES: dict[str, tuple[str, ...]] = {
+    "sex": ("male", "female"),
+    "household_type": ("single", "single_parent", "couple", "couple_children"),
+    "language_level": ("below_b1", "b1_or_higher"),
+    "labour_market_distance": ("short", "medium", "large"),
+    "benefit_type": ("participatiewet",),
+}
+#: columns that must hold a value, per table (a row without one is quarantined)
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "clients": ("client_id",),
+    "benefit_spells": ("client_id", "benefit_type", "start_date"),
+    "instruments": ("client_id", "instrument_code", "start_date"),
+    "caseload": ("case_manager", "team", "first_active"),
+}
+#: columns that may be empty by nature (not counted against completeness)
+OPTIONAL: dict[str, tuple[str, ...]] = {
+    "clients": ("surname_prefix",),
+    "benefit_spells": ("end_date",),  # a spell running at the export date has no end
+    "instruments": (),
+    "caseload": ("last_active",),
+}
+#: the date a row is placed in time by, per table (clients: their first benefit spell)
+REFERENCE_DATE_COLUMN = {
+    "benefit_spells": "start_date",
+    "instruments": "start_date",
+    "caseload": "first_active",
+}
+#: youngest and oldest plausible age of a client at the export date
+AGE_RANGE = (15, 100)
+
+
+class Reason(NamedTuple):
+    action: str  # "quarantine": the row is removed; "flag": the row is kept
+    dimension: str | None  # the quality dimension it counts against (None: a repair)
+    text: str
+
+
+#: every reason a row can be quarantined or flagged for
+REASONS: dict[str, Reason] = {
+    # quarantine: the row cannot be used
+    "missing_value": Reason("quarantine", "completeness", "a required value is empty"),
+    "unparsable_date": Reason(
+        "quarantine", "validity", "a date that does not match the declared date format"
+    ),
+    "date_in_future": Reason("quarantine", "validity", "a start date after the export date"),
+    "end_before_start": Reason("quarantine", "consistency", "the end date is before the start"),
+    "unknown_instrument_code": Reason(
+        "quarantine", "validity", "an instrument code the city's configuration does not map"
+    ),
+    "unknown_benefit_type": Reason(
+        "quarantine", "validity", "a benefit scheme code the configuration does not map"
+    ),
+    "duplicate": Reason(
+        "quarantine", "uniqueness", "a second copy of a record that is kept once"
+    ),
+    "conflicting_duplicate": Reason(
+        "quarantine", "uniqueness",
+        "copies of one key that disagree on what identifies them: every copy is removed",
+    ),
+    "unknown_client": Reason(
+        "quarantine", "consistency", "the client number is not in the client file"
+    ),
+    "client_quarantined": Reason(
+        "quarantine", "consistency", "the client's own record was quarantined"
+    ),
+    # flags: the row is kept
+    "bsn_missing": Reason("flag", "completeness", "no BSN: linked by the fallback route"),
+    "bsn_invalid": Reason(
+        "flag", "validity",
+        "the BSN is not nine digits or fails the elfproef: removed, linked by the fallback route",
+    ),
+    "bsn_padded": Reason(
+        "flag", None, "an eight-digit BSN (stored as a number) got its leading zero back"
+    ),
+    "unknown_code": Reason(
+        "flag", "validity", "a code the configuration does not map: set to missing"
+    ),
+    "invalid_birth_date": Reason(
+        "flag", "validity", "a birth date that does not parse or lies in the future: set missing"
+    ),
+    "implausible_birth_date": Reason(
+        "flag", "validity", f"an age outside {AGE_RANGE[0]}-{AGE_RANGE[1]} at the export date"
+    ),
+    "invalid_postcode": Reason(
+        "flag", "validity", "not a six-character postcode (1234AB): set to missing"
+    ),
+    "invalid_house_number": Reason(
+        "flag", "validity", "not a positive whole house number: set to missing"
+    ),
+    "end_after_export": Reason(
+        "flag", "validity", "a benefit end date after the export date: treated as running"
+    ),
+    "overlapping_spell": Reason(
+        "flag", "consistency", "the benefit spell overlaps an earlier spell of the same client"
+    ),
+    "duplicate_values_differ": Reason(
+        "flag", "consistency",
+        "the kept copy of a duplicated client differs from a removed copy in this column",
+    ),
+    "no_benefit_spell": Reason(
+        "flag", "consistency", "the client has no benefit spell in the delivery"
+    ),
+    "unknown_case_manager": Reason(
+        "flag", "consistency", "the client's case manager is not in the case-manager file"
+    ),
+}
+#: quarantine reasons in the order they are checked (the first one found is reported)
+QUARANTINE_ORDER = [k for k, r in REASONS.items() if r.action == "quarantine"]
+
+#: the documented duplicate rules: table -> (key, identity, which copy is kept,
+#: a second rule on content under different record numbers)
+DUPLICATE_RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str, str]] = {
+    "clients": (
+        ("client_id",),
+        ("bsn", "birth_date", "sex"),
+        "the copy with the most accented letters in name and street (a system migration "
+        "that drops accents loses information), then the one with the most values filled "
+        "in, then the first in the file",
+        "",
+    ),
+    "benefit_spells": (
+        ("client_id", "spell_id"),
+        ("benefit_type", "start_date", "end_date"),
+        "the first in the file",
+        "Spells with the same client, scheme, start and end under different spell numbers "
+        "are copies too; the first is kept.",
+    ),
+    "instruments": (
+        ("client_id", "episode_id"),
+        ("instrument", "start_date", "end_date"),
+        "the first in the file",
+        "Episodes with the same client, instrument and start date under different numbers "
+        "are copies too; the one with an end date is kept, else the first.",
+    ),
+    "caseload": (
+        ("case_manager", "team", "first_active"),
+        ("last_active",),
+        "the first in the file",
+        "",
+    ),
+}
+
+
+# ---------------------------------------------------------------------------
+# result
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class CheckedDelivery:
+    """The checked delivery of one city (see the module docstring)."""
+
+    city: str
+    reference_date: pd.Timestamp
+    window_start: pd.Timestamp
+    tables: dict[str, pd.DataFrame]
+    quarantine: pd.DataFrame
+    flags: pd.DataFrame
+    rows_in: dict[str, int]
+    files: dict[str, str]
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    assessment: dict[str, pd.DataFrame] = field(default_factory=dict)
+    completeness_by_column: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def accounting(self) -> pd.DataFrame:
+        """Rows in, kept and quarantined per table (the invariant of the check)."""
+        rows = []
+        for table, n in self.rows_in.items():
+            q = int((self.quarantine["table"] == table).sum())
+            rows.append({"table": table, "rows_in": n, "kept": len(self.tables[table]),
+                         "quarantined": q})
+        return pd.DataFrame(rows).set_index("table")
+
+    def accounting_ok(self) -> bool:
+        acc = self.accounting()
+        return bool((acc["rows_in"] == acc["kept"] + acc["quarantined"]).all())
+
+    def row_outcomes(self) -> pd.DataFrame:
+        """One row per delivered row: table, year and outcome ('kept' or the
+        quarantine reason), for aggregate tables."""
+        frames = []
+        for table, a in self.assessment.items():
+            frames.append(pd.DataFrame({
+                "table": table,
+                "year": a["year"].to_numpy(),
+                "outcome": a["outcome"].to_numpy(),
+            }))
+        return pd.concat(frames, ignore_index=True)
+
+    def flag_rows(self) -> pd.DataFrame:
+        """One row per (delivered row, flag reason); rows without a flag appear
+        once as 'no flag'."""
+        frames = []
+        for table, a in self.assessment.items():
+            f = self.flags[self.flags["table"] == table][["row", "reason"]].drop_duplicates()
+            flagged = set(f["row"])
+            none = a.loc[~a["_row"].isin(flagged), ["_row"]].assign(reason="no flag")
+            both = pd.concat([f.rename(columns={"row": "_row"}), none], ignore_index=True)
+            frames.append(both.assign(table=table)[["table", "reason"]])
+        return pd.concat(frames, ignore_index=True)
+
+    def dimension_rows(self) -> pd.DataFrame:
+        """Long format: one row per delivered row and pass/fail dimension
+        (validity, uniqueness, consistency, timeliness), with its score: 1 if
+        the row passes, 0 if not. Its mean is a share of rows, so disclosure
+        control treats it as a proportion."""
+        frames = []
+        for table, a in self.assessment.items():
+            for dim in DIMENSIONS[1:]:
+                frames.append(pd.DataFrame({
+                    "table": table, "year": a["year"].to_numpy(), "dimension": dim,
+                    "score": a[dim].astype("int64").to_numpy(),
+                }))
+        return pd.concat(frames, ignore_index=True)
+
+    def completeness_rows(self) -> pd.DataFrame:
+        """One row per delivered row: table, year and the share of its expected
+        values that are present."""
+        return pd.concat(
+            [pd.DataFrame({"table": t, "year": a["year"].to_numpy(),
+                           "completeness": a["completeness"].to_numpy()})
+             for t, a in self.assessment.items()],
+            ignore_index=True,
+        )
+
+
+# ---------------------------------------------------------------------------
+# the check
+# ---------------------------------------------------------------------------
+
+
+def reference_dates(city: dict[str, Any]) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(start of the delivery window, export date).
+
+    The export date is ``exports.export_date`` when the configuration declares
+    it, else the last day of the observation window (the last inflow month plus
+    the follow-up). The window starts on the first day of the first inflow month.
+    """
+    study = city["study"]
+    start = pd.Timestamp(f"{study['inflow_from']}-01")
+    declared = city["exports"].get("export_date")
+    if declared:
+        ref = pd.Timestamp(declared)
+    else:
+        end = pd.Timestamp(f"{study['inflow_to']}-01") + pd.DateOffset(
+            months=int(study.get("follow_up_months", 24)) + 1
+        )
+        ref = end - pd.Timedelta(days=1)
+    return start, ref
+
+
+def check_delivery(
+    exports: dict[str, Export],
+    city: dict[str, Any],
+    *,
+    taxonomy: dict[str, Any] | None = None,
+    root: Any = None,
+) -> CheckedDelivery:
+    """Check every table of a delivery (see the module docstring)."""
+    taxonomy = taxonomy if taxonomy is not None else load_instruments(root)
+    window_start, ref = reference_dates(city)
+    ctx = _Check(city, exports, taxonomy, ref)
+    for table in TABLES:
+        if table in exports:
+            ctx.row_checks(table)
+    ctx.deduplicate()
+    ctx.references()
+    ctx.consistency()
+    tables = ctx.finish()
+    quarantine, flags = ctx.issue_frames()
+    checked = CheckedDelivery(
+        city=city["name"],
+        reference_date=ref,
+        window_start=window_start,
+        tables=tables,
+        quarantine=quarantine,
+        flags=flags,
+        rows_in={t: exports[t].rows for t in TABLES if t in exports},
+        files={t: exports[t].file for t in TABLES if t in exports},
+        notes={t: list(exports[t].notes) for t in TABLES if t in exports},
+    )
+    _assess(checked, exports)
+    if not checked.accounting_ok():  # pragma: no cover - a bug, never a data problem
+        raise AssertionError(f"rows lost in the delivery check:\n{checked.accounting()}")
+    for table, df in tables.items():
+        output_schema(table, city, taxonomy).validate(df)
+    return checked
+
+
+class _Check:
+    """The working state of one delivery check."""
+
+    def __init__(self, city: dict[str, Any], exports: dict[str, Export], taxonomy, ref):
+        self.city = city
+        self.exports = exports
+        self.taxonomy = taxonomy
+        self.ref = ref
+        self.frames: dict[str, pd.DataFrame] = {}
+        self.issues: list[dict[str, Any]] = []
+        self.out: dict[str, pd.Series] = {}  # table -> boolean "quarantined" by position
+
+    # ---- bookkeeping -----------------------------------------------------------
+    def issue(
+        self, table: str, pos: np.ndarray | pd.Index, column: str | None, reason: str,
+        values: Any = None, detail: str = "",
+    ) -> None:
+        pos = np.asarray(pos, dtype=np.int64)
+        if pos.size == 0:
+            return
+        df = self.frames[table]
+        ex = self.exports[table]
+        if values is None and column is not None and column in df.columns:
+            values = df[column].to_numpy()[pos]
+        elif values is None:
+            values = [None] * pos.size
+        for p, v in zip(pos, np.asarray(values, dtype=object), strict=True):
+            self.issues.append({
+                "table": table,
+                "file": ex.file,
+                "pos": int(p),
+                "row": int(df["_row"].iat[p]),
+                "client_id": df["client_id"].iat[p] if "client_id" in df.columns else None,
+                "column": ex.columns.get(column, column) if column else None,
+                "canonical": column,
+                "reason": reason,
+                "value": _text(v),
+                "detail": detail or REASONS[reason].text,
+            })
+        if REASONS[reason].action == "quarantine":
+            self.out[table].iloc[pos] = True
+
+    def alive(self, table: str) -> pd.DataFrame:
+        df = self.frames[table]
+        return df[~self.out[table].to_numpy()]
+
+    # ---- per-row checks ----------------------------------------------------------
+    def row_checks(self, table: str) -> None:
+        ex = self.exports[table]
+        df = ex.frame.copy().reset_index(drop=True)
+        self.frames[table] = df
+        self.out[table] = pd.Series(False, index=df.index)
+        for err in ex.cell_errors:
+            pos = np.array([err.row - 1])
+            if table == "clients" and err.column == "birth_date":
+                self.issue(table, pos, err.column, "invalid_birth_date", [err.value], err.reason)
+            else:
+                self.issue(table, pos, err.column, "unparsable_date", [err.value], err.reason)
+        for col in df.columns:
+            if col != "_row" and col not in DATE_COLUMNS.get(table, ()):
+                df[col] = df[col].map(_clean_text).astype(object)
+        if table == "clients":
+            self._clients(df)
+        elif table == "benefit_spells":
+            self._codes(table, df, ("benefit_type",), quarantine="unknown_benefit_type")
+        elif table == "instruments":
+            self._instruments(df)
+        schema = row_schema(table, self.ref, [c for c in df.columns if c != "_row"])
+        self._run_schema(table, schema)
+
+    def _clients(self, df: pd.DataFrame) -> None:
+        t = "clients"
+        if "bsn" in df.columns:
+            raw = df["bsn"]
+            norm = bsnlib.normalise_series(pd.Series(raw.to_numpy(), dtype=object))
+            digits = (
+                pd.Series(raw.map(_text).to_numpy(), dtype="string")
+                .str.replace(r"\.0+$", "", regex=True)
+                .str.replace(r"[\s.\-]", "", regex=True)
+            )
+            padded = digits.str.fullmatch(r"[0-9]{8}").fillna(False).to_numpy(dtype=bool)
+            valid = bsnlib.elfproef_series(norm).to_numpy(dtype=bool)
+            missing = norm.isna().to_numpy()
+            invalid = ~valid & ~missing
+            self.issue(t, np.flatnonzero(missing), "bsn", "bsn_missing")
+            self.issue(t, np.flatnonzero(invalid), "bsn", "bsn_invalid")
+            self.issue(t, np.flatnonzero(padded & valid), "bsn", "bsn_padded")
+            status = np.where(valid, "valid", np.where(missing, "missing", "invalid"))
+            df["bsn"] = pd.Series(norm.to_numpy(dtype=object), dtype=object).where(valid, None)
+            df["bsn_status"] = status
+            df["bsn_padded"] = padded & valid
+        else:
+            df["bsn_status"] = "missing"
+            df["bsn_padded"] = False
+        self._codes(t, df, tuple(c for c in CODED_COLUMNS if c in df.columns), quarantine=None)
+        if "postcode" in df.columns:
+            pc = df["postcode"].map(
+                lambda v: None if v is None else str(v).replace(" ", "").upper()
+            )
+            ok = pc.str.fullmatch(r"[1-9][0-9]{3}[A-Z]{2}").fillna(False).astype(bool)
+            bad = pc.notna() & ~ok
+            self.issue(t, np.flatnonzero(bad), "postcode", "invalid_postcode")
+            df["postcode"] = pc.where(ok, None).astype(object)
+        if "house_number" in df.columns:
+            num = pd.to_numeric(df["house_number"], errors="coerce")
+            ok = num.notna() & (num > 0) & (num == np.floor(num.fillna(0)))
+            bad = df["house_number"].notna() & ~ok
+            self.issue(t, np.flatnonzero(bad), "house_number", "invalid_house_number")
+            df["house_number"] = num.where(ok).astype("Int64")
+        if "birth_date" in df.columns:
+            bd = df["birth_date"]
+            future = bd.notna() & (bd > self.ref)
+            self.issue(t, np.flatnonzero(future), "birth_date", "invalid_birth_date",
+                       detail="a birth date after the export date: set to missing")
+            df["birth_date"] = bd.where(~future)
+
+    def _codes(
+        self, table: str, df: pd.DataFrame, columns: tuple[str, ...], quarantine: str | None
+    ) -> None:
+        codes = self.city["exports"].get("codes") or {}
+        for col in columns:
+            given = codes.get(col) or {}
+            inverse = {_code_key(code): canon for canon, code in given.items()}
+            for canon in CANONICAL_CODES.get(col, ()):
+                inverse.setdefault(_code_key(canon), canon)
+            keys = df[col].map(_code_key)
+            mapped = keys.map(inverse)
+            bad = keys.notna() & mapped.isna()
+            if quarantine:
+                self.issue(table, np.flatnonzero(bad), col, quarantine)
+            else:
+                self.issue(table, np.flatnonzero(bad), col, "unknown_code")
+            df[col] = mapped.astype(object).where(mapped.notna(), None)
+
+    def _instruments(self, df: pd.DataFrame) -> None:
+        mapping = self.city["exports"].get("instrument_codes") or {}
+        inverse = {}
+        for code, key in mapping.items():
+            if key not in self.taxonomy:
+                raise ConfigError(
+                    f"{self.city.get('_path', self.city['name'])}: instrument code {code!r} "
+                    f"maps to {key!r}, which is not in config/instruments.yml"
+                )
+            inverse[_code_key(code)] = key
+        keys = df["instrument_code"].map(_code_key)
+        inst = keys.map(inverse)
+        bad = keys.notna() & inst.isna()
+        self.issue("instruments", np.flatnonzero(bad), "instrument_code",
+                   "unknown_instrument_code")
+        df["instrument_code"] = keys.astype(object).where(keys.notna(), None)
+        df["instrument"] = inst.astype(object).where(inst.notna(), None)
+
+    def _run_schema(self, table: str, schema: Any) -> None:
+        import pandera.errors as pe
+
+        alive = self.alive(table)
+        try:
+            schema.validate(alive, lazy=True)
+            return
+        except pe.SchemaErrors as exc:
+            cases = exc.failure_cases
+        cases = cases[cases["index"].notna()]
+        df = self.frames[table]
+        seen: set[tuple[int, str]] = set()
+        for _, case in cases.iterrows():
+            check = str(case["check"])
+            reason, column = _schema_reason(table, check, case["column"])
+            pos = int(case["index"])
+            if (pos, reason) in seen:
+                continue
+            seen.add((pos, reason))
+            if reason == "end_after_export":
+                self.issue(table, [pos], column, reason)
+                df.at[pos, column] = pd.NaT
+            else:  # every reason is recorded; the quarantine line names the first
+                self.issue(table, [pos], column, reason)
+
+    # ---- duplicates ----------------------------------------------------------------
+    def deduplicate(self) -> None:
+        for table in TABLES:
+            if table not in self.frames:
+                continue
+            key, identity, _, _ = DUPLICATE_RULES[table]
+            alive = self.alive(table)
+            key = tuple(c for c in key if c in alive.columns)
+            identity = tuple(c for c in identity if c in alive.columns)
+            if not key:
+                continue
+            self._dedup(table, alive, list(key), list(identity))
+            if table in ("benefit_spells", "instruments"):
+                self._dedup_content(table)
+
+    def _dedup(self, table: str, alive: pd.DataFrame, key: list[str], identity: list[str]):
+        dup = alive[alive.duplicated(key, keep=False)]
+        if dup.empty:
+            return
+        k = _key_series(dup, key)
+        if identity:
+            n_ident = dup[identity].astype(str).groupby(k.to_numpy()).nunique().max(axis=1)
+            conflicting = k.map(n_ident).to_numpy() > 1
+        else:
+            conflicting = np.zeros(len(dup), dtype=bool)
+        self.issue(table, dup.index[conflicting], key[-1], "conflicting_duplicate",
+                   detail="copies with the same " + " and ".join(key) + " differ in "
+                   + ", ".join(identity))
+        same = dup[~conflicting]
+        if same.empty:
+            return
+        order = same.assign(_k=k[~conflicting].to_numpy(), **_preference(table, same))
+        order = order.sort_values(["_k", "_p1", "_p2", "_row"], ascending=[True, False, False,
+                                                                            True])
+        keep = ~order.duplicated("_k", keep="first")
+        self.issue(table, order.index[~keep.to_numpy()], key[-1], "duplicate",
+                   detail="a copy of a record kept once (same " + " and ".join(key) + ")")
+        if table == "clients":
+            self._differences(order, keep)
+
+    def _differences(self, order: pd.DataFrame, keep: pd.Series) -> None:
+        """Flag the kept copy of a client where a removed copy differs in an
+        analysis column (names and street may differ in accents only)."""
+        compare = [c for c in ("district", "household_type", "language_level",
+                               "labour_market_distance", "team", "case_manager", "postcode",
+                               "house_number") if c in order.columns]
+        kept = order[keep.to_numpy()]
+        dropped = order[~keep.to_numpy()]
+        by_key = kept.set_index("_k")
+        for col in compare:
+            ref = dropped["_k"].map(by_key[col].astype(str))
+            differ = dropped[col].astype(str).to_numpy() != ref.to_numpy()
+            keys = set(dropped["_k"].to_numpy()[differ])
+            if keys:
+                idx = kept.index[kept["_k"].isin(keys).to_numpy()]
+                self.issue("clients", idx, col, "duplicate_values_differ")
+
+    def _dedup_content(self, table: str) -> None:
+        alive = self.alive(table)
+        if table == "benefit_spells":
+            key = [c for c in ("client_id", "benefit_type", "start_date", "end_date")
+                   if c in alive.columns]
+            dup = alive[alive.duplicated(key, keep="first")]
+            self.issue(table, dup.index, "start_date", "duplicate",
+                       detail="the same spell (client, scheme, start, end) under another number")
+        else:
+            key = ["client_id", "instrument", "start_date"]
+            order = alive.assign(_has_end=alive["end_date"].notna()).sort_values(
+                key + ["_has_end", "_row"], ascending=[True] * len(key) + [False, True]
+            )
+            dup = order[order.duplicated(key, keep="first")]
+            self.issue(table, dup.index, "start_date", "duplicate",
+                       detail="the same episode (client, instrument, start) under another number")
+
+    # ---- references between tables ---------------------------------------------------
+    def references(self) -> None:
+        if "clients" not in self.frames:
+            return
+        kept = set(self.alive("clients")["client_id"])
+        delivered = set(self.frames["clients"]["client_id"].dropna())
+        for table in ("benefit_spells", "instruments"):
+            if table not in self.frames:
+                continue
+            alive = self.alive(table)
+            orphan = ~alive["client_id"].isin(kept)
+            gone = orphan & alive["client_id"].isin(delivered)
+            self.issue(table, alive.index[gone.to_numpy()], "client_id", "client_quarantined")
+            self.issue(table, alive.index[(orphan & ~gone).to_numpy()], "client_id",
+                       "unknown_client")
+
+    def consistency(self) -> None:
+        if "benefit_spells" in self.frames:
+            b = self.alive("benefit_spells").sort_values(["client_id", "start_date", "_row"])
+            end = b["end_date"].fillna(pd.Timestamp.max)
+            running = end.groupby(b["client_id"].to_numpy()).cummax()
+            prev_end = running.groupby(b["client_id"].to_numpy()).shift()
+            overlap = prev_end.notna() & (b["start_date"] <= prev_end)
+            self.issue("benefit_spells", b.index[overlap.to_numpy()], "start_date",
+                       "overlapping_spell")
+        if "clients" in self.frames:
+            clients = self.alive("clients")
+            if "benefit_spells" in self.frames:
+                with_spell = set(self.alive("benefit_spells")["client_id"])
+                none = ~clients["client_id"].isin(with_spell)
+                self.issue("clients", clients.index[none.to_numpy()], "client_id",
+                           "no_benefit_spell")
+            if "caseload" in self.frames and "case_manager" in clients.columns:
+                known = set(self.alive("caseload")["case_manager"])
+                unknown = clients["case_manager"].notna() & ~clients["case_manager"].isin(known)
+                self.issue("clients", clients.index[unknown.to_numpy()], "case_manager",
+                           "unknown_case_manager")
+
+    # ---- results ------------------------------------------------------------------------
+    def finish(self) -> dict[str, pd.DataFrame]:
+        out = {}
+        for table, df in self.frames.items():
+            kept = df[~self.out[table].to_numpy()].copy()
+            out[table] = _typed(table, kept).reset_index(drop=True)
+        return out
+
+    def issue_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        cols = ["table", "file", "row", "client_id", "column", "reason", "value", "detail"]
+        issues = pd.DataFrame(self.issues, columns=[*cols, "pos", "canonical"])
+        action = issues["reason"].map(lambda r: REASONS[r].action)
+        flags = issues[action == "flag"][cols].sort_values(["table", "row", "reason"])
+        q = issues[action == "quarantine"].copy()
+        q["_order"] = q["reason"].map(QUARANTINE_ORDER.index)
+        q = q.sort_values(["table", "row", "_order"])
+        first = q.drop_duplicates(["table", "row"], keep="first").copy()
+        if len(q) > len(first):
+            others = q.groupby(["table", "row"])["reason"].agg(
+                lambda s: ", ".join(list(dict.fromkeys(s))[1:])
+            ).rename("_others")
+            first = first.merge(others, left_on=["table", "row"], right_index=True, how="left")
+            first["detail"] = [
+                f"{d} (also: {o})" if o else d
+                for d, o in zip(first["detail"], first["_others"], strict=True)
+            ]
+        quarantine = first[cols].sort_values(["table", "row"]).reset_index(drop=True)
+        for frame in (quarantine, flags):
+            frame["row"] = frame["row"].astype("int64")
+            for col in ("client_id", "column", "value", "detail"):
+                frame[col] = frame[col].astype("string")
+        return quarantine, flags.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------
+# pandera schemas
+# ---------------------------------------------------------------------------
+
+
+def row_schema(table: str, reference_date: pd.Timestamp, columns: list[str]) -> Any:
+    """The row checks of ``table``: check names are reason codes (or
+    pandera's ``not_nullable``, reported as ``missing_value``)."""
+    import pandera.pandas as pa
+
+    ref = pd.Timestamp(reference_date)
+    cols: dict[str, Any] = {}
+    for col in columns:
+        checks = []
+        if col in ("start_date", "first_active"):
+            checks.append(pa.Check(lambda s, r=ref: s.isna() | (s <= r), name="date_in_future"))
+        if table == "benefit_spells" and col == "end_date":
+            checks.append(pa.Check(lambda s, r=ref: s.isna() | (s <= r), name="end_after_export"))
+        if table == "clients" and col == "birth_date":
+            lo = ref - pd.DateOffset(years=AGE_RANGE[1])
+            hi = ref - pd.DateOffset(years=AGE_RANGE[0])
+            checks.append(
+                pa.Check(lambda s, lo=lo, hi=hi: s.isna() | ((s >= lo) & (s <= hi)),
+                         name="implausible_birth_date")
+            )
+        cols[col] = pa.Column(
+            nullable=col not in REQUIRED.get(table, ()), checks=checks, required=False
+        )
+    frame_checks = []
+    if {"start_date", "end_date"} <= set(columns):
+        frame_checks.append(
+            pa.Check(
+                lambda d: d["end_date"].isna() | d["start_date"].isna()
+                | (d["end_date"] >= d["start_date"]),
+                name="end_before_start",
+            )
+        )
+    if {"first_active", "last_active"} <= set(columns):
+        frame_checks.append(
+            pa.Check(
+                lambda d: d["last_active"].isna() | d["first_active"].isna()
+                | (d["last_active"] >= d["first_active"]),
+                name="end_before_start",
+            )
+        )
+    return pa.DataFrameSchema(cols, checks=frame_checks, name=f"{table} (row checks)")
+
+
+def _schema_reason(table: str, check: str, column: Any) -> tuple[str, str | None]:
+    if check == "not_nullable":
+        return "missing_value", str(column)
+    if check == "end_before_start":
+        return check, "last_active" if table == "caseload" else "end_date"
+    return check, (str(column) if isinstance(column, str) else None)
+
+
+def output_schema(table: str, city: dict[str, Any], taxonomy: dict[str, Any]) -> Any:
+    """The contract of a checked table, as the delivery check writes it."""
+    import pandera.pandas as pa
+
+    from .ingest import declared_columns
+
+    delivered = set(declared_columns(city, table))
+    text = pa.Column(object, nullable=True, required=False)
+
+    def code(col: str) -> Any:
+        return pa.Column(object, pa.Check.isin(list(CANONICAL_CODES[col])), nullable=True,
+                         required=False)
+
+    date = pa.Column("datetime64[ns]", nullable=True, required=False)
+    cols: dict[str, Any] = {"_row": pa.Column("int64", pa.Check.ge(1), unique=True)}
+    if table == "clients":
+        cols |= {
+            "client_id": pa.Column(object, nullable=False, unique=True),
+            "bsn": pa.Column(object, pa.Check.str_matches(r"^[0-9]{9}$"), nullable=True,
+                             required=False),
+            "bsn_status": pa.Column(object, pa.Check.isin(["valid", "missing", "invalid"])),
+            "bsn_padded": pa.Column(bool),
+            "birth_date": date,
+            "postcode": pa.Column(object, pa.Check.str_matches(r"^[1-9][0-9]{3}[A-Z]{2}$"),
+                                  nullable=True, required=False),
+            "house_number": pa.Column("Int64", pa.Check.gt(0), nullable=True, required=False),
+        }
+        cols |= {c: code(c) for c in ("sex", "household_type", "language_level",
+                                       "labour_market_distance")}
+        checks = [pa.Check(lambda d: (d["bsn_status"] == "valid") == d["bsn"].notna(),
+                           name="bsn_only_when_valid")] if "bsn" in delivered else []
+    elif table == "benefit_spells":
+        cols |= {"client_id": pa.Column(object), "benefit_type": code("benefit_type"),
+                 "start_date": pa.Column("datetime64[ns]"), "end_date": date}
+        checks = []
+    elif table == "instruments":
+        cols |= {"client_id": pa.Column(object), "instrument_code": pa.Column(object),
+                 "instrument": pa.Column(object, pa.Check.isin(list(taxonomy))),
+                 "start_date": pa.Column("datetime64[ns]"), "end_date": date}
+        checks = []
+    else:
+        cols |= {"case_manager": pa.Column(object), "team": pa.Column(object),
+                 "first_active": pa.Column("datetime64[ns]"), "last_active": date}
+        checks = []
+    for col in delivered:
+        cols.setdefault(col, text)
+    return pa.DataFrameSchema(cols, checks=checks, strict=False, name=f"{table} (checked)")
+
+
+# ---------------------------------------------------------------------------
+# the quality report
+# ---------------------------------------------------------------------------
+
+DEFINITIONS = {
+    "completeness": "share of the expected values that are present (columns that may be empty "
+    "by nature, such as a surname prefix or the end of a running benefit spell, are not "
+    "counted)",
+    "validity": "share of rows whose values all have the declared format and codes: dates "
+    "parse, codes map, the BSN passes the elfproef, postcodes and house numbers are well "
+    "formed, start dates are not after the export date",
+    "uniqueness": "share of rows that are not a duplicate of another row (same key)",
+    "consistency": "share of rows that agree with the rest of the delivery: end not before "
+    "start, no overlapping benefit spells, the client exists, every client has a benefit "
+    "spell, a client's case manager is in the case-manager file",
+    "timeliness": "share of rows that fall in the period the delivery covers: the reference "
+    "date (start date; for a client the start of the first benefit spell) lies between the "
+    "first inflow month and the export date",
+}
+
+
+def _assess(checked: CheckedDelivery, exports: dict[str, Export]) -> None:
+    """Per delivered row: year, outcome and a score per quality dimension."""
+    q = checked.quarantine
+    f = checked.flags
+    spells = checked.tables.get("benefit_spells")
+    first_spell = (
+        spells.groupby("client_id")["start_date"].min() if spells is not None else pd.Series()
+    )
+    for table, ex in exports.items():
+        if table not in TABLES:
+            continue
+        raw = ex.frame
+        n = len(raw)
+        rows = raw["_row"].to_numpy()
+        expected = [c for c in ex.columns if c not in OPTIONAL.get(table, ())]
+        present = np.column_stack([raw[c].notna().to_numpy() for c in expected])
+        # a date that did not parse was delivered, but it is not a usable value
+        completeness = present.mean(axis=1)
+        qt = q[q["table"] == table].set_index("row")["reason"]
+        outcome = pd.Series(rows).map(qt).fillna("kept").to_numpy()
+        ft = f[f["table"] == table]
+        failed: dict[str, set[int]] = {d: set() for d in DIMENSIONS}
+        for reason, group in pd.concat([qt.reset_index(), ft[["row", "reason"]]]).groupby(
+            "reason"
+        ):
+            dim = REASONS[reason].dimension
+            if dim and dim != "completeness":
+                failed[dim].update(group["row"].astype(int))
+        if table == "clients":
+            ref = raw["client_id"].map(first_spell)
+        else:
+            ref = raw[REFERENCE_DATE_COLUMN[table]]
+        ref = pd.to_datetime(ref, errors="coerce")
+        timely = (ref >= checked.window_start) & (ref <= checked.reference_date)
+        if table == "caseload" and "last_active" in raw.columns:
+            # a case manager counts when the period on the post overlaps the window
+            last = pd.to_datetime(raw["last_active"], errors="coerce")
+            timely = (ref <= checked.reference_date) & (
+                last.isna() | (last >= checked.window_start)
+            )
+        year = ref.dt.year.astype("Int64").astype("string").fillna("unknown")
+        checked.assessment[table] = pd.DataFrame({
+            "_row": rows,
+            "year": year.to_numpy(),
+            "outcome": outcome,
+            "completeness": completeness,
+            "validity": ~np.isin(rows, list(failed["validity"])),
+            "uniqueness": ~np.isin(rows, list(failed["uniqueness"])),
+            "consistency": ~np.isin(rows, list(failed["consistency"])),
+            "timeliness": timely.to_numpy(dtype=bool),
+        })
+        checked.completeness_by_column[table] = {
+            ex.columns[c]: round(float(raw[c].notna().mean()), 4) if n else 0.0
+            for c in ex.columns
+        }
+
+
+def quality_report(checked: CheckedDelivery, *, size: str | None = None) -> dict[str, Any]:
+    """The aggregate quality report (``quality.json``): row accounting,
+    quarantine and flag counts by reason, and the five quality dimensions per
+    table, overall and per year. Counts and shares only; nothing about a person."""
+    acc = checked.accounting()
+    tables: dict[str, Any] = {}
+    for table, a in checked.assessment.items():
+        qt = checked.quarantine[checked.quarantine["table"] == table]
+        ft = checked.flags[checked.flags["table"] == table]
+
+        def dims(frame: pd.DataFrame) -> dict[str, Any]:
+            out: dict[str, Any] = {"rows": len(frame)}
+            for d in DIMENSIONS:
+                out[d] = round(float(frame[d].astype(float).mean()), 4) if len(frame) else None
+            return out
+
+        per_year = {str(y): dims(g) for y, g in a.groupby("year", sort=True)}
+        tables[table] = {
+            "file": checked.files[table],
+            "rows_in": int(acc.at[table, "rows_in"]),
+            "rows_kept": int(acc.at[table, "kept"]),
+            "rows_quarantined": int(acc.at[table, "quarantined"]),
+            "quarantined": {k: int(v) for k, v in qt["reason"].value_counts().sort_index().items()},
+            "flagged_rows": {
+                k: int(v)
+                for k, v in ft.drop_duplicates(["row", "reason"])["reason"]
+                .value_counts().sort_index().items()
+            },
+            "dimensions": dims(a),
+            "dimensions_by_year": per_year,
+            "completeness_by_column": checked.completeness_by_column[table],
+            "notes": checked.notes.get(table, []),
+        }
+    return {
+        "city": checked.city,
+        "size": size,
+        "export_date": checked.reference_date.date().isoformat(),
+        "window_start": checked.window_start.date().isoformat(),
+        "accounting_ok": checked.accounting_ok(),
+        "tables": tables,
+        "definitions": DEFINITIONS,
+        "reasons": {k: {"action": r.action, "dimension": r.dimension, "text": r.text}
+                    for k, r in REASONS.items()},
+    }
+
+
+def rules_table() -> pd.DataFrame:
+    """The documented duplicate rules, one row per table."""
+    rows = [
+        {"table": t, "key": " + ".join(k), "same record when equal": ", ".join(i), "kept": kept,
+         "also": extra}
+        for t, (k, i, kept, extra) in DUPLICATE_RULES.items()
+    ]
+    return pd.DataFrame(rows).set_index("table")
+
+
+def rules_text() -> str:
+    """The duplicate rules in words, one paragraph per table."""
+    import textwrap
+
+    out = []
+    for table, (key, identity, kept, extra) in DUPLICATE_RULES.items():
+        text = (
+            f"{table}: rows with the same {' + '.join(key)} are copies of one record when "
+            f"they agree on {', '.join(identity)}; one copy is kept: {kept}. Copies that "
+            f"disagree are all quarantined. {extra}"
+        ).strip()
+        out.append(textwrap.fill(text, width=88, subsequent_indent="  "))
+    return "\n".join(out)
+
+
+def reasons_table(action: str | None = None) -> pd.DataFrame:
+    rows = [
+        {"reason": k, "action": r.action, "dimension": r.dimension or "(repair)", "meaning": r.text}
+        for k, r in REASONS.items() if action in (None, r.action)
+    ]
+    return pd.DataFrame(rows).set_index("reason")
+
+
+# ---------------------------------------------------------------------------
+# writing (through the step context, so custody is enforced)
+# ---------------------------------------------------------------------------
+
+CHECKED_FILES = {t: f"{t}.parquet" for t in TABLES}
+QUARANTINE_FILE = "quarantine.parquet"
+FLAGS_FILE = "flags.parquet"
+
+
+def write_checked(ctx: Any, checked: CheckedDelivery) -> dict[str, Any]:
+    """Write the checked tables, the quarantine and the flags to the municipal
+    domain (``build/<size>/<city>/municipal/``) and ``quality.json`` (release)."""
+    written = {}
+    for table, df in checked.tables.items():
+        written[table] = ctx.write_parquet(CHECKED_FILES[table], df, domain="municipal")
+    written["quarantine"] = ctx.write_parquet(QUARANTINE_FILE, checked.quarantine, "municipal")
+    written["flags"] = ctx.write_parquet(FLAGS_FILE, checked.flags, "municipal")
+    written["quality"] = ctx.write_json("quality.json", quality_report(checked, size=ctx.size))
+    return written
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float):
+        if np.isnan(value):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, pd.Timestamp | dt.date):
+        return value.isoformat()[:10]
+    return str(value)
+
+
+def _clean_text(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+def _code_key(value: Any) -> str | None:
+    """A code as a comparable string: 1, 1.0 and '1' are the same code."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        if np.isnan(value):
+            return None
+        return str(int(value)) if float(value).is_integer() else str(value)
+    text = str(value).strip()
+    if text.endswith(".0") and text[:-2].isdigit():
+        text = text[:-2]
+    return text or None
+
+
+def _key_series(df: pd.DataFrame, key: list[str]) -> pd.Series:
+    return df[key].astype(str).agg("\x1f".join, axis=1)
+
+
+def _non_ascii(value: Any) -> int:
+    if not isinstance(value, str):
+        return 0
+    return sum(1 for ch in unicodedata.normalize("NFC", value) if ord(ch) > 127)
+
+
+def _preference(table: str, df: pd.DataFrame) -> dict[str, Any]:
+    if table == "clients":
+        accents = np.zeros(len(df), dtype=np.int64)
+        for c in ("first_name", "surname_prefix", "last_name", "street"):
+            if c in df.columns:
+                accents += df[c].map(_non_ascii).to_numpy(dtype=np.int64)
+        filled = df.drop(columns=["_row"]).notna().sum(axis=1)
+        return {"_p1": accents, "_p2": filled.to_numpy()}
+    return {"_p1": np.zeros(len(df), dtype=np.int64), "_p2": np.zeros(len(df), dtype=np.int64)}
+
+
+def _typed(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col in DATE_COLUMNS.get(table, ()):
+        if col in out.columns:
+            out[col] = pd.to_datetime(out[col]).astype("datetime64[ns]")
+    for col in out.columns:
+        if col in DATE_COLUMNS.get(table, ()) or col in ("_row", "house_number", "bsn_padded"):
+            continue
+        out[col] = out[col].map(_text_or_none).astype(object)
+    out["_row"] = out["_row"].astype("int64")
+    return out
+
+
+def _text_or_none(value: Any) -> Any:
+    return _text(value)
