@@ -192,7 +192,10 @@ def test_research_files_hold_no_direct_identifiers(data: Path) -> None:
             assert not {"BSN", "bsn", "POSTCODE", "HUISNUMMER"} & set(df.columns)
             for col in df.columns:
                 if df[col].dtype == object:
-                    assert not bsns & set(df[col].astype(str))
+                    values = df[col].astype(str)
+                    assert not bsns & set(values)
+                    # no pseudonym or employer number looks like a BSN either
+                    assert not bsnlib.elfproef_series(values).any(), f"{t.file}.{col}"
 
 
 # ------------------------------------------------------------------ the planted truth

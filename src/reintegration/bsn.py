@@ -139,6 +139,14 @@ def elfproef_digits(digits: np.ndarray) -> np.ndarray:
     return _passes(np.asarray(digits, dtype=np.int64))
 
 
+def passes_as_int(numbers: np.ndarray) -> np.ndarray:
+    """Vectorised elfproef over non-negative integers below 10**9, read as
+    nine digits with leading zeros (so 0 and other all-zero reads fail)."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    digits = (numbers[:, None] // 10 ** np.arange(8, -1, -1)) % 10
+    return elfproef_digits(digits) & (numbers != 0)
+
+
 def generate(rng: np.random.Generator, n: int, *, exclude: set[str] | None = None) -> np.ndarray:
     """``n`` distinct valid BSNs (strings of nine digits) drawn with ``rng``.
 

@@ -79,8 +79,13 @@ def make_identity(w: World, rng: np.random.Generator, n_res: int, res_mig: np.nd
     total = n + n_res
     if total > 999_999:
         raise ValueError(f"{p.city}: {total} persons exceed one RINPERSOON block (999,999)")
-    offsets = rng.choice(1_000_000, size=total, replace=False)
-    rin = np.char.zfill((p.rin_block * 1_000_000 + offsets).astype(str), 9)
+    # Pseudonyms must never look like a BSN: numbers that pass the elfproef are
+    # not issued (so any nine-digit number passing it in an output is a leak).
+    block = p.rin_block * 1_000_000 + np.arange(1_000_000)
+    pool = block[~bsnlib.passes_as_int(block)]
+    if total > len(pool):
+        raise ValueError(f"{p.city}: {total} persons exceed one RINPERSOON block ({len(pool)})")
+    rin = np.char.zfill(rng.choice(pool, size=total, replace=False).astype(str), 9)
     unregistered = np.zeros(total, dtype=bool)
     unregistered[:n] = rng.random(n) < p.syn["defects"]["unregistered_rate"]
     rins = np.where(unregistered, "S", "R")
@@ -354,6 +359,7 @@ def research_tables(
     pj = jobs["person"].to_numpy()
     n_emp = max(50, (n + len(res.female)) // 8)
     employers = np.unique(rng.integers(10**8, 10**9, n_emp))
+    employers = employers[~bsnlib.passes_as_int(employers)]  # no BSN look-alikes
     days = (jobs["end"] - jobs["start"]).dt.days.to_numpy() + 1
     polis = pd.DataFrame({
         "RINPERSOONS": ident.rins[pj],
