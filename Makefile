@@ -99,13 +99,15 @@ audit: $(BOOK_HTML)/index.html ## Release audit of notebooks, release bundles an
 	$(PY) -m reintegration audit --size $(SIZE)
 
 # The audit runs before the book is built (executed notebooks and release
-# bundles) and again over the built HTML; a finding fails the build.
+# bundles) and again over the built HTML; a finding fails the build. The book
+# is rebuilt whole (--all): Sphinx's incremental build leaves the navigation of
+# unchanged pages stale when a city or step is added.
 $(BUILD)/audit.json: $(ALL_NOTEBOOKS) $(RELEASES)
 	$(PY) -m reintegration audit --size $(SIZE) --no-html
 
 $(BOOK_HTML)/index.html: $(BUILD)/audit.json $(BOOK_SOURCES) $(DATA)/manifest.json $(SIZE_STAMP)
 	@$(PY) -m reintegration book --size $(SIZE)
-	$(VENV)/bin/jupyter-book build book --warningiserror --keep-going --quiet
+	$(VENV)/bin/jupyter-book build book --all --warningiserror --keep-going --quiet
 	$(PY) -m reintegration audit --size $(SIZE)
 	@touch $@
 
