@@ -90,3 +90,12 @@ def test_book_has_no_launch_buttons_or_thebe(built_book):
         text = page.read_text()
         assert "thebe" not in text.lower(), page
         assert "binder" not in text.lower(), page
+
+
+@pytest.mark.pipeline
+def test_every_page_lists_every_city_in_its_navigation(small, built_book):
+    cities = list_cities(small.root)
+    for page in sorted(built_book.glob("results/*/*.html")) + [built_book / "intro.html"]:
+        text = page.read_text()
+        missing = [c for c in cities if f"{c}/00_city_profile.html" not in text]
+        assert missing == [], f"{page.relative_to(built_book)} does not list {missing}"
