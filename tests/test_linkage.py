@@ -374,6 +374,7 @@ def test_pipeline_outputs_add_up_and_leak_nothing(small, city):
     assert quality_report["accounting_ok"]
     cfg = load_city(city)
     exports = ingest.read_delivery(cfg, small.data_domain_dir("municipal", city))
+    # every research-domain file (later steps write theirs beside the linked delivery)
     research = {p.stem: pd.read_parquet(p) for p in sorted((build / "research").glob("*.parquet"))}
-    assert set(research) == set(linkage.RESEARCH_TABLES) & set(cfg["exports"]["files"])
+    assert set(linkage.RESEARCH_TABLES) & set(cfg["exports"]["files"]) <= set(research)
     assert_no_identifiers(exports, research)

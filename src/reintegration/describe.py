@@ -1,0 +1,438 @@
+"""Who gets which instrument: take-up, coverage over time, outcome rates and
+covariate balance, from the panel's person file.
+
+Every function returns a plain frame that a notebook hands to the disclosure
+register (:mod:`reintegration.disclosure`): person-level frames with readable
+group columns for ``reg.crosstab`` and ``reg.table``, or counts with NaN
+where a number is not shown for ``reg.figure``. Nothing here displays a
+table. The figure functions draw only what the released tables (or masked
+counts) contain, so a suppressed cell never reappears in a plot.
+
+Standardised differences (:func:`standardised_differences`) are computed from
+released tables of means and standard deviations, never from person-level
+data: a function of released, checked aggregates reveals nothing the
+aggregates did not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import load_instruments
+from .panel import COVARIATES, HORIZONS, NO_INSTRUMENT
+
+NONE_LABEL = "No instrument"
+
+#: characteristics for take-up tables: column of :func:`labelled` -> title
+GROUPS: dict[str, str] = {
+    "distance": "distance to the labour market",
+    "age group": "age at inflow",
+    "sex": "sex",
+    "migration": "migration background",
+    "education": "education",
+    "language": "Dutch language level",
+    "household": "household",
+    "health": "long-term medication",
+    "prior work": "work in the 24 months before inflow",
+}
+
+_VALUES: dict[str, tuple[str, dict[str, str]]] = {
+    # group column: (persons column, value -> label), in display order
+    "distance": ("labour_market_distance", {
+        "short": "short", "medium": "medium", "large": "large", "unknown": "unknown"}),
+    "age group": ("age_group", {
+        "under 27": "under 27", "27-49": "27-49", "50 and over": "50 and over",
+        "unknown": "unknown"}),
+    "sex": ("sex", {"female": "female", "male": "male", "unknown": "unknown"}),
+    "migration": ("migration", {
+        "nl": "no migration background", "ma": "Moroccan", "tr": "Turkish",
+        "sr": "Surinamese", "an": "Antillean or Aruban",
+        "other_nonwestern": "other non-western", "western": "western", "unknown": "unknown"}),
+    "education": ("education", {
+        "low": "low", "middle": "middle", "high": "high", "missing": "not registered"}),
+    "language": ("language_level", {
+        "below_b1": "below B1", "b1_or_higher": "B1 or higher", "unknown": "unknown"}),
+    "household": ("household_type", {
+        "single": "single", "single_parent": "single parent", "couple": "couple",
+        "couple_children": "couple with children", "unknown": "unknown"}),
+}
+
+#: readable names of the balance covariates
+COVARIATE_LABELS: dict[str, str] = {
+    "female": "female",
+    "age_under_27": "younger than 27",
+    "age_50_plus": "50 or older",
+    "migrant_first_generation": "migrant, first generation",
+    "migrant_second_generation": "migrant, second generation",
+    "education_low": "education low",
+    "education_high": "education high",
+    "education_missing": "education not registered",
+    "single_parent": "single parent",
+    "couple_children": "couple with children",
+    "health_chronic": "long-term medication",
+    "language_low": "Dutch below B1",
+    "distance_short": "distance short",
+    "distance_large": "distance large",
+    "age": "age (years)",
+    "prior_employment_months": "months worked, 24 months before",
+    "prior_earnings": "earnings, 24 months before (euro)",
+}
+BINARY_COVARIATES = tuple(c for c in COVARIATES if c != "prior_employment")
+CONTINUOUS_COVARIATES = ("age", "prior_employment_months", "prior_earnings")
+
+
+def instrument_labels(root: Path | None = None) -> dict[str, str]:
+    """Instrument key -> label, in taxonomy order, with ``none`` first."""
+    labels = {NO_INSTRUMENT: NONE_LABEL}
+    labels.update({k: v["label"] for k, v in load_instruments(root).items()})
+    return labels
+
+
+def _ordered(values: Sequence[str] | pd.Series, order: Sequence[str]) -> pd.Categorical:
+    present = set(pd.Series(values).astype(str))
+    cats = [c for c in order if c in present]
+    cats += sorted(present - set(cats))
+    return pd.Categorical(pd.Series(values).astype(str), categories=cats, ordered=True)
+
+
+def labelled(persons: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """One row per person with readable, ordered group columns: ``instrument``
+    (label), the characteristics of :data:`GROUPS`, ``team``, ``inflow year``,
+    and the numeric columns outcome and balance tables need. No missing
+    values in group columns: unknowns are their own category."""
+    out = pd.DataFrame(index=persons.index)
+    inst = persons["instrument"].astype(str).map(lambda k: labels.get(k, k))
+    out["instrument"] = _ordered(inst, list(labels.values()))
+    for group, (column, mapping) in _VALUES.items():
+        values = persons[column].astype("string").fillna("unknown").astype(str)
+        out[group] = _ordered(values.map(lambda v, m=mapping: m.get(v, v)), list(mapping.values()))
+    out["health"] = _ordered(np.where(persons["health_chronic"] == 1, "yes", "no"), ["yes", "no"])
+    months = persons["prior_employment_months"].to_numpy()
+    work = np.where(months == 0, "none", np.where(months < 12, "1-11 months", "12-24 months"))
+    out["prior work"] = _ordered(work, ["none", "1-11 months", "12-24 months"])
+    out["team"] = _ordered(persons["team"].astype("string").fillna("unknown").astype(str), [])
+    out["inflow year"] = _ordered(persons["inflow_year"].astype(str), [])
+    keep = [
+        *BINARY_COVARIATES, *CONTINUOUS_COVARIATES, "months_employed", "earnings_after",
+        *[c for c in persons.columns if c.startswith(("employed_", "off_benefit_"))],
+    ]
+    for column in keep:
+        if column in persons.columns:
+            out[column] = persons[column].astype(float).to_numpy()
+    return out.reset_index(drop=True)
+
+
+def take_up_counts(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Persons per group and instrument, with totals (unchecked: for tests and
+    internal use, never for display)."""
+    return pd.crosstab(frame[by], frame["instrument"], margins=True, margins_name="Total",
+                       dropna=False)
+
+
+def _quarter(months: pd.Series) -> pd.Series:
+    """``YYYY-MM`` -> ``YYYYQn``."""
+    text = months.astype(str)
+    return text.str[:4] + "Q" + ((text.str[5:7].astype(int) - 1) // 3 + 1).astype(str)
+
+
+def events(
+    persons: pd.DataFrame, episodes: Sequence[pd.DataFrame], labels: dict[str, str]
+) -> pd.DataFrame:
+    """One row per event of the cohort: its inflow, and every instrument
+    episode start (first and later episodes), with quarter, year, event type
+    and instrument label."""
+    starts = pd.concat(
+        [e[["start_month", "instrument"]] for e in episodes], ignore_index=True
+    )
+    out = pd.concat([
+        pd.DataFrame({"quarter": persons["inflow_quarter"].astype(str).to_numpy(),
+                      "event": "inflow", "instrument": ""}),
+        pd.DataFrame({"quarter": _quarter(starts["start_month"]).to_numpy(),
+                      "event": "instrument start",
+                      "instrument": starts["instrument"].astype(str).map(
+                          lambda k: labels.get(k, k)).to_numpy()}),
+    ], ignore_index=True)
+    # every quarter and year between the first and the last event, so that a
+    # quarter without any event shows as a row (of suppressed zeros), not as a gap
+    span = pd.period_range(out["quarter"].min(), out["quarter"].max(), freq="Q")
+    quarters = [f"{p.year}Q{p.quarter}" for p in span]
+    out["year"] = _ordered(out["quarter"].str[:4], sorted({q[:4] for q in quarters}))
+    out["quarter"] = pd.Categorical(out["quarter"], categories=quarters, ordered=True)
+    out["event"] = _ordered(out["event"], ["inflow", "instrument start"])
+    out["instrument"] = _ordered(out["instrument"], list(labels.values()))
+    return out
+
+
+def instrument_starts(events_frame: pd.DataFrame) -> pd.DataFrame:
+    """The instrument starts of :func:`events`, without the instruments that
+    never start (so a table shows no empty columns); every quarter and year of
+    the span stays, so a period without starts shows as a row."""
+    out = events_frame[events_frame["event"] == "instrument start"].copy()
+    for column in ("instrument", "event"):
+        out[column] = out[column].cat.remove_unused_categories()
+    return out.reset_index(drop=True)
+
+
+def outcomes_long(
+    frame: pd.DataFrame, *, after_start: bool = False, horizons: Sequence[int] = HORIZONS
+) -> pd.DataFrame:
+    """One row per person and horizon: ``instrument``, ``horizon`` (ordered
+    labels such as "6 months"), ``employed`` and ``off_benefit`` (0/1). With
+    ``after_start`` the horizons count from the instrument start, persons
+    without an instrument are left out, and so is a horizon beyond the
+    follow-up window for a person (missing, not zero)."""
+    parts = []
+    for h in horizons:
+        emp = f"employed_after_start_{h}" if after_start else f"employed_{h}"
+        off = f"off_benefit_after_start_{h}" if after_start else f"off_benefit_{h}"
+        if emp not in frame.columns:
+            continue
+        part = pd.DataFrame({
+            "instrument": frame["instrument"],
+            "horizon": f"{h} months",
+            "employed": frame[emp].astype(float),
+            "off_benefit": frame[off].astype(float),
+        })
+        parts.append(part[part["employed"].notna()])
+    out = pd.concat(parts, ignore_index=True)
+    out["horizon"] = _ordered(out["horizon"], [f"{h} months" for h in horizons])
+    if after_start:
+        out = out[out["instrument"] != NONE_LABEL].reset_index(drop=True)
+        out["instrument"] = out["instrument"].cat.remove_unused_categories()
+    return out
+
+
+def balance_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Long frames for the balance tables: one row per person and covariate
+    with ``covariate`` (readable, ordered), ``instrument`` and ``value``;
+    0/1 covariates and continuous ones apart, so that the register applies
+    the proportion rule to the first."""
+
+    def long(columns: Sequence[str]) -> pd.DataFrame:
+        parts = [
+            pd.DataFrame({"covariate": COVARIATE_LABELS[c], "instrument": frame["instrument"],
+                          "value": frame[c].astype(float)})
+            for c in columns
+        ]
+        out = pd.concat(parts, ignore_index=True)
+        out = out[out["value"].notna()].reset_index(drop=True)
+        out["covariate"] = _ordered(out["covariate"], [COVARIATE_LABELS[c] for c in columns])
+        return out
+
+    return long(BINARY_COVARIATES), long(CONTINUOUS_COVARIATES)
+
+
+def _released(table: Any) -> pd.DataFrame:
+    """The table of a released output (or a frame), without its margins."""
+    frame = getattr(table, "table", table)
+    if frame is None:
+        return pd.DataFrame()
+    frame = frame.drop(index="Total", errors="ignore").drop(columns="Total", errors="ignore")
+    frame.index = frame.index.astype(str)
+    frame.columns = frame.columns.astype(str)
+    return frame.astype(float)
+
+
+def standardised_differences(
+    binary_means: Any, continuous_means: Any, continuous_sds: Any,
+    *, reference: str = NONE_LABEL,
+) -> pd.DataFrame:
+    """Standardised differences of each instrument group against ``reference``.
+
+    .. math:: d_j = (\\bar x_j - \\bar x_0) / \\sqrt{(s_j^2 + s_0^2) / 2}
+
+    with :math:`s^2 = \\bar x (1 - \\bar x)` for a 0/1 covariate and the
+    released standard deviation for a continuous one. The inputs are released
+    outputs (or their tables): covariates in rows, instruments in columns;
+    NaN (a suppressed cell) gives NaN. Returns covariates x instruments
+    without the reference column, rounded to 3 decimals. An absolute
+    difference above 0.1 is the usual sign of imbalance.
+    """
+    bm = _released(binary_means)
+    cm, cs = _released(continuous_means), _released(continuous_sds)
+    rows = []
+    if not bm.empty and reference in bm.columns:
+        var = bm * (1 - bm)
+        rows.append((bm.sub(bm[reference], axis=0)).div(
+            np.sqrt((var.add(var[reference], axis=0)) / 2)))
+    if not cm.empty and reference in cm.columns and reference in cs.columns:
+        cs = cs.reindex(index=cm.index, columns=cm.columns)
+        var = cs**2
+        rows.append((cm.sub(cm[reference], axis=0)).div(
+            np.sqrt((var.add(var[reference], axis=0)) / 2)))
+    if not rows:
+        return pd.DataFrame()
+    out = pd.concat(rows).drop(columns=reference)
+    out = out.replace([np.inf, -np.inf], np.nan).round(3)
+    out.index.name = "covariate"
+    out.columns.name = "instrument"
+    return out
+
+
+def employment_by_month(
+    person_months: pd.DataFrame, frame: pd.DataFrame, persons: pd.DataFrame, threshold: int
+) -> pd.DataFrame:
+    """Counts behind the employment-by-month figure: per month since inflow
+    (rows) and instrument group, persons, employed and not employed (columns
+    ``(group, count)``). Where a group has fewer than ``threshold`` persons in
+    a month, or fewer than ``threshold`` are employed or not employed, all
+    three are NaN: the point is not drawn. ``frame`` is :func:`labelled` of
+    ``persons`` (same row order)."""
+    group = pd.Series(
+        frame["instrument"].astype(str).to_numpy(),
+        index=persons["RINPERSOONS"].astype(str) + ":" + persons["RINPERSOON"].astype(str),
+    )
+    keys = (person_months["RINPERSOONS"].astype(str) + ":"
+            + person_months["RINPERSOON"].astype(str)).map(group)
+    g = pd.DataFrame({"group": keys.to_numpy(), "month": person_months["month"].to_numpy(),
+                      "employed": person_months["employed"].to_numpy(dtype=float)})
+    agg = g.groupby(["month", "group"], sort=True)["employed"].agg(["size", "sum"])
+    n = agg["size"].unstack("group").astype(float)
+    yes = agg["sum"].unstack("group").astype(float)
+    no = n - yes
+    small = (n < threshold) | (yes < threshold) | (no < threshold)
+    order = [c for c in frame["instrument"].cat.categories if c in n.columns]
+    columns = {}
+    for name in order:
+        for count, table in (("persons", n), ("employed", yes), ("not employed", no)):
+            columns[(name, count)] = table[name].where(~small[name])
+    out = pd.DataFrame(columns)
+    out.columns = pd.MultiIndex.from_tuples(out.columns, names=["instrument", "count"])
+    return out
+
+
+# ---------------------------------------------------------------------------
+# figures: drawn from released tables or masked counts only
+# ---------------------------------------------------------------------------
+
+_COLOURS = ("#8c8c8c", "#2f5d8c", "#d08c60", "#6a9f58", "#b05c8a", "#c9a227", "#5aa3a8",
+            "#7a5195", "#444444")
+
+
+def _style(ax: Any) -> None:
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def take_up_figure(released: Any, *, title: str) -> Any:
+    """Shares of each group starting each instrument, from a released
+    group x instrument count table with totals; groups whose counts are
+    partly suppressed are drawn with the released cells only, and the
+    suppressed part is left blank."""
+    import matplotlib.pyplot as plt
+
+    table = getattr(released, "table", released)
+    counts = table.drop(index="Total", errors="ignore").astype(float)
+    totals = counts["Total"] if "Total" in counts.columns else counts.sum(axis=1)
+    counts = counts.drop(columns=["Total", NONE_LABEL], errors="ignore")
+    shares = counts.div(totals, axis=0)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(shares) + 1.8))
+    left = np.zeros(len(shares))
+    y = np.arange(len(shares))[::-1]
+    for i, column in enumerate(shares.columns):
+        values = shares[column].to_numpy()
+        shown = np.nan_to_num(values)
+        ax.barh(y, shown, left=left, color=_COLOURS[(i + 1) % len(_COLOURS)], label=column)
+        left += shown
+    ax.set_yticks(y, [str(i) for i in shares.index])
+    ax.set_xlabel("share of the group that started the instrument (blank: suppressed cells)")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8, loc="lower right", bbox_to_anchor=(1, 1.08), ncol=3)
+    _style(ax)
+    fig.tight_layout()
+    return fig
+
+
+def coverage_figure(released: Any) -> Any:
+    """Inflows and instrument starts per quarter, from a released
+    quarter x event count table (suppressed quarters are gaps)."""
+    import matplotlib.pyplot as plt
+
+    table = _released(released)
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    x = np.arange(len(table))
+    for i, column in enumerate(table.columns):
+        ax.plot(x, table[column].to_numpy(), marker="o", markersize=3,
+                color=_COLOURS[i + 1], label=column)
+    step = max(1, len(x) // 12)
+    ax.set_xticks(x[::step], list(table.index[::step]), rotation=45, ha="right")
+    ax.set_ylabel("persons or episodes")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Inflow into bijstand and instrument starts per quarter")
+    ax.legend(frameon=False)
+    _style(ax)
+    fig.tight_layout()
+    return fig
+
+
+def outcome_figure(released: Any, *, ylabel: str, title: str) -> Any:
+    """Outcome rates by horizon for each instrument, from a released
+    instrument x horizon table of means (suppressed cells are not drawn)."""
+    import matplotlib.pyplot as plt
+
+    table = _released(released)
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    x = [int(str(c).split()[0]) for c in table.columns]
+    for i, (name, row) in enumerate(table.iterrows()):
+        ax.plot(x, row.to_numpy(), marker="o", color=_COLOURS[i % len(_COLOURS)], label=name,
+                linewidth=2.2 if name == NONE_LABEL else 1.4)
+    ax.set_xticks(x)
+    ax.set_xlabel("months since inflow")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8, ncol=2)
+    _style(ax)
+    fig.tight_layout()
+    return fig
+
+
+def balance_figure(smd: Any) -> Any:
+    """Standardised differences against no instrument, one panel column of
+    points per instrument (a 'love plot'); dashed lines at +-0.1."""
+    import matplotlib.pyplot as plt
+
+    table = getattr(smd, "table", smd).astype(float)
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(table) + 2.2))
+    y = np.arange(len(table))[::-1]
+    for i, column in enumerate(table.columns):
+        ax.scatter(table[column].to_numpy(), y, s=18, color=_COLOURS[(i + 1) % len(_COLOURS)],
+                   label=column)
+    for x in (-0.1, 0.1):
+        ax.axvline(x, color="#999999", linestyle="--", linewidth=0.8)
+    ax.axvline(0, color="#444444", linewidth=0.8)
+    ax.set_yticks(y, list(table.index))
+    ax.set_xlabel(f"standardised difference against '{NONE_LABEL}'")
+    ax.set_title("Covariate balance between instruments")
+    handles, names = ax.get_legend_handles_labels()
+    fig.legend(handles, names, frameon=False, fontsize=8, loc="lower center", ncol=3)
+    _style(ax)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
+
+
+def employment_figure(counts: pd.DataFrame) -> Any:
+    """Share employed by month since inflow for each instrument group, drawn
+    only where :func:`employment_by_month` kept the counts."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    groups = list(dict.fromkeys(counts.columns.get_level_values(0)))
+    for i, name in enumerate(groups):
+        share = counts[(name, "employed")] / counts[(name, "persons")]
+        ax.plot(counts.index, share, color=_COLOURS[i % len(_COLOURS)], label=name,
+                linewidth=2.2 if name == NONE_LABEL else 1.3)
+    ax.axvline(0, color="#444444", linewidth=1)
+    ax.set_xlabel("months since the inflow month")
+    ax.set_ylabel("share employed")
+    ax.set_ylim(0, 1)
+    ax.set_title("Employment around inflow by the instrument started later")
+    ax.legend(frameon=False, fontsize=8, ncol=2, loc="upper left")
+    _style(ax)
+    fig.tight_layout()
+    return fig
