@@ -24,7 +24,15 @@ FRONT = [
     ("Introduction", ["reading"]),
     (
         "Data and methods",
-        ["methods/index", "methods/synthetic_data", "methods/disclosure_control", "@steps"],
+        [
+            "methods/index",
+            "methods/synthetic_data",
+            "methods/disclosure_control",
+            "@steps",
+            "methods/design_selection_on_observables",
+            "methods/design_event_study",
+            "methods/design_case_manager_iv",
+        ],
     ),
     ("Phase 1: feasibility", ["phase1/index"]),
 ]

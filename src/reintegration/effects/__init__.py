@@ -1,0 +1,37 @@
+"""Causal effect estimators, one module per design, one shared results object.
+
+Each estimator is a public function over a plain DataFrame and column names,
+with keyword-only options, returning an :class:`EffectResult` (``estimate``,
+``std_error``, ``conf_int()``, ``n``, ``design``, ``estimand``,
+``summary()``, ``to_record()``), usable on any dataset:
+
+* :func:`selection_on_observables` (ATT by regression adjustment, inverse
+  probability weighting or cross-fitted doubly robust AIPW), with
+  :func:`dynamic_risk_set` for Sianesi's dynamic comparison;
+* :func:`event_study` (staggered adoption, Sun and Abraham's
+  interaction-weighted estimator on linearmodels ``PanelOLS``);
+* :func:`instrumental_variable` (2SLS on linearmodels ``IV2SLS`` with
+  absorbed fixed effects), with :func:`leave_one_out_propensity` for the
+  case-manager instrument.
+"""
+
+from ._data import EffectInputError
+from .iv import instrumental_variable, leave_one_out_propensity
+from .results import EffectResult, EventStudyResult, IVResult, SelectionResult
+from .selection import LogitLearner, OLSLearner, dynamic_risk_set, selection_on_observables
+from .staggered import event_study
+
+__all__ = [
+    "EffectInputError",
+    "EffectResult",
+    "EventStudyResult",
+    "IVResult",
+    "LogitLearner",
+    "OLSLearner",
+    "SelectionResult",
+    "dynamic_risk_set",
+    "event_study",
+    "instrumental_variable",
+    "leave_one_out_propensity",
+    "selection_on_observables",
+]

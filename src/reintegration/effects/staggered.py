@@ -1,0 +1,645 @@
+r"""Event study for staggered adoption: Sun and Abraham's interaction-weighted
+estimator on a two-way fixed-effects regression (linearmodels ``PanelOLS``).
+
+Units (for example teams, or the clients of teams) adopt a treatment at
+different calendar periods :math:`E_i` (the *cohort*); some never adopt in
+the data (or adopt last). With relative time :math:`l = t - E_i`, the
+regression is
+
+.. math::
+
+    Y_{it} = \alpha_i + \lambda_t
+             + \sum_{e \in \mathcal{E}} \sum_{l \ne r} \delta_{e,l}\,
+               \mathbf 1\{E_i = e\}\,\mathbf 1\{t - e = l\}
+             + X_{it}'\gamma + \varepsilon_{it},
+
+with unit effects :math:`\alpha_i`, calendar-period effects
+:math:`\lambda_t`, one coefficient per adoption cohort and event time, the
+reference event time :math:`r` (default -1) left out, and no interactions
+for the control cohort (never treated, or else the last-treated cohort, with
+the periods from its adoption on dropped). Each :math:`\delta_{e,l}`
+estimates the cohort-specific effect :math:`CATT_{e,l} = E[Y_{i,e+l} -
+Y_{i,e+l}(\infty) \mid E_i = e]` relative to event time :math:`r`, under
+parallel trends and no anticipation, however effects differ across cohorts.
+
+The event-time effects aggregate them with cohort shares,
+
+.. math::
+
+    \hat\beta_l = \sum_e \hat w_{e,l}\,\hat\delta_{e,l}, \qquad
+    \hat w_{e,l} = \frac{N_{e,l}}{\sum_{e'} N_{e',l}},
+
+where :math:`N_{e,l}` counts the observations of cohort :math:`e` at event
+time :math:`l` in the estimation sample (for a balanced panel of units, the
+share of units). The aggregated post-period effect averages over the treated
+observations at event times 0 to ``lags``:
+:math:`\hat\theta = \sum_{e, 0 \le l \le L} N_{e,l}\hat\delta_{e,l} /
+\sum_{e, 0 \le l \le L} N_{e,l}`. Standard errors of :math:`\hat\beta_l` and
+:math:`\hat\theta` follow from the covariance of the :math:`\hat\delta` by
+the delta method (linear maps), treating the shares as fixed.
+
+A plain two-way fixed-effects event study (one coefficient per event time,
+pooled over cohorts) would mix effects of other event times and cohorts into
+each coefficient, with possibly negative weights, when effects differ across
+cohorts; the interaction-weighted estimator does not (Sun and Abraham 2021).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from linearmodels import PanelOLS
+from scipy import sparse, stats
+
+from ._data import (
+    EffectInputError,
+    as_list,
+    codes,
+    complete_cases,
+    numeric_design,
+    require_columns,
+    require_frame,
+)
+from .results import EventStudyResult
+
+__all__ = ["event_study"]
+
+BINS = ("endpoints", "trim")
+POST_WEIGHTS = ("observations", "equal")
+CONTROLS = ("auto", "never", "last")
+
+
+def _periods(series: pd.Series, *, name: str, allow_missing: bool = False) -> np.ndarray:
+    """Integer periods as floats (NaN for missing): integer-valued numbers,
+    or pandas Periods (their ordinals, consecutive for a regular frequency)."""
+    if isinstance(series.dtype, pd.PeriodDtype):
+        values = np.array([p.ordinal if pd.notna(p) else np.nan for p in series], dtype=float)
+    elif pd.api.types.is_numeric_dtype(series) and series.dtype != bool:
+        values = series.to_numpy(dtype=float)
+    else:
+        raise EffectInputError(
+            f"column {name!r} must hold integer periods (for example months counted from a "
+            f"start) or pandas Periods; it has dtype {series.dtype}"
+        )
+    finite = values[np.isfinite(values)]
+    if not np.allclose(finite, np.round(finite)):
+        raise EffectInputError(f"column {name!r} must hold whole periods, not fractions")
+    if not allow_missing and np.isnan(values).any():
+        raise EffectInputError(f"column {name!r} has missing values")
+    return np.round(values)
+
+
+WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
+
+
+def _demean_two_way(
+    a: np.ndarray, g1: np.ndarray, g2: np.ndarray, w: np.ndarray, *, tol: float = 1e-11
+) -> np.ndarray:
+    """Weighted residuals of the columns of ``a`` on two sets of fixed effects,
+    by alternating projections."""
+    d1 = sparse.csr_array((w, (np.arange(len(w)), g1)))
+    d2 = sparse.csr_array((w, (np.arange(len(w)), g2)))
+    o1 = sparse.csr_array((np.ones(len(w)), (np.arange(len(w)), g1)))
+    o2 = sparse.csr_array((np.ones(len(w)), (np.arange(len(w)), g2)))
+    w1, w2 = d1.sum(axis=0), d2.sum(axis=0)
+    out = a.astype(float, copy=True)
+    scale = max(float(np.abs(out).max()), 1.0)
+    for _ in range(5000):
+        m1 = (d1.T @ out) / w1[:, None]
+        out -= o1 @ m1
+        m2 = (d2.T @ out) / w2[:, None]
+        out -= o2 @ m2
+        if np.abs(m2).max() < tol * scale:
+            break
+    return out
+
+
+def _wild_pretrend(
+    y: np.ndarray,
+    x: np.ndarray,
+    *,
+    entity: np.ndarray,
+    period: np.ndarray,
+    weights: np.ndarray,
+    clusters: np.ndarray,
+    restriction: np.ndarray,
+    params: np.ndarray,
+    reps: int,
+    seed: int,
+) -> float:
+    """Wild cluster bootstrap p-value of the Wald test R beta = 0, with the
+    null imposed (restricted residuals) and Webb's six-point weights
+    (Cameron, Gelbach and Miller 2008; Webb 2023). Computed on the
+    regression after the two-way fixed effects are partialled out; returns
+    NaN if that does not reproduce the linearmodels coefficients."""
+    both = _demean_two_way(np.column_stack([y, x]), entity, period, weights)
+    yt, xt = both[:, 0], both[:, 1:]
+    xw = xt * weights[:, None]
+    a = np.linalg.pinv(xt.T @ xw)
+    beta = a @ (xw.T @ yt)
+    if not np.allclose(beta, params, rtol=1e-5, atol=1e-7 * max(1.0, np.abs(params).max())):
+        return math.nan
+    c = sparse.csr_array((np.ones(len(y)), (np.arange(len(y)), clusters)))
+    r = restriction
+    ra = r @ a
+
+    def wald(resid: np.ndarray, rb: np.ndarray) -> float:
+        scores = c.T @ (xw * resid[:, None])
+        t = scores @ ra.T
+        return float(rb @ np.linalg.pinv(t.T @ t) @ rb)
+
+    stat = wald(yt - xt @ beta, r @ beta)
+    art = a @ r.T
+    beta_r = beta - art @ np.linalg.solve(r @ art, r @ beta)
+    m = c.T @ (xw * (yt - xt @ beta_r)[:, None])  # G x k restricted scores
+    g = m.shape[0]
+    h = np.empty((g, xt.shape[1], xt.shape[1]))
+    order = np.argsort(clusters, kind="stable")
+    bounds = np.searchsorted(clusters[order], np.arange(g + 1))
+    for j in range(g):
+        rows = order[bounds[j] : bounds[j + 1]]
+        h[j] = xt[rows].T @ xw[rows]
+    rng = np.random.default_rng(seed)
+    exceed = 0
+    for start in range(0, reps, 100):
+        v = rng.choice(WEBB, size=(min(100, reps - start), g))
+        dev = (v @ m) @ a  # beta* - beta_r
+        sc = v[:, :, None] * m[None] - np.einsum("gkl,bl->bgk", h, dev)
+        t = sc @ ra.T
+        vr = np.einsum("bgq,bgr->bqr", t, t)
+        rb = dev @ r.T
+        stats_b = np.einsum("bq,bq->b", rb, (np.linalg.pinv(vr) @ rb[:, :, None])[:, :, 0])
+        exceed += int((stats_b >= stat).sum())
+    return (1 + exceed) / (reps + 1)
+
+
+def event_study(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    entity: str,
+    time: str,
+    treatment_start: str,
+    leads: int = 4,
+    lags: int = 4,
+    controls: Sequence[str] = (),
+    cluster: str | bool | None = None,
+    control_cohort: str = "auto",
+    bin: str = "endpoints",
+    reference: int = -1,
+    debiased: bool = True,
+    post_weights: str = "observations",
+    collapse: bool = False,
+    wild_bootstrap: int | None = None,
+    seed: int = 0,
+) -> EventStudyResult:
+    r"""Event study of a staggered adoption, robust to effects that differ
+    across adoption cohorts (Sun and Abraham's interaction-weighted
+    estimator).
+
+    The headline estimand is the average effect of adoption on adopting
+    units over event times 0 to ``lags``,
+
+    .. math::
+
+        \theta = \sum_{e}\sum_{l=0}^{L} \frac{N_{e,l}}{N_{\mathrm{post}}}\,
+                 E\big[Y_{i,e+l} - Y_{i,e+l}(\infty) \mid E_i = e\big],
+
+    with the event-time path :math:`\beta_l = \sum_e w_{e,l} CATT_{e,l}`
+    (cohort shares :math:`w_{e,l}`), both measured relative to the reference
+    event time. Assumptions: (1) parallel trends: without adoption, the
+    average outcome of every adoption cohort would have moved in parallel
+    with that of the control cohort; (2) no anticipation: outcomes before
+    adoption do not respond to it (use an earlier ``reference`` when
+    adoption is announced ahead); (3) the adoption date of a unit is fixed
+    and adoption is not reversed.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        A panel in long form: one row per unit and period, or several rows
+        per unit and period (a repeated cross-section, e.g. clients of a
+        team by month), in which case ``entity`` effects are absorbed as a
+        group effect instead of a panel unit. Rows with a missing value in
+        ``outcome``, ``entity``, ``time``, ``controls`` or ``cluster`` are
+        dropped.
+    outcome : str
+        Numeric outcome column.
+    entity : str
+        The adopting unit; it gets a fixed effect, and by default the
+        standard errors are clustered on it.
+    time : str
+        Calendar period: whole numbers (e.g. months since a start) or pandas
+        Periods.
+    treatment_start : str
+        Period of adoption of the row's unit, on the scale of ``time``;
+        missing for units that never adopt. Constant within an entity.
+        Units adopting after the last period count as never treated; units
+        adopting so early that the reference event time is not observed
+        (always treated) are dropped.
+    leads, lags : int
+        Event times shown: :math:`-\text{leads},\dots,-1` before and
+        :math:`0,\dots,\text{lags}` after adoption.
+    controls : sequence of str
+        Time-varying covariates added linearly (categorical columns as
+        indicators).
+    cluster : str, False or None
+        ``None`` clusters on ``entity``; a column name clusters on it;
+        ``False`` gives heteroskedasticity-robust standard errors.
+    control_cohort : {"auto", "never", "last"}
+        The comparison cohort: the never-treated units (``"auto"`` when there
+        are any), or the last-treated cohort, in which case the periods from
+        its adoption on are dropped for everyone.
+    bin : {"endpoints", "trim"}
+        Event times beyond the window: ``"endpoints"`` bins them into the
+        outer event times (:math:`l \le -\text{leads}` into
+        :math:`-\text{leads}`, :math:`l \ge \text{lags}` into ``lags``), so
+        those two coefficients average over the binned periods (and the
+        binned periods' effects are assumed equal within a cohort);
+        ``"trim"`` drops the treated cohorts' rows outside the window, which
+        is the same as giving every event time outside it its own
+        coefficient.
+    reference : int
+        The omitted event time, between ``-leads`` and -1.
+    debiased : bool
+        Small-sample scaling of the covariance (linearmodels' ``debiased``).
+    collapse : bool
+        Fit on the means of ``entity`` x ``time`` cells, weighted by their
+        number of rows, instead of on the rows: the same coefficients and the
+        same clustered covariance (up to linearmodels' small-sample factor,
+        which counts cells instead of rows), far faster when many rows share
+        a cell (e.g. clients of a team by month). Needs ``controls=()`` and
+        clusters that are constant within cells.
+    wild_bootstrap : int, optional
+        Replications of the wild cluster bootstrap of the pre-trend test
+        (restricted, Webb weights). By default 999 when standard errors are
+        clustered on fewer than 50 clusters, and none otherwise; 0 turns it
+        off.
+    seed : int
+        Seed of the bootstrap weights.
+    post_weights : {"observations", "equal"}
+        Aggregation of the post-period effect: ``"observations"`` averages
+        over treated observations at event times 0 to ``lags`` (the formula
+        above); ``"equal"`` gives each event time 0 to ``lags`` the same
+        weight, :math:`\theta = \frac{1}{L+1}\sum_{l=0}^{L}\beta_l`.
+
+    Returns
+    -------
+    EventStudyResult
+        ``estimate``/``std_error``: the aggregated post-period effect;
+        ``event_time``: :math:`\hat\beta_l` with standard errors;
+        ``pretrend``: the joint Wald test that all pre-period
+        :math:`\beta_l` are zero (chi2, df, p-value; with clustering also an
+        F(df, G - 1) p-value and a wild cluster bootstrap p-value, see
+        ``pretrend_pvalue``);
+        ``cohort_effects``: the :math:`\hat\delta_{e,l}` and weights;
+        ``model_results``: the linearmodels fit; ``plot()`` draws the path.
+
+    Raises
+    ------
+    ValueError
+        A missing column, non-integer periods, a ``treatment_start`` that
+        varies within an entity, no treated or no control units, or effects
+        that the fixed effects absorb.
+
+    Notes
+    -----
+    The cohort-specific coefficients are those of Sun and Abraham (2021),
+    estimated in one regression with linearmodels' ``PanelOLS``
+    (``entity_effects`` and ``time_effects``, or ``other_effects`` for the
+    entity when a unit has several rows per period). The interaction-weighted
+    path uses observation shares :math:`N_{e,l}/\sum_{e'} N_{e',l}`; the
+    standard errors treat these shares as fixed (Sun and Abraham also give a
+    variance term for estimated shares, which is small when cohorts are
+    large). Pre-trend tests have low power against trends that are small
+    but matter (Roth 2022); read the plot, not only the p-value. Callaway
+    and Sant'Anna (2021) give an alternative with not-yet-treated controls.
+
+    Examples
+    --------
+    >>> res = event_study(panel, outcome="employed", entity="team", time="month",
+    ...                   treatment_start="rollout_month", leads=6, lags=12)
+    >>> res.event_time, res.pretrend["pvalue"]
+    >>> fig = res.plot()
+    """
+    data = require_frame(data)
+    ctrl_cols = as_list(controls)
+    if bin not in BINS:
+        raise EffectInputError(f"bin must be one of {BINS}, not {bin!r}")
+    if post_weights not in POST_WEIGHTS:
+        raise EffectInputError(f"post_weights must be one of {POST_WEIGHTS}, not {post_weights!r}")
+    if control_cohort not in CONTROLS:
+        raise EffectInputError(f"control_cohort must be one of {CONTROLS}, not {control_cohort!r}")
+    if int(leads) < 1 or int(lags) < 0:
+        raise EffectInputError(f"leads must be >= 1 and lags >= 0 (got {leads}, {lags})")
+    if not -leads <= reference <= -1:
+        raise EffectInputError(
+            f"reference must be between -leads ({-leads}) and -1, not {reference}"
+        )
+    require_columns(data, [outcome], role="outcome")
+    require_columns(data, [entity], role="entity")
+    require_columns(data, [time], role="time")
+    require_columns(data, [treatment_start], role="treatment_start")
+    require_columns(data, ctrl_cols, role="control")
+    cluster_col = entity if cluster is None else (None if cluster is False else cluster)
+    if cluster is True:
+        raise EffectInputError("cluster must be a column name, None (entity) or False")
+    if cluster_col is not None:
+        require_columns(data, [cluster_col], role="cluster")
+    used = [outcome, entity, time, *ctrl_cols, *as_list(cluster_col)]
+    sample, n_missing = complete_cases(data, used)
+    if not pd.api.types.is_numeric_dtype(sample[outcome]):
+        raise EffectInputError(f"outcome column {outcome!r} must be numeric")
+    t = _periods(sample[time], name=time)
+    e = _periods(sample[treatment_start], name=treatment_start, allow_missing=True)
+    per_entity = pd.DataFrame({"g": sample[entity].to_numpy(), "e": e}).groupby("g")["e"]
+    if (per_entity.nunique(dropna=False) > 1).any():
+        bad = per_entity.nunique(dropna=False)
+        raise EffectInputError(
+            f"treatment_start column {treatment_start!r} varies within entity {entity!r} "
+            f"(e.g. {bad[bad > 1].index[0]!r}); adoption must be one period per entity"
+        )
+    tmax = t.max()
+    # adoption after the last period: never treated within the data
+    late = np.isfinite(e) & (e > tmax)
+    e = np.where(late, np.nan, e)
+    # cohorts without an observation at the reference event time are always
+    # treated from the data's point of view: not usable
+    rel = t - e
+    cohorts_ref = set(np.unique(e[np.isfinite(e) & (rel == reference)]))
+    no_ref = np.isfinite(e) & ~np.isin(e, list(cohorts_ref))
+    dropped_cohorts = sorted(set(np.unique(e[no_ref])))
+    keep = ~no_ref
+    never = np.isnan(e)
+    if control_cohort == "never" and not never[keep].any():
+        raise EffectInputError(
+            f"no never-treated units ({treatment_start!r} missing) to compare with"
+        )
+    control_label: str | float
+    if never[keep].any() and control_cohort in ("auto", "never"):
+        control = never
+        control_label = "never treated"
+    else:
+        treated_cohorts = np.unique(e[keep & np.isfinite(e)])
+        if len(treated_cohorts) < 2:
+            raise EffectInputError(
+                "without never-treated units at least two adoption cohorts are needed "
+                "(the last-treated cohort serves as control)"
+            )
+        last = treated_cohorts.max()
+        keep &= t < last
+        control = (e == last) | never
+        control_label = float(last)
+    treated = keep & ~control
+    if not treated.any():
+        raise EffectInputError(
+            f"no treated units: every {treatment_start!r} is missing or unusable"
+        )
+    if not (keep & control).any():
+        raise EffectInputError("no control observations remain")
+    lb = np.where(treated, rel, np.nan)
+    if bin == "endpoints":
+        lb = np.clip(lb, -leads, lags)
+    elif bin == "trim":
+        outside = treated & ((rel < -leads) | (rel > lags))
+        keep &= ~outside
+        treated &= keep
+    n_dropped_cohort_rows = int(no_ref.sum())
+    sample = sample.loc[keep]
+    t, e, lb, treated = t[keep], e[keep], lb[keep], treated[keep]
+    ent = codes(sample, [entity])
+    clus = codes(sample, [cluster_col]) if cluster_col is not None else None
+    yv = sample[outcome].to_numpy(dtype=float)
+    wts = np.ones(len(sample))
+    n_rows = len(sample)
+    xc = numeric_design(sample, ctrl_cols, role="control") if ctrl_cols else None
+    if collapse:
+        if ctrl_cols:
+            raise EffectInputError("collapse=True needs controls=(): covariates vary within cells")
+        if clus is None:
+            raise EffectInputError(
+                "collapse=True needs clustered standard errors (cluster=None or a column): "
+                "robust standard errors of cell means differ from those of the rows"
+            )
+        cells = pd.DataFrame({"g": ent, "t": t, "c": clus})
+        if (cells.groupby(["g", "t"])["c"].nunique() > 1).any():
+            raise EffectInputError(
+                f"collapse=True needs cluster column {cluster_col!r} to be constant within "
+                f"each {entity!r} x {time!r} cell"
+            )
+        cells = cells.assign(y=yv, e=e, lb=lb, d=treated, w=1.0)
+        agg = cells.groupby(["g", "t"], sort=True).agg(
+            y=("y", "mean"),
+            e=("e", "first"),
+            lb=("lb", "first"),
+            d=("d", "first"),
+            c=("c", "first"),
+            w=("w", "sum"),
+        )
+        ent = agg.index.get_level_values("g").to_numpy()
+        t = agg.index.get_level_values("t").to_numpy(dtype=float)
+        yv, e, lb = agg["y"].to_numpy(), agg["e"].to_numpy(), agg["lb"].to_numpy()
+        treated, clus, wts = agg["d"].to_numpy(bool), agg["c"].to_numpy(), agg["w"].to_numpy()
+
+    # one indicator per (cohort, event time), reference left out
+    has_dummy = treated & (lb != reference)
+    keys = list(zip(e[has_dummy], lb[has_dummy], strict=True))
+    uniq = sorted(set(keys))
+    names = [f"cohort{ce:g}_et{int(cl):+d}" for ce, cl in uniq]
+    col_of = {k: i for i, k in enumerate(uniq)}
+    key_col = np.array([col_of[k] for k in keys], dtype=int)
+    dummies = np.zeros((len(yv), len(uniq)))
+    dummies[np.flatnonzero(has_dummy), key_col] = 1.0
+    exog = pd.DataFrame(dummies, columns=names)
+    if xc is not None:
+        clash = set(xc.columns) & set(names)
+        if clash:
+            raise EffectInputError(f"control columns clash with event-time names: {clash}")
+        exog = pd.concat([exog, xc.reset_index(drop=True)], axis=1)
+
+    unique_cells = not pd.DataFrame({"g": ent, "t": t}).duplicated().any()
+    if unique_cells:
+        index = pd.MultiIndex.from_arrays([ent, t.astype(np.int64)], names=[entity, time])
+        effects = {"entity_effects": True, "time_effects": True}
+    else:
+        rowid = np.arange(len(yv))
+        index = pd.MultiIndex.from_arrays([rowid, t.astype(np.int64)], names=["row", time])
+        effects = {
+            "time_effects": True,
+            "other_effects": pd.DataFrame({entity: ent}, index=index),
+        }
+    if collapse:
+        effects["weights"] = pd.Series(wts, index=index)
+    y = pd.Series(yv, index=index, name=outcome)
+    exog.index = index
+    cov: dict[str, object]
+    if clus is None:
+        cov = {"cov_type": "robust"}
+    else:
+        cov = {"cov_type": "clustered", "clusters": pd.DataFrame({"cluster": clus}, index=index)}
+    try:
+        model = PanelOLS(y, exog, **effects)
+        res = model.fit(debiased=debiased, **cov)
+    except Exception as exc:  # linearmodels' absorbing/rank errors
+        raise EffectInputError(
+            f"the event-study regression could not be estimated: {exc}. Usually a cohort or "
+            "event time is absorbed by the fixed effects (too few periods or control units)"
+        ) from exc
+
+    delta = res.params[names].to_numpy()
+    vdelta = res.cov.loc[names, names].to_numpy()
+    # observations behind each coefficient (rows represented, when collapsed)
+    n_el = np.bincount(key_col, weights=wts[has_dummy], minlength=len(uniq))
+    cohort_of = np.array([k[0] for k in uniq])
+    et_of = np.array([k[1] for k in uniq])
+    window = [l_ for l_ in range(-leads, lags + 1) if l_ != reference]
+    shown = [l_ for l_ in window if (et_of == l_).any()]
+    wmat = np.zeros((len(shown), len(uniq)))
+    for i, l_ in enumerate(shown):
+        m = et_of == l_
+        wmat[i, m] = n_el[m] / n_el[m].sum()
+    beta = wmat @ delta
+    vbeta = wmat @ vdelta @ wmat.T
+    se_beta = np.sqrt(np.clip(np.diag(vbeta), 0, None))
+
+    pre = [i for i, l_ in enumerate(shown) if l_ < 0]
+    n_clusters = int(len(np.unique(clus))) if clus is not None else None
+    if wild_bootstrap is None:
+        wild_bootstrap = 999 if n_clusters is not None and n_clusters < 50 else 0
+    if pre:
+        bp = beta[pre]
+        vp = vbeta[np.ix_(pre, pre)]
+        stat = float(bp @ np.linalg.pinv(vp) @ bp)
+        df = int(np.linalg.matrix_rank(vp))
+        pretrend = {"stat": stat, "df": df, "pvalue": float(stats.chi2.sf(stat, df))}
+        if n_clusters is not None:
+            pretrend["pvalue_f"] = float(stats.f.sf(stat / df, df, n_clusters - 1))
+        pretrend["pvalue_wild"] = math.nan
+        if wild_bootstrap and clus is not None:
+            restriction = np.zeros((len(pre), exog.shape[1]))
+            restriction[:, : len(names)] = wmat[pre]
+            pretrend["pvalue_wild"] = _wild_pretrend(
+                yv,
+                exog.to_numpy(),
+                entity=np.unique(ent, return_inverse=True)[1],
+                period=np.unique(t, return_inverse=True)[1],
+                weights=wts,
+                clusters=clus,
+                restriction=restriction,
+                params=res.params.to_numpy(),
+                reps=int(wild_bootstrap),
+                seed=seed,
+            )
+            pretrend["wild_reps"] = int(wild_bootstrap)
+    else:
+        pretrend = {"stat": math.nan, "df": 0, "pvalue": math.nan}
+
+    post = (et_of >= 0) & (et_of <= lags)
+    if not post.any():
+        raise EffectInputError("no treated observations at or after adoption within the window")
+    if post_weights == "observations":
+        a = np.where(post, n_el, 0.0)
+        a /= a.sum()
+    else:
+        rows_post = [i for i, l_ in enumerate(shown) if l_ >= 0]
+        a = wmat[rows_post].sum(axis=0) / len(rows_post)
+    theta = float(a @ delta)
+    se_theta = float(math.sqrt(max(a @ vdelta @ a, 0.0)))
+
+    et_rows = []
+    for l_ in sorted([*shown, reference]):
+        if l_ == reference:
+            n_ref = int(wts[(lb == reference) & treated].sum())
+            n_c = int(len(np.unique(e[(lb == reference) & treated])))
+            et_rows.append((l_, 0.0, math.nan, n_ref, n_c))
+        else:
+            i = shown.index(l_)
+            m = et_of == l_
+            et_rows.append((l_, beta[i], se_beta[i], int(n_el[m].sum()), int(m.sum())))
+    event_time = pd.DataFrame(
+        et_rows, columns=["event_time", "estimate", "std_error", "n_obs", "n_cohorts"]
+    ).set_index("event_time")
+    cohort_effects = pd.DataFrame(
+        {
+            "cohort": cohort_of,
+            "event_time": et_of.astype(int),
+            "estimate": delta,
+            "std_error": np.sqrt(np.clip(np.diag(vdelta), 0, None)),
+            "n_obs": n_el.astype(int),
+        },
+        index=pd.Index(names, name="parameter"),
+    )
+    in_window = np.isin(et_of, shown)
+    cohort_effects["weight"] = np.nan
+    cohort_effects.loc[in_window, "weight"] = wmat.sum(axis=0)[in_window]
+    et_cov = pd.DataFrame(vbeta, index=shown, columns=shown)
+
+    n_entities = int(len(np.unique(ent)))
+    treated_entities = int(len(np.unique(ent[treated])))
+    diagnostics = {
+        "pretrend_chi2": pretrend["stat"],
+        "pretrend_df": pretrend["df"],
+        "pretrend_pvalue": pretrend["pvalue"],
+        "pretrend_pvalue_f": pretrend.get("pvalue_f", math.nan),
+        "pretrend_pvalue_wild": pretrend.get("pvalue_wild", math.nan),
+        "leads": int(leads),
+        "lags": int(lags),
+        "reference": int(reference),
+        "bin": bin,
+        "post_weights": post_weights,
+        "control_cohort": control_label,
+        "n_entities": n_entities,
+        "n_treated_entities": treated_entities,
+        "n_control_entities": n_entities - treated_entities,
+        "n_cohorts": int(len(np.unique(cohort_of))),
+        "n_always_treated_cohorts_dropped": len(dropped_cohorts),
+        "n_always_treated_rows_dropped": n_dropped_cohort_rows,
+        "n_missing_dropped": n_missing,
+        "n_coefficients": len(names),
+        "collapsed": bool(collapse),
+        "n_regression_rows": int(res.nobs),
+        "event_time": [
+            {
+                "event_time": int(k),
+                "estimate": r.estimate,
+                "std_error": r.std_error,
+                "n_obs": int(r.n_obs),
+            }
+            for k, r in event_time.iterrows()
+        ],
+    }
+    weighting = (
+        "averaged over treated observations"
+        if post_weights == "observations"
+        else "averaged with equal weight per event time"
+    )
+    estimand = (
+        f"average effect of adoption on adopting units at event times 0 to {lags}"
+        f"{' (the last binning all later periods)' if bin == 'endpoints' else ''}, "
+        f"{weighting}, relative to event time {reference}; cohorts weighted by their share "
+        "of treated observations (Sun and Abraham interaction-weighted estimator); assumes "
+        "parallel trends with the control cohort and no anticipation"
+    )
+    return EventStudyResult(
+        estimate=theta,
+        std_error=se_theta,
+        n=n_rows,
+        design="event_study",
+        estimand=estimand,
+        method="sun_abraham",
+        outcome=outcome,
+        treatment=treatment_start,
+        cov_type=cov["cov_type"],  # type: ignore[arg-type]
+        n_clusters=n_clusters,
+        diagnostics=diagnostics,
+        event_time=event_time,
+        cohort_effects=cohort_effects,
+        event_time_cov=et_cov,
+        pretrend=pretrend,
+        reference=int(reference),
+        binned=bin == "endpoints",
+        model_results=res,
+    )
