@@ -13,6 +13,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
 MAKEFLAGS += --no-builtin-rules --no-print-directory
+# Two cities' steps at a time by default (the machines have two cores; every
+# rule is safe in parallel); `make JOBS=1 ...` runs one thing at a time.
+JOBS ?= 2
+MAKEFLAGS += --jobs=$(JOBS)
 
 SIZE ?= small
 PYTHON ?= python3
@@ -37,9 +41,12 @@ BOOK_SOURCES := book/_config.yml $(sort $(shell find book -name '*.md' \
 
 # What a step's executed notebook and a city's data depend on, besides their
 # own template, config and upstream notebooks (see src/reintegration/makefile.py).
-STEP_DEPS := $(SRC_FILES) config/steps.yml config/instruments.yml $(VENV_STAMP) $(SIZE_STAMP)
+STEP_DEPS := $(SRC_FILES) $(wildcard config/*.yml) $(VENV_STAMP) $(SIZE_STAMP)
 DATA_DEPS := $(SYNTH_FILES) config/instruments.yml $(wildcard config/synthetic.yml) $(VENV_STAMP)
-RUN_STEP := $(PY) -m reintegration run-step --size $(SIZE) --kernel $(KERNEL)
+# One BLAS thread per step: with two cores and `make -j2` (or anything else
+# running) threaded BLAS oversubscribes the machine and the estimators slow down.
+RUN_STEP := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+	$(PY) -m reintegration run-step --size $(SIZE) --kernel $(KERNEL)
 GEN_DATA := $(PY) -m reintegration data --size $(SIZE)
 
 # Goals that need neither the environment nor the generated rules.
@@ -121,6 +128,7 @@ test: $(VENV_STAMP) ## Lint, tests, notebook validation and the book on SIZE=sma
 		--nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
 
 bench: $(VENV_STAMP) ## Benchmarks (speed, memory) to build/bench.json
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	$(PY) -m reintegration.bench --size $(SIZE)
 
 templates: $(VENV_STAMP) ## Store the outputs nbval checks in the templates (small data)

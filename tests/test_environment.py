@@ -12,9 +12,10 @@ from packaging.utils import canonicalize_name
 
 def _pyproject(root):
     data = tomllib.loads((root / "pyproject.toml").read_text())
+    # what environment.yml installs: the runtime dependencies and the test extra
+    # (the bench extra is installed by `make bench` only)
     reqs = [Requirement(r) for r in data["project"]["dependencies"]]
-    for extra in data["project"]["optional-dependencies"].values():
-        reqs += [Requirement(r) for r in extra]
+    reqs += [Requirement(r) for r in data["project"]["optional-dependencies"]["test"]]
     return {canonicalize_name(r.name): r.specifier for r in reqs}
 
 
