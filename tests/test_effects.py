@@ -18,6 +18,7 @@ from reintegration.effects import (
     event_study,
     instrumental_variable,
     leave_one_out_propensity,
+    leave_out_cell_propensity,
     selection_on_observables,
 )
 
@@ -331,6 +332,50 @@ def test_leave_one_out_propensity_by_hand():
     # treatment net of the team mean (2/5 in team 1), then the leave-one-out mean
     assert zw.tolist()[:5] == pytest.approx([0.1, 0.6, 0.1, -0.4, -0.4])
     assert np.isnan(zw.iloc[5])
+
+
+def test_leave_out_cell_propensity_by_hand():
+    df = pd.DataFrame(
+        {
+            "manager": ["a", "a", "a", "a", "b", "b", "b", "c"],
+            "cell": [1, 1, 2, 2, 1, 2, 2, 1],
+            "d": [1, 0, 1, 1, 0, 0, 1, 1],
+        }
+    )
+    z = leave_out_cell_propensity(df, group="manager", treatment="d", cells="cell")
+    # treatment net of the cell mean (cell 1: 2/4, cell 2: 3/4), then the mean
+    # over the manager's clients in the other cells
+    assert z.tolist()[:7] == pytest.approx([0.25, 0.25, 0.0, 0.0, -0.25, -0.5, -0.5])
+    assert np.isnan(z.iloc[7])  # manager c has clients in one cell only
+    with pytest.raises(ValueError, match="'grp'"):
+        leave_out_cell_propensity(df, group="grp", treatment="d", cells="cell")
+
+
+def test_leave_out_cell_propensity_has_no_mechanical_first_stage():
+    """No case-manager effect at all, several clients per manager per cell,
+    cells absorbed: the leave-one-out mean shows a first stage that is pure
+    exclusion bias (negative, F far above its null), the leave-out-cell
+    propensity does not."""
+    loo_t, cell_f = [], []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        n = 1200  # 25 teams of 2 managers, 4 cells per team, about 6 clients per manager-cell
+        df = pd.DataFrame({"cell": rng.integers(0, 100, n)})
+        df["manager"] = df["cell"] // 4 * 10 + rng.integers(0, 2, n)
+        df["d"] = (rng.random(n) < 0.3).astype(float)
+        df["y"] = rng.normal(size=n)
+        kw = {"outcome": "y", "treatment": "d", "absorb": "cell", "cluster": "manager"}
+        df["z_loo"] = leave_one_out_propensity(df, group="manager", treatment="d",
+                                               within="cell")
+        df["z_cell"] = leave_out_cell_propensity(df, group="manager", treatment="d",
+                                                 cells="cell")
+        loo = instrumental_variable(df, **kw, instrument="z_loo")
+        loo_t.append(loo.first_stage.loc["z_loo", "estimate"]
+                     / loo.first_stage.loc["z_loo", "std_error"])
+        cell_f.append(instrumental_variable(df.dropna(subset=["z_cell"]), **kw,
+                                            instrument="z_cell").first_stage_f)
+    assert max(loo_t) < -1 and np.mean(loo_t) < -2  # negative in every draw: mechanical
+    assert np.mean(cell_f) < 3  # about the null's mean of 1
 
 
 def test_instrumental_variable_rejects_bad_input():

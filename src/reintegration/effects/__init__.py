@@ -11,12 +11,13 @@ with keyword-only options, returning an :class:`EffectResult` (``estimate``,
 * :func:`event_study` (staggered adoption, Sun and Abraham's
   interaction-weighted estimator on linearmodels ``PanelOLS``);
 * :func:`instrumental_variable` (2SLS on linearmodels ``IV2SLS`` with
-  absorbed fixed effects), with :func:`leave_one_out_propensity` for the
+  absorbed fixed effects), with :func:`leave_out_cell_propensity` (and
+  :func:`leave_one_out_propensity` where no cells are absorbed) for the
   case-manager instrument.
 """
 
 from ._data import EffectInputError
-from .iv import instrumental_variable, leave_one_out_propensity
+from .iv import instrumental_variable, leave_one_out_propensity, leave_out_cell_propensity
 from .results import EffectResult, EventStudyResult, IVResult, SelectionResult
 from .selection import LogitLearner, OLSLearner, dynamic_risk_set, selection_on_observables
 from .staggered import event_study
@@ -33,5 +34,6 @@ __all__ = [
     "event_study",
     "instrumental_variable",
     "leave_one_out_propensity",
+    "leave_out_cell_propensity",
     "selection_on_observables",
 ]

@@ -49,7 +49,7 @@ from ._data import (
 )
 from .results import IVResult
 
-__all__ = ["instrumental_variable", "leave_one_out_propensity"]
+__all__ = ["instrumental_variable", "leave_one_out_propensity", "leave_out_cell_propensity"]
 
 ABSORB_METHODS = ("within", "dummies")
 
@@ -417,13 +417,14 @@ def leave_one_out_propensity(
     their instrument, which would otherwise bias 2SLS towards OLS in small
     caseloads.
 
-    When the cells are absorbed as fixed effects in
-    :func:`instrumental_variable`, the two versions give (nearly) the same
-    estimate: the residualisation makes the instrument readable as relative
-    stringency, the fixed effects do the identification. Do not subtract a
-    *leave-one-out* cell mean instead: within a cell that term varies only
-    with the client's own treatment, which brings the bias back once cell
-    effects are absorbed.
+    Not for use with the same cells absorbed as fixed effects when a case
+    manager has several clients in a cell: within a cell, the leave-one-out
+    mean of a treated client's case manager is lower than that of an
+    untreated client of the same case manager by :math:`1/(n_j - 1)`, so the
+    instrument varies with the client's own treatment inside the cell and the
+    first stage is biased (exclusion bias, strongest in small caseloads). Use
+    :func:`leave_out_cell_propensity` there: it leaves the client's whole
+    cell out.
 
     Parameters
     ----------
@@ -473,4 +474,82 @@ def leave_one_out_propensity(
     loo = (total - dd) / (count - 1).where(count > 1)
     out = pd.Series(np.nan, index=data.index, name=f"loo_{treatment}")
     out.loc[valid] = loo.to_numpy()
+    return out
+
+
+def leave_out_cell_propensity(
+    data: pd.DataFrame,
+    *,
+    group: str | Sequence[str],
+    treatment: str,
+    cells: str | Sequence[str],
+) -> pd.Series:
+    r"""The case-manager propensity measured outside the client's own cell:
+    the instrument to use when the cells are absorbed in the second stage.
+
+    With :math:`\tilde D_k = D_k - \bar D_{c(k)}` the treatment net of the
+    mean of client :math:`k`'s cell (e.g. team and quarter), for client
+    :math:`i` of case manager :math:`j` in cell :math:`c`,
+
+    .. math::
+
+        Z_i = \frac{1}{|\{k: j(k) = j,\ c(k) \ne c\}|}
+              \sum_{k:\ j(k) = j,\ c(k) \ne c} \tilde D_k ,
+
+    how much more often than their colleagues the case manager starts the
+    treatment, measured on their clients in *other* cells. Every client of a
+    case manager in a cell gets the same value, and nothing of the cell's own
+    treatments enters it, so with cell fixed effects in
+    :func:`instrumental_variable` the first stage carries no mechanical
+    relation to the client's own treatment (compare
+    :func:`leave_one_out_propensity`). The price: case managers with clients
+    in one cell only get no instrument.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per client; compute on all clients of the case managers.
+    group : str or sequence of str
+        Column(s) identifying the case manager (or judge).
+    treatment : str
+        Numeric (usually 0/1) treatment column.
+    cells : str or sequence of str
+        Column(s) of the cells within which allocation is as good as random
+        and which the second stage absorbs.
+
+    Returns
+    -------
+    pandas.Series
+        Aligned with ``data``; missing for rows with a missing input and for
+        case managers without clients in another cell.
+
+    Raises
+    ------
+    ValueError
+        A missing or non-numeric column.
+    """
+    data = require_frame(data)
+    groups, cols = as_list(group), as_list(cells)
+    if not groups or not cols:
+        raise EffectInputError("group and cells must each name at least one column")
+    require_columns(data, groups, role="group")
+    require_columns(data, [treatment], role="treatment")
+    require_columns(data, cols, role="cells")
+    s = data[treatment]
+    if not (pd.api.types.is_numeric_dtype(s) or s.dtype == bool):
+        raise EffectInputError(f"treatment column {treatment!r} must be numeric (dtype {s.dtype})")
+    valid = data[[*groups, treatment, *cols]].notna().all(axis=1)
+    sub = data.loc[valid]
+    cell = sub.groupby(cols, sort=True, observed=True).ngroup()
+    manager = sub.groupby(groups, sort=True, observed=True).ngroup()
+    d = sub[treatment].astype(float)
+    dres = d - d.groupby(cell).transform("mean")
+    s_m = dres.groupby(manager).transform("sum")
+    n_m = dres.groupby(manager).transform("count")
+    s_mc = dres.groupby([manager, cell]).transform("sum")
+    n_mc = dres.groupby([manager, cell]).transform("count")
+    rest = n_m - n_mc
+    z = (s_m - s_mc) / rest.where(rest > 0)
+    out = pd.Series(np.nan, index=data.index, name=f"propensity_{treatment}")
+    out.loc[valid] = z.to_numpy()
     return out
