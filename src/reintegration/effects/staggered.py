@@ -69,6 +69,7 @@ __all__ = ["event_study"]
 
 BINS = ("endpoints", "trim")
 POST_WEIGHTS = ("observations", "equal")
+BASELINES = ("reference", "pre_mean")
 CONTROLS = ("auto", "never", "last")
 
 
@@ -192,6 +193,7 @@ def event_study(
     reference: int = -1,
     debiased: bool = True,
     post_weights: str = "observations",
+    baseline: str = "reference",
     collapse: bool = False,
     wild_bootstrap: int | None = None,
     seed: int = 0,
@@ -285,6 +287,17 @@ def event_study(
         over treated observations at event times 0 to ``lags`` (the formula
         above); ``"equal"`` gives each event time 0 to ``lags`` the same
         weight, :math:`\theta = \frac{1}{L+1}\sum_{l=0}^{L}\beta_l`.
+    baseline : {"reference", "pre_mean"}
+        What the aggregated post-period effect is measured against:
+        ``"reference"``, the cohort's reference event time (the formula
+        above); ``"pre_mean"``, the average over all of the cohort's
+        pre-period event times :math:`-\text{leads},\dots,-1` (weighted by
+        observations, the reference counting as zero), so that
+        :math:`\theta = \sum_{e,l \ge 0} a_{e,l}\,(\delta_{e,l} - \bar\delta_{e,\mathrm{pre}})`.
+        With one reference period its sampling noise enters every post-period
+        coefficient; the pre-period mean rests on many more observations.
+        Requires parallel trends over the whole pre-period, which the
+        pre-trend test checks. The event-time path is unaffected.
 
     Returns
     -------
@@ -331,6 +344,8 @@ def event_study(
         raise EffectInputError(f"bin must be one of {BINS}, not {bin!r}")
     if post_weights not in POST_WEIGHTS:
         raise EffectInputError(f"post_weights must be one of {POST_WEIGHTS}, not {post_weights!r}")
+    if baseline not in BASELINES:
+        raise EffectInputError(f"baseline must be one of {BASELINES}, not {baseline!r}")
     if control_cohort not in CONTROLS:
         raise EffectInputError(f"control_cohort must be one of {CONTROLS}, not {control_cohort!r}")
     if int(leads) < 1 or int(lags) < 0:
@@ -546,6 +561,20 @@ def event_study(
     else:
         rows_post = [i for i, l_ in enumerate(shown) if l_ >= 0]
         a = wmat[rows_post].sum(axis=0) / len(rows_post)
+    if baseline == "pre_mean":
+        # subtract each cohort's observation-weighted mean of its pre-period
+        # coefficients (the reference, with coefficient zero, in the weights)
+        a = a.copy()
+        pre_k = (et_of < 0) & (et_of >= -leads)
+        for cohort in np.unique(cohort_of):
+            in_c = cohort_of == cohort
+            share = a[in_c & post].sum()
+            if share == 0:
+                continue
+            n_ref = float(wts[(lb == reference) & treated & (e == cohort)].sum())
+            denom = n_ref + n_el[in_c & pre_k].sum()
+            if denom > 0:
+                a[in_c & pre_k] -= share * n_el[in_c & pre_k] / denom
     theta = float(a @ delta)
     se_theta = float(math.sqrt(max(a @ vdelta @ a, 0.0)))
 
@@ -590,6 +619,7 @@ def event_study(
         "reference": int(reference),
         "bin": bin,
         "post_weights": post_weights,
+        "baseline": baseline,
         "control_cohort": control_label,
         "n_entities": n_entities,
         "n_treated_entities": treated_entities,
@@ -619,7 +649,10 @@ def event_study(
     estimand = (
         f"average effect of adoption on adopting units at event times 0 to {lags}"
         f"{' (the last binning all later periods)' if bin == 'endpoints' else ''}, "
-        f"{weighting}, relative to event time {reference}; cohorts weighted by their share "
+        f"{weighting}, relative to "
+        + (f"event time {reference}" if baseline == "reference"
+           else f"the mean of the cohort's pre-period event times -{leads} to -1")
+        + "; cohorts weighted by their share "
         "of treated observations (Sun and Abraham interaction-weighted estimator); assumes "
         "parallel trends with the control cohort and no anticipation"
     )
