@@ -14,9 +14,14 @@ SHELL := /bin/bash
 .DELETE_ON_ERROR:
 MAKEFLAGS += --no-builtin-rules --no-print-directory
 # Two cities' steps at a time by default (the machines have two cores; every
-# rule is safe in parallel); `make JOBS=1 ...` runs one thing at a time.
+# rule is safe in parallel); `make JOBS=1 ...` or `make -j1 ...` runs one thing
+# at a time. Sub-makes share the top make's job slots.
 JOBS ?= 2
+ifeq ($(MAKELEVEL),0)
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
 MAKEFLAGS += --jobs=$(JOBS)
+endif
+endif
 
 SIZE ?= small
 PYTHON ?= python3
@@ -59,7 +64,7 @@ $(shell mkdir -p $(RESULTS) && [ "$$(cat $(SIZE_STAMP) 2>/dev/null)" = "$(SIZE)"
 	|| echo "$(SIZE)" > $(SIZE_STAMP))
 endif
 
-.PHONY: all help venv data notebooks city release audit book test bench templates lab clean clean-data distclean
+.PHONY: all help venv data notebooks city release audit book test test-pytest test-nbval bench templates lab clean clean-data distclean
 
 all: book ## Build everything: environment, data, every city's steps, the book
 	@echo "Book: file://$(abspath $(BOOK_HTML))/index.html"
@@ -121,8 +126,15 @@ $(BOOK_HTML)/index.html: $(BUILD)/audit.json $(BOOK_SOURCES) $(DATA)/manifest.js
 test: $(VENV_STAMP) ## Lint, tests, notebook validation and the book on SIZE=small
 	$(VENV)/bin/ruff check src tests
 	@$(MAKE) SIZE=small book
+	@$(MAKE) --output-sync=target SIZE=small test-pytest test-nbval
+
+# The two halves of `make test` after the book, side by side (two cores); each
+# one's output is printed whole when it ends.
+test-pytest: $(VENV_STAMP)
 	@$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then \
 		echo "error: pytest collected no tests in tests/"; exit 1; fi; exit $$rc
+
+test-nbval: $(VENV_STAMP)
 	REINTEGRATION_BUILD_DIR=$(abspath build/nbval) $(PY) -m pytest -p no:cacheprovider \
 		--nbval-lax --nbval-kernel-name $(KERNEL) \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
