@@ -8,6 +8,11 @@ Speed and memory targets are checked here, never by timed tests:
 ``noop_make``
     a second ``make all`` on an up-to-date tree; target 5 s, and no notebook
     re-executed.
+``event_study_full_rotterdam``
+    the roll-out event study of full-size Rotterdam (clients by team and inflow
+    quarter, one row per client) fitted by :func:`reintegration.effects.event_study`
+    and the same interacted two-way fixed-effects regression in pyfixest (the
+    ``bench`` extra), as a ratio from one run.
 
 Each entry records seconds, the peak resident memory in MiB where measured,
 the target and whether it was met.
@@ -130,10 +135,96 @@ def bench_panel_full_rotterdam(root: Path, size: str = "full") -> dict:
     }
 
 
+def _event_study_data(root: Path) -> tuple:
+    """Full-size Rotterdam's roll-out data (one row per client), from a panel
+    built into a temporary folder, untimed."""
+    import multiprocessing
+
+    import pandas as pd
+
+    from . import phase2
+    from .config import load_city
+
+    paths = Paths.for_size("full", root)
+    if not paths.city_manifest("rotterdam").exists():
+        from .synth import generate_city
+
+        generate_city("rotterdam", "full", root=root)
+    spawn = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            pool.submit(_panel_prepare, str(root), tmp).result()
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            pool.submit(_panel_run, str(root), tmp).result()
+        persons = pd.read_parquet(Path(tmp) / "full" / "rotterdam" / "research" / "persons.parquet")
+    settings = phase2.load_settings(root)
+    schedule = phase2.rollout_schedule(load_city("rotterdam", root))
+    data = phase2.rollout_settings_data(persons, schedule, settings)
+    return data, settings["rollout_did"]
+
+
+def bench_event_study_full_rotterdam(root: Path, size: str = "full") -> dict:
+    """Fit time of the roll-out event study (employed 12 months after inflow,
+    one row per client, no collapsing, no bootstrap) with
+    :func:`reintegration.effects.event_study` (linearmodels ``PanelOLS``) and of
+    the same regression in pyfixest: the cohort x event-time indicators that
+    the event study built, team and quarter effects, standard errors clustered
+    on teams. Reports both times, their ratio and the largest difference of
+    the coefficients. Always full size. pyfixest is optional (the ``bench``
+    extra); without it only the event study is timed, with a note."""
+    import numpy as np
+    import pandas as pd
+
+    from . import effects
+
+    data, cfg = _event_study_data(root)
+    kw = dict(outcome="employed_12", entity="team", time="_period", treatment_start="_start",
+              leads=int(cfg["leads"]), lags=int(cfg["lags"]), reference=int(cfg["reference"]),
+              wild_bootstrap=0)
+    started = time.perf_counter()
+    res = effects.event_study(data, **kw)
+    seconds = time.perf_counter() - started
+    out = {"rows": int(len(data)), "seconds_reintegration": round(seconds, 3),
+           "estimate": round(res.estimate, 6)}
+    try:
+        import pyfixest as pf
+    except ImportError:
+        out["note"] = ("pyfixest is not installed (pip install '.[bench]'): "
+                       "the comparison was skipped")
+        return out
+    fit = res.model_results
+    exog = fit.model.exog.dataframe
+    frame = pd.DataFrame({"y": np.asarray(fit.model.dependent.dataframe).ravel()},
+                         index=exog.index)
+    names = [f"x{i}" for i in range(exog.shape[1])]
+    frame[names] = exog.to_numpy()
+    # one row per client: the team enters linearmodels as an "other" effect
+    frame["team"] = np.asarray(fit.model._other_effect_cats.dataframe.iloc[:, 0]).astype(str)
+    frame["period"] = np.asarray(exog.index.get_level_values(-1)).astype(str)
+    frame = frame.reset_index(drop=True)
+    formula = f"y ~ {' + '.join(names)} | team + period"
+    started = time.perf_counter()
+    pfit = pf.feols(formula, data=frame, vcov={"CRV1": "team"})
+    coef = pfit.coef()
+    seconds_pf = time.perf_counter() - started
+    diff = float(np.max(np.abs(coef.to_numpy() - np.asarray(fit.params)[: len(coef)])))
+    out.update({
+        "seconds_pyfixest": round(seconds_pf, 3),
+        "ratio_reintegration_to_pyfixest": round(seconds / seconds_pf, 2),
+        "pyfixest_version": pf.__version__,
+        "max_abs_coef_difference": diff,
+        "note": "one run each: the event-study time includes building the interactions, "
+                "the Sun and Abraham aggregation and the pre-trend test; the pyfixest time "
+                "includes its first-call start-up and fits the regression only",
+    })
+    return out
+
+
 BENCHES = {
     "data_full": bench_data_full,
     "noop_make": bench_noop_make,
     "panel_full_rotterdam": bench_panel_full_rotterdam,
+    "event_study_full_rotterdam": bench_event_study_full_rotterdam,
 }
 
 

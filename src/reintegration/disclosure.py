@@ -11,6 +11,7 @@ Every table, figure and model result a notebook shows goes through a register::
               values="earnings_12m", aggfunc="mean")
     reg.model("exit_ols", results, groups=persons[["instrument"]])
     reg.figure("uptake_over_time", fig, counts=monthly_counts)
+    reg.effect("att_employed_12", result)   # an EffectResult of reintegration.effects
 
 Each call checks the output against the rules in ``config/disclosure.yml``,
 writes what may be released to ``build/<size>/<city>/outputs/<step>/`` (CSV for
@@ -662,6 +663,66 @@ class Register:
         self._acro_record_model(name, out, results, checked)
         return self._commit(name, out, entry)
 
+    def effect(
+        self,
+        name: str,
+        results: Any,
+        *,
+        title: str | None = None,
+    ) -> Output:
+        """Effect estimates of :mod:`reintegration.effects`, checked by the
+        compendium's rules and shown as a coefficient table.
+
+        ``results`` is one :class:`~reintegration.effects.EffectResult` or a
+        mapping of row labels to results. Each must have at least
+        ``residual_dof`` residual degrees of freedom and at least
+        ``cell_threshold`` persons in each group behind it (see
+        :func:`check_effect`); if one fails, nothing is released. The
+        released file holds each result's ``to_record()``.
+        """
+        self._check_name(name)
+        items = dict(results) if isinstance(results, dict) else {name: results}
+        if not items:
+            raise DisclosureError(f"{self.step}/{name}: no effect results given")
+        status, reasons, checks = "pass", [], {}
+        for label, res in items.items():
+            s, r, c = check_effect(res, self.rules)
+            checks[str(label)] = c
+            reasons += [f"{label}: {x}" for x in r]
+            if s == "fail":
+                status = "fail"
+        record = None
+        if status != "fail":
+            recs = {str(k): v.to_record() for k, v in items.items()}
+            record = {
+                "estimator": "reintegration.effects",
+                "library": "reintegration",
+                "dependent": None,
+                "params": {k: r["estimate"] for k, r in recs.items()},
+                "std_errors": {k: r["std_error"] for k, r in recs.items()},
+                "conf_int": {k: [r["ci_low"], r["ci_high"]] for k, r in recs.items()},
+                "pvalues": {k: r["pvalue"] for k, r in recs.items()},
+                "nobs": min(int(v.n) for v in items.values()),
+                "df_resid": min(c["residual_dof"] for c in checks.values()),
+                "effects": recs,
+            }
+        out = Output(
+            output_id=f"{self.step}/{name}",
+            kind="model",
+            status=status,
+            reasons=reasons,
+            title=title or name.replace("_", " "),
+            rules=self.rules,
+            model=record,
+        )
+        if record is not None:
+            record["id"] = out.output_id
+            payload = atomic.dumps_json(record).encode("utf-8")
+            out.path, out.sha256 = self._write_file(f"{name}.json", payload)
+        entry = self._entry(out, checks)
+        self._acro_record_custom(name, out, "effect")
+        return self._commit(name, out, entry)
+
     def figure(
         self,
         name: str,
@@ -1304,6 +1365,62 @@ def _check_counts(
         ]
         return "fail", reasons, checks
     return "pass", [], checks
+
+
+def effect_counts(result: Any) -> dict[str, int]:
+    """The group sizes behind an effect estimate: treated and controls
+    (selection on observables), starters and non-starters (IV, from the
+    diagnostics when the pipeline put them there), treated observations per
+    shown event time (event study), and clusters."""
+    counts: dict[str, int] = {}
+    for key in ("n_treated", "n_control"):
+        value = getattr(result, key, None)
+        if value is None:
+            value = (getattr(result, "diagnostics", None) or {}).get(key)
+        if value is not None:
+            counts[key] = int(value)
+    et = getattr(result, "event_time", None)
+    if et is not None and "n_obs" in et:
+        ref = getattr(result, "reference", None)
+        for k, v in et["n_obs"].items():
+            if k != ref:
+                counts[f"event_time_{int(k)}"] = int(v)
+    return counts
+
+
+def check_effect(result: Any, rules: Rules) -> tuple[str, list[str], dict[str, Any]]:
+    """Disclosure check of one effect estimate: residual degrees of freedom
+    (of the fitted model where there is one, else ``n`` minus 2) and the
+    group sizes of :func:`effect_counts` against the thresholds."""
+    for attr in ("estimate", "std_error", "n", "to_record"):
+        if not hasattr(result, attr):
+            raise DisclosureError(
+                f"cannot check a {type(result).__name__}: not an effect result of "
+                "reintegration.effects"
+            )
+    model = getattr(result, "model_results", None)
+    dof = getattr(model, "df_resid", None) if model is not None else None
+    dof = int(dof) if dof is not None else int(result.n) - 2
+    counts = effect_counts(result)
+    reasons: list[str] = []
+    status = "pass"
+    if dof < rules.residual_dof:
+        reasons.append(f"residual degrees of freedom below {rules.residual_dof}")
+        status = "fail"
+    small = sorted(k for k, v in counts.items() if v < rules.cell_threshold)
+    if small:
+        reasons.append(
+            f"groups with fewer than {rules.cell_threshold} persons: {', '.join(small)}"
+        )
+        status = "fail"
+    if not counts:
+        reasons.append("no group sizes known: an output checker must confirm them")
+        status = "review" if status == "pass" else status
+    checks = {
+        "residual_dof": dof if dof >= rules.residual_dof else None,
+        "group_cells": {k: (v if v >= rules.cell_threshold else None) for k, v in counts.items()},
+    }
+    return status, reasons, checks
 
 
 def _group_counts(groups: pd.DataFrame | pd.Series, unit: str | None) -> pd.Series:

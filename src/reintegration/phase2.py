@@ -1,0 +1,755 @@
+r"""Phase 2: the effects of the instruments, per city, by three designs.
+
+For every sub-study that Phase 1 judged go or conditional
+(:func:`reintegration.feasibility.substudies_to_run`) this module builds the
+analysis data of its design from the panel and runs the estimator of
+:mod:`reintegration.effects`, for each outcome of ``config/effects.yml`` and
+for the whole cohort and each pre-specified subgroup:
+
+selection on observables (:func:`selection_data`)
+    Sianesi's dynamic comparison: for each elapsed month :math:`u` of the
+    benefit spell, persons who start the instrument at :math:`u` against
+    persons still on benefit through month :math:`u - 1` who have started
+    neither it nor another instrument before :math:`u`; the risk sets are
+    stacked and pooled with :math:`u` as stratum (cross-fitted AIPW by
+    default), standard errors clustered on the person.
+roll-out event study (:func:`rollout_data`)
+    clients grouped by team and inflow quarter; a team's clients whose inflow
+    falls before its roll-out against those after, with teams that did not
+    (yet) roll out as controls: the intention-to-treat effect of the
+    instrument's availability, Sun and Abraham's interaction-weighted
+    estimator fitted on the team x quarter cell means (``collapse=True``),
+    clustered on teams.
+case-manager IV (:func:`iv_data`)
+    the leave-one-out propensity of the client's case manager to start the
+    instrument, residualised within team x inflow quarter, as instrument for
+    starting it; team x quarter effects absorbed; the larger of the robust and
+    the case-manager-clustered standard error is reported.
+
+Sub-studies that are no-go get records with their reasons and no estimate,
+so a design is never silently missing. :func:`city_records` returns the
+records of ``estimates.json`` (schema in :data:`RECORD_FIELDS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import effects
+from .effects import EffectResult, EventStudyResult
+from .effects._data import json_safe
+from .paths import repo_root
+
+FILE_NAME = "estimates.json"
+ALL = "all"
+KEY = ["RINPERSOONS", "RINPERSOON"]
+
+#: the fields of every record of ``estimates.json``
+RECORD_FIELDS = (
+    "city", "substudy", "design", "instrument", "outcome", "subgroup", "group",
+    "decision", "status", "reasons", "conditions",
+    "estimate", "std_error", "ci_low", "ci_high", "n", "n_treated", "n_control",
+    "n_clusters", "pvalue", "estimand", "method", "cov_type", "diagnostics",
+)
+#: status of a record: estimated, not run (no-go), group too small, estimator failed,
+#: withheld by disclosure control
+STATUSES = ("estimated", "no-go", "too_small", "failed", "withheld")
+
+MIGRATION_GROUPS = {"nl": "none", "western": "western", "ma": "non-western",
+                    "tr": "non-western", "sr": "non-western", "an": "non-western",
+                    "other_nonwestern": "non-western"}
+
+
+# ---------------------------------------------------------------------------
+# settings
+# ---------------------------------------------------------------------------
+
+
+def settings_path(root: Path | None = None) -> Path:
+    return (root or repo_root()) / "config" / "effects.yml"
+
+
+def load_settings(root: Path | None = None) -> dict[str, Any]:
+    """``config/effects.yml``."""
+    with settings_path(root).open(encoding="utf-8") as fh:
+        settings = yaml.safe_load(fh)
+    for key in ("outcomes", "covariates", "selection_on_observables", "rollout_did",
+                "case_manager_iv", "subgroups", "min_group"):
+        if key not in settings:
+            raise ValueError(f"config/effects.yml has no {key!r} section")
+    return settings
+
+
+# ---------------------------------------------------------------------------
+# subgroups
+# ---------------------------------------------------------------------------
+
+
+def subgroup_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The pre-specified subgroup columns (age_band, sex, education,
+    prior_employment, migration) as strings, from the panel's persons or from
+    the truth's potential outcomes (their column names differ); missing where
+    unknown."""
+    out = pd.DataFrame(index=frame.index)
+    age = frame["age"].astype("Float64")
+    out["age_band"] = pd.Series(
+        np.select([age < 27, age < 50, age >= 50], ["under 27", "27-49", "50 and over"],
+                  default=""), index=frame.index).replace("", pd.NA)
+    if "sex" in frame:
+        out["sex"] = frame["sex"].astype("string")
+    else:
+        out["sex"] = np.where(frame["female"].astype(int) == 1, "female", "male")
+    edu = frame["education"].astype("string").fillna("missing")
+    out["education"] = edu
+    if "prior_employment_months" in frame:
+        months = frame["prior_employment_months"].astype(float)
+    else:
+        months = (frame["prior_employment"].astype(float) * 24).round()
+    out["prior_employment"] = np.where(months > 0, "some", "none")
+    out["migration"] = frame["migration"].astype("string").map(MIGRATION_GROUPS)
+    return out.astype("string")
+
+
+# ---------------------------------------------------------------------------
+# analysis data per design
+# ---------------------------------------------------------------------------
+
+
+def benefit_exit(person_months: pd.DataFrame) -> pd.DataFrame:
+    """Per person, the first month k >= 0 after inflow without bijstand
+    (``exit_month``; missing when on bijstand through month 24)."""
+    pm = person_months[person_months["month"] >= 0]
+    off = pm[pm["on_benefit"] == 0]
+    first = off.groupby(KEY, observed=True)["month"].min().rename("exit_month")
+    people = pm[KEY].drop_duplicates().set_index(KEY)
+    return people.join(first).reset_index()
+
+
+def selection_data(persons: pd.DataFrame, exits: pd.DataFrame, instrument: str, *,
+                   max_month: int, min_month: int = 1) -> pd.DataFrame:
+    """The stacked risk sets of :func:`reintegration.effects.dynamic_risk_set`
+    for one instrument.
+
+    At elapsed month :math:`u` a person is at risk when on bijstand through
+    month :math:`u - 1` (the condition under which an instrument can start at
+    :math:`u`) and has started no instrument before :math:`u`; persons who
+    start another instrument leave the risk sets from that month. Treated
+    (``treated = 1``): starters of ``instrument`` at :math:`u`. The column
+    ``elapsed_month`` holds :math:`u`, ``_pid`` the person (for clustering).
+    """
+    df = persons.merge(exits, on=KEY, how="left", validate="one_to_one").copy()
+    elapsed = df["instrument_elapsed"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    own = (df["instrument"] == instrument).to_numpy()
+    other = (~own) & (df["instrument"] != "none").to_numpy() & ~np.isnan(elapsed)
+    exit_ = df["exit_month"].astype("Float64").to_numpy(dtype=float, na_value=np.nan) + 1
+    exit_ = np.where(other, np.fmin(exit_, elapsed), exit_)
+    df["_start"] = np.where(own, elapsed, np.nan)
+    df["_exit"] = exit_
+    df["_pid"] = np.arange(len(df))
+    return effects.dynamic_risk_set(df, start="_start", exit="_exit", max_month=max_month,
+                                    min_month=min_month)
+
+
+def month_index(text: pd.Series | Iterable[str]) -> np.ndarray:
+    """``YYYY-MM`` as months since year 0."""
+    s = pd.Series(list(text) if not isinstance(text, pd.Series) else text).astype(str)
+    return (s.str[:4].astype(int) * 12 + s.str[5:7].astype(int) - 1).to_numpy()
+
+
+def rollout_schedule(city: dict[str, Any]) -> dict[str, int]:
+    """Team -> month index of its roll-out (``rollout:`` of the city's
+    configuration); empty without one."""
+    teams = ((city.get("rollout") or {}).get("teams")) or {}
+    out = {}
+    for team, month in teams.items():
+        if hasattr(month, "year"):
+            month = f"{month.year:04d}-{month.month:02d}"
+        out[str(team)] = int(month_index([str(month)])[0])
+    return out
+
+
+def rollout_data(persons: pd.DataFrame, schedule: dict[str, int], *,
+                 period: str = "quarter", reach_months: int = 0) -> pd.DataFrame:
+    """Clients with their team, inflow period (``_period``), the first
+    inflow period the team's roll-out can reach (``_start``, missing for
+    teams without a roll-out) and whether their inflow period is reached
+    (``exposed``). Periods are months or quarters since year 0.
+
+    A client who flowed in shortly before the roll-out is still on bijstand
+    when it happens and can start the instrument afterwards: a roll-out in
+    month :math:`R` reaches every inflow month from :math:`R - m` on, with
+    :math:`m` = ``reach_months`` the longest wait between inflow and an
+    instrument start. Counting event time from the first reached inflow
+    period keeps the partly exposed cohorts out of the pre-period, where they
+    would show up as a pre-trend and shift the reference period."""
+    if period not in ("month", "quarter"):
+        raise ValueError(f"period must be month or quarter, not {period!r}")
+    if reach_months < 0:
+        raise ValueError(f"reach_months must be zero or positive, not {reach_months}")
+    df = persons[persons["team"].notna()].copy()
+    step = 3 if period == "quarter" else 1
+    inflow = month_index(df["inflow_month"])
+    df["_period"] = inflow // step
+    start = df["team"].astype(str).map(schedule).astype(float) - reach_months
+    df["_start"] = np.floor(start / step)
+    df["exposed"] = (df["_period"] >= df["_start"]).fillna(False).astype(int)
+    df["_event_time"] = df["_period"] - df["_start"]
+    return df
+
+
+def rollout_settings_data(persons: pd.DataFrame, schedule: dict[str, int],
+                          settings: dict[str, Any]) -> pd.DataFrame:
+    """:func:`rollout_data` with the period and reach of ``config/effects.yml``."""
+    cfg = settings["rollout_did"]
+    return rollout_data(persons, schedule, period=cfg["period"],
+                        reach_months=int(cfg["reach_months"]))
+
+
+def iv_data(persons: pd.DataFrame, instrument: str, *,
+            cells: Sequence[str] = ("team", "inflow_quarter")) -> pd.DataFrame:
+    """Clients with a case manager, the treatment ``_d`` (started the
+    instrument), the cell ``_cell`` (team x inflow quarter) and the
+    propensity ``_z`` of their case manager measured on their clients in
+    other cells (:func:`reintegration.effects.leave_out_cell_propensity`;
+    the same instrument as the feasibility step's first stage). The plain
+    leave-one-out mean is not used: with the cells absorbed it carries the
+    client's own treatment into the first stage."""
+    df = persons[persons["case_manager"].notna()].copy()
+    df["_d"] = (df["instrument"] == instrument).astype(float)
+    df["_cell"] = df[list(cells)].astype(str).agg("|".join, axis=1)
+    df["_z"] = effects.leave_out_cell_propensity(df, group="case_manager", treatment="_d",
+                                                 cells="_cell")
+    return df
+
+
+# ---------------------------------------------------------------------------
+# estimation
+# ---------------------------------------------------------------------------
+
+
+def elapsed_bands(months: pd.Series | np.ndarray, treated: pd.Series | np.ndarray,
+                  min_treated: int) -> np.ndarray:
+    """Strata of elapsed months: consecutive months pooled, from the first on,
+    until each band holds at least ``min_treated`` starters (a short last band
+    joins the one before). Returns the first month of each row's band."""
+    m = np.asarray(months, dtype=int)
+    counts = pd.Series(np.asarray(treated, dtype=float)).groupby(m).sum().sort_index()
+    starts: list[int] = []
+    acc = 0.0
+    for month, k in counts.items():
+        if not starts or acc >= min_treated:
+            starts.append(int(month))
+            acc = 0.0
+        acc += k
+    if len(starts) > 1 and acc < min_treated:
+        starts.pop()
+    b = np.asarray(starts)
+    return b[np.clip(np.searchsorted(b, m, side="right") - 1, 0, len(b) - 1)]
+
+
+class FastLogit(effects.LogitLearner):
+    """The logit propensity model of :class:`reintegration.effects.LogitLearner`
+    fitted by Newton's method in numpy (a tiny ridge keeps separated fits
+    finite): the same maximum-likelihood fit, without statsmodels' per-fit
+    rank check, which dominates the run time of cross-fitting on many strata."""
+
+    def fit(self, x: np.ndarray, d: np.ndarray) -> FastLogit:
+        xc = self._design(x, fit=True)
+        beta = np.zeros(xc.shape[1])
+        ridge = 1e-8 * np.eye(xc.shape[1])
+        for _ in range(50):
+            p = 1.0 / (1.0 + np.exp(-np.clip(xc @ beta, -30, 30)))
+            w = p * (1 - p)
+            step = np.linalg.solve((xc * w[:, None]).T @ xc + ridge, xc.T @ (d - p))
+            beta += step
+            if np.max(np.abs(step)) < 1e-8:
+                break
+        self.coef_ = beta
+        return self
+
+
+def independent_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """``columns`` in order, leaving out each one that is a linear combination
+    of a constant and the columns kept before it in ``frame`` (for example
+    the migration indicators within a migration subgroup)."""
+    keep: list[str] = []
+    base = np.ones((len(frame), 1))
+    for col in columns:
+        x = np.column_stack([base, frame[[*keep, col]].to_numpy(dtype=float)])
+        if np.linalg.matrix_rank(x.T @ x) == x.shape[1]:
+            keep.append(col)
+    return keep
+
+
+def fit_selection(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
+                  *, method: str | None = None) -> EffectResult:
+    """Selection on observables over the stacked risk sets, strata = bands of
+    elapsed months. When cross-fitting leaves a fold without treated or
+    controls in a stratum (small groups), it falls back to regression
+    adjustment and says so in the diagnostics."""
+    cfg = settings["selection_on_observables"]
+    varying = [c for c in settings["covariates"]
+               if c in data.columns and data[c].nunique(dropna=True) > 1]
+    covs = independent_columns(data.loc[data["treated"] == 0], varying)
+    data = data.assign(_stratum=elapsed_bands(data["elapsed_month"], data["treated"],
+                                              int(cfg["min_stratum_treated"])))
+    method = method or cfg["method"]
+    kw = dict(outcome=outcome, treatment="treated", covariates=covs, cluster="_pid",
+              strata="_stratum", seed=int(cfg["seed"]), trim=float(cfg["trim"]))
+    try:
+        if method == "aipw":
+            return effects.selection_on_observables(
+                data, method=method, folds=int(cfg["folds"]), propensity_learner=FastLogit(),
+                **kw)
+        return effects.selection_on_observables(data, method=method, **kw)
+    except effects.EffectInputError:
+        if method == "ra":
+            raise
+    res = effects.selection_on_observables(data, method="ra", **kw)
+    res.diagnostics["fallback"] = f"{method} not estimable in this sample; regression adjustment"
+    return res
+
+
+def fit_rollout(data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> EventStudyResult:
+    cfg = settings["rollout_did"]
+    res = effects.event_study(
+        data, outcome=outcome, entity="team", time="_period", treatment_start="_start",
+        leads=int(cfg["leads"]), lags=int(cfg["lags"]), reference=int(cfg["reference"]),
+        baseline=cfg.get("baseline", "reference"), collapse=True,
+        wild_bootstrap=int(cfg["wild_bootstrap"]), seed=int(cfg["seed"]))
+    exposed = int(data.loc[data[outcome].notna(), "exposed"].sum())
+    res.diagnostics["n_treated"] = exposed
+    res.diagnostics["n_control"] = int(data[outcome].notna().sum()) - exposed
+    return res
+
+
+def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> EffectResult:
+    """2SLS with the larger of the robust and the case-manager-clustered
+    standard error (the estimator's advice with few or unequal clusters)."""
+    kw = dict(outcome=outcome, treatment="_d", instrument="_z", absorb="_cell")
+    clustered = effects.instrumental_variable(data, cluster="case_manager", **kw)
+    robust = effects.instrumental_variable(data, **kw)
+    use = clustered if clustered.std_error >= robust.std_error else robust
+    diag = dict(clustered.diagnostics)
+    sample = data.dropna(subset=[outcome, "_z", "_d"])
+    diag.update({"std_error_clustered": clustered.std_error,
+                 "std_error_robust": robust.std_error,
+                 "std_error_reported": use.cov_type,
+                 "n_treated": int(sample["_d"].sum()),
+                 "n_control": int(len(sample) - sample["_d"].sum())})
+    return dataclasses.replace(clustered, std_error=use.std_error, diagnostics=diag)
+
+
+# ---------------------------------------------------------------------------
+# records
+# ---------------------------------------------------------------------------
+
+
+def _base(city: str, sub: dict[str, Any], outcome: str, subgroup: str, group: str
+          ) -> dict[str, Any]:
+    rec = dict.fromkeys(RECORD_FIELDS)
+    rec.update({"city": city, "substudy": sub["id"], "design": sub["design"],
+                "instrument": sub["instrument"], "outcome": outcome, "subgroup": subgroup,
+                "group": group, "decision": sub["decision"],
+                "reasons": list(sub.get("reasons") or []),
+                "conditions": list(sub.get("conditions") or []), "diagnostics": {}})
+    return rec
+
+
+def result_record(rec: dict[str, Any], result: EffectResult) -> dict[str, Any]:
+    """Fill a record from an estimate."""
+    r = result.to_record()
+    diag = dict(r.get("diagnostics") or {})
+    rec = dict(rec)
+    rec.update({k: r[k] for k in ("estimate", "std_error", "ci_low", "ci_high", "n",
+                                  "n_clusters", "pvalue", "estimand", "method", "cov_type")})
+    rec["n_treated"] = getattr(result, "n_treated", None) or diag.get("n_treated")
+    rec["n_control"] = getattr(result, "n_control", None) or diag.get("n_control")
+    keep = ("first_stage_f", "weak_instrument", "std_error_clustered", "std_error_robust",
+            "std_error_reported", "pretrend_pvalue", "pretrend_pvalue_f",
+            "pretrend_pvalue_wild", "n_entities", "n_treated_entities", "n_cohorts",
+            "leads", "lags", "reference", "effective_n_control", "max_abs_smd_raw",
+            "max_abs_smd_weighted", "n_pscore_clipped", "n_strata", "fallback")
+    rec["diagnostics"] = {k: diag[k] for k in keep if k in diag}
+    if isinstance(result, EventStudyResult):
+        rec["diagnostics"]["pretrend_pvalue_used"] = result.pretrend_pvalue
+        rec["diagnostics"]["event_time"] = json_safe(
+            result.event_time.reset_index().to_dict(orient="list"))
+    rec["status"] = "estimated"
+    return json_safe(rec)  # type: ignore[return-value]
+
+
+def _counts(design: str, data: pd.DataFrame, outcome: str) -> tuple[int, int, int | None]:
+    sample = data[data[outcome].notna()]
+    if design == "selection_on_observables":
+        n1 = int(sample["treated"].sum())
+        return n1, len(sample) - n1, None
+    if design == "rollout_did":
+        n1 = int(sample["exposed"].sum())
+        return n1, len(sample) - n1, int(sample["team"].nunique())
+    n1 = int(sample["_d"].sum())
+    return n1, len(sample) - n1, int(sample["case_manager"].nunique())
+
+
+def run_substudy(city: str, sub: dict[str, Any], data: pd.DataFrame,
+                 fit: Callable[[pd.DataFrame, str, dict[str, Any]], EffectResult],
+                 settings: dict[str, Any], *, check: Callable[[EffectResult], tuple] | None = None,
+                 subgroups: pd.DataFrame | None = None
+                 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str, str], EffectResult]]:
+    """Records (and the results, keyed by outcome, subgroup, group) of one
+    sub-study over every outcome, the whole sample and each subgroup.
+
+    ``subgroups`` holds the subgroup columns aligned with ``data``;
+    ``check`` is the disclosure check (returns status, reasons, ...)."""
+    mins = settings["min_group"]
+    soo = settings["selection_on_observables"]
+    sub_settings = {**settings, "selection_on_observables": {
+        **soo, "method": soo.get("subgroup_method", soo["method"])}}
+    records, results = [], {}
+    groups: list[tuple[str, str, np.ndarray | None]] = [(ALL, ALL, None)]
+    if subgroups is not None:
+        for col in settings["subgroups"]:
+            if col not in subgroups:
+                continue
+            for level in sorted(subgroups[col].dropna().unique()):
+                groups.append((col, str(level), (subgroups[col] == level).fillna(False)
+                               .to_numpy()))
+    for outcome in settings["outcomes"]:
+        for subgroup, group, mask in groups:
+            rec = _base(city, sub, outcome, subgroup, group)
+            part = data if mask is None else data.loc[mask]
+            n1, n0, g = _counts(sub["design"], part, outcome)
+            rec.update({"n_treated": n1, "n_control": n0, "n": n1 + n0})
+            small = n1 < mins["treated"] or n0 < mins["control"] or (
+                g is not None and g < mins["clusters"])
+            if small:
+                rec["status"] = "too_small"
+                rec["reasons"] = [f"fewer than {mins['treated']} treated or {mins['control']} "
+                                  f"comparison persons, or fewer than {mins['clusters']} "
+                                  "clusters, in this group"]
+                rec["n_treated"] = rec["n_control"] = rec["n"] = None
+                records.append(rec)
+                continue
+            try:
+                res = fit(part, outcome, settings if mask is None else sub_settings)
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                rec["status"] = "failed"
+                first = " ".join(str(exc).split())[:200]
+                rec["reasons"] = [f"estimator failed: {first}"]
+                records.append(rec)
+                continue
+            if check is not None:
+                status, why = check(res)[:2]
+                if status == "fail":
+                    rec["status"] = "withheld"
+                    rec["reasons"] = list(why)
+                    rec["n_treated"] = rec["n_control"] = rec["n"] = None
+                    records.append(rec)
+                    continue
+            records.append(result_record(rec, res))
+            results[(outcome, subgroup, group)] = res
+    return records, results
+
+
+def no_go_records(city: str, sub: dict[str, Any], settings: dict[str, Any]
+                  ) -> list[dict[str, Any]]:
+    """One record per outcome for a sub-study that is not run, with its
+    reasons and no estimate."""
+    out = []
+    for outcome in settings["outcomes"]:
+        rec = _base(city, sub, outcome, ALL, ALL)
+        rec["status"] = "no-go"
+        if not rec["reasons"]:
+            rec["reasons"] = [f"decision {sub['decision']}"]
+        out.append(rec)
+    return out
+
+
+def city_estimates(city: dict[str, Any], persons: pd.DataFrame,
+                   person_months: pd.DataFrame, substudies: Sequence[dict[str, Any]],
+                   settings: dict[str, Any], *, check: Callable | None = None
+                   ) -> tuple[list[dict[str, Any]], dict[str, dict]]:
+    """Every record of ``estimates.json`` for one city, and the results of
+    the sub-studies that ran (``{substudy id: {(outcome, subgroup, group):
+    result}}``). ``substudies`` are all records of ``feasibility.json``; the
+    go and conditional ones run, the others get :func:`no_go_records`."""
+    name = city["name"]
+    records: list[dict[str, Any]] = []
+    results: dict[str, dict] = {}
+    exits = None
+    schedule = rollout_schedule(city)
+    for sub in substudies:
+        if sub["decision"] not in ("go", "conditional"):
+            records += no_go_records(name, sub, settings)
+            continue
+        design, instrument = sub["design"], sub["instrument"]
+        if design == "selection_on_observables":
+            if exits is None:
+                exits = benefit_exit(person_months)
+            data = selection_data(persons, exits, instrument,
+                                  max_month=int(settings["selection_on_observables"]
+                                                ["max_month"]))
+            fit = fit_selection
+        elif design == "rollout_did":
+            data = rollout_settings_data(persons, schedule, settings)
+            fit = fit_rollout
+        elif design == "case_manager_iv":
+            data = iv_data(persons, instrument,
+                           cells=settings["case_manager_iv"]["cells"])
+            fit = fit_iv
+        else:
+            raise ValueError(f"unknown design {design!r}")
+        data = data.reset_index(drop=True)
+        recs, res = run_substudy(name, sub, data, fit, settings, check=check,
+                                 subgroups=subgroup_frame(data))
+        records += recs
+        results[sub["id"]] = res
+    return records, results
+
+
+def estimates_file(city: str, size: str, records: list[dict[str, Any]],
+                   settings: dict[str, Any]) -> dict[str, Any]:
+    """The content of ``estimates.json``."""
+    return json_safe({
+        "city": city, "size": size, "fields": list(RECORD_FIELDS),
+        "outcomes": settings["outcomes"], "subgroups": settings["subgroups"],
+        "min_group": settings["min_group"], "records": records,
+    })  # type: ignore[return-value]
+
+
+def records_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The records as a table (diagnostics, reasons and conditions left out)."""
+    cols = [c for c in RECORD_FIELDS if c not in ("diagnostics", "reasons", "conditions")]
+    return pd.DataFrame(list(records), columns=list(RECORD_FIELDS))[cols]
+
+
+# ---------------------------------------------------------------------------
+# truth (validation only)
+# ---------------------------------------------------------------------------
+
+
+def truth_subgroups(po: pd.DataFrame) -> pd.DataFrame:
+    """Subgroup columns of the truth's potential outcomes (education from the
+    truth, which has no missing category)."""
+    return subgroup_frame(po)
+
+
+def att_truth(po: pd.DataFrame, instrument: str, outcome: str,
+              mask: np.ndarray | None = None) -> float:
+    """Mean of Y(j) - Y(0) among starters of ``j`` (optionally within
+    ``mask``): the ATT at horizon h of ``outcome = employed_<h>``."""
+    h = outcome.rsplit("_", 1)[-1]
+    sel = (po["instrument"] == instrument).to_numpy()
+    if mask is not None:
+        sel &= mask
+    if not sel.any():
+        return math.nan
+    d = po.loc[sel, f"employed_{instrument}_{h}"] - po.loc[sel, f"employed_none_{h}"]
+    return float(d.mean())
+
+
+def rollout_truth(po: pd.DataFrame, schedule: dict[str, int], outcome: str,
+                  settings: dict[str, Any], mask: np.ndarray | None = None) -> float:
+    """The roll-out effect aggregated the way the event study aggregates it:
+    per roll-out cohort :math:`e` and event time :math:`l` from 0 to
+    ``lags`` (later periods binned into ``lags``), the mean of
+    :math:`Y(D^{R=1}) - Y(D^{R=0})` of the cohort's clients at :math:`l`
+    minus that at the reference event time (``baseline: reference``) or over
+    the cohort's pre-period event times (``baseline: pre_mean``), weighted by
+    the clients at :math:`(e, l)`."""
+    cfg = settings["rollout_did"]
+    h = outcome.rsplit("_", 1)[-1]
+    frame = po if mask is None else po.loc[mask]
+    data = rollout_settings_data(frame.assign(inflow_month=frame["inflow_month"].astype(str)),
+                                 schedule, settings)
+    data = data[data["_start"].notna()]
+    itt = data[f"employed_rollout_on_{h}"] - data[f"employed_rollout_off_{h}"]
+    et = np.clip(data["_event_time"].to_numpy(), -int(cfg["leads"]), int(cfg["lags"]))
+    tab = pd.DataFrame({"e": data["_start"].to_numpy(), "l": et, "itt": itt.to_numpy()})
+    ref = tab[tab["l"] == int(cfg["reference"])].groupby("e")["itt"].mean()
+    if cfg.get("baseline", "reference") == "pre_mean":
+        base = tab[tab["l"] < 0].groupby("e")["itt"].mean()
+    else:
+        base = ref
+    post = tab[tab["l"] >= 0].groupby(["e", "l"])["itt"].agg(["mean", "size"]).reset_index()
+    post = post[post["e"].isin(ref.index)]   # the estimator drops cohorts without a reference
+    if post.empty:
+        return math.nan
+    post["catt"] = post["mean"] - post["e"].map(base)
+    return float(np.average(post["catt"], weights=post["size"]))
+
+
+# ---------------------------------------------------------------------------
+# presentation (step 06) and validation (step 07)
+# ---------------------------------------------------------------------------
+
+
+def decisions_table(feasibility: dict[str, Any]) -> pd.DataFrame:
+    """The Phase 1 decision of every sub-study, with its first reason or
+    condition: what Phase 2 runs and what it does not."""
+    rows = []
+    for s in feasibility["substudies"]:
+        why = (s.get("reasons") or s.get("conditions") or [""])[0]
+        rows.append({"sub-study": s["id"], "decision": s["decision"],
+                     "Phase 2": "run" if s["decision"] in ("go", "conditional") else "not run",
+                     "first reason or condition": why})
+    return pd.DataFrame(rows).set_index("sub-study")
+
+
+def headline(results: dict[tuple[str, str, str], EffectResult]) -> dict[str, EffectResult]:
+    """The whole-sample result of each outcome of one sub-study."""
+    return {o: r for (o, sg, _), r in results.items() if sg == ALL}
+
+
+def subgroup_figure(records: Sequence[dict[str, Any]], substudy: str, outcome: str
+                    ) -> tuple[Any, pd.DataFrame] | None:
+    """Forest plot of the subgroup estimates of one sub-study and outcome,
+    and the counts behind it (treated and comparison persons per group), or
+    None when no subgroup was estimated."""
+    from matplotlib.figure import Figure
+
+    rows = [r for r in records if r["substudy"] == substudy and r["outcome"] == outcome
+            and r["status"] == "estimated"]
+    if not any(r["subgroup"] != ALL for r in rows):
+        return None
+    labels = [f"{r['subgroup']}: {r['group']}" if r["subgroup"] != ALL else "all" for r in rows]
+    est = np.array([r["estimate"] for r in rows])
+    lo = np.array([r["ci_low"] for r in rows])
+    hi = np.array([r["ci_high"] for r in rows])
+    fig = Figure(figsize=(6.4, 0.3 * len(rows) + 1.2), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(rows))[::-1]
+    ax.axvline(0, color="0.5", linewidth=0.8)
+    ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="o", color="C0", capsize=2)
+    ax.set_yticks(y, labels, fontsize="small")
+    ax.set_xlabel(f"effect on {outcome} (95% interval)")
+    ax.set_title(substudy, fontsize="medium")
+    counts = pd.DataFrame({"treated": [r["n_treated"] for r in rows],
+                           "comparison": [r["n_control"] for r in rows]},
+                          index=pd.Index(labels, name="group"), dtype=float)
+    return fig, counts
+
+
+def validation_frame(records: Sequence[dict[str, Any]], po: pd.DataFrame,
+                     truth: dict[str, Any], city: dict[str, Any], settings: dict[str, Any]
+                     ) -> pd.DataFrame:
+    """Each estimate beside the true value of the estimand its design
+    targets: the ATT (selection on observables, from the potential outcomes,
+    also per subgroup), the roll-out effect aggregated as the event study
+    aggregates it (:func:`rollout_truth`), the population 2SLS estimand of
+    the case-manager IV (``effects.json``, whole sample only). Months
+    employed has no planted truth. Columns: the record's keys, ``truth``,
+    ``bias`` and ``covered``."""
+    sub_po = truth_subgroups(po)
+    schedule = rollout_schedule(city)
+    rows = []
+    for r in records:
+        if r["status"] != "estimated":
+            continue
+        outcome, design, inst = r["outcome"], r["design"], r["instrument"]
+        mask = None if r["subgroup"] == ALL else (sub_po[r["subgroup"]] == r["group"]).fillna(
+            False).to_numpy()
+        value = math.nan
+        if outcome.startswith("employed_"):
+            h = outcome.rsplit("_", 1)[-1]
+            if design == "selection_on_observables":
+                value = att_truth(po, inst, outcome, mask)
+            elif design == "rollout_did":
+                value = rollout_truth(po, schedule, outcome, settings, mask)
+            elif design == "case_manager_iv" and mask is None:
+                iv = (truth.get("case_manager_iv") or {}).get("instruments", {}).get(inst)
+                if iv:
+                    value = float(iv["estimand"]["employed"][h])
+        row = {k: r[k] for k in ("city", "design", "instrument", "outcome", "subgroup",
+                                 "group", "estimate", "std_error", "ci_low", "ci_high",
+                                 "n_treated", "n_control")}
+        row["pretrend_pvalue"] = (r.get("diagnostics") or {}).get("pretrend_pvalue_used")
+        row["truth"] = value
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["bias"] = out["estimate"] - out["truth"]
+    out["covered"] = np.where(out["truth"].notna(),
+                              (out["ci_low"] <= out["truth"]) & (out["truth"] <= out["ci_high"]),
+                              np.nan)
+    return out
+
+
+def coverage_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per design and outcome (whole samples with a known truth): the number
+    of estimates, how many 95% intervals cover the truth, the mean bias and
+    the mean standard error."""
+    f = frame[(frame["subgroup"] == ALL) & frame["truth"].notna()]
+    if f.empty:
+        return pd.DataFrame(columns=["estimates", "covered", "coverage", "mean bias",
+                                     "mean std. error"])
+    g = f.groupby(["design", "outcome"])
+    return pd.DataFrame({
+        "estimates": g.size(),
+        "covered": g["covered"].sum().astype(int),
+        "coverage": g["covered"].mean().round(3),
+        "mean bias": g["bias"].mean().round(4),
+        "mean std. error": g["std_error"].mean().round(4),
+    })
+
+
+def bias_figure(frame: pd.DataFrame, outcome: str = "employed_24") -> tuple[Any, pd.DataFrame]:
+    """Estimate minus truth with its 95% interval, per design and instrument
+    (whole samples), and the counts behind each estimate."""
+    from matplotlib.figure import Figure
+
+    f = frame[(frame["subgroup"] == ALL) & frame["truth"].notna()
+              & (frame["outcome"] == outcome)].reset_index(drop=True)
+    labels = [f"{d}: {i}" for d, i in zip(f["design"], f["instrument"], strict=True)]
+    fig = Figure(figsize=(6.4, 0.35 * max(len(f), 1) + 1.2), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(f))[::-1]
+    ax.axvline(0, color="0.5", linewidth=0.8)
+    colours = {"selection_on_observables": "C3", "rollout_did": "C0", "case_manager_iv": "C2"}
+    for d, c in colours.items():
+        m = (f["design"] == d).to_numpy()
+        if m.any():
+            half = f.loc[m, "ci_high"] - f.loc[m, "estimate"]
+            ax.errorbar(f.loc[m, "bias"], y[m], xerr=half, fmt="o", color=c, capsize=2,
+                        label=d.replace("_", " "))
+    ax.set_yticks(y, labels, fontsize="small")
+    ax.set_xlabel(f"estimate minus true value\n{outcome} (95% interval)")
+    if len(f):
+        fig.legend(fontsize="small", loc="outside lower center", ncols=3)
+    counts = pd.DataFrame({"treated": f["n_treated"].astype(float),
+                           "comparison": f["n_control"].astype(float)})
+    counts.index = pd.Index(labels, name="estimate")
+    return fig, counts
+
+
+def check_records(records: Sequence[dict[str, Any]], feasibility: dict[str, Any],
+                  settings: dict[str, Any]) -> dict[str, bool]:
+    """Checks on the records of ``estimates.json``: every sub-study of the
+    feasibility file has records for every outcome; each estimate lies inside
+    its interval with a positive standard error; estimated groups meet the
+    minimum sizes; records without an estimate carry reasons."""
+    ids = {s["id"] for s in feasibility["substudies"]}
+    have = {(r["substudy"], r["outcome"]) for r in records}
+    est = [r for r in records if r["status"] == "estimated"]
+    mins = settings["min_group"]
+    return {
+        "every sub-study has records for every outcome":
+            all((i, o) in have for i in ids for o in settings["outcomes"]),
+        "every estimate inside its interval, positive standard error":
+            all(r["ci_low"] <= r["estimate"] <= r["ci_high"] and r["std_error"] > 0
+                for r in est),
+        "every estimated group meets the minimum sizes":
+            all(r["n_treated"] >= mins["treated"] and r["n_control"] >= mins["control"]
+                for r in est),
+        "every record without an estimate has reasons":
+            all(r["reasons"] for r in records if r["status"] != "estimated"),
+    }

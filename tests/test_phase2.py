@@ -1,0 +1,206 @@
+"""Phase 2 analysis data, records and the estimates.json of every city."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reintegration import phase2
+from reintegration.config import list_cities
+
+KEY = phase2.KEY
+
+
+def persons_frame(n: int = 6) -> pd.DataFrame:
+    return pd.DataFrame({
+        "RINPERSOONS": ["R"] * n,
+        "RINPERSOON": [f"{i:09d}" for i in range(n)],
+        "instrument": ["job_coaching", "none", "training", "job_coaching", "none", "none"][:n],
+        "instrument_elapsed": pd.array([2, None, 1, 3, None, None][:n], dtype="Int16"),
+    })
+
+
+def exits_frame(exit_months: list[float]) -> pd.DataFrame:
+    p = persons_frame(len(exit_months))
+    return p[KEY].assign(exit_month=exit_months)
+
+
+def test_risk_sets_add_up() -> None:
+    persons = persons_frame()
+    # person 4 leaves bijstand in month 2 (off benefit from month 2 on)
+    exits = exits_frame([np.nan, np.nan, np.nan, np.nan, 2, np.nan])
+    rs = phase2.selection_data(persons, exits, "job_coaching", max_month=4)
+    by_u = rs.groupby("elapsed_month")["treated"].agg(["sum", "size"])
+    # u=1: the training starter starts something else at 1: not waiting, not at risk
+    assert by_u.loc[1, "size"] == 5 and by_u.loc[1, "sum"] == 0
+    # u=2: the training starter left; person 4 on benefit through month 1 -> at risk
+    assert by_u.loc[2, "size"] == 5 and by_u.loc[2, "sum"] == 1
+    # u=3: the job_coaching starter at 2 left, person 4 left (off in month 2)
+    assert by_u.loc[3, "size"] == 3 and by_u.loc[3, "sum"] == 1
+    # u=4: the starter at 3 left
+    assert by_u.loc[4, "size"] == 2 and by_u.loc[4, "sum"] == 0
+    # every starter is treated exactly once, in the month they start
+    assert rs["treated"].sum() == 2
+    assert set(rs.loc[rs["treated"] == 1, "_pid"]) == {0, 3}
+
+
+def test_elapsed_bands_pool_late_months() -> None:
+    months = np.array([1] * 30 + [2] * 30 + [3] * 30 + [4] * 30 + [5] * 30)
+    treated = np.r_[np.ones(25), np.zeros(5), np.ones(5), np.zeros(25), np.ones(20),
+                    np.zeros(10), np.ones(3), np.zeros(27), np.ones(2), np.zeros(28)]
+    bands = phase2.elapsed_bands(months, treated, 20)
+    assert list(np.unique(bands)) == [1, 2]     # 2..5 pooled: 5 + 20 + 3 + 2 starters
+    assert (bands[months >= 2] == 2).all()
+
+
+def test_rollout_exposure_coded_at_inflow() -> None:
+    persons = pd.DataFrame({
+        "team": ["A", "A", "A", "B", None],
+        "inflow_month": ["2017-06", "2017-07", "2017-09", "2018-01", "2018-01"],
+    })
+    schedule = phase2.rollout_schedule({"rollout": {"teams": {"A": "2017-07"}}})
+    q = phase2.rollout_data(persons, schedule, period="quarter")
+    assert len(q) == 4                               # no team: dropped
+    assert q["exposed"].tolist() == [0, 1, 1, 0]     # B never rolls out
+    assert q["_event_time"].iloc[:3].tolist() == [-1, 0, 0]
+    assert np.isnan(q["_start"].iloc[3])
+    m = phase2.rollout_data(persons, schedule, period="month")
+    assert m["_event_time"].iloc[:3].tolist() == [-1, 0, 2]
+    # a roll-out in 2017-07 reaches inflow from 2016-01 on when clients can wait 18 months
+    r = phase2.rollout_data(persons.assign(inflow_month=["2015-12", "2016-01", "2016-03",
+                                                         "2018-01", "2018-01"]),
+                            schedule, period="month", reach_months=18)
+    assert r["_event_time"].iloc[:3].tolist() == [-1, 0, 2]
+    assert r["exposed"].tolist() == [0, 1, 1, 0]
+    rq = phase2.rollout_data(persons, schedule, period="quarter", reach_months=18)
+    assert rq["_event_time"].iloc[:3].tolist() == [5, 6, 6]
+    with pytest.raises(ValueError, match="reach_months"):
+        phase2.rollout_data(persons, schedule, reach_months=-1)
+
+
+def test_iv_propensity_leaves_the_clients_cell_out() -> None:
+    persons = pd.DataFrame({
+        "case_manager": ["m1", "m1", "m1", "m2", "m2", "m2", "m1", None],
+        "team": ["T"] * 8,
+        "inflow_quarter": ["2017Q1"] * 6 + ["2017Q2"] * 2,
+        "instrument": ["training", "training", "none", "none", "none", "training", "none",
+                       "none"],
+    })
+    d = phase2.iv_data(persons, "training", cells=["team", "inflow_quarter"])
+    assert len(d) == 7                               # no case manager: dropped
+    # m1's clients in 2017Q1 get m1's residual in 2017Q2 (0 - 0 = 0), and the
+    # 2017Q2 client m1's mean residual in 2017Q1 (1, 1, 0 minus 1/2: 1/6)
+    assert d["_z"].iloc[:3].tolist() == pytest.approx([0.0, 0.0, 0.0])
+    assert d["_z"].iloc[6] == pytest.approx(1 / 6)
+    assert d["_z"].iloc[3:6].isna().all()           # m2 works in one cell only
+
+
+def test_no_go_gives_reasons_and_no_estimate() -> None:
+    settings = phase2.load_settings()
+    sub = {"id": "case_manager_iv/training", "design": "case_manager_iv",
+           "instrument": "training", "decision": "no-go",
+           "reasons": ["theoretical: no case-manager identifiers"], "conditions": []}
+    recs, results = phase2.city_estimates({"name": "x"}, pd.DataFrame(), pd.DataFrame(),
+                                          [sub], settings)
+    assert results == {}
+    assert len(recs) == len(settings["outcomes"])
+    for r in recs:
+        assert r["status"] == "no-go" and r["estimate"] is None
+        assert r["reasons"] == ["theoretical: no case-manager identifiers"]
+        assert set(r) == set(phase2.RECORD_FIELDS)
+
+
+def test_selection_records_schema_and_small_groups() -> None:
+    rng = np.random.default_rng(1)
+    n = 600
+    x = rng.normal(size=n)
+    start = np.where(rng.random(n) < 0.3, rng.integers(1, 4, n), -1)
+    persons = pd.DataFrame({
+        "RINPERSOONS": "R", "RINPERSOON": [f"{i:09d}" for i in range(n)],
+        "instrument": np.where(start > 0, "training", "none"),
+        "instrument_elapsed": pd.array(np.where(start > 0, start, np.nan), dtype="Float64"),
+        "prior_employment": x, "female": (rng.random(n) < 0.5).astype(int),
+        "age": rng.integers(18, 65, n), "sex": "female", "education": "low",
+        "prior_employment_months": rng.integers(0, 3, n), "migration": "nl",
+    })
+    persons["employed_12"] = (rng.random(n) < 0.3 + 0.1 * (start > 0)).astype(int)
+    persons["employed_24"] = persons["employed_12"]
+    persons["months_employed"] = persons["employed_12"] * 5
+    pm = persons[KEY].assign(month=0, on_benefit=1)
+    settings = phase2.load_settings()
+    settings = {**settings, "selection_on_observables": {
+        **settings["selection_on_observables"], "max_month": 4}}
+    sub = {"id": "selection_on_observables/training", "design": "selection_on_observables",
+           "instrument": "training", "decision": "go", "reasons": [], "conditions": []}
+    recs, results = phase2.city_estimates({"name": "x"}, persons, pm, [sub], settings)
+    est = [r for r in recs if r["status"] == "estimated"]
+    assert {r["outcome"] for r in est if r["subgroup"] == "all"} == set(settings["outcomes"])
+    for r in est:
+        assert set(r) == set(phase2.RECORD_FIELDS)
+        assert r["ci_low"] < r["estimate"] < r["ci_high"]
+        assert r["n_treated"] >= settings["min_group"]["treated"]
+    assert any(r["subgroup"] != "all" for r in est)
+    assert not [r for r in recs if r["status"] == "failed"]
+    small = [r for r in recs if r["status"] == "too_small"]
+    assert all(r["estimate"] is None and r["n"] is None for r in small)
+    json.dumps(recs)
+
+
+def test_rollout_truth_aggregates_like_the_estimator() -> None:
+    settings = phase2.load_settings()
+    settings = {**settings, "rollout_did": {**settings["rollout_did"], "reach_months": 0}}
+    # team A rolls out in 2017Q3; effect 0.2 from the roll-out on, 0 before
+    months = [f"2017-{m:02d}" for m in (1, 4, 7, 10)] * 2
+    po = pd.DataFrame({"team": ["A"] * 4 + ["B"] * 4, "inflow_month": months})
+    after = (po["team"] == "A") & (po["inflow_month"] >= "2017-07")
+    po["employed_rollout_on_12"] = np.where(after, 0.2, 0.0)
+    po["employed_rollout_off_12"] = 0.0
+    value = phase2.rollout_truth(po, {"A": 2017 * 12 + 6}, "employed_12", settings)
+    assert value == pytest.approx(0.2)
+    # reached three months early: the 2017Q2 cohort is event time 0 and shares part of it
+    early = {**settings, "rollout_did": {**settings["rollout_did"], "reach_months": 3}}
+    po = pd.concat([po, po.assign(inflow_month="2016-10", employed_rollout_on_12=0.0)],
+                   ignore_index=True)
+    po.loc[(po["team"] == "A") & (po["inflow_month"] == "2017-04"),
+           "employed_rollout_on_12"] = 0.1
+    value = phase2.rollout_truth(po, {"A": 2017 * 12 + 6}, "employed_12", early)
+    # event times 0, 1, 2 (one client each), reference -1 (2017-01 cohort, effect 0)
+    assert value == pytest.approx((0.1 + 0.2 + 0.2) / 3)
+    # a pre-period cohort touched after all (2016-10, -2): against the reference it
+    # does not count, against the pre-period mean it does
+    po.loc[(po["team"] == "A") & (po["inflow_month"] == "2016-10"),
+           "employed_rollout_on_12"] = 0.1
+    by = {b: phase2.rollout_truth(po, {"A": 2017 * 12 + 6}, "employed_12", {
+        **early, "rollout_did": {**early["rollout_did"], "baseline": b}})
+        for b in ("reference", "pre_mean")}
+    assert by["reference"] == pytest.approx((0.1 + 0.2 + 0.2) / 3)
+    # pre-period clients of A: four at -2 (effect 0.1), one at -1 (effect 0)
+    assert by["pre_mean"] == pytest.approx((0.1 + 0.2 + 0.2) / 3 - 4 * 0.1 / 5)
+
+
+@pytest.mark.pipeline
+@pytest.mark.parametrize("city", list_cities())
+def test_estimates_file(small, city: str) -> None:
+    path = small.city_build(city) / phase2.FILE_NAME
+    assert path.exists(), f"{path} is missing"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["city"] == city and data["records"]
+    feas = json.loads((small.city_build(city) / "feasibility.json").read_text("utf-8"))
+    ids = {s["id"] for s in feas["substudies"]}
+    assert {r["substudy"] for r in data["records"]} == ids    # none silently missing
+    for r in data["records"]:
+        assert set(r) == set(phase2.RECORD_FIELDS)
+        assert r["status"] in phase2.STATUSES
+        if r["status"] == "estimated":
+            assert r["ci_low"] <= r["estimate"] <= r["ci_high"]
+            assert r["std_error"] > 0
+        else:
+            assert r["estimate"] is None and r["reasons"]
+
+
+def test_independent_columns_drops_collinear() -> None:
+    frame = pd.DataFrame({"a": [1, 0, 1, 0], "b": [0, 1, 0, 1], "c": [1.0, 2.0, 0.5, 3.0]})
+    assert phase2.independent_columns(frame, ["a", "b", "c"]) == ["a", "c"]
