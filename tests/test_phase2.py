@@ -204,3 +204,30 @@ def test_estimates_file(small, city: str) -> None:
 def test_independent_columns_drops_collinear() -> None:
     frame = pd.DataFrame({"a": [1, 0, 1, 0], "b": [0, 1, 0, 1], "c": [1.0, 2.0, 0.5, 3.0]})
     assert phase2.independent_columns(frame, ["a", "b", "c"]) == ["a", "c"]
+
+
+def test_placebo_rollouts_refit_with_dates_given_to_random_teams() -> None:
+    rng = np.random.default_rng(5)
+    teams = list("ABCDEFGH")
+    months = [f"{y}-{m:02d}" for y in range(2015, 2021) for m in range(1, 13)]
+    n = 6000
+    persons = pd.DataFrame({"team": rng.choice(teams, n), "inflow_month": rng.choice(months, n)})
+    team_level = persons["team"].map(dict(zip(teams, rng.normal(0, 0.1, 8), strict=True)))
+    persons["employed_12"] = (rng.random(n) < 0.3 + team_level).astype(int)
+    settings = phase2.load_settings()
+    settings = {**settings, "rollout_did": {**settings["rollout_did"], "wild_bootstrap": 99}}
+    schedule = phase2.rollout_schedule({"rollout": {"teams": {
+        "A": "2017-01", "B": "2017-07", "C": "2018-01", "D": "2018-07"}}})
+    kw = {"draws": 6, "outcomes": ["employed_12"], "seed": 3}
+    placebo = phase2.placebo_rollouts(persons, schedule, settings, **kw)
+    assert len(placebo) == 6 and (placebo["outcome"] == "employed_12").all()
+    assert placebo["std_error"].gt(0).all()
+    assert placebo["t"].to_numpy() == pytest.approx(
+        (placebo["estimate"] / placebo["std_error"]).to_numpy())
+    assert placebo["pretrend_pvalue"].between(0, 1).all()
+    # the draws differ (other teams get the dates), and the same seed repeats them
+    assert placebo["estimate"].nunique() == 6
+    pd.testing.assert_frame_equal(placebo, phase2.placebo_rollouts(persons, schedule, settings,
+                                                                   **kw))
+    with pytest.raises(ValueError, match="no more teams"):
+        phase2.placebo_rollouts(persons[persons["team"].isin(["A", "B"])], schedule, settings)

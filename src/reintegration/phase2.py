@@ -213,6 +213,41 @@ def rollout_settings_data(persons: pd.DataFrame, schedule: dict[str, int],
                         reach_months=int(cfg["reach_months"]))
 
 
+def placebo_rollouts(persons: pd.DataFrame, schedule: dict[str, int], settings: dict[str, Any],
+                     *, draws: int = 40, outcomes: Sequence[str] | None = None,
+                     seed: int = 1) -> pd.DataFrame:
+    """Placebo check of the roll-out event study: the city's roll-out dates
+    given to randomly chosen teams, ``draws`` times, each fitted like the real
+    roll-out (:func:`fit_rollout`). Where the true roll-out effect is about
+    zero, a well-sized design rejects a zero post-period effect and the
+    pre-trend in about 5% of the draws.
+
+    Returns one row per draw and outcome: ``draw``, ``outcome``,
+    ``estimate``, ``std_error``, ``t`` and ``pretrend_pvalue`` (the wild
+    cluster bootstrap p-value); draws the estimator cannot fit are left out."""
+    teams = sorted(str(t) for t in persons["team"].dropna().unique())
+    dates = list(schedule.values())
+    if not dates or len(dates) > len(teams):
+        raise ValueError("a placebo needs a roll-out schedule with no more teams than the data")
+    outcomes = list(outcomes or settings["outcomes"])
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(draws):
+        chosen = rng.choice(teams, size=len(dates), replace=False)
+        fake = dict(zip(chosen, rng.permutation(dates), strict=True))
+        data = rollout_settings_data(persons, fake, settings).reset_index(drop=True)
+        for outcome in outcomes:
+            try:
+                res = fit_rollout(data, outcome, settings)
+            except ValueError:
+                continue
+            rows.append({"draw": k, "outcome": outcome, "estimate": res.estimate,
+                         "std_error": res.std_error, "t": res.estimate / res.std_error,
+                         "pretrend_pvalue": res.diagnostics.get("pretrend_pvalue_wild")})
+    return pd.DataFrame(rows, columns=["draw", "outcome", "estimate", "std_error", "t",
+                                       "pretrend_pvalue"])
+
+
 def iv_data(persons: pd.DataFrame, instrument: str, *,
             cells: Sequence[str] = ("team", "inflow_quarter")) -> pd.DataFrame:
     """Clients with a case manager, the treatment ``_d`` (started the
