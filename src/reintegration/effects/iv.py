@@ -456,14 +456,7 @@ def leave_one_out_propensity(
     cells = as_list(within)
     if not groups:
         raise EffectInputError("group must name at least one column")
-    require_columns(data, groups, role="group")
-    require_columns(data, [treatment], role="treatment")
-    require_columns(data, cells, role="within")
-    s = data[treatment]
-    if not (pd.api.types.is_numeric_dtype(s) or s.dtype == bool):
-        raise EffectInputError(f"treatment column {treatment!r} must be numeric (dtype {s.dtype})")
-    valid = data[[*groups, treatment, *cells]].notna().all(axis=1)
-    sub = data.loc[valid]
+    valid, sub = _propensity_rows(data, groups, treatment, cells, cell_role="within")
     dd = sub[treatment].astype(float)
 
     if cells:
@@ -532,14 +525,7 @@ def leave_out_cell_propensity(
     groups, cols = as_list(group), as_list(cells)
     if not groups or not cols:
         raise EffectInputError("group and cells must each name at least one column")
-    require_columns(data, groups, role="group")
-    require_columns(data, [treatment], role="treatment")
-    require_columns(data, cols, role="cells")
-    s = data[treatment]
-    if not (pd.api.types.is_numeric_dtype(s) or s.dtype == bool):
-        raise EffectInputError(f"treatment column {treatment!r} must be numeric (dtype {s.dtype})")
-    valid = data[[*groups, treatment, *cols]].notna().all(axis=1)
-    sub = data.loc[valid]
+    valid, sub = _propensity_rows(data, groups, treatment, cols, cell_role="cells")
     cell = sub.groupby(cols, sort=True, observed=True).ngroup()
     manager = sub.groupby(groups, sort=True, observed=True).ngroup()
     d = sub[treatment].astype(float)
@@ -553,3 +539,18 @@ def leave_out_cell_propensity(
     out = pd.Series(np.nan, index=data.index, name=f"propensity_{treatment}")
     out.loc[valid] = z.to_numpy()
     return out
+
+
+def _propensity_rows(
+    data: pd.DataFrame, groups: list[str], treatment: str, cells: list[str], *, cell_role: str
+) -> tuple[pd.Series, pd.DataFrame]:
+    """Check the columns of a propensity instrument; return the mask of
+    complete rows and those rows."""
+    require_columns(data, groups, role="group")
+    require_columns(data, [treatment], role="treatment")
+    require_columns(data, cells, role=cell_role)
+    s = data[treatment]
+    if not (pd.api.types.is_numeric_dtype(s) or s.dtype == bool):
+        raise EffectInputError(f"treatment column {treatment!r} must be numeric (dtype {s.dtype})")
+    valid = data[[*groups, treatment, *cells]].notna().all(axis=1)
+    return valid, data.loc[valid]
