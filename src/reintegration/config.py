@@ -35,7 +35,9 @@ class ConfigError(ValueError):
     """A configuration file is missing, unreadable or lacks a required key."""
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content; a missing or invalid file is a ConfigError
+    naming it."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -87,7 +89,7 @@ def list_cities(root: Path | None = None) -> list[str]:
 def load_city(name: str, root: Path | None = None) -> dict[str, Any]:
     """Load and check ``config/cities/<name>.yml``."""
     path = cities_dir(root) / f"{name}.yml"
-    cfg = _read_yaml(path)
+    cfg = read_yaml(path)
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     declared = _require(cfg, "name", path, kind=str)
@@ -119,7 +121,7 @@ def load_city(name: str, root: Path | None = None) -> dict[str, Any]:
 def load_instruments(root: Path | None = None) -> dict[str, dict[str, Any]]:
     """The shared instrument taxonomy: key -> {label, dutch, description}."""
     path = (root or repo_root()) / "config" / "instruments.yml"
-    data = _read_yaml(path)
+    data = read_yaml(path)
     instruments = _require(data, "instruments", path, kind=dict)
     for key, spec in instruments.items():
         for field in ("label", "dutch"):
@@ -130,7 +132,7 @@ def load_instruments(root: Path | None = None) -> dict[str, dict[str, Any]]:
 @lru_cache(maxsize=8)
 def _steps_cached(path: str, mtime: float) -> tuple[dict[str, Any], ...]:
     p = Path(path)
-    data = _read_yaml(p)
+    data = read_yaml(p)
     steps = _require(data, "steps", p, kind=list)
     seen: set[str] = set()
     out = []

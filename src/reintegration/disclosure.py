@@ -65,10 +65,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from . import atomic
-from .config import ConfigError, load_steps
+from .config import ConfigError, load_steps, read_yaml
 from .custody import check_access
 from .paths import Paths, repo_root
 
@@ -162,12 +161,7 @@ def load_rules(root: Path | None = None, path: Path | None = None) -> Rules:
     """Read and check ``config/disclosure.yml``; name the file and the key
     when something is wrong."""
     path = path or (root or repo_root()) / "config" / "disclosure.yml"
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(Path(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
 

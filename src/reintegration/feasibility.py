@@ -110,10 +110,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy import stats
 
-from .config import ConfigError, list_cities, load_city, load_instruments
+from .config import ConfigError, list_cities, load_city, load_instruments, read_yaml
 from .effects import leave_out_cell_propensity
 from .paths import Paths, repo_root
 
@@ -166,12 +165,7 @@ def load_settings(root: Path | None = None, path: Path | None = None) -> dict[st
     """Read and check ``config/feasibility.yml``; name the file and the key
     when something is missing or has the wrong type."""
     path = Path(path) if path is not None else settings_path(root)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
 
