@@ -113,19 +113,8 @@ def bench_panel_full_rotterdam(root: Path, size: str = "full") -> dict:
     build, write) for full-size Rotterdam in a fresh process; target 60 s.
     The delivery check and linkage it reads from run first, untimed, into a
     temporary build folder. Always full size, whatever SIZE is."""
-    import multiprocessing
-
-    paths = Paths.for_size("full", root)
-    if not paths.city_manifest("rotterdam").exists():
-        from .synth import generate_city
-
-        generate_city("rotterdam", "full", root=root)
-    spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-            pool.submit(_panel_prepare, str(root), tmp).result()
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-            seconds, peak, rows = pool.submit(_panel_run, str(root), tmp).result()
+        seconds, peak, rows = _full_rotterdam_panel(root, tmp)
     return {
         "seconds": round(seconds, 2),
         "target_seconds": 60,
@@ -135,27 +124,33 @@ def bench_panel_full_rotterdam(root: Path, size: str = "full") -> dict:
     }
 
 
+def _full_rotterdam_panel(root: Path, tmp: str) -> tuple[float, float, int]:
+    """Generate full-size Rotterdam if needed, run the delivery check and
+    linkage into ``tmp`` (untimed), then the panel step there in a fresh
+    process; returns its (seconds, peak RSS in MiB, person-month rows)."""
+    import multiprocessing
+
+    if not Paths.for_size("full", root).city_manifest("rotterdam").exists():
+        from .synth import generate_city
+
+        generate_city("rotterdam", "full", root=root)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        pool.submit(_panel_prepare, str(root), tmp).result()
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        return pool.submit(_panel_run, str(root), tmp).result()
+
+
 def _event_study_data(root: Path) -> tuple:
     """Full-size Rotterdam's roll-out data (one row per client), from a panel
     built into a temporary folder, untimed."""
-    import multiprocessing
-
     import pandas as pd
 
     from . import phase2
     from .config import load_city
 
-    paths = Paths.for_size("full", root)
-    if not paths.city_manifest("rotterdam").exists():
-        from .synth import generate_city
-
-        generate_city("rotterdam", "full", root=root)
-    spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-            pool.submit(_panel_prepare, str(root), tmp).result()
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-            pool.submit(_panel_run, str(root), tmp).result()
+        _full_rotterdam_panel(root, tmp)
         persons = pd.read_parquet(Path(tmp) / "full" / "rotterdam" / "research" / "persons.parquet")
     settings = phase2.load_settings(root)
     schedule = phase2.rollout_schedule(load_city("rotterdam", root))
