@@ -215,19 +215,50 @@ def test_placebo_rollouts_refit_with_dates_given_to_random_teams() -> None:
     team_level = persons["team"].map(dict(zip(teams, rng.normal(0, 0.1, 8), strict=True)))
     persons["employed_12"] = (rng.random(n) < 0.3 + team_level).astype(int)
     settings = phase2.load_settings()
-    settings = {**settings, "rollout_did": {**settings["rollout_did"], "wild_bootstrap": 99}}
     schedule = phase2.rollout_schedule({"rollout": {"teams": {
         "A": "2017-01", "B": "2017-07", "C": "2018-01", "D": "2018-07"}}})
-    kw = {"draws": 6, "outcomes": ["employed_12"], "seed": 3}
+    kw = {"draws": 6, "outcomes": ["employed_12"], "seed": 3, "permutations": 19}
     placebo = phase2.placebo_rollouts(persons, schedule, settings, **kw)
     assert len(placebo) == 6 and (placebo["outcome"] == "employed_12").all()
     assert placebo["std_error"].gt(0).all()
     assert placebo["t"].to_numpy() == pytest.approx(
         (placebo["estimate"] / placebo["std_error"]).to_numpy())
-    assert placebo["pretrend_pvalue"].between(0, 1).all()
+    # randomisation p-values with 19 + 1 assignments: multiples of 1/20
+    for col in ("pvalue", "pretrend_pvalue"):
+        assert placebo[col].between(0.05, 1).all()
+        assert (placebo[col] * 20).to_numpy() == pytest.approx((placebo[col] * 20).round())
+    assert placebo["pretrend_pvalue_f"].between(0, 1).all()
     # the draws differ (other teams get the dates), and the same seed repeats them
     assert placebo["estimate"].nunique() == 6
     pd.testing.assert_frame_equal(placebo, phase2.placebo_rollouts(persons, schedule, settings,
                                                                    **kw))
     with pytest.raises(ValueError, match="no more teams"):
         phase2.placebo_rollouts(persons[persons["team"].isin(["A", "B"])], schedule, settings)
+
+
+def test_placebo_summary_counts_rejections() -> None:
+    placebo = pd.DataFrame({
+        "outcome": ["y"] * 4,
+        "estimate": [0.1, -0.1, 0.3, 0.0],
+        "std_error": [0.1, 0.1, 0.1, 0.1],
+        "t": [1.0, -1.0, 3.0, 0.0],
+        "pvalue": [0.5, 0.05, 0.2, 0.9],
+        "pretrend_pvalue": [0.01, 0.5, 0.5, 0.5],
+        "pretrend_pvalue_f": [0.01, 0.02, 0.5, 0.5],
+    })
+    row = phase2.placebo_summary(placebo).loc["y"]
+    assert row["draws"] == 4
+    assert row["effect_rejected_clustered"] == 0.25  # |t| = 3
+    assert row["effect_rejected_randomization"] == 0.25  # p = 0.05 rejects
+    assert row["pretrend_rejected_clustered"] == 0.5
+    assert row["pretrend_rejected_randomization"] == 0.25
+    assert row["sd_estimate_over_mean_se"] == pytest.approx(placebo["estimate"].std() / 0.1)
+
+
+def test_untreated_rollout_outcomes_take_the_no_rollout_world() -> None:
+    po = pd.DataFrame({"team": ["A", "B"], "inflow_month": ["2016-01", "2016-02"],
+                       "employed_rollout_off_12": [0, 1], "employed_rollout_on_12": [1, 1],
+                       "employed_rollout_off_24": [1, 0]})
+    out = phase2.untreated_rollout_outcomes(po)
+    assert list(out.columns) == ["team", "inflow_month", "employed_12", "employed_24"]
+    assert out["employed_12"].tolist() == [0, 1] and out["employed_24"].tolist() == [1, 0]

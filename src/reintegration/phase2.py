@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from scipy import stats
 
 from . import effects
 from .effects import EffectResult, EventStudyResult
@@ -215,21 +216,28 @@ def rollout_settings_data(persons: pd.DataFrame, schedule: dict[str, int],
 
 def placebo_rollouts(persons: pd.DataFrame, schedule: dict[str, int], settings: dict[str, Any],
                      *, draws: int = 40, outcomes: Sequence[str] | None = None,
-                     seed: int = 1) -> pd.DataFrame:
+                     permutations: int | None = None, seed: int = 1) -> pd.DataFrame:
     """Placebo check of the roll-out event study: the city's roll-out dates
     given to randomly chosen teams, ``draws`` times, each fitted like the real
-    roll-out (:func:`fit_rollout`). Where the true roll-out effect is about
-    zero, a well-sized design rejects a zero post-period effect and the
-    pre-trend in about 5% of the draws.
+    roll-out (:func:`fit_rollout`, with ``permutations`` assignments in its
+    randomisation test when given). On outcomes without a roll-out effect
+    (the untreated potential outcomes, :func:`untreated_rollout_outcomes`) a
+    well-sized design rejects a zero effect and the pre-trend in about 5% of
+    the draws.
 
     Returns one row per draw and outcome: ``draw``, ``outcome``,
-    ``estimate``, ``std_error``, ``t`` and ``pretrend_pvalue`` (the wild
-    cluster bootstrap p-value); draws the estimator cannot fit are left out."""
+    ``estimate``, ``std_error`` (cluster-robust), ``t``, ``pvalue`` and
+    ``pretrend_pvalue`` (randomisation test) and ``pretrend_pvalue_f`` (the
+    cluster-robust Wald test against F); draws the estimator cannot fit are
+    left out."""
     teams = sorted(str(t) for t in persons["team"].dropna().unique())
     dates = list(schedule.values())
     if not dates or len(dates) > len(teams):
         raise ValueError("a placebo needs a roll-out schedule with no more teams than the data")
     outcomes = list(outcomes or settings["outcomes"])
+    if permutations is not None:
+        settings = {**settings, "rollout_did": {**settings["rollout_did"],
+                                                "permutations": int(permutations)}}
     rng = np.random.default_rng(seed)
     rows = []
     for k in range(draws):
@@ -243,9 +251,61 @@ def placebo_rollouts(persons: pd.DataFrame, schedule: dict[str, int], settings: 
                 continue
             rows.append({"draw": k, "outcome": outcome, "estimate": res.estimate,
                          "std_error": res.std_error, "t": res.estimate / res.std_error,
-                         "pretrend_pvalue": res.diagnostics.get("pretrend_pvalue_wild")})
-    return pd.DataFrame(rows, columns=["draw", "outcome", "estimate", "std_error", "t",
-                                       "pretrend_pvalue"])
+                         "pvalue": res.pvalue, "pretrend_pvalue": res.pretrend_pvalue,
+                         "pretrend_pvalue_f": res.pretrend.get("pvalue_f", math.nan)})
+    return pd.DataFrame(rows, columns=["draw", "outcome", "estimate", "std_error", "t", "pvalue",
+                                       "pretrend_pvalue", "pretrend_pvalue_f"])
+
+
+def untreated_rollout_outcomes(po: pd.DataFrame) -> pd.DataFrame:
+    """Team, inflow month and the employment outcomes every client would have
+    had without any roll-out (``employed_rollout_off_<h>`` of the truth
+    files), under the outcome names of the panel: data in which the true
+    roll-out effect is zero by construction, for :func:`placebo_rollouts`."""
+    out = po[["team", "inflow_month"]].copy()
+    out["inflow_month"] = out["inflow_month"].astype(str)
+    for col in po.columns:
+        if col.startswith("employed_rollout_off_"):
+            out[f"employed_{col.rsplit('_', 1)[1]}"] = po[col]
+    return out
+
+
+def placebo_check(po: pd.DataFrame, city: dict[str, Any], settings: dict[str, Any],
+                  size: str) -> pd.DataFrame | None:
+    """:func:`placebo_rollouts` on the untreated potential outcomes, with the
+    draws, assignments and seed of ``rollout_did.placebo`` in
+    ``config/effects.yml`` for data size ``size``; None for a city without a
+    roll-out."""
+    schedule = rollout_schedule(city)
+    if not schedule:
+        return None
+    cfg = settings["rollout_did"]["placebo"]
+    draws = cfg["draws"]
+    n = int(draws[size] if isinstance(draws, dict) else draws)
+    data = untreated_rollout_outcomes(po)
+    outcomes = [o for o in settings["outcomes"] if o in data.columns]
+    return placebo_rollouts(data, schedule, settings, draws=n, outcomes=outcomes,
+                            permutations=int(cfg["permutations"]), seed=int(cfg["seed"]))
+
+
+def placebo_summary(placebo: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
+    """Per outcome: draws, and the share of draws in which the cluster-robust
+    interval and the randomisation test reject a zero effect, and the
+    cluster-robust and randomisation pre-trend tests reject, at ``level``;
+    with the spread of the estimates over their mean standard error."""
+    z = float(stats.norm.isf(level / 2))
+    rows = []
+    for outcome, g in placebo.groupby("outcome", sort=False):
+        rows.append({
+            "outcome": outcome,
+            "draws": len(g),
+            "effect_rejected_clustered": float((g["t"].abs() > z).mean()),
+            "effect_rejected_randomization": float((g["pvalue"] <= level).mean()),
+            "pretrend_rejected_clustered": float((g["pretrend_pvalue_f"] < level).mean()),
+            "pretrend_rejected_randomization": float((g["pretrend_pvalue"] <= level).mean()),
+            "sd_estimate_over_mean_se": float(g["estimate"].std() / g["std_error"].mean()),
+        })
+    return pd.DataFrame(rows).set_index("outcome")
 
 
 def iv_data(persons: pd.DataFrame, instrument: str, *,
@@ -358,8 +418,8 @@ def fit_rollout(data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> E
     res = effects.event_study(
         data, outcome=outcome, entity="team", time="_period", treatment_start="_start",
         leads=int(cfg["leads"]), lags=int(cfg["lags"]), reference=int(cfg["reference"]),
-        baseline=cfg.get("baseline", "reference"), collapse=True,
-        wild_bootstrap=int(cfg["wild_bootstrap"]), seed=int(cfg["seed"]))
+        baseline=cfg.get("baseline", "reference"), collapse=True, wild_bootstrap=0,
+        permutations=int(cfg["permutations"]), seed=int(cfg["seed"]))
     exposed = int(data.loc[data[outcome].notna(), "exposed"].sum())
     res.diagnostics["n_treated"] = exposed
     res.diagnostics["n_control"] = int(data[outcome].notna().sum()) - exposed
@@ -410,7 +470,10 @@ def result_record(rec: dict[str, Any], result: EffectResult) -> dict[str, Any]:
     rec["n_control"] = getattr(result, "n_control", None) or diag.get("n_control")
     keep = ("first_stage_f", "weak_instrument", "std_error_clustered", "std_error_robust",
             "std_error_reported", "pretrend_pvalue", "pretrend_pvalue_f",
-            "pretrend_pvalue_wild", "n_entities", "n_treated_entities", "n_cohorts",
+            "pretrend_pvalue_wild", "pretrend_pvalue_randomization", "pvalue_randomization",
+            "ci_randomization", "ci_clustered", "randomization_assignments",
+            "randomization_possible", "randomization_exact", "n_entities",
+            "n_treated_entities", "n_cohorts",
             "leads", "lags", "reference", "effective_n_control", "max_abs_smd_raw",
             "max_abs_smd_weighted", "n_pscore_clipped", "n_strata", "fallback")
     rec["diagnostics"] = {k: diag[k] for k in keep if k in diag}
@@ -446,8 +509,11 @@ def run_substudy(city: str, sub: dict[str, Any], data: pd.DataFrame,
     ``check`` is the disclosure check (returns status, reasons, ...)."""
     mins = settings["min_group"]
     soo = settings["selection_on_observables"]
+    rollout = settings["rollout_did"]
     sub_settings = {**settings, "selection_on_observables": {
-        **soo, "method": soo.get("subgroup_method", soo["method"])}}
+        **soo, "method": soo.get("subgroup_method", soo["method"])}, "rollout_did": {
+        **rollout, "permutations": rollout.get("subgroup_permutations",
+                                               rollout["permutations"])}}
     records, results = [], {}
     groups: list[tuple[str, str, np.ndarray | None]] = [(ALL, ALL, None)]
     if subgroups is not None:

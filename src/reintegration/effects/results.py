@@ -236,6 +236,12 @@ class EventStudyResult(EffectResult):
         :attr:`pretrend_pvalue`.
     model_results : linearmodels PanelEffectsResults
         The fitted interacted two-way fixed-effects regression.
+    randomization : RandomizationTest or None
+        With ``permutations``: the randomisation test over re-assignments of
+        the adoption dates. It then supplies :meth:`conf_int`,
+        :attr:`pvalue` and :attr:`pretrend_pvalue`; ``std_error`` stays the
+        cluster-robust one, and the normal interval from it is in
+        ``diagnostics["ci_clustered"]``.
     """
 
     event_time: pd.DataFrame | None = None
@@ -245,6 +251,22 @@ class EventStudyResult(EffectResult):
     reference: int = -1
     binned: bool = False
     model_results: Any = None
+    randomization: Any = None
+
+    def conf_int(self, level: float = 0.95) -> tuple[float, float]:
+        """The randomisation interval when the test was run (test inversion
+        under a constant effect), else the normal interval."""
+        if self.randomization is not None:
+            return self.randomization.conf_int(level)
+        return super().conf_int(level)
+
+    @property
+    def pvalue(self) -> float:
+        """Randomisation p-value of no effect when the test was run, else
+        the normal one."""
+        if self.randomization is not None:
+            return self.randomization.pvalue(0.0)
+        return super().pvalue
 
     def summary(self, level: float = 0.95) -> pd.DataFrame:
         """The aggregated post-period effect, then one row per event time."""
@@ -258,10 +280,13 @@ class EventStudyResult(EffectResult):
 
     @property
     def pretrend_pvalue(self) -> float:
-        """The most reliable pre-trend p-value available: the wild cluster
-        bootstrap one when it was run, else the chi2 one."""
-        wild = self.pretrend.get("pvalue_wild", math.nan)
-        return float(wild) if np.isfinite(wild) else float(self.pretrend.get("pvalue", math.nan))
+        """The most reliable pre-trend p-value available: the randomisation
+        one, else the wild cluster bootstrap one, else the chi2 one."""
+        for key in ("pvalue_randomization", "pvalue_wild", "pvalue"):
+            value = self.pretrend.get(key, math.nan)
+            if np.isfinite(value):
+                return float(value)
+        return math.nan
 
     def event_time_table(self, level: float = 0.95) -> pd.DataFrame:
         """Event-time estimates with intervals at ``level``."""
@@ -283,6 +308,10 @@ class EventStudyResult(EffectResult):
         )
         if np.isfinite(p.get("pvalue_wild", math.nan)):
             line += f", wild cluster bootstrap p = {p['pvalue_wild']:.3f}"
+        if np.isfinite(p.get("pvalue_randomization", math.nan)):
+            r = self.randomization
+            line += (f", randomisation p = {p['pvalue_randomization']:.3f} "
+                     f"({r.n_assignments} assignments{', all' if r.exact else ''})")
         return [*super()._header(), line, f"Reference event time: {self.reference}"]
 
     def plot(self, ax: Any = None, *, level: float = 0.95, title: str | None = None) -> Any:

@@ -46,6 +46,7 @@ cohorts; the interaction-weighted estimator does not (Sun and Abraham 2021).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -54,6 +55,7 @@ import pandas as pd
 from linearmodels import PanelOLS
 from scipy import sparse, stats
 
+from . import _sa
 from ._data import (
     EffectInputError,
     as_list,
@@ -63,6 +65,7 @@ from ._data import (
     require_columns,
     require_frame,
 )
+from .randomization import Cells, Spec, randomization_test
 from .results import EventStudyResult
 
 __all__ = ["event_study"]
@@ -177,6 +180,49 @@ def _wild_pretrend(
     return (1 + exceed) / (reps + 1)
 
 
+def _permutation_cells(
+    sample: pd.DataFrame,
+    t: np.ndarray,
+    e: np.ndarray,
+    *,
+    outcome: str,
+    entity: str,
+    cluster: str,
+    path: dict[int, float],
+    lags: int,
+) -> Cells:
+    """Entity x period cells of every usable row for the randomisation test:
+    the outcome, the exposure indicator of the actual assignment (at or after
+    adoption) and the outcome minus the estimated path at the row's event
+    time (binned at ``lags``) where exposed."""
+    ent = codes(sample, [entity])
+    clus = codes(sample, [cluster])
+    if (pd.Series(clus).groupby(ent).nunique() > 1).any():
+        raise EffectInputError(
+            f"permutations re-assign adoption across {entity!r}: cluster column {cluster!r} "
+            "must be constant within each entity"
+        )
+    late = np.isfinite(e) & (e > t.max())
+    rel = t - np.where(late, np.nan, e)
+    exposed = np.nan_to_num(rel, nan=-1.0) >= 0
+    binned = np.clip(np.nan_to_num(rel, nan=-1.0), None, lags).astype(int)
+    removed = np.array([path.get(int(k), 0.0) for k in binned]) * exposed
+    y = sample[outcome].to_numpy(dtype=float)
+    frame = pd.DataFrame({"g": ent, "t": t, "c": clus, "y": y, "d": exposed.astype(float),
+                          "adj": y - removed, "w": 1.0})
+    cells = frame.groupby(["g", "t"], sort=True).agg(
+        y=("y", "mean"), d=("d", "mean"), adj=("adj", "mean"), c=("c", "first"), w=("w", "sum"))
+    start = pd.Series(e).groupby(ent).first().sort_index().to_numpy(dtype=float)
+    return Cells(
+        entity=cells.index.get_level_values("g").to_numpy(),
+        period=cells.index.get_level_values("t").to_numpy(dtype=float),
+        weight=cells["w"].to_numpy(),
+        y=cells[["y", "d", "adj"]].to_numpy(),
+        cluster=cells["c"].to_numpy(),
+        start=start,
+    )
+
+
 def event_study(
     data: pd.DataFrame,
     *,
@@ -196,6 +242,7 @@ def event_study(
     baseline: str = "reference",
     collapse: bool = False,
     wild_bootstrap: int | None = None,
+    permutations: int = 0,
     seed: int = 0,
 ) -> EventStudyResult:
     r"""Event study of a staggered adoption, robust to effects that differ
@@ -377,54 +424,14 @@ def event_study(
             f"treatment_start column {treatment_start!r} varies within entity {entity!r} "
             f"(e.g. {bad[bad > 1].index[0]!r}); adoption must be one period per entity"
         )
-    tmax = t.max()
-    # adoption after the last period: never treated within the data
-    late = np.isfinite(e) & (e > tmax)
-    e = np.where(late, np.nan, e)
-    # cohorts without an observation at the reference event time are always
-    # treated from the data's point of view: not usable
-    rel = t - e
-    cohorts_ref = set(np.unique(e[np.isfinite(e) & (rel == reference)]))
-    no_ref = np.isfinite(e) & ~np.isin(e, list(cohorts_ref))
-    dropped_cohorts = sorted(set(np.unique(e[no_ref])))
-    keep = ~no_ref
-    never = np.isnan(e)
-    if control_cohort == "never" and not never[keep].any():
-        raise EffectInputError(
-            f"no never-treated units ({treatment_start!r} missing) to compare with"
-        )
-    control_label: str | float
-    if never[keep].any() and control_cohort in ("auto", "never"):
-        control = never
-        control_label = "never treated"
-    else:
-        treated_cohorts = np.unique(e[keep & np.isfinite(e)])
-        if len(treated_cohorts) < 2:
-            raise EffectInputError(
-                "without never-treated units at least two adoption cohorts are needed "
-                "(the last-treated cohort serves as control)"
-            )
-        last = treated_cohorts.max()
-        keep &= t < last
-        control = (e == last) | never
-        control_label = float(last)
-    treated = keep & ~control
-    if not treated.any():
-        raise EffectInputError(
-            f"no treated units: every {treatment_start!r} is missing or unusable"
-        )
-    if not (keep & control).any():
-        raise EffectInputError("no control observations remain")
-    lb = np.where(treated, rel, np.nan)
-    if bin == "endpoints":
-        lb = np.clip(lb, -leads, lags)
-    elif bin == "trim":
-        outside = treated & ((rel < -leads) | (rel > lags))
-        keep &= ~outside
-        treated &= keep
-    n_dropped_cohort_rows = int(no_ref.sum())
+    spec = Spec(leads=int(leads), lags=int(lags), reference=int(reference), bin=bin,
+                control_cohort=control_cohort, post_weights=post_weights, baseline=baseline)
+    asg = _sa.assign(t, e, leads=spec.leads, lags=spec.lags, reference=spec.reference, bin=bin,
+                     control_cohort=control_cohort, name=treatment_start)
+    keep = asg.keep
+    full_sample, t_all, e_all = sample, t, e
     sample = sample.loc[keep]
-    t, e, lb, treated = t[keep], e[keep], lb[keep], treated[keep]
+    t, e, lb, treated = t[keep], asg.cohort, asg.binned, asg.treated
     ent = codes(sample, [entity])
     clus = codes(sample, [cluster_col]) if cluster_col is not None else None
     yv = sample[outcome].to_numpy(dtype=float)
@@ -446,7 +453,7 @@ def event_study(
                 f"each {entity!r} x {time!r} cell"
             )
         cells = cells.assign(y=yv, e=e, lb=lb, d=treated, w=1.0)
-        agg = cells.groupby(["g", "t"], sort=True).agg(
+        means = cells.groupby(["g", "t"], sort=True).agg(
             y=("y", "mean"),
             e=("e", "first"),
             lb=("lb", "first"),
@@ -454,21 +461,20 @@ def event_study(
             c=("c", "first"),
             w=("w", "sum"),
         )
-        ent = agg.index.get_level_values("g").to_numpy()
-        t = agg.index.get_level_values("t").to_numpy(dtype=float)
-        yv, e, lb = agg["y"].to_numpy(), agg["e"].to_numpy(), agg["lb"].to_numpy()
-        treated, clus, wts = agg["d"].to_numpy(bool), agg["c"].to_numpy(), agg["w"].to_numpy()
+        ent = means.index.get_level_values("g").to_numpy()
+        t = means.index.get_level_values("t").to_numpy(dtype=float)
+        yv, e, lb = means["y"].to_numpy(), means["e"].to_numpy(), means["lb"].to_numpy()
+        treated, clus = means["d"].to_numpy(bool), means["c"].to_numpy()
+        wts = means["w"].to_numpy()
 
     # one indicator per (cohort, event time), reference left out
-    has_dummy = treated & (lb != reference)
-    keys = list(zip(e[has_dummy], lb[has_dummy], strict=True))
-    uniq = sorted(set(keys))
-    names = [f"cohort{ce:g}_et{int(cl):+d}" for ce, cl in uniq]
-    col_of = {k: i for i, k in enumerate(uniq)}
-    key_col = np.array([col_of[k] for k in keys], dtype=int)
-    dummies = np.zeros((len(yv), len(uniq)))
-    dummies[np.flatnonzero(has_dummy), key_col] = 1.0
-    exog = pd.DataFrame(dummies, columns=names)
+    fitted = dataclasses.replace(asg, keep=np.ones(len(yv), bool), cohort=e, treated=treated,
+                                 binned=lb)
+    inter = _sa.interactions(fitted, spec.reference)
+    names = inter.names
+    agg = _sa.aggregate(fitted, inter, wts, leads=spec.leads, lags=spec.lags,
+                        reference=spec.reference, post_weights=post_weights, baseline=baseline)
+    exog = pd.DataFrame(inter.matrix(), columns=names)
     if xc is not None:
         clash = set(xc.columns) & set(names)
         if clash:
@@ -507,15 +513,8 @@ def event_study(
     delta = res.params[names].to_numpy()
     vdelta = res.cov.loc[names, names].to_numpy()
     # observations behind each coefficient (rows represented, when collapsed)
-    n_el = np.bincount(key_col, weights=wts[has_dummy], minlength=len(uniq))
-    cohort_of = np.array([k[0] for k in uniq])
-    et_of = np.array([k[1] for k in uniq])
-    window = [l_ for l_ in range(-leads, lags + 1) if l_ != reference]
-    shown = [l_ for l_ in window if (et_of == l_).any()]
-    wmat = np.zeros((len(shown), len(uniq)))
-    for i, l_ in enumerate(shown):
-        m = et_of == l_
-        wmat[i, m] = n_el[m] / n_el[m].sum()
+    n_el, shown, wmat = agg.n_el, agg.shown, agg.wmat
+    cohort_of, et_of = inter.cohort_of, inter.et_of
     beta = wmat @ delta
     vbeta = wmat @ vdelta @ wmat.T
     se_beta = np.sqrt(np.clip(np.diag(vbeta), 0, None))
@@ -552,31 +551,25 @@ def event_study(
     else:
         pretrend = {"stat": math.nan, "df": 0, "pvalue": math.nan}
 
-    post = (et_of >= 0) & (et_of <= lags)
-    if not post.any():
-        raise EffectInputError("no treated observations at or after adoption within the window")
-    if post_weights == "observations":
-        a = np.where(post, n_el, 0.0)
-        a /= a.sum()
-    else:
-        rows_post = [i for i, l_ in enumerate(shown) if l_ >= 0]
-        a = wmat[rows_post].sum(axis=0) / len(rows_post)
-    if baseline == "pre_mean":
-        # subtract each cohort's observation-weighted mean of its pre-period
-        # coefficients (the reference, with coefficient zero, in the weights)
-        a = a.copy()
-        pre_k = (et_of < 0) & (et_of >= -leads)
-        for cohort in np.unique(cohort_of):
-            in_c = cohort_of == cohort
-            share = a[in_c & post].sum()
-            if share == 0:
-                continue
-            n_ref = float(wts[(lb == reference) & treated & (e == cohort)].sum())
-            denom = n_ref + n_el[in_c & pre_k].sum()
-            if denom > 0:
-                a[in_c & pre_k] -= share * n_el[in_c & pre_k] / denom
+    a = agg.post
     theta = float(a @ delta)
     se_theta = float(math.sqrt(max(a @ vdelta @ a, 0.0)))
+    randomization = None
+    if permutations:
+        if ctrl_cols or cluster_col is None:
+            raise EffectInputError(
+                "permutations need controls=() and clustered standard errors (cluster=None "
+                "or a column constant within each entity)"
+            )
+        path = {l_: float(beta[i]) for i, l_ in enumerate(shown) if l_ >= 0}
+        cells = _permutation_cells(full_sample, t_all, e_all, outcome=outcome, entity=entity,
+                                   cluster=cluster_col, path=path, lags=spec.lags)
+        randomization = randomization_test(cells, spec, reps=int(permutations), seed=seed)
+        if not math.isclose(randomization.theta_y[0], theta, rel_tol=1e-6, abs_tol=1e-9):
+            raise EffectInputError(  # pragma: no cover - a guard on the cell-level refit
+                "internal: the cell-level refit of the randomisation test does not reproduce "
+                f"the estimate ({randomization.theta_y[0]!r} vs {theta!r})"
+            )
 
     et_rows = []
     for l_ in sorted([*shown, reference]):
@@ -620,13 +613,13 @@ def event_study(
         "bin": bin,
         "post_weights": post_weights,
         "baseline": baseline,
-        "control_cohort": control_label,
+        "control_cohort": asg.control_label,
         "n_entities": n_entities,
         "n_treated_entities": treated_entities,
         "n_control_entities": n_entities - treated_entities,
         "n_cohorts": int(len(np.unique(cohort_of))),
-        "n_always_treated_cohorts_dropped": len(dropped_cohorts),
-        "n_always_treated_rows_dropped": n_dropped_cohort_rows,
+        "n_always_treated_cohorts_dropped": len(asg.dropped_cohorts),
+        "n_always_treated_rows_dropped": asg.n_dropped_rows,
         "n_missing_dropped": n_missing,
         "n_coefficients": len(names),
         "collapsed": bool(collapse),
@@ -641,6 +634,20 @@ def event_study(
             for k, r in event_time.iterrows()
         ],
     }
+    if randomization is not None:
+        ri = randomization.to_dict()
+        pretrend["pvalue_randomization"] = ri["pretrend_pvalue"]
+        z = float(stats.norm.ppf(0.975))
+        diagnostics.update({
+            "pretrend_pvalue_randomization": ri["pretrend_pvalue"],
+            "pvalue_randomization": ri["pvalue"],
+            "ci_randomization": [ri["ci_low"], ri["ci_high"]],
+            "ci_clustered": [theta - z * se_theta, theta + z * se_theta],
+            "randomization_assignments": ri["assignments"],
+            "randomization_possible": ri["possible_assignments"],
+            "randomization_exact": ri["exact"],
+            "randomization_skipped": ri["skipped"],
+        })
     weighting = (
         "averaged over treated observations"
         if post_weights == "observations"
@@ -675,4 +682,5 @@ def event_study(
         reference=int(reference),
         binned=bin == "endpoints",
         model_results=res,
+        randomization=randomization,
     )

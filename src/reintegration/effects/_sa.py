@@ -1,0 +1,193 @@
+"""The pieces of Sun and Abraham's interaction-weighted event study that
+depend on who adopts when: which rows enter, which cohort-by-event-time
+indicators the regression gets, and how their coefficients aggregate.
+
+:func:`~reintegration.effects.event_study` uses them once, on the data's
+adoption dates; the randomisation test uses them again for every permuted
+assignment of those dates, so both apply exactly the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._data import EffectInputError
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Rows used and their event time under one assignment of adoption dates.
+
+    ``keep`` is over the input rows; the other arrays are over the kept rows.
+    """
+
+    keep: np.ndarray
+    cohort: np.ndarray  # adoption period, NaN for never treated
+    treated: np.ndarray  # row of an adopting (not control) unit
+    binned: np.ndarray  # binned event time of treated rows, NaN otherwise
+    control_label: str | float
+    dropped_cohorts: list[float]
+    n_dropped_rows: int
+
+
+def assign(
+    t: np.ndarray,
+    e: np.ndarray,
+    *,
+    leads: int,
+    lags: int,
+    reference: int,
+    bin: str,
+    control_cohort: str,
+    name: str = "treatment_start",
+) -> Assignment:
+    """Sample and event times for periods ``t`` and adoption periods ``e``
+    (NaN: never), by the rules documented in ``event_study``; ``name`` is
+    the adoption column, for messages."""
+    tmax = t.max()
+    # adoption after the last period: never treated within the data
+    e = np.where(np.isfinite(e) & (e > tmax), np.nan, e)
+    # cohorts without an observation at the reference event time are always
+    # treated from the data's point of view: not usable
+    rel = t - e
+    cohorts_ref = np.unique(e[np.isfinite(e) & (rel == reference)])
+    no_ref = np.isfinite(e) & ~np.isin(e, cohorts_ref)
+    dropped = sorted(float(c) for c in np.unique(e[no_ref]))
+    keep = ~no_ref
+    never = np.isnan(e)
+    if control_cohort == "never" and not never[keep].any():
+        raise EffectInputError(f"no never-treated units ({name!r} missing) to compare with")
+    control_label: str | float
+    if never[keep].any() and control_cohort in ("auto", "never"):
+        control = never
+        control_label = "never treated"
+    else:
+        treated_cohorts = np.unique(e[keep & np.isfinite(e)])
+        if len(treated_cohorts) < 2:
+            raise EffectInputError(
+                "without never-treated units at least two adoption cohorts are needed "
+                "(the last-treated cohort serves as control)"
+            )
+        last = treated_cohorts.max()
+        keep &= t < last
+        control = (e == last) | never
+        control_label = float(last)
+    treated = keep & ~control
+    if not treated.any():
+        raise EffectInputError(f"no treated units: every {name!r} is missing or unusable")
+    if not (keep & control).any():
+        raise EffectInputError("no control observations remain")
+    lb = np.where(treated, rel, np.nan)
+    if bin == "endpoints":
+        lb = np.clip(lb, -leads, lags)
+    else:  # "trim"
+        outside = treated & ((rel < -leads) | (rel > lags))
+        keep &= ~outside
+        treated &= keep
+    return Assignment(
+        keep=keep,
+        cohort=e[keep],
+        treated=treated[keep],
+        binned=lb[keep],
+        control_label=control_label,
+        dropped_cohorts=dropped,
+        n_dropped_rows=int(no_ref.sum()),
+    )
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """One indicator per (cohort, event time) of the treated rows, the
+    reference event time left out."""
+
+    keys: list[tuple[float, float]]
+    has_dummy: np.ndarray  # row gets an indicator
+    column: np.ndarray  # its column, for the rows with ``has_dummy``
+    cohort_of: np.ndarray  # per column
+    et_of: np.ndarray  # per column
+
+    @property
+    def names(self) -> list[str]:
+        return [f"cohort{ce:g}_et{int(cl):+d}" for ce, cl in self.keys]
+
+    def matrix(self) -> np.ndarray:
+        out = np.zeros((len(self.has_dummy), len(self.keys)))
+        out[np.flatnonzero(self.has_dummy), self.column] = 1.0
+        return out
+
+
+def interactions(a: Assignment, reference: int) -> Interactions:
+    has_dummy = a.treated & (a.binned != reference)
+    pairs = list(zip(a.cohort[has_dummy], a.binned[has_dummy], strict=True))
+    keys = sorted(set(pairs))
+    col_of = {k: i for i, k in enumerate(keys)}
+    return Interactions(
+        keys=keys,
+        has_dummy=has_dummy,
+        column=np.array([col_of[k] for k in pairs], dtype=int),
+        cohort_of=np.array([k[0] for k in keys], dtype=float),
+        et_of=np.array([k[1] for k in keys], dtype=float),
+    )
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """Observation counts behind each coefficient, the event-time weights
+    (``wmat``, rows = event times ``shown``) and the weights ``post`` of the
+    aggregated post-period effect."""
+
+    n_el: np.ndarray
+    shown: list[int]
+    wmat: np.ndarray
+    post: np.ndarray
+
+    @property
+    def pre_rows(self) -> list[int]:
+        return [i for i, l_ in enumerate(self.shown) if l_ < 0]
+
+
+def aggregate(
+    a: Assignment,
+    x: Interactions,
+    weights: np.ndarray,
+    *,
+    leads: int,
+    lags: int,
+    reference: int,
+    post_weights: str,
+    baseline: str,
+) -> Aggregation:
+    """Interaction weights of the event-time path and of the post-period
+    effect (see ``event_study`` for the formulas)."""
+    n_el = np.bincount(x.column, weights=weights[x.has_dummy], minlength=len(x.keys))
+    window = [l_ for l_ in range(-leads, lags + 1) if l_ != reference]
+    shown = [l_ for l_ in window if (x.et_of == l_).any()]
+    wmat = np.zeros((len(shown), len(x.keys)))
+    for i, l_ in enumerate(shown):
+        m = x.et_of == l_
+        wmat[i, m] = n_el[m] / n_el[m].sum()
+    post = (x.et_of >= 0) & (x.et_of <= lags)
+    if not post.any():
+        raise EffectInputError("no treated observations at or after adoption within the window")
+    if post_weights == "observations":
+        w = np.where(post, n_el, 0.0)
+        w /= w.sum()
+    else:
+        rows_post = [i for i, l_ in enumerate(shown) if l_ >= 0]
+        w = wmat[rows_post].sum(axis=0) / len(rows_post)
+    if baseline == "pre_mean":
+        # subtract each cohort's observation-weighted mean of its pre-period
+        # coefficients (the reference, with coefficient zero, in the weights)
+        pre_k = (x.et_of < 0) & (x.et_of >= -leads)
+        for cohort in np.unique(x.cohort_of):
+            in_c = x.cohort_of == cohort
+            share = w[in_c & post].sum()
+            if share == 0:
+                continue
+            n_ref = float(weights[(a.binned == reference) & a.treated & (a.cohort == cohort)].sum())
+            denom = n_ref + n_el[in_c & pre_k].sum()
+            if denom > 0:
+                w[in_c & pre_k] -= share * n_el[in_c & pre_k] / denom
+    return Aggregation(n_el=n_el, shown=shown, wmat=wmat, post=w)

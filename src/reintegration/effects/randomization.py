@@ -1,0 +1,346 @@
+r"""Randomisation inference for a staggered adoption with few adopting units.
+
+With a handful of clusters (teams), cluster-robust standard errors are too
+small and the wild cluster bootstrap is far from its nominal size when only
+a few clusters are treated (MacKinnon and Webb 2018). When the adoption
+dates could as well have fallen to any other unit, the distribution of a
+statistic under the null follows from re-assigning the dates across units
+and re-estimating: Fisher's randomisation test (Young 2019; for
+difference-in-differences with few treated clusters, MacKinnon and Webb
+2020).
+
+Here the units are the entities of :func:`~reintegration.effects.event_study`
+and an assignment is a permutation of their adoption dates (never-treated
+units included, so that who is never treated is permuted too). For each
+assignment the same interaction-weighted estimator is refitted and two
+studentised statistics are kept:
+
+* the post-period effect over its cluster-robust standard error,
+  :math:`t(\tau) = (\hat\theta - \tau) / \widehat{se}`, computed on the
+  outcome with a constant effect :math:`\tau` removed from the exposed
+  observations (those at or after their actual adoption). Its p-value at
+  :math:`\tau = 0` tests the sharp null of no effect; the interval collects
+  every :math:`\tau` the test does not reject (test inversion). Because the
+  estimator is linear in the outcome, one refit per assignment serves every
+  :math:`\tau`;
+* the joint Wald statistic of the pre-period coefficients, on the outcome
+  with the estimated post-period path removed from the exposed observations
+  (the null: no pre-trend, and the same effect path in every adoption
+  cohort).
+
+Studentised statistics keep the test close to its size when effects are
+heterogeneous (Wu and Ding 2021). The regressions are fitted on entity x
+period cell means with cell sizes as weights, which gives exactly the
+coefficients of the row-level regression when no covariates enter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from . import _sa
+from ._data import EffectInputError
+
+__all__ = ["RandomizationTest"]
+
+
+@dataclass(frozen=True)
+class Cells:
+    """Entity x period cells: codes, period, size, outcome columns (cell
+    means, one column per statistic) and cluster codes; ``start`` holds the
+    adoption period per entity code (NaN: never)."""
+
+    entity: np.ndarray
+    period: np.ndarray
+    weight: np.ndarray
+    y: np.ndarray
+    cluster: np.ndarray
+    start: np.ndarray
+
+
+@dataclass(frozen=True)
+class Spec:
+    leads: int
+    lags: int
+    reference: int
+    bin: str
+    control_cohort: str
+    post_weights: str
+    baseline: str
+
+
+@dataclass(repr=False)
+class RandomizationTest:
+    r"""Permutation statistics of an event study and the inference they give.
+
+    Row 0 of every array is the actual assignment. ``theta_y``/``theta_d``
+    hold each assignment's post-period estimate for the outcome and for the
+    exposure indicator, ``c_y``/``c_d`` their per-cluster score
+    contributions (so that :math:`t(\tau)` follows for any :math:`\tau`),
+    ``pre_stat`` the pre-trend Wald statistics.
+
+    Attributes
+    ----------
+    exact : bool
+        True when every distinct assignment was used (the p-values are then
+        exact under the null); False for a random sample of assignments.
+    n_assignments : int
+        Assignments used, the actual one included.
+    n_possible : int
+        Distinct assignments of the adoption dates to the entities.
+    skipped : int
+        Assignments the estimator could not fit (left out).
+    """
+
+    theta_y: np.ndarray
+    theta_d: np.ndarray
+    c_y: np.ndarray
+    c_d: np.ndarray
+    pre_stat: np.ndarray
+    exact: bool
+    n_possible: int
+    skipped: int
+    _cache: dict[float, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def n_assignments(self) -> int:
+        return len(self.theta_y)
+
+    def _abs_t(self, taus: np.ndarray) -> np.ndarray:
+        num = self.theta_y[:, None] - taus[None, :] * self.theta_d[:, None]
+        syy = (self.c_y**2).sum(axis=1)[:, None]
+        syd = (self.c_y * self.c_d).sum(axis=1)[:, None]
+        sdd = (self.c_d**2).sum(axis=1)[:, None]
+        var = np.clip(syy - 2 * taus[None, :] * syd + taus[None, :] ** 2 * sdd, 0.0, None)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.abs(num) / np.sqrt(var)
+        return np.where(np.isnan(t), np.inf, t)
+
+    def pvalues(self, values: np.ndarray) -> np.ndarray:
+        """Randomisation p-values of the hypotheses "the effect is a constant
+        ``value`` on every exposed observation", one per value."""
+        t = self._abs_t(np.asarray(values, dtype=float))
+        return (t >= t[0][None, :] * (1 - 1e-10)).mean(axis=0)
+
+    def pvalue(self, value: float = 0.0) -> float:
+        """p-value of the sharp null that the effect is ``value`` (default:
+        no effect) for every exposed observation."""
+        return float(self.pvalues(np.array([value]))[0])
+
+    def conf_int(self, level: float = 0.95) -> tuple[float, float]:
+        """The effects ``tau`` not rejected at ``1 - level`` (test inversion);
+        infinite ends when the assignments are too few to reject."""
+        if level in self._cache:
+            return self._cache[level]
+        alpha = 1 - level
+        theta0 = float(self.theta_y[0])
+        se0 = float(math.sqrt((self.c_y[0] ** 2).sum()))
+        if not np.isfinite(se0) or se0 == 0:
+            return (math.nan, math.nan)
+        grid = theta0 + se0 * np.linspace(-30, 30, 2401)
+        ok = self.pvalues(grid) > alpha
+        if not ok.any():
+            return (math.nan, math.nan)
+        i_lo, i_hi = int(np.argmax(ok)), len(ok) - 1 - int(np.argmax(ok[::-1]))
+        low = -math.inf if i_lo == 0 else self._edge(grid[i_lo - 1], grid[i_lo], alpha)
+        high = math.inf if i_hi == len(ok) - 1 else self._edge(grid[i_hi + 1], grid[i_hi], alpha)
+        self._cache[level] = (low, high)
+        return (low, high)
+
+    def _edge(self, rejected: float, accepted: float, alpha: float) -> float:
+        for _ in range(50):
+            mid = 0.5 * (rejected + accepted)
+            if self.pvalue(mid) > alpha:
+                accepted = mid
+            else:
+                rejected = mid
+        return float(accepted)
+
+    @property
+    def pretrend_pvalue(self) -> float:
+        """Share of assignments whose pre-trend statistic is at least the
+        actual one (NaN without pre-period coefficients)."""
+        s0 = self.pre_stat[0]
+        if not np.isfinite(s0):
+            return math.nan
+        finite = self.pre_stat[np.isfinite(self.pre_stat)]
+        return float((finite >= s0 * (1 - 1e-10)).mean())
+
+    def to_dict(self, level: float = 0.95) -> dict[str, Any]:
+        low, high = self.conf_int(level)
+        return {
+            "pvalue": self.pvalue(),
+            "ci_low": low,
+            "ci_high": high,
+            "level": level,
+            "pretrend_pvalue": self.pretrend_pvalue,
+            "assignments": self.n_assignments,
+            "possible_assignments": self.n_possible,
+            "exact": self.exact,
+            "skipped": self.skipped,
+        }
+
+
+def _distinct(values: np.ndarray) -> int:
+    keys = ["never" if not np.isfinite(v) else float(v) for v in values]
+    total = math.factorial(len(keys))
+    for c in Counter(keys).values():
+        total //= math.factorial(c)
+    return total
+
+
+def _multiset_permutations(values: list[float]) -> Iterator[list[float]]:
+    """Every distinct ordering of ``values`` (NaN treated as one value)."""
+    keys = ["never" if not np.isfinite(v) else v for v in values]
+    counts = Counter(keys)
+    order = sorted(counts, key=lambda k: (isinstance(k, str), k if not isinstance(k, str) else 0))
+    n = len(keys)
+
+    def rec(prefix: list[Any]) -> Iterator[list[Any]]:
+        if len(prefix) == n:
+            yield list(prefix)
+            return
+        for k in order:
+            if counts[k]:
+                counts[k] -= 1
+                prefix.append(k)
+                yield from rec(prefix)
+                prefix.pop()
+                counts[k] += 1
+
+    for perm in rec([]):
+        yield [math.nan if k == "never" else float(k) for k in perm]
+
+
+def assignments(start: np.ndarray, reps: int, seed: int) -> tuple[np.ndarray, bool, int]:
+    """The actual assignment first, then either every other distinct one
+    (when there are at most ``reps``) or ``reps`` random permutations."""
+    possible = _distinct(start)
+    if possible - 1 <= reps:
+        actual = np.asarray(start, dtype=float)
+        rows = [actual]
+        for perm in _multiset_permutations(list(actual)):
+            p = np.array(perm)
+            if not np.array_equal(p, actual, equal_nan=True):
+                rows.append(p)
+        return np.vstack(rows), True, possible
+    rng = np.random.default_rng(seed)
+    draws = [rng.permutation(start) for _ in range(reps)]
+    return np.vstack([start, *draws]), False, possible
+
+
+def _inverse(a: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive semi-definite matrix: by Cholesky when
+    it is definite, else the pseudo-inverse."""
+    try:
+        low = np.linalg.cholesky(a)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(a)
+    inv_low = scipy.linalg.solve_triangular(low, np.eye(len(a)), lower=True)
+    return inv_low.T @ inv_low
+
+
+class _Fitter:
+    """Refits the interaction-weighted event study on cells for one
+    assignment at a time; two-way fixed effects are partialled out with a
+    projection cached per estimation sample."""
+
+    def __init__(self, cells: Cells, spec: Spec):
+        self.cells = cells
+        self.spec = spec
+        g = int(cells.entity.max()) + 1
+        periods, self.pcode = np.unique(cells.period, return_inverse=True)
+        n = len(cells.period)
+        self.fe = np.zeros((n, g + len(periods)))
+        self.fe[np.arange(n), cells.entity] = 1.0
+        self.fe[np.arange(n), g + self.pcode] = 1.0
+        ncl = int(cells.cluster.max()) + 1
+        self.cl = np.zeros((n, ncl))
+        self.cl[np.arange(n), cells.cluster] = 1.0
+        self._proj: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _projection(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        key = keep.tobytes()
+        if key not in self._proj:
+            f = self.fe[keep]
+            f = f[:, f.any(axis=0)]
+            w = self.cells.weight[keep]
+            fw = f * w[:, None]
+            p = f @ np.linalg.pinv(f.T @ fw) @ fw.T
+            y = self.cells.y[keep]
+            self._proj[key] = (p, y - p @ y)
+        return self._proj[key]
+
+    def fit(self, start: np.ndarray, pre_column: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """Post-period estimate per outcome column, the clusters' score
+        contributions to it (clusters x columns) and the pre-trend Wald
+        statistic of column ``pre_column``."""
+        c, s = self.cells, self.spec
+        e = start[c.entity]
+        a = _sa.assign(c.period, e, leads=s.leads, lags=s.lags, reference=s.reference,
+                       bin=s.bin, control_cohort=s.control_cohort)
+        p, yt = self._projection(a.keep)
+        inter = _sa.interactions(a, s.reference)
+        w = c.weight[a.keep]
+        agg = _sa.aggregate(a, inter, w, leads=s.leads, lags=s.lags, reference=s.reference,
+                            post_weights=s.post_weights, baseline=s.baseline)
+        x = inter.matrix()
+        xt = x - p @ x
+        xw = xt * w[:, None]
+        b = _inverse(xt.T @ xw)
+        delta = b @ (xw.T @ yt)
+        resid = yt - xt @ delta
+        cl = self.cl[a.keep]
+        theta = agg.post @ delta
+        lever = xw @ (b @ agg.post)
+        contrib = cl.T @ (lever[:, None] * resid)
+        pre = agg.pre_rows
+        stat = math.nan
+        if pre:
+            r = agg.wmat[pre]
+            scores = cl.T @ ((xw @ (b @ r.T)) * resid[:, [pre_column]])
+            rb = r @ delta[:, pre_column]
+            stat = float(rb @ np.linalg.pinv(scores.T @ scores) @ rb)
+        return theta, contrib, stat
+
+
+def randomization_test(cells: Cells, spec: Spec, *, reps: int, seed: int) -> RandomizationTest:
+    """Run the test; ``cells.y`` holds three columns: the outcome, the
+    exposure indicator of the actual assignment, and the outcome with the
+    estimated post-period path removed (for the pre-trend statistic)."""
+    if cells.y.shape[1] != 3:
+        raise EffectInputError("internal: three outcome columns expected")
+    fitter = _Fitter(cells, spec)
+    rows, exact, possible = assignments(cells.start, reps, seed)
+    theta_y, theta_d, c_y, c_d, pre = [], [], [], [], []
+    skipped = 0
+    for i, start in enumerate(rows):
+        try:
+            theta, contrib, stat = fitter.fit(start, pre_column=2)
+        except (EffectInputError, np.linalg.LinAlgError):
+            if i == 0:
+                raise
+            skipped += 1
+            continue
+        theta_y.append(theta[0])
+        theta_d.append(theta[1])
+        c_y.append(contrib[:, 0])
+        c_d.append(contrib[:, 1])
+        pre.append(stat)
+    return RandomizationTest(
+        theta_y=np.array(theta_y),
+        theta_d=np.array(theta_d),
+        c_y=np.vstack(c_y),
+        c_d=np.vstack(c_d),
+        pre_stat=np.array(pre),
+        exact=exact,
+        n_possible=possible,
+        skipped=skipped,
+    )
