@@ -661,18 +661,26 @@ def rollout_truth(po: pd.DataFrame, schedule: dict[str, int], outcome: str,
                   settings: dict[str, Any], mask: np.ndarray | None = None) -> float:
     """The roll-out effect aggregated the way the event study aggregates it:
     per roll-out cohort :math:`e` and event time :math:`l` from 0 to
-    ``lags`` (later periods binned into ``lags``), the mean of
-    :math:`Y(D^{R=1}) - Y(D^{R=0})` of the cohort's clients at :math:`l`
-    minus that at the reference event time (``baseline: reference``) or over
-    the cohort's pre-period event times (``baseline: pre_mean``), weighted by
-    the clients at :math:`(e, l)`."""
+    ``lags`` (later periods binned into ``lags``), the mean of the effect of
+    the roll-out as it happened on the cohort's clients at :math:`l` minus
+    that at the reference event time (``baseline: reference``) or over the
+    cohort's pre-period event times (``baseline: pre_mean``), weighted by the
+    clients at :math:`(e, l)`.
+
+    The effect as it happened is :math:`Y(D^{R=1}) - Y(D^{R=0})` for clients
+    the roll-out reached (``rollout_exposed``) and zero for the others: their
+    observed outcome is :math:`Y(D^{R=0})`. The truth files also hold
+    :math:`Y(D^{R=1})` for clients it never reached (what they would have had
+    with the instrument available at inflow); counting those would put a
+    hypothetical effect into the pre-period baseline that no data set shows."""
     cfg = settings["rollout_did"]
     h = outcome.rsplit("_", 1)[-1]
     frame = po if mask is None else po.loc[mask]
     data = rollout_settings_data(frame.assign(inflow_month=frame["inflow_month"].astype(str)),
                                  schedule, settings)
     data = data[data["_start"].notna()]
-    itt = data[f"employed_rollout_on_{h}"] - data[f"employed_rollout_off_{h}"]
+    reached = data["rollout_exposed"].astype(bool)
+    itt = (data[f"employed_rollout_on_{h}"] - data[f"employed_rollout_off_{h}"]).where(reached, 0)
     et = np.clip(data["_event_time"].to_numpy(), -int(cfg["leads"]), int(cfg["lags"]))
     tab = pd.DataFrame({"e": data["_start"].to_numpy(), "l": et, "itt": itt.to_numpy()})
     ref = tab[tab["l"] == int(cfg["reference"])].groupby("e")["itt"].mean()
