@@ -16,10 +16,6 @@ import time
 from pathlib import Path
 
 from . import atomic
-from .book import BookError
-from .config import ConfigError
-from .custody import CustodyError
-from .ingest import ExportError
 from .paths import SIZES, Paths
 
 
@@ -54,12 +50,19 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except (ConfigError, CustodyError, BookError, ExportError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # a failed step: one line, not a traceback
+    except Exception as exc:  # known errors in one line, not a traceback
+        # imported here: the modules that define them are slow to import, and a
+        # step's process (run once per notebook) needs none of them
+        from .book import BookError
+        from .config import ConfigError
+        from .custody import CustodyError
+        from .ingest import ExportError
         from .runner import StepFailed
 
+        if isinstance(exc, ConfigError | CustodyError | BookError | ExportError
+                      | FileNotFoundError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if isinstance(exc, StepFailed):
             print(f"error: {exc}", file=sys.stderr)
             return 1
