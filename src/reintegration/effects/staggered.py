@@ -327,8 +327,20 @@ def event_study(
         (restricted, Webb weights). By default 999 when standard errors are
         clustered on fewer than 50 clusters, and none otherwise; 0 turns it
         off.
+    permutations : int
+        Randomisation inference (0: none): the adoption dates are re-assigned
+        across the entities (never-treated ones included) in every distinct
+        way when there are at most this many other assignments, else this
+        many random permutations, and the estimator is refitted for each. The
+        result's :meth:`~EventStudyResult.conf_int`, ``pvalue`` and
+        ``pretrend_pvalue`` then come from this test (studentised with the
+        cluster-robust standard error; interval by test inversion under a
+        constant effect on exposed observations); see
+        :mod:`reintegration.effects.randomization`. Valid when the dates could
+        as well have fallen to other entities. Needs ``controls=()`` and
+        clusters constant within entities.
     seed : int
-        Seed of the bootstrap weights.
+        Seed of the bootstrap weights and of the random permutations.
     post_weights : {"observations", "equal"}
         Aggregation of the post-period effect: ``"observations"`` averages
         over treated observations at event times 0 to ``lags`` (the formula
@@ -353,8 +365,9 @@ def event_study(
         ``event_time``: :math:`\hat\beta_l` with standard errors;
         ``pretrend``: the joint Wald test that all pre-period
         :math:`\beta_l` are zero (chi2, df, p-value; with clustering also an
-        F(df, G - 1) p-value and a wild cluster bootstrap p-value, see
-        ``pretrend_pvalue``);
+        F(df, G - 1) p-value, a wild cluster bootstrap p-value and, with
+        ``permutations``, a randomisation p-value; see ``pretrend_pvalue``);
+        ``randomization``: the randomisation test, or None;
         ``cohort_effects``: the :math:`\hat\delta_{e,l}` and weights;
         ``model_results``: the linearmodels fit; ``plot()`` draws the path.
 
