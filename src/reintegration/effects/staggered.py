@@ -424,6 +424,11 @@ def event_study(
         raise EffectInputError("cluster must be a column name, None (entity) or False")
     if cluster_col is not None:
         require_columns(data, [cluster_col], role="cluster")
+    if permutations and (ctrl_cols or cluster_col is None):
+        raise EffectInputError(
+            "permutations need controls=() and clustered standard errors (cluster=None "
+            "or a column constant within each entity)"
+        )
     used = [outcome, entity, time, *ctrl_cols, *as_list(cluster_col)]
     sample, n_missing = complete_cases(data, used)
     if not pd.api.types.is_numeric_dtype(sample[outcome]):
@@ -569,11 +574,6 @@ def event_study(
     se_theta = float(math.sqrt(max(a @ vdelta @ a, 0.0)))
     randomization = None
     if permutations:
-        if ctrl_cols or cluster_col is None:
-            raise EffectInputError(
-                "permutations need controls=() and clustered standard errors (cluster=None "
-                "or a column constant within each entity)"
-            )
         path = {l_: float(beta[i]) for i, l_ in enumerate(shown) if l_ >= 0}
         cells = _permutation_cells(full_sample, t_all, e_all, outcome=outcome, entity=entity,
                                    cluster=cluster_col, path=path, lags=spec.lags)
