@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import disclosure, release_check, step
+from reintegration import disclosure, protection, release_check, step
 from reintegration.config import ConfigError
 
 matplotlib.use("Agg")
@@ -118,7 +118,7 @@ def test_small_cell_is_suppressed_and_the_reason_recorded(reg: disclosure.Regist
     assert e["id"] == f"{STEP}/uptake_by_sex" and e["kind"] == "table" and e["status"] == "review"
     assert e["reasons"][0].startswith("threshold: 1 cell suppressed")
     assert e["checks"]["suppressed_cells"] == [
-        {"row": "f", "column": "subsidy", "reasons": ["threshold"]}
+        {"row": "f", "column": "subsidy", "key": ["f", "subsidy"], "reasons": ["threshold"]}
     ]
     assert "3" not in json.dumps(e["checks"]["suppressed_cells"])
     # the released file holds no trace of the 3, and its checksum is registered
@@ -135,10 +135,18 @@ def test_margins_do_not_reveal_a_suppressed_cell(reg: disclosure.Register) -> No
     )
     t = out.table
     assert pd.isna(t.loc["f", "subsidy"])
-    # totals are over the released cells only: no subtraction gives back the 3
-    assert t.loc["f", "Total"] == 40 + 25
-    assert t.loc["Total", "subsidy"] == 18
-    assert t.loc["Total", "Total"] == 40 + 25 + 31 + 22 + 18
+    # totals are the true totals (one value for a margin everywhere) ...
+    assert t.loc["f", "Total"] == 40 + 3 + 25
+    assert t.loc["Total", "Total"] == 40 + 3 + 25 + 31 + 18 + 22
+    # ... so complementary cells are suppressed: the smallest in the 3's row
+    # and column, and the fourth corner of that rectangle
+    secondary = {(r, c) for r in t.index for c in t.columns if out.flags.loc[r, c] == "secondary"}
+    assert secondary == {("f", "training"), ("m", "subsidy"), ("m", "training")}
+    # no subtraction gives back the 3: the attacker's interval is [0, 21]
+    table = protection.from_frame("t", "p", t.astype(float), sensitive=[("f", "subsidy")])
+    (cell,) = [i for i in protection.attack([table]) if i.sensitive]
+    assert (cell.lower, cell.upper) == pytest.approx((0, 21))
+    assert protection.leaks([table], 10) == []
 
 
 def test_total_that_falls_below_threshold_after_suppression_is_suppressed(
@@ -146,10 +154,15 @@ def test_total_that_falls_below_threshold_after_suppression_is_suppressed(
 ) -> None:
     df = cells({("f", "a"): 4, ("f", "b"): 8, ("m", "a"): 30, ("m", "b"): 30})
     out = reg.crosstab("secondary", df, index="sex", columns="instrument", margins=True)
-    # both f cells are small; the f total (12 before suppression) would be 0
-    assert pd.isna(out.table.loc["f", "Total"])
-    assert out.flags.loc["f", "Total"] == "secondary"
-    assert out.table.loc["Total", "Total"] == 60
+    # both f cells are small; their true total (12) is shown, so the m cells
+    # are suppressed too, else each f cell is the column total minus m's
+    assert out.table.loc["f", "Total"] == 12
+    assert out.flags.loc["m", "a"] == "secondary" and out.flags.loc["m", "b"] == "secondary"
+    assert out.table.loc["Total", "Total"] == 72
+    table = protection.from_frame(
+        "t", "p", out.table.astype(float), sensitive=[("f", "a"), ("f", "b")]
+    )
+    assert protection.leaks([table], 10) == []
 
 
 def test_dominated_magnitude_table_is_flagged(reg: disclosure.Register) -> None:
@@ -480,7 +493,7 @@ def test_importing_acro_leaves_logging_and_warnings_alone(root: Path) -> None:
         import pandas as pd
         root = logging.getLogger()
         before = (root.level, list(root.handlers), list(warnings.filters))
-        from reintegration import disclosure, step
+        from reintegration import protection, disclosure, step
         ctx = step.start("{STEP}", city="rotterdam", size="small", root=__import__("pathlib").Path(r"{root}"))
         reg = disclosure.register(ctx)
         df = pd.DataFrame({{"a": ["x"] * 12 + ["y"] * 3, "b": ["u"] * 15}})
@@ -576,7 +589,9 @@ def test_one_way_table_with_total(reg: disclosure.Register) -> None:
     out = reg.crosstab("by_sex", df, index="sex", margins=True)
     assert list(out.table.columns) == ["count"]
     assert pd.isna(out.table.loc["m", "count"])
-    assert out.table.loc["Total", "count"] == 70
+    # the true total, and the smallest other cell suppressed with m
+    assert out.table.loc["Total", "count"] == 74
+    assert pd.isna(out.table.loc["x", "count"]) and out.flags.loc["x", "count"] == "secondary"
 
 
 def test_a_refused_request_leaves_nothing_in_acros_record(reg: disclosure.Register) -> None:

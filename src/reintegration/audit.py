@@ -31,7 +31,7 @@ from typing import Any
 import nbformat
 import pandas as pd
 
-from . import atomic, bsn, ingest, release_check
+from . import atomic, bsn, ingest, protection, release_check
 from .config import list_cities, load_city
 from .custody import DomainMap, check_access
 from .disclosure import load_rules
@@ -232,6 +232,54 @@ def scan_release_counts(
     return found
 
 
+def scan_differencing(bundle: Path, threshold: int, root: Path) -> tuple[list[Finding], dict]:
+    """Attack the city's release bundle as an outsider would: every released
+    count table (and figure data) of one population becomes one system of
+    linear constraints, and each suppressed cell's derivable interval must
+    be at least the protection interval (see :mod:`reintegration.protection`).
+    Returns the findings and a summary (cells, primary and secondary
+    suppressions, the narrowest interval width of a sensitive cell)."""
+    reg_path = bundle / "register.json"
+    if not reg_path.exists():
+        return [], {}
+    register = json.loads(reg_path.read_text(encoding="utf-8"))
+
+    def open_file(rel: str) -> Path:
+        return bundle / Path(rel).relative_to("outputs")
+
+    tables = protection.tables_from_register(register, open_file)
+    intervals = protection.attack(tables)
+    found = [
+        Finding(
+            _rel(open_file(_file_of(register, i.table)), root),
+            None,
+            "differencing",
+            f"output {i.table}: suppressed cell {' / '.join(map(str, i.cell))} can be derived "
+            f"to lie in [{_g(i.lower)}, {_g(i.upper)}] from the released tables of its "
+            f"population, narrower than the protection interval (upper bound at least "
+            f"{threshold}, width at least {threshold})",
+        )
+        for i in intervals
+        if not i.protected(threshold)
+    ]
+    sensitive = [i for i in intervals if i.sensitive]
+    summary = {
+        **protection.summary(tables, threshold),
+        "tables": len(tables),
+        "populations": len({t.population for t in tables}),
+        "narrowest_width": min((i.upper - i.lower for i in sensitive), default=None),
+    }
+    return found, summary
+
+
+def _file_of(register: dict[str, Any], output_id: str) -> str:
+    return next(e["file"] for e in register["outputs"] if e["id"] == output_id)
+
+
+def _g(x: float) -> str:
+    return "inf" if x == float("inf") else f"{x:g}"
+
+
 def _rel(path: Path, root: Path) -> str:
     try:
         return str(Path(path).resolve().relative_to(root))
@@ -250,6 +298,7 @@ def run(size: str, *, root: Path | None = None, html: bool = True) -> dict[str, 
     threshold = load_rules(paths.root).cell_threshold
     findings: list[Finding] = []
     scanned = {"notebooks": 0, "html_pages": 0, "release_files": 0, "count_tables": 0}
+    protection_summary: dict[str, Any] = {}
     for city in cities:
         build = paths.city_build(city)
         registered = release_check.registered_output_ids(build)
@@ -262,6 +311,9 @@ def run(size: str, *, root: Path | None = None, html: bool = True) -> dict[str, 
             text = f.read_text(encoding="utf-8", errors="replace")
             findings += scanner.text(text, _rel(f, paths.root), None)
             scanned["release_files"] += 1
+        leaks, protected = scan_differencing(bundle, threshold, paths.root)
+        findings += leaks
+        protection_summary[city] = protected
         reg_path = build / "outputs" / "register.json"
         if reg_path.exists():
             register = json.loads(reg_path.read_text(encoding="utf-8"))
@@ -279,6 +331,7 @@ def run(size: str, *, root: Path | None = None, html: bool = True) -> dict[str, 
         "passed": not findings,
         "scanned": scanned,
         "identifiers_checked": ids.counts(),
+        "protection": protection_summary,
         "findings": [asdict(f) for f in sorted(set(findings), key=str)],
     }
     atomic.write_json(paths.build_dir / "audit.json", report)

@@ -168,6 +168,13 @@ def events(
     return out
 
 
+def year_of_quarter(events_frame: pd.DataFrame) -> dict[str, str]:
+    """Each quarter label of :func:`events` ("2017Q3") with its year: how a
+    quarter table and a year table of the same events join (see
+    :meth:`reintegration.disclosure.Register.crosstab`)."""
+    return {str(q): str(q)[:4] for q in events_frame["quarter"].cat.categories}
+
+
 def instrument_starts(events_frame: pd.DataFrame) -> pd.DataFrame:
     """The instrument starts of :func:`events`, without the instruments that
     never start (so a table shows no empty columns); every quarter and year of
@@ -353,7 +360,7 @@ def coverage_figure(released: Any) -> Any:
     quarter x event count table (suppressed quarters are gaps)."""
     import matplotlib.pyplot as plt
 
-    table = _released(released)
+    table = _released(released).drop(index="Total", columns="Total", errors="ignore")
     fig, ax = plt.subplots(figsize=(9, 3.8))
     x = np.arange(len(table))
     for i, column in enumerate(table.columns):

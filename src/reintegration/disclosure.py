@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from . import atomic
+from . import atomic, protection
 from .config import ConfigError, load_steps, read_yaml
 from .custody import check_access
 from .paths import Paths, repo_root
@@ -497,6 +497,7 @@ class Register:
         self.entries: dict[str, dict[str, Any]] = {}
         self.outputs: dict[str, Output] = {}
         self._session: Any = None
+        self._published: dict[str, list[protection.CountTable]] = {}
         if self.dir.exists():
             check_access(ctx.role, self.dir, "write", ctx.domains)
             shutil.rmtree(self.dir)
@@ -517,16 +518,43 @@ class Register:
         margins: bool = False,
         structural_zeros: Iterable[tuple[Any, Any]] = (),
         title: str | None = None,
+        population: str | None = None,
+        dims: Sequence[str] | None = None,
+        fixed: dict[str, str] | None = None,
+        coarsen: dict[str, tuple[str, dict[str, str]]] | None = None,
     ) -> Output:
         """A frequency table (persons per cell), checked by ACRO.
 
         Cells under the threshold and zeros not declared in
         ``structural_zeros`` (pairs ``(row, column)``; a row or column of a
         multi-level table is a tuple) are suppressed. With ``margins`` the
-        totals are computed without the suppressed cells.
+        totals are the true totals, suppressed like any cell when small.
+
+        ``population`` names the set of units the table counts (for example
+        ``"cohort persons"``). Tables of the same population are protected
+        together: complementary cells are suppressed until no suppressed
+        cell of this or an earlier table of that population (in this step or
+        an earlier one of the city) can be narrowed by subtraction (see
+        :mod:`reintegration.protection`). Without it the table is protected
+        on its own. Tables join on their variables' names: ``dims`` renames
+        the row and column variables for that purpose (when two tables use
+        one column name for different things), ``fixed`` declares the table a
+        slice (``{"table": "clients"}``), ``coarsen`` a coarser variable
+        derived from one of its own (``{"quarter": ("year", {...})}``).
         """
+        link = {"population": population, "dims": dims, "fixed": fixed, "coarsen": coarsen}
         return self._table(
-            name, df, index, columns, None, None, margins, structural_zeros, title, None
+            name,
+            df,
+            index,
+            columns,
+            None,
+            None,
+            margins,
+            structural_zeros,
+            title,
+            None,
+            link=link,
         )
 
     def table(
@@ -775,6 +803,8 @@ class Register:
         reason: str,
         count_columns: Sequence[str] = (),
         title: str | None = None,
+        population: str | None = None,
+        index: str | None = None,
     ) -> Output:
         """A table that is not computed from person-level data (configuration,
         file inventories), registered so the audit knows it was looked at.
@@ -782,6 +812,9 @@ class Register:
         ``reason`` says why it is not about persons. Counts it shows (for
         example rows per delivered file) go in ``count_columns`` and must pass
         the threshold and zero rules; if one fails, nothing is released.
+        With ``population`` and ``index`` (the column whose values name the
+        rows) the counts join the other tables of that population in the
+        differencing attack of the audit (see :meth:`crosstab`).
         """
         self._check_name(name)
         if not reason.strip():
@@ -793,6 +826,23 @@ class Register:
             status, reasons, checks = _check_counts(df[list(count_columns)], (), self.rules)
         else:
             status, reasons, checks = "pass", [], {}
+        if population is not None:
+            known = [*df.columns, *df.index.names]
+            if index is None or index not in known or len(count_columns) != 1:
+                raise DisclosureError(
+                    f"{self.step}/{name}: a public table joins its population by one index "
+                    "column and one count column"
+                )
+            checks.update(
+                population=population,
+                dims=[index],
+                fixed={},
+                coarsen={},
+                index_column=index,
+                count_column=count_columns[0],
+                index_levels=1,
+                column_levels=0,
+            )
         reasons = [f"not computed from person-level data: {reason.strip()}", *reasons]
         table = df.copy()
         out = Output(
@@ -825,6 +875,7 @@ class Register:
         structural_zeros: Iterable[tuple[Any, Any]],
         title: str | None,
         decimals: int | None,
+        link: dict[str, Any] | None = None,
     ) -> Output:
         self._check_name(name)
         rules = self.rules
@@ -920,13 +971,20 @@ class Register:
             row_margin = np.array([_is_margin(k) for k in raw.index]) if margins else None
             col_margin = np.array([_is_margin(k) for k in raw.columns]) if margins else None
             released = raw.astype(float).copy()
-            if margins and row_margin is not None and col_margin is not None:
+            is_count = agg is None
+            if margins and not is_count and row_margin is not None and col_margin is not None:
+                # a mean or sum over the shown cells only: a magnitude total
+                # must not contain the values of suppressed cells
                 inner = ~row_margin[:, None] & ~col_margin[None, :]
                 drop = np.vectorize(bool)(flags) & inner
                 if drop.any():
                     released, n_after = self._redact(data, rows, cols, values, agg, raw, drop)
                     margin_cells = ~inner & ~np.vectorize(bool)(flags)
                     flag(margin_cells & (n_after < rules.cell_threshold), "secondary")
+            protected = None
+            if is_count:
+                protected = self._protect(name, raw, flags, dims, oneway, link or {})
+                flag(protected, "secondary")
             suppressed = np.vectorize(bool)(flags)
             arr = released.to_numpy(dtype=float)
             arr[suppressed] = np.nan
@@ -944,6 +1002,7 @@ class Register:
                     structural[:, keep],
                     suppressed[:, keep],
                 )
+            cell_keys = _cell_keys(raw, oneway)
             n_cells = int(suppressed.size)
             n_supp = int(suppressed.sum())
             reasons = _table_reasons(flags, rules)
@@ -976,10 +1035,12 @@ class Register:
                 "statistic": statistic,
                 "cells": n_cells,
                 "suppressed": n_supp,
+                **(self._layout(raw, dims, oneway, link or {}) if is_count else {}),
                 "suppressed_cells": [
                     {
                         "row": _label(raw.index[i]),
                         "column": _label(raw.columns[j]),
+                        "key": [str(x) for x in cell_keys[i][j]],
                         "reasons": flags[i, j].split(","),
                     }
                     for i, j in zip(*np.nonzero(suppressed), strict=True)
@@ -997,6 +1058,87 @@ class Register:
             raise
         self._acro_finish_table(uid, name, out, agg, declared, binary)
         return self._commit(name, out, entry)
+
+    def _protect(
+        self,
+        name: str,
+        raw: pd.DataFrame,
+        flags: np.ndarray,
+        dims: list[str],
+        oneway: bool,
+        link: dict[str, Any],
+    ) -> np.ndarray:
+        """The cells to suppress in addition, so that no suppressed cell of
+        this table or of an earlier one of its population can be derived."""
+        full = raw.shape
+        if oneway:  # the total column of a one-way table repeats its only column
+            raw, flags = raw.iloc[:, :1], flags[:, :1]
+        primary = np.vectorize(bool)(flags)
+        shown = raw.astype(float).mask(primary)
+        keys = _cell_keys(raw, oneway)
+        population = link.get("population")
+        table = protection.from_frame(
+            f"{self.step}/{name}",
+            population or f"{self.step}/{name}",
+            shown,
+            dims=self._layout(raw, dims, oneway, link)["dims"],
+            sensitive=[keys[i][j] for i, j in zip(*np.nonzero(primary), strict=True)],
+            truth=raw.astype(float),
+            oneway=oneway,
+            fixed=link.get("fixed"),
+            coarsen=link.get("coarsen"),
+        )
+        earlier = self._published_tables(table.population) if population else []
+        added = set(protection.protect(table, earlier, self.rules.cell_threshold))
+        if population:
+            self._published.setdefault(population, []).append(table)
+        n_rows = raw.index.nlevels
+        mask = np.zeros(full, dtype=bool)
+        for i, row in enumerate(keys):
+            for j, key in enumerate(row):
+                mask[i, j] = protection.normal_key(key, n_rows) in added
+        return mask
+
+    def _published_tables(self, population: str) -> list[protection.CountTable]:
+        """Tables of ``population`` released before this one: earlier in this
+        step, and in the city's earlier steps (their registers and files)."""
+        if population not in self._published:
+            found: list[protection.CountTable] = []
+            folder = self.ctx.out_dir / "outputs"
+            for path in sorted(folder.glob("*/register.json")):
+                if path.parent.name == self.step:
+                    continue
+                reg = json.loads(self.ctx.check_read(path).read_text(encoding="utf-8"))
+                found += protection.tables_from_register(
+                    reg, lambda rel: self.ctx.check_read(self.ctx.out_dir / rel), population
+                )
+            self._published[population] = found
+        return self._published[population]
+
+    def _layout(
+        self, raw: pd.DataFrame, dims: list[str], oneway: bool, link: dict[str, Any]
+    ) -> dict[str, Any]:
+        """How the released CSV of a count table reads back and joins other
+        tables of its population, for the audit."""
+        own = list(dims[:-1] if oneway else dims)
+        names = list(link.get("dims") or own)
+        if len(names) != len(own):
+            raise DisclosureError(
+                f"{self.step}: dims={names} names {len(names)} variables; the table has "
+                f"{len(own)} ({own})"
+            )
+        coarsen = {
+            f: [c, {str(k): str(v) for k, v in m.items()}]
+            for f, (c, m) in (link.get("coarsen") or {}).items()
+        }
+        return {
+            "population": link.get("population"),
+            "dims": names,
+            "fixed": {str(k): str(v) for k, v in (link.get("fixed") or {}).items()},
+            "coarsen": coarsen,
+            "index_levels": raw.index.nlevels,
+            "column_levels": 0 if oneway else raw.columns.nlevels,
+        }
 
     def _redact(
         self,
@@ -1291,6 +1433,19 @@ def _acro_flagged(outcome: pd.DataFrame) -> list[str]:
     return sorted(names)
 
 
+def _cell_keys(raw: pd.DataFrame, oneway: bool) -> list[list[tuple[Any, ...]]]:
+    """Each cell's key as (row levels..., column levels...)."""
+    out = []
+    for r in raw.index:
+        rk = r if isinstance(r, tuple) else (r,)
+        row = []
+        for c in raw.columns:
+            ck = () if oneway else (c if isinstance(c, tuple) else (c,))
+            row.append((*rk, *ck))
+        out.append(row)
+    return out
+
+
 def _is_margin(key: Any) -> bool:
     return key == MARGINS or (isinstance(key, tuple) and len(key) > 0 and key[0] == MARGINS)
 
@@ -1403,9 +1558,7 @@ def check_effect(result: Any, rules: Rules) -> tuple[str, list[str], dict[str, A
         status = "fail"
     small = sorted(k for k, v in counts.items() if v < rules.cell_threshold)
     if small:
-        reasons.append(
-            f"groups with fewer than {rules.cell_threshold} persons: {', '.join(small)}"
-        )
+        reasons.append(f"groups with fewer than {rules.cell_threshold} persons: {', '.join(small)}")
         status = "fail"
     if not counts:
         reasons.append("no group sizes known: an output checker must confirm them")

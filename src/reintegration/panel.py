@@ -950,15 +950,23 @@ def status_figure(counts: pd.DataFrame, horizons: Sequence[int] = HORIZONS) -> A
 START_BANDS = ((0, "0-2"), (3, "3-5"), (6, "6-8"), (9, "9-11"), (12, "12-17"), (18, "18-24"))
 
 
+NO_START_BAND = "no instrument"
+
+
 def start_bands(persons: pd.DataFrame) -> pd.DataFrame:
-    """Persons with an instrument, with the band of their start month (months
-    since inflow) as an ordered category: for a one-way table."""
-    treated = persons[persons["instrument"] != NO_INSTRUMENT]
-    u = treated["instrument_elapsed"].to_numpy(dtype=int)
-    band = np.full(len(treated), START_BANDS[0][1], dtype=object)
+    """Every person of the cohort, with the band of their first instrument's
+    start month (months since inflow) as an ordered category, and
+    ``"no instrument"`` for persons without one: a one-way table over the
+    whole cohort, so that its total is the cohort's and the differencing
+    check can join it with the other tables of the cohort."""
+    treated = (persons["instrument"] != NO_INSTRUMENT).to_numpy()
+    u = persons["instrument_elapsed"].fillna(-1).to_numpy(dtype=int)
+    band = np.full(len(persons), NO_START_BAND, dtype=object)
     for bound, label in START_BANDS:
-        band[u >= bound] = label
+        band[treated & (u >= bound)] = label
     present = [b for _, b in START_BANDS if b in set(band)]
+    if (~treated).any():
+        present.append(NO_START_BAND)
     order = pd.CategoricalDtype(present, ordered=True)
     return pd.DataFrame({"start month since inflow": pd.Series(band).astype(order)})
 

@@ -1,0 +1,191 @@
+"""The differencing attack and the complementary suppression of linked tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reintegration import protection as P
+from reintegration.audit import scan_differencing
+
+T = 10
+NA = np.nan
+
+
+def _frame(rows: dict[str, list[float]], columns: list[str], index_name: str, col_name: str):
+    f = pd.DataFrame(rows, index=columns).T
+    f.index.name, f.columns.name = index_name, col_name
+    return f
+
+
+def _age_table(**cells: float) -> pd.DataFrame:
+    """Instrument x age with the true totals (the issue's Rotterdam example:
+    training, 50 and over = 119 - 21 - 90 = 8)."""
+    values = {
+        "wage": [38, cells.get("w2", 13), cells.get("w3", 8), 59],
+        "training": [cells.get("t1", 21), 90, cells.get("t3", 8), 119],
+        "Total": [59, 103, 16, 178],
+    }
+    return _frame(values, ["<27", "27-49", "50+", "Total"], "instrument", "age")
+
+
+def test_total_row_gives_a_suppressed_cell_away():
+    truth = _age_table()
+    shown = truth.copy()
+    shown.loc["training", "50+"] = NA
+    shown.loc["wage", "50+"] = NA
+    table = P.from_frame("a", "persons", shown, sensitive=[("training", "50+"), ("wage", "50+")])
+    found = {i.cell: (i.lower, i.upper) for i in P.attack([table])}
+    assert found[("training", "50+")] == pytest.approx((8, 8))
+    assert found[("wage", "50+")] == pytest.approx((8, 8))
+    assert {i.cell for i in P.leaks([table], T)} == {("training", "50+"), ("wage", "50+")}
+
+
+def test_protect_adds_complements_until_no_cell_can_be_narrowed():
+    truth = _age_table()
+    shown = truth.copy()
+    shown.loc["training", "50+"] = NA
+    shown.loc["wage", "50+"] = NA
+    table = P.from_frame(
+        "a", "persons", shown, sensitive=[("training", "50+"), ("wage", "50+")], truth=truth
+    )
+    added = P.protect(table, [], T)
+    assert added  # the 50+ column total (16) alone pins both cells
+    assert P.leaks([table], T) == []
+    for i in P.attack([table]):
+        if i.sensitive:
+            assert i.upper >= T and i.upper - i.lower >= T
+
+
+def test_margin_in_another_table_is_joined():
+    # table 1 publishes the instrument totals; table 2 has no total column,
+    # but its rows are the same persons: training 50+ = 119 - 21 - 90
+    totals = pd.DataFrame(
+        {"count": [59, 119]}, index=pd.Index(["wage", "training"], name="instrument")
+    )
+    split = _age_table().drop(index="Total", columns="Total")
+    split.loc["training", "50+"] = NA
+    split.loc["wage", "27-49"] = NA
+    split.loc["wage", "50+"] = NA
+    one = P.from_frame("take_up", "persons", totals)
+    two = P.from_frame("by_age", "persons", split, sensitive=[("training", "50+"), ("wage", "50+")])
+    bad = {i.cell for i in P.leaks([one, two], T)}
+    assert ("training", "50+") in bad
+    # on its own the second table leaks nothing about training
+    alone = {i.cell for i in P.leaks([two], T)}
+    assert ("training", "50+") not in alone
+    # and a table of another population is not joined
+    other = P.from_frame("take_up", "other persons", totals)
+    assert ("training", "50+") not in {i.cell for i in P.leaks([other, two], T)}
+
+
+def test_slice_and_coarsened_tables_join_on_their_levels():
+    # starts per quarter (with an inflow column) and starts per year: the
+    # year table is the "instrument start" slice, the quarter table coarsens
+    quarters = pd.DataFrame(
+        {"inflow": [40, 50, 45, 55], "instrument start": [12, NA, 20, 15]},
+        index=pd.Index(["2015Q1", "2015Q2", "2016Q1", "2016Q2"], name="quarter"),
+    )
+    quarters.columns.name = "event"
+    years = pd.DataFrame({"count": [19, 35]}, index=pd.Index(["2015", "2016"], name="year"))
+    q = P.from_frame(
+        "q",
+        "events",
+        quarters,
+        sensitive=[("2015Q2", "instrument start")],
+        coarsen={
+            "quarter": (
+                "year",
+                {"2015Q1": "2015", "2015Q2": "2015", "2016Q1": "2016", "2016Q2": "2016"},
+            )
+        },
+    )
+    y = P.from_frame("y", "events", years, fixed={"event": "instrument start"})
+    (interval,) = P.attack([q, y])
+    assert (interval.lower, interval.upper) == pytest.approx((7, 7))
+    # alone the quarter table bounds nothing; the inflow column is not part of
+    # the slice, so the join does not force it to zero (which would be infeasible)
+    assert P.attack([q])[0].upper == float("inf") and P.leaks([q], T) == []
+
+
+def test_a_count_quoted_elsewhere_is_joined():
+    # a count quoted in prose or drawn in a figure is a one-way table of its
+    # population; with it, the split's row gives the suppressed cell away
+    split = _age_table().drop(index="Total", columns="Total").loc[["training"]]
+    split.loc["training", "50+"] = NA
+    split.loc["training", "<27"] = NA
+    quoted = pd.DataFrame({"count": [119]}, index=pd.Index(["training"], name="instrument"))
+    two = P.from_frame("split", "persons", split, sensitive=[("training", "50+")])
+    assert P.attack([two])[0].upper == float("inf")
+    three = P.from_frame("quoted", "persons", quoted)
+    cell = {i.cell: i for i in P.attack([two, three])}[("training", "50+")]
+    assert (cell.lower, cell.upper) == pytest.approx((0, 29))
+    assert not cell.protected(30) and cell.protected(T)
+
+
+def test_audit_attacks_a_release_bundle(tmp_path: Path):
+    """A bundle whose second table publishes the true instrument totals
+    while the first suppresses one cell per row: the audit finds it."""
+    bundle = tmp_path / "bundle"
+    (bundle / "04_describe").mkdir(parents=True)
+    split = pd.DataFrame(
+        {"<27": [38, 21], "27-49": [13, 90], "50+": [None, None]},
+        index=pd.Index(["wage", "training"], name="instrument"),
+    )
+    split.to_csv(bundle / "04_describe" / "by_age.csv", lineterminator="\n")
+    totals = pd.DataFrame(
+        {"count": [59, 119]}, index=pd.Index(["wage", "training"], name="instrument")
+    )
+    totals.to_csv(bundle / "04_describe" / "take_up.csv", lineterminator="\n")
+
+    def entry(name, dims, cols, suppressed):
+        return {
+            "id": f"04_describe/{name}",
+            "file": f"outputs/04_describe/{name}.csv",
+            "status": "review",
+            "checks": {
+                "population": "cohort persons",
+                "dims": dims,
+                "index_levels": 1,
+                "column_levels": cols,
+                "suppressed_cells": suppressed,
+            },
+        }
+
+    register = {
+        "outputs": [
+            entry(
+                "by_age",
+                ["instrument", "age"],
+                1,
+                [
+                    {"key": ["wage", "50+"], "reasons": ["threshold"]},
+                    {"key": ["training", "50+"], "reasons": ["threshold"]},
+                ],
+            ),
+            entry("take_up", ["instrument"], 0, []),
+        ]
+    }
+    (bundle / "register.json").write_text(json.dumps(register), encoding="utf-8")
+    found, summary = scan_differencing(bundle, T, tmp_path)
+    assert len(found) == 2
+    assert all(f.kind == "differencing" for f in found)
+    assert "[8, 8]" in found[0].detail
+    assert summary["primary"] == 2 and summary["tables"] == 2
+    # the same bundle without the totals table passes
+    register["outputs"] = register["outputs"][:1]
+    (bundle / "register.json").write_text(json.dumps(register), encoding="utf-8")
+    assert scan_differencing(bundle, T, tmp_path)[0] == []
+
+
+def test_inconsistent_tables_are_an_error_not_a_pass():
+    a = pd.DataFrame({"count": [10, NA]}, index=pd.Index(["x", "y"], name="k"))
+    b = pd.DataFrame({"count": [12, 20]}, index=pd.Index(["x", "y"], name="k"))
+    one = P.from_frame("a", "p", a, sensitive=[("y",)])
+    two = P.from_frame("b", "p", b)
+    with pytest.raises(ValueError, match="inconsistent"):
+        P.attack([one, two])
