@@ -21,7 +21,7 @@ from .synth import data_dictionary_markdown, planted_parameters_markdown
 
 #: fixed parts before and after the per-city results, as (caption, files)
 FRONT = [
-    ("Introduction", ["reading"]),
+    ("Introduction", ["reading", "clients/nl", "clients/en"]),
     (
         "Data and methods",
         [
