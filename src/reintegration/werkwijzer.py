@@ -280,7 +280,7 @@ def delivery_checklist_markdown(settings: dict[str, Any]) -> str:
         "The files go to CBS's linking unit over the channel CBS prescribes, never to the "
         "researcher.",
     ]
-    return "\n".join(f"- [ ] {i}" for i in items) + "\n"
+    return "\n".join(f"- ☐ {i}" for i in items) + "\n"
 
 
 def city_template(settings: dict[str, Any], root: Path | None = None) -> dict[str, Any]:
