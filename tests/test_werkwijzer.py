@@ -129,3 +129,15 @@ def test_assembled_page_names_a_missing_include(tmp_root):
     paths = Paths.for_size("small", tmp_root)
     with pytest.raises(KeyError, match="werkwijzer_roles.md"):
         werkwijzer.assembled_page(paths, pages={})
+
+
+def test_outcomes_and_groups_follow_the_effects_configuration(tmp_root):
+    paths = Paths.for_size("small", tmp_root)
+    text = werkwijzer.generated_pages(paths)["werkwijzer_outcomes.md"]
+    assert "| effect on: employed 12 months after inflow | in percentage points |" in text
+    path = tmp_root / "config" / "effects.yml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["subgroups"]["household"] = "household type (single, couple, with children)"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    text = werkwijzer.generated_pages(paths)["werkwijzer_outcomes.md"]
+    assert "| the same, by group: household type (single, couple, with children) |" in text

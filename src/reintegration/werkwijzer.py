@@ -29,10 +29,10 @@ from typing import Any
 import yaml
 
 from . import feasibility
-from .config import load_instruments, load_steps
+from .config import load_instruments, load_steps, read_yaml
 from .custody import ROLE_ACCESS
 from .linkage import DIRECT_IDENTIFIERS, FALLBACK_FIELDS
-from .paths import Paths
+from .paths import Paths, repo_root
 from .synth.schema import CANONICAL_CODES, MUNICIPAL
 
 #: the file the book offers for download
@@ -168,6 +168,25 @@ def criteria_markdown(settings: dict[str, Any]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def outcomes_markdown(root: Path | None = None) -> str:
+    """The outcomes and pre-specified groups of Phase 2, from ``config/effects.yml``."""
+    path = (root or repo_root()) / "config" / "effects.yml"
+    cfg = read_yaml(path)
+    outcomes = cfg.get("outcomes") or {}
+    groups = cfg.get("subgroups") or {}
+    if not outcomes:
+        raise KeyError(f"{path}: no 'outcomes' to describe in the werkwijzer")
+    lines = ["| the municipality gets | as configured |", "|---|---|"]
+    for key, text in outcomes.items():
+        unit = "in months" if key.startswith("months") else "in percentage points"
+        lines.append(f"| effect on: {_words(text)} | {unit} |")
+    lines += [
+        f"| the same, by group: {_words(text)} | where the group is large enough |"
+        for text in groups.values()
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def legal_checklist_markdown(settings: dict[str, Any]) -> str:
@@ -358,6 +377,7 @@ def generated_pages(paths: Paths) -> dict[str, str]:
     settings = feasibility.load_settings(paths.root)
     return {
         "werkwijzer_roles.md": roles_markdown(paths.root),
+        "werkwijzer_outcomes.md": outcomes_markdown(paths.root),
         "werkwijzer_criteria.md": criteria_markdown(settings),
         "werkwijzer_legal.md": legal_checklist_markdown(settings),
         "werkwijzer_delivery.md": delivery_spec_markdown(settings),
