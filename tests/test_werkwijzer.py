@@ -141,3 +141,20 @@ def test_outcomes_and_groups_follow_the_effects_configuration(tmp_root):
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     text = werkwijzer.generated_pages(paths)["werkwijzer_outcomes.md"]
     assert "| the same, by group: household type (single, couple, with children) |" in text
+
+
+def check_built_werkwijzer(html_dir, root) -> None:
+    page = (html_dir / "werkwijzer" / "index.html").read_text()
+    for spec in feasibility.load_settings(root)["allowed"]["items"].values():
+        assert spec["label"] in page, spec["label"]
+    link = re.search(r'href="(\.\./_downloads/[^"]+/city_template\.yml)"', page)
+    assert link, "no download link to the city template"
+    template = (html_dir / "werkwijzer" / link.group(1)).resolve()
+    assert yaml.safe_load(template.read_text())["name"] == "new_city"
+    for language in ("nl", "en"):
+        assert (html_dir / "clients" / f"{language}.html").exists()
+
+
+@pytest.mark.pipeline
+def test_built_book_has_the_werkwijzer_with_its_template_and_the_client_chapter(root, built_book):
+    check_built_werkwijzer(built_book, root)
