@@ -14,14 +14,14 @@ from typing import Any
 
 import yaml
 
-from . import atomic, feasibility, provenance
+from . import atomic, feasibility, provenance, werkwijzer
 from .config import list_cities, load_city, load_steps
 from .paths import Paths
 from .synth import data_dictionary_markdown, planted_parameters_markdown
 
 #: fixed parts before and after the per-city results, as (caption, files)
 FRONT = [
-    ("Introduction", ["reading"]),
+    ("Introduction", ["reading", "clients/nl", "clients/en"]),
     (
         "Data and methods",
         [
@@ -159,6 +159,7 @@ def generated_pages(paths: Paths) -> dict[str, str]:
         list_cities(paths.root), root=paths.root
     )
     pages["phase1.md"] = feasibility.phase1_markdown(paths)
+    pages.update(werkwijzer.generated_pages(paths))
     return pages
 
 
