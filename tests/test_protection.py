@@ -189,3 +189,46 @@ def test_inconsistent_tables_are_an_error_not_a_pass():
     two = P.from_frame("b", "p", b)
     with pytest.raises(ValueError, match="inconsistent"):
         P.attack([one, two])
+
+
+# ---- the release bundles of SIZE=small ---------------------------------------
+
+
+def _bundle_tables(small, city: str) -> list[P.CountTable]:
+    bundle = small.root / "release" / "small" / city
+    if not (bundle / "register.json").exists():
+        pytest.fail(f"{bundle} is missing: run `make SIZE=small book` first")
+    register = json.loads((bundle / "register.json").read_text(encoding="utf-8"))
+    return P.tables_from_register(register, lambda rel: bundle / Path(rel).relative_to("outputs"))
+
+
+@pytest.mark.pipeline
+@pytest.mark.parametrize("city", ["amsterdam", "den_haag", "rotterdam", "utrecht"])
+def test_every_margin_has_one_value_everywhere(small, city: str) -> None:
+    """Within a population, every shown total and every total implied by
+    fully shown cells agree across tables: the attack's system of equations
+    has a solution (it raises on a contradiction), and the cohort's size is
+    the same in every table that shows it whole."""
+    tables = _bundle_tables(small, city)
+    populations = {t.population for t in tables}
+    assert {"cohort persons", "delivered rows", "events"} <= populations
+    P.attack(tables)  # raises ValueError("... inconsistent ...") on a contradiction
+    cohort = []
+    for t in tables:
+        if t.population != "cohort persons" or t.fixed:
+            continue
+        grand = t.cells.get((P.MARGIN,) * len(t.dims))
+        if grand is None and all(v is not None for v in (t.cells[k] for k in t.interior())):
+            grand = sum(t.cells[k] for k in t.interior())
+        if grand is not None:
+            cohort.append((t.id, grand))
+    assert len(cohort) >= 5, cohort
+    assert len({g for _, g in cohort}) == 1, cohort
+
+
+@pytest.mark.pipeline
+@pytest.mark.parametrize("city", ["amsterdam", "den_haag", "rotterdam", "utrecht"])
+def test_no_suppressed_cell_of_a_bundle_can_be_narrowed(small, city: str) -> None:
+    tables = _bundle_tables(small, city)
+    assert sum(len(t.sensitive) for t in tables) > 0  # there is something to protect
+    assert P.leaks(tables, T) == []

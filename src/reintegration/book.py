@@ -160,7 +160,50 @@ def generated_pages(paths: Paths) -> dict[str, str]:
     )
     pages["phase1.md"] = feasibility.phase1_markdown(paths)
     pages.update(werkwijzer.generated_pages(paths))
+    pages["protection.md"] = protection_markdown(paths)
     return pages
+
+
+def protection_markdown(paths: Paths) -> str:
+    """Per city: the count tables of its release bundle, the primary and
+    complementary suppressions, and what the release audit's differencing
+    attack derives (read from the release bundles only)."""
+    from .audit import scan_differencing
+    from .disclosure import load_rules
+
+    threshold = load_rules(paths.root).cell_threshold
+    lines = [
+        "| city | count tables | populations | cells | primary | complementary "
+        "| cells suppressed | narrowest derivable interval | cells narrower than the rule |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for city in list_cities(paths.root):
+        bundle = paths.root / "release" / paths.size / city
+        found, summary = scan_differencing(bundle, threshold, paths.root)
+        if not summary:
+            lines.append(f"| {load_city(city, paths.root)['display_name']} | no release bundle "
+                         "| | | | | | | |")
+            continue
+        share = (summary["primary"] + summary["secondary"]) / max(summary["cells"], 1)
+        narrow = summary["narrowest_width"]
+        width = "–" if narrow is None else f"{narrow:g}".replace("inf", "unbounded")
+        lines.append(
+            f"| {load_city(city, paths.root)['display_name']} | {summary['tables']} "
+            f"| {summary['populations']} | {summary['cells']:,} | {summary['primary']} "
+            f"| {summary['secondary']} | {share:.0%} | {width} | {len(found)} |"
+        )
+    lines += [
+        "",
+        f"Cells: every cell of the released count tables, totals included. Primary: "
+        f"suppressed because the cell itself breaks a rule (fewer than {threshold} persons, "
+        "a zero, a share near 0% or 100%). Complementary: suppressed only so that the "
+        "primary cells cannot be derived; they are the information the protection costs. "
+        "Narrowest derivable interval: the smallest width, over all primary cells, of the "
+        "interval an attacker can derive from everything the city's bundle publishes "
+        f"(the rule asks for at least {threshold}).",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def prepare(paths: Paths) -> list[Path]:

@@ -94,7 +94,7 @@ _REASONS = {
     "dominance": ("d", "dominated by one or two persons (nk rule n={n}, k={k}; p-ratio {p})"),
     "proportion": ("p", "fewer than {t} persons with, or without, the outcome"),
     "dof": ("f", "too few persons for a standard deviation ({dof} degrees of freedom)"),
-    "secondary": ("s", "total over fewer than {t} persons once other cells were suppressed"),
+    "secondary": ("s", "suppressed so that no other suppressed cell can be derived by subtraction"),
 }
 _ACRO_CHECK_TO_REASON = {
     "MinimumThresholdCheck": "threshold",
