@@ -232,3 +232,107 @@ def test_no_suppressed_cell_of_a_bundle_can_be_narrowed(small, city: str) -> Non
     tables = _bundle_tables(small, city)
     assert sum(len(t.sensitive) for t in tables) > 0  # there is something to protect
     assert P.leaks(tables, T) == []
+
+
+def test_audit_joins_the_data_behind_a_figure(tmp_path: Path):
+    """A figure's released data (its CSV) publishes the instrument totals;
+    the table it sits beside suppresses one cell per row: caught."""
+    bundle = tmp_path / "bundle"
+    (bundle / "04_describe").mkdir(parents=True)
+    split = pd.DataFrame(
+        {"<27": [38, 21], "27-49": [13, 90], "50+": [None, None]},
+        index=pd.Index(["wage", "training"], name="instrument"),
+    )
+    split.to_csv(bundle / "04_describe" / "by_age.csv", lineterminator="\n")
+    drawn = pd.DataFrame({"persons": [59, 119]}, index=pd.Index(["wage", "training"], name="x"))
+    drawn.to_csv(bundle / "04_describe" / "bars.csv", lineterminator="\n")
+    layout = {"population": "cohort persons", "index_levels": 1}
+    register = {
+        "outputs": [
+            {
+                "id": "04_describe/by_age",
+                "file": "outputs/04_describe/by_age.csv",
+                "status": "review",
+                "checks": {
+                    **layout,
+                    "dims": ["instrument", "age"],
+                    "column_levels": 1,
+                    "suppressed_cells": [
+                        {"key": ["wage", "50+"], "reasons": ["threshold"]},
+                        {"key": ["training", "50+"], "reasons": ["threshold"]},
+                    ],
+                },
+            },
+            {
+                "id": "04_describe/bars",
+                "kind": "figure",
+                "file": "outputs/04_describe/bars.png",
+                "data_file": "outputs/04_describe/bars.csv",
+                "status": "pass",
+                "checks": {"data": {**layout, "dims": ["instrument"], "column_levels": 0}},
+            },
+        ]
+    }
+    (bundle / "register.json").write_text(json.dumps(register), encoding="utf-8")
+    found, summary = scan_differencing(bundle, T, tmp_path)
+    assert len(found) == 2 and summary["tables"] == 2
+    assert all("by_age.csv" in f.file for f in found)
+
+
+def test_audit_joins_counts_quoted_in_text(tmp_path: Path):
+    """Counts quoted in prose are registered as a public table with an index
+    and one count column (``Register.public_table(..., population=, index=)``);
+    joined with a table that hides one cell per row, they give it away."""
+    bundle = tmp_path / "bundle"
+    (bundle / "05_feasibility").mkdir(parents=True)
+    split = pd.DataFrame(
+        {"<27": [38, 21], "27-49": [13, 90], "50+": [None, None]},
+        index=pd.Index(["wage", "training"], name="instrument"),
+    )
+    split.to_csv(bundle / "05_feasibility" / "by_age.csv", lineterminator="\n")
+    quoted = pd.DataFrame(
+        {
+            "instrument": ["wage", "training"],
+            "text": ["59 starters", "119 starters"],
+            "persons": [59, 119],
+        }
+    )
+    quoted.to_csv(bundle / "05_feasibility" / "quoted.csv", lineterminator="\n")
+    register = {
+        "outputs": [
+            {
+                "id": "05_feasibility/by_age",
+                "file": "outputs/05_feasibility/by_age.csv",
+                "status": "review",
+                "checks": {
+                    "population": "cohort persons",
+                    "dims": ["instrument", "age"],
+                    "index_levels": 1,
+                    "column_levels": 1,
+                    "suppressed_cells": [
+                        {"key": ["training", "50+"], "reasons": ["threshold"]},
+                        {"key": ["wage", "50+"], "reasons": ["threshold"]},
+                    ],
+                },
+            },
+            {
+                "id": "05_feasibility/quoted",
+                "file": "outputs/05_feasibility/quoted.csv",
+                "status": "pass",
+                "checks": {
+                    "population": "cohort persons",
+                    "dims": ["instrument"],
+                    "index_column": "instrument",
+                    "count_column": "persons",
+                    "index_levels": 1,
+                    "column_levels": 0,
+                },
+            },
+        ]
+    }
+    (bundle / "register.json").write_text(json.dumps(register), encoding="utf-8")
+    found, _ = scan_differencing(bundle, T, tmp_path)
+    assert sorted(f.detail.split(":")[1].strip()[:30] for f in found) == [
+        "suppressed cell training / 50+",
+        "suppressed cell wage / 50+ can",
+    ]

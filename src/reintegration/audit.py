@@ -273,7 +273,10 @@ def scan_differencing(bundle: Path, threshold: int, root: Path) -> tuple[list[Fi
 
 
 def _file_of(register: dict[str, Any], output_id: str) -> str:
-    return next(e["file"] for e in register["outputs"] if e["id"] == output_id)
+    """The released file of a table, or of a figure's data ("<id> (data)")."""
+    base = output_id.removesuffix(" (data)")
+    entry = next(e for e in register["outputs"] if e["id"] == base)
+    return entry["data_file"] if output_id != base else entry["file"]
 
 
 def _g(x: float) -> str:

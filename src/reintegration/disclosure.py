@@ -1809,8 +1809,12 @@ def _bundle_readme(reg: dict[str, Any], paths: Paths) -> str:
         "- `register.json`: the compendium's register of every output, including refused ones.",
         "- `SHA256SUMS`: checksums of every file here; verify with `sha256sum -c SHA256SUMS`.",
         "",
-        "Tables that share categories can be combined to recover suppressed cells",
-        "(differencing); the checker should compare tables on the same population.",
+        "Count tables declare the population they count (`checks.population` in",
+        "`register.json`). Tables of one population were protected together: cells were",
+        "suppressed in addition (`x (s)`) until no suppressed cell could be narrowed by",
+        "subtraction below the protection interval, and the release audit repeats that",
+        "attack on this folder. Tables whose population is not declared were protected on",
+        "their own: the checker should still compare tables that share categories.",
         "",
     ]
     return "\n".join(lines)

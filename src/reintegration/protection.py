@@ -215,17 +215,13 @@ def tables_from_register(
     register's relative file path to a readable path. With ``population``,
     only that population's tables."""
     found = []
-    for entry in register.get("outputs", []):
-        checks = entry.get("checks") or {}
-        if "dims" not in checks or not entry.get("file") or entry.get("status") == "fail":
-            continue
-        table_id = entry["id"]
+    for table_id, file, checks in _count_files(register):
         pop = checks.get("population") or table_id
         if population is not None and pop != population:
             continue
         n_rows, n_cols = int(checks["index_levels"]), int(checks["column_levels"])
         frame = pd.read_csv(
-            open_file(entry["file"]),
+            open_file(file),
             index_col=list(range(n_rows)),
             header=list(range(max(n_cols, 1))),
             dtype=str,
@@ -253,6 +249,23 @@ def tables_from_register(
             )
         )
     return found
+
+
+def _count_files(register: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(id, file, layout) of every released file that holds a count table of
+    a declared layout: the tables themselves, and the data behind a figure
+    (``data_file``, laid out as ``checks["data"]`` says)."""
+    out = []
+    for entry in register.get("outputs", []):
+        if entry.get("status") == "fail":
+            continue
+        checks = entry.get("checks") or {}
+        if "dims" in checks and entry.get("file"):
+            out.append((entry["id"], entry["file"], checks))
+        data = checks.get("data") or {}
+        if "dims" in data and entry.get("data_file"):
+            out.append((f"{entry['id']} (data)", entry["data_file"], data))
+    return out
 
 
 def _register_key(cell: dict[str, Any], n_rows: int, n_cols: int) -> tuple[Any, ...]:
