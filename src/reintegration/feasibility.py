@@ -2150,32 +2150,45 @@ def labelled(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
 CASELOAD_BANDS = ("1-9", "10-19", "20-29", "30-49", "50-99", "100 or more")
 
 
-def overlap_figure(released: Any) -> Any:
+def overlap_figure(released: Any, *, threshold: int | None = None) -> Any:
     """Small multiples of the propensity-score distribution of the treated
     and of the persons without an instrument, per instrument, drawn from the
-    released overlap table: suppressed cells are left out, and shares are of
-    the persons in the cells shown."""
+    released overlap table. Shares are of the persons in the cells shown; a
+    suppressed cell is a hatched box of one nominal height for the whole
+    figure (see :mod:`reintegration.figures`), not a share."""
     import matplotlib.pyplot as plt
 
-    table = released.table
+    from . import figures
+
+    threshold = figures.threshold_of(released, threshold)
+    table = getattr(released, "table", released)
     instruments = list(dict.fromkeys(table.index.get_level_values(0)))
+    groups = [g for g in ("no instrument", "treated") if g in table.columns]
+    shares = {}
+    for instrument in instruments:
+        part = table.xs(instrument, level=0)
+        for group in groups:
+            counts = part[group].astype(float)
+            shares[(instrument, group)] = counts / counts.sum(skipna=True)
+    nominal = figures.nominal_size(np.concatenate([v.to_numpy() for v in shares.values()])
+                                   if shares else [])
     cols = 3
     rows = max(1, math.ceil(len(instruments) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(9, 2.6 * rows), sharey=True, squeeze=False)
     for ax in axes.ravel()[len(instruments):]:
         ax.set_visible(False)
     colours = {"treated": "#2f5d8c", "no instrument": "#d08c60"}
+    drawn = 0
     for ax, instrument in zip(axes.ravel(), instruments, strict=False):
-        part = table.xs(instrument, level=0)
-        bands = [str(b) for b in part.index]
+        bands = [str(b) for b in table.xs(instrument, level=0).index]
         x = np.arange(len(bands))
         for k, group in enumerate(["no instrument", "treated"]):
-            if group not in part.columns:
+            if group not in groups:
                 continue
-            counts = part[group].astype(float)
-            share = counts / counts.sum(skipna=True)
-            ax.bar(x + (k - 0.5) * 0.4, share.to_numpy(), width=0.4, color=colours[group],
-                   label=group)
+            share = shares[(instrument, group)].to_numpy()
+            figures.bar_or_suppressed(ax, x + (k - 0.5) * 0.4, share, nominal=nominal,
+                                      width=0.4, colour=colours[group], label=group)
+            drawn += int(np.isnan(share).sum())
         ax.set_title(str(instrument), fontsize=9)
         ax.set_xticks(x)
         ax.set_xticklabels(bands, rotation=45, ha="right", fontsize=7)
@@ -2183,7 +2196,10 @@ def overlap_figure(released: Any) -> Any:
             ax.spines[side].set_visible(False)
     for row in axes:
         row[0].set_ylabel("share of the group\n(in the bands shown)")
-    axes[0, 0].legend(frameon=False, fontsize=8)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    keep = dict(zip(names, handles, strict=True))  # one entry per group
+    handles, names = figures.add_key(list(keep.values()), list(keep), drawn, threshold)
+    axes[0, 0].legend(handles, names, frameon=False, fontsize=8)
     fig.suptitle("Propensity scores of the treated and of persons without an instrument",
                  fontsize=10)
     fig.tight_layout()
