@@ -682,13 +682,13 @@ def contract_table() -> pd.DataFrame:
 
 def write_delivery(ctx: Any, result: LinkResult) -> dict[str, Any]:
     """Write the research delivery, the linkage quarantine (ttp) and
-    ``linkage.json`` (release)."""
+    ``linkage.json`` (research: it holds exact counts)."""
     written = {}
     for table, df in result.research.items():
         written[table] = ctx.write_parquet(f"{table}.parquet", df, domain="research")
     written["unlinked"] = ctx.write_parquet(UNLINKED_FILE, result.unlinked, domain="ttp")
     report = dict(result.report, city=ctx.city_name, size=ctx.size)
-    written["linkage"] = ctx.write_json("linkage.json", report)
+    written["linkage"] = ctx.write_json("linkage.json", report, domain="research")
     return written
 
 
