@@ -133,7 +133,7 @@ class DomainMap:
             rel = target.relative_to(self.build_dir).parts
             if len(rel) >= 3 and rel[1] in _PERSON_DOMAINS:
                 return rel[1]
-            if len(rel) >= 3 and rel[-1] in RESEARCH_RECORDS and rel[1] != "outputs":
+            if len(rel) >= 2 and rel[-1] in RESEARCH_RECORDS and rel[1] != "outputs":
                 return "research"
         return best[1]
 
