@@ -99,6 +99,9 @@ def test_figure_data_of_counts_is_written_with_hidden_cells_empty(
     assert out.status == "pass"
     lines = out.path.with_suffix(".csv").read_text().splitlines()
     assert lines == ["month,persons,employed", "-1,30.0,12.0", "0,,", "1,25.0,11.0"]
+    # the audit reads the counts, not the month labels in the first column
+    assert reg.entries["monthly"]["checks"]["data"]["index_columns"] == 1
+    assert audit.scan_release_counts(reg.as_dict(), reg.ctx.out_dir, 10, reg.ctx.paths.root) == []
     plt.close("all")
 
 

@@ -208,7 +208,8 @@ def scan_release_counts(
         path = build / rel
         table = pd.read_csv(path)
         structural = {(z["row"], z["column"]) for z in checks.get("structural_zeros", [])}
-        values = table.select_dtypes("number")
+        # the first columns hold the row labels (the index of the table)
+        values = table.iloc[:, int(checks.get("index_columns", 1)) :].select_dtypes("number")
         for col in values.columns:
             for r, v in values[col].items():
                 if pd.isna(v):

@@ -806,6 +806,7 @@ class Register:
             return payload, {
                 "statistic": source_checks.get("statistic"),
                 "structural_zeros": source_checks.get("structural_zeros", []),
+                "index_columns": 1 if counts.table is None else counts.table.index.nlevels,
                 "from": counts.output_id,
             }
         frame = counts.to_frame() if isinstance(counts, pd.Series) else counts.copy()
@@ -816,7 +817,12 @@ class Register:
             {"row": _label(r), "column": _label(c if c is not None else frame.columns[0])}
             for r, c in structural_zeros
         ]
-        return payload, {"statistic": "count", "structural_zeros": zeros, "from": None}
+        return payload, {
+            "statistic": "count",
+            "structural_zeros": zeros,
+            "index_columns": frame.index.nlevels,
+            "from": None,
+        }
 
     def public_table(
         self,
