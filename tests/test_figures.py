@@ -223,3 +223,42 @@ def test_overlap_figure_hatches_suppressed_bands() -> None:
     boxes = hatched(fig)
     assert len(boxes) == 1 and boxes[0].get_height() > 0
     assert "suppressed (<10)" in texts(fig)
+
+
+#: figures drawn from tables that may hold suppressed cells: each is rendered
+#: with one above and must hatch it
+DRAWS_SUPPRESSED = {
+    "linkage.funnel_figure",
+    "panel.status_figure",
+    "describe.take_up_figure",
+    "describe.coverage_figure",
+    "describe.outcome_figure",
+    "describe.employment_figure",
+    "describe.balance_figure",
+    "feasibility.overlap_figure",
+}
+#: figures released whole or withheld (their counts are given directly, and one
+#: count below the threshold withholds the figure): nothing in them is suppressed
+ALL_OR_NOTHING = {"es.plot", "phase2.subgroup_figure", "phase2.bias_figure"}
+
+
+def test_every_registered_figure_is_known_to_draw_suppressed_cells() -> None:
+    """Every figure a notebook registers is drawn by a function tested above
+    (or is released whole or not at all): a new figure must join one list."""
+    import re
+
+    import nbformat
+
+    call = re.compile(r"\b([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\(")
+    found = set()
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            src = cell.source
+            if cell.cell_type != "code" or "reg.figure(" not in src:
+                continue
+            names = {n for n in call.findall(src) if n.split(".")[0] != "reg"}
+            drawers = names & (DRAWS_SUPPRESSED | ALL_OR_NOTHING)
+            assert drawers, f"{path.name}: figure drawn by none of the known functions: {src}"
+            found |= drawers
+    assert found == DRAWS_SUPPRESSED | ALL_OR_NOTHING
