@@ -4,7 +4,8 @@ Layout (see the Reproducibility appendix of the book)::
 
     config/cities/<city>.yml           one file per municipality
     synthetic_data/<size>/<domain>/... generated inputs, one folder per custody domain
-    build/<size>/<city>/               step outputs without counts of persons (release)
+    build/<size>/<city>/               step descriptions (profile.json, panel.json): no
+                                       counts beyond the public manifests (release)
     build/<size>/<city>/outputs/       registered, checked outputs (release)
     build/<size>/<city>/<domain>/      step outputs that stay in a custody domain; the
                                        step records with exact counts (quality.json,
