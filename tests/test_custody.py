@@ -1,8 +1,17 @@
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-from reintegration.custody import ROLE_ACCESS, CustodyError, DomainMap, check_access
+from reintegration.custody import (
+    RESEARCH_RECORDS,
+    ROLE_ACCESS,
+    CustodyError,
+    DomainMap,
+    check_access,
+)
 from reintegration.paths import Paths
 from reintegration.step import StepContext
 
@@ -88,3 +97,155 @@ def test_step_context_logs_reads_for_provenance(tmp_root, monkeypatch):
     log = ctx.io_log()
     assert log["reads"] == {str(cfg.resolve()): "public"}
     assert log["writes"] == {str(out.resolve()): "release"}
+
+
+# ---- step records with exact counts are research, and the book never reads them ---
+
+
+@pytest.mark.parametrize("name", sorted(RESEARCH_RECORDS))
+def test_step_records_are_research(tmp_root, dmap, name):
+    build = tmp_root / "build" / "small" / "rotterdam"
+    assert dmap.domain_of(build / "research" / name) == "research"
+    # a stale copy where older builds wrote it is research too, never release
+    assert dmap.domain_of(build / name) == "research"
+    # a registered output that happens to share the name is a checked release
+    assert dmap.domain_of(build / "outputs" / "06_effects" / name) == "release"
+
+
+def test_steps_write_their_records_to_research_only(tmp_root, monkeypatch):
+    monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
+    written = {}
+    for step_name, record in (
+        ("01_delivery_check", "quality.json"),
+        ("02_pseudonymise_link", "linkage.json"),
+        ("05_feasibility", "feasibility.json"),
+        ("06_effects", "estimates.json"),
+        ("07_validation", "validation.json"),
+    ):
+        ctx = StepContext(step_name, city="rotterdam", size="small", root=tmp_root)
+        with pytest.raises(ValueError, match="would be in domain 'research'"):
+            ctx.write_json(record, {"n": 12})  # the release domain: refused
+        written[record] = ctx.write_json(record, {"n": 12}, domain="research")
+        assert ctx.io_log()["writes"] == {str(written[record].resolve()): "research"}
+    # the reads of the steps that need them are role-checked
+    validator = StepContext("07_validation", city="rotterdam", size="small", root=tmp_root)
+    assert validator.read_json(validator.upstream_path("estimates.json", "research")) == {"n": 12}
+    for role in ("publisher", "municipality"):
+        with pytest.raises(CustodyError, match=f"role '{role}' may not read"):
+            check_access(role, written["feasibility.json"], "read", validator.domains)
+
+
+def test_a_release_domain_scan_finds_no_step_record(tmp_root, monkeypatch):
+    """Every file a build leaves under build/: those in the release domain
+    include none of the step records, wherever they were written."""
+    monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
+    paths = Paths.for_size("small", tmp_root)
+    city = paths.city_build("rotterdam")
+    for rel in ("research", ".", "outputs/05_feasibility", "provenance"):
+        for name in RESEARCH_RECORDS:
+            (city / rel).mkdir(parents=True, exist_ok=True)
+            if rel != "outputs/05_feasibility":
+                (city / rel / name).write_text("{}")
+    (city / "outputs" / "05_feasibility" / "decisions.csv").write_text("sub-study\n")
+    dmap = DomainMap.for_paths(paths)
+    release = {
+        p for p in paths.build_dir.rglob("*") if p.is_file() and dmap.domain_of(p) == "release"
+    }
+    assert {p.name for p in release} == {"decisions.csv"}
+
+
+def test_the_book_reads_no_research_file(tmp_root, monkeypatch):
+    """Build the book's generated pages while recording every file opened:
+    nothing opened is in a person-level domain, and the Phase 1 chapter comes
+    from the registered tables even when feasibility.json is present."""
+    import builtins
+    import io
+
+    import pandas as pd
+
+    from reintegration import book, disclosure, feasibility
+
+    monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
+    paths = Paths.for_size("small", tmp_root)
+    research = feasibility.feasibility_path("rotterdam", "small", tmp_root)
+    research.parent.mkdir(parents=True)
+    research.write_text('{"substudies": [], "secret": "research record"}')
+    ctx = StepContext("05_feasibility", city="rotterdam", size="small", root=tmp_root)
+    reg = disclosure.register(ctx)
+    sid = "selection_on_observables/training"
+    reg.public_table(
+        "decisions",
+        pd.DataFrame(
+            [
+                {
+                    "sub-study": sid,
+                    "theoretical": "pass",
+                    "practical": "pass",
+                    "allowed": "pass",
+                    "wanted": "pass",
+                    "decision": "go",
+                }
+            ]
+        ).set_index("sub-study"),
+        reason="categories",
+    )
+    reg.public_table(
+        "reasons",
+        pd.DataFrame(
+            [
+                {
+                    "sub-study": sid,
+                    "decision": "go",
+                    "kind": "condition",
+                    "text": "released condition text",
+                }
+            ]
+        ).set_index("sub-study"),
+        reason="texts",
+    )
+
+    opened: list[str] = []
+    real_open, real_io_open = builtins.open, io.open
+
+    def recording(real):
+        def open_(file, *args, **kwargs):
+            if isinstance(file, str | bytes | os.PathLike):
+                opened.append(os.fsdecode(file))
+            return real(file, *args, **kwargs)
+
+        return open_
+
+    with monkeypatch.context() as m:
+        m.setattr(builtins, "open", recording(real_open))
+        m.setattr(io, "open", recording(real_io_open))
+        pages = book.generated_pages(paths)
+
+    assert "released condition text" in pages["phase1.md"]
+    assert "Selection on observables" in pages["phase1.md"]
+    dmap = DomainMap.for_paths(paths)
+    inside = [p for p in opened if Path(p).resolve().is_relative_to(tmp_root.resolve())]
+    assert any(p.endswith("decisions.csv") for p in inside)
+    domains = {p: dmap.domain_of(p) for p in inside}
+    assert not {p: d for p, d in domains.items() if d not in ("public", "release")}
+    # and with the registered tables gone, the research record does not stand in
+    for f in (reg.dir / "decisions.csv", reg.dir / "reasons.csv", reg.dir / "register.json"):
+        f.unlink()
+    assert "Not assessed in this build" in feasibility.phase1_markdown(paths)
+
+
+def test_book_pages_include_only_generated_pages():
+    """The hand-written pages pull numbers in only through the generated pages
+    (which book.generated_pages makes from released files, tested above): no
+    include, table or code cell of a page reads a file of build/ or release/."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "book"
+    directive = re.compile(r"^```\{(include|literalinclude|csv-table|code-cell)\}\s*(\S*)", re.M)
+    found = []
+    for page in sorted(root.rglob("*.md")):
+        if {"_build", "results", "_generated"} & set(page.relative_to(root).parts):
+            continue
+        for kind, target in directive.findall(page.read_text(encoding="utf-8")):
+            found.append((page.name, kind, target))
+            assert kind == "include" and target.startswith("../_generated/"), (page, target)
+    assert found  # the check saw the includes it is about

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from linearmodels.iv import IV2SLS
 
+from reintegration import disclosure, step
 from reintegration import feasibility as F
 from reintegration.config import list_cities, load_city, load_instruments
 from reintegration.paths import Paths
@@ -482,10 +483,19 @@ def test_small_counts_never_reach_a_text(settings):
 # ---------------------------------------------------------------------------
 
 
+def register_phase1(name: str, a: F.Assessment) -> None:
+    """What the feasibility step releases for the book: its registered tables
+    of decisions, and of reasons and conditions."""
+    reg = disclosure.register(step.start(F.STEP, city=name, size="small"))
+    reg.public_table("decisions", F.decision_table(a, LABELS), reason="categories")
+    reg.public_table("reasons", F.reasons_table(a, LABELS), reason="texts of the checks")
+
+
 @pytest.fixture
 def built(tmp_path, monkeypatch, persons, settings, lenient_assessment):
-    """feasibility.json for every configured city in a temporary build folder:
-    the constructed assessment, except Utrecht without case managers."""
+    """For every configured city in a temporary build folder, feasibility.json
+    (research domain) and the step's registered tables (release): the
+    constructed assessment, except Utrecht without case managers."""
     monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_path / "build"))
     paths = Paths.for_size("small")
     for name in list_cities():
@@ -496,9 +506,11 @@ def built(tmp_path, monkeypatch, persons, settings, lenient_assessment):
             a = lenient_assessment
         rec = F.record(a, city=city, size="small", settings=settings, labels=LABELS)
         rec = json.loads(json.dumps(F._json_value(rec)))
-        out = paths.city_build(name) / F.FILE_NAME
+        out = F.feasibility_path(name, "small")
+        assert out.parent == paths.city_build_domain(name, "research")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(rec), encoding="utf-8")
+        register_phase1(name, a)
     return paths
 
 
@@ -532,6 +544,16 @@ def test_phase1_markdown_and_matrix(built, tmp_path):
     assert "| Utrecht |" in text
     assert F.NO_IDENTIFIERS in text
     assert "<table" not in text
+    # the chapter's record, rebuilt from the released tables, agrees with the
+    # research record on everything the chapter shows
+    research = F.read("utrecht", "small")
+    shown = F.released_record(built, "utrecht", LABELS)
+    for r, s in zip(research["substudies"], shown["substudies"], strict=True):
+        for key in ("id", "design", "instrument", "instrument_label", "decision", "reasons",
+                    "conditions"):
+            assert s[key] == r[key], (r["id"], key)
+        assert s["criteria"]["allowed"]["verdict"] == r["criteria"]["allowed"]["verdict"]
+    assert F.city_advice(shown) == F.city_advice(research)
     png1 = F.matrix_figure(built, tmp_path / "m1.png").read_bytes()
     png2 = F.matrix_figure(built, tmp_path / "m2.png").read_bytes()
     assert png1[:8] == b"\x89PNG\r\n\x1a\n" and png1 == png2
@@ -563,7 +585,7 @@ def test_phase1_markdown_without_files(tmp_path, monkeypatch):
 @pytest.mark.pipeline
 @pytest.mark.parametrize("city", list_cities())
 def test_pipeline_feasibility_files(small, city):
-    path = small.city_build(city) / F.FILE_NAME
+    path = small.city_build_domain(city, "research") / F.FILE_NAME
     if not path.exists():
         pytest.fail(f"{path} is missing: run `make SIZE=small book` first")
     rec = json.loads(path.read_text(encoding="utf-8"))

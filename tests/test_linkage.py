@@ -361,16 +361,17 @@ def test_full_amsterdam_links_eight_digit_bsns_after_padding(full_data):
 @pytest.mark.parametrize("city", list_cities())
 def test_pipeline_outputs_add_up_and_leak_nothing(small, city):
     build = small.city_build(city)
+    records = small.city_build_domain(city, "research")  # exact counts: research domain
     for name in ("linkage.json", "quality.json"):
-        if not (build / name).exists():
-            pytest.fail(f"{build / name} is missing: run `make SIZE=small book` first")
-    report = json.loads((build / "linkage.json").read_text(encoding="utf-8"))
+        if not (records / name).exists():
+            pytest.fail(f"{records / name} is missing: run `make SIZE=small book` first")
+    report = json.loads((records / "linkage.json").read_text(encoding="utf-8"))
     assert report["city"] == city and report["size"] == "small"
     for table, t in report["tables"].items():
         assert t["rows_in"] == t["linked_bsn"] + t["linked_fallback"] + sum(
             t["quarantined"].values()
         ), table
-    quality_report = json.loads((build / "quality.json").read_text(encoding="utf-8"))
+    quality_report = json.loads((records / "quality.json").read_text(encoding="utf-8"))
     assert quality_report["accounting_ok"]
     cfg = load_city(city)
     exports = ingest.read_delivery(cfg, small.data_domain_dir("municipal", city))

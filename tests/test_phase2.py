@@ -190,11 +190,12 @@ def test_rollout_truth_aggregates_like_the_estimator() -> None:
 @pytest.mark.pipeline
 @pytest.mark.parametrize("city", list_cities())
 def test_estimates_file(small, city: str) -> None:
-    path = small.city_build(city) / phase2.FILE_NAME
+    records = small.city_build_domain(city, "research")  # exact counts: research domain
+    path = records / phase2.FILE_NAME
     assert path.exists(), f"{path} is missing"
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["city"] == city and data["records"]
-    feas = json.loads((small.city_build(city) / "feasibility.json").read_text("utf-8"))
+    feas = json.loads((records / "feasibility.json").read_text("utf-8"))
     ids = {s["id"] for s in feas["substudies"]}
     assert {r["substudy"] for r in data["records"]} == ids    # none silently missing
     for r in data["records"]:

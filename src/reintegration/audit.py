@@ -204,14 +204,12 @@ def scan_release_counts(
     """Released count tables: every count shown is 0 (declared structural) or
     at least the threshold; suppressed cells are empty."""
     found = []
-    for entry in register["outputs"]:
-        checks = entry.get("checks") or {}
-        if checks.get("statistic") != "count" or not entry.get("file"):
-            continue
-        path = build / entry["file"]
+    for entry, rel, checks in count_files(register):
+        path = build / rel
         table = pd.read_csv(path)
         structural = {(z["row"], z["column"]) for z in checks.get("structural_zeros", [])}
-        values = table.select_dtypes("number")
+        # the first columns hold the row labels (the index of the table)
+        values = table.iloc[:, int(checks.get("index_columns", 1)) :].select_dtypes("number")
         for col in values.columns:
             for r, v in values[col].items():
                 if pd.isna(v):
@@ -283,6 +281,20 @@ def _g(x: float) -> str:
     return "inf" if x == float("inf") else f"{x:g}"
 
 
+def count_files(register: dict[str, Any]) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:
+    """(entry, file, checks) of every released file that holds counts: count
+    tables, and the data file behind each figure drawn from counts."""
+    out = []
+    for entry in register["outputs"]:
+        checks = entry.get("checks") or {}
+        if checks.get("statistic") == "count" and entry.get("file"):
+            out.append((entry, entry["file"], checks))
+        data = checks.get("data") or {}
+        if data.get("statistic") == "count" and entry.get("data_file"):
+            out.append((entry, entry["data_file"], data))
+    return out
+
+
 def _rel(path: Path, root: Path) -> str:
     try:
         return str(Path(path).resolve().relative_to(root))
@@ -320,9 +332,7 @@ def run(size: str, *, root: Path | None = None, html: bool = True) -> dict[str, 
         reg_path = build / "outputs" / "register.json"
         if reg_path.exists():
             register = json.loads(reg_path.read_text(encoding="utf-8"))
-            scanned["count_tables"] += sum(
-                (e.get("checks") or {}).get("statistic") == "count" for e in register["outputs"]
-            )
+            scanned["count_tables"] += len(count_files(register))
             findings += scan_release_counts(register, build, threshold, paths.root)
     html_dir = paths.book_dir / "_build" / "html"
     if html and html_dir.is_dir():

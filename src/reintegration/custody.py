@@ -10,7 +10,9 @@ Domains (where a file lives decides its domain):
 
 ``municipal``  the municipality's exports: BSN, name, address, birth date
 ``ttp``        the linking unit's key table BSN <-> RINPERSOON
-``research``   pseudonymised data keyed by RINPERSOONS + RINPERSOON
+``research``   pseudonymised data keyed by RINPERSOONS + RINPERSOON, and the
+               steps' machine-readable records with exact counts
+               (:data:`RESEARCH_RECORDS`)
 ``release``    aggregates that passed (or await) output checking
 ``truth``      planted potential outcomes; synthetic data only
 ``public``     configuration, templates, manifests: nothing about persons
@@ -31,9 +33,11 @@ ROLE_ACCESS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # The synthetic-data generator writes every domain, including its manifests
     # (public); it exists only outside the secure environment.
     "generator": (frozenset({"public"}), frozenset(DOMAINS)),
+    # The delivery check's aggregate report travels with the delivery into the
+    # research environment: the municipality writes it there, and reads nothing there.
     "municipality": (
         frozenset({"municipal", "public", "release"}),
-        frozenset({"municipal", "release"}),
+        frozenset({"municipal", "research", "release"}),
     ),
     "linking_unit": (
         frozenset({"municipal", "ttp", "public", "release"}),
@@ -43,7 +47,13 @@ ROLE_ACCESS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"research", "public", "release"}),
         frozenset({"research", "release"}),
     ),
-    "validator": (frozenset({"truth", "public", "release"}), frozenset({"release"})),
+    # Validation exists only for synthetic data: it compares the estimates
+    # (research records with exact counts) with the planted truth, and keeps
+    # its comparison in the research domain too.
+    "validator": (
+        frozenset({"truth", "research", "public", "release"}),
+        frozenset({"research", "release"}),
+    ),
     "publisher": (frozenset({"public", "release"}), frozenset({"release"})),
     # The release audit must know what to look for: identifiers in the exports
     # and the pseudonyms in the research files. It writes only its report.
@@ -55,6 +65,22 @@ ROLE_ACCESS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 
 _PERSON_DOMAINS = ("municipal", "ttp", "research", "truth")
 
+#: the steps' machine-readable records: they hold exact counts (rows delivered
+#: and quarantined, links per route, group sizes, estimates with their numbers of
+#: treated and controls), so they stay in the research domain. Written by the
+#: steps to ``build/<size>/<city>/research/``; a stale copy directly under
+#: ``build/<size>/<city>/`` is research too, never release.
+RESEARCH_RECORDS = frozenset(
+    {
+        "quality.json",
+        "linkage.json",
+        "feasibility.json",
+        "estimates.json",
+        "validation.json",
+        "placebo.json",
+    }
+)
+
 
 class CustodyError(PermissionError):
     """A role asked for a file of a custody domain it may not access."""
@@ -65,8 +91,9 @@ class DomainMap:
     """Maps a path to its custody domain by the longest matching root.
 
     Inside ``build/<size>/<city>/``, a sub-folder named after a person-level
-    domain (``municipal``, ``ttp``, ``research``, ``truth``) keeps that domain;
-    everything else under ``build/`` is release.
+    domain (``municipal``, ``ttp``, ``research``, ``truth``) keeps that domain,
+    and so does a step record of :data:`RESEARCH_RECORDS` (research) wherever
+    it lies in the city's folder; everything else under ``build/`` is release.
     """
 
     roots: list[tuple[Path, str]] = field(default_factory=list)
@@ -106,6 +133,8 @@ class DomainMap:
             rel = target.relative_to(self.build_dir).parts
             if len(rel) >= 3 and rel[1] in _PERSON_DOMAINS:
                 return rel[1]
+            if len(rel) >= 2 and rel[-1] in RESEARCH_RECORDS and rel[1] != "outputs":
+                return "research"
         return best[1]
 
 

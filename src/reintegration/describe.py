@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import figures
 from .config import load_instruments
 from .panel import COVARIATES, HORIZONS, NO_INSTRUMENT
 
@@ -326,13 +327,15 @@ def _style(ax: Any) -> None:
         ax.spines[side].set_visible(False)
 
 
-def take_up_figure(released: Any, *, title: str) -> Any:
+def take_up_figure(released: Any, *, title: str, threshold: int | None = None) -> Any:
     """Shares of each group starting each instrument, from a released
-    group x instrument count table with totals; groups whose counts are
-    partly suppressed are drawn with the released cells only, and the
-    suppressed part is left blank."""
+    group x instrument count table with totals. A suppressed cell is drawn
+    in its place in the stack as a hatched box of a nominal width (not its
+    value, see :mod:`reintegration.figures`); a group whose total is
+    suppressed has every segment hatched."""
     import matplotlib.pyplot as plt
 
+    threshold = figures.threshold_of(released, threshold)
     table = getattr(released, "table", released)
     counts = table.drop(index="Total", errors="ignore").astype(float)
     totals = counts["Total"] if "Total" in counts.columns else counts.sum(axis=1)
@@ -341,105 +344,139 @@ def take_up_figure(released: Any, *, title: str) -> Any:
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(shares) + 1.8))
     left = np.zeros(len(shares))
     y = np.arange(len(shares))[::-1]
+    nominal = TAKE_UP_NOMINAL
     for i, column in enumerate(shares.columns):
-        values = shares[column].to_numpy()
-        shown = np.nan_to_num(values)
-        ax.barh(y, shown, left=left, color=_COLOURS[(i + 1) % len(_COLOURS)], label=column)
-        left += shown
+        left = figures.bar_or_suppressed(ax, y, shares[column].to_numpy(), nominal=nominal,
+                                         base=left, horizontal=True, label=column,
+                                         colour=_COLOURS[(i + 1) % len(_COLOURS)])
     ax.set_yticks(y, [str(i) for i in shares.index])
-    ax.set_xlabel("share of the group that started the instrument (blank: suppressed cells)")
+    ax.set_xlabel("share of the group that started the instrument\n"
+                  f"(hatched x: suppressed, drawn {nominal:.2f} wide whatever its value)")
     ax.set_title(title)
-    ax.legend(frameon=False, fontsize=8, loc="lower right", bbox_to_anchor=(1, 1.08), ncol=3)
+    figures.legend(ax, shares.isna().to_numpy().any(), threshold, frameon=False, fontsize=8,
+                   loc="lower right", bbox_to_anchor=(1, 1.08), ncol=3)
     _style(ax)
     fig.tight_layout()
     return fig
 
 
-def coverage_figure(released: Any) -> Any:
+#: width of a suppressed segment of a take-up bar (a share; a nominal size, not a value)
+TAKE_UP_NOMINAL = 0.03
+
+
+def _lines(ax: Any, x: Any, series: dict[str, Any], colours: Sequence[str],
+           widths: dict[str, float] | None = None, marker: str | None = "o") -> int:
+    """Draw one line per series; mark its suppressed points in the strip at
+    the bottom (one strip row per series that has any). Returns the number of
+    suppressed points marked."""
+    drawn, slot = 0, 0
+    for i, (name, values) in enumerate(series.items()):
+        colour = colours[i % len(colours)]
+        ax.plot(x, values, marker=marker, markersize=3, color=colour, label=name,
+                linewidth=(widths or {}).get(name, 1.4))
+        k = figures.mark_suppressed(ax, x, values, colour=colour, slot=slot)
+        slot += bool(k)
+        drawn += k
+    return drawn
+
+
+def coverage_figure(released: Any, *, threshold: int | None = None) -> Any:
     """Inflows and instrument starts per quarter, from a released
-    quarter x event count table (suppressed quarters are gaps)."""
+    quarter x event count table; a suppressed quarter is a gap in the line,
+    marked by a hatched box at the bottom."""
     import matplotlib.pyplot as plt
 
+    threshold = figures.threshold_of(released, threshold)
     table = _released(released).drop(index="Total", columns="Total", errors="ignore")
     fig, ax = plt.subplots(figsize=(9, 3.8))
     x = np.arange(len(table))
-    for i, column in enumerate(table.columns):
-        ax.plot(x, table[column].to_numpy(), marker="o", markersize=3,
-                color=_COLOURS[i + 1], label=column)
+    series = {str(c): table[c].to_numpy(dtype=float) for c in table.columns}
+    drawn = _lines(ax, x, series, _COLOURS[1:])
     step = max(1, len(x) // 12)
     ax.set_xticks(x[::step], list(table.index[::step]), rotation=45, ha="right")
     ax.set_ylabel("persons or episodes")
     ax.set_ylim(bottom=0)
     ax.set_title("Inflow into bijstand and instrument starts per quarter")
-    ax.legend(frameon=False)
+    figures.legend(ax, drawn, threshold, frameon=False)
     _style(ax)
     fig.tight_layout()
     return fig
 
 
-def outcome_figure(released: Any, *, ylabel: str, title: str) -> Any:
+def outcome_figure(released: Any, *, ylabel: str, title: str,
+                   threshold: int | None = None) -> Any:
     """Outcome rates by horizon for each instrument, from a released
-    instrument x horizon table of means (suppressed cells are not drawn)."""
+    instrument x horizon table of means; suppressed cells are marked by
+    hatched boxes at the bottom, edged in the instrument's colour."""
     import matplotlib.pyplot as plt
 
+    threshold = figures.threshold_of(released, threshold)
     table = _released(released)
     fig, ax = plt.subplots(figsize=(8, 4.2))
     x = [int(str(c).split()[0]) for c in table.columns]
-    for i, (name, row) in enumerate(table.iterrows()):
-        ax.plot(x, row.to_numpy(), marker="o", color=_COLOURS[i % len(_COLOURS)], label=name,
-                linewidth=2.2 if name == NONE_LABEL else 1.4)
+    series = {str(name): row.to_numpy(dtype=float) for name, row in table.iterrows()}
+    drawn = _lines(ax, x, series, _COLOURS, widths={NONE_LABEL: 2.2})
     ax.set_xticks(x)
     ax.set_xlabel("months since inflow")
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
     ax.set_title(title)
-    ax.legend(frameon=False, fontsize=8, ncol=2)
+    figures.legend(ax, drawn, threshold, frameon=False, fontsize=8, ncol=2)
     _style(ax)
     fig.tight_layout()
     return fig
 
 
-def balance_figure(smd: Any) -> Any:
+def balance_figure(smd: Any, *, threshold: int | None = None) -> Any:
     """Standardised differences against no instrument, one panel column of
-    points per instrument (a 'love plot'); dashed lines at +-0.1."""
+    points per instrument (a 'love plot'); dashed lines at +-0.1. A
+    difference that cannot be computed because a cell behind it was
+    suppressed is marked by a hatched box at the left edge."""
     import matplotlib.pyplot as plt
 
+    threshold = figures.threshold_of(smd, threshold)
     table = getattr(smd, "table", smd).astype(float)
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(table) + 2.2))
     y = np.arange(len(table))[::-1]
+    drawn, slot = 0, 0
     for i, column in enumerate(table.columns):
-        ax.scatter(table[column].to_numpy(), y, s=18, color=_COLOURS[(i + 1) % len(_COLOURS)],
-                   label=column)
+        colour = _COLOURS[(i + 1) % len(_COLOURS)]
+        ax.scatter(table[column].to_numpy(), y, s=18, color=colour, label=column)
+        k = figures.mark_suppressed(ax, y, table[column].to_numpy(), colour=colour, slot=slot,
+                                    along="y")
+        slot += bool(k)
+        drawn += k
     for x in (-0.1, 0.1):
         ax.axvline(x, color="#999999", linestyle="--", linewidth=0.8)
     ax.axvline(0, color="#444444", linewidth=0.8)
     ax.set_yticks(y, list(table.index))
     ax.set_xlabel(f"standardised difference against '{NONE_LABEL}'")
     ax.set_title("Covariate balance between instruments")
-    handles, names = ax.get_legend_handles_labels()
+    handles, names = figures.add_key(*ax.get_legend_handles_labels(), drawn, threshold)
     fig.legend(handles, names, frameon=False, fontsize=8, loc="lower center", ncol=3)
     _style(ax)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 
-def employment_figure(counts: pd.DataFrame) -> Any:
+def employment_figure(counts: pd.DataFrame, *, threshold: int | None = None) -> Any:
     """Share employed by month since inflow for each instrument group, drawn
-    only where :func:`employment_by_month` kept the counts."""
+    only where :func:`employment_by_month` kept the counts; months whose
+    counts were masked are marked by hatched boxes at the bottom."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
     groups = list(dict.fromkeys(counts.columns.get_level_values(0)))
-    for i, name in enumerate(groups):
-        share = counts[(name, "employed")] / counts[(name, "persons")]
-        ax.plot(counts.index, share, color=_COLOURS[i % len(_COLOURS)], label=name,
-                linewidth=2.2 if name == NONE_LABEL else 1.3)
+    series = {str(name): (counts[(name, "employed")] / counts[(name, "persons")]).to_numpy(
+        dtype=float) for name in groups}
+    drawn = _lines(ax, counts.index.to_numpy(dtype=float), series, _COLOURS,
+                   widths={NONE_LABEL: 2.2}, marker=None)
     ax.axvline(0, color="#444444", linewidth=1)
     ax.set_xlabel("months since the inflow month")
     ax.set_ylabel("share employed")
     ax.set_ylim(0, 1)
     ax.set_title("Employment around inflow by the instrument started later")
-    ax.legend(frameon=False, fontsize=8, ncol=2, loc="upper left")
+    figures.legend(ax, drawn, threshold, frameon=False, fontsize=8, ncol=2, loc="upper left")
     _style(ax)
     fig.tight_layout()
     return fig

@@ -755,13 +755,23 @@ class Register:
         title: str | None = None,
         dpi: int = 100,
     ) -> Output:
-        """A matplotlib figure, released only if every count it shows passes.
+        """A matplotlib figure and the data behind it, released only if every
+        count it shows passes.
 
         ``counts`` holds every count the figure depends on (numerators and
         denominators; NaN marks something not shown), or is the :class:`Output`
-        of a released table the figure was drawn from. A figure cannot be
-        partly suppressed: if one count fails, nothing is released. The figure
-        is closed, so the notebook does not show it a second time unchecked.
+        of a released table the figure was drawn from. Counts given directly
+        cannot be partly suppressed: if one fails, nothing is released. A
+        figure drawn from a released table with suppressed cells is released
+        for review; it must draw those cells as suppressed
+        (:mod:`reintegration.figures`), never as zero.
+
+        Besides ``<name>.png``, the data behind the figure (the released table
+        or the counts, suppressed cells empty) is written to ``<name>.csv``
+        and recorded in the register entry (``data_file``, ``data_sha256``,
+        and ``checks["data"]`` with its statistic and structural zeros), so
+        the bundle and the audit check it like a table. The figure is closed,
+        so the notebook does not show it a second time unchecked.
         """
         self._check_name(name)
         rules = self.rules
@@ -769,11 +779,14 @@ class Register:
         checks: dict[str, Any] = {}
         if isinstance(counts, Output):
             checks["based_on"] = counts.output_id
-            if counts.released:
-                status = "pass"
-            else:
-                status = "fail"
+            status = {"pass": "pass", "review": "review"}.get(counts.status, "fail")
+            if status == "fail":
                 reasons.append(f"drawn from {counts.output_id}, which was withheld")
+            elif status == "review":
+                reasons.append(
+                    f"drawn from {counts.output_id} (status review); its suppressed cells are "
+                    "drawn hatched and labelled as suppressed, not as values"
+                )
         else:
             status, reasons, checks = _check_counts(counts, structural_zeros, rules)
         out = Output(
@@ -784,16 +797,68 @@ class Register:
             title=title or name.replace("_", " "),
             rules=rules,
         )
+        data = None
         if status != "fail":
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
             out.png = buf.getvalue()
             out.path, out.sha256 = self._write_file(f"{name}.png", out.png)
+            payload, checks["data"] = self._figure_data(counts, structural_zeros)
+            data = self._write_file(f"{name}.csv", payload)
         if "matplotlib.pyplot" in sys.modules:
             sys.modules["matplotlib.pyplot"].close(fig)
         entry = self._entry(out, checks)
+        entry["data_file"] = (
+            None if data is None else data[0].relative_to(self.ctx.out_dir).as_posix()
+        )
+        entry["data_sha256"] = None if data is None else data[1]
         self._acro_record_custom(name, out, "figure")
         return self._commit(name, out, entry)
+
+    def _figure_data(
+        self, counts: pd.DataFrame | pd.Series | Output, structural_zeros: Iterable[tuple[Any, Any]]
+    ) -> tuple[bytes, dict[str, Any]]:
+        """The CSV of the data behind a figure and what it holds: the released
+        table it was drawn from (the same bytes as that table's CSV), or the
+        counts given, with NaN (not shown) as an empty cell."""
+        if isinstance(counts, Output):
+            if counts.path is not None and counts.path.suffix == ".csv":
+                payload = counts.path.read_bytes()
+            else:
+                frame = counts.table if counts.table is not None else pd.DataFrame()
+                payload = frame.to_csv(na_rep="", lineterminator="\n").encode("utf-8")
+            source = self.entries.get(counts.output_id.split("/", 1)[1], {})
+            source_checks = (
+                source.get("checks") or {} if source.get("id") == counts.output_id else {}
+            )
+            # the same bytes as the table: the same layout, so the audit's
+            # differencing attack reads the figure's data as it reads the table
+            layout = {
+                k: source_checks[k]
+                for k in _LAYOUT_KEYS
+                if k in source_checks and source_checks.get("population")
+            }
+            return payload, {
+                "statistic": source_checks.get("statistic"),
+                "structural_zeros": source_checks.get("structural_zeros", []),
+                "index_columns": 1 if counts.table is None else counts.table.index.nlevels,
+                "from": counts.output_id,
+                **layout,
+            }
+        frame = counts.to_frame() if isinstance(counts, pd.Series) else counts.copy()
+        if isinstance(frame.columns, pd.MultiIndex):
+            frame.columns = [_label(c) for c in frame.columns]
+        payload = frame.to_csv(na_rep="", lineterminator="\n").encode("utf-8")
+        zeros = [
+            {"row": _label(r), "column": _label(c if c is not None else frame.columns[0])}
+            for r, c in structural_zeros
+        ]
+        return payload, {
+            "statistic": "count",
+            "structural_zeros": zeros,
+            "index_columns": frame.index.nlevels,
+            "from": None,
+        }
 
     def public_table(
         self,
@@ -1326,10 +1391,11 @@ class Register:
         if name in self.entries:  # a cell run again: replace the earlier output
             old = self.entries.pop(name)
             self.outputs.pop(name, None)
-            if old.get("file"):
-                path = self.ctx.output_path(old["file"])
-                check_access(self.ctx.role, path, "write", self.ctx.domains)
-                path.unlink(missing_ok=True)
+            for rel in (old.get("file"), old.get("data_file")):
+                if rel:
+                    path = self.ctx.output_path(rel)
+                    check_access(self.ctx.role, path, "write", self.ctx.domains)
+                    path.unlink(missing_ok=True)
             if self._session is not None and name in self._session.results.results:
                 self._session.remove_output(name)
                 self._flush_acro()
@@ -1431,6 +1497,19 @@ def _acro_flagged(outcome: pd.DataFrame) -> list[str]:
             if part and part != "ok":
                 names.add(_ACRO_CHECK_TO_REASON.get(part, part))
     return sorted(names)
+
+
+#: what a count table's register entry says about how its CSV reads back and
+#: joins the other tables of its population (see :meth:`Register._layout`)
+_LAYOUT_KEYS = (
+    "population",
+    "dims",
+    "fixed",
+    "coarsen",
+    "index_levels",
+    "column_levels",
+    "suppressed_cells",
+)
 
 
 def _cell_keys(raw: pd.DataFrame, oneway: bool) -> list[list[tuple[Any, ...]]]:
@@ -1721,17 +1800,15 @@ def finalise(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        for entry in reg["outputs"]:
-            if not entry.get("file"):
-                continue
-            src = build / entry["file"]
+        for entry, rel, digest in _released_files(reg):
+            src = build / rel
             if not src.exists():
                 raise FileNotFoundError(f"{entry['id']}: released file {src} is missing")
-            if atomic.sha256_file(src) != entry["sha256"]:
+            if atomic.sha256_file(src) != digest:
                 raise RuntimeError(
                     f"{entry['id']}: {src} changed after it was registered (checksum differs)"
                 )
-            dst = staging / Path(entry["file"]).relative_to("outputs")
+            dst = staging / Path(rel).relative_to("outputs")
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
         for step_name in reg["steps"]:
@@ -1755,6 +1832,17 @@ def finalise(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _released_files(reg: dict[str, Any]) -> list[tuple[dict[str, Any], str, str]]:
+    """(entry, file, sha256) of every released file of a register: the file of
+    each output, and the data file behind each figure."""
+    files = []
+    for entry in reg["outputs"]:
+        for key, digest in (("file", "sha256"), ("data_file", "data_sha256")):
+            if entry.get(key):
+                files.append((entry, entry[key], entry[digest]))
+    return files
 
 
 def _bundle_readme(reg: dict[str, Any], paths: Paths) -> str:
@@ -1795,14 +1883,23 @@ def _bundle_readme(reg: dict[str, Any], paths: Paths) -> str:
     ]
     for e in reg["outputs"]:
         reasons = "; ".join(e["reasons"]) or "all checks passed"
-        file = f"`{Path(e['file']).relative_to('outputs').as_posix()}`" if e["file"] else "–"
+        file = (
+            ", ".join(
+                f"`{Path(e[k]).relative_to('outputs').as_posix()}`"
+                for k in ("file", "data_file")
+                if e.get(k)
+            )
+            or "–"
+        )
         reasons = reasons.replace("|", "\\|")
         lines.append(f"| `{e['id']}` | {e['kind']} | {e['status']} | {reasons} | {file} |")
     lines += [
         "",
         "## Files",
         "",
-        "- `<step>/<name>.csv|.png|.json`: the released tables, figures and model results.",
+        "- `<step>/<name>.csv|.png|.json`: the released tables, figures and model results;",
+        "  beside each figure's PNG, `<name>.csv` holds the data behind it (suppressed cells",
+        "  empty), checked like a table.",
         "- `<step>/acro/results.json`: ACRO's record of the same outputs (checks, per-cell",
         "  outcomes, comments), for the output checker. Its cell outcomes can say which",
         "  suppressed cells are zero: it is addressed to the checker, not for publication.",

@@ -90,10 +90,12 @@ for one instrument (the tests check it against linearmodels).
 Outputs
 -------
 :func:`assess_city` returns an :class:`Assessment`; :func:`record` turns it
-into ``build/<size>/<city>/feasibility.json``. :func:`substudies_to_run`
-gives Phase 2 the sub-studies that are go or conditional;
-:func:`phase1_markdown` and :func:`matrix_figure` render the Phase 1 chapter
-from the files of all cities. Texts meant for readers (reasons, conditions)
+into ``build/<size>/<city>/research/feasibility.json`` (research domain: it
+holds exact counts). :func:`substudies_to_run` gives Phase 2 the sub-studies
+that are go or conditional; :func:`phase1_markdown` and :func:`matrix_figure`
+render the Phase 1 chapter from the registered, checked tables ``decisions``
+and ``reasons`` of every city's feasibility step (release domain), never
+from ``feasibility.json``. Texts meant for readers (reasons, conditions)
 never show a count of persons below the disclosure threshold: such counts
 are written as "fewer than 10".
 """
@@ -112,6 +114,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import released
 from .config import ConfigError, list_cities, load_city, load_instruments, read_yaml
 from .effects import leave_out_cell_propensity
 from .paths import Paths, repo_root
@@ -144,6 +147,8 @@ DECISIONS = ("go", "conditional", "no-go")
 LEGAL_STATUSES = ("complete", "in_progress", "missing", "not_applicable")
 NO_INSTRUMENT = "none"
 FILE_NAME = "feasibility.json"
+#: the step that writes it, and whose registered tables the Phase 1 chapter reads
+STEP = "05_feasibility"
 #: the reason every case-manager sub-study of a city without identifiers carries
 NO_IDENTIFIERS = "no case-manager identifiers"
 #: the reason of a city without a team-by-team roll-out
@@ -1737,11 +1742,13 @@ def _round(x: float, digits: int) -> float | None:
 
 
 def feasibility_path(city: str, size: str, root: Path | None = None) -> Path:
-    return Paths.for_size(size, root).city_build(city) / FILE_NAME
+    """``build/<size>/<city>/research/feasibility.json`` (research domain)."""
+    return Paths.for_size(size, root).city_build_domain(city, "research") / FILE_NAME
 
 
 def read(city: str, size: str, root: Path | None = None) -> dict[str, Any]:
-    """``build/<size>/<city>/feasibility.json``."""
+    """``build/<size>/<city>/research/feasibility.json``: for Phase 2 and
+    tests in the research domain; the book uses :func:`released_record`."""
     path = feasibility_path(city, size, root)
     if not path.exists():
         raise FileNotFoundError(
@@ -1763,11 +1770,39 @@ def substudies_to_run(city: str, size: str, root: Path | None = None) -> list[di
 
 
 def _all_records(paths: Paths) -> dict[str, dict[str, Any] | None]:
-    out: dict[str, dict[str, Any] | None] = {}
-    for city in list_cities(paths.root):
-        f = paths.city_build(city) / FILE_NAME
-        out[city] = json.loads(f.read_text(encoding="utf-8")) if f.exists() else None
-    return out
+    labels = {k: v["label"] for k, v in load_instruments(paths.root).items()}
+    return {city: released_record(paths, city, labels) for city in list_cities(paths.root)}
+
+
+def released_record(paths: Paths, city: str, labels: dict[str, str]) -> dict[str, Any] | None:
+    """The Phase 1 record of a city as the book may see it, or None when its
+    feasibility step has not run: decisions and verdicts from the registered
+    table ``decisions``, reasons and conditions from ``reasons``, both read
+    as released (role ``publisher``, checksums verified; see
+    :mod:`reintegration.released`). It has the keys of :func:`record` that
+    the chapter uses; the criteria carry their verdicts only."""
+    decisions = released.read_table(paths, city, f"{STEP}/decisions")
+    if decisions is None:
+        return None
+    texts: dict[tuple[str, str], list[str]] = {}
+    reasons = released.read_table(paths, city, f"{STEP}/reasons")
+    for row in [] if reasons is None else reasons.to_dict("records"):
+        texts.setdefault((row["sub-study"], row["kind"]), []).append(row["text"])
+    subs = []
+    for row in decisions.to_dict("records"):
+        sid = row["sub-study"]
+        design, instrument = sid.split("/", 1)
+        instrument = None if instrument == NO_INSTRUMENT else instrument
+        subs.append({
+            "id": sid, "design": design, "instrument": instrument,
+            "instrument_label": labels.get(instrument or "", "none rolled out"),
+            "decision": row["decision"],
+            "reasons": texts.get((sid, "reason"), []),
+            "conditions": texts.get((sid, "condition"), []),
+            "criteria": {c: {"verdict": row[c]} for c in CRITERIA},
+        })
+    return {"city": city, "display_name": load_city(city, paths.root)["display_name"],
+            "substudies": subs}
 
 
 def matrix_columns(root: Path | None = None) -> list[tuple[str, str | None]]:
@@ -1794,7 +1829,8 @@ _SYMBOL = {"go": "go", "conditional": "cond.", "no-go": "no-go"}
 def phase1_markdown(paths: Paths) -> str:
     """The generated part of the Phase 1 chapter: the city x sub-study matrix
     (decisions only) and the advice per city with the reasons and conditions
-    of every sub-study, from ``build/<size>/<city>/feasibility.json``."""
+    of every sub-study, from the released tables of each city's feasibility
+    step (:func:`released_record`)."""
     root = paths.root
     labels = {k: v["label"] for k, v in load_instruments(root).items()}
     records = _all_records(paths)
@@ -2025,6 +2061,21 @@ def decision_table(assessment: Assessment, labels: dict[str, str]) -> pd.DataFra
     return pd.DataFrame(rows).set_index("sub-study")
 
 
+def reasons_table(assessment: Assessment, labels: dict[str, str]) -> pd.DataFrame:
+    """Reasons and conditions per sub-study, one row each (``kind`` is
+    *reason* or *condition*): the texts of the checks, in which counts of
+    persons below the disclosure threshold are written as "fewer than ...".
+    Registered by the step; the Phase 1 chapter reads it."""
+    rows = []
+    for s in assessment.substudies:
+        decision, reasons, conditions = s.decision()
+        for kind, items in (("reason", reasons), ("condition", conditions)):
+            rows += [{"sub-study": s.id, "decision": decision, "kind": kind, "text": t}
+                     for t in items]
+    return pd.DataFrame(rows, columns=["sub-study", "decision", "kind", "text"]).set_index(
+        "sub-study")
+
+
 def reasons_markdown(assessment: Assessment, labels: dict[str, str]) -> str:
     """Reasons and conditions per sub-study, as Markdown text (they contain no
     count of persons below the disclosure threshold)."""
@@ -2150,32 +2201,45 @@ def labelled(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
 CASELOAD_BANDS = ("1-9", "10-19", "20-29", "30-49", "50-99", "100 or more")
 
 
-def overlap_figure(released: Any) -> Any:
+def overlap_figure(released: Any, *, threshold: int | None = None) -> Any:
     """Small multiples of the propensity-score distribution of the treated
     and of the persons without an instrument, per instrument, drawn from the
-    released overlap table: suppressed cells are left out, and shares are of
-    the persons in the cells shown."""
+    released overlap table. Shares are of the persons in the cells shown; a
+    suppressed cell is a hatched box of one nominal height for the whole
+    figure (see :mod:`reintegration.figures`), not a share."""
     import matplotlib.pyplot as plt
 
-    table = released.table
+    from . import figures
+
+    threshold = figures.threshold_of(released, threshold)
+    table = getattr(released, "table", released)
     instruments = list(dict.fromkeys(table.index.get_level_values(0)))
+    groups = [g for g in ("no instrument", "treated") if g in table.columns]
+    shares = {}
+    for instrument in instruments:
+        part = table.xs(instrument, level=0)
+        for group in groups:
+            counts = part[group].astype(float)
+            shares[(instrument, group)] = counts / counts.sum(skipna=True)
+    nominal = figures.nominal_size(np.concatenate([v.to_numpy() for v in shares.values()])
+                                   if shares else [])
     cols = 3
     rows = max(1, math.ceil(len(instruments) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(9, 2.6 * rows), sharey=True, squeeze=False)
     for ax in axes.ravel()[len(instruments):]:
         ax.set_visible(False)
     colours = {"treated": "#2f5d8c", "no instrument": "#d08c60"}
+    drawn = 0
     for ax, instrument in zip(axes.ravel(), instruments, strict=False):
-        part = table.xs(instrument, level=0)
-        bands = [str(b) for b in part.index]
+        bands = [str(b) for b in table.xs(instrument, level=0).index]
         x = np.arange(len(bands))
         for k, group in enumerate(["no instrument", "treated"]):
-            if group not in part.columns:
+            if group not in groups:
                 continue
-            counts = part[group].astype(float)
-            share = counts / counts.sum(skipna=True)
-            ax.bar(x + (k - 0.5) * 0.4, share.to_numpy(), width=0.4, color=colours[group],
-                   label=group)
+            share = shares[(instrument, group)].to_numpy()
+            figures.bar_or_suppressed(ax, x + (k - 0.5) * 0.4, share, nominal=nominal,
+                                      width=0.4, colour=colours[group], label=group)
+            drawn += int(np.isnan(share).sum())
         ax.set_title(str(instrument), fontsize=9)
         ax.set_xticks(x)
         ax.set_xticklabels(bands, rotation=45, ha="right", fontsize=7)
@@ -2183,7 +2247,10 @@ def overlap_figure(released: Any) -> Any:
             ax.spines[side].set_visible(False)
     for row in axes:
         row[0].set_ylabel("share of the group\n(in the bands shown)")
-    axes[0, 0].legend(frameon=False, fontsize=8)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    keep = dict(zip(names, handles, strict=True))  # one entry per group
+    handles, names = figures.add_key(list(keep.values()), list(keep), drawn, threshold)
+    axes[0, 0].legend(handles, names, frameon=False, fontsize=8)
     fig.suptitle("Propensity scores of the treated and of persons without an instrument",
                  fontsize=10)
     fig.tight_layout()

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from . import bsn as bsnlib
+from . import figures
 from .quality import CHECKED_FILES, QUARANTINE_FILE
 
 #: client row outcomes in funnel order (the categories of the funnel figure)
@@ -681,13 +682,13 @@ def contract_table() -> pd.DataFrame:
 
 def write_delivery(ctx: Any, result: LinkResult) -> dict[str, Any]:
     """Write the research delivery, the linkage quarantine (ttp) and
-    ``linkage.json`` (release)."""
+    ``linkage.json`` (research: it holds exact counts)."""
     written = {}
     for table, df in result.research.items():
         written[table] = ctx.write_parquet(f"{table}.parquet", df, domain="research")
     written["unlinked"] = ctx.write_parquet(UNLINKED_FILE, result.unlinked, domain="ttp")
     report = dict(result.report, city=ctx.city_name, size=ctx.size)
-    written["linkage"] = ctx.write_json("linkage.json", report)
+    written["linkage"] = ctx.write_json("linkage.json", report, domain="research")
     return written
 
 
@@ -716,24 +717,29 @@ def funnel_stages(released: Any) -> list[tuple[str, float | None, str]]:
     return stages
 
 
-def funnel_figure(released: Any) -> Any:
-    """The linkage funnel (see :func:`funnel_stages`): suppressed counts are
-    not drawn; their bar is marked as suppressed."""
+def funnel_figure(released: Any, *, threshold: int | None = None) -> Any:
+    """The linkage funnel (see :func:`funnel_stages`): a suppressed count is
+    drawn as a hatched box of a nominal length, labelled as suppressed (see
+    :mod:`reintegration.figures`), never as an empty bar."""
     import matplotlib.pyplot as plt
 
+    threshold = figures.threshold_of(released, threshold)
     stages = funnel_stages(released)
     colour = {"total": "#8c8c8c", "linked": "#2f5d8c", "route": "#6f9fd8", "lost": "#d08c60"}
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(stages) + 1.3))
     y = np.arange(len(stages))[::-1]
-    shown = [0.0 if c is None else c for _, c, _ in stages]
-    ax.barh(y, shown, color=[colour[k] for _, _, k in stages])
-    top = max(shown) if shown and max(shown) > 0 else 1.0
-    for yi, (_, c, _) in zip(y, stages, strict=True):
-        text = "suppressed (fewer than the threshold)" if c is None else f"{int(c):,}"
-        ax.text((c or 0) + top * 0.01, yi, text, va="center", fontsize=9)
+    values = np.array([np.nan if c is None else c for _, c, _ in stages], dtype=float)
+    nominal = figures.nominal_size(values)
+    top = max(float(np.nanmax(values)) if np.isfinite(values).any() else 0.0, nominal)
+    ends = figures.bar_or_suppressed(ax, y, values, nominal=nominal, horizontal=True,
+                                     colour=[colour[k] for _, _, k in stages],
+                                     text=figures.label(threshold), fontsize=9)
+    for yi, c, end in zip(y, values, ends, strict=True):
+        if np.isfinite(c):
+            ax.text(end + top * 0.01, yi, f"{int(c):,}", va="center", fontsize=9)
     ax.set_yticks(y, [label for label, _, _ in stages])
     ax.set_xlim(0, top * 1.2)
-    ax.set_xlabel("client rows")
+    ax.set_xlabel("client rows (hatched: suppressed, drawn at a nominal length)")
     ax.set_title("Linkage funnel: where the delivered client rows went")
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)

@@ -922,16 +922,26 @@ _STATUS_LABELS = {"employed": "employed", "on_benefit": "on bijstand",
                   "in_instrument": "in an instrument"}
 
 
-def status_figure(counts: pd.DataFrame, horizons: Sequence[int] = HORIZONS) -> Any:
+def status_figure(counts: pd.DataFrame, horizons: Sequence[int] = HORIZONS, *,
+                  threshold: int | None = None) -> Any:
     """Shares employed, on bijstand and in an instrument by month since
-    inflow, drawn only where :func:`status_by_month` kept the counts."""
+    inflow, drawn only where :func:`status_by_month` kept the counts; a month
+    whose counts were masked is marked by a hatched box at the bottom (see
+    :mod:`reintegration.figures`)."""
     import matplotlib.pyplot as plt
 
+    from . import figures
+
     fig, ax = plt.subplots(figsize=(8, 4.2))
+    drawn, slot = 0, 0
+    x = counts.index.to_numpy(dtype=float)
     for status, colour in zip(_STATUS_LABELS, ("#2f5d8c", "#d08c60", "#6a9f58"), strict=True):
-        share = counts[status] / counts["persons"]
-        ax.plot(counts.index, share, marker="o", markersize=2.5, color=colour,
+        share = (counts[status] / counts["persons"]).to_numpy(dtype=float)
+        ax.plot(x, share, marker="o", markersize=2.5, color=colour,
                 label=_STATUS_LABELS[status])
+        k = figures.mark_suppressed(ax, x, share, colour=colour, slot=slot)
+        slot += bool(k)
+        drawn += k
     ax.axvline(0, color="#444444", linewidth=1)
     for h in horizons:
         ax.axvline(h, color="#bbbbbb", linewidth=0.8, linestyle=":")
@@ -939,7 +949,7 @@ def status_figure(counts: pd.DataFrame, horizons: Sequence[int] = HORIZONS) -> A
     ax.set_ylabel("share of the cohort")
     ax.set_ylim(0, 1)
     ax.set_title("Status by month around inflow (dotted: outcome horizons)")
-    ax.legend(frameon=False, loc="upper left")
+    figures.legend(ax, drawn, threshold, frameon=False, loc="upper left")
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     fig.tight_layout()

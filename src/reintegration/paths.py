@@ -4,8 +4,13 @@ Layout (see the Reproducibility appendix of the book)::
 
     config/cities/<city>.yml           one file per municipality
     synthetic_data/<size>/<domain>/... generated inputs, one folder per custody domain
-    build/<size>/<city>/               machine-readable step outputs (release domain)
-    build/<size>/<city>/<domain>/      step outputs that stay in a custody domain
+    build/<size>/<city>/               step descriptions (profile.json, panel.json): no
+                                       counts beyond the public manifests (release)
+    build/<size>/<city>/outputs/       registered, checked outputs (release)
+    build/<size>/<city>/<domain>/      step outputs that stay in a custody domain; the
+                                       step records with exact counts (quality.json,
+                                       linkage.json, feasibility.json, estimates.json,
+                                       validation.json, placebo.json) are in research/
     book/results/<city>/NN_step.ipynb  executed notebooks (build products)
 
 Two environment variables move the generated trees, for tests and for running

@@ -923,13 +923,16 @@ FLAGS_FILE = "flags.parquet"
 
 def write_checked(ctx: Any, checked: CheckedDelivery) -> dict[str, Any]:
     """Write the checked tables, the quarantine and the flags to the municipal
-    domain (``build/<size>/<city>/municipal/``) and ``quality.json`` (release)."""
+    domain (``build/<size>/<city>/municipal/``) and ``quality.json`` (research: it
+    holds exact counts; it travels with the delivery to the researcher)."""
     written = {}
     for table, df in checked.tables.items():
         written[table] = ctx.write_parquet(CHECKED_FILES[table], df, domain="municipal")
     written["quarantine"] = ctx.write_parquet(QUARANTINE_FILE, checked.quarantine, "municipal")
     written["flags"] = ctx.write_parquet(FLAGS_FILE, checked.flags, "municipal")
-    written["quality"] = ctx.write_json("quality.json", quality_report(checked, size=ctx.size))
+    written["quality"] = ctx.write_json(
+        "quality.json", quality_report(checked, size=ctx.size), domain="research"
+    )
     return written
 
 
