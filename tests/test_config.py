@@ -45,20 +45,20 @@ def test_a_new_city_file_is_a_new_city(tmp_root):
 
 def test_missing_key_names_file_and_key(tmp_root):
     path = _write_city(tmp_root, "zwolle", exports=None)
-    with pytest.raises(ConfigError, match=rf"{path}: missing required key 'exports'"):
+    with pytest.raises(ConfigError, match=rf"^{path}: exports: missing required key$"):
         load_city("zwolle", tmp_root)
 
 
 def test_name_must_match_file(tmp_root):
     path = tmp_root / "config" / "cities" / "zwolle.yml"
     path.write_text((tmp_root / "config" / "cities" / "rotterdam.yml").read_text())
-    with pytest.raises(ConfigError, match="key 'name' is 'rotterdam' but the file is named"):
+    with pytest.raises(ConfigError, match="name: is 'rotterdam' but the file is named 'zwolle'"):
         load_city("zwolle", tmp_root)
 
 
 def test_bad_month_is_rejected(tmp_root):
     _write_city(tmp_root, "zwolle", study={"inflow_from": "2015-13", "inflow_to": "2021-12"})
-    with pytest.raises(ConfigError, match=r"study.inflow_from' must be a month YYYY-MM"):
+    with pytest.raises(ConfigError, match=r"study.inflow_from: must be a month YYYY-MM, got '2015"):
         load_city("zwolle", tmp_root)
 
 
@@ -75,7 +75,7 @@ def test_steps_must_declare_needs_in_order(tmp_root):
         {"name": "01_next", "title": "Next", "role": "researcher", "needs": ["02_later"]}
     )
     path.write_text(yaml.safe_dump(steps))
-    with pytest.raises(ConfigError, match="needs '02_later', which is not declared before it"):
+    with pytest.raises(ConfigError, match=r"steps\[8\]: needs '02_later', which is not declared"):
         load_steps(tmp_root)
 
 
@@ -84,5 +84,6 @@ def test_steps_reject_unknown_role(tmp_root):
     steps = yaml.safe_load(path.read_text())
     steps["steps"][0]["role"] = "case_manager"
     path.write_text(yaml.safe_dump(steps))
-    with pytest.raises(ConfigError, match="role 'case_manager' is not one of"):
+    with pytest.raises(ConfigError, match=r"steps\[0\].role: Input should be 'generator', .*"
+                       r"got 'case_manager'"):
         load_steps(tmp_root)

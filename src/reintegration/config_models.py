@@ -1,0 +1,356 @@
+"""Typed models of the configuration files (pydantic v2).
+
+Every model is frozen and forbids keys it does not know, so a misspelled key
+fails instead of being ignored. :mod:`reintegration.config` validates the
+files against these models and turns a validation error into one line naming
+the file, the key path and, for an unknown key, the nearest valid key.
+
+The field descriptions are the documentation of each key: the JSON Schema of
+the city file (``config/schema/city.schema.json``) and the book's
+configuration reference are generated from them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+
+class Strict(BaseModel):
+    """Frozen, no unknown keys, no silent coercion of numbers to text."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+def _month(value: Any) -> str:
+    """``YYYY-MM`` (text, or a date YAML parsed) normalised to ``YYYY-MM``."""
+    if isinstance(value, dt.date):
+        return f"{value.year:04d}-{value.month:02d}"
+    text = str(value)
+    if not re.fullmatch(r"\d{4}-\d{2}", text) or not 1 <= int(text[5:]) <= 12:
+        raise ValueError(f"must be a month YYYY-MM, got {text!r}")
+    return text
+
+
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+Month = Annotated[str, BeforeValidator(_month), Field(json_schema_extra={"pattern": MONTH_PATTERN})]
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+# ---------------------------------------------------------------------------
+# config/cities/<city>.yml
+# ---------------------------------------------------------------------------
+
+
+class Study(Strict):
+    """The study period of the city's inflow cohorts."""
+
+    inflow_from: Month = Field(description="First month of the inflow cohorts (YYYY-MM).")
+    inflow_to: Month = Field(
+        description="Last month of the inflow cohorts (YYYY-MM); not before inflow_from."
+    )
+    follow_up_months: int = Field(24, ge=1, description="Outcome horizon after inflow, in months.")
+
+    @field_validator("inflow_to")
+    @classmethod
+    def _not_before_start(cls, value: str, info: ValidationInfo) -> str:
+        start = info.data.get("inflow_from")
+        if start is not None and value < start:
+            raise ValueError(f"{value} is before inflow_from {start}")
+        return value
+
+
+class ExportFile(Strict):
+    """One delivered table of the municipality's export."""
+
+    file: str = Field(description="File name in the delivery folder.")
+    description: str = Field("", description="What one row of the file is.")
+    columns: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Canonical column name (see the data dictionary) -> the export's column "
+        "name; null when the city does not deliver the column.",
+    )
+
+
+class Exports(Strict):
+    """How the municipality delivers its exports."""
+
+    format: Literal["csv", "sav"] = Field(description="csv or sav (SPSS).")
+    encoding: str = Field("utf-8", description="Text encoding of CSV exports.")
+    encoding_errors: Literal["strict", "replace", "ignore"] = Field(
+        "strict", description="How letters outside the encoding arrive (Python's codec errors)."
+    )
+    delimiter: str = Field(",", description="Field separator of CSV exports.")
+    line_terminator: str = Field("\n", description="Line ending of CSV exports.")
+    date_format: str = Field(
+        description="strftime format of dates in the exports, or 'spss' for SPSS dates."
+    )
+    bsn_as_number: bool = Field(
+        False, description="The BSN column is numeric, so leading zeros are lost."
+    )
+    client_id_format: str = Field(description="Python format of the client number, e.g. K{:07d}.")
+    case_manager_id_format: str | None = Field(
+        None, description="Python format of the case-manager number; absent when not delivered."
+    )
+    postcode_space: bool = Field(False, description="Postcodes are written '1234 AB'.")
+    files: dict[str, ExportFile] = Field(
+        description="Delivered tables: clients, benefit_spells, instruments and optionally "
+        "caseload."
+    )
+    codes: dict[str, dict[str, str | int]] = Field(
+        default_factory=dict,
+        description="Per coded column: canonical value -> the city's code.",
+    )
+    instrument_codes: dict[str, str] = Field(
+        default_factory=dict,
+        description="The city's instrument code -> key of config/instruments.yml.",
+    )
+
+
+class Rollout(Strict):
+    """A team-by-team roll-out of one instrument."""
+
+    instrument: str = Field(description="Key of config/instruments.yml that was rolled out.")
+    teams: dict[str, Month] = Field(
+        description="Team -> first month of the roll-out; teams not listed never rolled it out."
+    )
+
+
+class LegalItem(Strict):
+    """One item of the city's legal checklist (Phase 1, allowed)."""
+
+    status: Literal["complete", "in_progress", "missing", "not_applicable"] = Field(
+        description="State of the document."
+    )
+    mandatory: bool = Field(
+        description="The city may make an item mandatory, never optional "
+        "(see allowed.items in config/feasibility.yml)."
+    )
+    evidence: str = Field("", description="Reference of the document.")
+
+
+class Relevance(Strict):
+    """One stakeholder's view (Phase 1, wanted)."""
+
+    level: Literal["low", "medium", "high"] = Field(description="Relevance to this stakeholder.")
+    note: str = Field("", description="Why.")
+    evidence: str = Field("", description="Where the view is recorded.")
+    instruments: dict[str, Literal["low", "medium", "high"]] = Field(
+        default_factory=dict, description="Level overrides for single instruments."
+    )
+    concerns: list[str] = Field(
+        default_factory=list,
+        description="Concerns raised (keys of wanted.client_concerns in config/feasibility.yml).",
+    )
+
+
+# The synthetic world: every key optional in a city (merged over synthetic.yml defaults).
+class SizeCounts(Strict):
+    small: int | None = Field(None, ge=1, description="Value for SIZE=small.")
+    full: int | None = Field(None, ge=1, description="Value for SIZE=full.")
+
+
+class Population(Strict):
+    """Planted population shares (see config/synthetic.yml for the defaults)."""
+
+    female_share: Share | None = None
+    age: dict[str, float] | None = Field(None, description="mean, sd, min, max of age.")
+    migration: dict[str, Share] | None = Field(None, description="Migration-background shares.")
+    first_generation_share: Share | None = None
+    education: dict[str, Share] | None = None
+    education_first_generation: dict[str, Share] | None = None
+    education_missing: dict[str, float] | None = None
+    household: dict[str, Share] | None = None
+    chronic_health: dict[str, float] | None = None
+    language_low: dict[str, Share] | None = None
+    distance_noise_sd: float | None = Field(None, ge=0)
+
+
+class Employment(Strict):
+    """Planted job-finding and job-loss hazards (log-odds)."""
+
+    pre_inflow: dict[str, float] | None = None
+    find_intercept: float | None = None
+    lose_intercept: float | None = None
+    eta_find: float | None = None
+    eta_lose: float | None = None
+    duration_per_month: float | None = None
+    reentry_probability: Share | None = None
+    team_sd: float | None = Field(None, ge=0)
+    covariates: dict[str, float] | None = None
+    lose_covariates: dict[str, float] | None = None
+    calendar: dict[int, float] | None = None
+    job_switch_rate: Share | None = None
+    wage: dict[str, float] | None = None
+    hours: dict[str, float] | None = None
+    tail_months: dict[str, float] | None = None
+
+
+class InstrumentAssignment(Strict):
+    """Planted take-up of one instrument (log-odds)."""
+
+    intercept: float | None = None
+    eta: float | None = None
+    elapsed: float | None = None
+    covariates: dict[str, float] | None = None
+
+
+class Assignment(Strict):
+    """Planted allocation to instruments."""
+
+    start_month: dict[str, int] | None = None
+    case_manager_sd: float | None = Field(None, ge=0)
+    rollout_shift: float | None = None
+    instruments: dict[str, InstrumentAssignment] | None = None
+
+
+class PlantedEffect(Strict):
+    """Planted effect of one instrument on the job-finding hazard (log-odds)."""
+
+    months: int | None = Field(None, ge=1)
+    during: float | None = None
+    after: float | None = None
+    heterogeneity: dict[str, float] | None = None
+
+
+class Defects(Strict):
+    """Planted data defects."""
+
+    bsn_typo_rate: Share | None = None
+    bsn_missing_rate: Share | None = None
+    unregistered_rate: Share | None = None
+    duplicate_rate: Share | None = None
+    duplicate_month: Month | None = None
+    duplicate_ascii_fold_share: Share | None = None
+    missing_instrument_end_rate: Share | None = None
+
+
+class Synthetic(Strict):
+    """Settings of the synthetic world; in a city file, what differs from the defaults."""
+
+    clients: SizeCounts | None = Field(None, description="Clients per data size.")
+    other_residents_share: float | None = Field(None, ge=0)
+    rin_block: int | None = Field(None, ge=1, le=999)
+    teams: list[str] | None = Field(None, min_length=1, description="Districts, one team each.")
+    pc4_range: list[int] | None = Field(
+        None, min_length=2, max_length=2, description="First and last four-digit postcode."
+    )
+    case_managers_per_team: SizeCounts | None = None
+    case_manager_tenure_quarters: float | None = Field(None, gt=0)
+    population: Population | None = None
+    employment: Employment | None = None
+    assignment: Assignment | None = None
+    effects: dict[str, PlantedEffect] | None = None
+    defects: Defects | None = None
+
+
+class City(Strict):
+    """``config/cities/<city>.yml``: one municipality."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="The file's stem.")
+    display_name: str = Field(description="Name shown in the book.")
+    description: str = Field("", description="One paragraph on the delivery.")
+    study: Study
+    exports: Exports
+    quirks: list[str] = Field(default_factory=list, description="Known oddities of the delivery.")
+    rollout: Rollout | None = Field(None, description="Absent when no team-by-team roll-out.")
+    legal: dict[str, LegalItem] = Field(
+        default_factory=dict,
+        description="Legal checklist: keys of allowed.items in config/feasibility.yml.",
+    )
+    relevance: dict[str, Relevance] = Field(
+        default_factory=dict,
+        description="Per stakeholder (wanted.stakeholders in config/feasibility.yml).",
+    )
+    synthetic: Synthetic | None = Field(None, description="Merged over synthetic.yml defaults.")
+    data_roots: dict[str, str] | None = Field(
+        None, description="Folder of real exports -> its custody domain (secure environment)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_are_part_of_the_view(cls, data: Any) -> Any:
+        """Defaults the dict view has always carried are set explicitly."""
+        if isinstance(data, dict):
+            data = {**data}
+            data.setdefault("quirks", [])
+            if isinstance(data.get("study"), dict):
+                data["study"] = {"follow_up_months": 24, **data["study"]}
+        return data
+
+
+# ---------------------------------------------------------------------------
+# config/steps.yml, config/instruments.yml
+# ---------------------------------------------------------------------------
+
+Role = Literal[
+    "generator", "municipality", "linking_unit", "researcher", "validator", "publisher", "auditor"
+]
+Domain = Literal["municipal", "ttp", "research", "release", "truth", "public"]
+
+
+class StepOutput(Strict):
+    """One output a step writes, below build/<size>/<city>/."""
+
+    path: str = Field(
+        description="Path relative to the domain's folder; '*' matches any characters."
+    )
+    domain: Domain = Field(description="Custody domain of the file.")
+
+
+class Step(Strict):
+    """One analysis step (a notebook template run per city)."""
+
+    name: str = Field(pattern=r"^\d\d_[a-z0-9_]+$", description="NN_name.")
+    title: str = Field(description="Page title in the book.")
+    role: Role = Field(description="Custody role the step runs under.")
+    needs: list[str] = Field(default_factory=list, description="Earlier steps it reads from.")
+    reads: list[str] = Field(
+        default_factory=list,
+        description="Shared config files it reads (config/steps.yml and the city's file are "
+        "always read).",
+    )
+    writes: list[StepOutput] = Field(default_factory=list, description="Outputs it writes.")
+
+    @field_validator("reads")
+    @classmethod
+    def _config_files(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not re.fullmatch(r"config/[a-z_]+\.yml", item):
+                raise ValueError(f"{item!r} is not a shared config file config/<name>.yml")
+        return value
+
+
+class Steps(Strict):
+    steps: list[Step]
+
+    @model_validator(mode="after")
+    def _needs_in_order(self) -> Steps:
+        seen: set[str] = set()
+        for i, step in enumerate(self.steps):
+            for need in step.needs:
+                if need not in seen:
+                    raise ValueError(f"steps[{i}]: needs {need!r}, which is not declared before it")
+            seen.add(step.name)
+        return self
+
+
+class Instrument(Strict):
+    label: str = Field(description="English label.")
+    dutch: str = Field(description="Dutch name.")
+    description: str = Field("", description="What the instrument is.")
+
+
+class Instruments(Strict):
+    instruments: dict[str, Instrument]
