@@ -52,15 +52,19 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except Exception as exc:  # known errors in one line, not a traceback
         # imported here: the modules that define them are slow to import, and a
-        # step's process (run once per notebook) needs none of them
-        from .book import BookError
+        # step's process (run once per notebook) needs none of them. A config
+        # error (the first thing `make` can hit) is answered before the slow ones.
         from .config import ConfigError
         from .custody import CustodyError
+
+        if isinstance(exc, ConfigError | CustodyError | FileNotFoundError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        from .book import BookError
         from .ingest import ExportError
         from .runner import StepFailed
 
-        if isinstance(exc, ConfigError | CustodyError | BookError | ExportError
-                      | FileNotFoundError):
+        if isinstance(exc, BookError | ExportError):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if isinstance(exc, StepFailed):
