@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reintegration", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("cities", help="list the configured cities")
+    sub.add_parser("check-config", help="validate every config file (one line per problem)")
+    sub.add_parser("config-schema", help="write config/schema/city.schema.json")
     mk = sub.add_parser("makefile", help="write the generated per-city make rules")
     mk.add_argument("-o", "--output", type=Path, required=True)
     data = sub.add_parser("data", help="generate one city's synthetic data")
@@ -78,6 +80,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .config import list_cities
 
         print("\n".join(list_cities()))
+    elif args.command == "check-config":
+        from .config import validate_all
+
+        print(f"config: {len(validate_all())} files valid")
+    elif args.command == "config-schema":
+        from .config_reference import write_city_schema
+        from .paths import repo_root
+
+        print(f"schema: {write_city_schema(repo_root())}")
     elif args.command == "makefile":
         from .makefile import render
 

@@ -156,103 +156,146 @@ class Relevance(Strict):
 
 
 # The synthetic world: every key optional in a city (merged over synthetic.yml defaults).
+def _opt(description: str, **limits: Any) -> Any:
+    """An optional key of the synthetic world (null: take the default)."""
+    return Field(None, description=description, **limits)
+
+
 class SizeCounts(Strict):
-    small: int | None = Field(None, ge=1, description="Value for SIZE=small.")
-    full: int | None = Field(None, ge=1, description="Value for SIZE=full.")
+    """A count per data size."""
+
+    small: int | None = _opt("Value for SIZE=small.", ge=1)
+    full: int | None = _opt("Value for SIZE=full.", ge=1)
 
 
 class Population(Strict):
     """Planted population shares (see config/synthetic.yml for the defaults)."""
 
-    female_share: Share | None = None
-    age: dict[str, float] | None = Field(None, description="mean, sd, min, max of age.")
-    migration: dict[str, Share] | None = Field(None, description="Migration-background shares.")
-    first_generation_share: Share | None = None
-    education: dict[str, Share] | None = None
-    education_first_generation: dict[str, Share] | None = None
-    education_missing: dict[str, float] | None = None
-    household: dict[str, Share] | None = None
-    chronic_health: dict[str, float] | None = None
-    language_low: dict[str, Share] | None = None
-    distance_noise_sd: float | None = Field(None, ge=0)
+    female_share: Share | None = _opt("Share of women among clients.")
+    age: dict[str, float] | None = _opt("Age at inflow: mean, sd, min, max (years).")
+    migration: dict[str, Share] | None = _opt(
+        "Shares by migration background (nl, ma, tr, sr, an, other_nonwestern, western)."
+    )
+    first_generation_share: Share | None = _opt("Of persons with a migration background.")
+    education: dict[str, Share] | None = _opt("Shares of low, middle, high education.")
+    education_first_generation: dict[str, Share] | None = _opt(
+        "The same for first-generation migrants."
+    )
+    education_missing: dict[str, float] | None = _opt(
+        "Missing education in HOOGSTEOPLTAB: first_generation_over_age, rate, other_rate."
+    )
+    household: dict[str, Share] | None = _opt(
+        "Shares of single, single_parent, couple, couple_children."
+    )
+    chronic_health: dict[str, float] | None = _opt(
+        "Chronic health condition: base share and per_decade_over_30."
+    )
+    language_low: dict[str, Share] | None = _opt(
+        "Share below language level B1 by generation (first_generation, second_generation, nl)."
+    )
+    distance_noise_sd: float | None = _opt(
+        "Noise in the case manager's assessment of the distance to the labour market.", ge=0
+    )
 
 
 class Employment(Strict):
-    """Planted job-finding and job-loss hazards (log-odds)."""
+    """Planted job-finding and job-loss hazards (log-odds of the monthly hazards)."""
 
-    pre_inflow: dict[str, float] | None = None
-    find_intercept: float | None = None
-    lose_intercept: float | None = None
-    eta_find: float | None = None
-    eta_lose: float | None = None
-    duration_per_month: float | None = None
-    reentry_probability: Share | None = None
-    team_sd: float | None = Field(None, ge=0)
-    covariates: dict[str, float] | None = None
-    lose_covariates: dict[str, float] | None = None
-    calendar: dict[int, float] | None = None
-    job_switch_rate: Share | None = None
-    wage: dict[str, float] | None = None
-    hours: dict[str, float] | None = None
-    tail_months: dict[str, float] | None = None
+    pre_inflow: dict[str, float] | None = _opt(
+        "History before inflow: employed_intercept, find_intercept, lose_intercept, eta."
+    )
+    find_intercept: float | None = _opt("Intercept of the monthly job-finding hazard.")
+    lose_intercept: float | None = _opt("Intercept of the monthly job-loss hazard.")
+    eta_find: float | None = _opt("Effect of unobserved employability on job finding.")
+    eta_lose: float | None = _opt("Effect of unobserved employability on job loss.")
+    duration_per_month: float | None = _opt("Duration dependence per month on benefit.")
+    reentry_probability: Share | None = _opt("Probability of returning to bijstand after a job.")
+    team_sd: float | None = _opt("Spread of time-invariant district differences.", ge=0)
+    covariates: dict[str, float] | None = _opt("Covariate -> effect on job finding.")
+    lose_covariates: dict[str, float] | None = _opt("Covariate -> effect on job loss.")
+    calendar: dict[int, float] | None = _opt("Calendar year -> common shock to job finding.")
+    job_switch_rate: Share | None = _opt("Monthly probability of switching jobs.")
+    wage: dict[str, float] | None = _opt(
+        "Log monthly wage: log_mean, education_low, education_high, eta, sd."
+    )
+    hours: dict[str, float] | None = _opt(
+        "Hours per month: full_time, part_time_share, part_time_factor."
+    )
+    tail_months: dict[str, float] | None = _opt(
+        "Mean further months of employment and benefit spells running at the horizon."
+    )
 
 
 class InstrumentAssignment(Strict):
     """Planted take-up of one instrument (log-odds)."""
 
-    intercept: float | None = None
-    eta: float | None = None
-    elapsed: float | None = None
-    covariates: dict[str, float] | None = None
+    intercept: float | None = _opt("Intercept of the take-up model.")
+    eta: float | None = _opt("Effect of unobserved employability on take-up.")
+    elapsed: float | None = _opt("Effect per year on benefit.")
+    covariates: dict[str, float] | None = _opt("Covariate -> effect on take-up.")
 
 
 class Assignment(Strict):
     """Planted allocation to instruments."""
 
-    start_month: dict[str, int] | None = None
-    case_manager_sd: float | None = Field(None, ge=0)
-    rollout_shift: float | None = None
-    instruments: dict[str, InstrumentAssignment] | None = None
+    start_month: dict[str, int] | None = _opt(
+        "Elapsed months on benefit at the potential start: mean and max."
+    )
+    case_manager_sd: float | None = _opt("Spread of case-manager propensities (log-odds).", ge=0)
+    rollout_shift: float | None = _opt(
+        "Shift in the availability of the rolled-out instrument once a team rolled it out."
+    )
+    instruments: dict[str, InstrumentAssignment] | None = _opt(
+        "Instrument -> its take-up model (merged key by key over the defaults)."
+    )
 
 
 class PlantedEffect(Strict):
     """Planted effect of one instrument on the job-finding hazard (log-odds)."""
 
-    months: int | None = Field(None, ge=1)
-    during: float | None = None
-    after: float | None = None
-    heterogeneity: dict[str, float] | None = None
+    months: int | None = _opt("How long the instrument runs.", ge=1)
+    during: float | None = _opt("Shift while it runs (lock-in when negative).")
+    after: float | None = _opt("Shift once it ended.")
+    heterogeneity: dict[str, float] | None = _opt("Covariate -> extra shift after it ended.")
 
 
 class Defects(Strict):
     """Planted data defects."""
 
-    bsn_typo_rate: Share | None = None
-    bsn_missing_rate: Share | None = None
-    unregistered_rate: Share | None = None
-    duplicate_rate: Share | None = None
-    duplicate_month: Month | None = None
-    duplicate_ascii_fold_share: Share | None = None
-    missing_instrument_end_rate: Share | None = None
+    bsn_typo_rate: Share | None = _opt("Share of BSNs with one wrong digit (fails the elfproef).")
+    bsn_missing_rate: Share | None = _opt("Share of clients without BSN.")
+    unregistered_rate: Share | None = _opt("Share of clients not in the person register.")
+    duplicate_rate: Share | None = _opt("Share of clients duplicated by a system migration.")
+    duplicate_month: Month | None = _opt("Clients on benefit in this month can be duplicated.")
+    duplicate_ascii_fold_share: Share | None = _opt(
+        "Of the duplicates, the share whose names lost their accents."
+    )
+    missing_instrument_end_rate: Share | None = _opt("Share of episodes without end date.")
 
 
 class Synthetic(Strict):
     """Settings of the synthetic world; in a city file, what differs from the defaults."""
 
-    clients: SizeCounts | None = Field(None, description="Clients per data size.")
-    other_residents_share: float | None = Field(None, ge=0)
-    rin_block: int | None = Field(None, ge=1, le=999)
-    teams: list[str] | None = Field(None, min_length=1, description="Districts, one team each.")
-    pc4_range: list[int] | None = Field(
-        None, min_length=2, max_length=2, description="First and last four-digit postcode."
+    clients: SizeCounts | None = _opt("Clients (inflow cohort members) per data size.")
+    other_residents_share: float | None = _opt(
+        "Register persons who are not clients, per client.", ge=0
     )
-    case_managers_per_team: SizeCounts | None = None
-    case_manager_tenure_quarters: float | None = Field(None, gt=0)
-    population: Population | None = None
-    employment: Employment | None = None
-    assignment: Assignment | None = None
-    effects: dict[str, PlantedEffect] | None = None
-    defects: Defects | None = None
+    rin_block: int | None = _opt(
+        "Block of RINPERSOON numbers (1-999); null: derived from the city name.", ge=1, le=999
+    )
+    teams: list[str] | None = _opt("Districts, one team each.", min_length=1)
+    pc4_range: list[int] | None = _opt(
+        "First and last four-digit postcode of the city.", min_length=2, max_length=2
+    )
+    case_managers_per_team: SizeCounts | None = _opt("Case-manager posts per team at any time.")
+    case_manager_tenure_quarters: float | None = _opt(
+        "Mean quarters a case manager stays on a post.", gt=0
+    )
+    population: Population | None = _opt("Population shares.")
+    employment: Employment | None = _opt("Job finding and job loss.")
+    assignment: Assignment | None = _opt("Allocation to instruments.")
+    effects: dict[str, PlantedEffect] | None = _opt("Instrument -> its planted effect.")
+    defects: Defects | None = _opt("Planted data defects.")
 
 
 class City(Strict):
