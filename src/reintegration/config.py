@@ -282,6 +282,13 @@ def _check_city_references(city: cm.City, name: str, path: Path, root: Path | No
                 f"{show}: exports.instrument_codes.{code}: {key!r} is not a key of "
                 f"config/instruments.yml ({', '.join(sorted(taxonomy))})"
             )
+    feas = load_shared("feasibility", root)
+    _known(show, "legal", city.legal, feas.allowed.items, "allowed.items")
+    _known(show, "relevance", city.relevance, feas.wanted.stakeholders, "wanted.stakeholders")
+    for who, rel in city.relevance.items():
+        where = f"relevance.{who}.concerns"
+        _known(show, where, rel.concerns, feas.wanted.client_concerns, "wanted.client_concerns")
+        _known(show, f"relevance.{who}.instruments", rel.instruments, taxonomy, None)
     if city.rollout is None:
         return
     if city.rollout.instrument not in taxonomy:
@@ -300,6 +307,22 @@ def _check_city_references(city: cm.City, name: str, path: Path, root: Path | No
                 f"{show}: rollout.teams.{team}: not one of the city's teams "
                 f"({', '.join(teams)}){hint}"
             )
+
+
+def _known(show: str, where: str, keys: Any, valid: Any, source: str | None) -> None:
+    """Every one of ``keys`` is one of ``valid`` (from config/feasibility.yml
+    ``source``, or the instrument taxonomy when ``source`` is None)."""
+    valid = sorted(valid)
+    for key in keys:
+        if key not in valid:
+            near = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.75)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            origin = (
+                f"config/feasibility.yml {source}"
+                if source
+                else "the keys of config/instruments.yml"
+            )
+            raise ConfigError(f"{show}: {where}.{key}: not one of {origin}{hint}")
 
 
 def validate_all(root: Path | None = None) -> list[str]:

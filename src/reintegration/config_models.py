@@ -376,7 +376,9 @@ class Step(Strict):
 
 
 class Steps(Strict):
-    steps: list[Step]
+    """``config/steps.yml``: the analysis steps, in order."""
+
+    steps: list[Step] = Field(description="One entry per notebook template.")
 
     @model_validator(mode="after")
     def _needs_in_order(self) -> Steps:
@@ -390,10 +392,16 @@ class Steps(Strict):
 
 
 class Instrument(Strict):
+    """One instrument of the taxonomy."""
+
     label: str = Field(description="English label.")
     dutch: str = Field(description="Dutch name.")
     description: str = Field("", description="What the instrument is.")
 
 
 class Instruments(Strict):
-    instruments: dict[str, Instrument]
+    """``config/instruments.yml``: the shared instrument taxonomy."""
+
+    instruments: dict[str, Instrument] = Field(
+        description="Instrument key -> its names; every city maps its own codes onto the keys."
+    )

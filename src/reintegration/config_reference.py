@@ -115,7 +115,7 @@ def rows(model: type[BaseModel]) -> list[tuple[str, str, str, str]]:
     defs = schema.get("$defs", {})
     out: list[tuple[str, str, str, str]] = []
 
-    def walk(node: dict[str, Any], prefix: str, seen: tuple[str, ...]) -> None:
+    def walk(node: dict[str, Any], prefix: str) -> None:
         node = _resolve(node, defs)
         required = set(node.get("required", []))
         for key, prop in node.get("properties", {}).items():
@@ -130,22 +130,19 @@ def rows(model: type[BaseModel]) -> list[tuple[str, str, str, str]]:
             desc = " ".join(desc.split())
             kind = _type_text(prop, defs) + (f" ({limits})" if limits else "")
             out.append((path, kind, status, desc))
-            for m in _members(prop, defs):
-                title = m.get("title", "")
-                if title in seen:
-                    continue
+            for m in _members(prop, defs):  # the models are not recursive
                 if "properties" in m:
-                    walk(m, f"{path}.", (*seen, title))
+                    walk(m, f"{path}.")
                 elif m.get("type") == "object" and isinstance(m.get("additionalProperties"), dict):
                     value = _resolve(m["additionalProperties"], defs)
                     if "properties" in value:
-                        walk(value, f"{path}.<name>.", (*seen, value.get("title", "")))
+                        walk(value, f"{path}.<name>.")
                 elif m.get("type") == "array":
                     item = _resolve(m.get("items", {}), defs)
                     if "properties" in item:
-                        walk(item, f"{path}[].", (*seen, title))
+                        walk(item, f"{path}[].")
 
-    walk(schema, "", (schema.get("title", ""),))
+    walk(schema, "")
     return out
 
 
