@@ -39,8 +39,6 @@ SIZE_STAMP := $(RESULTS)/.size
 
 CITY_FILES := $(sort $(wildcard config/cities/*.yml))
 SRC_FILES := $(sort $(shell find src -name '*.py' -not -path '*/__pycache__/*'))
-SYNTH_FILES := $(sort $(wildcard src/reintegration/synth/*.py)) \
-	$(addprefix src/reintegration/,bsn.py atomic.py custody.py paths.py config.py)
 BOOK_SOURCES := book/_config.yml $(sort $(shell find book -name '*.md' \
 	-not -path 'book/_build/*' -not -path 'book/results/*' -not -path 'book/_generated/*'))
 
@@ -48,7 +46,8 @@ BOOK_SOURCES := book/_config.yml $(sort $(shell find book -name '*.md' \
 # own template, city config, declared config reads, the modules the step
 # imports and upstream notebooks (see src/reintegration/makefile.py).
 STEP_DEPS := $(VENV_STAMP) $(SIZE_STAMP)
-DATA_DEPS := $(SYNTH_FILES) config/instruments.yml $(wildcard config/synthetic.yml) $(VENV_STAMP)
+# (The generator's modules, DATA_SRC, come from the generated rules.)
+DATA_DEPS := config/instruments.yml $(wildcard config/synthetic.yml) $(VENV_STAMP)
 # One BLAS thread per step: with two cores and `make -j2` (or anything else
 # running) threaded BLAS oversubscribes the machine and the estimators slow down.
 ONE_THREAD := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1

@@ -309,3 +309,13 @@ def test_a_bad_city_file_stops_make_all_within_5_seconds(root, tmp_path, case):
     assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), out.stderr
     assert elapsed < 5, elapsed
     assert not (tmp_path / "synthetic_data").exists()  # no work was done
+
+
+def test_the_data_rule_follows_the_generators_imports(root):
+    text = render(root)
+    data_src = re.search(r"^DATA_SRC := (.*)$", text, re.MULTILINE).group(1).split()
+    assert "src/reintegration/synth/world.py" in data_src
+    assert "src/reintegration/config_models.py" in data_src  # imported through config
+    assert BOOK_RENDERER not in data_src and "src/reintegration/phase2.py" not in data_src
+    rule = re.search(r"^\$\(DATA\)/manifests/utrecht\.json: (.*)$", text, re.MULTILINE)
+    assert "$(DATA_SRC)" in rule.group(1).split()

@@ -117,12 +117,16 @@ def step_modules(template: Path, pkg_dir: Path | None = None) -> set[str]:
     return closure(notebook_imports(template, pkg_dir) | {RUNNER}, pkg_dir)
 
 
-def step_sources(template: Path, pkg_dir: Path | None = None) -> list[str]:
-    """The source files of :func:`step_modules`, as ``src/...`` paths relative
-    to the repository root, sorted."""
+def module_files(start: set[str], pkg_dir: Path | None = None) -> list[str]:
+    """The source files of ``start`` and everything it imports, as ``src/...``
+    paths relative to the repository root, sorted."""
     pkg_dir = pkg_dir or package_dir()
     mods = modules(pkg_dir)
     return sorted(
-        mods[m].relative_to(pkg_dir.parent.parent).as_posix()
-        for m in step_modules(template, pkg_dir)
+        mods[m].relative_to(pkg_dir.parent.parent).as_posix() for m in closure(start, pkg_dir)
     )
+
+
+def step_sources(template: Path, pkg_dir: Path | None = None) -> list[str]:
+    """The source files of :func:`step_modules` (see :func:`module_files`)."""
+    return module_files(step_modules(template, pkg_dir), pkg_dir)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import list_cities, load_steps, validate_all
-from .depgraph import step_sources
+from .depgraph import module_files, step_sources
 from .paths import repo_root
 
 
@@ -47,6 +47,14 @@ def step_prerequisites(root: Path, step: dict) -> list[str]:
     ]
 
 
+def data_sources(root: Path) -> list[str]:
+    """The modules the synthetic-data generator runs (``reintegration.synth``
+    and what it imports), as ``src/...`` paths."""
+    own = root / "src" / "reintegration"
+    pkg = own if own.is_dir() else None
+    return module_files({"reintegration.synth"}, pkg)
+
+
 def render(root: Path | None = None) -> str:
     root = root or repo_root()
     validate_all(root)
@@ -61,6 +69,7 @@ def render(root: Path | None = None) -> str:
     ]
     for s in steps:
         out.append(f"{_var(s['name'])} := {' '.join(step_prerequisites(root, s))}")
+    out.append(f"DATA_SRC := {' '.join(data_sources(root))}")
     out.append("")
     for city in cities:
         targets = [_nb(city, s["name"]) for s in steps]
@@ -75,7 +84,7 @@ def render(root: Path | None = None) -> str:
         out += [
             f"$(RELEASE)/{city}/SHA256SUMS: $(NOTEBOOKS_{city})",
             f"\t$(PY) -m reintegration release --size $(SIZE) --city {city}",
-            f"$(DATA)/manifests/{city}.json: config/cities/{city}.yml $(DATA_DEPS)",
+            f"$(DATA)/manifests/{city}.json: config/cities/{city}.yml $(DATA_SRC) $(DATA_DEPS)",
             f"\t$(GEN_DATA) --city {city}",
             f".PHONY: city-{city}",
             f"city-{city}: $(NOTEBOOKS_{city})",
