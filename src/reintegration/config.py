@@ -282,13 +282,9 @@ def _check_city_references(city: cm.City, name: str, path: Path, root: Path | No
                 f"{show}: exports.instrument_codes.{code}: {key!r} is not a key of "
                 f"config/instruments.yml ({', '.join(sorted(taxonomy))})"
             )
-    feas = load_shared("feasibility", root)
-    _known(show, "legal", city.legal, feas.allowed.items, "allowed.items")
-    _known(show, "relevance", city.relevance, feas.wanted.stakeholders, "wanted.stakeholders")
-    for who, rel in city.relevance.items():
-        where = f"relevance.{who}.concerns"
-        _known(show, where, rel.concerns, feas.wanted.client_concerns, "wanted.client_concerns")
-        _known(show, f"relevance.{who}.instruments", rel.instruments, taxonomy, None)
+    feas = load_shared("feasibility", root) if city.legal or city.relevance else None
+    if feas is not None:
+        _check_phase1_keys(city, feas, show, taxonomy)
     if city.rollout is None:
         return
     if city.rollout.instrument not in taxonomy:
@@ -307,6 +303,17 @@ def _check_city_references(city: cm.City, name: str, path: Path, root: Path | No
                 f"{show}: rollout.teams.{team}: not one of the city's teams "
                 f"({', '.join(teams)}){hint}"
             )
+
+
+def _check_phase1_keys(city: cm.City, feas: Any, show: str, taxonomy: set[str]) -> None:
+    """The city's legal items, stakeholders, concerns and instrument overrides
+    exist in config/feasibility.yml and the instrument taxonomy."""
+    _known(show, "legal", city.legal, feas.allowed.items, "allowed.items")
+    _known(show, "relevance", city.relevance, feas.wanted.stakeholders, "wanted.stakeholders")
+    for who, rel in city.relevance.items():
+        where = f"relevance.{who}.concerns"
+        _known(show, where, rel.concerns, feas.wanted.client_concerns, "wanted.client_concerns")
+        _known(show, f"relevance.{who}.instruments", rel.instruments, taxonomy, None)
 
 
 def _known(show: str, where: str, keys: Any, valid: Any, source: str | None) -> None:

@@ -94,12 +94,14 @@ class Exports(Strict):
     delimiter: str = Field(",", description="Field separator of CSV exports.")
     line_terminator: str = Field("\n", description="Line ending of CSV exports.")
     date_format: str = Field(
-        description="strftime format of dates in the exports, or 'spss' for SPSS dates."
+        "%Y-%m-%d", description="strftime format of dates in the exports, or 'spss' for SPSS dates."
     )
     bsn_as_number: bool = Field(
         False, description="The BSN column is numeric, so leading zeros are lost."
     )
-    client_id_format: str = Field(description="Python format of the client number, e.g. K{:07d}.")
+    client_id_format: str = Field(
+        "{:07d}", description="Python format of the client number, e.g. K{:07d}."
+    )
     case_manager_id_format: str | None = Field(
         None, description="Python format of the case-manager number; absent when not delivered."
     )
