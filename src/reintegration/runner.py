@@ -35,6 +35,23 @@ def parameters_for(step: str, city: str, size: str) -> dict[str, Any]:
     return {"city": city, "size": size}
 
 
+def check_config_reads(spec: dict[str, Any], city: str, paths: Paths, reads: dict) -> None:
+    """Fail a step that read a config file config/steps.yml does not list
+    under its ``reads`` (its make rule would miss that prerequisite)."""
+    allowed = {f"config/cities/{city}.yml", "config/steps.yml", *spec["reads"]}
+    config_dir = paths.config_dir.resolve()
+    for path in sorted(reads):
+        p = Path(path)
+        if config_dir not in p.parents:
+            continue
+        rel = p.relative_to(paths.root.resolve()).as_posix()
+        if rel not in allowed:
+            raise StepFailed(
+                f"step {spec['name']} for {city} read {rel}, which config/steps.yml does not "
+                "list under its reads"
+            )
+
+
 def run_step(
     step: str, *, city: str, size: str, root: Path | None = None, kernel: str = KERNEL
 ) -> Path:
@@ -120,23 +137,6 @@ def run_step(
     atomic.write_text(target, nbformat.writes(nb))
     tmp.unlink(missing_ok=True)
     return target
-
-
-def check_config_reads(spec: dict[str, Any], city: str, paths: Paths, reads: dict) -> None:
-    """Fail a step that read a config file config/steps.yml does not list
-    under its ``reads`` (its make rule would miss that prerequisite)."""
-    allowed = {f"config/cities/{city}.yml", "config/steps.yml", *spec["reads"]}
-    config_dir = paths.config_dir.resolve()
-    for path in sorted(reads):
-        p = Path(path)
-        if config_dir not in p.parents:
-            continue
-        rel = p.relative_to(paths.root.resolve()).as_posix()
-        if rel not in allowed:
-            raise StepFailed(
-                f"step {spec['name']} for {city} read {rel}, which config/steps.yml does not "
-                "list under its reads"
-            )
 
 
 def first_city_step(paths: Paths) -> str:
