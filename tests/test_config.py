@@ -139,6 +139,10 @@ CITY_PROBLEMS = {
         lambda c: c["study"].update(follow_up_months="two years"),
         "study.follow_up_months: Input should be a valid integer",
     ),
+    "a list where a code belongs": (
+        lambda c: c["exports"]["codes"]["sex"].update(male=["M"]),
+        "exports.codes.sex.male: Input should be a valid string, got ['M']",
+    ),
     "share above one": (
         lambda c: c["synthetic"]["defects"].update(bsn_typo_rate=1.5),
         "synthetic.defects.bsn_typo_rate: Input should be less than or equal to 1, got 1.5",

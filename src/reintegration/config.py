@@ -125,15 +125,38 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     return None
 
 
-def one_line(path: Path | str, model: type[BaseModel], exc: ValidationError) -> str:
+def _file_loc(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[Any, ...]:
+    """The part of a pydantic error location that is a key path of the file:
+    pydantic adds the member types of a union (``str``, ``int``) and tags
+    such as ``[key]``; those are not in the data. A missing key is kept."""
+    out: list[Any] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif kind == "missing" and len(out) == len(loc) - 1:
+            pass
+        else:
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def one_line(
+    path: Path | str, model: type[BaseModel], exc: ValidationError, data: Any = None
+) -> str:
     """The first error of ``exc`` as ``<file>: <key path>: <problem>``. An
     unknown key comes first: a misspelled key is also a missing one, and the
     misspelling is what to fix."""
     errors = exc.errors()
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
-    where = _key_path(loc) or "(top level)"
     kind = err["type"]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+    if data is not None:
+        loc = _file_loc(data, loc, kind)
+    where = _key_path(loc) or "(top level)"
     if kind == "extra_forbidden":
         parent = _model_at(model, loc[:-1])
         valid = list(parent.model_fields) if parent else []
@@ -158,7 +181,7 @@ def validate(path: Path, model: type[M], data: Any = None, **context: Any) -> M:
     try:
         return model.model_validate(data, context=context or None)
     except ValidationError as exc:
-        raise ConfigError(one_line(_show(path), model, exc)) from None
+        raise ConfigError(one_line(_show(path), model, exc, data)) from None
 
 
 def _show(path: Path) -> str:
