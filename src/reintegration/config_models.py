@@ -45,7 +45,9 @@ def _month(value: Any) -> str:
 
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 Month = Annotated[str, BeforeValidator(_month), Field(json_schema_extra={"pattern": MONTH_PATTERN})]
-Share = Annotated[float, Field(ge=0, le=1)]
+#: a number as written: an integer stays an integer (10 is not shown as 10.0)
+Num = int | float
+Share = Annotated[Num, Field(ge=0, le=1)]
 
 
 # ---------------------------------------------------------------------------
@@ -174,7 +176,7 @@ class Population(Strict):
     """Planted population shares (see config/synthetic.yml for the defaults)."""
 
     female_share: Share | None = _opt("Share of women among clients.")
-    age: dict[str, float] | None = _opt("Age at inflow: mean, sd, min, max (years).")
+    age: dict[str, Num] | None = _opt("Age at inflow: mean, sd, min, max (years).")
     migration: dict[str, Share] | None = _opt(
         "Shares by migration background (nl, ma, tr, sr, an, other_nonwestern, western)."
     )
@@ -183,19 +185,19 @@ class Population(Strict):
     education_first_generation: dict[str, Share] | None = _opt(
         "The same for first-generation migrants."
     )
-    education_missing: dict[str, float] | None = _opt(
+    education_missing: dict[str, Num] | None = _opt(
         "Missing education in HOOGSTEOPLTAB: first_generation_over_age, rate, other_rate."
     )
     household: dict[str, Share] | None = _opt(
         "Shares of single, single_parent, couple, couple_children."
     )
-    chronic_health: dict[str, float] | None = _opt(
+    chronic_health: dict[str, Num] | None = _opt(
         "Chronic health condition: base share and per_decade_over_30."
     )
     language_low: dict[str, Share] | None = _opt(
         "Share below language level B1 by generation (first_generation, second_generation, nl)."
     )
-    distance_noise_sd: float | None = _opt(
+    distance_noise_sd: Num | None = _opt(
         "Noise in the case manager's assessment of the distance to the labour market.", ge=0
     )
 
@@ -203,27 +205,27 @@ class Population(Strict):
 class Employment(Strict):
     """Planted job-finding and job-loss hazards (log-odds of the monthly hazards)."""
 
-    pre_inflow: dict[str, float] | None = _opt(
+    pre_inflow: dict[str, Num] | None = _opt(
         "History before inflow: employed_intercept, find_intercept, lose_intercept, eta."
     )
-    find_intercept: float | None = _opt("Intercept of the monthly job-finding hazard.")
-    lose_intercept: float | None = _opt("Intercept of the monthly job-loss hazard.")
-    eta_find: float | None = _opt("Effect of unobserved employability on job finding.")
-    eta_lose: float | None = _opt("Effect of unobserved employability on job loss.")
-    duration_per_month: float | None = _opt("Duration dependence per month on benefit.")
+    find_intercept: Num | None = _opt("Intercept of the monthly job-finding hazard.")
+    lose_intercept: Num | None = _opt("Intercept of the monthly job-loss hazard.")
+    eta_find: Num | None = _opt("Effect of unobserved employability on job finding.")
+    eta_lose: Num | None = _opt("Effect of unobserved employability on job loss.")
+    duration_per_month: Num | None = _opt("Duration dependence per month on benefit.")
     reentry_probability: Share | None = _opt("Probability of returning to bijstand after a job.")
-    team_sd: float | None = _opt("Spread of time-invariant district differences.", ge=0)
-    covariates: dict[str, float] | None = _opt("Covariate -> effect on job finding.")
-    lose_covariates: dict[str, float] | None = _opt("Covariate -> effect on job loss.")
-    calendar: dict[int, float] | None = _opt("Calendar year -> common shock to job finding.")
+    team_sd: Num | None = _opt("Spread of time-invariant district differences.", ge=0)
+    covariates: dict[str, Num] | None = _opt("Covariate -> effect on job finding.")
+    lose_covariates: dict[str, Num] | None = _opt("Covariate -> effect on job loss.")
+    calendar: dict[int, Num] | None = _opt("Calendar year -> common shock to job finding.")
     job_switch_rate: Share | None = _opt("Monthly probability of switching jobs.")
-    wage: dict[str, float] | None = _opt(
+    wage: dict[str, Num] | None = _opt(
         "Log monthly wage: log_mean, education_low, education_high, eta, sd."
     )
-    hours: dict[str, float] | None = _opt(
+    hours: dict[str, Num] | None = _opt(
         "Hours per month: full_time, part_time_share, part_time_factor."
     )
-    tail_months: dict[str, float] | None = _opt(
+    tail_months: dict[str, Num] | None = _opt(
         "Mean further months of employment and benefit spells running at the horizon."
     )
 
@@ -231,10 +233,10 @@ class Employment(Strict):
 class InstrumentAssignment(Strict):
     """Planted take-up of one instrument (log-odds)."""
 
-    intercept: float | None = _opt("Intercept of the take-up model.")
-    eta: float | None = _opt("Effect of unobserved employability on take-up.")
-    elapsed: float | None = _opt("Effect per year on benefit.")
-    covariates: dict[str, float] | None = _opt("Covariate -> effect on take-up.")
+    intercept: Num | None = _opt("Intercept of the take-up model.")
+    eta: Num | None = _opt("Effect of unobserved employability on take-up.")
+    elapsed: Num | None = _opt("Effect per year on benefit.")
+    covariates: dict[str, Num] | None = _opt("Covariate -> effect on take-up.")
 
 
 class Assignment(Strict):
@@ -243,8 +245,8 @@ class Assignment(Strict):
     start_month: dict[str, int] | None = _opt(
         "Elapsed months on benefit at the potential start: mean and max."
     )
-    case_manager_sd: float | None = _opt("Spread of case-manager propensities (log-odds).", ge=0)
-    rollout_shift: float | None = _opt(
+    case_manager_sd: Num | None = _opt("Spread of case-manager propensities (log-odds).", ge=0)
+    rollout_shift: Num | None = _opt(
         "Shift in the availability of the rolled-out instrument once a team rolled it out."
     )
     instruments: dict[str, InstrumentAssignment] | None = _opt(
@@ -256,9 +258,9 @@ class PlantedEffect(Strict):
     """Planted effect of one instrument on the job-finding hazard (log-odds)."""
 
     months: int | None = _opt("How long the instrument runs.", ge=1)
-    during: float | None = _opt("Shift while it runs (lock-in when negative).")
-    after: float | None = _opt("Shift once it ended.")
-    heterogeneity: dict[str, float] | None = _opt("Covariate -> extra shift after it ended.")
+    during: Num | None = _opt("Shift while it runs (lock-in when negative).")
+    after: Num | None = _opt("Shift once it ended.")
+    heterogeneity: dict[str, Num] | None = _opt("Covariate -> extra shift after it ended.")
 
 
 class Defects(Strict):
@@ -279,7 +281,7 @@ class Synthetic(Strict):
     """Settings of the synthetic world; in a city file, what differs from the defaults."""
 
     clients: SizeCounts | None = _opt("Clients (inflow cohort members) per data size.")
-    other_residents_share: float | None = _opt(
+    other_residents_share: Num | None = _opt(
         "Register persons who are not clients, per client.", ge=0
     )
     rin_block: int | None = _opt(
@@ -290,7 +292,7 @@ class Synthetic(Strict):
         "First and last four-digit postcode of the city.", min_length=2, max_length=2
     )
     case_managers_per_team: SizeCounts | None = _opt("Case-manager posts per team at any time.")
-    case_manager_tenure_quarters: float | None = _opt(
+    case_manager_tenure_quarters: Num | None = _opt(
         "Mean quarters a case manager stays on a post.", gt=0
     )
     population: Population | None = _opt("Population shares.")

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .config_models import Month, Share, Strict, Synthetic
+from .config_models import Month, Num, Share, Strict, Synthetic
 
 
 def _d(description: str, **limits: object) -> object:
@@ -23,8 +23,8 @@ class Levels(Strict):
     """A check with two lines: one where it fails (no_go) and one where it stops
     passing cleanly (conditional)."""
 
-    conditional: float = _d("The line at which the check becomes conditional.")
-    no_go: float = _d("The line at which the check fails.")
+    conditional: Num = _d("The line at which the check becomes conditional.")
+    no_go: Num = _d("The line at which the check fails.")
 
 
 # ---------------------------------------------------------------------------
@@ -68,7 +68,7 @@ class CaseManagerIVCheck(Strict):
     min_share_multi_manager_cells: Share = _d(
         "Share of clients in cells with at least two case managers."
     )
-    min_first_stage_f: float = _d("First-stage F statistic (cluster-robust) at least.", ge=0)
+    min_first_stage_f: Num = _d("First-stage F statistic (cluster-robust) at least.", ge=0)
     balance_pvalue: Share = _d("A balance-test p-value below this makes the sub-study conditional.")
 
 
@@ -96,10 +96,10 @@ class Theoretical(Strict):
 class Power(Strict):
     """Minimum detectable effect against the effect that matters for policy."""
 
-    alpha: float = _d("Two-sided significance level.", gt=0, lt=1)
-    power: float = _d("Power.", gt=0, lt=1)
-    policy_effect: float = _d("Policy-relevant effect on the outcome (share).", gt=0)
-    no_go_factor: float | None = Field(
+    alpha: Num = _d("Two-sided significance level.", gt=0, lt=1)
+    power: Num = _d("Power.", gt=0, lt=1)
+    policy_effect: Num = _d("Policy-relevant effect on the outcome (share).", gt=0)
+    no_go_factor: Num | None = Field(
         None, ge=1, description="An MDE above this multiple of policy_effect is no-go; null: never."
     )
 
@@ -212,7 +212,7 @@ class SelectionOnObservablesEstimate(Strict):
     method: Method = _d("ra, ipw or aipw (cross-fitted doubly robust).")
     folds: int = _d("Cross-fitting folds.", ge=2)
     seed: int = _d("Seed of the fold split.")
-    trim: float = _d("Propensity scores clipped to [trim, 1 - trim].", ge=0, lt=0.5)
+    trim: Num = _d("Propensity scores clipped to [trim, 1 - trim].", ge=0, lt=0.5)
     max_month: int = _d("Risk sets for elapsed months 0 .. max_month.", ge=0)
     min_stratum_treated: int = _d("Starters per band of elapsed months, at least.", ge=1)
     subgroup_method: Method = _d("Method of the subgroup estimates.")
@@ -278,10 +278,8 @@ class Dominance(Strict):
     """Dominance rules for magnitude tables."""
 
     nk_n: int = _d("n of the nk rule: the n largest contributions ...", ge=1)
-    nk_k: float = _d("... may not make up k or more of the cell total.", gt=0, le=1)
-    p_ratio: float = _d(
-        "What remains after the two largest must be >= p x the largest.", gt=0, lt=1
-    )
+    nk_k: Num = _d("... may not make up k or more of the cell total.", gt=0, le=1)
+    p_ratio: Num = _d("What remains after the two largest must be >= p x the largest.", gt=0, lt=1)
 
 
 class Disclosure(Strict):
