@@ -88,6 +88,8 @@ def _type_text(node: dict[str, Any], defs: dict[str, Any]) -> str:
                     "boolean": "true/false",
                 }.get(m.get("type", ""), "any")
             )
+    if "integer" in parts and "number" in parts:  # int | float: a number as written
+        parts.remove("integer")
     optional = any(a.get("type") == "null" for a in node.get("anyOf", []))
     text = " or ".join(dict.fromkeys(parts)) or "any"
     return f"{text} or null" if optional else text
