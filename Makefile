@@ -39,15 +39,15 @@ SIZE_STAMP := $(RESULTS)/.size
 
 CITY_FILES := $(sort $(wildcard config/cities/*.yml))
 SRC_FILES := $(sort $(shell find src -name '*.py' -not -path '*/__pycache__/*'))
-SYNTH_FILES := $(sort $(wildcard src/reintegration/synth/*.py)) \
-	$(addprefix src/reintegration/,bsn.py atomic.py custody.py paths.py config.py)
 BOOK_SOURCES := book/_config.yml $(sort $(shell find book -name '*.md' \
 	-not -path 'book/_build/*' -not -path 'book/results/*' -not -path 'book/_generated/*'))
 
 # What a step's executed notebook and a city's data depend on, besides their
-# own template, config and upstream notebooks (see src/reintegration/makefile.py).
-STEP_DEPS := $(SRC_FILES) $(wildcard config/*.yml) $(VENV_STAMP) $(SIZE_STAMP)
-DATA_DEPS := $(SYNTH_FILES) config/instruments.yml $(wildcard config/synthetic.yml) $(VENV_STAMP)
+# own template, city config, declared config reads, the modules the step
+# imports and upstream notebooks (see src/reintegration/makefile.py).
+STEP_DEPS := $(VENV_STAMP) $(SIZE_STAMP)
+# (The generator's modules, DATA_SRC, come from the generated rules.)
+DATA_DEPS := config/instruments.yml $(wildcard config/synthetic.yml) $(VENV_STAMP)
 # One BLAS thread per step: with two cores and `make -j2` (or anything else
 # running) threaded BLAS oversubscribes the machine and the estimators slow down.
 ONE_THREAD := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
@@ -90,8 +90,12 @@ $(VENV_STAMP): pyproject.toml uv-overrides.txt
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (reintegration)"
 	@touch $@
 
-$(BUILD)/steps.mk: config/steps.yml config/cities $(CITY_FILES) \
-		src/reintegration/makefile.py src/reintegration/config.py $(VENV_STAMP)
+# Generating the rules validates every config file first: a bad key stops
+# `make` here, before any work, with one line naming the file and the key.
+# The rules follow the templates' and the modules' imports, so they are
+# regenerated (cheaply) when a template or a module changes.
+$(BUILD)/steps.mk: config/cities $(CITY_FILES) $(wildcard config/*.yml) $(SRC_FILES) \
+		$(wildcard notebooks/*.ipynb) $(VENV_STAMP)
 	@mkdir -p $(@D)
 	@$(PY) -m reintegration makefile --size $(SIZE) -o $@
 	@touch $@

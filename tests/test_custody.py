@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from reintegration.config import ConfigError
 from reintegration.custody import (
     RESEARCH_RECORDS,
     ROLE_ACCESS,
@@ -13,7 +14,7 @@ from reintegration.custody import (
     check_access,
 )
 from reintegration.paths import Paths
-from reintegration.step import StepContext
+from reintegration.step import StepContext, UndeclaredWrite
 
 
 @pytest.fixture
@@ -95,7 +96,8 @@ def test_step_context_logs_reads_for_provenance(tmp_root, monkeypatch):
     ctx.check_read(cfg)
     out = ctx.write_json("profile.json", {"a": 1})
     log = ctx.io_log()
-    assert log["reads"] == {str(cfg.resolve()): "public"}
+    city = tmp_root / "config" / "cities" / "rotterdam.yml"
+    assert log["reads"] == {str(cfg.resolve()): "public", str(city.resolve()): "public"}
     assert log["writes"] == {str(out.resolve()): "release"}
 
 
@@ -249,3 +251,45 @@ def test_book_pages_include_only_generated_pages():
             found.append((page.name, kind, target))
             assert kind == "include" and target.startswith("../_generated/"), (page, target)
     assert found  # the check saw the includes it is about
+
+
+def test_config_read_by_any_module_is_logged_for_provenance(tmp_root, monkeypatch):
+    """A module the notebook calls reads config/effects.yml and
+    config/disclosure.yml without the context: the context still logs both."""
+    from reintegration import disclosure, phase2
+
+    monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
+    ctx = StepContext("06_effects", city="rotterdam", size="small", root=tmp_root)
+    phase2.load_settings(tmp_root)
+    disclosure.register(ctx)
+    reads = set(ctx.io_log()["reads"])
+    config = (tmp_root / "config").resolve()
+    assert {str(config / "effects.yml"), str(config / "disclosure.yml")} <= reads
+    # the runner fails a step that read a config file it does not declare
+    from reintegration.runner import StepFailed, check_config_reads
+
+    check_config_reads(ctx.spec, "rotterdam", ctx.paths, ctx.io_log()["reads"])
+    undeclared = {**ctx.io_log()["reads"], str(config / "feasibility.yml"): "public"}
+    with pytest.raises(StepFailed, match="read config/feasibility.yml, which config/steps.yml"):
+        check_config_reads(ctx.spec, "rotterdam", ctx.paths, undeclared)
+
+
+def test_settings_only_for_declared_reads(tmp_root, monkeypatch):
+    monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
+    ctx = StepContext("06_effects", city="rotterdam", size="small", root=tmp_root)
+    assert ctx.settings("effects").rollout_did.period == "quarter"
+    with pytest.raises(ConfigError, match="config/feasibility.yml but config/steps.yml"):
+        ctx.settings("feasibility")
+
+
+def test_a_write_not_declared_in_steps_yml_is_refused(tmp_root, monkeypatch):
+    monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
+    ctx = StepContext("06_effects", city="rotterdam", size="small", root=tmp_root)
+    ctx.write_json("estimates.json", {"a": 1})  # declared
+    ctx.write_json("outputs/06_effects/tables/t.json", {"a": 1})  # declared pattern
+    msg = r"step 06_effects may not write notes.json \(release\)"
+    with pytest.raises(UndeclaredWrite, match=msg):
+        ctx.write_json("notes.json", {"a": 1})
+    with pytest.raises(UndeclaredWrite, match="persons.parquet"):
+        ctx.write_parquet("persons.parquet", None, domain="research")
+    assert not (ctx.out_dir / "notes.json").exists()

@@ -77,3 +77,34 @@ def test_reproducibility_appendix_lists_every_run(small, built_book):
     for city, _step, _ in _records(small):
         assert f"<td><p>{load_city(city, small.root)['display_name']}</p></td>" in html
     assert "pandas" in html and "linearmodels" in html
+
+
+def config_inputs_problems(paths, city: str, step: dict) -> list[str]:
+    """What is wrong with the config inputs of one step's record: a declared
+    config file it does not list, or a config file the step read (its I/O log)
+    that the record does not list."""
+    from reintegration.step import read_io_log
+
+    rec = read_record(paths.provenance_dir(city) / f"{step['name']}.json")
+    listed = {i["path"] for i in rec["inputs"] if i["path"].startswith("config/")}
+    expected = {f"config/cities/{city}.yml", "config/steps.yml", *step["reads"]}
+    read = {
+        str(p.relative_to(paths.root))
+        for p in map(type(paths.root), read_io_log(paths, city, step["name"])["reads"])
+        if paths.config_dir in p.parents
+    }
+    return [f"{step['name']}: declared {f} not listed" for f in sorted(expected - listed)] + [
+        f"{step['name']}: read {f} not listed" for f in sorted(read - listed)
+    ]
+
+
+@pytest.mark.pipeline
+def test_every_steps_provenance_lists_every_config_file_it_read(small, built_book):
+    problems = []
+    for city in list_cities(small.root):
+        for s in load_steps(small.root):
+            problems += [f"{city}/{p}" for p in config_inputs_problems(small, city, s)]
+    assert not problems
+    rec = read_record(small.provenance_dir("rotterdam") / "06_effects.json")
+    paths = {i["path"] for i in rec["inputs"]}
+    assert {"config/effects.yml", "config/disclosure.yml"} <= paths

@@ -516,7 +516,7 @@ def test_a_new_city_yaml_plants_its_own_truth_without_code_changes(
 ) -> None:
     root = tmp_path / "root"
     (root / "config" / "cities").mkdir(parents=True)
-    for name in ("instruments.yml", "synthetic.yml", "steps.yml"):
+    for name in ("instruments.yml", "synthetic.yml", "steps.yml", "feasibility.yml"):
         shutil.copy(ROOT / "config" / name, root / "config" / name)
     for city in CITIES:
         shutil.copy(ROOT / "config" / "cities" / f"{city}.yml", root / "config" / "cities")
@@ -552,7 +552,7 @@ def test_a_new_city_yaml_plants_its_own_truth_without_code_changes(
 def test_a_city_without_a_synthetic_section_uses_the_defaults(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "config" / "cities").mkdir(parents=True)
-    for name in ("instruments.yml", "synthetic.yml", "steps.yml"):
+    for name in ("instruments.yml", "synthetic.yml", "steps.yml", "feasibility.yml"):
         shutil.copy(ROOT / "config" / name, root / "config" / name)
     bare = NEWTOWN.split("rollout:")[0].replace("newtown", "plain")
     (root / "config" / "cities" / "plain.yml").write_text(bare, encoding="utf-8")

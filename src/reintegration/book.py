@@ -16,6 +16,7 @@ import yaml
 
 from . import atomic, feasibility, provenance, werkwijzer
 from .config import list_cities, load_city, load_steps
+from .config_reference import reference_markdown
 from .paths import Paths
 from .synth import data_dictionary_markdown, planted_parameters_markdown
 
@@ -46,6 +47,7 @@ BACK = [
             "appendices/ethics",
             "appendices/reproducibility",
             "appendices/data_dictionary",
+            "appendices/configuration",
             "appendices/glossary",
         ],
     ),
@@ -155,6 +157,7 @@ def generated_pages(paths: Paths) -> dict[str, str]:
         "packages.md": packages_markdown(),
     }
     pages["data_dictionary.md"] = data_dictionary_markdown()
+    pages["config_reference.md"] = reference_markdown()
     pages["planted_parameters.md"] = planted_parameters_markdown(
         list_cities(paths.root), root=paths.root
     )

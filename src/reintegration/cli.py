@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reintegration", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("cities", help="list the configured cities")
+    sub.add_parser("check-config", help="validate every config file (one line per problem)")
+    sub.add_parser("config-schema", help="write config/schema/city.schema.json")
     mk = sub.add_parser("makefile", help="write the generated per-city make rules")
     mk.add_argument("-o", "--output", type=Path, required=True)
     data = sub.add_parser("data", help="generate one city's synthetic data")
@@ -52,15 +54,19 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except Exception as exc:  # known errors in one line, not a traceback
         # imported here: the modules that define them are slow to import, and a
-        # step's process (run once per notebook) needs none of them
-        from .book import BookError
+        # step's process (run once per notebook) needs none of them. A config
+        # error (the first thing `make` can hit) is answered before the slow ones.
         from .config import ConfigError
         from .custody import CustodyError
+
+        if isinstance(exc, ConfigError | CustodyError | FileNotFoundError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        from .book import BookError
         from .ingest import ExportError
         from .runner import StepFailed
 
-        if isinstance(exc, ConfigError | CustodyError | BookError | ExportError
-                      | FileNotFoundError):
+        if isinstance(exc, BookError | ExportError):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if isinstance(exc, StepFailed):
@@ -74,6 +80,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .config import list_cities
 
         print("\n".join(list_cities()))
+    elif args.command == "check-config":
+        from .config import validate_all
+
+        print(f"config: {len(validate_all())} files valid")
+    elif args.command == "config-schema":
+        from .config_reference import write_city_schema
+        from .paths import repo_root
+
+        print(f"schema: {write_city_schema(repo_root())}")
     elif args.command == "makefile":
         from .makefile import render
 

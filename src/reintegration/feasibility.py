@@ -115,7 +115,14 @@ import pandas as pd
 from scipy import stats
 
 from . import released
-from .config import ConfigError, list_cities, load_city, load_instruments, read_yaml
+from .config import (
+    ConfigError,
+    as_dict,
+    list_cities,
+    load_city,
+    load_instruments,
+    load_shared,
+)
 from .effects import leave_out_cell_propensity
 from .paths import Paths, repo_root
 
@@ -167,98 +174,11 @@ def settings_path(root: Path | None = None) -> Path:
 
 
 def load_settings(root: Path | None = None, path: Path | None = None) -> dict[str, Any]:
-    """Read and check ``config/feasibility.yml``; name the file and the key
-    when something is missing or has the wrong type."""
+    """``config/feasibility.yml``, validated against
+    :class:`reintegration.config_settings.Feasibility` (a problem is one line
+    naming the file and the key), as a dict with ``_path``."""
     path = Path(path) if path is not None else settings_path(root)
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-
-    def need(keys: str, kind: type | tuple[type, ...]) -> Any:
-        node: Any = data
-        for key in keys.split("."):
-            if not isinstance(node, dict) or key not in node:
-                raise ConfigError(f"{path}: missing required key '{keys}'")
-            node = node[key]
-        if isinstance(node, bool) and kind not in (bool, (bool,)):
-            raise ConfigError(f"{path}: key '{keys}' must be a {_kind(kind)}, got {node!r}")
-        if not isinstance(node, kind):
-            raise ConfigError(f"{path}: key '{keys}' must be a {_kind(kind)}, got {node!r}")
-        return node
-
-    num = (int, float)
-    need("outcome", str)
-    need("covariates", list)
-    need("health_data_columns", list)
-    soo = "theoretical.selection_on_observables."
-    bounds = need(soo + "trim_bounds", list)
-    if len(bounds) != 2 or not 0 <= float(bounds[0]) < float(bounds[1]) <= 1:
-        raise ConfigError(f"{path}: {soo}trim_bounds must be [lower, upper] within [0, 1]")
-    for key in ("conditional", "no_go"):
-        need(soo + "share_treated_trimmed." + key, num)
-    iv = "theoretical.case_manager_iv."
-    need(iv + "cells", list)
-    for key in ("min_identifier_coverage", "min_share_multi_manager_cells",
-                "min_first_stage_f", "balance_pvalue", "clients_per_case_manager.no_go",
-                "clients_per_case_manager.conditional"):
-        need(iv + key, num)
-    ro = "theoretical.rollout_did."
-    for key in ("teams_per_side.no_go", "teams_per_side.conditional", "min_pre_months",
-                "min_post_months", "takeup_pvalue", "pretrend_leads", "pretrend_pvalue",
-                "bootstrap_replications", "bootstrap_seed"):
-        need(ro + key, num)
-    pr = "practical."
-    for key in ("linkage_rate.no_go", "linkage_rate.conditional", "min_table_completeness",
-                "min_column_completeness", "min_treated", "min_comparison", "power.alpha",
-                "power.power", "power.policy_effect", "coverage.min_share"):
-        need(pr + key, num)
-    need(pr + "columns", dict)
-    factor = need(pr + "power", dict).get("no_go_factor", None)
-    if factor is not None and (isinstance(factor, bool) or not isinstance(factor, num)
-                               or factor < 1):
-        raise ConfigError(f"{path}: {pr}power.no_go_factor must be null or a number >= 1")
-    for key in ("cbs_history_from", "cbs_data_to"):
-        value = str(need(pr + "coverage." + key, (str, int, float)))
-        if len(value) != 7 or value[4] != "-":
-            raise ConfigError(f"{path}: {pr}coverage.{key} must be a month YYYY-MM")
-    alpha, power = float(data["practical"]["power"]["alpha"]), float(
-        data["practical"]["power"]["power"])
-    if not (0 < alpha < 1 and 0 < power < 1):
-        raise ConfigError(f"{path}: practical.power.alpha and .power must lie in (0, 1)")
-    items = need("allowed.items", dict)
-    for key, spec in items.items():
-        if not isinstance(spec, dict) or "label" not in spec or "mandatory" not in spec:
-            raise ConfigError(f"{path}: allowed.items.{key} needs 'label' and 'mandatory'")
-        if spec["mandatory"] not in (True, False, "when_health_data"):
-            raise ConfigError(
-                f"{path}: allowed.items.{key}.mandatory must be true, false or when_health_data"
-            )
-    levels = need("wanted.levels", list)
-    if need("wanted.min_level", str) not in levels:
-        raise ConfigError(f"{path}: wanted.min_level is not one of wanted.levels")
-    need("wanted.stakeholders", list)
-    safeguards = need("wanted.safeguards", dict)
-    for key, spec in safeguards.items():
-        if not isinstance(spec, dict) or not {"label", "where", "how"} <= set(spec):
-            raise ConfigError(f"{path}: wanted.safeguards.{key} needs label, where and how")
-    concerns = need("wanted.client_concerns", dict)
-    for key, spec in concerns.items():
-        if not isinstance(spec, dict) or "concern" not in spec:
-            raise ConfigError(f"{path}: wanted.client_concerns.{key} needs 'concern'")
-        for s in spec.get("safeguards") or []:
-            if s not in safeguards:
-                raise ConfigError(
-                    f"{path}: wanted.client_concerns.{key} names safeguard {s!r}, which is "
-                    "not in wanted.safeguards"
-                )
-    data["_path"] = str(path)
-    return data
-
-
-def _kind(kind: type | tuple[type, ...]) -> str:
-    if isinstance(kind, tuple):
-        return " or ".join(k.__name__ for k in kind)
-    return kind.__name__
+    return as_dict(load_shared("feasibility", root, path), path)
 
 
 def resolve_safeguard(reference: str) -> Any:

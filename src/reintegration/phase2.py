@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy import stats
 
 from . import effects
+from .config import as_dict, load_shared
 from .effects import EffectResult, EventStudyResult
 from .effects._data import json_safe
 from .paths import repo_root
@@ -79,14 +79,9 @@ def settings_path(root: Path | None = None) -> Path:
 
 
 def load_settings(root: Path | None = None) -> dict[str, Any]:
-    """``config/effects.yml``."""
-    with settings_path(root).open(encoding="utf-8") as fh:
-        settings = yaml.safe_load(fh)
-    for key in ("outcomes", "covariates", "selection_on_observables", "rollout_did",
-                "case_manager_iv", "subgroups", "min_group"):
-        if key not in settings:
-            raise ValueError(f"config/effects.yml has no {key!r} section")
-    return settings
+    """``config/effects.yml``, validated against
+    :class:`reintegration.config_settings.Effects`, as a dict."""
+    return as_dict(load_shared("effects", root))
 
 
 # ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ KEY_PACKAGES = (
     "pandas",
     "pyarrow",
     "pyreadstat",
+    "pydantic",
     "linearmodels",
     "statsmodels",
     "acro",

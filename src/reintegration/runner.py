@@ -35,6 +35,23 @@ def parameters_for(step: str, city: str, size: str) -> dict[str, Any]:
     return {"city": city, "size": size}
 
 
+def check_config_reads(spec: dict[str, Any], city: str, paths: Paths, reads: dict) -> None:
+    """Fail a step that read a config file config/steps.yml does not list
+    under its ``reads`` (its make rule would miss that prerequisite)."""
+    allowed = {f"config/cities/{city}.yml", "config/steps.yml", *spec["reads"]}
+    config_dir = paths.config_dir.resolve()
+    for path in sorted(reads):
+        p = Path(path)
+        if config_dir not in p.parents:
+            continue
+        rel = p.relative_to(paths.root.resolve()).as_posix()
+        if rel not in allowed:
+            raise StepFailed(
+                f"step {spec['name']} for {city} read {rel}, which config/steps.yml does not "
+                "list under its reads"
+            )
+
+
 def run_step(
     step: str, *, city: str, size: str, root: Path | None = None, kernel: str = KERNEL
 ) -> Path:
@@ -80,13 +97,14 @@ def run_step(
     runtime = time.perf_counter() - started
 
     io = read_io_log(paths, city, step)
-    inputs = [
-        provenance.file_entry(template, paths.root, "public"),
-        provenance.file_entry(Path(cfg["_path"]), paths.root, "public"),
-        provenance.file_entry(paths.config_dir / "steps.yml", paths.root, "public"),
-    ]
+    check_config_reads(spec, city, paths, io["reads"])
+    fixed = [template, Path(cfg["_path"]), paths.config_dir / "steps.yml"]
+    inputs = [provenance.file_entry(p, paths.root, "public") for p in fixed]
+    seen = {str(p.resolve()) for p in fixed}
     inputs += [
-        provenance.file_entry(Path(p), paths.root, dom) for p, dom in sorted(io["reads"].items())
+        provenance.file_entry(Path(p), paths.root, dom)
+        for p, dom in sorted(io["reads"].items())
+        if p not in seen
     ]
     outputs = [
         provenance.file_entry(Path(p), paths.root, dom)

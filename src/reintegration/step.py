@@ -8,23 +8,38 @@ and from then on reads and writes only through ``ctx``. Every access is checked
 against the role the step declares in ``config/steps.yml`` (a notebook cannot
 choose its own role) and logged, so the runner can record the SHA-256 of every
 input in the step's provenance.
+
+Configuration is read through the context too: it logs its city's file, and
+while it is open every config file read through :mod:`reintegration.config`
+(by the notebook or by any module it calls) is logged as well, so the
+provenance lists every config file the step read. :meth:`StepContext.settings`
+hands out the typed content of a shared config file the step declares under
+``reads``. A write must match one of the outputs the step declares under
+``writes`` (path and custody domain); any other write is refused.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from . import atomic
-from .config import get_step, load_city
-from .custody import DomainMap, check_access
+from . import config as configuration
+from .config import ConfigError, as_dict, get_step, load_city_model, load_shared
+from .custody import CustodyError, DomainMap, check_access
 from .paths import Paths
 
 IO_LOG_SUFFIX = ".io.json"
+
+
+class UndeclaredWrite(CustodyError):
+    """A step wrote a file it does not declare under ``writes`` in config/steps.yml."""
 
 
 class StepContext:
@@ -37,13 +52,23 @@ class StepContext:
         self.role: str = self.spec["role"]
         self.size = size
         self.city_name = city
-        self.city = load_city(city, self.paths.root)
+        #: the city's configuration, typed (:class:`reintegration.config_models.City`)
+        self.city_config = load_city_model(city, self.paths.root)
+        city_file = self.paths.cities_dir / f"{city}.yml"
+        #: the same as a dict (the view most modules still take)
+        self.city = as_dict(self.city_config, city_file)
         self.out_dir = self.paths.city_build(city)
         self.domains = DomainMap.for_paths(self.paths, self.city.get("data_roots"))
         self._reads: dict[str, str] = {}
         self._writes: dict[str, str] = {}
         self._log_path = self.paths.provenance_dir(city) / f"{name}{IO_LOG_SUFFIX}"
         self._log_path.unlink(missing_ok=True)
+        self._reads[str(city_file.resolve())] = check_access(
+            self.role, city_file, "read", self.domains
+        )
+        # from here on, every config file read in this process is this step's
+        ref = weakref.ref(self)
+        configuration.set_read_observer(lambda path: _observe(ref, path))
 
     # ---- paths -------------------------------------------------------------
     def output_path(self, name: str, domain: str = "release") -> Path:
@@ -73,8 +98,49 @@ class StepContext:
     def check_write(self, path: str | os.PathLike) -> Path:
         p = Path(path)
         domain = check_access(self.role, p, "write", self.domains)
+        self._check_declared(p, domain)
         self._writes[str(p.resolve())] = domain
         return p
+
+    def _check_declared(self, path: Path, domain: str) -> None:
+        """Refuse a write that ``writes`` in config/steps.yml does not declare."""
+        try:
+            rel = path.resolve().relative_to(self.out_dir.resolve()).as_posix()
+        except ValueError:
+            rel = str(path)
+        if domain != "release":
+            rel = rel.removeprefix(f"{domain}/")
+        for out in self.spec["writes"]:
+            if out["domain"] == domain and fnmatch.fnmatchcase(rel, out["path"]):
+                return
+        declared = ", ".join(f"{o['path']} ({o['domain']})" for o in self.spec["writes"])
+        raise UndeclaredWrite(
+            f"step {self.name} may not write {rel} ({domain}): config/steps.yml declares "
+            f"only {declared or 'no outputs'} under its writes"
+        )
+
+    def config_read(self, path: str | os.PathLike) -> None:
+        """Log that the step read config file ``path`` (for its provenance)."""
+        p = Path(path).resolve()
+        if self.paths.config_dir.resolve() not in p.parents:
+            return  # another tree's configuration (tests): not this step's input
+        self._reads[str(p)] = check_access(self.role, p, "read", self.domains)
+        try:
+            self._flush()
+        except OSError:  # the build folder is gone (a finished test): nothing to log
+            pass
+
+    def settings(self, kind: str) -> Any:
+        """The typed content of ``config/<kind>.yml`` (see
+        :data:`reintegration.config.SHARED`), which the step must declare
+        under ``reads``."""
+        rel = f"config/{kind}.yml"
+        if rel not in self.spec["reads"]:
+            raise ConfigError(
+                f"step {self.name} reads {rel} but config/steps.yml does not list it under "
+                "its reads"
+            )
+        return load_shared(kind, self.paths.root)
 
     def read_json(self, path: str | os.PathLike) -> Any:
         return json.loads(self.check_read(path).read_text(encoding="utf-8"))
@@ -100,6 +166,12 @@ class StepContext:
 
     def _flush(self) -> None:
         atomic.write_json(self._log_path, self.io_log())
+
+
+def _observe(ref: weakref.ref[StepContext], path: Path) -> None:
+    ctx = ref()
+    if ctx is not None:
+        ctx.config_read(path)
 
 
 def start(name: str, *, city: str, size: str, root: Path | None = None) -> StepContext:

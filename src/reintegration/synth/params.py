@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from ..config import ConfigError, list_cities, load_city, load_instruments
+from ..config import ConfigError, as_dict, list_cities, load_city, load_instruments, load_shared
 from ..paths import check_size, repo_root
 from .schema import CANONICAL_CODES, COVARIATES, MUNICIPAL
 
@@ -48,15 +47,9 @@ def stable_int(text: str, nbytes: int = 8) -> int:
 
 
 def load_synthetic_config(root: Path | None = None) -> dict[str, Any]:
-    path = (root or repo_root()) / "config" / "synthetic.yml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    for key in ("seed", "horizons", "defaults"):
-        if not isinstance(data, dict) or key not in data:
-            raise ConfigError(f"{path}: missing required key '{key}'")
-    return data
+    """``config/synthetic.yml``, validated against
+    :class:`reintegration.config_settings.SyntheticFile`, as a dict."""
+    return as_dict(load_shared("synthetic", root))
 
 
 #: mappings a city replaces whole rather than key by key: shares (which must
