@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import bsn as bsnlib
+from . import screening
 from .config import ConfigError, load_instruments
 from .ingest import CODED_COLUMNS, DATE_COLUMNS, Export
 
@@ -65,6 +66,11 @@ REFERENCE_DATE_COLUMN = {
     "instruments": "start_date",
     "caseload": "first_active",
 }
+#: no delivered date lies before this day (``exports.earliest_date``)
+EARLIEST_DATE = "1900-01-01"
+#: start and end dates of spells, episodes and posts lie at most this many years
+#: before the first inflow month (``exports.earliest_event_date`` overrides it)
+EVENT_HISTORY_YEARS = 40
 #: youngest and oldest plausible age of a client at the export date
 AGE_RANGE = (15, 100)
 
@@ -83,6 +89,10 @@ REASONS: dict[str, Reason] = {
         "quarantine", "validity", "a date that does not match the declared date format"
     ),
     "date_in_future": Reason("quarantine", "validity", "a start date after the export date"),
+    "implausible_date": Reason(
+        "quarantine", "validity",
+        "a date before the earliest plausible date of the delivery (exports.earliest_event_date)",
+    ),
     "end_before_start": Reason("quarantine", "consistency", "the end date is before the start"),
     "unknown_instrument_code": Reason(
         "quarantine", "validity", "an instrument code the city's configuration does not map"
@@ -112,6 +122,15 @@ REASONS: dict[str, Reason] = {
     "bsn_padded": Reason(
         "flag", None, "an eight-digit BSN (stored as a number) got its leading zero back"
     ),
+    "control_character": Reason(
+        "flag", "validity", "a NUL or other control character in the value: removed"
+    ),
+    "spreadsheet_formula": Reason(
+        "flag", "validity",
+        "a value a spreadsheet would run as a formula (starts with =, +, - or @): kept as "
+        "text, neutralised in every CSV file written",
+    ),
+    "missing_birth_date": Reason("flag", "completeness", "the birth date is empty"),
     "unknown_code": Reason(
         "flag", "validity", "a code the configuration does not map: set to missing"
     ),
@@ -289,6 +308,18 @@ def reference_dates(city: dict[str, Any]) -> tuple[pd.Timestamp, pd.Timestamp]:
     return start, ref
 
 
+def date_bounds(city: dict[str, Any]) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(earliest plausible date of any kind, earliest plausible start or end of
+    a spell, episode or post), from ``exports.earliest_date`` and
+    ``exports.earliest_event_date``."""
+    ex = city["exports"]
+    floor = pd.Timestamp(str(ex.get("earliest_date", EARLIEST_DATE)))
+    window_start, _ = reference_dates(city)
+    default = window_start - pd.DateOffset(years=EVENT_HISTORY_YEARS)
+    event = pd.Timestamp(str(ex.get("earliest_event_date", default.date())))
+    return floor, max(floor, event)
+
+
 def check_delivery(
     exports: dict[str, Export],
     city: dict[str, Any],
@@ -349,7 +380,10 @@ class _Check:
             return
         df = self.frames[table]
         ex = self.exports[table]
-        if values is None and column is not None and column in df.columns:
+        shown = ex.delivered
+        if values is None and shown is not None and column in shown.columns:
+            values = shown[column].to_numpy()[pos]  # the value as delivered
+        elif values is None and column is not None and column in df.columns:
             values = df[column].to_numpy()[pos]
         elif values is None:
             values = [None] * pos.size
@@ -363,7 +397,7 @@ class _Check:
                 "column": ex.columns.get(column, column) if column else None,
                 "canonical": column,
                 "reason": reason,
-                "value": _text(v),
+                "value": _shown(v),
                 "detail": detail or REASONS[reason].text,
             })
         if REASONS[reason].action == "quarantine":
@@ -385,9 +419,11 @@ class _Check:
                 self.issue(table, pos, err.column, "invalid_birth_date", [err.value], err.reason)
             else:
                 self.issue(table, pos, err.column, "unparsable_date", [err.value], err.reason)
+        self._screen(table, df)
         for col in df.columns:
             if col != "_row" and col not in DATE_COLUMNS.get(table, ()):
                 df[col] = df[col].map(_clean_text).astype(object)
+        self._date_bounds(table, df)
         if table == "clients":
             self._clients(df)
         elif table == "benefit_spells":
@@ -396,6 +432,40 @@ class _Check:
             self._instruments(df)
         schema = row_schema(table, self.ref, [c for c in df.columns if c != "_row"])
         self._run_schema(table, schema)
+
+    def _screen(self, table: str, df: pd.DataFrame) -> None:
+        """Control characters (removed, flagged) and spreadsheet formulas
+        (kept as text, flagged; neutralised in every CSV the project writes)."""
+        for col in df.columns:
+            if col == "_row" or col in DATE_COLUMNS.get(table, ()):
+                continue
+            control = df[col].map(screening.has_control).to_numpy(dtype=bool)
+            self.issue(table, np.flatnonzero(control), col, "control_character")
+            if control.any():
+                df[col] = df[col].map(screening.strip_control).astype(object)
+            formula = df[col].map(screening.is_formula).to_numpy(dtype=bool)
+            self.issue(table, np.flatnonzero(formula), col, "spreadsheet_formula")
+
+    def _date_bounds(self, table: str, df: pd.DataFrame) -> None:
+        """Dates before the plausible bounds; empty birth dates."""
+        floor, event_floor = date_bounds(self.city)
+        for col in DATE_COLUMNS.get(table, ()):
+            if col not in df.columns:
+                continue
+            if col == "birth_date":
+                early = df[col].notna() & (df[col] < floor)
+                self.issue(table, np.flatnonzero(early), col, "invalid_birth_date",
+                           detail=f"a birth date before {floor.date()} (exports.earliest_date):"
+                           " set to missing")
+                df[col] = df[col].where(~early)
+                shown = self.exports[table].delivered
+                empty = (shown[col] if shown is not None else df[col]).isna().to_numpy()
+                self.issue(table, np.flatnonzero(empty), col, "missing_birth_date")
+                continue
+            early = (df[col].notna() & (df[col] < event_floor)).to_numpy()
+            self.issue(table, np.flatnonzero(early), col, "implausible_date",
+                       detail=f"a date before {event_floor.date()} "
+                       "(exports.earliest_event_date): not plausible in this delivery")
 
     def _clients(self, df: pd.DataFrame) -> None:
         t = "clients"
@@ -948,6 +1018,12 @@ def _text(value: Any) -> str | None:
     if isinstance(value, pd.Timestamp | dt.date):
         return value.isoformat()[:10]
     return str(value)
+
+
+def _shown(value: Any) -> str | None:
+    """A value for a quarantine or flag line: as delivered, control characters visible."""
+    text = _text(value)
+    return screening.visible(text) if text is not None else None
 
 
 def _clean_text(value: Any) -> Any:
