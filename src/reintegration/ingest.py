@@ -105,6 +105,7 @@ class CellError:
     export_column: str
     value: str
     reason: str
+    kind: str = "format"  # "format": does not parse; "range": a date outside 1678-2261
 
 
 @dataclass
@@ -504,21 +505,20 @@ def _parse_dates(
             )
         for i in np.flatnonzero(failed.to_numpy()):
             value = str(values.iloc[i])
-            export.cell_errors.append(
-                CellError(int(i) + 1, canon, name, value, _date_problem(value, date_format))
-            )
+            reason, kind = _date_problem(value, date_format)
+            export.cell_errors.append(CellError(int(i) + 1, canon, name, value, reason, kind))
     return parsed.astype("datetime64[ns]")
 
 
-def _date_problem(value: str, date_format: str) -> str:
+def _date_problem(value: str, date_format: str) -> tuple[str, str]:
     try:
         dt.datetime.strptime(value, date_format)
     except ValueError:
-        return f"not a date in the declared format {date_format!r}"
+        return f"not a date in the declared format {date_format!r}", "format"
     return (
-        f"a date in the declared format {date_format!r} but outside the years "
-        f"{pd.Timestamp.min.year + 1}-{pd.Timestamp.max.year - 1} (not a configured "
-        "'no end date' sentinel)"
+        f"a date in the declared format {date_format!r} but outside the years 1678-2261 "
+        "(and not a configured 'no end date' sentinel)",
+        "range",
     )
 
 
@@ -541,7 +541,8 @@ def _sav_dates(export: Export, canon: str) -> pd.Series:
         if pd.isna(stamp):
             export.cell_errors.append(CellError(
                 i + 1, canon, export.columns[canon], _shown(v),
-                "a date outside the years 1678-2261 (not a configured 'no end date' sentinel)",
+                "a date outside the years 1678-2261 (and not a configured 'no end date' "
+                "sentinel)", "range",
             ))
         out.append(stamp)
     if n_open:

@@ -88,6 +88,11 @@ REASONS: dict[str, Reason] = {
     "unparsable_date": Reason(
         "quarantine", "validity", "a date that does not match the declared date format"
     ),
+    "date_out_of_range": Reason(
+        "quarantine", "validity",
+        "a date in the declared format that no software here can represent (before 1678 or "
+        "after 2261) and that is not a configured 'no end date' sentinel",
+    ),
     "date_in_future": Reason("quarantine", "validity", "a start date after the export date"),
     "implausible_date": Reason(
         "quarantine", "validity",
@@ -135,7 +140,9 @@ REASONS: dict[str, Reason] = {
         "flag", "validity", "a code the configuration does not map: set to missing"
     ),
     "invalid_birth_date": Reason(
-        "flag", "validity", "a birth date that does not parse or lies in the future: set missing"
+        "flag", "validity",
+        "a birth date that does not parse, lies in the future or before exports.earliest_date: "
+        "set missing",
     ),
     "implausible_birth_date": Reason(
         "flag", "validity", f"an age outside {AGE_RANGE[0]}-{AGE_RANGE[1]} at the export date"
@@ -418,7 +425,8 @@ class _Check:
             if table == "clients" and err.column == "birth_date":
                 self.issue(table, pos, err.column, "invalid_birth_date", [err.value], err.reason)
             else:
-                self.issue(table, pos, err.column, "unparsable_date", [err.value], err.reason)
+                reason = "date_out_of_range" if err.kind == "range" else "unparsable_date"
+                self.issue(table, pos, err.column, reason, [err.value], err.reason)
         self._screen(table, df)
         for col in df.columns:
             if col != "_row" and col not in DATE_COLUMNS.get(table, ()):
