@@ -36,3 +36,38 @@ def test_json_is_deterministic(tmp_path):
     atomic.write_json(a, {"b": 1, "a": [1, 2]})
     atomic.write_json(b, {"a": [1, 2], "b": 1})
     assert atomic.sha256_file(a) == atomic.sha256_file(b)
+
+
+def test_writes_fsync_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    calls = []
+    real = os.fsync
+
+    def spy(fd):
+        calls.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        return real(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", spy)
+    atomic.write_text(tmp_path / "x.txt", "x")
+    assert len(calls) == 2
+    assert calls[0].startswith(".x.txt.") and calls[0].endswith(".tmp"), "the file, before"
+    assert calls[1] == tmp_path.name, "then its folder"
+
+
+def test_replace_dir_swaps_a_folder_in_one_step(tmp_path, monkeypatch):
+    target = tmp_path / "bundle"
+    first = tmp_path / ".stage1"
+    first.mkdir()
+    (first / "a.csv").write_text("1")
+    atomic.replace_dir(first, target)
+    assert (target / "a.csv").read_text() == "1" and not first.exists()
+
+    second = tmp_path / ".stage2"
+    (second / "sub").mkdir(parents=True)
+    (second / "sub" / "b.csv").write_text("2")
+    renames = []
+    monkeypatch.setattr(atomic.os, "rename", lambda *a: renames.append(a))
+    atomic.replace_dir(second, target)
+    assert renames == [], "a replacement is one exchange, not renames"
+    assert (target / "sub" / "b.csv").read_text() == "2"
+    assert not (target / "a.csv").exists() and not second.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]

@@ -39,6 +39,7 @@ CHUNK_BYTES = 1 << 20
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?")
 #: control characters other than line ends (a NUL byte, a bell, an escape, DEL...)
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: single-byte code pages: valid UTF-8 in a file declared in one of these is UTF-8
 _SINGLE_BYTE = {"cp1252", "latin_1", "iso8859_15", "cp850", "cp437", "iso8859_2", "cp1250"}
@@ -97,7 +98,8 @@ def utf8_in_single_byte(raw: bytes, declared: str) -> int | None:
         raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return next(i for i, b in enumerate(raw) if b > 127)
+    first = _NON_ASCII.search(raw)
+    return first.start() if first else None
 
 
 # ---------------------------------------------------------------------------
@@ -176,7 +178,7 @@ def strip_control(value: Any) -> Any:
 def is_formula(value: Any) -> bool:
     """A text a spreadsheet would evaluate: it starts with =, +, -, @, a tab or
     a carriage return and is not a plain number (``-5``, ``+31``)."""
-    if not isinstance(value, str) or not value or not value.startswith(FORMULA_START):
+    if not isinstance(value, str) or len(value) < 2 or not value.startswith(FORMULA_START):
         return False
     return _NUMBER.fullmatch(value.strip()) is None
 
