@@ -57,5 +57,5 @@ def test_the_field_scan_follows_quotes_and_passes_normal_files(tmp_path: Path):
     path.write_bytes(b'a;b\r\n"x;y;z";2\r\n3;"' + b"q" * 5000 + b'"\r\n')
     assert screening.longest_field_over(path, b";", 4096)[:2] == (3, 1)
     assert screening.longest_field_over(path, b";", 10_000) is None
-    path.write_bytes(b'a;b\r\n"x;' + b"y;" * 3000 + b'";2\r\n')
-    assert screening.longest_field_over(path, b";", 4096)[:2] == (2, 0), "quoted delimiters"
+    path.write_bytes(b'a;b;c\r\n"x;y";' + b"q" * 5000 + b";3\r\n")
+    assert screening.longest_field_over(path, b";", 4096)[:2] == (2, 1), "quoted delimiters"
