@@ -51,3 +51,17 @@ def test_actual_encodings_are_named():
     assert screening.utf8_in_single_byte("naïve".encode(), declared) == 2
     assert screening.utf8_in_single_byte("naïve".encode("cp1252"), declared) is None
     assert screening.utf8_in_single_byte("naïve".encode(), "utf-8") is None
+
+
+def test_every_csv_the_package_writes_goes_through_the_neutraliser(root):
+    """``to_csv`` appears only in the neutraliser and in the synthetic-data
+    writer, which neutralises the frame first."""
+    src = root / "src" / "reintegration"
+    users = sorted(
+        p.relative_to(src).as_posix()
+        for p in src.rglob("*.py")
+        if ".to_csv(" in p.read_text(encoding="utf-8")
+    )
+    assert users == ["screening.py", "synth/writers.py"]
+    writer = (src / "synth" / "writers.py").read_text(encoding="utf-8")
+    assert "out = neutralise_frame(out)" in writer
