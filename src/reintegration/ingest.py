@@ -9,18 +9,29 @@ returns its rows under the canonical names, with every value as delivered:
 text for CSV (nothing is guessed, so leading zeros survive), native values for
 SPSS files. Dates are parsed with the declared format; a date that does not
 parse is kept as missing and reported as a cell error, which the delivery
-check (:mod:`reintegration.quality`) turns into a quarantine line.
+check (:mod:`reintegration.quality`) turns into a quarantine line. A
+configured "no end date" sentinel (``exports.open_end_sentinels``, by default
+9999-12-31) in an end date is read as an open end and counted in the notes.
+:attr:`Export.delivered` keeps every value as delivered (text), so quarantine
+and flag lines show what the municipality sent.
 
 Rows are numbered from 1 in file order; the header is row 0. In a CSV file
 row ``n`` is on line ``n + 1`` unless a quoted value spans several lines (the
 line is reported as well).
 
 A file that cannot be read as declared raises :class:`ExportError`, naming the
-file, the row and the column, and saying what to check. These are the cases:
+file, the row and the column, and saying what to check; a message never quotes
+a delivered value. These are the cases:
 
 * the file is empty, or has a header and no rows;
-* the header repeats a column name, lacks a column the configuration declares,
-  or is separated by another delimiter than the declared one;
+* the file is in another encoding than the declared one: a byte-order mark,
+  UTF-16, or valid UTF-8 where a single-byte code page is declared
+  (:mod:`reintegration.screening` names the encoding);
+* a field longer than ``exports.max_field_bytes`` (4,096 bytes), found in
+  bounded memory before the file is read whole;
+* the first line holds none of the declared names (the header line is
+  missing), the header repeats a column name, lacks a column the configuration
+  declares, or is separated by another delimiter than the declared one;
 * bytes that the declared encoding cannot decode;
 * a row with more or fewer fields than the header (a truncated file, or a
   value that contains the delimiter without quotes), or broken quoting;
