@@ -23,8 +23,6 @@ against the output contract (:func:`output_schema`) before they are written.
 
 from __future__ import annotations
 
-import datetime as dt
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -35,6 +33,18 @@ from . import bsn as bsnlib
 from . import screening
 from .config import ConfigError, load_instruments
 from .ingest import CODED_COLUMNS, DATE_COLUMNS, Export
+from .quality_schema import (
+    _clean_text,
+    _code_key,
+    _key_series,
+    _preference,
+    _schema_reason,
+    _shown,
+    _text,
+    _typed,
+    output_schema,
+    row_schema,
+)
 
 TABLES = ("clients", "benefit_spells", "instruments", "caseload")
 DIMENSIONS = ("completeness", "validity", "uniqueness", "consistency", "timeliness")
@@ -357,6 +367,8 @@ def check_delivery(
         files={t: exports[t].file for t in TABLES if t in exports},
         notes={t: list(exports[t].notes) for t in TABLES if t in exports},
     )
+    from .quality_report import _assess
+
     _assess(checked, exports)
     if not checked.accounting_ok():  # pragma: no cover - a bug, never a data problem
         raise AssertionError(f"rows lost in the delivery check:\n{checked.accounting()}")
@@ -729,268 +741,6 @@ class _Check:
 
 
 # ---------------------------------------------------------------------------
-# pandera schemas
-# ---------------------------------------------------------------------------
-
-
-def row_schema(table: str, reference_date: pd.Timestamp, columns: list[str]) -> Any:
-    """The row checks of ``table``: check names are reason codes (or
-    pandera's ``not_nullable``, reported as ``missing_value``)."""
-    import pandera.pandas as pa
-
-    ref = pd.Timestamp(reference_date)
-    cols: dict[str, Any] = {}
-    for col in columns:
-        checks = []
-        if col in ("start_date", "first_active"):
-            checks.append(pa.Check(lambda s, r=ref: s.isna() | (s <= r), name="date_in_future"))
-        if table == "benefit_spells" and col == "end_date":
-            checks.append(pa.Check(lambda s, r=ref: s.isna() | (s <= r), name="end_after_export"))
-        if table == "clients" and col == "birth_date":
-            lo = ref - pd.DateOffset(years=AGE_RANGE[1])
-            hi = ref - pd.DateOffset(years=AGE_RANGE[0])
-            checks.append(
-                pa.Check(lambda s, lo=lo, hi=hi: s.isna() | ((s >= lo) & (s <= hi)),
-                         name="implausible_birth_date")
-            )
-        cols[col] = pa.Column(
-            nullable=col not in REQUIRED.get(table, ()), checks=checks, required=False
-        )
-    frame_checks = []
-    if {"start_date", "end_date"} <= set(columns):
-        frame_checks.append(
-            pa.Check(
-                lambda d: d["end_date"].isna() | d["start_date"].isna()
-                | (d["end_date"] >= d["start_date"]),
-                name="end_before_start",
-            )
-        )
-    if {"first_active", "last_active"} <= set(columns):
-        frame_checks.append(
-            pa.Check(
-                lambda d: d["last_active"].isna() | d["first_active"].isna()
-                | (d["last_active"] >= d["first_active"]),
-                name="end_before_start",
-            )
-        )
-    return pa.DataFrameSchema(cols, checks=frame_checks, name=f"{table} (row checks)")
-
-
-def _schema_reason(table: str, check: str, column: Any) -> tuple[str, str | None]:
-    if check == "not_nullable":
-        return "missing_value", str(column)
-    if check == "end_before_start":
-        return check, "last_active" if table == "caseload" else "end_date"
-    return check, (str(column) if isinstance(column, str) else None)
-
-
-def output_schema(table: str, city: dict[str, Any], taxonomy: dict[str, Any]) -> Any:
-    """The contract of a checked table, as the delivery check writes it."""
-    import pandera.pandas as pa
-
-    from .ingest import declared_columns
-
-    delivered = set(declared_columns(city, table))
-    text = pa.Column(object, nullable=True, required=False)
-
-    def code(col: str) -> Any:
-        return pa.Column(object, pa.Check.isin(list(CANONICAL_CODES[col])), nullable=True,
-                         required=False)
-
-    date = pa.Column("datetime64[ns]", nullable=True, required=False)
-    cols: dict[str, Any] = {"_row": pa.Column("int64", pa.Check.ge(1), unique=True)}
-    if table == "clients":
-        cols |= {
-            "client_id": pa.Column(object, nullable=False, unique=True),
-            "bsn": pa.Column(object, pa.Check.str_matches(r"^[0-9]{9}$"), nullable=True,
-                             required=False),
-            "bsn_status": pa.Column(object, pa.Check.isin(["valid", "missing", "invalid"])),
-            "bsn_padded": pa.Column(bool),
-            "birth_date": date,
-            "postcode": pa.Column(object, pa.Check.str_matches(r"^[1-9][0-9]{3}[A-Z]{2}$"),
-                                  nullable=True, required=False),
-            "house_number": pa.Column("Int64", pa.Check.gt(0), nullable=True, required=False),
-        }
-        cols |= {c: code(c) for c in ("sex", "household_type", "language_level",
-                                       "labour_market_distance")}
-        checks = [pa.Check(lambda d: (d["bsn_status"] == "valid") == d["bsn"].notna(),
-                           name="bsn_only_when_valid")] if "bsn" in delivered else []
-    elif table == "benefit_spells":
-        cols |= {"client_id": pa.Column(object), "benefit_type": code("benefit_type"),
-                 "start_date": pa.Column("datetime64[ns]"), "end_date": date}
-        checks = []
-    elif table == "instruments":
-        cols |= {"client_id": pa.Column(object), "instrument_code": pa.Column(object),
-                 "instrument": pa.Column(object, pa.Check.isin(list(taxonomy))),
-                 "start_date": pa.Column("datetime64[ns]"), "end_date": date}
-        checks = []
-    else:
-        cols |= {"case_manager": pa.Column(object), "team": pa.Column(object),
-                 "first_active": pa.Column("datetime64[ns]"), "last_active": date}
-        checks = []
-    for col in delivered:
-        cols.setdefault(col, text)
-    return pa.DataFrameSchema(cols, checks=checks, strict=False, name=f"{table} (checked)")
-
-
-# ---------------------------------------------------------------------------
-# the quality report
-# ---------------------------------------------------------------------------
-
-DEFINITIONS = {
-    "completeness": "share of the expected values that are present (columns that may be empty "
-    "by nature, such as a surname prefix or the end of a running benefit spell, are not "
-    "counted)",
-    "validity": "share of rows whose values all have the declared format and codes: dates "
-    "parse, codes map, the BSN passes the elfproef, postcodes and house numbers are well "
-    "formed, start dates are not after the export date",
-    "uniqueness": "share of rows that are not a duplicate of another row (same key)",
-    "consistency": "share of rows that agree with the rest of the delivery: end not before "
-    "start, no overlapping benefit spells, the client exists, every client has a benefit "
-    "spell, a client's case manager is in the case-manager file",
-    "timeliness": "share of rows that fall in the period the delivery covers: the reference "
-    "date (start date; for a client the start of the first benefit spell) lies between the "
-    "first inflow month and the export date",
-}
-
-
-def _assess(checked: CheckedDelivery, exports: dict[str, Export]) -> None:
-    """Per delivered row: year, outcome and a score per quality dimension."""
-    q = checked.quarantine
-    f = checked.flags
-    spells = checked.tables.get("benefit_spells")
-    first_spell = (
-        spells.groupby("client_id")["start_date"].min() if spells is not None else pd.Series()
-    )
-    for table, ex in exports.items():
-        if table not in TABLES:
-            continue
-        raw = ex.frame
-        n = len(raw)
-        rows = raw["_row"].to_numpy()
-        expected = [c for c in ex.columns if c not in OPTIONAL.get(table, ())]
-        present = np.column_stack([raw[c].notna().to_numpy() for c in expected])
-        # a date that did not parse was delivered, but it is not a usable value
-        completeness = present.mean(axis=1)
-        qt = q[q["table"] == table].set_index("row")["reason"]
-        outcome = pd.Series(rows).map(qt).fillna("kept").to_numpy()
-        ft = f[f["table"] == table]
-        failed: dict[str, set[int]] = {d: set() for d in DIMENSIONS}
-        for reason, group in pd.concat([qt.reset_index(), ft[["row", "reason"]]]).groupby(
-            "reason"
-        ):
-            dim = REASONS[reason].dimension
-            if dim and dim != "completeness":
-                failed[dim].update(group["row"].astype(int))
-        if table == "clients":
-            ref = raw["client_id"].map(first_spell)
-        else:
-            ref = raw[REFERENCE_DATE_COLUMN[table]]
-        ref = pd.to_datetime(ref, errors="coerce")
-        timely = (ref >= checked.window_start) & (ref <= checked.reference_date)
-        if table == "caseload" and "last_active" in raw.columns:
-            # a case manager counts when the period on the post overlaps the window
-            last = pd.to_datetime(raw["last_active"], errors="coerce")
-            timely = (ref <= checked.reference_date) & (
-                last.isna() | (last >= checked.window_start)
-            )
-        year = ref.dt.year.astype("Int64").astype("string").fillna("unknown")
-        checked.assessment[table] = pd.DataFrame({
-            "_row": rows,
-            "year": year.to_numpy(),
-            "outcome": outcome,
-            "completeness": completeness,
-            "validity": ~np.isin(rows, list(failed["validity"])),
-            "uniqueness": ~np.isin(rows, list(failed["uniqueness"])),
-            "consistency": ~np.isin(rows, list(failed["consistency"])),
-            "timeliness": timely.to_numpy(dtype=bool),
-        })
-        checked.completeness_by_column[table] = {
-            ex.columns[c]: round(float(raw[c].notna().mean()), 4) if n else 0.0
-            for c in ex.columns
-        }
-
-
-def quality_report(checked: CheckedDelivery, *, size: str | None = None) -> dict[str, Any]:
-    """The aggregate quality report (``quality.json``): row accounting,
-    quarantine and flag counts by reason, and the five quality dimensions per
-    table, overall and per year. Counts and shares only; nothing about a person."""
-    acc = checked.accounting()
-    tables: dict[str, Any] = {}
-    for table, a in checked.assessment.items():
-        qt = checked.quarantine[checked.quarantine["table"] == table]
-        ft = checked.flags[checked.flags["table"] == table]
-
-        def dims(frame: pd.DataFrame) -> dict[str, Any]:
-            out: dict[str, Any] = {"rows": len(frame)}
-            for d in DIMENSIONS:
-                out[d] = round(float(frame[d].astype(float).mean()), 4) if len(frame) else None
-            return out
-
-        per_year = {str(y): dims(g) for y, g in a.groupby("year", sort=True)}
-        tables[table] = {
-            "file": checked.files[table],
-            "rows_in": int(acc.at[table, "rows_in"]),
-            "rows_kept": int(acc.at[table, "kept"]),
-            "rows_quarantined": int(acc.at[table, "quarantined"]),
-            "quarantined": {k: int(v) for k, v in qt["reason"].value_counts().sort_index().items()},
-            "flagged_rows": {
-                k: int(v)
-                for k, v in ft.drop_duplicates(["row", "reason"])["reason"]
-                .value_counts().sort_index().items()
-            },
-            "dimensions": dims(a),
-            "dimensions_by_year": per_year,
-            "completeness_by_column": checked.completeness_by_column[table],
-            "notes": checked.notes.get(table, []),
-        }
-    return {
-        "city": checked.city,
-        "size": size,
-        "export_date": checked.reference_date.date().isoformat(),
-        "window_start": checked.window_start.date().isoformat(),
-        "accounting_ok": checked.accounting_ok(),
-        "tables": tables,
-        "definitions": DEFINITIONS,
-        "reasons": {k: {"action": r.action, "dimension": r.dimension, "text": r.text}
-                    for k, r in REASONS.items()},
-    }
-
-
-def rules_table() -> pd.DataFrame:
-    """The documented duplicate rules, one row per table."""
-    rows = [
-        {"table": t, "key": " + ".join(k), "same record when equal": ", ".join(i), "kept": kept,
-         "also": extra}
-        for t, (k, i, kept, extra) in DUPLICATE_RULES.items()
-    ]
-    return pd.DataFrame(rows).set_index("table")
-
-
-def rules_text() -> str:
-    """The duplicate rules in words, one paragraph per table."""
-    import textwrap
-
-    out = []
-    for table, (key, identity, kept, extra) in DUPLICATE_RULES.items():
-        text = (
-            f"{table}: rows with the same {' + '.join(key)} are copies of one record when "
-            f"they agree on {', '.join(identity)}; one copy is kept: {kept}. Copies that "
-            f"disagree are all quarantined. {extra}"
-        ).strip()
-        out.append(textwrap.fill(text, width=88, subsequent_indent="  "))
-    return "\n".join(out)
-
-
-def reasons_table(action: str | None = None) -> pd.DataFrame:
-    rows = [
-        {"reason": k, "action": r.action, "dimension": r.dimension or "(repair)", "meaning": r.text}
-        for k, r in REASONS.items() if action in (None, r.action)
-    ]
-    return pd.DataFrame(rows).set_index("reason")
-
-
-# ---------------------------------------------------------------------------
 # writing (through the step context, so custody is enforced)
 # ---------------------------------------------------------------------------
 
@@ -1002,6 +752,8 @@ FLAGS_FILE = "flags.parquet"
 def write_checked(ctx: Any, checked: CheckedDelivery) -> dict[str, Any]:
     """Write the checked tables, the quarantine and the flags to the municipal
     domain (``build/<size>/<city>/municipal/``) and ``quality.json`` (release)."""
+    from .quality_report import quality_report
+
     written = {}
     for table, df in checked.tables.items():
         written[table] = ctx.write_parquet(CHECKED_FILES[table], df, domain="municipal")
@@ -1011,91 +763,18 @@ def write_checked(ctx: Any, checked: CheckedDelivery) -> dict[str, Any]:
     return written
 
 
-# ---------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------
+#: names that live in :mod:`.quality_schema` and :mod:`.quality_report`, reachable here
+_ELSEWHERE = {
+    "quality_schema": ("row_schema", "output_schema"),
+    "quality_report": ("DEFINITIONS", "quality_report", "rules_table", "rules_text",
+                       "reasons_table"),
+}
 
 
-def _text(value: Any) -> str | None:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, float):
-        if np.isnan(value):
-            return None
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, pd.Timestamp | dt.date):
-        return value.isoformat()[:10]
-    return str(value)
+def __getattr__(name: str) -> Any:
+    import importlib
 
-
-def _shown(value: Any) -> str | None:
-    """A value for a quarantine or flag line: as delivered, control characters visible."""
-    text = _text(value)
-    return screening.visible(text) if text is not None else None
-
-
-def _clean_text(value: Any) -> Any:
-    if isinstance(value, str):
-        value = value.strip()
-        return value or None
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    return value
-
-
-def _code_key(value: Any) -> str | None:
-    """A code as a comparable string: 1, 1.0 and '1' are the same code."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        if np.isnan(value):
-            return None
-        return str(int(value)) if float(value).is_integer() else str(value)
-    text = str(value).strip()
-    if text.endswith(".0") and text[:-2].isdigit():
-        text = text[:-2]
-    return text or None
-
-
-def _key_series(df: pd.DataFrame, key: list[str]) -> pd.Series:
-    return df[key].astype(str).agg("\x1f".join, axis=1)
-
-
-def _non_ascii(value: Any) -> int:
-    if not isinstance(value, str):
-        return 0
-    return sum(1 for ch in unicodedata.normalize("NFC", value) if ord(ch) > 127)
-
-
-def _preference(table: str, df: pd.DataFrame) -> dict[str, Any]:
-    if table == "clients":
-        accents = np.zeros(len(df), dtype=np.int64)
-        for c in ("first_name", "surname_prefix", "last_name", "street"):
-            if c in df.columns:
-                accents += df[c].map(_non_ascii).to_numpy(dtype=np.int64)
-        filled = df.drop(columns=["_row"]).notna().sum(axis=1)
-        return {"_p1": accents, "_p2": filled.to_numpy()}
-    return {"_p1": np.zeros(len(df), dtype=np.int64), "_p2": np.zeros(len(df), dtype=np.int64)}
-
-
-def _typed(table: str, df: pd.DataFrame) -> pd.DataFrame:
-    out = df.copy()
-    for col in DATE_COLUMNS.get(table, ()):
-        if col in out.columns:
-            out[col] = pd.to_datetime(out[col]).astype("datetime64[ns]")
-    for col in out.columns:
-        if col in DATE_COLUMNS.get(table, ()) or col in ("_row", "house_number", "bsn_padded"):
-            continue
-        out[col] = out[col].map(_text_or_none).astype(object)
-    out["_row"] = out["_row"].astype("int64")
-    return out
-
-
-def _text_or_none(value: Any) -> Any:
-    return _text(value)
+    for module, names in _ELSEWHERE.items():
+        if name in names:
+            return getattr(importlib.import_module(f".{module}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
