@@ -65,3 +65,12 @@ def test_every_csv_the_package_writes_goes_through_the_neutraliser(root):
     assert users == ["screening.py", "synth/writers.py"]
     writer = (src / "synth" / "writers.py").read_text(encoding="utf-8")
     assert "out = neutralise_frame(out)" in writer
+
+
+def test_the_vectorised_masks_agree_with_the_value_checks():
+    values = pd.Series(
+        ["=1+1", "-5", "Jan", None, "Sil\x00va", "@x", "-", 3.0, -1.0, "\tx", "a\x1bb", ""],
+        dtype=object,
+    )
+    assert list(screening.formula_mask(values)) == [screening.is_formula(v) for v in values]
+    assert list(screening.control_mask(values)) == [screening.has_control(v) for v in values]

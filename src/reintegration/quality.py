@@ -459,11 +459,11 @@ class _Check:
         for col in df.columns:
             if col == "_row" or col in DATE_COLUMNS.get(table, ()):
                 continue
-            control = df[col].map(screening.has_control).to_numpy(dtype=bool)
+            control = screening.control_mask(df[col])
             self.issue(table, np.flatnonzero(control), col, "control_character")
             if control.any():
                 df[col] = df[col].map(screening.strip_control).astype(object)
-            formula = df[col].map(screening.is_formula).to_numpy(dtype=bool)
+            formula = screening.formula_mask(df[col])
             self.issue(table, np.flatnonzero(formula), col, "spreadsheet_formula")
 
     def _date_bounds(self, table: str, df: pd.DataFrame) -> None:

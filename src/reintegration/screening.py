@@ -213,6 +213,24 @@ def is_formula(value: Any) -> bool:
     return _NUMBER.fullmatch(value.strip()) is None
 
 
+def control_mask(values: Any) -> Any:
+    """Vectorised :func:`has_control` over a pandas Series (numpy bool array)."""
+    text = values.astype("string")
+    return text.str.contains(_CONTROL.pattern, regex=True).fillna(False).to_numpy(dtype=bool)
+
+
+def formula_mask(values: Any) -> Any:
+    """Vectorised :func:`is_formula` over a pandas Series (numpy bool array)."""
+    text = values.astype("string")
+    starts = text.str.match(r"[=+\-@\t\r]").fillna(False).to_numpy(dtype=bool)
+    if not starts.any():
+        return starts
+    is_text = values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+    number = text.str.strip().str.fullmatch(_NUMBER.pattern).fillna(False).to_numpy(dtype=bool)
+    longer = (text.str.len() >= 2).fillna(False).to_numpy(dtype=bool)
+    return is_text & starts & ~number & longer
+
+
 def neutralise(value: Any) -> Any:
     """Prefix a formula with an apostrophe, so a spreadsheet shows it as text."""
     return "'" + value if is_formula(value) else value
