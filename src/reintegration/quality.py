@@ -373,8 +373,26 @@ def check_delivery(
     if not checked.accounting_ok():  # pragma: no cover - a bug, never a data problem
         raise AssertionError(f"rows lost in the delivery check:\n{checked.accounting()}")
     for table, df in tables.items():
-        output_schema(table, city, taxonomy).validate(df)
+        _validate_output(table, df, city, taxonomy)
     return checked
+
+
+def _validate_output(table: str, df: pd.DataFrame, city: dict[str, Any], taxonomy: Any) -> None:
+    """The output contract; a breach is a bug, reported without the values
+    pandera would quote (they can be a client's data)."""
+    import pandera.errors as pe
+
+    try:
+        output_schema(table, city, taxonomy).validate(df)
+    except pe.SchemaError as exc:
+        cases = exc.failure_cases
+        n = len(cases) if cases is not None and hasattr(cases, "__len__") else "some"
+        column = getattr(exc.schema, "name", None)
+        check = getattr(exc.check, "name", None) or str(exc.reason_code)
+        raise AssertionError(
+            f"the checked {table} table breaks its output contract: column {column!r}, "
+            f"check {check!r}, {n} failing value(s) (values not shown)"
+        ) from None
 
 
 class _Check:
