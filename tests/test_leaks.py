@@ -99,12 +99,7 @@ def test_a_failed_run_leaks_nothing_and_a_rerun_cleans_up(world, monkeypatch):
     assert stat.S_IMODE(failed.stat().st_mode) == 0o600
     assert stat.S_IMODE(failed.parent.stat().st_mode) == 0o700
     texts = {"the error message": message, str(failed): failed.read_text(encoding="utf-8")}
-    outside = _written_outside_municipal(paths)
-    assert outside, "the run wrote its parameters and provenance outside the municipal domain"
-    for p in outside:
-        texts[str(p)] = p.read_bytes().decode("utf-8", errors="replace")
-    leaks = [(where, n) for where, text in texts.items() for n in _needles() if n in text]
-    assert leaks == []
+    assert _leaks(paths, texts) == []
     assert not (paths.results_dir(CITY) / f"{STEP}.ipynb").exists()
 
     _plant(paths, iso_dates=False)  # the municipality redelivers in the declared format
@@ -116,3 +111,15 @@ def test_a_failed_run_leaks_nothing_and_a_rerun_cleans_up(world, monkeypatch):
     runtime = re.compile(rb"in [0-9]+\.[0-9] s\.")
     assert runtime.sub(b"", one) == runtime.sub(b"", second)
     assert len(runtime.findall(one)) == 1, "one documented run-time field"
+    assert _leaks(paths, {}) == [], "nor does a successful run"
+
+
+def _leaks(paths: Paths, texts: dict[str, str]) -> list[tuple[str, str]]:
+    """(where, value) for every planted value in ``texts`` or in a file the
+    runs wrote outside the municipal domain."""
+    outside = _written_outside_municipal(paths)
+    assert outside, "the run wrote its parameters and provenance outside the municipal domain"
+    texts = dict(texts)
+    for p in outside:
+        texts[str(p)] = p.read_bytes().decode("utf-8", errors="replace")
+    return [(where, n) for where, text in texts.items() for n in _needles() if n in text]
