@@ -115,3 +115,8 @@ def test_a_bundle_killed_mid_swap_is_old_or_new_never_a_mix(tmp_path):
         assert [f.name for f in files] == [f"f{i:02d}.csv" for i in range(20)]
         versions = {f.read_text() for f in files}
         assert len(versions) == 1, "one version, never a mix"
+    stage = tmp_path / ".bundle.final"
+    stage.mkdir()
+    (stage / "f.csv").write_text("final")
+    atomic.replace_dir(stage, target)
+    assert not list(tmp_path.glob(".bundle.*")), "staging left by killed runs is removed"

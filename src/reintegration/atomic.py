@@ -116,7 +116,8 @@ def replace_dir(staging: str | os.PathLike, target: str | os.PathLike) -> Path:
     atomic step: every file is fsynced first, then a first publication is one
     ``rename`` and a replacement one ``renameat2(RENAME_EXCHANGE)``, so a
     reader (or a crash) sees the old folder or the new one, never neither or a
-    mix. The old folder, left at ``staging``, is removed afterwards. Where the
+    mix. The old folder, left at ``staging``, is removed afterwards, and so are
+    staging folders ``.<target name>.*`` that a killed run left. Where the
     exchange is unavailable (not Linux) the old folder is first renamed aside:
     two renames, with a moment in which ``target`` is absent."""
     import shutil
@@ -133,6 +134,9 @@ def replace_dir(staging: str | os.PathLike, target: str | os.PathLike) -> Path:
         os.rename(target, old)
         os.rename(staging, target)
         shutil.rmtree(old)
+    for stale in target.parent.glob(f".{target.name}.*"):  # staging left by a killed run
+        if stale.is_dir() and stale != staging:
+            shutil.rmtree(stale, ignore_errors=True)
     fsync_dir(target.parent)
     return target
 
