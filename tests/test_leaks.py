@@ -89,6 +89,8 @@ def _written_outside_municipal(paths: Paths) -> list:
 def test_a_failed_run_leaks_nothing_and_a_rerun_cleans_up(world, monkeypatch):
     root, paths = world
     monkeypatch.delenv("REINTEGRATION_BUILD_DIR", raising=False)
+    # run_step points the kernel at its root through the environment: restore it after
+    monkeypatch.setenv("REINTEGRATION_ROOT", str(root))
     _plant(paths, iso_dates=True)
     with pytest.raises(runner.StepFailed) as info:
         runner.run_step(STEP, city=CITY, size="small", root=root)
