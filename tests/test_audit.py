@@ -138,3 +138,37 @@ def test_numbers_that_are_not_identifiers_pass(world):
     scanner = audit.Scanner(audit.Identifiers(rins={"000000123"}))
     text = "sha 9f3a123456782b; 0.123456782; 1234567820; total 123456789"
     assert list(scanner.text(text, "f", 0)) == []
+
+
+def test_failed_notebooks_are_scanned_and_unreadable_domains_counted(world, monkeypatch):
+    from reintegration.runner import failed_dir
+
+    root, paths, clients = world
+    monkeypatch.delenv("REINTEGRATION_BUILD_DIR", raising=False)
+    _write(paths, _notebook([_cell(_registered_table())]))
+    person = clients.dropna(subset=["birth_date"]).iloc[0]
+    birth = person["birth_date"].strftime("%d-%m-%Y")
+    failed = failed_dir(paths, CITY, "municipality") / "01_delivery_check.ipynb"
+    failed.parent.mkdir(parents=True, exist_ok=True)
+    error = new_output(
+        "error",
+        ename="ValueError",
+        evalue=f"bad date {birth}",
+        traceback=[f"ValueError: bad date {birth}"],
+    )
+    nbformat.write(_notebook([_cell(error)]), failed)
+    ttp = failed_dir(paths, CITY, "linking_unit") / "02_pseudonymise_link.ipynb"
+    ttp.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(_notebook([]), ttp)
+    try:
+        report = audit.run("small", root=root, html=False)
+    finally:
+        failed.unlink()
+        ttp.unlink()
+    rel = "build/small/utrecht/municipal/failed/01_delivery_check.ipynb"
+    assert [(f["file"], f["cell"], f["kind"]) for f in report["findings"]] == [
+        (rel, 1, "birth date")
+    ]
+    assert report["scanned"]["failed_notebooks"] == 1
+    assert report["scanned"]["failed_notebooks_unreadable"] == 1
+    assert birth not in json.dumps(report)

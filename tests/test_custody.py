@@ -285,7 +285,7 @@ def test_settings_only_for_declared_reads(tmp_root, monkeypatch):
 def test_a_write_not_declared_in_steps_yml_is_refused(tmp_root, monkeypatch):
     monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
     ctx = StepContext("06_effects", city="rotterdam", size="small", root=tmp_root)
-    ctx.write_json("estimates.json", {"a": 1})  # declared
+    ctx.write_json("estimates.json", {"a": 1}, domain="research")  # declared
     ctx.write_json("outputs/06_effects/tables/t.json", {"a": 1})  # declared pattern
     msg = r"step 06_effects may not write notes.json \(release\)"
     with pytest.raises(UndeclaredWrite, match=msg):

@@ -269,3 +269,13 @@ def test_sav_numeric_codes_map(tmp_path):
     kept = checked.tables["clients"]
     assert list(kept["labour_market_distance"]) == ["short", "large", "medium", "large", "short"]
     assert list(checked.tables["benefit_spells"]["benefit_type"].unique()) == ["participatiewet"]
+
+
+def test_a_broken_output_contract_is_reported_without_values(rotterdam):
+    import pandas as pd
+
+    df = pd.DataFrame({"_row": [1], "client_id": ["K1"], "bsn": ["Jansen-123"],
+                       "bsn_status": ["valid"], "bsn_padded": [False]})
+    with pytest.raises(AssertionError) as info:
+        quality._validate_output("clients", df, rotterdam, {"training": {}})
+    assert "Jansen" not in str(info.value) and "'bsn'" in str(info.value)

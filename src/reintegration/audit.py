@@ -12,6 +12,10 @@ naming the file and the cell, on:
   register (``reintegration.release_check``);
 - a released count below the cell threshold (or a zero not declared structural).
 
+It also scans the notebooks of failed runs kept in ``build/<size>/<city>/<domain>/failed/``
+(sources, outputs and tracebacks), so an error message that quotes a delivered
+value fails the audit; those in domains the auditor may not read are counted.
+
 It runs under the ``auditor`` role, the only role besides the municipality's
 that may read the exports, because it must know what to look for. Its report
 masks every identifier it finds, so the audit's own output leaks nothing; it
@@ -33,9 +37,10 @@ import pandas as pd
 
 from . import atomic, bsn, ingest, protection, release_check
 from .config import list_cities, load_city
-from .custody import DomainMap, check_access
+from .custody import CustodyError, DomainMap, check_access
 from .disclosure import load_rules
 from .paths import Paths
+from .runner import failed_notebooks
 
 ROLE = "auditor"
 _NINE = re.compile(r"(?<![0-9A-Za-z.])(\d{9})(?![0-9A-Za-z])")
@@ -192,6 +197,26 @@ def scan_notebook(path: Path, scanner: Scanner, register: set[str], root: Path) 
     return found
 
 
+def scan_failed(
+    path: Path, scanner: Scanner, dmap: DomainMap, root: Path
+) -> tuple[list[Finding], bool]:
+    """Scan a kept failed notebook (sources, outputs and tracebacks) for
+    identifiers: a failed run must leak nothing either. A notebook in a domain
+    the auditor may not read (the linking unit's, the truth) is counted, not
+    read; (findings, whether it was read)."""
+    try:
+        check_access(ROLE, path, "read", dmap)
+    except CustodyError:
+        return [], False
+    rel = _rel(path, root)
+    nb = nbformat.read(path, as_version=4)
+    found: list[Finding] = []
+    for i, cell in enumerate(nb.cells):
+        for text in _output_texts(cell):
+            found += scanner.text(text, rel, i)
+    return found, True
+
+
 def scan_html(path: Path, scanner: Scanner, root: Path) -> list[Finding]:
     raw = path.read_text(encoding="utf-8", errors="replace")
     text = htmllib.unescape(_TAG.sub(" ", raw))
@@ -312,7 +337,8 @@ def run(size: str, *, root: Path | None = None, html: bool = True) -> dict[str, 
     scanner = Scanner(ids)
     threshold = load_rules(paths.root).cell_threshold
     findings: list[Finding] = []
-    scanned = {"notebooks": 0, "html_pages": 0, "release_files": 0, "count_tables": 0}
+    scanned = {"notebooks": 0, "html_pages": 0, "release_files": 0, "count_tables": 0,
+               "failed_notebooks": 0, "failed_notebooks_unreadable": 0}
     protection_summary: dict[str, Any] = {}
     for city in cities:
         build = paths.city_build(city)
@@ -321,6 +347,10 @@ def run(size: str, *, root: Path | None = None, html: bool = True) -> dict[str, 
             check_access(ROLE, nb, "read", dmap)
             findings += scan_notebook(nb, scanner, registered, paths.root)
             scanned["notebooks"] += 1
+        for nb in failed_notebooks(paths, city):
+            found, ok = scan_failed(nb, scanner, dmap, paths.root)
+            findings += found
+            scanned["failed_notebooks" if ok else "failed_notebooks_unreadable"] += 1
         bundle = paths.root / "release" / size / city
         for f in sorted(p for p in bundle.rglob("*") if p.is_file()):
             text = f.read_text(encoding="utf-8", errors="replace")

@@ -120,6 +120,26 @@ class Exports(Strict):
         default_factory=dict,
         description="The city's instrument code -> key of config/instruments.yml.",
     )
+    max_field_bytes: int | None = Field(
+        None,
+        gt=0,
+        description="Longest field accepted, in bytes; a longer one stops the delivery check "
+        "naming row and column (default 4,096).",
+    )
+    open_end_sentinels: list[str] | None = Field(
+        None,
+        description="End dates that mean 'no end date', as ISO dates (default ['9999-12-31']), "
+        "read as an open end with a note.",
+    )
+    earliest_date: str | None = Field(
+        None,
+        description="No delivered date lies before this day (YYYY-MM-DD; default 1900-01-01).",
+    )
+    earliest_event_date: str | None = Field(
+        None,
+        description="Earliest plausible start or end of a spell, episode or post (YYYY-MM-DD; "
+        "default 40 years before the first inflow month).",
+    )
 
 
 class Rollout(Strict):

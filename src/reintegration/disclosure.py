@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from . import atomic, protection
+from . import atomic, protection, screening
 from .config import ConfigError, load_steps, read_yaml
 from .custody import check_access
 from .paths import Paths, repo_root
@@ -826,7 +826,7 @@ class Register:
                 payload = counts.path.read_bytes()
             else:
                 frame = counts.table if counts.table is not None else pd.DataFrame()
-                payload = frame.to_csv(na_rep="", lineterminator="\n").encode("utf-8")
+                payload = screening.csv_bytes(frame, na_rep="")
             source = self.entries.get(counts.output_id.split("/", 1)[1], {})
             source_checks = (
                 source.get("checks") or {} if source.get("id") == counts.output_id else {}
@@ -848,7 +848,7 @@ class Register:
         frame = counts.to_frame() if isinstance(counts, pd.Series) else counts.copy()
         if isinstance(frame.columns, pd.MultiIndex):
             frame.columns = [_label(c) for c in frame.columns]
-        payload = frame.to_csv(na_rep="", lineterminator="\n").encode("utf-8")
+        payload = screening.csv_bytes(frame, na_rep="")
         zeros = [
             {"row": _label(r), "column": _label(c if c is not None else frame.columns[0])}
             for r, c in structural_zeros
@@ -922,7 +922,7 @@ class Register:
             decimals=None,
         )
         if status != "fail":
-            payload = table.to_csv(lineterminator="\n").encode("utf-8")
+            payload = screening.csv_bytes(table)  # formulas neutralised
             out.path, out.sha256 = self._write_file(f"{name}.csv", payload)
         entry = self._entry(out, checks)
         return self._commit(name, out, entry)
@@ -1094,8 +1094,8 @@ class Register:
             )
             if status != "fail":
                 fmt = None if decimals is None else f"%.{decimals}f"
-                payload = released.to_csv(na_rep="", float_format=fmt, lineterminator="\n")
-                out.path, out.sha256 = self._write_file(f"{name}.csv", payload.encode("utf-8"))
+                payload = screening.csv_bytes(released, na_rep="", float_format=fmt)
+                out.path, out.sha256 = self._write_file(f"{name}.csv", payload)
             checks = {
                 "statistic": statistic,
                 "cells": n_cells,
@@ -1820,14 +1820,7 @@ def finalise(
         files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
         sums = "".join(f"{atomic.sha256_file(staging / f)}  {f}\n" for f in files)
         (staging / "SHA256SUMS").write_text(sums, encoding="utf-8")
-        if target.exists():
-            old = target.parent / f".{target.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            staging.rename(target)
-            shutil.rmtree(old)
-        else:
-            staging.rename(target)
+        atomic.replace_dir(staging, target)  # one atomic exchange, after an fsync
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -23,8 +23,6 @@ against the output contract (:func:`output_schema`) before they are written.
 
 from __future__ import annotations
 
-import datetime as dt
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -32,8 +30,21 @@ import numpy as np
 import pandas as pd
 
 from . import bsn as bsnlib
+from . import screening
 from .config import ConfigError, load_instruments
 from .ingest import CODED_COLUMNS, DATE_COLUMNS, Export
+from .quality_schema import (
+    _clean_text,
+    _code_key,
+    _key_series,
+    _preference,
+    _schema_reason,
+    _shown,
+    _text,
+    _typed,
+    output_schema,
+    row_schema,
+)
 
 TABLES = ("clients", "benefit_spells", "instruments", "caseload")
 DIMENSIONS = ("completeness", "validity", "uniqueness", "consistency", "timeliness")
@@ -65,6 +76,11 @@ REFERENCE_DATE_COLUMN = {
     "instruments": "start_date",
     "caseload": "first_active",
 }
+#: no delivered date lies before this day (``exports.earliest_date``)
+EARLIEST_DATE = "1900-01-01"
+#: start and end dates of spells, episodes and posts lie at most this many years
+#: before the first inflow month (``exports.earliest_event_date`` overrides it)
+EVENT_HISTORY_YEARS = 40
 #: youngest and oldest plausible age of a client at the export date
 AGE_RANGE = (15, 100)
 
@@ -82,7 +98,16 @@ REASONS: dict[str, Reason] = {
     "unparsable_date": Reason(
         "quarantine", "validity", "a date that does not match the declared date format"
     ),
+    "date_out_of_range": Reason(
+        "quarantine", "validity",
+        "a date in the declared format that no software here can represent (before 1678 or "
+        "after 2261) and that is not a configured 'no end date' sentinel",
+    ),
     "date_in_future": Reason("quarantine", "validity", "a start date after the export date"),
+    "implausible_date": Reason(
+        "quarantine", "validity",
+        "a date before the earliest plausible date of the delivery (exports.earliest_event_date)",
+    ),
     "end_before_start": Reason("quarantine", "consistency", "the end date is before the start"),
     "unknown_instrument_code": Reason(
         "quarantine", "validity", "an instrument code the city's configuration does not map"
@@ -112,11 +137,22 @@ REASONS: dict[str, Reason] = {
     "bsn_padded": Reason(
         "flag", None, "an eight-digit BSN (stored as a number) got its leading zero back"
     ),
+    "control_character": Reason(
+        "flag", "validity", "a NUL or other control character in the value: removed"
+    ),
+    "spreadsheet_formula": Reason(
+        "flag", "validity",
+        "a value a spreadsheet would run as a formula (starts with =, +, - or @): kept as "
+        "text, neutralised in every CSV file written",
+    ),
+    "missing_birth_date": Reason("flag", "completeness", "the birth date is empty"),
     "unknown_code": Reason(
         "flag", "validity", "a code the configuration does not map: set to missing"
     ),
     "invalid_birth_date": Reason(
-        "flag", "validity", "a birth date that does not parse or lies in the future: set missing"
+        "flag", "validity",
+        "a birth date that does not parse, lies in the future or before exports.earliest_date: "
+        "set missing",
     ),
     "implausible_birth_date": Reason(
         "flag", "validity", f"an age outside {AGE_RANGE[0]}-{AGE_RANGE[1]} at the export date"
@@ -289,6 +325,18 @@ def reference_dates(city: dict[str, Any]) -> tuple[pd.Timestamp, pd.Timestamp]:
     return start, ref
 
 
+def date_bounds(city: dict[str, Any]) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(earliest plausible date of any kind, earliest plausible start or end of
+    a spell, episode or post), from ``exports.earliest_date`` and
+    ``exports.earliest_event_date``."""
+    ex = city["exports"]
+    floor = pd.Timestamp(str(ex.get("earliest_date", EARLIEST_DATE)))
+    window_start, _ = reference_dates(city)
+    default = window_start - pd.DateOffset(years=EVENT_HISTORY_YEARS)
+    event = pd.Timestamp(str(ex.get("earliest_event_date", default.date())))
+    return floor, max(floor, event)
+
+
 def check_delivery(
     exports: dict[str, Export],
     city: dict[str, Any],
@@ -319,12 +367,32 @@ def check_delivery(
         files={t: exports[t].file for t in TABLES if t in exports},
         notes={t: list(exports[t].notes) for t in TABLES if t in exports},
     )
+    from .quality_report import _assess
+
     _assess(checked, exports)
     if not checked.accounting_ok():  # pragma: no cover - a bug, never a data problem
         raise AssertionError(f"rows lost in the delivery check:\n{checked.accounting()}")
     for table, df in tables.items():
-        output_schema(table, city, taxonomy).validate(df)
+        _validate_output(table, df, city, taxonomy)
     return checked
+
+
+def _validate_output(table: str, df: pd.DataFrame, city: dict[str, Any], taxonomy: Any) -> None:
+    """The output contract; a breach is a bug, reported without the values
+    pandera would quote (they can be a client's data)."""
+    import pandera.errors as pe
+
+    try:
+        output_schema(table, city, taxonomy).validate(df)
+    except pe.SchemaError as exc:
+        cases = exc.failure_cases
+        n = len(cases) if cases is not None and hasattr(cases, "__len__") else "some"
+        column = getattr(exc.schema, "name", None)
+        check = getattr(exc.check, "name", None) or str(exc.reason_code)
+        raise AssertionError(
+            f"the checked {table} table breaks its output contract: column {column!r}, "
+            f"check {check!r}, {n} failing value(s) (values not shown)"
+        ) from None
 
 
 class _Check:
@@ -349,7 +417,10 @@ class _Check:
             return
         df = self.frames[table]
         ex = self.exports[table]
-        if values is None and column is not None and column in df.columns:
+        shown = ex.delivered
+        if values is None and shown is not None and column in shown.columns:
+            values = shown[column].to_numpy()[pos]  # the value as delivered
+        elif values is None and column is not None and column in df.columns:
             values = df[column].to_numpy()[pos]
         elif values is None:
             values = [None] * pos.size
@@ -363,7 +434,7 @@ class _Check:
                 "column": ex.columns.get(column, column) if column else None,
                 "canonical": column,
                 "reason": reason,
-                "value": _text(v),
+                "value": _shown(v),
                 "detail": detail or REASONS[reason].text,
             })
         if REASONS[reason].action == "quarantine":
@@ -384,10 +455,13 @@ class _Check:
             if table == "clients" and err.column == "birth_date":
                 self.issue(table, pos, err.column, "invalid_birth_date", [err.value], err.reason)
             else:
-                self.issue(table, pos, err.column, "unparsable_date", [err.value], err.reason)
+                reason = "date_out_of_range" if err.kind == "range" else "unparsable_date"
+                self.issue(table, pos, err.column, reason, [err.value], err.reason)
+        self._screen(table, df)
         for col in df.columns:
             if col != "_row" and col not in DATE_COLUMNS.get(table, ()):
                 df[col] = df[col].map(_clean_text).astype(object)
+        self._date_bounds(table, df)
         if table == "clients":
             self._clients(df)
         elif table == "benefit_spells":
@@ -396,6 +470,40 @@ class _Check:
             self._instruments(df)
         schema = row_schema(table, self.ref, [c for c in df.columns if c != "_row"])
         self._run_schema(table, schema)
+
+    def _screen(self, table: str, df: pd.DataFrame) -> None:
+        """Control characters (removed, flagged) and spreadsheet formulas
+        (kept as text, flagged; neutralised in every CSV the project writes)."""
+        for col in df.columns:
+            if col == "_row" or col in DATE_COLUMNS.get(table, ()):
+                continue
+            control = screening.control_mask(df[col])
+            self.issue(table, np.flatnonzero(control), col, "control_character")
+            if control.any():
+                df[col] = df[col].map(screening.strip_control).astype(object)
+            formula = screening.formula_mask(df[col])
+            self.issue(table, np.flatnonzero(formula), col, "spreadsheet_formula")
+
+    def _date_bounds(self, table: str, df: pd.DataFrame) -> None:
+        """Dates before the plausible bounds; empty birth dates."""
+        floor, event_floor = date_bounds(self.city)
+        for col in DATE_COLUMNS.get(table, ()):
+            if col not in df.columns:
+                continue
+            if col == "birth_date":
+                early = df[col].notna() & (df[col] < floor)
+                self.issue(table, np.flatnonzero(early), col, "invalid_birth_date",
+                           detail=f"a birth date before {floor.date()} (exports.earliest_date):"
+                           " set to missing")
+                df[col] = df[col].where(~early)
+                shown = self.exports[table].delivered
+                empty = (shown[col] if shown is not None else df[col]).isna().to_numpy()
+                self.issue(table, np.flatnonzero(empty), col, "missing_birth_date")
+                continue
+            early = (df[col].notna() & (df[col] < event_floor)).to_numpy()
+            self.issue(table, np.flatnonzero(early), col, "implausible_date",
+                       detail=f"a date before {event_floor.date()} "
+                       "(exports.earliest_event_date): not plausible in this delivery")
 
     def _clients(self, df: pd.DataFrame) -> None:
         t = "clients"
@@ -651,268 +759,6 @@ class _Check:
 
 
 # ---------------------------------------------------------------------------
-# pandera schemas
-# ---------------------------------------------------------------------------
-
-
-def row_schema(table: str, reference_date: pd.Timestamp, columns: list[str]) -> Any:
-    """The row checks of ``table``: check names are reason codes (or
-    pandera's ``not_nullable``, reported as ``missing_value``)."""
-    import pandera.pandas as pa
-
-    ref = pd.Timestamp(reference_date)
-    cols: dict[str, Any] = {}
-    for col in columns:
-        checks = []
-        if col in ("start_date", "first_active"):
-            checks.append(pa.Check(lambda s, r=ref: s.isna() | (s <= r), name="date_in_future"))
-        if table == "benefit_spells" and col == "end_date":
-            checks.append(pa.Check(lambda s, r=ref: s.isna() | (s <= r), name="end_after_export"))
-        if table == "clients" and col == "birth_date":
-            lo = ref - pd.DateOffset(years=AGE_RANGE[1])
-            hi = ref - pd.DateOffset(years=AGE_RANGE[0])
-            checks.append(
-                pa.Check(lambda s, lo=lo, hi=hi: s.isna() | ((s >= lo) & (s <= hi)),
-                         name="implausible_birth_date")
-            )
-        cols[col] = pa.Column(
-            nullable=col not in REQUIRED.get(table, ()), checks=checks, required=False
-        )
-    frame_checks = []
-    if {"start_date", "end_date"} <= set(columns):
-        frame_checks.append(
-            pa.Check(
-                lambda d: d["end_date"].isna() | d["start_date"].isna()
-                | (d["end_date"] >= d["start_date"]),
-                name="end_before_start",
-            )
-        )
-    if {"first_active", "last_active"} <= set(columns):
-        frame_checks.append(
-            pa.Check(
-                lambda d: d["last_active"].isna() | d["first_active"].isna()
-                | (d["last_active"] >= d["first_active"]),
-                name="end_before_start",
-            )
-        )
-    return pa.DataFrameSchema(cols, checks=frame_checks, name=f"{table} (row checks)")
-
-
-def _schema_reason(table: str, check: str, column: Any) -> tuple[str, str | None]:
-    if check == "not_nullable":
-        return "missing_value", str(column)
-    if check == "end_before_start":
-        return check, "last_active" if table == "caseload" else "end_date"
-    return check, (str(column) if isinstance(column, str) else None)
-
-
-def output_schema(table: str, city: dict[str, Any], taxonomy: dict[str, Any]) -> Any:
-    """The contract of a checked table, as the delivery check writes it."""
-    import pandera.pandas as pa
-
-    from .ingest import declared_columns
-
-    delivered = set(declared_columns(city, table))
-    text = pa.Column(object, nullable=True, required=False)
-
-    def code(col: str) -> Any:
-        return pa.Column(object, pa.Check.isin(list(CANONICAL_CODES[col])), nullable=True,
-                         required=False)
-
-    date = pa.Column("datetime64[ns]", nullable=True, required=False)
-    cols: dict[str, Any] = {"_row": pa.Column("int64", pa.Check.ge(1), unique=True)}
-    if table == "clients":
-        cols |= {
-            "client_id": pa.Column(object, nullable=False, unique=True),
-            "bsn": pa.Column(object, pa.Check.str_matches(r"^[0-9]{9}$"), nullable=True,
-                             required=False),
-            "bsn_status": pa.Column(object, pa.Check.isin(["valid", "missing", "invalid"])),
-            "bsn_padded": pa.Column(bool),
-            "birth_date": date,
-            "postcode": pa.Column(object, pa.Check.str_matches(r"^[1-9][0-9]{3}[A-Z]{2}$"),
-                                  nullable=True, required=False),
-            "house_number": pa.Column("Int64", pa.Check.gt(0), nullable=True, required=False),
-        }
-        cols |= {c: code(c) for c in ("sex", "household_type", "language_level",
-                                       "labour_market_distance")}
-        checks = [pa.Check(lambda d: (d["bsn_status"] == "valid") == d["bsn"].notna(),
-                           name="bsn_only_when_valid")] if "bsn" in delivered else []
-    elif table == "benefit_spells":
-        cols |= {"client_id": pa.Column(object), "benefit_type": code("benefit_type"),
-                 "start_date": pa.Column("datetime64[ns]"), "end_date": date}
-        checks = []
-    elif table == "instruments":
-        cols |= {"client_id": pa.Column(object), "instrument_code": pa.Column(object),
-                 "instrument": pa.Column(object, pa.Check.isin(list(taxonomy))),
-                 "start_date": pa.Column("datetime64[ns]"), "end_date": date}
-        checks = []
-    else:
-        cols |= {"case_manager": pa.Column(object), "team": pa.Column(object),
-                 "first_active": pa.Column("datetime64[ns]"), "last_active": date}
-        checks = []
-    for col in delivered:
-        cols.setdefault(col, text)
-    return pa.DataFrameSchema(cols, checks=checks, strict=False, name=f"{table} (checked)")
-
-
-# ---------------------------------------------------------------------------
-# the quality report
-# ---------------------------------------------------------------------------
-
-DEFINITIONS = {
-    "completeness": "share of the expected values that are present (columns that may be empty "
-    "by nature, such as a surname prefix or the end of a running benefit spell, are not "
-    "counted)",
-    "validity": "share of rows whose values all have the declared format and codes: dates "
-    "parse, codes map, the BSN passes the elfproef, postcodes and house numbers are well "
-    "formed, start dates are not after the export date",
-    "uniqueness": "share of rows that are not a duplicate of another row (same key)",
-    "consistency": "share of rows that agree with the rest of the delivery: end not before "
-    "start, no overlapping benefit spells, the client exists, every client has a benefit "
-    "spell, a client's case manager is in the case-manager file",
-    "timeliness": "share of rows that fall in the period the delivery covers: the reference "
-    "date (start date; for a client the start of the first benefit spell) lies between the "
-    "first inflow month and the export date",
-}
-
-
-def _assess(checked: CheckedDelivery, exports: dict[str, Export]) -> None:
-    """Per delivered row: year, outcome and a score per quality dimension."""
-    q = checked.quarantine
-    f = checked.flags
-    spells = checked.tables.get("benefit_spells")
-    first_spell = (
-        spells.groupby("client_id")["start_date"].min() if spells is not None else pd.Series()
-    )
-    for table, ex in exports.items():
-        if table not in TABLES:
-            continue
-        raw = ex.frame
-        n = len(raw)
-        rows = raw["_row"].to_numpy()
-        expected = [c for c in ex.columns if c not in OPTIONAL.get(table, ())]
-        present = np.column_stack([raw[c].notna().to_numpy() for c in expected])
-        # a date that did not parse was delivered, but it is not a usable value
-        completeness = present.mean(axis=1)
-        qt = q[q["table"] == table].set_index("row")["reason"]
-        outcome = pd.Series(rows).map(qt).fillna("kept").to_numpy()
-        ft = f[f["table"] == table]
-        failed: dict[str, set[int]] = {d: set() for d in DIMENSIONS}
-        for reason, group in pd.concat([qt.reset_index(), ft[["row", "reason"]]]).groupby(
-            "reason"
-        ):
-            dim = REASONS[reason].dimension
-            if dim and dim != "completeness":
-                failed[dim].update(group["row"].astype(int))
-        if table == "clients":
-            ref = raw["client_id"].map(first_spell)
-        else:
-            ref = raw[REFERENCE_DATE_COLUMN[table]]
-        ref = pd.to_datetime(ref, errors="coerce")
-        timely = (ref >= checked.window_start) & (ref <= checked.reference_date)
-        if table == "caseload" and "last_active" in raw.columns:
-            # a case manager counts when the period on the post overlaps the window
-            last = pd.to_datetime(raw["last_active"], errors="coerce")
-            timely = (ref <= checked.reference_date) & (
-                last.isna() | (last >= checked.window_start)
-            )
-        year = ref.dt.year.astype("Int64").astype("string").fillna("unknown")
-        checked.assessment[table] = pd.DataFrame({
-            "_row": rows,
-            "year": year.to_numpy(),
-            "outcome": outcome,
-            "completeness": completeness,
-            "validity": ~np.isin(rows, list(failed["validity"])),
-            "uniqueness": ~np.isin(rows, list(failed["uniqueness"])),
-            "consistency": ~np.isin(rows, list(failed["consistency"])),
-            "timeliness": timely.to_numpy(dtype=bool),
-        })
-        checked.completeness_by_column[table] = {
-            ex.columns[c]: round(float(raw[c].notna().mean()), 4) if n else 0.0
-            for c in ex.columns
-        }
-
-
-def quality_report(checked: CheckedDelivery, *, size: str | None = None) -> dict[str, Any]:
-    """The aggregate quality report (``quality.json``): row accounting,
-    quarantine and flag counts by reason, and the five quality dimensions per
-    table, overall and per year. Counts and shares only; nothing about a person."""
-    acc = checked.accounting()
-    tables: dict[str, Any] = {}
-    for table, a in checked.assessment.items():
-        qt = checked.quarantine[checked.quarantine["table"] == table]
-        ft = checked.flags[checked.flags["table"] == table]
-
-        def dims(frame: pd.DataFrame) -> dict[str, Any]:
-            out: dict[str, Any] = {"rows": len(frame)}
-            for d in DIMENSIONS:
-                out[d] = round(float(frame[d].astype(float).mean()), 4) if len(frame) else None
-            return out
-
-        per_year = {str(y): dims(g) for y, g in a.groupby("year", sort=True)}
-        tables[table] = {
-            "file": checked.files[table],
-            "rows_in": int(acc.at[table, "rows_in"]),
-            "rows_kept": int(acc.at[table, "kept"]),
-            "rows_quarantined": int(acc.at[table, "quarantined"]),
-            "quarantined": {k: int(v) for k, v in qt["reason"].value_counts().sort_index().items()},
-            "flagged_rows": {
-                k: int(v)
-                for k, v in ft.drop_duplicates(["row", "reason"])["reason"]
-                .value_counts().sort_index().items()
-            },
-            "dimensions": dims(a),
-            "dimensions_by_year": per_year,
-            "completeness_by_column": checked.completeness_by_column[table],
-            "notes": checked.notes.get(table, []),
-        }
-    return {
-        "city": checked.city,
-        "size": size,
-        "export_date": checked.reference_date.date().isoformat(),
-        "window_start": checked.window_start.date().isoformat(),
-        "accounting_ok": checked.accounting_ok(),
-        "tables": tables,
-        "definitions": DEFINITIONS,
-        "reasons": {k: {"action": r.action, "dimension": r.dimension, "text": r.text}
-                    for k, r in REASONS.items()},
-    }
-
-
-def rules_table() -> pd.DataFrame:
-    """The documented duplicate rules, one row per table."""
-    rows = [
-        {"table": t, "key": " + ".join(k), "same record when equal": ", ".join(i), "kept": kept,
-         "also": extra}
-        for t, (k, i, kept, extra) in DUPLICATE_RULES.items()
-    ]
-    return pd.DataFrame(rows).set_index("table")
-
-
-def rules_text() -> str:
-    """The duplicate rules in words, one paragraph per table."""
-    import textwrap
-
-    out = []
-    for table, (key, identity, kept, extra) in DUPLICATE_RULES.items():
-        text = (
-            f"{table}: rows with the same {' + '.join(key)} are copies of one record when "
-            f"they agree on {', '.join(identity)}; one copy is kept: {kept}. Copies that "
-            f"disagree are all quarantined. {extra}"
-        ).strip()
-        out.append(textwrap.fill(text, width=88, subsequent_indent="  "))
-    return "\n".join(out)
-
-
-def reasons_table(action: str | None = None) -> pd.DataFrame:
-    rows = [
-        {"reason": k, "action": r.action, "dimension": r.dimension or "(repair)", "meaning": r.text}
-        for k, r in REASONS.items() if action in (None, r.action)
-    ]
-    return pd.DataFrame(rows).set_index("reason")
-
-
-# ---------------------------------------------------------------------------
 # writing (through the step context, so custody is enforced)
 # ---------------------------------------------------------------------------
 
@@ -925,6 +771,8 @@ def write_checked(ctx: Any, checked: CheckedDelivery) -> dict[str, Any]:
     """Write the checked tables, the quarantine and the flags to the municipal
     domain (``build/<size>/<city>/municipal/``) and ``quality.json`` (research: it
     holds exact counts; it travels with the delivery to the researcher)."""
+    from .quality_report import quality_report
+
     written = {}
     for table, df in checked.tables.items():
         written[table] = ctx.write_parquet(CHECKED_FILES[table], df, domain="municipal")
@@ -936,85 +784,18 @@ def write_checked(ctx: Any, checked: CheckedDelivery) -> dict[str, Any]:
     return written
 
 
-# ---------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------
+#: names that live in :mod:`.quality_schema` and :mod:`.quality_report`, reachable here
+_ELSEWHERE = {
+    "quality_schema": ("row_schema", "output_schema"),
+    "quality_report": ("DEFINITIONS", "quality_report", "rules_table", "rules_text",
+                       "reasons_table"),
+}
 
 
-def _text(value: Any) -> str | None:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, float):
-        if np.isnan(value):
-            return None
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, pd.Timestamp | dt.date):
-        return value.isoformat()[:10]
-    return str(value)
+def __getattr__(name: str) -> Any:
+    import importlib
 
-
-def _clean_text(value: Any) -> Any:
-    if isinstance(value, str):
-        value = value.strip()
-        return value or None
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    return value
-
-
-def _code_key(value: Any) -> str | None:
-    """A code as a comparable string: 1, 1.0 and '1' are the same code."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        if np.isnan(value):
-            return None
-        return str(int(value)) if float(value).is_integer() else str(value)
-    text = str(value).strip()
-    if text.endswith(".0") and text[:-2].isdigit():
-        text = text[:-2]
-    return text or None
-
-
-def _key_series(df: pd.DataFrame, key: list[str]) -> pd.Series:
-    return df[key].astype(str).agg("\x1f".join, axis=1)
-
-
-def _non_ascii(value: Any) -> int:
-    if not isinstance(value, str):
-        return 0
-    return sum(1 for ch in unicodedata.normalize("NFC", value) if ord(ch) > 127)
-
-
-def _preference(table: str, df: pd.DataFrame) -> dict[str, Any]:
-    if table == "clients":
-        accents = np.zeros(len(df), dtype=np.int64)
-        for c in ("first_name", "surname_prefix", "last_name", "street"):
-            if c in df.columns:
-                accents += df[c].map(_non_ascii).to_numpy(dtype=np.int64)
-        filled = df.drop(columns=["_row"]).notna().sum(axis=1)
-        return {"_p1": accents, "_p2": filled.to_numpy()}
-    return {"_p1": np.zeros(len(df), dtype=np.int64), "_p2": np.zeros(len(df), dtype=np.int64)}
-
-
-def _typed(table: str, df: pd.DataFrame) -> pd.DataFrame:
-    out = df.copy()
-    for col in DATE_COLUMNS.get(table, ()):
-        if col in out.columns:
-            out[col] = pd.to_datetime(out[col]).astype("datetime64[ns]")
-    for col in out.columns:
-        if col in DATE_COLUMNS.get(table, ()) or col in ("_row", "house_number", "bsn_padded"):
-            continue
-        out[col] = out[col].map(_text_or_none).astype(object)
-    out["_row"] = out["_row"].astype("int64")
-    return out
-
-
-def _text_or_none(value: Any) -> Any:
-    return _text(value)
+    for module, names in _ELSEWHERE.items():
+        if name in names:
+            return getattr(importlib.import_module(f".{module}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,9 +3,12 @@
 The Makefile calls this through ``python -m reintegration run-step``. The
 parameters are written as YAML to ``build/<size>/<city>/params/<step>.yml`` and
 handed to papermill from that file, with an explicit kernel name. The executed
-notebook is written to a temporary file and renamed into
-``book/results/<city>/<step>.ipynb`` only when every cell succeeded; a failed
-run is kept in ``build/<size>/<city>/failed/`` and the error names the cell.
+notebook is written to a temporary file in an owner-only folder of the step's
+person-level domain (``build/<size>/<city>/<domain>/failed/``, see
+:data:`FAILED_DOMAIN`) and written to ``book/results/<city>/<step>.ipynb`` only
+when every cell succeeded, with deterministic cell ids and without timing
+metadata (:func:`normalise_executed`). A failed run stays in that folder,
+readable by its owner only, until the step succeeds; the error names the cell.
 """
 
 from __future__ import annotations
@@ -70,8 +73,9 @@ def run_step(
     atomic.write_text(params_file, yaml.safe_dump(parameters_for(step, city, size)))
     params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
 
-    tmp = target.parent / f".{step}.running.ipynb"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
+    private = failed_dir(paths, city, spec["role"])
+    _private_dir(private)
+    tmp = private / f".{step}.running.ipynb"
     os.environ["REINTEGRATION_ROOT"] = str(paths.root)  # the kernel inherits it
     started = time.perf_counter()
     try:
@@ -84,12 +88,13 @@ def run_step(
             progress_bar=False,
         )
     except papermill.PapermillExecutionError as exc:
-        failed = paths.city_build(city) / "failed" / f"{step}.ipynb"
-        failed.parent.mkdir(parents=True, exist_ok=True)
+        failed = private / f"{step}.ipynb"
+        os.chmod(tmp, 0o600)
         os.replace(tmp, failed)
         raise StepFailed(
             f"step {step} for {city} failed in cell {exc.exec_count} "
-            f"({exc.ename}: {exc.evalue}); the executed notebook is kept at {failed}"
+            f"({exc.ename}{_safe_evalue(exc)}); the executed notebook is kept, readable by "
+            f"its owner only, at {failed}"
         ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -134,9 +139,84 @@ def run_step(
     retitle(nb, cfg["display_name"], spec["title"], landing=step == first_city_step(paths))
     nb.cells.append(nbformat.v4.new_markdown_cell(provenance.markdown_cell(record)))
     nb.metadata["reintegration"] = {"step": step, "city": city, "size": size}
+    normalise_executed(nb, template)
     atomic.write_text(target, nbformat.writes(nb))
     tmp.unlink(missing_ok=True)
+    remove_failed(paths, city, step)
     return target
+
+
+#: the person-level domain a failed run of a role is kept in: the domain of the
+#: data the step could read, so a failed notebook never moves data to a wider audience
+FAILED_DOMAIN = {"municipality": "municipal", "linking_unit": "ttp", "validator": "truth"}
+#: exceptions whose messages the compendium writes itself and which never quote a value
+_OWN_ERRORS = ("ExportError", "ConfigError", "CustodyError", "StepFailed")
+
+
+def failed_dir(paths: Paths, city: str, role: str) -> Path:
+    """``build/<size>/<city>/<domain>/failed``: where a failed run of a step
+    with ``role`` is kept (owner-only), and where it runs."""
+    domain = FAILED_DOMAIN.get(role, "research")
+    return paths.city_build_domain(city, domain) / "failed"
+
+
+def failed_notebooks(paths: Paths, city: str) -> list[Path]:
+    """Every failed notebook kept for ``city``, in any domain."""
+    domains = {*FAILED_DOMAIN.values(), "research"}
+    found = [
+        p
+        for d in sorted(domains)
+        for p in (paths.city_build_domain(city, d) / "failed").glob("*.ipynb")
+    ]
+    legacy = paths.city_build(city) / "failed"  # before failed runs were kept per domain
+    return sorted(found + list(legacy.glob("*.ipynb")))
+
+
+def remove_failed(paths: Paths, city: str, step: str) -> None:
+    """A successful run removes the failed notebooks of earlier runs of ``step``."""
+    for path in failed_notebooks(paths, city):
+        if path.name in (f"{step}.ipynb", f".{step}.running.ipynb"):
+            path.unlink(missing_ok=True)
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _safe_evalue(exc: Any) -> str:
+    """The exception's message when the compendium wrote it (it names file, row
+    and column, never a value); other messages may quote data and stay in the
+    owner-only notebook."""
+    if exc.ename in _OWN_ERRORS or exc.ename.endswith((".ExportError", ".CustodyError")):
+        return f": {exc.evalue}"
+    return ": the message is in the failed notebook"
+
+
+#: papermill's per-cell and per-notebook timing metadata: removed, so two runs
+#: give the same bytes; the run time is kept once, in the provenance cell
+_TIMING_KEYS = ("papermill", "execution")
+
+
+def normalise_executed(nb: Any, template: Path) -> Any:
+    """Make an executed notebook byte-reproducible: cells added by the run
+    (papermill's injected parameters, the provenance cell) get ids derived
+    from their position instead of random ones, and timing metadata is removed.
+    The one run-time field left is the run time in the provenance cell."""
+    known = {c.get("id") for c in nbformat.read(template, as_version=4).cells}
+    used: set[str] = set()
+    for i, cell in enumerate(nb.cells):
+        cid = cell.get("id")
+        if cid not in known or cid in used:
+            tag = "parameters" if "injected-parameters" in cell.metadata.get("tags", []) else "cell"
+            cid = f"run-{tag}-{i:03d}"
+            cell["id"] = cid
+        used.add(cid)
+        for key in _TIMING_KEYS:
+            cell.metadata.pop(key, None)
+    for key in _TIMING_KEYS:
+        nb.metadata.pop(key, None)
+    return nb
 
 
 def first_city_step(paths: Paths) -> str:

@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..atomic import sha256_file, write_json, write_via_temp
 from ..custody import DomainMap, check_access
+from ..screening import neutralise_frame
 from .schema import Table
 
 SAV_STAMP = slice(92, 109)
@@ -127,6 +128,7 @@ class Writer:
         for col in out.columns:
             if pd.api.types.is_datetime64_any_dtype(out[col]):
                 out[col] = out[col].dt.strftime(date_format).fillna("")
+        out = neutralise_frame(out)  # every CSV the compendium writes: no live formulas
         text = out.to_csv(index=False, sep=sep, lineterminator=lineterminator)
         raw = text.encode(encoding, errors=errors)
         write_via_temp(path, lambda tmp: tmp.write_bytes(raw))

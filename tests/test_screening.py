@@ -1,0 +1,76 @@
+"""Formula neutralisation and encoding sniffing (tests/test_corpus.py runs them
+through the reader)."""
+
+from __future__ import annotations
+
+import codecs
+import io
+
+import pandas as pd
+
+from reintegration import screening
+
+
+def test_formulas_are_recognised_and_numbers_are_not():
+    for text in (
+        "=1+1",
+        '=HYPERLINK("http://x";"y")',
+        "+31 6 1234",
+        "-cmd",
+        "@SUM(A1)",
+        "\t=1",
+        "=cmd|' /C calc'!A0",
+    ):
+        assert screening.is_formula(text), text
+    for value in ("-5", "+3.5", "-0,25", "1e-3", "-", "Jansen", "", None, 5, "a=b"):
+        assert not screening.is_formula(value), value
+
+
+def test_every_csv_written_neutralises_formulas_in_cells_labels_and_header():
+    df = pd.DataFrame(
+        {"=label": ["=cmd|' /C calc'!A0", "ok"], "count": [-5, 12], "share": ["-0.5", "@x"]},
+        index=pd.Index(["+evil", "row"], name="group"),
+    )
+    raw = screening.csv_bytes(df)
+    back = pd.read_csv(io.BytesIO(raw), index_col=0, dtype=str)
+    assert list(back.columns) == ["'=label", "count", "share"]
+    assert list(back.index) == ["'+evil", "row"]
+    assert back.iloc[0, 0] == "'=cmd|' /C calc'!A0"
+    assert list(back["count"]) == ["-5", "12"], "numbers are left alone"
+    assert list(back["share"]) == ["-0.5", "'@x"]
+    assert b"\r" not in raw
+
+
+def test_actual_encodings_are_named():
+    declared = "cp1252"
+    assert screening.actual_encoding(codecs.BOM_UTF8 + b"a;b", declared).startswith("UTF-8")
+    assert screening.actual_encoding(codecs.BOM_UTF8 + b"a;b", "utf-8") is None
+    assert "UTF-16" in screening.actual_encoding("a;b\r\n1;2".encode("utf-16"), declared)
+    assert "big-endian" in screening.actual_encoding("a;b\r\n1;2".encode("utf-16-be"), declared)
+    assert screening.actual_encoding(b"a;b\r\n1;2", declared) is None
+    assert screening.utf8_in_single_byte("naïve".encode(), declared) == 2
+    assert screening.utf8_in_single_byte("naïve".encode("cp1252"), declared) is None
+    assert screening.utf8_in_single_byte("naïve".encode(), "utf-8") is None
+
+
+def test_every_csv_the_package_writes_goes_through_the_neutraliser(root):
+    """``to_csv`` appears only in the neutraliser and in the synthetic-data
+    writer, which neutralises the frame first."""
+    src = root / "src" / "reintegration"
+    users = sorted(
+        p.relative_to(src).as_posix()
+        for p in src.rglob("*.py")
+        if ".to_csv(" in p.read_text(encoding="utf-8")
+    )
+    assert users == ["screening.py", "synth/writers.py"]
+    writer = (src / "synth" / "writers.py").read_text(encoding="utf-8")
+    assert "out = neutralise_frame(out)" in writer
+
+
+def test_the_vectorised_masks_agree_with_the_value_checks():
+    values = pd.Series(
+        ["=1+1", "-5", "Jan", None, "Sil\x00va", "@x", "-", 3.0, -1.0, "\tx", "a\x1bb", ""],
+        dtype=object,
+    )
+    assert list(screening.formula_mask(values)) == [screening.is_formula(v) for v in values]
+    assert list(screening.control_mask(values)) == [screening.has_control(v) for v in values]
