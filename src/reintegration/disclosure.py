@@ -1571,7 +1571,7 @@ def _check_counts(
 ) -> tuple[str, list[str], dict[str, Any]]:
     frame = counts.to_frame() if isinstance(counts, pd.Series) else counts
     try:
-        values = frame.to_numpy(dtype=float)
+        values = frame.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
     except (TypeError, ValueError):
         raise DisclosureError("counts must be numbers (NaN for something not shown)") from None
     structural = np.zeros(values.shape, dtype=bool)

@@ -2101,6 +2101,30 @@ def criterion_markdown(assessment: Assessment, criterion: str, labels: dict[str,
     return "\n".join(lines)
 
 
+def quoted_counts(assessment: Assessment, labels: dict[str, str], threshold: int) -> pd.DataFrame:
+    """Every count of persons the checks' sentences quote (group sizes such
+    as "1 270 persons in the comparison group"), one row per sub-study and
+    check, so the sentences' numbers are a registered, checked output too;
+    a count below ``threshold`` is quoted as "fewer than" and is empty here."""
+    rows = []
+    for s in assessment.substudies:
+        label = labels.get(s.instrument or "", "no roll-out")
+        for criterion, checks in s.criteria.items():
+            for c in checks:
+                quoted = c.verdict != "not_assessed" and "persons" in c.text
+                if not (quoted and c.name.startswith("n_") and isinstance(c.value, int | float)):
+                    continue
+                rows.append({
+                    "sub-study": f"{DESIGN_SHORT[s.design]}, {label.lower()}",
+                    "criterion": criterion,
+                    "check": c.name,
+                    "persons": int(c.value) if c.value >= threshold else None,
+                })
+    return pd.DataFrame(rows, columns=["sub-study", "criterion", "check", "persons"]).astype(
+        {"persons": "Int64"}
+    )
+
+
 def labelled(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
     """An evidence frame with instrument labels (in taxonomy order) instead
     of keys, for tables a reader sees."""
