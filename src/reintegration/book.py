@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from . import atomic, feasibility, provenance, werkwijzer
+from . import atomic, feasibility, provenance, synthesis, werkwijzer
 from .config import list_cities, load_city, load_steps
 from .paths import Paths
 from .synth import data_dictionary_markdown, planted_parameters_markdown
@@ -161,6 +161,7 @@ def generated_pages(paths: Paths) -> dict[str, str]:
     pages["phase1.md"] = feasibility.phase1_markdown(paths)
     pages.update(werkwijzer.generated_pages(paths))
     pages["protection.md"] = protection_markdown(paths)
+    pages.update(synthesis.generated_pages(paths))
     return pages
 
 
