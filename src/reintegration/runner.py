@@ -84,6 +84,7 @@ def run_step(
         provenance.file_entry(template, paths.root, "public"),
         provenance.file_entry(Path(cfg["_path"]), paths.root, "public"),
         provenance.file_entry(paths.config_dir / "steps.yml", paths.root, "public"),
+        *provenance.config_entries(paths.root),
     ]
     inputs += [
         provenance.file_entry(Path(p), paths.root, dom) for p, dom in sorted(io["reads"].items())
@@ -101,6 +102,7 @@ def run_step(
         "role": spec["role"],
         "kernel": kernel,
         "parameters": params,
+        "seeds": provenance.seeds(paths.root),
         "git": provenance.git_state(paths.root),
         "environment": provenance.environment(),
         "inputs": inputs,
