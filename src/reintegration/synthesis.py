@@ -32,6 +32,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -352,7 +353,7 @@ def forest_svg(grp: pd.DataFrame, metas: pd.DataFrame, outcome_labels: dict[str,
     cities = list(dict.fromkeys(grp.sort_values("city")["city_label"]))
     with plt.rc_context({"svg.hashsalt": "synthesis", "svg.fonttype": "none"}):
         fig, axes = plt.subplots(
-            1, len(outcomes), figsize=(3.2 * len(outcomes) + 1, 0.45 * len(cities) + 1.6),
+            1, len(outcomes), figsize=(2.6 * len(outcomes) + 1.4, 0.45 * len(cities) + 1.7),
             squeeze=False, sharey=True,
         )  # fmt: skip
         for ax, outcome in zip(axes[0], outcomes, strict=True):
@@ -377,9 +378,9 @@ def forest_svg(grp: pd.DataFrame, metas: pd.DataFrame, outcome_labels: dict[str,
                     ax.plot([m["pi_low"] * scale, m["pi_high"] * scale], [0, 0], color="tab:blue",
                             lw=1, ls="--")  # fmt: skip
             ax.axvline(0, color="grey", lw=0.8)
-            ax.set_title(outcome_labels.get(outcome, outcome), fontsize=9)
-            ax.set_xlabel(f"effect ({unit})", fontsize=8)
-            ax.tick_params(labelsize=8)
+            ax.set_title(textwrap.fill(outcome_labels.get(outcome, outcome), 26), fontsize=10)
+            ax.set_xlabel(f"effect ({unit})", fontsize=9)
+            ax.tick_params(labelsize=9)
         axes[0][0].set_yticks([*range(len(cities), 0, -1), 0], [*cities, f"pooled ({METHOD})"])
         fig.tight_layout()
         buf = io.StringIO()
