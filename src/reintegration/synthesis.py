@@ -551,16 +551,15 @@ def verdict_markdown(v: pd.DataFrame) -> str:
     for r in v.itertuples():
         yes = (
             f"{r.city_label} ran {r.run} sub-studies, among them a design-based one "
-            f"({r.design_based}) that checks the selection-on-observables estimates against "
-            "an assumption the data can test."
+            f"({r.design_based}). It rests on another assumption than selection on "
+            "observables, one the data can partly check (pre-trends, first stage), and so "
+            "checks the selection-on-observables estimate of the same instrument."
         )
         why = {
             "yes, designs disagree": f"{yes} The check fails for: {'; '.join(r.clashes)}; "
             "read these instruments' effects from the design-based estimate, and the "
             "selection-on-observables estimates of other instruments with care.",
-            "yes": f"{r.city_label} ran {r.run} sub-studies, among them a design-based one "
-            f"({r.design_based}) that checks the selection-on-observables estimates against "
-            "an assumption the data can test.",
+            "yes": yes,
             "partly": f"{r.city_label} ran {r.run} sub-studies, all by selection on observables; "
             "they rest on the assumption that no unobserved difference between starters and "
             "non-starters drives both, which the data cannot test.",
