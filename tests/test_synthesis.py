@@ -102,7 +102,9 @@ def _sha(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def write_bundle(folder: Path, city: str, shift: float, iv_decision: str = "no-go") -> None:
+def write_bundle(
+    folder: Path, city: str, shift: float, iv_decision: str = "no-go", allowed: str = "pass"
+) -> None:
     """A minimal release bundle: two sub-study tables and the effect models."""
     outputs = []
 
@@ -124,6 +126,10 @@ def write_bundle(folder: Path, city: str, shift: float, iv_decision: str = "no-g
         run = "run" if dec != "no-go" else "not run"
         decisions += f"{sid},{dec},{run},theoretical: a reason: detail\n"
     put("06_effects", "substudies", "table", decisions.encode(), "csv")
+    criteria = "sub-study,theoretical,practical,allowed,wanted,decision\n" + "".join(
+        f"{sid},pass,pass,{allowed},pass,conditional\n" for sid, _, _ in SUBSTUDIES
+    )
+    put("05_feasibility", "decisions", "table", criteria.encode(), "csv")
     for sid, _, _ in SUBSTUDIES:
         design, instrument = sid.split("/")
         base = {"job_coaching": 0.05, "training": -0.01}[instrument] + shift
@@ -218,3 +224,18 @@ def test_designs_that_disagree_are_listed():
     assert len(dd) == 1
     assert dd["z"].iloc[0] == pytest.approx(-0.22 / math.hypot(0.03, 0.03))
     assert bool(dd["disagree"].iloc[0])
+
+
+def test_verdict_names_open_legal_conditions_and_cities_still_to_run(synth_root: Paths, root):
+    write_bundle(synth_root.root / "release/small/utrecht", "utrecht", 0.0, allowed="conditional")
+    text = (root / "config" / "cities" / "rotterdam.yml").read_text()
+    new = text.replace("name: rotterdam", "name: gouda", 1)
+    (synth_root.root / "config/cities/gouda.yml").write_text(
+        new.replace("display_name: Rotterdam", "display_name: Gouda", 1)
+    )
+    verdicts = synthesis.generated_pages(synth_root)["synthesis_verdicts.md"]
+    utrecht = next(line for line in verdicts.splitlines() if line.startswith("- **Utrecht"))
+    rotterdam = next(line for line in verdicts.splitlines() if line.startswith("- **Rotterdam"))
+    assert "'allowed' only conditional" in utrecht
+    assert "'allowed' only conditional" not in rotterdam
+    assert "Not yet in the synthesis (no release bundle): Gouda." in verdicts

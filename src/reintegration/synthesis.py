@@ -144,6 +144,12 @@ def _substudies(bundle: Bundle) -> pd.DataFrame:
             on="substudy",
             how="left",
         )
+    criteria = bundle.table("05_feasibility/decisions")
+    if criteria is not None and "allowed" in criteria.columns:
+        crit = criteria.rename(columns={"sub-study": "substudy"})
+        out = out.merge(crit[["substudy", "allowed"]], on="substudy", how="left")
+    else:
+        out["allowed"] = None
     out[["design", "instrument"]] = out["substudy"].str.split("/", n=1, expand=True)
     return out
 
@@ -265,13 +271,16 @@ def verdicts(sub: pd.DataFrame, est: pd.DataFrame, metas: pd.DataFrame) -> pd.Da
 
     * **yes**: at least one design-based sub-study (roll-out or case-manager
       instrument) ran, so the selection-on-observables estimates have a check
-      on unobserved confounding, and no sub-study failed on 'allowed';
+      on unobserved confounding;
     * **partly**: only selection on observables ran; the effects rest on the
       assumption of no unobserved confounding, which the data cannot test;
     * **yes, designs disagree**: as yes, but a design-based estimate and
       another design's estimate of the same instrument differ by more than
       :data:`DESIGN_Z` standard errors, so one of them is biased;
     * **no**: no sub-study ran.
+
+    A sub-study that ran although Phase 1 judged 'allowed' only conditional
+    (a legal document still to be produced) is named in the verdict's text.
     """
     rows = []
     for city, grp in sub.groupby("city", sort=True):
@@ -304,6 +313,7 @@ def verdicts(sub: pd.DataFrame, est: pd.DataFrame, metas: pd.DataFrame) -> pd.Da
                 "reasons": reasons,
                 "outlying": outliers,
                 "clashes": clashes,
+                "legal_open": bool((ran["allowed"] == "conditional").any()),
             }
         )
     return pd.DataFrame(rows)
@@ -537,9 +547,14 @@ _VERDICT_TEXT = {
 }
 
 
-def verdict_markdown(v: pd.DataFrame) -> str:
+def verdict_markdown(v: pd.DataFrame, pending: list[str] | None = None) -> str:
+    tail = (
+        [f"Not yet in the synthesis (no release bundle): {', '.join(pending)}.", ""]
+        if pending
+        else []
+    )
     if v.empty:
-        return "No city has a release bundle yet.\n"
+        return "\n".join(["No city has a release bundle yet.", "", *tail])
     lines = ["| city | verdict | sub-studies run | design-based | not run |",
              "|---|---|---:|---|---:|"]  # fmt: skip
     for r in v.itertuples():
@@ -566,6 +581,11 @@ def verdict_markdown(v: pd.DataFrame) -> str:
             "no": f"{r.city_label} could run no sub-study.",
         }[r.verdict]
         stops = "; ".join(r.reasons) if r.reasons else "none"
+        if r.legal_open:
+            why += (
+                " Phase 1 judged 'allowed' only conditional for sub-studies that ran: the "
+                "legal checklist's open documents must be in place before real data are used."
+            )
         extra = (
             f" Its estimate falls outside the prediction interval of: {'; '.join(r.outlying)}."
             if r.outlying else ""
@@ -574,7 +594,7 @@ def verdict_markdown(v: pd.DataFrame) -> str:
             f"- **{r.city_label}: {_VERDICT_TEXT[r.verdict].lower()}.** {why} "
             f"Why the other {r.not_run} stopped (Phase 1): {stops}.{extra}",
         ]
-    return "\n".join([*lines, ""])
+    return "\n".join([*lines, "", *tail])
 
 
 def generated_pages(paths: Paths) -> dict[str, str]:
@@ -598,7 +618,12 @@ def generated_pages(paths: Paths) -> dict[str, str]:
         disagreement_markdown(est, metas, labels) if not est.empty else "No estimates yet.\n"
     )
     v = verdicts(sub, est, metas) if not sub.empty else pd.DataFrame()
-    pages["synthesis_verdicts.md"] = verdict_markdown(v)
+    pending = [
+        load_city(c, paths.root)["display_name"]
+        for c in list_cities(paths.root)
+        if not (release_root(paths) / c / "register.json").is_file()
+    ]
+    pages["synthesis_verdicts.md"] = verdict_markdown(v, pending)
     pages["synthesis_summary.md"] = summary_markdown(metas, labels)
     return pages
 
