@@ -64,9 +64,9 @@ $(shell mkdir -p $(RESULTS) && [ "$$(cat $(SIZE_STAMP) 2>/dev/null)" = "$(SIZE)"
 	|| echo "$(SIZE)" > $(SIZE_STAMP))
 endif
 
-.PHONY: all help venv data notebooks city release audit book test test-pytest test-nbval bench templates lab clean clean-data distclean
+.PHONY: all help venv data notebooks city release audit book pdf test test-pytest test-nbval bench templates lab clean clean-data distclean
 
-all: book ## Build everything: environment, data, every city's steps, the book
+all: book pdf ## Build everything: environment, data, every city's steps, the book and its PDF
 	@echo "Book: file://$(abspath $(BOOK_HTML))/index.html"
 
 help: ## List the targets
@@ -133,6 +133,16 @@ $(BOOK_HTML)/index.html: $(BUILD)/audit.json $(BOOK_SOURCES) $(DATA)/manifest.js
 	$(VENV)/bin/jupyter-book build book --all --warningiserror --keep-going --quiet
 	$(PY) -m reintegration audit --size $(SIZE)
 	@touch $@
+
+# The whole book as one PDF (linked from the introduction): Jupyter Book's
+# single-HTML build printed by Debian's Chromium, offline; the build fails when a
+# chapter of the table of contents is missing from the PDF.
+BOOK_PDF := $(BOOK_HTML)/reintegration-book.pdf
+
+pdf: $(BOOK_PDF) ## The whole book as one PDF (headless Chromium, offline)
+
+$(BOOK_PDF): $(BOOK_HTML)/index.html
+	$(PY) -m reintegration.pdf --book book --out $@
 
 test: $(VENV_STAMP) ## Lint, tests, notebook validation and the book on SIZE=small
 	$(VENV)/bin/ruff check src tests

@@ -9,12 +9,13 @@ into hand-written pages with MyST's ``include`` directive.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import atomic, feasibility, provenance, werkwijzer
+from . import atomic, feasibility, provenance, synthesis, werkwijzer
 from .config import list_cities, load_city, load_steps
 from .config_reference import reference_markdown
 from .paths import Paths
@@ -91,34 +92,109 @@ def toc(paths: Paths) -> dict[str, Any]:
 
 
 def provenance_markdown(paths: Paths) -> str:
-    """A table of every step run that produced this book, from the records."""
-    rows = []
-    commits = set()
+    """Every step run that produced this book, from the provenance records:
+    per executed notebook the full commit, the working-tree state, the
+    parameters, the seeds, the run time, and the SHA-256 of every input and
+    output; then each city's release checksum file."""
+    runs = []
     for city in list_cities(paths.root):
+        name = load_city(city, paths.root)["display_name"]
         for s in load_steps(paths.root):
             rec_path = paths.provenance_dir(city) / f"{s['name']}.json"
-            if not rec_path.exists():
-                continue
-            rec = provenance.read_record(rec_path)
-            commits.add((rec["git"]["commit"], rec["git"]["dirty"]))
-            rows.append(
-                f"| {load_city(city, paths.root)['display_name']} | {s['title']} "
-                f"| `{rec['git']['commit'][:12]}` | {_dirty(rec['git']['dirty'])} "
-                f"| {len(rec['inputs'])} | {len(rec['outputs'])} | {rec['runtime_seconds']:.1f} |"
-            )
+            if rec_path.exists():
+                runs.append((name, s["title"], provenance.read_record(rec_path)))
+    commits = {(r["git"]["commit"], r["git"]["dirty"]) for _, _, r in runs}
     lines = [
-        f"This build used the synthetic data of size `{paths.size}`.",
+        f"This build used the synthetic data of size `{paths.size}`: "
+        f"{len(runs)} executed notebooks.",
         "",
-        "| city | step | commit | tree | inputs | outputs | run time (s) |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
+        "### Executed notebooks",
         "",
+        "| city | step | commit | working tree | parameters | run time (s) |",
+        "|---|---|---|---|---|---:|",
     ]
+    for name, title, rec in runs:
+        params = ", ".join(f"`{k}={v}`" for k, v in sorted(rec["parameters"].items()))
+        lines.append(
+            f"| {name} | {title} | `{rec['git']['commit']}` | {_dirty(rec['git']['dirty'])} "
+            f"| {params} | {rec['runtime_seconds']:.1f} |"
+        )
+    lines.append("")
     if len(commits) > 1:
         lines.append(
             "```{warning}\nThe pages of this book were produced by more than one commit "
             "or working-tree state; rerun `make all` from a clean checkout before review.\n```\n"
         )
+    lines += ["### Seeds", "", *_seeds_markdown(runs, paths.root), ""]
+    lines += ["### Inputs and outputs of each notebook", ""]
+    for name, title, rec in runs:
+        lines += [
+            f"#### {name}: {title}",
+            "",
+            "| file | read or written | custody domain | SHA-256 |",
+            "|---|---|---|---|",
+        ]
+        for kind, items in (("input", rec["inputs"]), ("output", rec["outputs"])):
+            lines += [
+                f"| `{i['path']}` | {kind} | {i.get('domain', '')} | `{i['sha256']}` |"
+                for i in items
+            ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _seeds_markdown(runs: list[tuple[str, str, dict[str, Any]]], root: Path) -> list[str]:
+    """The seeds the runs recorded (one table when every run used the same)."""
+    recorded = [r.get("seeds") for _, _, r in runs]
+    if not runs or any(s is None for s in recorded):
+        missing = sum(s is None for s in recorded)
+        head = [
+            f"{missing} of {len(runs)} records predate the recording of seeds; "
+            "rerun `make all` to record them. The seeds of the current configuration:",
+            "",
+        ]
+        seeds = provenance.seeds(root)
+    else:
+        head = []
+        distinct = {json.dumps(s, sort_keys=True) for s in recorded}
+        if len(distinct) > 1:
+            head = [
+                "The runs recorded different seeds: the configuration changed between runs.",
+                "",
+            ]
+        seeds = recorded[0]
+    rows = ["| configuration key | seed |", "|---|---:|"]
+    rows += [f"| `{k}` | {v} |" for k, v in seeds.items()]
+    note = [
+        "",
+        "The synthetic data of each city are drawn from the global seed of "
+        "`config/synthetic.yml` combined with a hash of the city's name and the data "
+        "size; their SHA-256 are in `synthetic_data/<size>/manifest.json`.",
+    ]
+    return [*head, *rows, *note]
+
+
+def release_checksums_markdown(paths: Paths) -> str:
+    """Each city's release checksum file, whole, with its own SHA-256."""
+    lines = []
+    for city in list_cities(paths.root):
+        name = load_city(city, paths.root)["display_name"]
+        sums = paths.root / "release" / paths.size / city / "SHA256SUMS"
+        lines += [f"### {name}", ""]
+        if not sums.is_file():
+            lines += ["No release bundle yet.", ""]
+            continue
+        text = sums.read_text(encoding="utf-8")
+        lines += [
+            f"`release/{paths.size}/{city}/SHA256SUMS`: {len(text.splitlines())} files; "
+            f"SHA-256 of the checksum file itself `{atomic.sha256_bytes(text.encode())}`. "
+            f"Check a copy with `sha256sum -c SHA256SUMS` inside the bundle's folder.",
+            "",
+            "```text",
+            text.rstrip("\n"),
+            "```",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -134,7 +210,7 @@ def packages_markdown() -> str:
         "| package | version |",
         "|---|---|",
     ]
-    lines += [f"| {k} | {v} |" for k, v in provenance.package_versions().items()]
+    lines += [f"| {k} | {v} |" for k, v in provenance.all_package_versions().items()]
     return "\n".join(lines) + "\n"
 
 
@@ -155,6 +231,7 @@ def generated_pages(paths: Paths) -> dict[str, str]:
         "steps.md": steps_markdown(paths),
         "provenance.md": provenance_markdown(paths),
         "packages.md": packages_markdown(),
+        "release_checksums.md": release_checksums_markdown(paths),
     }
     pages["data_dictionary.md"] = data_dictionary_markdown()
     pages["config_reference.md"] = reference_markdown()
@@ -164,6 +241,7 @@ def generated_pages(paths: Paths) -> dict[str, str]:
     pages["phase1.md"] = feasibility.phase1_markdown(paths)
     pages.update(werkwijzer.generated_pages(paths))
     pages["protection.md"] = protection_markdown(paths)
+    pages.update(synthesis.generated_pages(paths))
     return pages
 
 
@@ -184,8 +262,10 @@ def protection_markdown(paths: Paths) -> str:
         bundle = paths.root / "release" / paths.size / city
         found, summary = scan_differencing(bundle, threshold, paths.root)
         if not summary:
-            lines.append(f"| {load_city(city, paths.root)['display_name']} | no release bundle "
-                         "| | | | | | | |")
+            lines.append(
+                f"| {load_city(city, paths.root)['display_name']} | no release bundle "
+                "| | | | | | | |"
+            )
             continue
         share = (summary["primary"] + summary["secondary"]) / max(summary["cells"], 1)
         narrow = summary["narrowest_width"]

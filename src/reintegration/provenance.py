@@ -1,11 +1,13 @@
 """Provenance: what produced each executed notebook.
 
 For every step run the runner records the git commit and whether the working
-tree was dirty, the parameters, the SHA-256 of every input the step read (the
-custody layer logs each read), of its template and city config, and the run
-time. The record lands in ``build/<size>/<city>/provenance/<step>.json`` and as
-a closing cell of the executed notebook; the Reproducibility appendix is
-generated from these records plus the package versions.
+tree was dirty, the parameters, every seed of the shared configuration, the
+SHA-256 of every input the step read (the custody layer logs each read,
+configuration files included), of its template and city config, of every
+output it wrote, and the run time. The record lands in
+``build/<size>/<city>/provenance/<step>.json`` and as a closing cell of the
+executed notebook; the Reproducibility appendix is generated from these
+records plus the versions of every installed package.
 
 Run time is wall-clock and lives only here, never in derived data.
 """
@@ -69,6 +71,37 @@ def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:
     return out
 
 
+def all_package_versions() -> dict[str, str]:
+    """Every distribution installed in this environment, by name."""
+    out: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata.get("Name")
+        if name:
+            out.setdefault(name.lower(), dist.version)
+    return dict(sorted(out.items()))
+
+
+def seeds(root: Path) -> dict[str, Any]:
+    """Every random seed in the shared configuration (``config/*.yml``):
+    ``"<file>: <dotted.key>"`` -> value, for keys named ``seed`` or ending in
+    ``_seed``."""
+    import yaml
+
+    found: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                dotted = f"{prefix}.{key}" if prefix else str(key)
+                if str(key) == "seed" or str(key).endswith("_seed"):
+                    found[f"{where}: {dotted}"] = value
+                walk(value, dotted, where)
+
+    for path in sorted((root / "config").glob("*.yml")):
+        walk(yaml.safe_load(path.read_text(encoding="utf-8")), "", f"config/{path.name}")
+    return found
+
+
 def environment() -> dict[str, Any]:
     return {"python": platform.python_version(), "platform": platform.platform(terse=True)}
 
@@ -97,7 +130,7 @@ def markdown_cell(record: dict[str, Any]) -> str:
     lines = [
         "## Provenance",
         "",
-        f"Produced by commit `{git['commit'][:12]}`{dirty} with parameters {params}, "
+        f"Produced by commit `{git['commit']}`{dirty} with parameters {params}, "
         f"role `{record['role']}`, kernel `{record['kernel']}`, "
         f"in {record['runtime_seconds']:.1f} s.",
         "",

@@ -124,6 +124,7 @@ def run_step(
         "role": spec["role"],
         "kernel": kernel,
         "parameters": params,
+        "seeds": provenance.seeds(paths.root),
         "git": provenance.git_state(paths.root),
         "environment": provenance.environment(),
         "inputs": inputs,
