@@ -75,9 +75,10 @@ def plan_for(role: str, folders: list[tuple[Path, str, bool]]) -> Plan:
     A folder of a domain the role may not read is hidden (a build folder only
     when the role may not write it either: the linking unit writes research
     files it may not read back); an input folder the role may read, or a build
-    folder of a domain it may read but not write, becomes read-only. Folders that do not exist are skipped (create build
-    folders first, so nothing can appear in them later); a folder inside one
-    already hidden needs no mount of its own."""
+    folder of a domain it may read but not write, becomes read-only. Folders
+    that do not exist are skipped (create build folders first, so nothing can
+    appear in them later); a folder inside one already hidden needs no mount of
+    its own."""
     from .custody import ROLE_ACCESS  # light: standard library only
 
     readable, writable = ROLE_ACCESS[role]
