@@ -290,9 +290,12 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def run(size: str, *, root: Path | None = None, html: bool = True) -> dict[str, Any]:
+def run(
+    size: str, *, root: Path | None = None, html: bool = True, html_dir: Path | None = None
+) -> dict[str, Any]:
     """Audit every city's executed notebooks and release bundle, and the built
-    book when ``html``; write ``build/<size>/audit.json`` and return it."""
+    book when ``html`` (the published one, or ``html_dir``: a build not yet
+    published); write ``build/<size>/audit.json`` and return it."""
     paths = Paths.for_size(size, root)
     dmap = DomainMap.for_paths(paths)
     cities = list_cities(paths.root)
@@ -324,7 +327,7 @@ def run(size: str, *, root: Path | None = None, html: bool = True) -> dict[str, 
                 (e.get("checks") or {}).get("statistic") == "count" for e in register["outputs"]
             )
             findings += scan_release_counts(register, build, threshold, paths.root)
-    html_dir = paths.book_dir / "_build" / "html"
+    html_dir = html_dir or paths.book_dir / "_build" / "html"
     if html and html_dir.is_dir():
         for page in sorted(html_dir.rglob("*.html")):
             findings += scan_html(page, scanner, paths.root)
