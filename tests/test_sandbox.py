@@ -155,3 +155,21 @@ def test_launcher_refuses_to_start_a_kernel_without_its_sandbox(tmp_path):
     assert "sandbox:" in log.read_text(encoding="utf-8")
     failure = kernel.failure("03_panel", "rotterdam", log, RuntimeError("dead"))
     assert "sandbox:" in failure and str(log) in failure
+
+
+def test_without_a_sandbox_the_runner_says_so_once_or_refuses(tmp_root, monkeypatch, capsys):
+    monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
+    monkeypatch.setattr(sandbox, "available", lambda: (False, "no mount namespaces on win32"))
+    paths = Paths.for_size("small", tmp_root)
+    monkeypatch.setenv(sandbox.MODE_ENV, "auto")
+    first = kernel.prepare(paths, "03_panel", "rotterdam", "small", "researcher")
+    second = kernel.prepare(paths, "04_describe", "rotterdam", "small", "researcher")
+    for launch in (first, second):
+        kernel.remove_sockets(launch["sockets"])
+        assert launch["custody"]["enforced_by"] == "code"
+        assert launch["custody"]["plan"] is None
+    err = capsys.readouterr().err
+    assert err.count("no operating-system sandbox") == 1 and "win32" in err
+    monkeypatch.setenv(sandbox.MODE_ENV, "required")
+    with pytest.raises(sandbox.SandboxError, match="required but no sandbox"):
+        kernel.prepare(paths, "03_panel", "rotterdam", "small", "researcher")
