@@ -143,3 +143,36 @@ def test_sigkill_during_the_build_then_a_rerun_never_publishes_unaudited(tmp_pat
     rec = publish.publish(paths, build=fake_build({"index.html": "fixed"}), audit=fake_audit)
     assert _published_text(paths) == "fixed" and publish.verify(paths) == []
     assert [v.name for v in (publish.book_build(paths) / "versions").iterdir()] == [rec["version"]]
+
+
+def test_a_release_bundle_that_fails_its_audit_in_staging_is_not_published(tmp_path, monkeypatch):
+    import shutil
+
+    import pandas as pd
+
+    from reintegration import disclosure, step
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "config", tmp_path / "config")
+    monkeypatch.delenv("REINTEGRATION_BUILD_DIR", raising=False)
+    monkeypatch.delenv("REINTEGRATION_ROOT", raising=False)
+    ctx = step.start("00_city_profile", city="rotterdam", size="small", root=tmp_path)
+    rows = [("f", "a")] * 12 + [("m", "a")] * 15 + [("f", "b")] * 11 + [("m", "b")] * 13
+    disclosure.register(ctx).crosstab(
+        "uptake",
+        pd.DataFrame(rows, columns=["sex", "instrument"]),
+        index="sex",
+        columns="instrument",
+    )
+    bundle = disclosure.finalise("rotterdam", "small", root=tmp_path)
+    sums = (bundle / "SHA256SUMS").read_bytes()
+    seen = []
+
+    def refuse(staging: Path) -> None:
+        seen.append(sorted(p.name for p in staging.rglob("*") if p.is_file()))
+        raise publish.PublishError("planted finding")
+
+    with pytest.raises(publish.PublishError, match="planted finding"):
+        disclosure.finalise("rotterdam", "small", root=tmp_path, check=refuse)
+    assert "SHA256SUMS" in seen[0]  # the audit saw the complete staged bundle
+    assert (bundle / "SHA256SUMS").read_bytes() == sums  # the published one is untouched
+    assert [p.name for p in bundle.parent.iterdir()] == ["rotterdam"]  # no staging debris

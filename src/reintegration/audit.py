@@ -290,6 +290,20 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
+def scan_bundle(city: str, size: str, bundle: Path, *, root: Path | None = None) -> list[Finding]:
+    """Audit one city's release bundle where it is staged, before it is
+    published: every file for the city's identifiers (and any BSN), and the
+    differencing attack on its count tables."""
+    paths = Paths.for_size(size, root)
+    scanner = Scanner(gather_identifiers(paths, [city], DomainMap.for_paths(paths)))
+    found: list[Finding] = []
+    for f in sorted(p for p in Path(bundle).rglob("*") if p.is_file()):
+        text = f.read_text(encoding="utf-8", errors="replace")
+        found += scanner.text(text, _rel(f, paths.root), None)
+    found += scan_differencing(Path(bundle), load_rules(paths.root).cell_threshold, paths.root)[0]
+    return sorted(set(found), key=str)
+
+
 def run(
     size: str, *, root: Path | None = None, html: bool = True, html_dir: Path | None = None
 ) -> dict[str, Any]:

@@ -114,8 +114,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(step_line(paths, args.city, args.step, seconds, how) + f" -> {out}")
     elif args.command == "release":
         from .disclosure import finalise
+        from .publish import audit_bundle
 
-        print(f"{args.city}: release bundle -> {finalise(args.city, args.size)}")
+        bundle = finalise(args.city, args.size, check=audit_bundle(args.city, args.size))
+        print(f"{args.city}: release bundle audited and published -> {bundle}")
     elif args.command == "audit":
         from .audit import run
 

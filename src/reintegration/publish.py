@@ -82,6 +82,25 @@ def audit_html(paths: Paths, html: Path) -> dict[str, Any]:
     return run(paths.size, root=paths.root, html=True, html_dir=html)
 
 
+def audit_bundle(city: str, size: str, root: Path | None = None) -> Callable[[Path], None]:
+    """The check :func:`reintegration.disclosure.finalise` runs on a staged
+    release bundle: the release audit of that bundle; a finding stops it from
+    being published (the previous bundle, and its ``SHA256SUMS``, stay)."""
+
+    def check(staging: Path) -> None:
+        from .audit import scan_bundle
+
+        found = scan_bundle(city, size, staging, root=root)
+        if found:
+            shown = "; ".join(str(f) for f in found[:5])
+            raise PublishError(
+                f"{city}: the release audit of the new bundle found {len(found)} problem(s), "
+                f"so it was not published: {shown}"
+            )
+
+    return check
+
+
 def publish(
     paths: Paths,
     *,
