@@ -149,8 +149,9 @@ def test_kernel_log_lives_in_the_steps_own_person_domain():
 def test_launcher_refuses_to_start_a_kernel_without_its_sandbox(tmp_path):
     log = tmp_path / "k.log"
     missing = tmp_path / "not-a-folder"
-    cmd = [sys.executable, "-m", "reintegration.kernel", "--log", str(log), "--sandbox"]
-    done = subprocess.run([*cmd, "--hide", str(missing), "--", "true"], check=False)
+    cmd = [sys.executable, "-m", "reintegration.kernel", "--hide", str(missing), "--", "true"]
+    with log.open("w") as fh:
+        done = subprocess.run(cmd, check=False, stderr=fh)
     assert done.returncode == 70
     assert "sandbox:" in log.read_text(encoding="utf-8")
     failure = kernel.failure("03_panel", "rotterdam", log, RuntimeError("dead"))

@@ -1,24 +1,21 @@
 """How the runner starts a step's kernel: its identity, its sandbox, its log.
 
 papermill hands ``kernel_manager_class`` to nbclient; :func:`manager_class`
-builds one per step run. Its kernel command is prefixed with this module's
-launcher::
+builds one per step run. Its kernel
 
-    python -m reintegration.kernel --log <file> --set REINTEGRATION_STEP=03_panel ...
-        [--hide <folder>]... [--read-only <folder>]... -- <the kernelspec's command>
-
-The launcher (standard library only, so it starts fast)
-
-1. sends the kernel's own stdout and stderr to ``<file>``, a log inside the
-   step's own person-level domain folder (``build/<size>/<city>/<domain>/logs/``,
+1. gets the step, city and size the runner executes in its environment, where
+   :func:`reintegration.step.start` reads them (a notebook cannot name another
+   step to take its role);
+2. writes its own stdout and stderr to a log inside the step's own
+   person-level domain folder (``build/<size>/<city>/<domain>/logs/``,
    owner-only), never the release domain: ipykernel's start-up and shut-down
-   chatter stays out of the terminal, while cell errors still reach the runner
+   messages stay out of the terminal, while cell errors still reach the runner
    through the kernel protocol;
-2. sets the step, city and size the runner executes in the kernel's environment,
-   where :func:`reintegration.step.start` reads them (a notebook cannot name
-   another step to take its role);
-3. enters the sandbox of :mod:`reintegration.sandbox` when asked;
-4. replaces itself with the kernel.
+3. on Linux, starts through this module's launcher, which enters the sandbox of
+   :mod:`reintegration.sandbox` and then replaces itself with the kernel::
+
+       python -m reintegration.kernel [--hide <folder>]... [--read-only <folder>]...
+           -- <the kernelspec's command>
 
 The kernel talks to the runner over Unix sockets (ZeroMQ ``ipc`` transport) in
 an owner-only temporary folder on Linux and macOS, not over TCP on localhost.
@@ -82,16 +79,23 @@ def custody_folders(paths: Any, cities: list[str]) -> list[tuple[Path, str, bool
 
 
 def manager_class(
-    launch: list[str], *, ipc: bool = sys.platform != "win32"
+    launch: list[str],
+    *,
+    env: dict[str, str],
+    log: Path,
+    ipc: bool = sys.platform != "win32",
 ) -> tuple[type, Path | None]:
-    """A KernelManager subclass whose kernel command starts with ``launch``,
-    and the temporary socket folder to remove after the run (None for TCP)."""
-    from jupyter_client.manager import KernelManager
+    """An AsyncKernelManager subclass whose kernel command starts with
+    ``launch`` (empty: no launcher), with ``env`` added to its environment and
+    its output in ``log``; and the temporary socket folder to remove after the
+    run (None for TCP)."""
+    from jupyter_client.manager import AsyncKernelManager
 
     sockets = Path(tempfile.mkdtemp(prefix="reintegration-kernel-")) if ipc else None
     prefix = list(launch)
+    extra = dict(env)
 
-    class StepKernelManager(KernelManager):
+    class StepKernelManager(AsyncKernelManager):
         def __init__(self, **kw: Any) -> None:
             if sockets is not None:
                 kw.setdefault("transport", "ipc")
@@ -99,18 +103,26 @@ def manager_class(
             super().__init__(**kw)
 
         def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-            return [*prefix, "--", *super().format_kernel_cmd(extra_arguments)]
+            cmd = super().format_kernel_cmd(extra_arguments)
+            return [*prefix, "--", *cmd] if prefix else cmd
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw["env"] = {**(kw.get("env") or os.environ), **extra}
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                kw["stdout"] = kw["stderr"] = fd
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+            finally:
+                os.close(fd)  # the kernel has its own copy
 
     return StepKernelManager, sockets
 
 
-def launch_command(log: Path, env: dict[str, str], plan: Plan | None) -> list[str]:
-    cmd = [sys.executable, "-m", "reintegration.kernel", "--log", str(log)]
-    for key, value in sorted(env.items()):
-        cmd += ["--set", f"{key}={value}"]
-    if plan is not None:
-        cmd += ["--sandbox", *plan.args()]
-    return cmd
+def launch_command(plan: Plan | None) -> list[str]:
+    """The launcher prefix for ``plan``; none without a sandbox."""
+    if plan is None:
+        return []
+    return [sys.executable, "-m", "reintegration.kernel", *plan.args()]
 
 
 def remove_sockets(folder: Path | None) -> None:
@@ -150,7 +162,7 @@ def prepare(paths: Any, step: str, city: str, size: str, role: str) -> dict[str,
         "REINTEGRATION_CITY": city,
         "REINTEGRATION_SIZE": size,
     }
-    cls, sockets = manager_class(launch_command(log, env, plan))
+    cls, sockets = manager_class(launch_command(plan), env=env, log=log)
     return {
         "manager": cls,
         "sockets": sockets,
@@ -208,9 +220,6 @@ def custody_record(custody: dict[str, Any], root: Path) -> dict[str, Any]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reintegration.kernel")
-    p.add_argument("--log", type=Path, required=True)
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--sandbox", action="store_true")
     p.add_argument("--hide", action="append", type=Path, default=[])
     p.add_argument("--read-only", action="append", type=Path, default=[])
     p.add_argument("command", nargs=argparse.REMAINDER)
@@ -218,27 +227,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Enter the sandbox, then become the kernel. A sandbox that cannot be
+    set up stops here (exit 70): the kernel never runs without it."""
     args = _parser().parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         print("kernel launcher: no kernel command after --", file=sys.stderr)
         return 2
-    fd = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    for item in args.set:
-        key, _, value = item.partition("=")
-        os.environ[key] = value
-    if args.sandbox:
-        from .sandbox import SandboxError, enter
+    from .sandbox import SandboxError, enter
 
-        try:
-            enter(Plan(tuple(args.hide), tuple(args.read_only)))
-        except SandboxError as exc:
-            print(f"sandbox: {exc.strerror or exc}", file=sys.stderr, flush=True)
-            return 70
-    sys.stdout.flush()
+    try:
+        enter(Plan(tuple(args.hide), tuple(args.read_only)))
+    except SandboxError as exc:
+        print(f"sandbox: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        return 70
     os.execvp(command[0], command)
     return 0  # not reached
 
