@@ -37,7 +37,11 @@ def fake_build(pages: dict[str, str], *, stall: Path | None = None):
 
 
 def fake_audit(paths: Paths, html: Path) -> dict:
-    found = [p.name for p in html.rglob("*.html") if PLANTED in p.read_text(encoding="utf-8")]
+    found = [
+        {"file": p.name, "kind": "BSN", "detail": "planted"}
+        for p in html.rglob("*.html")
+        if PLANTED in p.read_text(encoding="utf-8")
+    ]
     return {"passed": not found, "findings": found, "scanned": {"html_pages": 1}}
 
 
@@ -71,7 +75,7 @@ def test_a_failed_audit_keeps_the_old_book_and_the_old_record(tmp_path):
     publish.publish(paths, build=fake_build({"index.html": "old, audited"}), audit=fake_audit)
     record = publish.record_path(paths).read_bytes()
     leaky = fake_build({"index.html": f"<p>BSN {PLANTED}</p>"})
-    with pytest.raises(publish.PublishError, match="audit of the new book failed with 1"):
+    with pytest.raises(publish.PublishError, match="failed with 1 finding.*\n  index.html: BSN"):
         publish.publish(paths, build=leaky, audit=fake_audit)
     assert _published_text(paths) == "old, audited"
     assert publish.record_path(paths).read_bytes() == record

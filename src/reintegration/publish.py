@@ -121,9 +121,11 @@ def publish(
     digest, files = tree_digest(html)
     report = audit(paths, html)
     if not report.get("passed"):
+        found = report.get("findings", [])
+        shown = "".join(f"\n  {f['file']}: {f['kind']}: {f['detail']}" for f in found[:10])
         raise PublishError(
-            f"the release audit of the new book failed with {len(report.get('findings', []))} "
-            f"finding(s); it stays unpublished in {staging} and the published book is unchanged"
+            f"the release audit of the new book failed with {len(found)} finding(s); it stays "
+            f"unpublished in {staging} and the published book is unchanged:{shown}"
         )
     if tree_digest(html)[0] != digest:
         raise PublishError(f"{html} changed while it was audited; nothing published")
