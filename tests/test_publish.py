@@ -70,6 +70,21 @@ def test_publishes_the_audited_build_and_records_its_file_list(tmp_path):
     assert "differs from the audited build" in publish.verify(paths)[0]
 
 
+def test_without_symbolic_links_the_audited_folder_itself_is_published(tmp_path, monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise OSError("symbolic link privilege not held")
+
+    monkeypatch.setattr(Path, "symlink_to", refuse)
+    paths = _paths(tmp_path)
+    publish.publish(paths, build=fake_build({"index.html": "first"}), audit=fake_audit)
+    rec = publish.publish(paths, build=fake_build({"index.html": "second"}), audit=fake_audit)
+    link = publish.published(paths)
+    assert not link.is_symlink() and _published_text(paths) == "second"
+    assert rec["html"] == "book/_build/html" and publish.verify(paths) == []
+    (link / "index.html").write_text(PLANTED, encoding="utf-8")
+    assert publish.verify(paths)
+
+
 def test_a_failed_audit_keeps_the_old_book_and_the_old_record(tmp_path):
     paths = _paths(tmp_path)
     publish.publish(paths, build=fake_build({"index.html": "old, audited"}), audit=fake_audit)

@@ -132,11 +132,11 @@ def publish(
     version = versions / digest[:16]
     shutil.rmtree(version, ignore_errors=True)
     os.replace(staging, version)
-    _point(published(paths), version / html.relative_to(staging))
+    shown = _point(published(paths), version / html.relative_to(staging))
     record = {
         "size": paths.size,
         "version": version.name,
-        "html": os.path.relpath(version / html.relative_to(staging), paths.root),
+        "html": Path(os.path.relpath(shown, paths.root)).as_posix(),
         "files": files,
         "file_list_sha256": digest,
         "audit": {
@@ -150,17 +150,28 @@ def publish(
     return record
 
 
-def _point(link: Path, target: Path) -> None:
-    """Make ``link`` point at ``target`` with one atomic rename. A real folder
-    at ``link`` (a book built before this scheme, never audited as a whole) is
-    removed first: no book is better than an unaudited one."""
+def _point(link: Path, target: Path) -> Path:
+    """Make ``link`` point at ``target`` with one atomic rename, and return the
+    folder now published. A real folder at ``link`` (a book built before this
+    scheme, never audited as a whole) is removed first: no book is better than
+    an unaudited one. Where symbolic links are not allowed (Windows without
+    the privilege) the audited folder itself is moved to ``link``: two renames,
+    between which there is briefly no book, never an unaudited one."""
     if link.is_dir() and not link.is_symlink():
         shutil.rmtree(link)
     tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    tmp.symlink_to(os.path.relpath(target, link.parent), target_is_directory=True)
+    try:
+        tmp.symlink_to(os.path.relpath(target, link.parent), target_is_directory=True)
+    except OSError:
+        if link.is_symlink():
+            link.unlink()
+        os.replace(target, link)
+        _fsync_dir(link.parent)
+        return link
     os.replace(tmp, link)
     _fsync_dir(link.parent)
+    return target
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -210,8 +221,8 @@ def verify(paths: Paths) -> list[str]:
         return [f"{rec_path} is missing: the book was never published after an audit"]
     record = json.loads(rec_path.read_text(encoding="utf-8"))
     link = published(paths)
-    if not link.is_symlink():
-        return [f"{link} is not the link to an audited version"]
+    if not link.exists():
+        return [f"{link} does not exist: no audited book is published"]
     if link.resolve() != (paths.root / record["html"]).resolve():
         return [f"{link} points at {link.resolve()}, not the audited {record['html']}"]
     digest, files = tree_digest(link.resolve())
