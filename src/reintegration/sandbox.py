@@ -12,10 +12,12 @@ starts each step's kernel in its own mount namespace (``unshare(2)`` with
 - every input folder (synthetic or real exports, CBS files) and every build
   folder of a domain the role may read but not write is bind-mounted read-only.
 
-Mounting needs ``CAP_SYS_ADMIN`` (root, as in the project's containers). Where
-the namespace cannot be created (Windows, macOS, an unprivileged account, a
-container without the capability) :func:`available` says why, the runner says
-so once, and only the checks in code hold. ``REINTEGRATION_SANDBOX`` chooses:
+Mounting needs ``CAP_SYS_ADMIN``: as root the namespace is created directly;
+an ordinary account gets it inside a new user namespace that maps the account
+onto itself, where the kernel allows unprivileged user namespaces (most Linux
+distributions do). Where neither works (Windows, macOS, a locked-down kernel
+or container) :func:`available` says why, the runner says so once, and only the
+checks in code hold. ``REINTEGRATION_SANDBOX`` chooses:
 ``auto`` (default: use it when available), ``required`` (fail the step when it
 is not) or ``off``.
 
@@ -37,8 +39,9 @@ MODE_ENV = "REINTEGRATION_SANDBOX"
 MODES = ("auto", "required", "off")
 PERSON_DOMAINS = ("municipal", "ttp", "research", "truth")
 
-_CLONE_NEWNS = 0x00020000
+_CLONE_NEWNS, _CLONE_NEWUSER = 0x00020000, 0x10000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_NOATIME, _MS_NODIRATIME = 1024, 2048
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
 
 
@@ -109,6 +112,33 @@ def _check(result: int, what: str) -> None:
         raise SandboxError(err, f"sandbox: {what}: {os.strerror(err)}")
 
 
+def _unshare(libc: ctypes.CDLL) -> None:
+    """A new mount namespace: directly as root (``CAP_SYS_ADMIN``), otherwise
+    inside a new user namespace that maps the account onto itself, where
+    the kernel allows unprivileged user namespaces."""
+    if libc.unshare(_CLONE_NEWNS) == 0:
+        return
+    first = ctypes.get_errno()
+    if os.geteuid() == 0:
+        raise SandboxError(first, f"sandbox: unshare(CLONE_NEWNS): {os.strerror(first)}")
+    uid, gid = os.geteuid(), os.getegid()
+    _check(libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS), "unshare(CLONE_NEWUSER | CLONE_NEWNS)")
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"{uid} {uid} 1"),
+        ("gid_map", f"{gid} {gid} 1"),
+    ):
+        with open(f"/proc/self/{name}", "w", encoding="ascii") as fh:
+            fh.write(text)
+
+
+def _locked_flags(path: Path) -> int:
+    """The flags of the mount ``path`` is on that a read-only remount must keep
+    (in a user namespace they are locked). ST_* and MS_* share these values."""
+    keep = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC | _MS_NOATIME | _MS_NODIRATIME
+    return os.statvfs(path).f_flag & keep
+
+
 def enter(plan: Plan) -> None:
     """Move this process into a new mount namespace and apply ``plan``.
 
@@ -116,12 +146,12 @@ def enter(plan: Plan) -> None:
     and the mounts disappear with the kernel."""
     libc = _libc()
     libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
-    _check(libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _unshare(libc)
     _check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
     for d in plan.read_only:
         b = os.fsencode(d)
         _check(libc.mount(b, b, None, _MS_BIND | _MS_REC, None), f"bind {d}")
-        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY
+        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _locked_flags(d)
         _check(libc.mount(None, b, None, flags, None), f"make {d} read-only")
     for d in plan.hide:
         flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
