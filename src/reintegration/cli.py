@@ -67,12 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         from .ingest import ExportError
         from .publish import PublishError
         from .runner import StepFailed
+        from .sandbox import SandboxError
 
         if isinstance(exc, ConfigError | CustodyError | BookError | ExportError
                       | FileNotFoundError):
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        if isinstance(exc, StepFailed | PublishError):
+        if isinstance(exc, StepFailed | PublishError | SandboxError):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         raise
