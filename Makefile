@@ -35,6 +35,7 @@ DATA := synthetic_data/$(SIZE)
 RESULTS := book/results
 RELEASE := release/$(SIZE)
 BOOK_HTML := book/_build/html
+BOOK_RECORD := $(BUILD)/book.json
 SIZE_STAMP := $(RESULTS)/.size
 
 CITY_FILES := $(sort $(wildcard config/cities/*.yml))
@@ -114,35 +115,36 @@ city: ## Run one city's steps: make city CITY=<name>
 	@test -n "$(CITY)" || { echo "usage: make city CITY=<one of: $(CITIES)>"; exit 2; }
 	@$(MAKE) city-$(CITY)
 
-book: $(BOOK_HTML)/index.html ## Build the Jupyter Book from the executed notebooks
+book: $(BOOK_RECORD) ## Build the Jupyter Book from the executed notebooks
 
 release: $(RELEASES) ## Finalise each city's output register into release/<SIZE>/<city>/
 
-audit: $(BOOK_HTML)/index.html ## Release audit of notebooks, release bundles and the book
+audit: $(BOOK_RECORD) ## Release audit of notebooks, release bundles and the book
 	$(PY) -m reintegration audit --size $(SIZE)
+	$(PY) -m reintegration publish --size $(SIZE) --verify
 
 # The audit runs before the book is built (executed notebooks and release
-# bundles) and again over the built HTML; a finding fails the build. The book
-# is rebuilt whole (--all): Sphinx's incremental build leaves the navigation of
-# unchanged pages stale when a city or step is added.
+# bundles), so a leak stops the build early. The book is then built aside
+# (book/_build/versions/), audited there with everything else, and published by
+# one atomic rename of the link book/_build/html only when that audit passes;
+# the target is the record written last (build/<size>/book.json: the audited
+# build's file-list hash), so an interrupted build or audit never looks finished.
 $(BUILD)/audit.json: $(ALL_NOTEBOOKS) $(RELEASES)
 	$(PY) -m reintegration audit --size $(SIZE) --no-html
 
-$(BOOK_HTML)/index.html: $(BUILD)/audit.json $(BOOK_SOURCES) $(DATA)/manifest.json $(SIZE_STAMP)
+$(BOOK_RECORD): $(BUILD)/audit.json $(BOOK_SOURCES) $(DATA)/manifest.json $(SIZE_STAMP)
 	@$(PY) -m reintegration book --size $(SIZE)
-	$(VENV)/bin/jupyter-book build book --all --warningiserror --keep-going --quiet
-	$(PY) -m reintegration audit --size $(SIZE)
-	@touch $@
+	$(PY) -m reintegration publish --size $(SIZE)
 
 # The whole book as one PDF (linked from the introduction): Jupyter Book's
 # single-HTML build printed by Debian's Chromium, offline; the build fails when a
 # chapter of the table of contents is missing from the PDF.
-BOOK_PDF := $(BOOK_HTML)/reintegration-book.pdf
+BOOK_PDF := book/_build/pdf/reintegration-book.pdf
 
 pdf: $(BOOK_PDF) ## The whole book as one PDF (headless Chromium, offline)
 
-$(BOOK_PDF): $(BOOK_HTML)/index.html
-	$(PY) -m reintegration.pdf --book book --out $@
+$(BOOK_PDF): $(BOOK_RECORD)
+	$(PY) -m reintegration.pdf --book book --size $(SIZE) --out $@
 
 test: $(VENV_STAMP) ## Lint, tests, notebook validation and the book on SIZE=small
 	$(VENV)/bin/ruff check src tests

@@ -293,3 +293,44 @@ def test_a_write_not_declared_in_steps_yml_is_refused(tmp_root, monkeypatch):
     with pytest.raises(UndeclaredWrite, match="persons.parquet"):
         ctx.write_parquet("persons.parquet", None, domain="research")
     assert not (ctx.out_dir / "notes.json").exists()
+
+
+def test_symlink_into_a_municipal_folder_is_judged_by_its_target(tmp_root, dmap):
+    export = tmp_root / "synthetic_data/small/municipal/rotterdam/klanten.csv"
+    export.parent.mkdir(parents=True)
+    export.write_text("bsn\n123456782\n", encoding="utf-8")
+    research = tmp_root / "build/small/rotterdam/research"
+    research.mkdir(parents=True)
+    (research / "panel.csv").symlink_to(export)
+    assert dmap.domain_of(research / "panel.csv") == "municipal"
+    dotted = research / ".." / ".." / ".." / ".." / "synthetic_data/small/municipal/rotterdam"
+    assert dmap.domain_of(dotted / "klanten.csv") == "municipal"
+    with pytest.raises(CustodyError, match="'municipal' domain"):
+        check_access("researcher", research / "panel.csv", "read", dmap)
+
+
+def test_step_context_and_domain_map_are_read_only(tmp_root):
+    ctx = StepContext("03_panel", city="rotterdam", size="small", root=tmp_root)
+    with pytest.raises(AttributeError, match="read-only"):
+        ctx.role = "linking_unit"
+    with pytest.raises(AttributeError, match="read-only"):
+        del ctx.role
+    with pytest.raises(AttributeError):
+        ctx.domains.roots = ()
+    assert ctx.role == "researcher"
+
+
+def test_under_the_runner_a_notebook_cannot_take_another_steps_role(tmp_root, monkeypatch):
+    from reintegration import step
+
+    monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
+    monkeypatch.setenv(step.STEP_ENV, "03_panel")
+    monkeypatch.setenv(step.CITY_ENV, "rotterdam")
+    monkeypatch.setenv(step.SIZE_ENV, "small")
+    with pytest.raises(CustodyError, match="step '03_panel'.*asked for '02_pseudonymise_link'"):
+        step.start("02_pseudonymise_link", city="rotterdam", size="small", root=tmp_root)
+    with pytest.raises(CustodyError, match="city 'rotterdam'"):
+        step.start("03_panel", city="utrecht", size="small", root=tmp_root)
+    assert (
+        step.start("03_panel", city="rotterdam", size="small", root=tmp_root).role == "researcher"
+    )

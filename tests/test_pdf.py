@@ -99,7 +99,7 @@ def test_print_pdf_offline_makes_bookmarks_and_blocks_the_network(has_chromium, 
 def test_built_pdf_has_every_chapter_within_the_time_limit(small):
     """After `make pdf`: the record the build wrote. (`make test` does not
     build the PDF, so this is skipped there.)"""
-    record = small.book_dir / "_build" / "html" / "reintegration-book.json"
+    record = small.book_dir / "_build" / "pdf" / "reintegration-book.json"
     if not record.exists():
         pytest.skip("the PDF is not built: run `make pdf`")
     rec = json.loads(record.read_text())

@@ -327,9 +327,39 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def run(size: str, *, root: Path | None = None, html: bool = True) -> dict[str, Any]:
+def scan_bundle(city: str, size: str, bundle: Path, *, root: Path | None = None) -> list[Finding]:
+    """Audit one city's release bundle where it is staged, before it is
+    published: every file for the city's identifiers (and any BSN), and the
+    differencing attack on its count tables."""
+    paths = Paths.for_size(size, root)
+    scanner = Scanner(gather_identifiers(paths, [city], DomainMap.for_paths(paths)))
+    found: list[Finding] = []
+    for f in sorted(p for p in Path(bundle).rglob("*") if p.is_file()):
+        text = f.read_text(encoding="utf-8", errors="replace")
+        found += scanner.text(text, _rel(f, paths.root), None)
+    found += scan_differencing(Path(bundle), load_rules(paths.root).cell_threshold, paths.root)[0]
+    return sorted(set(found), key=str)
+
+
+def scan_pages(size: str, html_dir: Path, *, root: Path | None = None) -> list[Finding]:
+    """The identifier scan of :func:`run` over the HTML pages of one folder
+    (a build that is not the published book, such as the one-page HTML the
+    PDF is printed from); no record is written."""
+    paths = Paths.for_size(size, root)
+    dmap = DomainMap.for_paths(paths)
+    scanner = Scanner(gather_identifiers(paths, list_cities(paths.root), dmap))
+    found: list[Finding] = []
+    for page in sorted(Path(html_dir).rglob("*.html")):
+        found += scan_html(page, scanner, paths.root)
+    return found
+
+
+def run(
+    size: str, *, root: Path | None = None, html: bool = True, html_dir: Path | None = None
+) -> dict[str, Any]:
     """Audit every city's executed notebooks and release bundle, and the built
-    book when ``html``; write ``build/<size>/audit.json`` and return it."""
+    book when ``html`` (the published one, or ``html_dir``: a build not yet
+    published); write ``build/<size>/audit.json`` and return it."""
     paths = Paths.for_size(size, root)
     dmap = DomainMap.for_paths(paths)
     cities = list_cities(paths.root)
@@ -364,7 +394,7 @@ def run(size: str, *, root: Path | None = None, html: bool = True) -> dict[str, 
             register = json.loads(reg_path.read_text(encoding="utf-8"))
             scanned["count_tables"] += len(count_files(register))
             findings += scan_release_counts(register, build, threshold, paths.root)
-    html_dir = paths.book_dir / "_build" / "html"
+    html_dir = html_dir or paths.book_dir / "_build" / "html"
     if html and html_dir.is_dir():
         for page in sorted(html_dir.rglob("*.html")):
             findings += scan_html(page, scanner, paths.root)

@@ -6,11 +6,13 @@ python -m reintegration data --size small --city rotterdam
 python -m reintegration data-manifest --size small
 python -m reintegration run-step --size small --city rotterdam --step 00_city_profile
 python -m reintegration book --size small
+python -m reintegration publish --size small [--verify]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -39,11 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     aud = sub.add_parser("audit", help="scan notebooks, release bundles and the book for leaks")
     aud.add_argument("--no-html", action="store_true", help="skip the built book")
     sub.add_parser("book", help="write the table of contents and generated pages")
+    pub = sub.add_parser(
+        "publish", help="build the book aside, audit it, and publish it only if the audit passes"
+    )
+    pub.add_argument(
+        "--verify", action="store_true", help="only check the published book is the audited one"
+    )
     tpl = sub.add_parser(
         "refresh-templates", help="store the outputs of NBVAL_CHECK_OUTPUT cells, strip the rest"
     )
     tpl.add_argument("templates", nargs="+", type=Path)
-    for s in (mk, data, run, rel, aud, sub.choices["data-manifest"], sub.choices["book"]):
+    for s in (mk, data, run, rel, aud, pub, sub.choices["data-manifest"], sub.choices["book"]):
         s.add_argument("--size", choices=SIZES, default="small")
     return p
 
@@ -64,12 +72,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         from .book import BookError
         from .ingest import ExportError
+        from .publish import PublishError
         from .runner import StepFailed
+        from .sandbox import SandboxError
 
         if isinstance(exc, BookError | ExportError):
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        if isinstance(exc, StepFailed):
+        if isinstance(exc, StepFailed | PublishError | SandboxError):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         raise
@@ -108,14 +118,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"manifest: {merge_manifests(args.size)}")
     elif args.command == "run-step":
         from .runner import KERNEL, run_step
+        from .summary import step_line
 
         started = time.perf_counter()
         out = run_step(args.step, city=args.city, size=args.size, kernel=args.kernel or KERNEL)
-        print(f"{args.city}/{args.step}: {time.perf_counter() - started:.1f} s -> {out}")
+        paths = Paths.for_size(args.size)
+        record = paths.provenance_dir(args.city) / f"{args.step}.json"
+        custody = json.loads(record.read_text(encoding="utf-8")).get("custody", {})
+        how = {"os": "sandboxed", "code": "checks in code only"}.get(custody.get("enforced_by"))
+        seconds = time.perf_counter() - started
+        print(step_line(paths, args.city, args.step, seconds, how) + f" -> {out}")
     elif args.command == "release":
         from .disclosure import finalise
+        from .publish import audit_bundle
 
-        print(f"{args.city}: release bundle -> {finalise(args.city, args.size)}")
+        bundle = finalise(args.city, args.size, check=audit_bundle(args.city, args.size))
+        print(f"{args.city}: release bundle audited and published -> {bundle}")
     elif args.command == "audit":
         from .audit import run
 
@@ -137,6 +155,22 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         for path in prepare(Paths.for_size(args.size)):
             print(f"updated {path}")
+    elif args.command == "publish":
+        from .publish import publish, published, verify
+
+        paths = Paths.for_size(args.size)
+        if not args.verify:
+            rec = publish(paths)
+            print(
+                f"book: audited and published version {rec['version']} ({rec['files']} files, "
+                f"file list {rec['file_list_sha256'][:12]}) at {published(paths)}"
+            )
+        problems = verify(paths)
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if not problems and args.verify:
+            print(f"book: {published(paths)} is the audited build")
+        return 1 if problems else 0
     elif args.command == "refresh-templates":
         from .runner import refresh_checked_outputs
 

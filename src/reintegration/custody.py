@@ -21,7 +21,7 @@ Domains (where a file lives decides its domain):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .paths import Paths
@@ -86,7 +86,7 @@ class CustodyError(PermissionError):
     """A role asked for a file of a custody domain it may not access."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class DomainMap:
     """Maps a path to its custody domain by the longest matching root.
 
@@ -96,7 +96,7 @@ class DomainMap:
     it lies in the city's folder; everything else under ``build/`` is release.
     """
 
-    roots: list[tuple[Path, str]] = field(default_factory=list)
+    roots: tuple[tuple[Path, str], ...] = ()
     build_dir: Path | None = None
 
     @classmethod
@@ -118,7 +118,7 @@ class DomainMap:
             (paths.build_dir, "release"),
         ]
         roots += [(Path(r), d) for r, d in (extra or {}).items()]
-        return cls([(_abs(r), d) for r, d in roots], build_dir=_abs(paths.build_dir))
+        return cls(tuple((_abs(r), d) for r, d in roots), build_dir=_abs(paths.build_dir))
 
     def domain_of(self, path: str | os.PathLike) -> str:
         target = _abs(path)
@@ -139,7 +139,9 @@ class DomainMap:
 
 
 def _abs(path: str | os.PathLike) -> Path:
-    return Path(os.path.abspath(path))
+    """The real location of ``path``: symlinks and ``..`` resolved, so a link
+    under a research folder to a municipal file is judged as municipal."""
+    return Path(os.path.realpath(path))
 
 
 def check_access(role: str, path: str | os.PathLike, mode: str, dmap: DomainMap) -> str:

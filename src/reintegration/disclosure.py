@@ -58,7 +58,7 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -1779,7 +1779,12 @@ def city_register(city: str, size: str, *, root: Path | None = None) -> dict[str
 
 
 def finalise(
-    city: str, size: str, *, root: Path | None = None, release_dir: Path | None = None
+    city: str,
+    size: str,
+    *,
+    root: Path | None = None,
+    release_dir: Path | None = None,
+    check: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write the city's register and build its release bundle.
 
@@ -1788,8 +1793,10 @@ def finalise(
     ACRO's ``results.json`` (and the files it lists) where ACRO produced one,
     ``register.json``, a ``README.md`` listing every output with its status
     and reasons, and ``SHA256SUMS`` over all of it. Every released file is
-    checked against the checksum in its register first. Returns the bundle
-    folder.
+    checked against the checksum in its register first. ``check`` (the
+    release audit, from the command line) is called on the complete staged
+    bundle before it replaces the published one; when it raises, nothing is
+    published. Returns the bundle folder.
     """
     paths = Paths.for_size(size, root)
     reg = city_register(city, size, root=paths.root)
@@ -1820,6 +1827,8 @@ def finalise(
         files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
         sums = "".join(f"{atomic.sha256_file(staging / f)}  {f}\n" for f in files)
         (staging / "SHA256SUMS").write_text(sums, encoding="utf-8")
+        if check is not None:
+            check(staging)  # the staged bundle is audited before it is published
         atomic.replace_dir(staging, target)  # one atomic exchange, after an fsync
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

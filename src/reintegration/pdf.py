@@ -236,12 +236,26 @@ def print_pdf(html: Path, out: Path, timeout_ms: int = 120_000) -> list[str]:
     return blocked
 
 
-def build(book: Path, out: Path | None = None) -> dict:
-    """Build the PDF of the book and check it; return the record."""
+def build(book: Path, out: Path | None = None, size: str | None = None) -> dict:
+    """Build the PDF of the book and check it; return the record.
+
+    The PDF lies beside the published book (``book/_build/pdf/``), not in the
+    audited folder, which stays exactly what the audit saw. With ``size`` the
+    one-page HTML it prints is scanned by the release audit's identifier
+    scanner first, and nothing is printed on a finding."""
     started = time.monotonic()
-    out = out or book / "_build" / "html" / PDF_NAME
+    out = out or book / "_build" / "pdf" / PDF_NAME
     single = build_singlehtml(book)
     html_seconds = time.monotonic() - started
+    if size is not None:
+        from .audit import scan_pages
+
+        findings = scan_pages(size, single.parent)
+        if findings:
+            raise PdfError(
+                f"the one-page HTML {single} has {len(findings)} audit finding(s), the "
+                f"first: {findings[0]}; no PDF is printed"
+            )
     blocked = print_pdf(single, out)
     files = toc_files(book)
     titles = page_titles(single.read_text(encoding="utf-8"), files[0])
@@ -269,10 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m reintegration.pdf", description=__doc__)
     ap.add_argument("--book", type=Path, default=Path("book"))
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--size", default=None, help="audit the one-page HTML of this SIZE first")
     ap.add_argument("--check-time", action="store_true", help=f"fail above {TIME_LIMIT} s")
     args = ap.parse_args(argv)
     try:
-        rec = build(args.book, args.out)
+        rec = build(args.book, args.out, args.size)
     except PdfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

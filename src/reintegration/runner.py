@@ -23,6 +23,7 @@ import nbformat
 import yaml
 
 from . import atomic, provenance
+from . import kernel as kernel_launch
 from .config import get_step, load_city
 from .paths import Paths
 from .step import read_io_log
@@ -78,6 +79,7 @@ def run_step(
     tmp = private / f".{step}.running.ipynb"
     os.environ["REINTEGRATION_ROOT"] = str(paths.root)  # the kernel inherits it
     started = time.perf_counter()
+    launch = kernel_launch.prepare(paths, step, city, size, spec["role"])
     try:
         papermill.execute_notebook(
             str(template),
@@ -86,6 +88,7 @@ def run_step(
             kernel_name=kernel,
             cwd=str(paths.notebooks_dir),
             progress_bar=False,
+            kernel_manager_class=launch["manager"],
         )
     except papermill.PapermillExecutionError as exc:
         failed = private / f"{step}.ipynb"
@@ -96,9 +99,14 @@ def run_step(
             f"({exc.ename}{_safe_evalue(exc)}); the executed notebook is kept, readable by "
             f"its owner only, at {failed}"
         ) from None
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise StepFailed(kernel_launch.failure(step, city, launch["log"], exc)) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        kernel_launch.remove_sockets(launch["sockets"])
     runtime = time.perf_counter() - started
 
     io = read_io_log(paths, city, step)
@@ -130,6 +138,7 @@ def run_step(
         "inputs": inputs,
         "outputs": outputs,
         "runtime_seconds": round(runtime, 2),
+        "custody": kernel_launch.custody_record(launch["custody"], paths.root),
     }
     atomic.write_json(paths.provenance_dir(city) / f"{step}.json", record)
 

@@ -37,6 +37,10 @@ from .paths import Paths
 
 IO_LOG_SUFFIX = ".io.json"
 
+#: Set by the runner in the kernel's environment (see :mod:`reintegration.kernel`):
+#: the step, city and size it executes. When set, :func:`start` refuses any other.
+STEP_ENV, CITY_ENV, SIZE_ENV = "REINTEGRATION_STEP", "REINTEGRATION_CITY", "REINTEGRATION_SIZE"
+
 
 class UndeclaredWrite(CustodyError):
     """A step wrote a file it does not declare under ``writes`` in config/steps.yml."""
@@ -69,6 +73,15 @@ class StepContext:
         # from here on, every config file read in this process is this step's
         ref = weakref.ref(self)
         configuration.set_read_observer(lambda path: _observe(ref, path))
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"the step context is read-only: cannot set {name!r}")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"the step context is read-only: cannot delete {name!r}")
 
     # ---- paths -------------------------------------------------------------
     def output_path(self, name: str, domain: str = "release") -> Path:
@@ -175,7 +188,19 @@ def _observe(ref: weakref.ref[StepContext], path: Path) -> None:
 
 
 def start(name: str, *, city: str, size: str, root: Path | None = None) -> StepContext:
-    """Open the context of step ``name`` for ``city`` at data size ``size``."""
+    """Open the context of step ``name`` for ``city`` at data size ``size``.
+
+    Under the runner the step, city and size come from the runner (the kernel's
+    environment), not from the notebook: a notebook that names another step
+    (to take its role) or another city is refused."""
+    assigned = {STEP_ENV: name, CITY_ENV: city, SIZE_ENV: size}
+    for var, asked in assigned.items():
+        given = os.environ.get(var)
+        if given is not None and given != asked:
+            raise CustodyError(
+                f"this kernel runs {var.split('_')[1].lower()} {given!r} (set by the runner), "
+                f"but the notebook asked for {asked!r}; a step cannot choose its role"
+            )
     return StepContext(name, city=city, size=size, root=root)
 
 

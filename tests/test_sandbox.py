@@ -1,0 +1,176 @@
+"""Custody beyond the API: a step's kernel runs in a sandbox where the domains
+its role may not read are not there, with a quiet log of its own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from reintegration import kernel, runner, sandbox
+from reintegration.paths import Paths
+
+SANDBOX, WHY = sandbox.available()
+EXPORT = "synthetic_data/small/municipal/rotterdam/klanten.csv"
+CBS = "synthetic_data/small/research/cbs/rotterdam/spells.csv"
+KEYS = "synthetic_data/small/ttp/rotterdam/koppeltabel.csv"
+
+# A researcher-role notebook that bypasses the step context on purpose.
+CELLS = [
+    'city = "rotterdam"\nsize = "small"',
+    """import os
+import pandas as pd
+from reintegration import step
+from reintegration.custody import CustodyError
+root = os.environ["REINTEGRATION_ROOT"]
+try:
+    step.start("02_pseudonymise_link", city=city, size=size)
+    print("role: taken")
+except CustodyError:
+    print("role: refused")
+ctx = step.start("03_panel", city=city, size=size)
+print("cbs rows:", len(pd.read_csv(f"{root}/CBS")))
+for name in ("KEYS", "CBS"):
+    try:
+        open(f"{root}/{name}", "a").close()
+        print("write", name, ": allowed")
+    except OSError as exc:
+        print("write", name, ":", type(exc).__name__)""".replace("CBS", CBS).replace("KEYS", KEYS),
+    f'pd.read_csv(f"{{root}}/{EXPORT}")',
+]
+
+
+def _tree(tmp_root, monkeypatch):
+    for rel, text in ((EXPORT, "bsn,name\n111222333,Jansen\n"), (CBS, "rin\n1\n2\n3\n")):
+        (tmp_root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_root / rel).write_text(text, encoding="utf-8")
+    (tmp_root / KEYS).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_root / KEYS).write_text("bsn,rin\n", encoding="utf-8")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.metadata["kernelspec"] = {"name": "reintegration", "language": "python", "display_name": "P"}
+    nbformat.write(nb, tmp_root / "notebooks" / "03_panel.ipynb")
+    monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
+    return Paths.for_size("small", tmp_root)
+
+
+def _outputs(path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+
+
+@pytest.mark.skipif(not SANDBOX, reason=f"no mount namespace here: {WHY}")
+def test_researcher_step_cannot_read_a_municipal_file_directly(tmp_root, monkeypatch, capfd):
+    paths = _tree(tmp_root, monkeypatch)
+    monkeypatch.setenv(sandbox.MODE_ENV, "required")
+    with pytest.raises(runner.StepFailed) as err:
+        runner.run_step("03_panel", city="rotterdam", size="small", root=tmp_root)
+    msg = str(err.value)
+    # the real error still reaches the runner: the cell and the exception
+    assert "failed in cell 4" in msg and "FileNotFoundError" in msg, msg
+    assert "111222333" not in msg
+    printed = _outputs(runner.failed_dir(paths, "rotterdam", "researcher") / "03_panel.ipynb")
+    assert "role: refused" in printed
+    assert "cbs rows: 3" in printed  # its own domain stays readable
+    # inputs are read-only; the key table is not even there
+    assert f"write {CBS} : OSError" in printed
+    assert f"write {KEYS} : FileNotFoundError" in printed
+    # outside the sandbox nothing changed
+    assert (tmp_root / EXPORT).read_text(encoding="utf-8").startswith("bsn,name")
+    assert (tmp_root / KEYS).exists()
+    quiet = capfd.readouterr()
+    for noise in ("without encryption", "KeyboardInterrupt"):
+        assert noise not in quiet.out + quiet.err
+    log = paths.city_build_domain("rotterdam", "research") / "logs" / "03_panel.kernel.log"
+    assert log.exists() and (log.stat().st_mode & 0o077) == 0
+
+
+def test_without_the_sandbox_the_same_read_succeeds_and_logs_stay_quiet(
+    tmp_root, monkeypatch, capfd
+):
+    """The control: with the sandbox off, only the checks in code hold, and the
+    direct read goes through (the notebook then fails on purpose later)."""
+    paths = _tree(tmp_root, monkeypatch)
+    nb_path = tmp_root / "notebooks" / "03_panel.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells[2].source += "\nprint('export rows:', len(_))\nraise ValueError('planted')"
+    nb.cells[2].source = "_ = " + nb.cells[2].source
+    nbformat.write(nb, nb_path)
+    monkeypatch.setenv(sandbox.MODE_ENV, "off")
+    with pytest.raises(runner.StepFailed, match=r"cell 4 \(ValueError"):
+        runner.run_step("03_panel", city="rotterdam", size="small", root=tmp_root)
+    printed = _outputs(runner.failed_dir(paths, "rotterdam", "researcher") / "03_panel.ipynb")
+    assert "role: refused" in printed and "export rows: 1" in printed
+    quiet = capfd.readouterr()
+    for noise in ("without encryption", "KeyboardInterrupt"):
+        assert noise not in quiet.out + quiet.err
+
+
+def test_plan_hides_what_the_role_may_not_read(tmp_path):
+    folders = []
+    for domain in sandbox.PERSON_DOMAINS:
+        data = tmp_path / "data" / domain
+        build = tmp_path / "build" / domain
+        data.mkdir(parents=True)
+        build.mkdir(parents=True)
+        folders += [(data, domain, True), (build, domain, False)]
+    (tmp_path / "data" / "municipal" / "nested").mkdir()
+    folders.append((tmp_path / "data" / "municipal" / "nested", "municipal", True))
+    folders.append((tmp_path / "missing", "truth", True))
+
+    researcher = sandbox.plan_for("researcher", folders)
+    hidden = {p.relative_to(tmp_path).as_posix() for p in researcher.hide}
+    assert hidden == {f"{w}/{d}" for w in ("data", "build") for d in ("municipal", "ttp", "truth")}
+    assert {p.relative_to(tmp_path).as_posix() for p in researcher.read_only} == {"data/research"}
+
+    linking = sandbox.plan_for("linking_unit", folders)
+    assert {p.relative_to(tmp_path).as_posix() for p in linking.hide} == {
+        "data/truth",
+        "build/truth",
+        "data/research",  # the CBS files; it writes build/research, so that stays
+    }
+    # reads the exports and the municipal step's outputs, writes neither
+    assert {"data/municipal", "build/municipal", "data/ttp"} <= {
+        p.relative_to(tmp_path).as_posix() for p in linking.read_only
+    }
+    assert "build/ttp" not in {p.relative_to(tmp_path).as_posix() for p in linking.read_only}
+
+
+def test_kernel_log_lives_in_the_steps_own_person_domain():
+    assert kernel.log_domain("researcher") == "research"
+    assert kernel.log_domain("municipality") == "municipal"
+    assert kernel.log_domain("linking_unit") == "ttp"
+    assert kernel.log_domain("validator") == "truth"
+
+
+def test_launcher_refuses_to_start_a_kernel_without_its_sandbox(tmp_path):
+    log = tmp_path / "k.log"
+    missing = tmp_path / "not-a-folder"
+    cmd = [sys.executable, "-m", "reintegration.kernel", "--hide", str(missing), "--", "true"]
+    with log.open("w") as fh:
+        done = subprocess.run(cmd, check=False, stderr=fh)
+    assert done.returncode == 70
+    assert "sandbox:" in log.read_text(encoding="utf-8")
+    failure = kernel.failure("03_panel", "rotterdam", log, RuntimeError("dead"))
+    assert "sandbox:" in failure and str(log) in failure
+
+
+def test_without_a_sandbox_the_runner_says_so_once_or_refuses(tmp_root, monkeypatch, capsys):
+    monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
+    monkeypatch.setattr(sandbox, "available", lambda: (False, "no mount namespaces on win32"))
+    paths = Paths.for_size("small", tmp_root)
+    monkeypatch.setenv(sandbox.MODE_ENV, "auto")
+    first = kernel.prepare(paths, "03_panel", "rotterdam", "small", "researcher")
+    second = kernel.prepare(paths, "04_describe", "rotterdam", "small", "researcher")
+    for launch in (first, second):
+        kernel.remove_sockets(launch["sockets"])
+        assert launch["custody"]["enforced_by"] == "code"
+        assert launch["custody"]["plan"] is None
+    err = capsys.readouterr().err
+    assert err.count("no operating-system sandbox") == 1 and "win32" in err
+    monkeypatch.setenv(sandbox.MODE_ENV, "required")
+    with pytest.raises(sandbox.SandboxError, match="required but no sandbox"):
+        kernel.prepare(paths, "03_panel", "rotterdam", "small", "researcher")
