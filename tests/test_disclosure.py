@@ -142,6 +142,10 @@ def test_margins_do_not_reveal_a_suppressed_cell(reg: disclosure.Register) -> No
     # and column, and the fourth corner of that rectangle
     secondary = {(r, c) for r in t.index for c in t.columns if out.flags.loc[r, c] == "secondary"}
     assert secondary == {("f", "training"), ("m", "subsidy"), ("m", "training")}
+    # a reader cannot tell a complementary cell from a small one: same mark
+    shown = out.display_frame()
+    assert shown.loc["f", "subsidy"] == shown.loc["m", "training"] == "x (n)"
+    assert sum(line.startswith("x (n)") for line in out.legend()) == 1
     # no subtraction gives back the 3: the attacker's interval is [0, 21]
     table = protection.from_frame("t", "p", t.astype(float), sensitive=[("f", "subsidy")])
     (cell,) = [i for i in protection.attack([table]) if i.sensitive]

@@ -336,3 +336,82 @@ def test_audit_joins_counts_quoted_in_text(tmp_path: Path):
         "suppressed cell training / 50+",
         "suppressed cell wage / 50+ can",
     ]
+
+
+def test_stacked_blocks_join_the_population_block_by_block():
+    """A table stacking one sub-table per instrument (propensity bands of its
+    starters and of the persons without an instrument): each block's columns
+    add up to counts another table publishes, so a block with one hidden
+    cell per column gives it away; declared as blocks, the attack sees it and
+    the protection hides more."""
+    take_up = pd.DataFrame(
+        {"count": [300, 40, 55]},
+        index=pd.Index(["No instrument", "Training", "Coaching"], name="instrument"),
+    )
+    truth = pd.DataFrame(
+        {"no instrument": [200, 93, 7, 180, 112, 8], "treated": [20, 14, 6, 30, 16, 9]},
+        index=pd.MultiIndex.from_product(
+            [["Training", "Coaching"], ["low", "mid", "high"]], names=["instrument", "band"]
+        ),
+    )
+    truth.columns.name = "group"
+    shown = truth.astype(float).copy()
+    primary = [
+        ("Training", "high", "no instrument"),
+        ("Training", "high", "treated"),
+        ("Coaching", "high", "no instrument"),
+        ("Coaching", "high", "treated"),
+    ]
+    for r1, r2, c in primary:
+        shown.loc[(r1, r2), c] = NA
+    blocks = {
+        "by": "instrument",
+        "rename": {"group": "instrument"},
+        "relabel": {"group": {"treated": "{block}", "no instrument": "No instrument"}},
+    }
+    stacked = P.from_frame("ov", "persons", shown, sensitive=primary, truth=truth)
+    counts = P.from_frame("take_up", "persons", take_up)
+    # undeclared, the stacked table alone hides everything ...
+    assert P.leaks([stacked], T) == []
+    # ... but its blocks' columns add up to take_up: 40 - 20 - 14 = 6
+    parts = P.split_blocks(stacked, blocks)
+    assert [p.dims for p in parts] == [
+        ("band (Training)", "instrument"),
+        ("band (Coaching)", "instrument"),
+    ]
+    found = {(i.table, i.cell): (i.lower, i.upper) for i in P.attack([counts, *parts])}
+    assert found[("ov [Training]", ("high", "Training"))] == pytest.approx((6, 6))
+    # protected block by block, nothing can be narrowed any more
+    earlier = [counts]
+    for part in parts:
+        P.protect(part, earlier, T)
+        earlier.append(part)
+    assert P.leaks(earlier, T) == []
+    # a block is a slice of the population: no grand-total join with a table
+    # that shares none of its variables (that join would be infeasible)
+    other = P.from_frame(
+        "bands",
+        "persons",
+        pd.DataFrame({"count": [395]}, index=pd.Index(["all"], name="whole cohort")),
+    )
+    P.attack([other, *parts])
+
+
+def test_shares_are_computed_from_the_released_counts():
+    from reintegration import describe
+
+    table = pd.DataFrame(
+        {
+            "No instrument": [50, 40, 10, 100],
+            "Training": [np.nan, 30, np.nan, 40],
+            "Total": [58, 70, 12, 140],
+        },
+        index=pd.Index(["under 27", "27-49", "unknown", "Total"], name="age group"),
+    )
+    shares = describe.shares_from_counts({"age group": table})
+    assert shares.loc["younger than 27", "No instrument"] == pytest.approx(50 / 90, abs=5e-4)
+    # the count is hidden, so is its share (a share times the published group
+    # size would give the count back)
+    assert np.isnan(shares.loc["younger than 27", "Training"])
+    assert "Total" not in shares.columns
+    assert list(shares.index) == ["younger than 27"]  # no "50 and over" level here

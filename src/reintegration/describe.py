@@ -235,6 +235,66 @@ def balance_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return long(BINARY_COVARIATES), long(CONTINUOUS_COVARIATES)
 
 
+#: balance covariates that are one level of a characteristic of a take-up
+#: table (covariate label -> (characteristic, level)); their shares are
+#: computed from those released tables, so they show nothing the counts hide
+SHARE_OF_LEVEL: dict[str, tuple[str, str]] = {
+    "female": ("sex", "female"),
+    "younger than 27": ("age group", "under 27"),
+    "50 or older": ("age group", "50 and over"),
+    "education low": ("education", "low"),
+    "education high": ("education", "high"),
+    "education not registered": ("education", "not registered"),
+    "single parent": ("household", "single parent"),
+    "couple with children": ("household", "couple with children"),
+    "long-term medication": ("health", "yes"),
+    "Dutch below B1": ("language", "below B1"),
+    "distance short": ("distance", "short"),
+    "distance large": ("distance", "large"),
+}
+
+
+def shares_from_counts(by_group: dict[str, Any], decimals: int = 3) -> pd.DataFrame:
+    """The shares of :data:`SHARE_OF_LEVEL` per first instrument, computed
+    from the released take-up tables only: the level's count over the
+    column's total less its "unknown" count (the balance covariates are
+    missing where the characteristic is unknown). A share whose count or
+    denominator is suppressed there is not shown. A share times its
+    instrument's size (published) is a count, so a share computed from the
+    person-level data would give away every complementary-suppressed count;
+    computed this way it adds nothing to what the tables publish."""
+    rows = {}
+    for covariate, (group, level) in SHARE_OF_LEVEL.items():
+        if group not in by_group:
+            continue
+        table = getattr(by_group[group], "table", by_group[group]).astype(float)
+        if level not in table.index or "Total" not in table.index:
+            continue
+        known = table.loc["Total"] - (table.loc["unknown"] if "unknown" in table.index else 0)
+        rows[covariate] = (table.loc[level] / known).drop("Total", errors="ignore")
+    out = pd.DataFrame(rows).T.round(decimals)
+    out.index.name, out.columns.name = "covariate", "instrument"
+    return out
+
+
+def other_covariates(binary: pd.DataFrame, from_counts: Any) -> pd.DataFrame:
+    """The rows of :func:`balance_frames`' 0/1 frame whose covariate has no
+    share computed from the take-up tables (unused categories dropped)."""
+    done = set(getattr(from_counts, "table", from_counts).index.astype(str))
+    out = binary[~binary["covariate"].astype(str).isin(done)].copy()
+    out["covariate"] = out["covariate"].cat.remove_unused_categories()
+    return out.reset_index(drop=True)
+
+
+def stack(*tables: Any) -> pd.DataFrame:
+    """Released share tables one under the other, in the order of
+    :data:`COVARIATE_LABELS`."""
+    frames = [_released(t) for t in tables]
+    out = pd.concat([f for f in frames if not f.empty])
+    order = [c for c in COVARIATE_LABELS.values() if c in out.index]
+    return out.loc[order]
+
+
 def _released(table: Any) -> pd.DataFrame:
     """The table of a released output (or a frame), without its margins."""
     frame = getattr(table, "table", table)

@@ -94,7 +94,10 @@ _REASONS = {
     "dominance": ("d", "dominated by one or two persons (nk rule n={n}, k={k}; p-ratio {p})"),
     "proportion": ("p", "fewer than {t} persons with, or without, the outcome"),
     "dof": ("f", "too few persons for a standard deviation ({dof} degrees of freedom)"),
-    "secondary": ("s", "suppressed so that no other suppressed cell can be derived by subtraction"),
+    # the same letter as the threshold rule on purpose: a reader who could tell
+    # a complementary cell (10 or more) from a primary one would know the
+    # primary ones are small, and so narrow them (see the protection rule)
+    "secondary": ("n", "suppressed so that no other suppressed cell can be derived by subtraction"),
 }
 _ACRO_CHECK_TO_REASON = {
     "MinimumThresholdCheck": "threshold",
@@ -322,7 +325,8 @@ class Output:
         for i in range(values.shape[0]):
             for j in range(values.shape[1]):
                 if flags[i, j]:
-                    letters = ",".join(_REASONS[c][0] for c in flags[i, j].split(","))
+                    codes = flags[i, j].split(",")
+                    letters = ",".join(dict.fromkeys(_REASONS[c][0] for c in codes))
                     shown.iat[i, j] = f"{SUPPRESSED} ({letters})"
                 elif structural[i, j] and _isnan(values[i, j]):
                     shown.iat[i, j] = "–"
@@ -336,9 +340,11 @@ class Output:
             used = sorted(
                 {c for cell in self.flags.to_numpy().ravel() if cell for c in cell.split(",")}
             )
+            texts: dict[str, list[str]] = {}
             for code in used:
-                letter, text = _REASONS[code][0], self.rules.reason_text(code)
-                lines.append(f"{SUPPRESSED} ({letter}): suppressed, {text}")
+                texts.setdefault(_REASONS[code][0], []).append(self.rules.reason_text(code))
+            for letter, said in texts.items():
+                lines.append(f"{SUPPRESSED} ({letter}): suppressed, {'; or '.join(said)}")
             if self.structural is not None and self.structural.to_numpy().any():
                 lines.append("0 or –: structurally empty (true by definition, not suppressed)")
         return lines
@@ -522,6 +528,7 @@ class Register:
         dims: Sequence[str] | None = None,
         fixed: dict[str, str] | None = None,
         coarsen: dict[str, tuple[str, dict[str, str]]] | None = None,
+        blocks: dict[str, Any] | None = None,
     ) -> Output:
         """A frequency table (persons per cell), checked by ACRO.
 
@@ -540,9 +547,17 @@ class Register:
         the row and column variables for that purpose (when two tables use
         one column name for different things), ``fixed`` declares the table a
         slice (``{"table": "clients"}``), ``coarsen`` a coarser variable
-        derived from one of its own (``{"quarter": ("year", {...})}``).
+        derived from one of its own (``{"quarter": ("year", {...})}``), and
+        ``blocks`` a stack of sub-tables joined one by one (see
+        :func:`reintegration.protection.split_blocks`).
         """
-        link = {"population": population, "dims": dims, "fixed": fixed, "coarsen": coarsen}
+        link = {
+            "population": population,
+            "dims": dims,
+            "fixed": fixed,
+            "coarsen": coarsen,
+            "blocks": blocks,
+        }
         return self._table(
             name,
             df,
@@ -1154,9 +1169,14 @@ class Register:
             coarsen=link.get("coarsen"),
         )
         earlier = self._published_tables(table.population) if population else []
-        added = set(protection.protect(table, earlier, self.rules.cell_threshold))
+        parts = protection.split_blocks(table, link["blocks"]) if link.get("blocks") else [table]
+        added: set[tuple[Any, ...]] = set()
+        for part in parts:
+            found = protection.protect(part, earlier, self.rules.cell_threshold)
+            added |= {part.origin.get(k, k) for k in found}
+            earlier = [*earlier, part]
         if population:
-            self._published.setdefault(population, []).append(table)
+            self._published.setdefault(population, []).extend(parts)
         n_rows = raw.index.nlevels
         mask = np.zeros(full, dtype=bool)
         for i, row in enumerate(keys):
@@ -1201,6 +1221,7 @@ class Register:
             "dims": names,
             "fixed": {str(k): str(v) for k, v in (link.get("fixed") or {}).items()},
             "coarsen": coarsen,
+            **({"blocks": link["blocks"]} if link.get("blocks") else {}),
             "index_levels": raw.index.nlevels,
             "column_levels": 0 if oneway else raw.columns.nlevels,
         }
@@ -1506,6 +1527,7 @@ _LAYOUT_KEYS = (
     "dims",
     "fixed",
     "coarsen",
+    "blocks",
     "index_levels",
     "column_levels",
     "suppressed_cells",
@@ -1910,10 +1932,12 @@ def _bundle_readme(reg: dict[str, Any], paths: Paths) -> str:
         "",
         "Count tables declare the population they count (`checks.population` in",
         "`register.json`). Tables of one population were protected together: cells were",
-        "suppressed in addition (`x (s)`) until no suppressed cell could be narrowed by",
-        "subtraction below the protection interval, and the release audit repeats that",
-        "attack on this folder. Tables whose population is not declared were protected on",
-        "their own: the checker should still compare tables that share categories.",
+        "suppressed in addition (shown as `x (n)` like the cells they protect) until no",
+        "suppressed cell could be narrowed by subtraction below the protection interval,",
+        "and the release audit repeats that attack on this folder. Tables whose population",
+        "is not declared were protected on their own: the checker should still compare",
+        "tables that share categories. `register.json` says why each cell was suppressed",
+        "and `acro/` which cells are zero: both are for the checker, not for publication.",
         "",
     ]
     return "\n".join(lines)

@@ -2145,6 +2145,18 @@ def labelled(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
 CASELOAD_BANDS = ("1-9", "10-19", "20-29", "30-49", "50-99", "100 or more")
 
 
+#: how the overlap table's blocks join the cohort's other tables (see
+#: :func:`reintegration.protection.split_blocks`): per instrument, its
+#: "treated" are the persons whose first instrument it is and its "no
+#: instrument" the persons without one, so each block's columns add up to
+#: counts the take-up table publishes
+OVERLAP_BLOCKS = {
+    "by": "instrument",
+    "rename": {"group": "instrument"},
+    "relabel": {"group": {"treated": "{block}", "no instrument": "No instrument"}},
+}
+
+
 def overlap_figure(released: Any, *, threshold: int | None = None) -> Any:
     """Small multiples of the propensity-score distribution of the treated
     and of the persons without an instrument, per instrument, drawn from the

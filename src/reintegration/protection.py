@@ -77,6 +77,14 @@ class CountTable:
     #: coarser variables derived from one of the table's own:
     #: ``{"quarter": ("year", {"2015Q1": "2015", ...})}``
     coarsen: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    #: for a block of a stacked table (see :func:`split_blocks`): its keys ->
+    #: the stacked table's keys
+    origin: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        """A slice or a block: it counts part of its population only."""
+        return bool(self.fixed) or bool(self.origin)
 
     def view(self) -> tuple[tuple[str, ...], dict[tuple[Any, ...], tuple[Any, ...]]]:
         """The variables the table can be joined on (its own, its fixed ones
@@ -191,6 +199,46 @@ def from_frame(
     return CountTable(table_id, population, tuple(names), cells, sens, true, fixed, coarsen)
 
 
+def split_blocks(table: CountTable, blocks: dict[str, Any]) -> list[CountTable]:
+    """One table per level of the block variable ``blocks["by"]``, for a table
+    that stacks comparable sub-tables (the propensity bands of each
+    instrument: each block's "treated" are that instrument's starters, its
+    "no instrument" the persons without one). In each block the other
+    variables are renamed ``"<name> (<block>)"`` unless ``blocks["rename"]``
+    maps them to a shared name, and ``blocks["relabel"]`` maps their levels
+    (``"{block}"`` stands for the block's level), so that a block joins the
+    population's other tables on what it really shares. A part's
+    ``origin`` maps its keys back to the stacked table's."""
+    by = blocks["by"]
+    pos = table.dims.index(by)
+    rename: dict[str, str] = blocks.get("rename", {})
+    relabel: dict[str, dict[str, str]] = blocks.get("relabel", {})
+    parts = []
+    for block in dict.fromkeys(k[pos] for k in table.cells if k[pos] != MARGIN):
+        other = [d for d in table.dims if d != by]
+        dims = tuple(rename.get(d, f"{d} ({block})") for d in other)
+        part = CountTable(f"{table.id} [{block}]", table.population, dims, {})
+        part.origin = {}
+        for key, value in table.cells.items():
+            if key[pos] != block:
+                continue
+            rest = [k for i, k in enumerate(key) if i != pos]
+            new = tuple(
+                relabel.get(d, {}).get(level, level).replace("{block}", str(block))
+                if level != MARGIN
+                else MARGIN
+                for d, level in zip(other, rest, strict=True)
+            )
+            part.cells[new] = value
+            part.origin[new] = key
+            if key in table.sensitive:
+                part.sensitive.add(new)
+            if key in table.truth:
+                part.truth[new] = table.truth[key]
+        parts.append(part)
+    return parts
+
+
 def normal_key(key: Sequence[Any], n_rows: int | None = None) -> tuple[Any, ...]:
     """A cell key as the tables here hold it: levels as text, and a total
     over a multi-level row or column (``("Total", "")``) as ``Total`` on
@@ -236,18 +284,17 @@ def tables_from_register(
             for c in checks.get("suppressed_cells", [])
             if set(c.get("reasons", [])) - {SECONDARY}
         ]
-        found.append(
-            from_frame(
-                table_id,
-                pop,
-                frame,
-                dims=checks["dims"],
-                sensitive=sensitive,
-                oneway=n_cols == 0,
-                fixed=checks.get("fixed") or {},
-                coarsen={f: (c, m) for f, (c, m) in (checks.get("coarsen") or {}).items()},
-            )
+        table = from_frame(
+            table_id,
+            pop,
+            frame,
+            dims=checks["dims"],
+            sensitive=sensitive,
+            oneway=n_cols == 0,
+            fixed=checks.get("fixed") or {},
+            coarsen={f: (c, m) for f, (c, m) in (checks.get("coarsen") or {}).items()},
         )
+        found += split_blocks(table, checks["blocks"]) if checks.get("blocks") else [table]
     return found
 
 
@@ -324,6 +371,8 @@ class _System:
         for the levels both tables cover (a slice covers only its own)."""
         (names_a, keys_a), (names_b, keys_b) = self.tables[a].view(), self.tables[b].view()
         shared = [d for d in names_a if d in names_b]
+        if not shared and (self.tables[a].partial or self.tables[b].partial):
+            return []  # a slice's grand total is not the population's
         pos_a = [names_a.index(d) for d in shared]
         pos_b = [names_b.index(d) for d in shared]
         levels_a = [{k[p] for k in keys_a.values()} for p in pos_a]
