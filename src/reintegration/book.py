@@ -281,8 +281,8 @@ def protection_markdown(paths: Paths) -> str:
         f"suppressed because the cell itself breaks a rule (fewer than {threshold} persons, "
         "a zero, a share near 0% or 100%). Complementary: suppressed only so that the "
         "primary cells cannot be derived; they are the information the protection costs. "
-        "Narrowest derivable interval: the smallest width, in persons, over all primary cells, of the "
-        "interval an attacker can derive from everything the city's bundle publishes "
+        "Narrowest derivable interval: the smallest width, in persons, over all primary "
+        "cells, of the interval an attacker can derive from everything the city's bundle publishes "
         f"(the rule asks for at least {threshold}).",
         "",
     ]
