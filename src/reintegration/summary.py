@@ -310,7 +310,7 @@ def rules_markdown(policy: float) -> list[str]:
 def page_markdown(paths: Paths, city: str) -> str:
     """The summary page of one city (MyST Markdown)."""
     name = load_city(city, paths.root)["display_name"]
-    head = [f"# {name}: summary", ""]
+    head = [f"# {name}: summary of results", ""]
     loaded = load(paths, city)
     if loaded is None:
         return "\n".join([*head, "This city has no release bundle yet.", ""])

@@ -1,0 +1,196 @@
+"""The summary page that opens each city's results (reintegration.summary) and
+the synthetic-data banner (reintegration.banner)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from docutils import nodes
+from docutils.frontend import get_default_settings
+from docutils.parsers.rst import Parser
+from docutils.utils import new_document
+
+from reintegration import banner, summary, synthesis
+from reintegration.config import list_cities
+from reintegration.paths import Paths
+from reintegration.readability import split_sentences, words
+
+POLICY = 0.05
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "est", "word"),
+    [
+        (0.02, 0.12, 0.07, "clear"),  # excludes zero, at least the policy effect
+        (-0.12, -0.06, -0.09, "clear"),  # the same below zero
+        (0.01, 0.05, 0.03, "probably"),  # excludes zero, smaller than the policy effect
+        (-0.05, -0.001, -0.025, "probably"),
+        (-0.01, 0.30, 0.14, "unclear"),  # includes zero, however large
+        (-0.30, 0.0, -0.15, "unclear"),  # touches zero: not excluded
+        (0.0001, 0.0999, 0.05, "clear"),  # exactly the policy effect counts as clear
+    ],
+)
+def test_uncertainty_word_follows_the_fixed_rules(lo, hi, est, word):
+    assert summary.uncertainty_word(lo, hi, est, POLICY) == word
+
+
+def _row(design, estimate, se, theoretical="conditional", phase2="run", outcome="employed_12"):
+    return {
+        "city": "x", "city_label": "X", "substudy": f"{design}/job_coaching", "design": design,
+        "instrument": "job_coaching", "design_label": design.replace("_", " ").capitalize(),
+        "instrument_label": "Job coaching", "outcome": outcome, "estimate": estimate,
+        "std_error": se, "ci_low": estimate - 1.96 * se, "ci_high": estimate + 1.96 * se,
+        "interval": "clustered standard error", "decision": "conditional", "phase2": phase2,
+        "pooled": True, "theoretical": theoretical,
+        "first reason or condition": "theoretical: few teams: use randomisation inference",
+    }  # fmt: skip
+
+
+def test_headline_rests_on_the_most_credible_then_most_precise_design():
+    rows = pd.DataFrame(
+        [
+            _row("selection_on_observables", 0.05, 0.01),
+            _row("rollout_did", -0.10, 0.08, theoretical="pass"),
+            _row("case_manager_iv", 0.30, 0.001, phase2="not run"),
+        ]
+    )
+    assert summary.headline_design(rows)["design"] == "rollout_did"
+    rows.loc[1, "theoretical"] = "conditional"
+    assert summary.headline_design(rows)["design"] == "selection_on_observables"
+
+
+def test_headline_says_direction_size_words_design_and_disagreement():
+    rows = pd.DataFrame(
+        [_row("selection_on_observables", 0.12, 0.02), _row("rollout_did", -0.20, 0.05)]
+    )
+    sub = pd.DataFrame(
+        [
+            {"instrument": "job_coaching", "phase2": "not run",
+             "design_label": "Case-manager instrumental variable",
+             "first reason or condition": "theoretical: first-stage F 2.0 below 10: weak"},
+        ]
+    )  # fmt: skip
+    h = summary.headline(rows, sub, POLICY)
+    assert h.text.startswith("**Job coaching clearly raises the share")
+    assert "by 12.0 percentage points" in h.text
+    assert "from +8.1 to +15.9 percentage points" in h.text
+    assert "*selection on observables*" in h.text
+    assert "only with a caution: few teams" in h.text
+    assert "gives −20.0 percentage points (−29.8 to −10.2; clearly)" in h.text
+    assert "The designs disagree" in h.text
+    assert "motivation or health" in h.text and "becomes available" in h.text
+    assert "Not estimated here with *case-manager instrumental variable*" in h.text
+    # agreeing designs: no disagreement sentence
+    rows.loc[1, "estimate"] = 0.10
+    assert "disagree" not in summary.headline(rows, sub, POLICY).text
+
+
+def test_policy_effect_is_read_from_the_feasibility_config(root, tmp_root):
+    assert summary.policy_effect(root) == 0.05
+    path = tmp_root / "config" / "feasibility.yml"
+    path.write_text(path.read_text().replace("policy_effect: 0.05", "policy_effect: 0.10"))
+    assert summary.policy_effect(tmp_root) == 0.10
+    path.write_text(path.read_text().replace("policy_effect: 0.10", "policy_effect: [1]"))
+    with pytest.raises(summary.SummaryError, match="feasibility.yml: practical.power"):
+        summary.policy_effect(tmp_root)
+
+
+def test_banner_is_added_under_the_first_heading_of_results_pages_only():
+    def doc(text):
+        d = new_document("x", get_default_settings(Parser))
+        Parser().parse(text, d)
+        return d
+
+    page = doc("Rotterdam\n=========\n\nSome text.\n")
+    assert banner.add_banner(page, "results/rotterdam/06_effects")
+    section = next(iter(page.findall(nodes.section)))
+    assert isinstance(section[1], nodes.admonition)
+    assert banner.CSS_CLASS in section[1]["classes"]
+    assert banner.BANNER in section[1].astext()
+    assert banner.add_banner(doc("Text only.\n"), "_generated/summary_rotterdam")
+    other = doc("Methods\n=======\n\nText.\n")
+    assert not banner.add_banner(other, "methods/06_effects")
+    assert banner.BANNER not in other.astext()
+
+
+# ---------------------------------------------------------------- on the release bundles
+
+_NUMBER = re.compile(r"[+−-]?\d+\.\d")
+
+
+def _released(release: Path) -> dict[tuple[str, str, str], tuple[float, float, float]]:
+    """Every whole-cohort estimate in a release bundle, read straight from its files."""
+    out = {}
+    labels = pd.read_csv(release / "05_feasibility" / "substudies.csv")
+    names = {r["sub-study"]: (r["instrument"], r["design"]) for _, r in labels.iterrows()}
+    for path in sorted((release / "06_effects").glob("*__*.json")):
+        instrument, design = names[path.stem.replace("__", "/", 1)]
+        for outcome, eff in json.loads(path.read_text())["effects"].items():
+            out[(instrument, design, outcome)] = (eff["estimate"], eff["ci_low"], eff["ci_high"])
+    return out
+
+
+def _page_table(text: str) -> dict[tuple[str, str, str], tuple[float, ...]]:
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != 6 or not _NUMBER.fullmatch(cells[3]):
+            continue
+        outcome = re.sub(r" \((percentage points|months)\)$", "", cells[2])
+        nums = [float(x.replace("−", "-")) for x in (cells[3], *cells[4].split(" to "))]
+        rows[(cells[0], cells[1], outcome)] = tuple(nums)
+    return rows
+
+
+@pytest.mark.pipeline
+@pytest.mark.parametrize("city", list_cities(Path(__file__).resolve().parents[1]))
+def test_summary_numbers_equal_the_release_bundle(small: Paths, city):
+    release = small.root / "release" / "small" / city
+    assert (release / "register.json").is_file(), f"{release} is missing: run the pipeline"
+    released = _released(release)
+    outcomes = synthesis._outcome_labels(small)
+    text = summary.page_markdown(small, city)
+    table = _page_table(text)
+    assert len(table) == len(released) > 0
+    for (instrument, design, outcome), (est, lo, hi) in released.items():
+        scale = 1.0 if "months" in outcome else 100.0
+        got = table[(instrument, design, outcomes[outcome])]
+        assert got == pytest.approx((est * scale, lo * scale, hi * scale), abs=0.051)
+    # each headline's numbers are released numbers of the headline outcome
+    head = {f"{s * 100:+.1f}".replace("-", "−") for v in released.values() for s in v[:1]}
+    for para in re.findall(r"^\*\*.*$", text, re.MULTILINE):
+        lead = re.search(r"by (\d+\.\d) percentage points|estimate is ([+−]\d+\.\d)", para)
+        assert lead, para
+        value = lead.group(1) or lead.group(2)
+        assert any(h.lstrip("+−") == value.lstrip("+−") for h in head), para
+        # plain language: the headline sentence itself stays short
+        first = split_sentences(para.split("**")[1])[0]
+        assert len(words(first)) <= 40, first
+
+
+@pytest.mark.pipeline
+def test_summary_refuses_a_bundle_that_differs_from_its_register(small: Paths, tmp_path):
+    city = list_cities(small.root)[0]
+    root = tmp_path
+    shutil.copytree(small.root / "config", root / "config")
+    shutil.copytree(small.root / "release" / "small" / city, root / "release" / "small" / city)
+    model = next((root / "release" / "small" / city / "06_effects").glob("*__*.json"))
+    model.write_text(model.read_text().replace('"estimate": 0', '"estimate": 1', 1))
+    with pytest.raises(synthesis.SynthesisError, match=f"{model.name}.*checksum differs"):
+        summary.page_markdown(Paths.for_size("small", root), city)
+
+
+@pytest.mark.pipeline
+def test_every_results_page_shows_the_synthetic_data_banner(small: Paths, built_book: Path):
+    pages = sorted((built_book / "results").rglob("*.html"))
+    pages += sorted((built_book / "_generated").glob("summary_*.html"))
+    assert len(pages) >= len(list_cities(small.root)) * 2
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        assert banner.CSS_CLASS in html and banner.BANNER in html, page
+    assert banner.BANNER not in (built_book / "intro.html").read_text(encoding="utf-8")
