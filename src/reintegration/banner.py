@@ -17,9 +17,7 @@ from typing import Any
 
 from docutils import nodes
 
-BANNER = (
-    "Synthetic data: these results are from a synthetic world, not from any municipality."
-)
+BANNER = "Synthetic data: these results are from a synthetic world, not from any municipality."
 #: the CSS class of the banner's admonition (the built-HTML test looks for it)
 CSS_CLASS = "synthetic-data-banner"
 #: documents (Sphinx docnames) that get the banner
