@@ -61,7 +61,18 @@ def test_headline_rests_on_the_most_credible_then_most_precise_design():
     )
     assert summary.headline_design(rows)["design"] == "rollout_did"
     rows.loc[1, "theoretical"] = "conditional"
+    # equally credible, designs agree (z = 1.86): the narrowest interval
     assert summary.headline_design(rows)["design"] == "selection_on_observables"
+    # the released interval, not the standard error, measures precision
+    rows.loc[0, ["ci_low", "ci_high"]] = [-0.5, 0.6]
+    assert summary.headline_design(rows)["design"] == "rollout_did"
+
+
+def test_headline_leaves_selection_on_observables_when_a_design_based_estimate_refutes_it():
+    rows = pd.DataFrame(
+        [_row("selection_on_observables", 0.05, 0.01), _row("rollout_did", -0.20, 0.08)]
+    )
+    assert summary.headline_design(rows)["design"] == "rollout_did"  # z = 3.1
 
 
 def test_headline_says_direction_size_words_design_and_disagreement():
@@ -76,18 +87,26 @@ def test_headline_says_direction_size_words_design_and_disagreement():
         ]
     )  # fmt: skip
     h = summary.headline(rows, sub, POLICY)
-    assert h.text.startswith("**Job coaching clearly raises the share")
-    assert "by 12.0 percentage points" in h.text
-    assert "from +8.1 to +15.9 percentage points" in h.text
-    assert "*selection on observables*" in h.text
+    assert h.text.startswith("**Job coaching clearly lowers the share")
+    assert "by 20.0 percentage points" in h.text
+    assert "from −29.8 to −10.2 percentage points (clustered standard error)" in h.text
+    assert "rests on the design *rollout did*, not on selection on observables" in h.text
     assert "only with a caution: few teams" in h.text
-    assert "gives −20.0 percentage points (−29.8 to −10.2; clearly)" in h.text
+    assert "*selection on observables* gives +12.0 percentage points (+8.1 to +15.9; clearly)" in (
+        h.text
+    )
     assert "The designs disagree" in h.text
     assert "motivation or health" in h.text and "becomes available" in h.text
     assert "Not estimated here with *case-manager instrumental variable*" in h.text
-    # agreeing designs: no disagreement sentence
+    assert "Phase 1 found: first-stage F 2.0 below 10: weak." in h.text
+    # agreeing designs: the narrower interval, and no disagreement sentence
     rows.loc[1, "estimate"] = 0.10
-    assert "disagree" not in summary.headline(rows, sub, POLICY).text
+    agreed = summary.headline(rows, sub, POLICY).text
+    assert agreed.startswith("**Job coaching clearly raises the share")
+    assert "by 12.0 percentage points" in agreed and "disagree" not in agreed
+    # a small effect whose interval excludes zero: probably
+    rows.loc[0, ["estimate", "ci_low", "ci_high"]] = [0.03, 0.01, 0.05]
+    assert "Job coaching probably raises" in summary.headline(rows, sub, POLICY).text
 
 
 def test_policy_effect_is_read_from_the_feasibility_config(root, tmp_root):
@@ -162,12 +181,16 @@ def test_summary_numbers_equal_the_release_bundle(small: Paths, city):
         got = table[(instrument, design, outcomes[outcome])]
         assert got == pytest.approx((est * scale, lo * scale, hi * scale), abs=0.051)
     # each headline's numbers are released numbers of the headline outcome
-    head = {f"{s * 100:+.1f}".replace("-", "−") for v in released.values() for s in v[:1]}
+    head = {
+        f"{v[0] * 100:.1f}".lstrip("-")
+        for k, v in released.items()
+        if k[2] == summary.HEADLINE_OUTCOME
+    }
     for para in re.findall(r"^\*\*.*$", text, re.MULTILINE):
         lead = re.search(r"by (\d+\.\d) percentage points|estimate is ([+−]\d+\.\d)", para)
         assert lead, para
         value = lead.group(1) or lead.group(2)
-        assert any(h.lstrip("+−") == value.lstrip("+−") for h in head), para
+        assert value.lstrip("+−") in head, para
         # plain language: the headline sentence itself stays short
         first = split_sentences(para.split("**")[1])[0]
         assert len(words(first)) <= 40, first

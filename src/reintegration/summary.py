@@ -121,15 +121,35 @@ def load(paths: Paths, city: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     return est, sub
 
 
+def _observational_refuted(rows: pd.DataFrame) -> bool:
+    """Whether the selection-on-observables estimate disagrees with a
+    design-based estimate of the same instrument and outcome."""
+    dd = synthesis.design_disagreements(rows)
+    if dd.empty:
+        return False
+    obs = synthesis.OBSERVATIONAL
+    clash = dd[dd["disagree"] & ((dd["key_a"] == obs) | (dd["key_b"] == obs))]
+    return not clash.empty
+
+
 def headline_design(rows: pd.DataFrame) -> pd.Series:
-    """The estimate a headline rests on: of the designs that ran, the one
-    Phase 1 judged most credible, then the most precise."""
+    """The estimate a headline rests on (rows: one instrument and outcome).
+
+    Of the designs that ran: when selection on observables disagrees with a
+    design-based estimate, the design-based ones only (the disagreement is
+    evidence against its assumption of no unobserved confounding, as in the
+    synthesis's verdicts); then the design Phase 1 judged most credible on
+    theoretical grounds; then the most precise (narrowest released interval).
+    """
     ran = rows[rows["phase2"] == "run"].copy()
     if ran.empty:
         raise SummaryError(f"no sub-study of {rows['instrument'].iloc[0]} ran")
+    if _observational_refuted(ran):
+        ran = ran[ran["design"] != synthesis.OBSERVATIONAL].copy()
     rank = {v: i for i, v in enumerate(CREDIBILITY)}
     ran["_rank"] = ran["theoretical"].map(lambda v: rank.get(v, len(rank)))
-    return ran.sort_values(["_rank", "std_error", "design"]).iloc[0]
+    ran["_width"] = ran["ci_high"] - ran["ci_low"]
+    return ran.sort_values(["_rank", "_width", "design"]).iloc[0]
 
 
 def pp(value: float) -> str:
@@ -171,7 +191,10 @@ def headline(rows: pd.DataFrame, sub: pd.DataFrame, policy: float) -> Headline:
         f"The 95% interval runs from {pp(r['ci_low'])} to {pp(r['ci_high'])} percentage points "
         f"({r['interval']})."
     )
-    design = f"This rests on the design *{r['design_label'].lower()}*. {_credibility(r)}"
+    design = f"This rests on the design *{r['design_label'].lower()}*"
+    if r["design"] != synthesis.OBSERVATIONAL and _observational_refuted(main):
+        design += ", not on selection on observables, whose estimate disagrees with it (see below)"
+    design += f". {_credibility(r)}"
     parts = [f"**{lead}**", interval, design, *_other_designs(main, r, policy)]
     parts += _disagreement(rows, r)
     parts += _not_run(sub, r["instrument"])
