@@ -193,7 +193,7 @@ def test_summary_numbers_equal_the_release_bundle(small: Paths, city):
         assert value.lstrip("+−") in head, para
         # plain language: the headline sentence itself stays short
         first = split_sentences(para.split("**")[1])[0]
-        assert len(words(first)) <= 40, first
+        assert len(words(first)) <= 20, first
 
 
 @pytest.mark.pipeline

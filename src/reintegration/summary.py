@@ -172,20 +172,20 @@ def headline(rows: pd.DataFrame, sub: pd.DataFrame, policy: float) -> Headline:
     word = uncertainty_word(r["ci_low"], r["ci_high"], r["estimate"], policy)
     up = r["estimate"] > 0
     size = f"{abs(r['estimate']) * 100:.1f} percentage points"
-    what = "the share of clients with a job 12 months after they started on benefits"
+    what = "the share with a job a year later"
+    verb = "raises" if up else "lowers"
+    name = r["instrument_label"]
     if word == "clear":
-        lead = f"{r['instrument_label']} clearly {'raises' if up else 'lowers'} {what}, by {size}."
+        lead = f"**{name} clearly {verb} {what}, by {size}.**"
     elif word == "probably":
         lead = (
-            f"{r['instrument_label']} probably {'raises' if up else 'lowers'} {what}, by "
-            f"{size}; that is less than the {policy * 100:.0f} percentage points that would "
-            "matter for policy."
+            f"**{name} probably {verb} {what}, by {size}.** That is less than the "
+            f"{policy * 100:.0f} percentage points that would matter for policy."
         )
     else:
         lead = (
-            f"For {r['instrument_label'].lower()} it is unclear whether it raises or lowers "
-            f"{what}: the estimate is {pp(r['estimate'])} percentage points, but the data "
-            "also fit no effect."
+            f"**{name}: it is unclear whether it raises or lowers {what}.** The estimate is "
+            f"{pp(r['estimate'])} percentage points, but the data also fit no effect."
         )
     interval = (
         f"The 95% interval runs from {pp(r['ci_low'])} to {pp(r['ci_high'])} percentage points "
@@ -195,7 +195,7 @@ def headline(rows: pd.DataFrame, sub: pd.DataFrame, policy: float) -> Headline:
     if r["design"] != synthesis.OBSERVATIONAL and _observational_refuted(main):
         design += ", not on selection on observables, whose estimate disagrees with it (see below)"
     design += f". {_credibility(r)}"
-    parts = [f"**{lead}**", interval, design, *_other_designs(main, r, policy)]
+    parts = [lead, interval, design, *_other_designs(main, r, policy)]
     parts += _disagreement(rows, r)
     parts += _not_run(sub, r["instrument"])
     return Headline(r["instrument"], " ".join(parts))
@@ -218,10 +218,14 @@ def _disagreement(rows: pd.DataFrame, r: pd.Series) -> list[str]:
     pairs = dd[dd["disagree"]]
     names = "; ".join(f"{p.design_a.lower()} and {p.design_b.lower()}" for p in pairs.itertuples())
     designs = sorted({d for p in pairs.itertuples() for d in (p.key_a, p.key_b)})
-    why = "; ".join(DESIGN_REASON[d] for d in designs if d in DESIGN_REASON)
+    why = " ".join(
+        f"{DESIGN_REASON[d][0].upper()}{DESIGN_REASON[d][1:]}."
+        for d in designs
+        if d in DESIGN_REASON
+    )
     return [
         f"The designs disagree ({names}: the difference is more than "
-        f"{synthesis.DESIGN_Z} standard errors). Why they can differ: {why}."
+        f"{synthesis.DESIGN_Z} standard errors). Why can they differ? {why}"
     ]
 
 
@@ -311,7 +315,8 @@ def rules_markdown(policy: float) -> list[str]:
     p = f"{policy * 100:.0f}"
     return [
         "How to read the headlines. Each headline is about the share of clients with a job "
-        "12 months after they started on benefits. The size is in percentage points: "
+        '12 months after they started on benefits ("a job a year later"). '
+        "The size is in percentage points: "
         f"+{p} means {p} more clients in every 100 have a job. The words follow fixed rules:",
         "",
         f"- **clearly**: the 95% interval lies wholly above or below zero, and the effect is "
@@ -323,9 +328,12 @@ def rules_markdown(policy: float) -> list[str]:
         "",
         "When several designs estimated an instrument, the headline rests on the design "
         "Phase 1 judged most credible here on theoretical grounds, and among equals on the "
-        "most precise one; the other designs follow in the same paragraph. Two designs "
-        f"disagree when their estimates differ by more than {synthesis.DESIGN_Z} standard "
-        "errors (a rough screen: both use the same clients).",
+        "most precise one (the narrowest interval); the other designs follow in the same "
+        f"paragraph. Two designs disagree when their estimates differ by more than "
+        f"{synthesis.DESIGN_Z} standard errors (a rough screen: both use the same clients). "
+        "When selection on observables disagrees with a design that does not rest on it "
+        "(the roll-out or the case-manager comparison), the headline rests on the latter: "
+        "the disagreement suggests that clients who start differ in ways the data do not show.",
         "",
     ]
 
@@ -357,7 +365,8 @@ def page_markdown(paths: Paths, city: str) -> str:
         if (rows[rows["outcome"] == HEADLINE_OUTCOME]["phase2"] != "run").all():
             continue
         h = headline(rows, sub, policy)
-        lines += [f"({city}-summary-{h.instrument})=", h.text, ""]
+        label = rows["instrument_label"].iloc[0]
+        lines += [f"({city}-summary-{h.instrument})=", f"### {label}", "", h.text, ""]
     lines += [
         "## All estimates",
         "",
