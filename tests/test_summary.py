@@ -217,3 +217,33 @@ def test_every_results_page_shows_the_synthetic_data_banner(small: Paths, built_
         html = page.read_text(encoding="utf-8")
         assert banner.CSS_CLASS in html and banner.BANNER in html, page
     assert banner.BANNER not in (built_book / "intro.html").read_text(encoding="utf-8")
+
+
+def test_released_interval_is_labelled_with_its_method():
+    eff = {"ci_low": -0.5, "ci_high": 0.1, "cov_type": "clustered"}
+    assert synthesis._interval_method(eff) == "clustered standard error"
+    eff["diagnostics"] = {"ci_randomization": [-0.5, 0.1], "ci_clustered": [-0.3, -0.1]}
+    assert synthesis._interval_method(eff) == "randomisation inference"
+    eff["diagnostics"]["ci_randomization"] = [-0.6, 0.2]  # not the released one
+    assert synthesis._interval_method(eff) == "clustered standard error"
+
+
+def test_overview_figure_is_a_deterministic_png_of_every_estimate():
+    est = pd.DataFrame(
+        [
+            _row("selection_on_observables", 0.05, 0.01),
+            _row("rollout_did", -0.10, 0.08),
+            _row("selection_on_observables", 1.2, 0.4, outcome="months_employed"),
+        ]
+    )
+    labels = {"employed_12": "employed 12 months after inflow"}
+    png = summary.overview_png(est, labels)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert summary.overview_png(est, labels) == png
+
+
+def test_city_without_a_release_bundle_gets_a_page_that_says_so(tmp_root):
+    pages = summary.generated_pages(Paths.for_size("small", tmp_root))
+    assert set(pages) == {f"summary_{c}.md" for c in list_cities(tmp_root)}
+    assert all("has no release bundle yet" in t for t in pages.values())
+    assert pages["summary_rotterdam.md"].startswith("# Rotterdam: summary of results")
