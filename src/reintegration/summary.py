@@ -333,7 +333,12 @@ def rules_markdown(policy: float) -> list[str]:
         f"{synthesis.DESIGN_Z} standard errors (a rough screen: both use the same clients). "
         "When selection on observables disagrees with a design that does not rest on it "
         "(the roll-out or the case-manager comparison), the headline rests on the latter: "
-        "the disagreement suggests that clients who start differ in ways the data do not show.",
+        "the disagreement suggests that clients who start differ in ways the data do not show. "
+        "The methods pages explain each design: "
+        "{doc}`selection on observables </methods/design_selection_on_observables>`, "
+        "{doc}`staggered roll-out </methods/design_event_study>` and "
+        "{doc}`case-manager instrument </methods/design_case_manager_iv>`; "
+        "{doc}`the cross-city synthesis </synthesis/index>` compares the cities.",
         "",
     ]
 
