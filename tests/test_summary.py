@@ -130,7 +130,7 @@ def test_banner_is_added_under_the_first_heading_of_results_pages_only():
     section = next(iter(page.findall(nodes.section)))
     assert isinstance(section[1], nodes.admonition)
     assert banner.CSS_CLASS in section[1]["classes"]
-    assert banner.BANNER in section[1].astext()
+    assert section[1].astext() == f"{banner.TITLE}\n\n{banner.BANNER}"
     assert banner.add_banner(doc("Text only.\n"), "_generated/summary_rotterdam")
     other = doc("Methods\n=======\n\nText.\n")
     assert not banner.add_banner(other, "methods/06_effects")
@@ -216,6 +216,7 @@ def test_every_results_page_shows_the_synthetic_data_banner(small: Paths, built_
     for page in pages:
         html = page.read_text(encoding="utf-8")
         assert banner.CSS_CLASS in html and banner.BANNER in html, page
+        assert f'<p class="admonition-title">{banner.TITLE}</p>' in html, page
     assert banner.BANNER not in (built_book / "intro.html").read_text(encoding="utf-8")
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 from docutils import nodes
 
-BANNER = "Synthetic data: these results are from a synthetic world, not from any municipality."
+#: the banner's title and text (the page shows "Synthetic data" above the text)
+TITLE = "Synthetic data"
+BANNER = "These results are from a synthetic world, not from any municipality."
 #: the CSS class of the banner's admonition (the built-HTML test looks for it)
 CSS_CLASS = "synthetic-data-banner"
 #: documents (Sphinx docnames) that get the banner
@@ -30,7 +32,7 @@ def is_results_page(docname: str) -> bool:
 
 def banner_node() -> nodes.Element:
     note = nodes.admonition(classes=["warning", CSS_CLASS])
-    note += nodes.title(text="Synthetic data")
+    note += nodes.title(text=TITLE)
     note += nodes.paragraph(text=BANNER)
     return note
 
