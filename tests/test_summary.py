@@ -248,3 +248,27 @@ def test_city_without_a_release_bundle_gets_a_page_that_says_so(tmp_root):
     assert set(pages) == {f"summary_{c}.md" for c in list_cities(tmp_root)}
     assert all("has no release bundle yet" in t for t in pages.values())
     assert pages["summary_rotterdam.md"].startswith("# Rotterdam: summary of results")
+
+
+def test_instruments_and_designs_without_any_estimate_are_named_with_the_reason():
+    sub = pd.DataFrame(
+        [
+            {"instrument": "job_coaching", "instrument_label": "Job coaching",
+             "design_label": "Selection on observables", "phase2": "run",
+             "first reason or condition": "theoretical: fine"},
+            {"instrument": "training", "instrument_label": "Training",
+             "design_label": "Selection on observables", "phase2": "not run",
+             "first reason or condition": "practical: 12 persons started, fewer than 50"},
+            {"instrument": "none", "instrument_label": "none rolled out",
+             "design_label": "Staggered roll-out", "phase2": "not run",
+             "first reason or condition": "theoretical: no team-by-team roll-out"},
+        ]
+    )  # fmt: skip
+    lines = summary._without_estimate(sub)
+    assert lines[0] == "## Not estimated here"
+    assert lines[2] == (
+        "- Training could not be estimated (*selection on observables*): Phase 1 found "
+        "12 persons started, fewer than 50."
+    )
+    assert lines[3].startswith("- The design *staggered roll-out* could not be used")
+    assert summary._without_estimate(sub.iloc[:1]) == []

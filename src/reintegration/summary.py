@@ -243,6 +243,25 @@ def _body(reason: str) -> str:
     return reason.split(": ", 1)[1] if ": " in reason else reason
 
 
+def _without_estimate(sub: pd.DataFrame) -> list[str]:
+    """Instruments (or whole designs) for which no sub-study ran, with
+    Phase 1's reason."""
+    ran = set(sub.loc[sub["phase2"] == "run", "instrument"])
+    rest = sub[~sub["instrument"].isin(ran)]
+    if rest.empty:
+        return []
+    lines = ["## Not estimated here", ""]
+    for r in rest.to_dict("records"):
+        label = str(r.get("instrument_label") or r["instrument"])
+        what = (
+            f"The design *{str(r['design_label']).lower()}* could not be used"
+            if r["instrument"] == "none"
+            else f"{label} could not be estimated (*{str(r['design_label']).lower()}*)"
+        )
+        lines.append(f"- {what}: Phase 1 found {_body(str(r['first reason or condition']))}.")
+    return [*lines, ""]
+
+
 # ---------------------------------------------------------------- figure and table
 
 
@@ -372,6 +391,7 @@ def page_markdown(paths: Paths, city: str) -> str:
         h = headline(rows, sub, policy)
         label = rows["instrument_label"].iloc[0]
         lines += [f"({city}-summary-{h.instrument})=", f"### {label}", "", h.text, ""]
+    lines += _without_estimate(sub)
     lines += [
         "## All estimates",
         "",
