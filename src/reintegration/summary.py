@@ -10,9 +10,11 @@ Per instrument the page gives one headline on the outcome Phase 1's power
 rule is about (employed 12 months after inflow):
 
 * the **design** it rests on, chosen by a fixed rule (:func:`headline_design`):
-  among the designs that ran for the instrument, the one Phase 1 judged most
-  credible on theoretical grounds (``pass`` before ``conditional``), and among
-  equals the most precise (smallest standard error);
+  among the designs that ran for the instrument (without selection on
+  observables when a design-based estimate contradicts it), the one Phase 1
+  judged most credible on theoretical grounds (``pass`` before
+  ``conditional``), and among equals the most precise (narrowest released
+  interval);
 * the **direction and size** in percentage points;
 * the **uncertainty in words**, by fixed rules (:func:`uncertainty_word`)
   against the effect that would matter for policy (``practical.power.policy_effect`` in
@@ -23,7 +25,9 @@ rule is about (employed 12 months after inflow):
   disagreement screen), that they disagree, and why designs can differ.
 
 An overview figure (PNG) shows every released estimate with its interval, by
-design; a table below it lists the same numbers.
+design; a table below it lists the same numbers with each interval's method.
+Instruments and designs that Phase 1 left without an estimate are named with
+its reason.
 """
 
 from __future__ import annotations
