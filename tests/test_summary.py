@@ -96,9 +96,9 @@ def test_headline_says_direction_size_words_design_and_disagreement():
         h.text
     )
     assert "The designs disagree" in h.text
-    assert "motivation or health" in h.text and "becomes available" in h.text
-    assert "Not estimated here with *case-manager instrumental variable*" in h.text
-    assert "Phase 1 found: first-stage F 2.0 below 10: weak." in h.text
+    assert "differ in employability" in h.text and "availability" in h.text
+    assert "Phase 1 did not allow *case-manager instrumental variable* here." in h.text
+    assert "Its reason: first-stage F 2.0 below 10: weak." in h.text
     # agreeing designs: the narrower interval, and no disagreement sentence
     rows.loc[1, "estimate"] = 0.10
     agreed = summary.headline(rows, sub, POLICY).text

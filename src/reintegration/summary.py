@@ -49,15 +49,14 @@ HEADLINE_OUTCOME = "employed_12"
 CREDIBILITY = ("pass", "conditional")
 #: why a design can give another answer than the others (the methods pages' reasons)
 DESIGN_REASON = {
-    "selection_on_observables": "selection on observables compares clients who started with "
-    "similar clients who did not, and cannot rule out that starters differ in ways the data "
-    "do not show, such as motivation or health",
-    "rollout_did": "the staggered roll-out measures what it does to a whole team when the "
-    "instrument becomes available, which is smaller than the effect of starting it when few "
-    "clients start",
-    "case_manager_iv": "the case-manager comparison measures the effect only for clients who "
-    "start because their case manager often uses the instrument, who may gain more or less "
-    "than others",
+    "selection_on_observables": "Selection on observables compares starters with similar "
+    "clients who did not start. It cannot rule out that starters differ in employability "
+    "in ways the data do not show, such as motivation or health.",
+    "rollout_did": "The staggered roll-out measures what the instrument's availability does "
+    "to a whole team. When few clients start, that is smaller than the effect of starting.",
+    "case_manager_iv": "The case-manager comparison measures the effect only for clients who "
+    "start because their case manager often uses the instrument. They may gain more or less "
+    "than others.",
 }
 #: the words for each uncertainty class (see :func:`uncertainty_word`)
 WORDS = {
@@ -222,11 +221,7 @@ def _disagreement(rows: pd.DataFrame, r: pd.Series) -> list[str]:
     pairs = dd[dd["disagree"]]
     names = "; ".join(f"{p.design_a.lower()} and {p.design_b.lower()}" for p in pairs.itertuples())
     designs = sorted({d for p in pairs.itertuples() for d in (p.key_a, p.key_b)})
-    why = " ".join(
-        f"{DESIGN_REASON[d][0].upper()}{DESIGN_REASON[d][1:]}."
-        for d in designs
-        if d in DESIGN_REASON
-    )
+    why = " ".join(DESIGN_REASON[d] for d in designs if d in DESIGN_REASON)
     return [
         f"The designs disagree ({names}: the difference is more than "
         f"{synthesis.DESIGN_Z} standard errors). Why can they differ? {why}"
@@ -236,7 +231,7 @@ def _disagreement(rows: pd.DataFrame, r: pd.Series) -> list[str]:
 def _not_run(sub: pd.DataFrame, instrument: str) -> list[str]:
     stopped = sub[(sub["instrument"] == instrument) & (sub["phase2"] != "run")]
     return [
-        f"Not estimated here with *{str(s['design_label']).lower()}*, because Phase 1 found: "
+        f"Phase 1 did not allow *{str(s['design_label']).lower()}* here. Its reason: "
         f"{_body(str(s['first reason or condition']))}."
         for s in stopped.to_dict("records")
     ]
