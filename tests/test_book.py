@@ -25,6 +25,9 @@ def _fake_results(root):
             nb = root / "book" / "results" / city / f"{s['name']}.ipynb"
             nb.parent.mkdir(parents=True, exist_ok=True)
             nb.write_text("{}")
+        summary = root / "book" / "_generated" / f"summary_{city}.md"
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        summary.write_text(f"# {city}: summary of results\n")
 
 
 def test_toc_has_one_results_chapter_per_city_and_a_page_per_step(tmp_root):
@@ -33,6 +36,9 @@ def test_toc_has_one_results_chapter_per_city_and_a_page_per_step(tmp_root):
     parts = {p["caption"]: p["chapters"] for p in contents["parts"]}
     results = parts["Results per city"]
     assert [c["file"] for c in results[1:]] == [
+        f"_generated/summary_{c}" for c in list_cities(tmp_root)
+    ]
+    assert [c["sections"][0]["file"] for c in results[1:]] == [
         f"results/{c}/00_city_profile" for c in list_cities(tmp_root)
     ]
     methods = list(_files(parts["Data and methods"]))

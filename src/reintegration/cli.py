@@ -118,7 +118,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"manifest: {merge_manifests(args.size)}")
     elif args.command == "run-step":
         from .runner import KERNEL, run_step
-        from .summary import step_line
+        from .steplog import step_line
 
         started = time.perf_counter()
         out = run_step(args.step, city=args.city, size=args.size, kernel=args.kernel or KERNEL)

@@ -154,6 +154,62 @@ def _substudies(bundle: Bundle) -> pd.DataFrame:
     return out
 
 
+def _interval_method(eff: dict[str, Any]) -> str:
+    """How a released interval was computed: the roll-out's randomisation
+    interval when it is the one released, else the model's standard error."""
+    rand = (eff.get("diagnostics") or {}).get("ci_randomization")
+    if rand and [float(eff["ci_low"]), float(eff["ci_high"])] == [float(x) for x in rand]:
+        return "randomisation inference"
+    return f"{eff.get('cov_type', '')} standard error".strip()
+
+
+def city_estimates(bundle: Bundle, name: str) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """Every released whole-cohort estimate of one city's release bundle
+    (one row per design, instrument and outcome), and its sub-studies."""
+    rows: list[dict[str, Any]] = []
+    sub = _substudies(bundle).assign(city=bundle.city, city_label=name)
+    by_id = sub.set_index("substudy")
+    for entry in bundle.register["outputs"]:
+        if entry.get("step") != "06_effects" or entry.get("kind") != "model":
+            continue
+        if entry.get("status") == "fail" or "__" not in entry["name"]:
+            continue
+        substudy = entry["name"].replace("__", "/", 1)
+        if substudy not in by_id.index:
+            continue
+        model = json.loads(bundle.read(entry).decode("utf-8"))
+        info = by_id.loc[substudy]
+        for outcome, eff in sorted(model.get("effects", {}).items()):
+            rows.append(
+                {
+                    "city": bundle.city,
+                    "city_label": name,
+                    "substudy": substudy,
+                    "design": info["design"],
+                    "instrument": info["instrument"],
+                    "design_label": info.get("design_label") or info["design"],
+                    "instrument_label": info.get("instrument_label") or info["instrument"],
+                    "outcome": outcome,
+                    "estimate": float(eff["estimate"]),
+                    "std_error": float(eff["std_error"]),
+                    "ci_low": float(eff["ci_low"]),
+                    "ci_high": float(eff["ci_high"]),
+                    "interval": _interval_method(eff),
+                    "decision": info["decision"],
+                    "phase2": info["phase2"],
+                    "pooled": info["decision"] in POOLED_DECISIONS and info["phase2"] == "run",
+                }
+            )
+    return rows, sub
+
+
+COLUMNS = [
+    "city", "city_label", "substudy", "design", "instrument", "design_label",
+    "instrument_label", "outcome", "estimate", "std_error", "ci_low", "ci_high",
+    "interval", "decision", "phase2", "pooled",
+]  # fmt: skip
+
+
 def collect(paths: Paths) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every released whole-cohort estimate of every city (one row per city,
     design, instrument and outcome), and every city's sub-studies."""
@@ -164,46 +220,10 @@ def collect(paths: Paths) -> tuple[pd.DataFrame, pd.DataFrame]:
         if bundle is None:
             continue
         name = load_city(city, paths.root)["display_name"]
-        sub = _substudies(bundle).assign(city=city, city_label=name)
+        city_rows, sub = city_estimates(bundle, name)
+        rows += city_rows
         subs.append(sub)
-        by_id = sub.set_index("substudy")
-        for entry in bundle.register["outputs"]:
-            if entry.get("step") != "06_effects" or entry.get("kind") != "model":
-                continue
-            if entry.get("status") == "fail" or "__" not in entry["name"]:
-                continue
-            substudy = entry["name"].replace("__", "/", 1)
-            if substudy not in by_id.index:
-                continue
-            model = json.loads(bundle.read(entry).decode("utf-8"))
-            info = by_id.loc[substudy]
-            for outcome, eff in sorted(model.get("effects", {}).items()):
-                rows.append(
-                    {
-                        "city": city,
-                        "city_label": name,
-                        "substudy": substudy,
-                        "design": info["design"],
-                        "instrument": info["instrument"],
-                        "design_label": info.get("design_label") or info["design"],
-                        "instrument_label": info.get("instrument_label") or info["instrument"],
-                        "outcome": outcome,
-                        "estimate": float(eff["estimate"]),
-                        "std_error": float(eff["std_error"]),
-                        "ci_low": float(eff["ci_low"]),
-                        "ci_high": float(eff["ci_high"]),
-                        "interval": f"{eff.get('cov_type', '')} standard error".strip(),
-                        "decision": info["decision"],
-                        "phase2": info["phase2"],
-                        "pooled": info["decision"] in POOLED_DECISIONS and info["phase2"] == "run",
-                    }
-                )
-    columns = [
-        "city", "city_label", "substudy", "design", "instrument", "design_label",
-        "instrument_label", "outcome", "estimate", "std_error", "ci_low", "ci_high",
-        "interval", "decision", "phase2", "pooled",
-    ]  # fmt: skip
-    est = pd.DataFrame(rows, columns=columns)
+    est = pd.DataFrame(rows, columns=COLUMNS)
     sub = pd.concat(subs, ignore_index=True) if subs else pd.DataFrame()
     return est, sub
 
@@ -253,6 +273,8 @@ def design_disagreements(est: pd.DataFrame) -> pd.DataFrame:
                         "city_label": a["city_label"],
                         "instrument_label": a["instrument_label"],
                         "outcome": outcome,
+                        "key_a": a["design"],
+                        "key_b": b["design"],
                         "design_a": a["design_label"],
                         "estimate_a": a["estimate"],
                         "design_b": b["design_label"],
