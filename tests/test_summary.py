@@ -16,7 +16,7 @@ from docutils.parsers.rst import Parser
 from docutils.utils import new_document
 
 from reintegration import banner, summary, synthesis
-from reintegration.config import list_cities
+from reintegration.config import ConfigError, list_cities
 from reintegration.paths import Paths
 from reintegration.readability import split_sentences, words
 
@@ -115,7 +115,7 @@ def test_policy_effect_is_read_from_the_feasibility_config(root, tmp_root):
     path.write_text(path.read_text().replace("policy_effect: 0.05", "policy_effect: 0.10"))
     assert summary.policy_effect(tmp_root) == 0.10
     path.write_text(path.read_text().replace("policy_effect: 0.10", "policy_effect: [1]"))
-    with pytest.raises(summary.SummaryError, match="feasibility.yml: practical.power"):
+    with pytest.raises(ConfigError, match="feasibility.yml: practical.power"):
         summary.policy_effect(tmp_root)
 
 

@@ -215,16 +215,23 @@ def test_a_changed_released_file_stops_the_synthesis(synth_root: Paths):
 def test_designs_that_disagree_are_listed():
     import pandas as pd
 
-    rows = [
-        {"city": "x", "city_label": "X", "instrument": "i", "instrument_label": "I",
-         "outcome": "employed_12", "design": d, "design_label": d.title(), "estimate": e,
-         "std_error": 0.03}
-        for d, e in (("rollout_did", -0.17), ("selection_on_observables", 0.05))
-    ]  # fmt: skip
-    dd = synthesis.design_disagreements(pd.DataFrame(rows))
+    def rows(half_width_rollout):
+        return pd.DataFrame([
+            {"city": "x", "city_label": "X", "instrument": "i", "instrument_label": "I",
+             "outcome": "employed_12", "design": d, "design_label": d.title(), "estimate": e,
+             "std_error": 0.03, "ci_low": e - h, "ci_high": e + h}
+            for d, e, h in (("rollout_did", -0.17, half_width_rollout),
+                            ("selection_on_observables", 0.05, 1.96 * 0.03))
+        ])  # fmt: skip
+
+    dd = synthesis.design_disagreements(rows(1.96 * 0.03))
     assert len(dd) == 1
-    assert dd["z"].iloc[0] == pytest.approx(-0.22 / math.hypot(0.03, 0.03))
+    assert dd["z"].iloc[0] == pytest.approx(-0.22 / math.hypot(0.03, 0.03), rel=1e-3)
     assert bool(dd["disagree"].iloc[0])
+    # the z uses the interval the reader sees: a wide randomisation interval
+    # (Rotterdam's job coaching: -53 to +8 pp) does not disagree with +5 pp
+    wide = synthesis.design_disagreements(rows(0.30))
+    assert not bool(wide["disagree"].iloc[0])
 
 
 def test_verdict_names_open_legal_conditions_and_cities_still_to_run(synth_root: Paths, root):

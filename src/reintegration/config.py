@@ -368,3 +368,15 @@ def validate_all(root: Path | None = None) -> list[str]:
         load_city_model(name, root)
         checked.append(str(cities_dir(root) / f"{name}.yml"))
     return checked
+
+
+def policy_effect(root: Path | None = None) -> float:
+    """The effect that would matter for policy, as a share
+    (``practical.power.policy_effect`` in config/feasibility.yml)."""
+    path = (root or repo_root()) / "config" / "feasibility.yml"
+    try:
+        return float(read_yaml(path)["practical"]["power"]["policy_effect"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{path}: practical.power.policy_effect is missing or not a number"
+        ) from exc

@@ -164,3 +164,18 @@ def random_effects(
         pi_high=pi_high,
         level=level,
     )
+
+
+def uncertainty_word(ci_low: float, ci_high: float, estimate: float, policy: float) -> str:
+    """The uncertainty of an estimate in one word, by fixed rules:
+
+    * ``clear``: the 95% interval excludes zero and the effect is at least the
+      policy effect in size;
+    * ``probably``: the interval excludes zero, but the effect is smaller than
+      the policy effect;
+    * ``unclear``: the interval includes zero.
+    """
+    excludes_zero = ci_low > 0 or ci_high < 0
+    if excludes_zero and abs(estimate) >= policy:
+        return "clear"
+    return "probably" if excludes_zero else "unclear"

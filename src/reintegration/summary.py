@@ -40,7 +40,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import atomic, synthesis
-from .config import list_cities, load_city, read_yaml
+from .config import list_cities, load_city, policy_effect
+from .meta import uncertainty_word
 from .paths import Paths
 
 #: the outcome of the headline: the one the policy effect of Phase 1's power rule is about
@@ -53,7 +54,8 @@ DESIGN_REASON = {
     "clients who did not start. It cannot rule out that starters differ in employability "
     "in ways the data do not show, such as motivation or health.",
     "rollout_did": "The staggered roll-out measures what the instrument's availability does "
-    "to a whole team. When few clients start, that is smaller than the effect of starting.",
+    "to a whole team, not the effect of starting it, and with few teams its estimate is "
+    "uncertain.",
     "case_manager_iv": "The case-manager comparison measures the effect only for clients who "
     "start because their case manager often uses the instrument. They may gain more or less "
     "than others.",
@@ -74,33 +76,6 @@ class SummaryError(RuntimeError):
 class Headline:
     instrument: str
     text: str
-
-
-def policy_effect(root: Path) -> float:
-    """The effect that would matter for policy, as a share
-    (``practical.power.policy_effect`` in config/feasibility.yml)."""
-    path = root / "config" / "feasibility.yml"
-    try:
-        return float(read_yaml(path)["practical"]["power"]["policy_effect"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SummaryError(
-            f"{path}: practical.power.policy_effect is missing or not a number"
-        ) from exc
-
-
-def uncertainty_word(ci_low: float, ci_high: float, estimate: float, policy: float) -> str:
-    """The uncertainty of an estimate in one word, by fixed rules:
-
-    * ``clear``: the 95% interval excludes zero and the effect is at least the
-      policy effect in size;
-    * ``probably``: the interval excludes zero, but the effect is smaller than
-      the policy effect;
-    * ``unclear``: the interval includes zero.
-    """
-    excludes_zero = ci_low > 0 or ci_high < 0
-    if excludes_zero and abs(estimate) >= policy:
-        return "clear"
-    return "probably" if excludes_zero else "unclear"
 
 
 def load(paths: Paths, city: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:

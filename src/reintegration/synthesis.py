@@ -40,9 +40,9 @@ from typing import Any
 import pandas as pd
 
 from . import atomic
-from .config import list_cities, load_city, read_yaml
+from .config import list_cities, load_city, policy_effect, read_yaml
 from .custody import DomainMap, check_access
-from .meta import random_effects
+from .meta import random_effects, uncertainty_word
 from .paths import Paths
 
 ROLE = "publisher"
@@ -55,6 +55,9 @@ DESIGN_Z = 1.96
 #: the design that rests on no unobserved confounding (it has no check of its own)
 OBSERVATIONAL = "selection_on_observables"
 METHOD = "REML"
+
+#: the normal quantile of a two-sided 95% interval
+Z95 = 1.959963984540054
 
 
 class SynthesisError(RuntimeError):
@@ -241,7 +244,7 @@ def meta_table(est: pd.DataFrame) -> pd.DataFrame:
     ):
         if len(grp) < 2:
             continue
-        res = random_effects(grp["estimate"], grp["std_error"], method=METHOD)
+        res = random_effects(grp["estimate"], interval_se(grp), method=METHOD)
         rows.append(
             {
                 "design": design,
@@ -256,9 +259,19 @@ def meta_table(est: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def interval_se(rows: Any) -> Any:
+    """The standard error a released 95% interval implies (half its width
+    over 1.96), for a row or a frame. The roll-out's randomisation interval
+    is wider than its clustered standard error says; pooling and comparing
+    with the interval the reader sees keeps the synthesis consistent with
+    the cities' pages."""
+    return (rows["ci_high"] - rows["ci_low"]) / (2 * Z95)
+
+
 def design_disagreements(est: pd.DataFrame) -> pd.DataFrame:
     """Within a city, instrument and outcome: every pair of designs, the
-    difference of their estimates and its z (as if independent)."""
+    difference of their estimates and its z (as if independent), with the
+    standard errors the released intervals imply."""
     rows = []
     for (_city, _instrument, outcome), grp in est.groupby(
         ["city", "instrument", "outcome"], sort=True
@@ -267,7 +280,7 @@ def design_disagreements(est: pd.DataFrame) -> pd.DataFrame:
         for i, a in enumerate(recs):
             for b in recs[i + 1 :]:
                 diff = a["estimate"] - b["estimate"]
-                z = diff / math.hypot(a["std_error"], b["std_error"])
+                z = diff / math.hypot(interval_se(a), interval_se(b))
                 rows.append(
                     {
                         "city_label": a["city_label"],
@@ -646,14 +659,18 @@ def generated_pages(paths: Paths) -> dict[str, str]:
         if not (release_root(paths) / c / "register.json").is_file()
     ]
     pages["synthesis_verdicts.md"] = verdict_markdown(v, pending)
-    pages["synthesis_summary.md"] = summary_markdown(metas, labels)
+    pages["synthesis_summary.md"] = summary_markdown(metas, labels, policy_effect(paths.root))
     return pages
 
 
-def summary_markdown(metas: pd.DataFrame, labels: dict[str, str]) -> str:
-    """Per instrument, the pooled selection-on-observables effect on the
-    first outcome, in words by fixed rules (for the comparison with the
-    original study)."""
+def summary_markdown(
+    metas: pd.DataFrame, labels: dict[str, str], policy: float | None = None
+) -> str:
+    """Per instrument, the pooled effects in words by the fixed rules of the
+    city summaries (:func:`reintegration.meta.uncertainty_word`), with the
+    prediction interval's verdict: an effect is said to hold in every city
+    only when that interval excludes zero too."""
+    policy = policy_effect() if policy is None else policy
     if metas.empty:
         return "No pooled effect yet.\n"
     lines = [
@@ -662,12 +679,23 @@ def summary_markdown(metas: pd.DataFrame, labels: dict[str, str]) -> str:
     ]
     for m in metas.itertuples():
         scale, unit = outcome_unit(m.outcome)
-        if m.ci_low > 0:
-            words = "higher, clearly (interval above zero)"
-        elif m.ci_high < 0:
-            words = "lower, clearly (interval below zero)"
-        else:
+        word = uncertainty_word(m.ci_low, m.ci_high, m.estimate, policy)
+        direction = "higher" if m.estimate > 0 else "lower"
+        if word == "unclear":
             words = "no clear effect (interval includes zero)"
+        elif word == "clear":
+            words = f"{direction}, clearly (interval excludes zero; at least {policy:.0%} in size)"
+        else:
+            words = f"{direction}, probably (interval excludes zero; smaller than {policy:.0%})"
+        lo, hi = m.pi_low, m.pi_high
+        if word == "unclear":
+            pass
+        elif lo is None or pd.isna(lo):
+            words += "; too few cities to say whether it holds in every city"
+        elif not (lo > 0 or hi < 0):
+            words += "; not shown to hold in every city (prediction interval includes zero)"
+        if m.design == "selection_on_observables":
+            words += "; an observational design: with care"
         lines.append(
             f"| {m.instrument_label} | {m.design_label} | {labels.get(m.outcome, m.outcome)} "
             f"| {_fmt(m.estimate, scale)} {unit} | {words} |"
