@@ -215,7 +215,7 @@ def test_every_margin_has_one_value_everywhere(small, city: str) -> None:
     P.attack(tables)  # raises ValueError("... inconsistent ...") on a contradiction
     cohort = []
     for t in tables:
-        if t.population != "cohort persons" or t.fixed:
+        if t.population != "cohort persons" or t.partial:  # slices and blocks
             continue
         grand = t.cells.get((P.MARGIN,) * len(t.dims))
         if grand is None and all(v is not None for v in (t.cells[k] for k in t.interior())):

@@ -1186,12 +1186,16 @@ class Register:
 
     def _published_tables(self, population: str) -> list[protection.CountTable]:
         """Tables of ``population`` released before this one: earlier in this
-        step, and in the city's earlier steps (their registers and files)."""
+        step, and in the steps it needs, directly or not (config/steps.yml),
+        which have finished before it starts. A step that runs beside this one
+        is never read, so the result does not depend on the order of a
+        parallel build."""
         if population not in self._published:
             found: list[protection.CountTable] = []
             folder = self.ctx.out_dir / "outputs"
+            upstream = _upstream_steps(self.step, self.ctx.paths.root)
             for path in sorted(folder.glob("*/register.json")):
-                if path.parent.name == self.step:
+                if path.parent.name not in upstream:
                     continue
                 reg = json.loads(self.ctx.check_read(path).read_text(encoding="utf-8"))
                 found += protection.tables_from_register(
@@ -1532,6 +1536,19 @@ _LAYOUT_KEYS = (
     "column_levels",
     "suppressed_cells",
 )
+
+
+def _upstream_steps(step: str, root: Path) -> set[str]:
+    """Every step ``step`` needs, directly or through others."""
+    needs = {s["name"]: set(s["needs"]) for s in load_steps(root)}
+    found: set[str] = set()
+    todo = list(needs.get(step, ()))
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            todo += needs.get(name, ())
+    return found
 
 
 def _cell_keys(raw: pd.DataFrame, oneway: bool) -> list[list[tuple[Any, ...]]]:
