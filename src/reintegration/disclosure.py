@@ -923,6 +923,13 @@ class Register:
                 index_levels=1,
                 column_levels=0,
             )
+            if status != "fail":  # later tables of this step are protected against it
+                counts = df.reset_index() if index not in df.columns else df
+                shown = counts.set_index(index)[[count_columns[0]]].astype(float)
+                published = protection.from_frame(
+                    f"{self.step}/{name}", population, shown, dims=[index], oneway=True
+                )
+                self._published_tables(population).append(published)
         reasons = [f"not computed from person-level data: {reason.strip()}", *reasons]
         table = df.copy()
         out = Output(
