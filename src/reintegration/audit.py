@@ -187,11 +187,7 @@ def _output_texts(cell: Any) -> Iterator[str]:
 
 def scan_notebook(path: Path, scanner: Scanner, register: set[str], root: Path) -> list[Finding]:
     rel = _rel(path, root)
-    nb = nbformat.read(path, as_version=4)
-    found: list[Finding] = []
-    for i, cell in enumerate(nb.cells):
-        for text in _output_texts(cell):
-            found += scanner.text(text, rel, i)
+    found = _scan_cells(path, scanner, rel)
     for index, description in release_check.unregistered_outputs(path, register):
         found.append(Finding(rel, index, "unregistered output", description))
     return found
@@ -208,13 +204,17 @@ def scan_failed(
         check_access(ROLE, path, "read", dmap)
     except CustodyError:
         return [], False
-    rel = _rel(path, root)
+    return _scan_cells(path, scanner, _rel(path, root)), True
+
+
+def _scan_cells(path: Path, scanner: Scanner, rel: str) -> list[Finding]:
+    """Every text of every cell of a notebook (outputs, tracebacks), scanned."""
     nb = nbformat.read(path, as_version=4)
     found: list[Finding] = []
     for i, cell in enumerate(nb.cells):
         for text in _output_texts(cell):
             found += scanner.text(text, rel, i)
-    return found, True
+    return found
 
 
 def scan_html(path: Path, scanner: Scanner, root: Path) -> list[Finding]:
