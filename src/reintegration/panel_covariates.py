@@ -1,6 +1,9 @@
-"""Covariates at inflow: the register (GBAPERSOONTAB, HOOGSTEOPLTAB,
-MEDICIJNTAB) first, the municipal record as the fallback, and the 0/1
-indicators under the covariate names of the synthetic world
+"""Covariates at inflow: age, sex, migration background and generation from
+GBAPERSOONTAB (the municipal record where the register has no birth date or
+sex), education from HOOGSTEOPLTAB ("missing" without a record), the health
+proxy from MEDICIJNTAB, and household, language level, distance to the labour
+market, district, team and case manager from the municipal record; then the
+0/1 indicators under the covariate names of the synthetic world
 (:data:`reintegration.panel_contract.COVARIATES`).
 """
 
