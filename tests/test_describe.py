@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from test_panel import linked_sources
 
-from reintegration import describe, disclosure, panel, step
+from reintegration import describe, disclosure, panel, panel_contract, step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ def test_outcomes_long_has_one_row_per_person_and_observed_horizon(built, frame)
     six = long[long["horizon"] == "6 months"]
     assert six["employed"].sum() == built.persons["employed_6"].sum()
     after = describe.outcomes_long(frame, after_start=True)
-    treated = built.persons["instrument"] != panel.NO_INSTRUMENT
+    treated = built.persons["instrument"] != panel_contract.NO_INSTRUMENT
     assert describe.NONE_LABEL not in after["instrument"].cat.categories
     observed = sum(built.persons.loc[treated, f"employed_after_start_{h}"].notna().sum()
                    for h in (6, 12, 18, 24))

@@ -34,7 +34,8 @@ READERS = {
 INFRASTRUCTURE = {"step", "custody", "paths", "config", "atomic", "provenance", "__init__"}
 #: (module, function) -> why its direct read is within custody
 ALLOWED = {
-    ("panel.py", "read_sav_file"): "its one caller, panel.read_sav, passes ctx.check_read(path)",
+    ("panel_sources.py", "read_sav_file"): "its one caller, panel_sources.read_sav, passes "
+    "ctx.check_read(path)",
     ("phase2.py", "load_settings"): "config/effects.yml: public configuration",
     ("feasibility.py", "read"): "build/<size>/<city>/feasibility.json: release domain",
     ("feasibility.py", "_all_records"): "the cities' feasibility.json: release domain (synthesis)",

@@ -16,7 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import ingest, linkage, panel, quality
+from reintegration import (
+    ingest,
+    linkage,
+    panel,
+    panel_contract,
+    panel_months,
+    panel_sources,
+    quality,
+)
 from reintegration.config import load_city
 from reintegration.synth import generate_city
 
@@ -25,7 +33,7 @@ KEY = ["RINPERSOONS", "RINPERSOON"]
 STUDY = {"inflow_from": "2015-01", "inflow_to": "2021-12", "follow_up_months": 24}
 
 
-def linked_sources(city: str, data_dir: Path) -> tuple[dict, panel.Sources]:
+def linked_sources(city: str, data_dir: Path) -> tuple[dict, panel_sources.Sources]:
     """Generate a small city, check and link its delivery, read its CBS files."""
     generate_city(city, "small", root=ROOT, data_dir=data_dir)
     cfg = load_city(city, ROOT)
@@ -38,9 +46,9 @@ def linked_sources(city: str, data_dir: Path) -> tuple[dict, panel.Sources]:
     r = result.research
 
     def sav(table: str) -> pd.DataFrame:
-        return panel.read_sav_file(cbs / f"{table}.sav", table)
+        return panel_sources.read_sav_file(cbs / f"{table}.sav", table)
 
-    return cfg, panel.Sources(
+    return cfg, panel_sources.Sources(
         clients=r["clients"], benefit_spells=r["benefit_spells"], instruments=r["instruments"],
         gba=sav("GBAPERSOONTAB"), education=sav("HOOGSTEOPLTAB"), jobs=sav("SPOLISBUS"),
         bijstand=sav("BIJSTANDUITKERINGTAB"), medication=sav("MEDICIJNTAB"),
@@ -172,7 +180,7 @@ def test_instrument_start_and_history_equal_the_planted_truth(rotterdam) -> None
     _, _, built, truth = rotterdam
     merged = _with_truth(built, truth)
     assert (merged["instrument"] == merged["instrument_truth"]).all()
-    treated = merged[merged["instrument"] != panel.NO_INSTRUMENT]
+    treated = merged[merged["instrument"] != panel_contract.NO_INSTRUMENT]
     assert len(treated) > 100
     assert (treated["instrument_elapsed"].astype(int) == treated["start_month_elapsed"]).all()
     assert (treated["instrument_start_month"] == treated["start_month"]).all()
@@ -190,7 +198,7 @@ def test_outcomes_after_instrument_start_count_from_the_start_month(rotterdam) -
     _, _, built, _ = rotterdam
     p = built.persons
     pm = built.person_months.set_index([*KEY, "month"])["employed"]
-    treated = p[p["instrument"] != panel.NO_INSTRUMENT]
+    treated = p[p["instrument"] != panel_contract.NO_INSTRUMENT]
     for _, row in treated.head(80).iterrows():
         u = int(row["instrument_elapsed"])
         for h in (6, 12, 18, 24):
@@ -199,7 +207,7 @@ def test_outcomes_after_instrument_start_count_from_the_start_month(rotterdam) -
                 assert pd.isna(value)
             else:
                 assert value == pm.loc[(row["RINPERSOONS"], row["RINPERSOON"], u + h)]
-    untreated = p[p["instrument"] == panel.NO_INSTRUMENT]
+    untreated = p[p["instrument"] == panel_contract.NO_INSTRUMENT]
     assert untreated["employed_after_start_6"].isna().all()
     assert untreated["instrument_elapsed"].isna().all()
 
@@ -211,7 +219,7 @@ def test_episodes_hold_the_first_instrument_of_each_spell(rotterdam) -> None:
     assert (ep["order_in_spell"] == 1).all() and (ep["spell"] >= 1).all()
     first = ep[ep["first_after_inflow"]]
     p = built.persons.set_index(KEY)
-    assert len(first) == int((p["instrument"] != panel.NO_INSTRUMENT).sum())
+    assert len(first) == int((p["instrument"] != panel_contract.NO_INSTRUMENT).sum())
     assert (first.set_index(KEY)["instrument"] == p.loc[first.set_index(KEY).index,
                                                          "instrument"]).all()
     # every delivered episode of a cohort member is in exactly one of the two files
@@ -241,9 +249,9 @@ def test_rows_are_in_key_order_and_a_rebuild_is_identical(rotterdam) -> None:
         pd.testing.assert_frame_equal(frame, again.frames[name], obj=name)
     keys = built.persons[KEY].astype(str)
     assert keys.equals(keys.sort_values(KEY).reset_index(drop=True))
-    assert list(built.persons.columns) == panel.column_names("persons")
-    assert list(built.person_months.columns) == panel.column_names("person_months")
-    assert list(built.episodes.columns) == panel.column_names("episodes")
+    assert list(built.persons.columns) == panel_contract.column_names("persons")
+    assert list(built.person_months.columns) == panel_contract.column_names("person_months")
+    assert list(built.episodes.columns) == panel_contract.column_names("episodes")
 
 
 def test_a_city_with_duplicates_and_missing_end_dates(den_haag) -> None:
@@ -266,7 +274,7 @@ def _frames(
     municipal: list[tuple[str, str, str | None]] | None = None,
     instruments: list[tuple[str, str, str, str | None]] = (),
     jobs: list[tuple[str, str, str, float]] = (),
-) -> tuple[panel.Sources, dict[str, str]]:
+) -> tuple[panel_sources.Sources, dict[str, str]]:
     def d(x: str | None) -> pd.Timestamp:
         return pd.Timestamp(x) if x else pd.NaT
 
@@ -278,7 +286,7 @@ def _frames(
         "labour_market_distance": "large", "team": "Noord", "case_manager": "abc",
     })
     municipal = cbs if municipal is None else municipal
-    return panel.Sources(
+    return panel_sources.Sources(
         clients=client,
         benefit_spells=pd.DataFrame({
             "RINPERSOONS": "R", "RINPERSOON": [rin[c] for c, _, _ in municipal],
@@ -291,8 +299,8 @@ def _frames(
             "start_date": [d(s) for _, _, s, _ in instruments],
             "end_date": [d(e) for *_, e in instruments],
         }),
-        gba=pd.DataFrame(columns=list(panel.CBS_COLUMNS["GBAPERSOONTAB"])),
-        education=pd.DataFrame(columns=list(panel.CBS_COLUMNS["HOOGSTEOPLTAB"])),
+        gba=pd.DataFrame(columns=list(panel_sources.CBS_COLUMNS["GBAPERSOONTAB"])),
+        education=pd.DataFrame(columns=list(panel_sources.CBS_COLUMNS["HOOGSTEOPLTAB"])),
         jobs=pd.DataFrame({
             "RINPERSOONS": "R", "RINPERSOON": [rin[c] for c, *_ in jobs],
             "SDATUMAANVANGIKO": [d(s) for _, s, _, _ in jobs],
@@ -305,7 +313,7 @@ def _frames(
             "BIJSTANDEindeUitkeringPersoon1A": [d(e) for _, _, e in cbs],
             "BIJSTANDSTATCODE": "PW",
         }),
-        medication=pd.DataFrame(columns=list(panel.CBS_COLUMNS["MEDICIJNTAB"])),
+        medication=pd.DataFrame(columns=list(panel_sources.CBS_COLUMNS["MEDICIJNTAB"])),
     ), rin
 
 
@@ -345,7 +353,7 @@ def test_spells_within_a_month_of_each_other_merge() -> None:
         "start_date": pd.to_datetime(["2016-01-05", "2016-04-01", "2016-06-01", "2017-01-01"]),
         "end_date": pd.to_datetime(["2016-03-20", "2016-04-30", None, "2017-02-01"]),
     })
-    merged = panel.merge_spells(spells)
+    merged = panel_months.merge_spells(spells)
     one = merged[merged["RINPERSOON"] == "1"]
     # 2016-04 starts in the month after 2016-03: merged; 2016-06 is two months after 2016-04
     assert one["start_date"].dt.strftime("%Y-%m-%d").tolist() == ["2016-01-05", "2016-06-01"]
@@ -414,7 +422,7 @@ def test_a_person_without_any_instrument_or_job() -> None:
     src, _ = _frames(["a"], cbs=[("a", "2020-05-01", None)])
     built = panel.build(src, STUDY)
     p = built.persons.iloc[0]
-    assert p["instrument"] == panel.NO_INSTRUMENT
+    assert p["instrument"] == panel_contract.NO_INSTRUMENT
     assert built.episodes.empty and built.episodes_later.empty
     assert all(panel.check(built).values())
     assert p["months_on_benefit"] == 24
@@ -423,6 +431,6 @@ def test_a_person_without_any_instrument_or_job() -> None:
 def test_contract_names_every_column(rotterdam) -> None:
     _, _, built, _ = rotterdam
     for name, frame in built.frames.items():
-        table = panel.contract_table(name)
-        assert set(panel.column_names(name)) == set(frame.columns)
+        table = panel_contract.contract_table(name)
+        assert set(panel_contract.column_names(name)) == set(frame.columns)
         assert table["meaning"].str.len().gt(5).all()

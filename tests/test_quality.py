@@ -17,7 +17,7 @@ from test_ingest import (
     write_sav,
 )
 
-from reintegration import ingest, quality
+from reintegration import ingest, quality, quality_report, quality_rules, quality_schema
 from reintegration.config import list_cities, load_city
 from reintegration.synth import generate_city
 
@@ -179,14 +179,14 @@ def test_quality_report_adds_up_and_has_every_dimension(rotterdam, tmp_path):
     clients = canonical_frame("clients")
     clients.loc[0, "bsn"] = ""
     checked = check(rotterdam, tmp_path, clients=clients)
-    rep = quality.quality_report(checked, size="small")
+    rep = quality_report.quality_report(checked, size="small")
     json.dumps(rep)  # serialisable as it is
     assert rep["accounting_ok"]
     for table, n in (("clients", len(CLIENTS)), ("benefit_spells", len(SPELLS)),
                      ("instruments", len(EPISODES)), ("caseload", len(CASELOAD))):
         t = rep["tables"][table]
         assert t["rows_in"] == n == t["rows_kept"] + t["rows_quarantined"]
-        assert set(t["dimensions"]) == {"rows", *quality.DIMENSIONS}
+        assert set(t["dimensions"]) == {"rows", *quality_rules.DIMENSIONS}
         assert sum(y["rows"] for y in t["dimensions_by_year"].values()) == n
     clients_t = rep["tables"]["clients"]
     assert clients_t["flagged_rows"] == {"bsn_invalid": 1, "bsn_missing": 2}
@@ -197,7 +197,7 @@ def test_quality_report_adds_up_and_has_every_dimension(rotterdam, tmp_path):
 
 def test_every_reason_is_documented_in_the_methods_page(root):
     page = (root / "book" / "methods" / "01_delivery_check.md").read_text(encoding="utf-8")
-    for reason in quality.REASONS:
+    for reason in quality_rules.REASONS:
         assert f"`{reason}`" in page, reason
 
 
@@ -207,7 +207,7 @@ def test_output_schema_rejects_a_broken_checked_table(rotterdam, tmp_path):
     checked = check(rotterdam, tmp_path)
     clients = checked.tables["clients"].copy()
     clients.loc[0, "bsn"] = "12345"
-    schema = quality.output_schema("clients", rotterdam, {"training": {}})
+    schema = quality_schema.output_schema("clients", rotterdam, {"training": {}})
     with pytest.raises(pe.SchemaError):
         schema.validate(clients)
 

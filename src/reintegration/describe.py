@@ -25,7 +25,7 @@ import pandas as pd
 
 from . import figures
 from .config import load_instruments
-from .panel import COVARIATES, HORIZONS, NO_INSTRUMENT
+from .panel_contract import COVARIATES, HORIZONS, NO_INSTRUMENT
 
 NONE_LABEL = "No instrument"
 

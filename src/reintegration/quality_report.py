@@ -7,21 +7,23 @@ nothing about a person.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from .ingest import Export
-from .quality import (
+from .quality_rules import (
     DIMENSIONS,
     DUPLICATE_RULES,
     OPTIONAL,
     REASONS,
     REFERENCE_DATE_COLUMN,
     TABLES,
-    CheckedDelivery,
 )
+
+if TYPE_CHECKING:  # quality imports this module when it writes the report
+    from .quality import CheckedDelivery
 
 # ---------------------------------------------------------------------------
 # the quality report

@@ -1,7 +1,7 @@
 """The pandera schemas of the delivery check and the typing of checked values.
 
 :func:`row_schema` holds the row checks of a canonical table (its check names
-are the reason codes of :data:`reintegration.quality.REASONS`);
+are the reason codes of :data:`reintegration.quality_rules.REASONS`);
 :func:`output_schema` is the contract of a checked table as it is written. The
 helpers turn delivered values into comparable text, codes and types.
 """
@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import screening
 from .ingest import DATE_COLUMNS, declared_columns
+from .quality_rules import AGE_RANGE, CANONICAL_CODES, REQUIRED
 
 # ---------------------------------------------------------------------------
 # pandera schemas
@@ -27,8 +28,6 @@ def row_schema(table: str, reference_date: pd.Timestamp, columns: list[str]) -> 
     """The row checks of ``table``: check names are reason codes (or
     pandera's ``not_nullable``, reported as ``missing_value``)."""
     import pandera.pandas as pa
-
-    from .quality import AGE_RANGE, REQUIRED
 
     ref = pd.Timestamp(reference_date)
     cols: dict[str, Any] = {}
@@ -87,8 +86,6 @@ def _schema_reason(table: str, check: str, column: Any) -> tuple[str, str | None
 def output_schema(table: str, city: dict[str, Any], taxonomy: dict[str, Any]) -> Any:
     """The contract of a checked table, as the delivery check writes it."""
     import pandera.pandas as pa
-
-    from .quality import CANONICAL_CODES
 
     delivered = set(declared_columns(city, table))
     text = pa.Column(object, nullable=True, required=False)
