@@ -11,7 +11,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from reintegration import audit, ingest
 from reintegration.config import load_city
-from reintegration.disclosure import META_KEY
+from reintegration.disclosure_rules import META_KEY
 from reintegration.paths import Paths
 from reintegration.synth import generate_city
 

@@ -39,11 +39,11 @@ ALLOWED = {
     ("phase2.py", "load_settings"): "config/effects.yml: public configuration",
     ("feasibility.py", "read"): "build/<size>/<city>/feasibility.json: release domain",
     ("feasibility.py", "_all_records"): "the cities' feasibility.json: release domain (synthesis)",
-    ("disclosure.py", "step_registers"): "outputs/<step>/register.json: release domain",
-    ("disclosure.py", "_flush_acro"): "ACRO's own files in a temporary folder this step made",
+    ("release_bundle.py", "step_registers"): "outputs/<step>/register.json: release domain",
+    ("register_core.py", "_flush_acro"): "ACRO's own files in a temporary folder this step made",
     ("protection.py", "tables_from_register"): "released CSVs via the caller's open_file, "
     "which checks (disclosure) or reads a release bundle (audit)",
-    ("disclosure.py", "_figure_data"): "the CSV this register itself just released "
+    ("register_figures.py", "_figure_data"): "the CSV this register itself just released "
     "(a figure's data is the bytes of the table it was drawn from)",
     ("released.py", "_read_bytes"): "checks the publisher's access first (check_access)",
     ("released.py", "read_table"): "parses bytes _read_bytes returned, after the checksum "

@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import disclosure, protection, release_check, step
+from reintegration import disclosure, disclosure_acro, protection, release_check, step
 from reintegration.config import ConfigError
+from reintegration.release_bundle import finalise
 
 matplotlib.use("Agg")
 
@@ -208,8 +209,8 @@ def test_std_table_is_not_blanked(reg: disclosure.Register) -> None:
     df["earnings"] = rng.normal(1500, 300, len(df))
 
     # the quirk: ACRO 1.0.2 itself blanks every cell of a std table
-    acro = disclosure.acro_module()
-    with disclosure.quiet_acro():
+    acro = disclosure_acro.acro_module()
+    with disclosure_acro.quiet_acro():
         session = acro.ACRO(suppress=True)
         blanked = session.crosstab(df.sex, df.instrument, values=df.earnings, aggfunc="std")
     assert blanked.isna().all().all(), "ACRO fixed its std bug: the workaround can be reviewed"
@@ -426,7 +427,7 @@ def test_bundle_checksums_match_the_files(root: Path, reg: disclosure.Register) 
     ax.plot([1, 2])
     reg.figure("line", fig, counts=pd.DataFrame({"n": [12, 14]}))
 
-    bundle = disclosure.finalise("rotterdam", "small", root=root)
+    bundle = finalise("rotterdam", "small", root=root)
     assert bundle == root / "release" / "small" / "rotterdam"
     listed = {}
     for line in (bundle / "SHA256SUMS").read_text().splitlines():
@@ -449,7 +450,7 @@ def test_bundle_checksums_match_the_files(root: Path, reg: disclosure.Register) 
     assert set(acro_results["results"]) == {"uptake", "line"}  # refused outputs are not offered
     assert {r["timestamp"] for r in acro_results["results"].values()} == {""}
 
-    again = disclosure.finalise("rotterdam", "small", root=root)
+    again = finalise("rotterdam", "small", root=root)
     assert (again / "SHA256SUMS").read_text() == "".join(
         f"{d}  {n}\n" for n, d in sorted(listed.items())
     )
@@ -461,7 +462,7 @@ def test_bundle_refuses_a_file_changed_after_registration(
     out = reg.crosstab("uptake", cells(UPTAKE), index="sex", columns="instrument")
     out.path.write_text("sex,coaching\nf,3\n")
     with pytest.raises(RuntimeError, match="changed after it was registered"):
-        disclosure.finalise("rotterdam", "small", root=root)
+        finalise("rotterdam", "small", root=root)
 
 
 def test_public_table_registers_non_personal_tables(reg: disclosure.Register) -> None:

@@ -13,7 +13,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import audit, describe, disclosure, feasibility, figures, linkage, panel, step
+from reintegration import (
+    atomic,
+    audit,
+    describe,
+    disclosure,
+    feasibility,
+    figures,
+    linkage,
+    panel,
+    step,
+)
+from reintegration.release_bundle import finalise
 
 matplotlib.use("Agg")
 
@@ -80,7 +91,7 @@ def test_a_suppressed_bar_is_hatched_labelled_and_not_zero(reg: disclosure.Regis
     assert csv.read_text().splitlines()[2].split(",")[2] == ""  # the empty cell
     entry = reg.entries["uptake_figure"]
     assert entry["data_file"] == f"outputs/{STEP}/uptake_figure.csv"
-    assert entry["data_sha256"] == disclosure.atomic.sha256_file(csv)
+    assert entry["data_sha256"] == atomic.sha256_file(csv)
     assert entry["checks"]["data"]["statistic"] == "count"
     assert entry["checks"]["data"]["from"] == f"{STEP}/uptake"
 
@@ -133,7 +144,7 @@ def test_bundle_carries_and_audit_checks_the_figure_data(
 
     fig, _ = plt.subplots()
     reg.figure("line", fig, counts=pd.DataFrame({"n": [12.0, np.nan]}, index=["p", "q"]))
-    bundle = disclosure.finalise("rotterdam", "small", root=root)
+    bundle = finalise("rotterdam", "small", root=root)
     assert (bundle / STEP / "line.csv").read_text() == ",n\np,12.0\nq,\n"
     assert f"{STEP}/line.csv" in (bundle / "SHA256SUMS").read_text()
     assert "`00_city_profile/line.csv`" in (bundle / "README.md").read_text()

@@ -170,6 +170,7 @@ def test_a_release_bundle_that_fails_its_audit_in_staging_is_not_published(tmp_p
     import pandas as pd
 
     from reintegration import disclosure, step
+    from reintegration.release_bundle import finalise
 
     shutil.copytree(Path(__file__).resolve().parents[1] / "config", tmp_path / "config")
     monkeypatch.delenv("REINTEGRATION_BUILD_DIR", raising=False)
@@ -182,7 +183,7 @@ def test_a_release_bundle_that_fails_its_audit_in_staging_is_not_published(tmp_p
         index="sex",
         columns="instrument",
     )
-    bundle = disclosure.finalise("rotterdam", "small", root=tmp_path)
+    bundle = finalise("rotterdam", "small", root=tmp_path)
     sums = (bundle / "SHA256SUMS").read_bytes()
     seen = []
 
@@ -191,7 +192,7 @@ def test_a_release_bundle_that_fails_its_audit_in_staging_is_not_published(tmp_p
         raise publish.PublishError("planted finding")
 
     with pytest.raises(publish.PublishError, match="planted finding"):
-        disclosure.finalise("rotterdam", "small", root=tmp_path, check=refuse)
+        finalise("rotterdam", "small", root=tmp_path, check=refuse)
     assert "SHA256SUMS" in seen[0]  # the audit saw the complete staged bundle
     assert (bundle / "SHA256SUMS").read_bytes() == sums  # the published one is untouched
     assert [p.name for p in bundle.parent.iterdir()] == ["rotterdam"]  # no staging debris

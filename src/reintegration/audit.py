@@ -38,7 +38,7 @@ import pandas as pd
 from . import atomic, bsn, ingest, protection, release_check
 from .config import list_cities, load_city
 from .custody import CustodyError, DomainMap, check_access
-from .disclosure import load_rules
+from .disclosure_rules import load_rules
 from .paths import Paths
 from .runner import failed_notebooks
 

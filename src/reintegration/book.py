@@ -249,7 +249,7 @@ def protection_markdown(paths: Paths) -> str:
     complementary suppressions, and what the release audit's differencing
     attack derives (read from the release bundles only)."""
     from .audit import scan_differencing
-    from .disclosure import load_rules
+    from .disclosure_rules import load_rules
 
     threshold = load_rules(paths.root).cell_threshold
     lines = [

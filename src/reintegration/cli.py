@@ -129,8 +129,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - started
         print(step_line(paths, args.city, args.step, seconds, how) + f" -> {out}")
     elif args.command == "release":
-        from .disclosure import finalise
         from .publish import audit_bundle
+        from .release_bundle import finalise
 
         bundle = finalise(args.city, args.size, check=audit_bundle(args.city, args.size))
         print(f"{args.city}: release bundle audited and published -> {bundle}")

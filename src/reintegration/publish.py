@@ -83,7 +83,7 @@ def audit_html(paths: Paths, html: Path) -> dict[str, Any]:
 
 
 def audit_bundle(city: str, size: str, root: Path | None = None) -> Callable[[Path], None]:
-    """The check :func:`reintegration.disclosure.finalise` runs on a staged
+    """The check :func:`reintegration.release_bundle.finalise` runs on a staged
     release bundle: the release audit of that bundle; a finding stops it from
     being published (the previous bundle, and its ``SHA256SUMS``, stay)."""
 

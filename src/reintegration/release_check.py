@@ -29,7 +29,7 @@ from typing import Any
 
 import nbformat
 
-from .disclosure import META_KEY
+from .disclosure_rules import META_KEY
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
 _HTML_TABLE = re.compile(r"<table\b", re.IGNORECASE)
