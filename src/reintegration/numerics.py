@@ -115,7 +115,10 @@ def first_stage_f(d: np.ndarray, z: np.ndarray, w: np.ndarray | None, *,
         dt, zt, kw = d, z, 0
     pi = np.linalg.solve(zt.T @ zt, zt.T @ dt)
     v = sandwich_cov(zt, dt - zt @ pi, clusters, debiased=debiased, extra_df=extra_df + kw)
-    f = float(pi @ np.linalg.solve(v, pi) / q)
+    try:
+        f = float(pi @ np.linalg.solve(v, pi) / q)
+    except np.linalg.LinAlgError:  # no residual variation: a perfect (or empty) first stage
+        f = math.inf if np.any(pi != 0) else math.nan
     return pi, v, f
 
 

@@ -316,8 +316,8 @@ def _fmt_f(f: float) -> str:
 
 class CaseManagerIV(Design):
     name = "case_manager_iv"
-    label = "case-manager instrument (IV)"
-    short = "IV"
+    label = "Case-manager instrumental variable"
+    short = "case-manager IV"
 
     def prepare(self, inputs: Inputs, instrument: str) -> pd.DataFrame | None:
         persons = inputs.persons

@@ -367,7 +367,7 @@ def _design_checks(diag: Diagnosis, data: pd.DataFrame, outcome: str,
 
 class Rollout(Design):
     name = "rollout_did"
-    label = "staggered roll-out (event study)"
+    label = "Staggered roll-out (difference in differences)"
     short = "roll-out"
     placeholder_instrument = None
 

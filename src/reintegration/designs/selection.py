@@ -242,8 +242,8 @@ def diagnose_overlap(persons: pd.DataFrame, instrument: str, covariates: Sequenc
 
 class SelectionOnObservables(Design):
     name = "selection_on_observables"
-    label = "selection on observables"
-    short = "SoO"
+    label = "Selection on observables"
+    short = "selection"
 
     def prepare(self, inputs: Inputs, instrument: str) -> pd.DataFrame:
         cfg = inputs.effects["selection_on_observables"]
