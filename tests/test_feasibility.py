@@ -128,7 +128,7 @@ def lenient(settings: dict) -> dict:
     s["theoretical"]["rollout_did"]["teams_per_side"] = {"no_go": 2, "conditional": 3}
     s["theoretical"]["case_manager_iv"]["clients_per_case_manager"] = {"no_go": 10,
                                                                        "conditional": 25}
-    s["practical"]["power"]["policy_effect"] = 0.5
+    s["practical"]["power"]["policy_effect"] = 1.0   # nine teams cannot detect less
     return s
 
 

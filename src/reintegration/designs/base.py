@@ -183,13 +183,19 @@ def power_settings(practical: dict[str, Any]) -> dict[str, float]:
 
 def mde_check(se: float, practical: dict[str, Any], what: str) -> Check:
     """The practical check of the minimum detectable effect of an estimator
-    with standard error ``se``: pass up to the policy-relevant effect,
-    conditional above it, no-go above ``no_go_factor`` times it."""
+    with standard error ``se`` (:func:`mde_verdict`)."""
+    return mde_verdict(minimum_detectable_effect(se, **power_settings(practical)), practical,
+                       what)
+
+
+def mde_verdict(mde: float, practical: dict[str, Any], what: str) -> Check:
+    """The practical check of a minimum detectable effect: pass up to the
+    policy-relevant effect, conditional above it, no-go above
+    ``no_go_factor`` times it."""
     pw = practical["power"]
     effect = float(pw["policy_effect"])
     factor = pw.get("no_go_factor")
     limit = effect * float(factor) if factor is not None else float("inf")
-    mde = minimum_detectable_effect(se, **power_settings(practical))
     sig = f"{pct(float(pw['power']), 0)} power, {pct(float(pw['alpha']), 0)} two-sided"
     if not math.isfinite(mde):
         return Check("mde", "fail", f"no minimum detectable effect can be computed ({what})",

@@ -43,6 +43,7 @@ from scipy import stats
 
 from .. import effects, months
 from ..effects import EventStudyResult
+from ..effects.randomization import design_power
 from ..numerics import cluster_ols, dummies
 from .base import (
     Check,
@@ -50,10 +51,9 @@ from .base import (
     Diagnosis,
     Inputs,
     Model,
-    interval_std_error,
     levels,
-    mde_check,
-    minimum_detectable_effect,
+    mde_multiplier,
+    mde_verdict,
     power_settings,
     pp,
     rounded,
@@ -351,18 +351,34 @@ def _design_checks(diag: Diagnosis, data: pd.DataFrame, outcome: str,
     n_exp = int(sample["exposed"].sum())
     prac += size_checks(n_exp, len(sample) - n_exp, pcfg, threshold,
                         ("group reached by the roll-out", "group not reached"))
-    se_itt = float(np.std(res.randomization.theta_y[1:], ddof=1))
-    se = se_itt / delta if delta > 0 else float("nan")
-    prac.append(mde_check(se, pcfg, "randomisation spread of the event study over "
-                          "re-assigned roll-out dates, per starter"))
-    realised = minimum_detectable_effect(interval_std_error(*res.conf_int()),
-                                         **power_settings(pcfg))
-    realised = realised / delta if delta > 0 else float("nan")
-    mde = minimum_detectable_effect(se, **power_settings(pcfg))
-    ev_p.update({"n_exposed": n_exp, "n_not_exposed": len(sample) - n_exp,
-                 "mde_se": rounded(se, 5), "mde": rounded(mde, 4),
-                 "mde_realised": rounded(realised, 4),
-                 "mde_ratio": rounded(mde / realised, 3) if realised > 0 else None})
+    ev_p.update({"n_exposed": n_exp, "n_not_exposed": len(sample) - n_exp})
+    ev_p.update(_power(res, delta, pcfg, int(cfg["power_draws"])))
+    prac.append(mde_verdict(
+        ev_p["mde"] if ev_p["mde"] is not None else math.nan, pcfg,
+        "randomisation test over re-assigned roll-out dates, per starter"))
+
+
+def _power(res: EventStudyResult, delta: float, pcfg: dict[str, Any], draws: int
+           ) -> dict[str, Any]:
+    """Phase 1's minimum detectable effect per starter from the design's
+    randomisation test (:func:`reintegration.effects.randomization.design_power`),
+    the range of the interval half-widths the design can give, and what the
+    actual interval realises, all divided by the take-up increase."""
+    power = power_settings(pcfg)
+    dp = design_power(res.randomization, alpha=power["alpha"], power=power["power"],
+                      draws=draws, seed=0)
+    scale = 1 / delta if delta > 0 else math.nan
+    z = float(stats.norm.isf(power["alpha"] / 2))
+    to_mde = mde_multiplier(**power) / z * scale       # half-width -> MDE per starter
+    mde = dp.mde * scale
+    realised = (res.conf_int()[1] - res.conf_int()[0]) / 2 * to_mde
+    band = [dp.halfwidth[0] * to_mde, dp.halfwidth[2] * to_mde]
+    return {"mde": rounded(mde, 4), "mde_itt": rounded(dp.mde, 5),
+            "mde_realised": rounded(realised, 4),
+            "mde_ratio": rounded(mde / realised, 3) if realised > 0 else None,
+            "mde_realised_band": [rounded(b, 4) for b in band],
+            "realised_in_band": bool(band[0] <= realised <= band[1]),
+            "null_sd_itt": rounded(dp.null_sd, 5), "power_draws": dp.draws}
 
 
 class Rollout(Design):
