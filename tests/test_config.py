@@ -236,7 +236,7 @@ def test_shared_settings_load_as_typed_objects(root):
     effects = load_shared("effects", root)
     assert effects.rollout_did.permutations == 499
     assert load_shared("disclosure", root).cell_threshold == 10
-    assert load_shared("feasibility", root).practical.power.no_go_factor is None
+    assert load_shared("feasibility", root).practical.power.no_go_factor == 10
     with pytest.raises(ConfigError, match="unknown config file kind 'effect'"):
         load_shared("effect", root)
 

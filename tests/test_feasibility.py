@@ -6,130 +6,30 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from linearmodels.iv import IV2SLS
 
-from reintegration import disclosure, step
+from reintegration import disclosure, phase2, step
 from reintegration import feasibility as F
-from reintegration.config import list_cities, load_city, load_instruments
+from reintegration.config import ConfigError, list_cities, load_city, load_instruments
+from reintegration.designs.base import json_value
 from reintegration.paths import Paths
 
 INSTRUMENTS = list(load_instruments())
 LABELS = {k: v["label"] for k, v in load_instruments().items()}
-
-
-# ---------------------------------------------------------------------------
-# the minimum detectable effect
-# ---------------------------------------------------------------------------
-
-
-def test_mde_against_a_hand_computed_value():
-    # z_0.975 = 1.959964, z_0.80 = 0.841621, sum 2.801585;
-    # SE = 0.5 * sqrt(1/100 + 1/400) = 0.5 * 0.111803 = 0.0559017;
-    # MDE = 2.801585 * 0.0559017 = 0.156614
-    se = F.se_difference(0.5, 100, 400)
-    assert se == pytest.approx(0.0559017, abs=1e-7)
-    assert F.mde_multiplier() == pytest.approx(2.801585, abs=1e-6)
-    assert F.minimum_detectable_effect(se) == pytest.approx(0.156614, abs=1e-6)
-    # 90% power and 1% significance: 2.575829 + 1.281552 = 3.857381
-    assert F.minimum_detectable_effect(1.0, alpha=0.01, power=0.90) == pytest.approx(
-        3.857381, abs=1e-6
-    )
-
-
-def test_mde_of_the_iv_and_binary_outcomes():
-    # sigma / (sqrt(n) |pi| s_Z) = 0.5 / (20 * 0.5 * 0.2) = 0.25
-    assert F.se_iv(0.5, 400, -0.5, 0.2) == pytest.approx(0.25)
-    assert F.binary_sd(0.3) == pytest.approx(math.sqrt(0.21))
-    assert math.isnan(F.se_difference(0.5, 0, 10))
-    assert math.isnan(F.se_iv(0.5, 400, 0.0, 0.2))
-
-
-# ---------------------------------------------------------------------------
-# the first stage
-# ---------------------------------------------------------------------------
-
-
-def _iv_frame(seed: int = 1, n: int = 600) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame({"cell": rng.integers(0, 12, n), "cm": rng.integers(0, 40, n)})
-    df["z"] = rng.normal(size=n) + df["cm"] * 0.01
-    df["d"] = (0.3 * df["z"] + rng.normal(size=n) > 0.5).astype(float)
-    df["y"] = df["d"] + rng.normal(size=n)
-    return df
-
-
-@pytest.mark.parametrize("cov_type", ["robust", "clustered"])
-@pytest.mark.parametrize("debiased", [False, True])
-def test_first_stage_f_equals_linearmodels(cov_type, debiased):
-    df = _iv_frame()
-    dummies = pd.get_dummies(df["cell"], prefix="cell", dtype=float)
-    kwargs = {"clusters": df["cm"]} if cov_type == "clustered" else {}
-    res = IV2SLS(df["y"], dummies, df[["d"]], df[["z"]]).fit(
-        cov_type=cov_type, debiased=debiased, **kwargs
-    )
-    theirs = res.first_stage.diagnostics.loc["d", "f.stat"]
-    coef = res.first_stage.individual["d"].params["z"]
-    ours = F.first_stage(df, treatment="d", instrument="z", absorb="cell",
-                         cluster="cm" if cov_type == "clustered" else None, debiased=debiased)
-    assert ours.f_stat == pytest.approx(float(theirs), rel=1e-9)
-    assert ours.coef == pytest.approx(float(coef), rel=1e-9)
-    assert ours.nobs == len(df)
-
-
-def test_registered_first_stage_model_gives_the_same_f():
-    df = _iv_frame(2).rename(columns={"d": "_d", "z": "_z", "cell": "_cell",
-                                      "cm": "case_manager"})
-    model = F.first_stage_model(df)
-    res = model.results
-    t = float(res.params["loo_propensity"] / res.std_errors["loo_propensity"])
-    ours = F.first_stage(df, treatment="_d", instrument="_z", absorb="_cell",
-                         cluster="case_manager")
-    assert t * t == pytest.approx(ours.f_stat, rel=1e-9)
-    assert model.params == ["loo_propensity"]
-
-
-def test_nothing_of_the_clients_cell_enters_the_case_manager_propensity():
-    rng = np.random.default_rng(3)
-    n = 800
-    df = pd.DataFrame({"cell": rng.integers(0, 20, n), "cm": rng.integers(0, 25, n),
-                       "d": rng.integers(0, 2, n).astype(float)})
-    z = F.case_manager_propensity(df, case_manager="cm", treatment="d", cells="cell")
-    flipped = df.copy()
-    in_cell = flipped["cell"] == 7
-    flipped.loc[in_cell, "d"] = 1 - flipped.loc[in_cell, "d"]
-    z2 = F.case_manager_propensity(flipped, case_manager="cm", treatment="d", cells="cell")
-    assert np.allclose(z[in_cell], z2[in_cell], equal_nan=True)
-    assert not np.allclose(z[~in_cell], z2[~in_cell], equal_nan=True)
-
-
-def test_case_manager_propensity_has_no_mechanical_first_stage():
-    """Without any case-manager effect, small caseloads and cell effects, the
-    F statistic stays near its null (mean 1), unlike a leave-one-out mean
-    that subtracts the client's own cell."""
-    fs = []
-    for seed in range(12):
-        rng = np.random.default_rng(seed)
-        n = 900
-        df = pd.DataFrame({"cell": rng.integers(0, 60, n)})
-        df["cm"] = df["cell"] // 6 * 10 + rng.integers(0, 4, n)  # 4 managers per team
-        df["d"] = (rng.random(n) < 0.2).astype(float)
-        df["z"] = F.case_manager_propensity(df, case_manager="cm", treatment="d", cells="cell")
-        fs.append(F.first_stage(df, treatment="d", instrument="z", absorb="cell",
-                                cluster="cm").f_stat)
-    assert np.mean(fs) < 3
+# The constructed cities' take-up jumps at inflow on the roll-out date: no reach
+EFFECTS = {**phase2.load_settings(), "rollout_did": {
+    **phase2.load_settings()["rollout_did"], "reach_months": 0}}
 
 
 # ---------------------------------------------------------------------------
 # constructed cities
 # ---------------------------------------------------------------------------
 
-TEAMS = ["North", "East", "South", "West", "Centre", "Harbour"]
+TEAMS = ["North", "East", "South", "West", "Centre", "Harbour", "Docks", "Park", "Mill"]
 
 
 def make_persons(n: int = 3000, seed: int = 0, *, case_managers: bool = True,
@@ -228,7 +128,7 @@ def lenient(settings: dict) -> dict:
     s["theoretical"]["rollout_did"]["teams_per_side"] = {"no_go": 2, "conditional": 3}
     s["theoretical"]["case_manager_iv"]["clients_per_case_manager"] = {"no_go": 10,
                                                                        "conditional": 25}
-    s["practical"]["power"]["policy_effect"] = 0.5
+    s["practical"]["power"]["policy_effect"] = 1.0   # nine teams cannot detect less
     return s
 
 
@@ -244,7 +144,7 @@ def persons() -> pd.DataFrame:
 
 def assess(persons, settings, city=None, quality=QUALITY, linkage=LINKAGE):
     return F.assess_city(persons, city=city or make_city(), quality=quality, linkage=linkage,
-                         settings=settings, instruments=INSTRUMENTS)
+                         settings=settings, effects=EFFECTS, instruments=INSTRUMENTS)
 
 
 def decisions(assessment) -> dict[str, str]:
@@ -351,11 +251,11 @@ def test_art9_condition_is_mandatory_only_when_health_data_are_used(settings):
 def test_unknown_legal_item_or_status_is_a_config_error(settings):
     city = make_city()
     city["legal"]["dpai"] = {"status": "complete"}
-    with pytest.raises(F.ConfigError, match="dpai"):
+    with pytest.raises(ConfigError, match="dpai"):
         F.legal_checklist(city, settings, uses_health_data=True)
     city = make_city()
     city["legal"]["dpia"]["status"] = "done"
-    with pytest.raises(F.ConfigError, match="legal.dpia.status"):
+    with pytest.raises(ConfigError, match="legal.dpia.status"):
         F.legal_checklist(city, settings, uses_health_data=True)
 
 
@@ -443,7 +343,7 @@ def test_power_no_go_factor(settings):
 
 
 def test_missing_threshold_is_named(tmp_path):
-    with pytest.raises(F.ConfigError, match="theoretical.case_manager_iv.min_first_stage_f"):
+    with pytest.raises(ConfigError, match="theoretical.case_manager_iv.min_first_stage_f"):
         _write_settings(tmp_path, lambda d: d["theoretical"]["case_manager_iv"].pop(
             "min_first_stage_f"))
 
@@ -505,7 +405,7 @@ def built(tmp_path, monkeypatch, persons, settings, lenient_assessment):
         else:
             a = lenient_assessment
         rec = F.record(a, city=city, size="small", settings=settings, labels=LABELS)
-        rec = json.loads(json.dumps(F._json_value(rec)))
+        rec = json.loads(json.dumps(json_value(rec)))
         out = F.feasibility_path(name, "small")
         assert out.parent == paths.city_build_domain(name, "research")
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -563,7 +463,7 @@ def test_phase1_advice_says_why_without_a_dpia(persons, settings):
     city = make_city()
     city["legal"]["dpia"]["status"] = "missing"
     a = assess(persons, lenient(settings), city=city)
-    rec = json.loads(json.dumps(F._json_value(F.record(a, city=city, size="small",
+    rec = json.loads(json.dumps(json_value(F.record(a, city=city, size="small",
                                                        settings=settings, labels=LABELS))))
     advice = F.city_advice(rec)
     assert advice.startswith("No sub-study may start: the legal checklist is not complete")
@@ -602,18 +502,3 @@ def test_pipeline_feasibility_files(small, city):
                 assert any(F.NO_IDENTIFIERS in r for r in s["reasons"]), s["id"]
             if s["design"] == "rollout_did":
                 assert s["decision"] == "no-go"
-
-
-def test_wild_cluster_bootstrap_detects_an_effect_and_is_deterministic():
-    rng = np.random.default_rng(7)
-    n = 800
-    g = rng.integers(0, 8, n)
-    x = pd.DataFrame({"lead": ((g < 4) & (rng.random(n) < 0.5)).astype(float)})
-    x = pd.concat([x, F._dummies(g, "g_")], axis=1)
-    x["const"] = 1.0
-    y = rng.normal(size=n) + 0.8 * x["lead"].to_numpy()
-    p1 = F.wild_cluster_pvalue(y, x, ["lead"], g, reps=299, seed=1)
-    p2 = F.wild_cluster_pvalue(y, x, ["lead"], g, reps=299, seed=1)
-    assert p1 == p2 and p1 < 0.05
-    null = F.wild_cluster_pvalue(rng.normal(size=n), x, ["lead"], g, reps=299, seed=1)
-    assert null > 0.05

@@ -10,6 +10,8 @@ import pytest
 
 from reintegration import phase2
 from reintegration.config import list_cities
+from reintegration.designs import iv, rollout, selection
+from reintegration.months import index as month_index
 
 KEY = phase2.KEY
 
@@ -32,7 +34,7 @@ def test_risk_sets_add_up() -> None:
     persons = persons_frame()
     # person 4 leaves bijstand in month 2 (off benefit from month 2 on)
     exits = exits_frame([np.nan, np.nan, np.nan, np.nan, 2, np.nan])
-    rs = phase2.selection_data(persons, exits, "job_coaching", max_month=4)
+    rs = selection.selection_data(persons, exits, "job_coaching", max_month=4)
     by_u = rs.groupby("elapsed_month")["treated"].agg(["sum", "size"])
     # u=1: the training starter starts something else at 1: not waiting, not at risk
     assert by_u.loc[1, "size"] == 5 and by_u.loc[1, "sum"] == 0
@@ -51,7 +53,7 @@ def test_elapsed_bands_pool_late_months() -> None:
     months = np.array([1] * 30 + [2] * 30 + [3] * 30 + [4] * 30 + [5] * 30)
     treated = np.r_[np.ones(25), np.zeros(5), np.ones(5), np.zeros(25), np.ones(20),
                     np.zeros(10), np.ones(3), np.zeros(27), np.ones(2), np.zeros(28)]
-    bands = phase2.elapsed_bands(months, treated, 20)
+    bands = selection.elapsed_bands(months, treated, 20)
     assert list(np.unique(bands)) == [1, 2]     # 2..5 pooled: 5 + 20 + 3 + 2 starters
     assert (bands[months >= 2] == 2).all()
 
@@ -61,24 +63,24 @@ def test_rollout_exposure_coded_at_inflow() -> None:
         "team": ["A", "A", "A", "B", None],
         "inflow_month": ["2017-06", "2017-07", "2017-09", "2018-01", "2018-01"],
     })
-    schedule = phase2.rollout_schedule({"rollout": {"teams": {"A": "2017-07"}}})
-    q = phase2.rollout_data(persons, schedule, period="quarter")
+    schedule = rollout.rollout_schedule({"rollout": {"teams": {"A": "2017-07"}}})
+    q = rollout.rollout_data(persons, schedule, period="quarter")
     assert len(q) == 4                               # no team: dropped
     assert q["exposed"].tolist() == [0, 1, 1, 0]     # B never rolls out
     assert q["_event_time"].iloc[:3].tolist() == [-1, 0, 0]
     assert np.isnan(q["_start"].iloc[3])
-    m = phase2.rollout_data(persons, schedule, period="month")
+    m = rollout.rollout_data(persons, schedule, period="month")
     assert m["_event_time"].iloc[:3].tolist() == [-1, 0, 2]
     # a roll-out in 2017-07 reaches inflow from 2016-01 on when clients can wait 18 months
-    r = phase2.rollout_data(persons.assign(inflow_month=["2015-12", "2016-01", "2016-03",
+    r = rollout.rollout_data(persons.assign(inflow_month=["2015-12", "2016-01", "2016-03",
                                                          "2018-01", "2018-01"]),
                             schedule, period="month", reach_months=18)
     assert r["_event_time"].iloc[:3].tolist() == [-1, 0, 2]
     assert r["exposed"].tolist() == [0, 1, 1, 0]
-    rq = phase2.rollout_data(persons, schedule, period="quarter", reach_months=18)
+    rq = rollout.rollout_data(persons, schedule, period="quarter", reach_months=18)
     assert rq["_event_time"].iloc[:3].tolist() == [5, 6, 6]
     with pytest.raises(ValueError, match="reach_months"):
-        phase2.rollout_data(persons, schedule, reach_months=-1)
+        rollout.rollout_data(persons, schedule, reach_months=-1)
 
 
 def test_iv_propensity_leaves_the_clients_cell_out() -> None:
@@ -89,7 +91,7 @@ def test_iv_propensity_leaves_the_clients_cell_out() -> None:
         "instrument": ["training", "training", "none", "none", "none", "training", "none",
                        "none"],
     })
-    d = phase2.iv_data(persons, "training", cells=["team", "inflow_quarter"])
+    d = iv.iv_data(persons, "training", cells=["team", "inflow_quarter"])
     assert len(d) == 7                               # no case manager: dropped
     # m1's clients in 2017Q1 get m1's residual in 2017Q2 (0 - 0 = 0), and the
     # 2017Q2 client m1's mean residual in 2017Q1 (1, 1, 0 minus 1/2: 1/6)
@@ -159,12 +161,13 @@ def test_rollout_truth_aggregates_like_the_estimator() -> None:
     po["employed_rollout_on_12"] = np.where(after, 0.2, 0.0)
     po["employed_rollout_off_12"] = 0.0
     po["rollout_exposed"] = after
-    value = phase2.rollout_truth(po, {"A": 2017 * 12 + 6}, "employed_12", settings)
+    july = {"A": month_index("2017-07")}
+    value = phase2.rollout_truth(po, july, "employed_12", settings)
     assert value == pytest.approx(0.2)
     # what a client the roll-out never reached would have had with it is not an effect
     # that happened: it does not enter the truth (here: A's 2017-01 reference cohort)
     hypothetical = po.assign(employed_rollout_on_12=np.where(po["team"] == "A", 0.2, 0.0))
-    value = phase2.rollout_truth(hypothetical, {"A": 2017 * 12 + 6}, "employed_12", settings)
+    value = phase2.rollout_truth(hypothetical, july, "employed_12", settings)
     assert value == pytest.approx(0.2)
     # reached three months early: the 2017Q2 cohort is event time 0 and shares part of it
     early = {**settings, "rollout_did": {**settings["rollout_did"], "reach_months": 3}}
@@ -172,14 +175,14 @@ def test_rollout_truth_aggregates_like_the_estimator() -> None:
                                   rollout_exposed=False)], ignore_index=True)
     po.loc[(po["team"] == "A") & (po["inflow_month"] == "2017-04"),
            ["employed_rollout_on_12", "rollout_exposed"]] = (0.1, True)
-    value = phase2.rollout_truth(po, {"A": 2017 * 12 + 6}, "employed_12", early)
+    value = phase2.rollout_truth(po, july, "employed_12", early)
     # event times 0, 1, 2 (one client each), reference -1 (2017-01 cohort, effect 0)
     assert value == pytest.approx((0.1 + 0.2 + 0.2) / 3)
     # a pre-period cohort touched after all (2016-10, -2): against the reference it
     # does not count, against the pre-period mean it does
     po.loc[(po["team"] == "A") & (po["inflow_month"] == "2016-10"),
            ["employed_rollout_on_12", "rollout_exposed"]] = (0.1, True)
-    by = {b: phase2.rollout_truth(po, {"A": 2017 * 12 + 6}, "employed_12", {
+    by = {b: phase2.rollout_truth(po, july, "employed_12", {
         **early, "rollout_did": {**early["rollout_did"], "baseline": b}})
         for b in ("reference", "pre_mean")}
     assert by["reference"] == pytest.approx((0.1 + 0.2 + 0.2) / 3)
@@ -210,7 +213,7 @@ def test_estimates_file(small, city: str) -> None:
 
 def test_independent_columns_drops_collinear() -> None:
     frame = pd.DataFrame({"a": [1, 0, 1, 0], "b": [0, 1, 0, 1], "c": [1.0, 2.0, 0.5, 3.0]})
-    assert phase2.independent_columns(frame, ["a", "b", "c"]) == ["a", "c"]
+    assert selection.independent_columns(frame, ["a", "b", "c"]) == ["a", "c"]
 
 
 def test_placebo_rollouts_refit_with_dates_given_to_random_teams() -> None:
@@ -222,10 +225,10 @@ def test_placebo_rollouts_refit_with_dates_given_to_random_teams() -> None:
     team_level = persons["team"].map(dict(zip(teams, rng.normal(0, 0.1, 8), strict=True)))
     persons["employed_12"] = (rng.random(n) < 0.3 + team_level).astype(int)
     settings = phase2.load_settings()
-    schedule = phase2.rollout_schedule({"rollout": {"teams": {
+    schedule = rollout.rollout_schedule({"rollout": {"teams": {
         "A": "2017-01", "B": "2017-07", "C": "2018-01", "D": "2018-07"}}})
     kw = {"draws": 6, "outcomes": ["employed_12"], "seed": 3, "permutations": 19}
-    placebo = phase2.placebo_rollouts(persons, schedule, settings, **kw)
+    placebo = rollout.placebo_rollouts(persons, schedule, settings, **kw)
     assert len(placebo) == 6 and (placebo["outcome"] == "employed_12").all()
     assert placebo["std_error"].gt(0).all()
     assert placebo["t"].to_numpy() == pytest.approx(
@@ -237,10 +240,10 @@ def test_placebo_rollouts_refit_with_dates_given_to_random_teams() -> None:
     assert placebo["pretrend_pvalue_f"].between(0, 1).all()
     # the draws differ (other teams get the dates), and the same seed repeats them
     assert placebo["estimate"].nunique() == 6
-    pd.testing.assert_frame_equal(placebo, phase2.placebo_rollouts(persons, schedule, settings,
+    pd.testing.assert_frame_equal(placebo, rollout.placebo_rollouts(persons, schedule, settings,
                                                                    **kw))
     with pytest.raises(ValueError, match="no more teams"):
-        phase2.placebo_rollouts(persons[persons["team"].isin(["A", "B"])], schedule, settings)
+        rollout.placebo_rollouts(persons[persons["team"].isin(["A", "B"])], schedule, settings)
 
 
 def test_placebo_summary_counts_rejections() -> None:
@@ -253,7 +256,7 @@ def test_placebo_summary_counts_rejections() -> None:
         "pretrend_pvalue": [0.01, 0.5, 0.5, 0.5],
         "pretrend_pvalue_f": [0.01, 0.02, 0.5, 0.5],
     })
-    row = phase2.placebo_summary(placebo).loc["y"]
+    row = rollout.placebo_summary(placebo).loc["y"]
     assert row["draws"] == 4
     assert row["effect_rejected_clustered"] == 0.25  # |t| = 3
     assert row["effect_rejected_randomization"] == 0.25  # p = 0.05 rejects
@@ -266,6 +269,6 @@ def test_untreated_rollout_outcomes_take_the_no_rollout_world() -> None:
     po = pd.DataFrame({"team": ["A", "B"], "inflow_month": ["2016-01", "2016-02"],
                        "employed_rollout_off_12": [0, 1], "employed_rollout_on_12": [1, 1],
                        "employed_rollout_off_24": [1, 0]})
-    out = phase2.untreated_rollout_outcomes(po)
+    out = rollout.untreated_rollout_outcomes(po)
     assert list(out.columns) == ["team", "inflow_month", "employed_12", "employed_24"]
     assert out["employed_12"].tolist() == [0, 1] and out["employed_24"].tolist() == [1, 0]

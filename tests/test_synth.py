@@ -19,6 +19,7 @@ import pytest
 
 from reintegration import bsn as bsnlib
 from reintegration.atomic import sha256_file
+from reintegration.months import index as month_index
 from reintegration.synth import (
     data_dictionary_markdown,
     generate_city,
@@ -26,7 +27,7 @@ from reintegration.synth import (
     planted_parameters_markdown,
     schema,
 )
-from reintegration.synth.params import load_params, month_index
+from reintegration.synth.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 CITIES = ["amsterdam", "den_haag", "rotterdam", "utrecht"]

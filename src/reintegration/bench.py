@@ -148,13 +148,14 @@ def _event_study_data(root: Path) -> tuple:
 
     from . import phase2
     from .config import load_city
+    from .designs import rollout
 
     with tempfile.TemporaryDirectory() as tmp:
         _full_rotterdam_panel(root, tmp)
         persons = pd.read_parquet(Path(tmp) / "full" / "rotterdam" / "research" / "persons.parquet")
     settings = phase2.load_settings(root)
-    schedule = phase2.rollout_schedule(load_city("rotterdam", root))
-    data = phase2.rollout_settings_data(persons, schedule, settings)
+    schedule = rollout.rollout_schedule(load_city("rotterdam", root))
+    data = rollout.rollout_settings_data(persons, schedule, settings)
     return data, settings["rollout_did"]
 
 

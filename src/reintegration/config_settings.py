@@ -60,9 +60,6 @@ class SelectionOnObservablesCheck(Strict):
 class CaseManagerIVCheck(Strict):
     """Theoretical criterion of the case-manager instrument."""
 
-    cells: list[str] = _d(
-        "Columns of the cells within which clients are allocated at random.", min_length=1
-    )
     min_identifier_coverage: Share = _d("Share of the cohort with a case-manager identifier.")
     clients_per_case_manager: Levels = _d("Median clients per case manager in the cohort.")
     min_share_multi_manager_cells: Share = _d(
@@ -79,10 +76,8 @@ class RolloutCheck(Strict):
     min_pre_months: int = _d("Months of inflow before the first roll-out.", ge=0)
     min_post_months: int = _d("Months of inflow after the last roll-out.", ge=0)
     takeup_pvalue: Share = _d("The roll-out must raise take-up significantly at this level.")
-    pretrend_leads: int = _d("Lead bins (years before the roll-out) in the pre-trend test.", ge=1)
     pretrend_pvalue: Share = _d("A pre-trend p-value below this fails the design.")
-    bootstrap_replications: int = _d("Wild cluster bootstrap replications.", ge=1)
-    bootstrap_seed: int = _d("Seed of the bootstrap (deterministic reruns).")
+    power_draws: int = _d("Assignments taken as the true one in the power calculation.", ge=10)
 
 
 class Theoretical(Strict):

@@ -33,18 +33,18 @@ records of ``estimates.json`` (schema in :data:`RECORD_FIELDS`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from . import effects
+from . import designs
 from .config import as_dict, load_shared
+from .designs import Design, Inputs
+from .designs.rollout import rollout_schedule, rollout_settings_data
 from .effects import EffectResult, EventStudyResult
 from .effects._data import json_safe
 from .paths import repo_root
@@ -115,330 +115,6 @@ def subgroup_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------
-# analysis data per design
-# ---------------------------------------------------------------------------
-
-
-def benefit_exit(person_months: pd.DataFrame) -> pd.DataFrame:
-    """Per person, the first month k >= 0 after inflow without bijstand
-    (``exit_month``; missing when on bijstand through month 24)."""
-    pm = person_months[person_months["month"] >= 0]
-    off = pm[pm["on_benefit"] == 0]
-    first = off.groupby(KEY, observed=True)["month"].min().rename("exit_month")
-    people = pm[KEY].drop_duplicates().set_index(KEY)
-    return people.join(first).reset_index()
-
-
-def selection_data(persons: pd.DataFrame, exits: pd.DataFrame, instrument: str, *,
-                   max_month: int, min_month: int = 1) -> pd.DataFrame:
-    """The stacked risk sets of :func:`reintegration.effects.dynamic_risk_set`
-    for one instrument.
-
-    At elapsed month :math:`u` a person is at risk when on bijstand through
-    month :math:`u - 1` (the condition under which an instrument can start at
-    :math:`u`) and has started no instrument before :math:`u`; persons who
-    start another instrument leave the risk sets from that month. Treated
-    (``treated = 1``): starters of ``instrument`` at :math:`u`. The column
-    ``elapsed_month`` holds :math:`u`, ``_pid`` the person (for clustering).
-    """
-    df = persons.merge(exits, on=KEY, how="left", validate="one_to_one").copy()
-    elapsed = df["instrument_elapsed"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-    own = (df["instrument"] == instrument).to_numpy()
-    other = (~own) & (df["instrument"] != "none").to_numpy() & ~np.isnan(elapsed)
-    exit_ = df["exit_month"].astype("Float64").to_numpy(dtype=float, na_value=np.nan) + 1
-    exit_ = np.where(other, np.fmin(exit_, elapsed), exit_)
-    df["_start"] = np.where(own, elapsed, np.nan)
-    df["_exit"] = exit_
-    df["_pid"] = np.arange(len(df))
-    return effects.dynamic_risk_set(df, start="_start", exit="_exit", max_month=max_month,
-                                    min_month=min_month)
-
-
-def month_index(text: pd.Series | Iterable[str]) -> np.ndarray:
-    """``YYYY-MM`` as months since year 0."""
-    s = pd.Series(list(text) if not isinstance(text, pd.Series) else text).astype(str)
-    return (s.str[:4].astype(int) * 12 + s.str[5:7].astype(int) - 1).to_numpy()
-
-
-def rollout_schedule(city: dict[str, Any]) -> dict[str, int]:
-    """Team -> month index of its roll-out (``rollout:`` of the city's
-    configuration); empty without one."""
-    teams = ((city.get("rollout") or {}).get("teams")) or {}
-    out = {}
-    for team, month in teams.items():
-        if hasattr(month, "year"):
-            month = f"{month.year:04d}-{month.month:02d}"
-        out[str(team)] = int(month_index([str(month)])[0])
-    return out
-
-
-def rollout_data(persons: pd.DataFrame, schedule: dict[str, int], *,
-                 period: str = "quarter", reach_months: int = 0) -> pd.DataFrame:
-    """Clients with their team, inflow period (``_period``), the first
-    inflow period the team's roll-out can reach (``_start``, missing for
-    teams without a roll-out) and whether their inflow period is reached
-    (``exposed``). Periods are months or quarters since year 0.
-
-    A client who flowed in shortly before the roll-out is still on bijstand
-    when it happens and can start the instrument afterwards: a roll-out in
-    month :math:`R` reaches every inflow month from :math:`R - m` on, with
-    :math:`m` = ``reach_months`` the longest wait between inflow and an
-    instrument start. Counting event time from the first reached inflow
-    period keeps the partly exposed cohorts out of the pre-period, where they
-    would show up as a pre-trend and shift the reference period."""
-    if period not in ("month", "quarter"):
-        raise ValueError(f"period must be month or quarter, not {period!r}")
-    if reach_months < 0:
-        raise ValueError(f"reach_months must be zero or positive, not {reach_months}")
-    df = persons[persons["team"].notna()].copy()
-    step = 3 if period == "quarter" else 1
-    inflow = month_index(df["inflow_month"])
-    df["_period"] = inflow // step
-    start = df["team"].astype(str).map(schedule).astype(float) - reach_months
-    df["_start"] = np.floor(start / step)
-    df["exposed"] = (df["_period"] >= df["_start"]).fillna(False).astype(int)
-    df["_event_time"] = df["_period"] - df["_start"]
-    return df
-
-
-def rollout_settings_data(persons: pd.DataFrame, schedule: dict[str, int],
-                          settings: dict[str, Any]) -> pd.DataFrame:
-    """:func:`rollout_data` with the period and reach of ``config/effects.yml``."""
-    cfg = settings["rollout_did"]
-    return rollout_data(persons, schedule, period=cfg["period"],
-                        reach_months=int(cfg["reach_months"]))
-
-
-def placebo_rollouts(persons: pd.DataFrame, schedule: dict[str, int], settings: dict[str, Any],
-                     *, draws: int = 40, outcomes: Sequence[str] | None = None,
-                     permutations: int | None = None, seed: int = 1) -> pd.DataFrame:
-    """Placebo check of the roll-out event study: the city's roll-out dates
-    given to randomly chosen teams, ``draws`` times, each fitted like the real
-    roll-out (:func:`fit_rollout`, with ``permutations`` assignments in its
-    randomisation test when given). On outcomes without a roll-out effect
-    (the untreated potential outcomes, :func:`untreated_rollout_outcomes`) a
-    well-sized design rejects a zero effect and the pre-trend in about 5% of
-    the draws.
-
-    Returns one row per draw and outcome: ``draw``, ``outcome``,
-    ``estimate``, ``std_error`` (cluster-robust), ``t``, ``pvalue`` and
-    ``pretrend_pvalue`` (randomisation test) and ``pretrend_pvalue_f`` (the
-    cluster-robust Wald test against F); draws the estimator cannot fit are
-    left out."""
-    teams = sorted(str(t) for t in persons["team"].dropna().unique())
-    dates = list(schedule.values())
-    if not dates or len(dates) > len(teams):
-        raise ValueError("a placebo needs a roll-out schedule with no more teams than the data")
-    outcomes = list(outcomes or settings["outcomes"])
-    if permutations is not None:
-        settings = {**settings, "rollout_did": {**settings["rollout_did"],
-                                                "permutations": int(permutations)}}
-    rng = np.random.default_rng(seed)
-    rows = []
-    for k in range(draws):
-        chosen = rng.choice(teams, size=len(dates), replace=False)
-        fake = dict(zip(chosen, rng.permutation(dates), strict=True))
-        data = rollout_settings_data(persons, fake, settings).reset_index(drop=True)
-        for outcome in outcomes:
-            try:
-                res = fit_rollout(data, outcome, settings)
-            except ValueError:
-                continue
-            rows.append({"draw": k, "outcome": outcome, "estimate": res.estimate,
-                         "std_error": res.std_error, "t": res.estimate / res.std_error,
-                         "pvalue": res.pvalue, "pretrend_pvalue": res.pretrend_pvalue,
-                         "pretrend_pvalue_f": res.pretrend.get("pvalue_f", math.nan)})
-    return pd.DataFrame(rows, columns=["draw", "outcome", "estimate", "std_error", "t", "pvalue",
-                                       "pretrend_pvalue", "pretrend_pvalue_f"])
-
-
-def untreated_rollout_outcomes(po: pd.DataFrame) -> pd.DataFrame:
-    """Team, inflow month and the employment outcomes every client would have
-    had without any roll-out (``employed_rollout_off_<h>`` of the truth
-    files), under the outcome names of the panel: data in which the true
-    roll-out effect is zero by construction, for :func:`placebo_rollouts`."""
-    out = po[["team", "inflow_month"]].copy()
-    out["inflow_month"] = out["inflow_month"].astype(str)
-    for col in po.columns:
-        if col.startswith("employed_rollout_off_"):
-            out[f"employed_{col.rsplit('_', 1)[1]}"] = po[col]
-    return out
-
-
-def placebo_check(po: pd.DataFrame, city: dict[str, Any], settings: dict[str, Any],
-                  size: str) -> pd.DataFrame | None:
-    """:func:`placebo_rollouts` on the untreated potential outcomes, with the
-    draws, assignments and seed of ``rollout_did.placebo`` in
-    ``config/effects.yml`` for data size ``size``; None for a city without a
-    roll-out."""
-    schedule = rollout_schedule(city)
-    if not schedule:
-        return None
-    cfg = settings["rollout_did"]["placebo"]
-    draws = cfg["draws"]
-    n = int(draws[size] if isinstance(draws, dict) else draws)
-    data = untreated_rollout_outcomes(po)
-    outcomes = [o for o in settings["outcomes"] if o in data.columns]
-    return placebo_rollouts(data, schedule, settings, draws=n, outcomes=outcomes,
-                            permutations=int(cfg["permutations"]), seed=int(cfg["seed"]))
-
-
-def placebo_summary(placebo: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
-    """Per outcome: draws, and the share of draws in which the cluster-robust
-    interval and the randomisation test reject a zero effect, and the
-    cluster-robust and randomisation pre-trend tests reject, at ``level``;
-    with the spread of the estimates over their mean standard error."""
-    z = float(stats.norm.isf(level / 2))
-    rows = []
-    for outcome, g in placebo.groupby("outcome", sort=False):
-        rows.append({
-            "outcome": outcome,
-            "draws": len(g),
-            "effect_rejected_clustered": float((g["t"].abs() > z).mean()),
-            "effect_rejected_randomization": float((g["pvalue"] <= level).mean()),
-            "pretrend_rejected_clustered": float((g["pretrend_pvalue_f"] < level).mean()),
-            "pretrend_rejected_randomization": float((g["pretrend_pvalue"] <= level).mean()),
-            "sd_estimate_over_mean_se": float(g["estimate"].std() / g["std_error"].mean()),
-        })
-    return pd.DataFrame(rows).set_index("outcome")
-
-
-def iv_data(persons: pd.DataFrame, instrument: str, *,
-            cells: Sequence[str] = ("team", "inflow_quarter")) -> pd.DataFrame:
-    """Clients with a case manager, the treatment ``_d`` (started the
-    instrument), the cell ``_cell`` (team x inflow quarter) and the
-    propensity ``_z`` of their case manager measured on their clients in
-    other cells (:func:`reintegration.effects.leave_out_cell_propensity`;
-    the same instrument as the feasibility step's first stage). The plain
-    leave-one-out mean is not used: with the cells absorbed it carries the
-    client's own treatment into the first stage."""
-    df = persons[persons["case_manager"].notna()].copy()
-    df["_d"] = (df["instrument"] == instrument).astype(float)
-    df["_cell"] = df[list(cells)].astype(str).agg("|".join, axis=1)
-    df["_z"] = effects.leave_out_cell_propensity(df, group="case_manager", treatment="_d",
-                                                 cells="_cell")
-    return df
-
-
-# ---------------------------------------------------------------------------
-# estimation
-# ---------------------------------------------------------------------------
-
-
-def elapsed_bands(months: pd.Series | np.ndarray, treated: pd.Series | np.ndarray,
-                  min_treated: int) -> np.ndarray:
-    """Strata of elapsed months: consecutive months pooled, from the first on,
-    until each band holds at least ``min_treated`` starters (a short last band
-    joins the one before). Returns the first month of each row's band."""
-    m = np.asarray(months, dtype=int)
-    counts = pd.Series(np.asarray(treated, dtype=float)).groupby(m).sum().sort_index()
-    starts: list[int] = []
-    acc = 0.0
-    for month, k in counts.items():
-        if not starts or acc >= min_treated:
-            starts.append(int(month))
-            acc = 0.0
-        acc += k
-    if len(starts) > 1 and acc < min_treated:
-        starts.pop()
-    b = np.asarray(starts)
-    return b[np.clip(np.searchsorted(b, m, side="right") - 1, 0, len(b) - 1)]
-
-
-class FastLogit(effects.LogitLearner):
-    """The logit propensity model of :class:`reintegration.effects.LogitLearner`
-    fitted by Newton's method in numpy (a tiny ridge keeps separated fits
-    finite): the same maximum-likelihood fit, without statsmodels' per-fit
-    rank check, which dominates the run time of cross-fitting on many strata."""
-
-    def fit(self, x: np.ndarray, d: np.ndarray) -> FastLogit:
-        xc = self._design(x, fit=True)
-        beta = np.zeros(xc.shape[1])
-        ridge = 1e-8 * np.eye(xc.shape[1])
-        for _ in range(50):
-            p = 1.0 / (1.0 + np.exp(-np.clip(xc @ beta, -30, 30)))
-            w = p * (1 - p)
-            step = np.linalg.solve((xc * w[:, None]).T @ xc + ridge, xc.T @ (d - p))
-            beta += step
-            if np.max(np.abs(step)) < 1e-8:
-                break
-        self.coef_ = beta
-        return self
-
-
-def independent_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
-    """``columns`` in order, leaving out each one that is a linear combination
-    of a constant and the columns kept before it in ``frame`` (for example
-    the migration indicators within a migration subgroup)."""
-    keep: list[str] = []
-    base = np.ones((len(frame), 1))
-    for col in columns:
-        x = np.column_stack([base, frame[[*keep, col]].to_numpy(dtype=float)])
-        if np.linalg.matrix_rank(x.T @ x) == x.shape[1]:
-            keep.append(col)
-    return keep
-
-
-def fit_selection(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
-                  *, method: str | None = None) -> EffectResult:
-    """Selection on observables over the stacked risk sets, strata = bands of
-    elapsed months. When cross-fitting leaves a fold without treated or
-    controls in a stratum (small groups), it falls back to regression
-    adjustment and says so in the diagnostics."""
-    cfg = settings["selection_on_observables"]
-    varying = [c for c in settings["covariates"]
-               if c in data.columns and data[c].nunique(dropna=True) > 1]
-    covs = independent_columns(data.loc[data["treated"] == 0], varying)
-    data = data.assign(_stratum=elapsed_bands(data["elapsed_month"], data["treated"],
-                                              int(cfg["min_stratum_treated"])))
-    method = method or cfg["method"]
-    kw = dict(outcome=outcome, treatment="treated", covariates=covs, cluster="_pid",
-              strata="_stratum", seed=int(cfg["seed"]), trim=float(cfg["trim"]))
-    try:
-        if method == "aipw":
-            return effects.selection_on_observables(
-                data, method=method, folds=int(cfg["folds"]), propensity_learner=FastLogit(),
-                **kw)
-        return effects.selection_on_observables(data, method=method, **kw)
-    except effects.EffectInputError:
-        if method == "ra":
-            raise
-    res = effects.selection_on_observables(data, method="ra", **kw)
-    res.diagnostics["fallback"] = f"{method} not estimable in this sample; regression adjustment"
-    return res
-
-
-def fit_rollout(data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> EventStudyResult:
-    cfg = settings["rollout_did"]
-    res = effects.event_study(
-        data, outcome=outcome, entity="team", time="_period", treatment_start="_start",
-        leads=int(cfg["leads"]), lags=int(cfg["lags"]), reference=int(cfg["reference"]),
-        baseline=cfg.get("baseline", "reference"), collapse=True, wild_bootstrap=0,
-        permutations=int(cfg["permutations"]), seed=int(cfg["seed"]))
-    exposed = int(data.loc[data[outcome].notna(), "exposed"].sum())
-    res.diagnostics["n_treated"] = exposed
-    res.diagnostics["n_control"] = int(data[outcome].notna().sum()) - exposed
-    return res
-
-
-def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> EffectResult:
-    """2SLS with the larger of the robust and the case-manager-clustered
-    standard error (the estimator's advice with few or unequal clusters)."""
-    kw = dict(outcome=outcome, treatment="_d", instrument="_z", absorb="_cell")
-    clustered = effects.instrumental_variable(data, cluster="case_manager", **kw)
-    robust = effects.instrumental_variable(data, **kw)
-    use = clustered if clustered.std_error >= robust.std_error else robust
-    diag = dict(clustered.diagnostics)
-    sample = data.dropna(subset=[outcome, "_z", "_d"])
-    diag.update({"std_error_clustered": clustered.std_error,
-                 "std_error_robust": robust.std_error,
-                 "std_error_reported": use.cov_type,
-                 "n_treated": int(sample["_d"].sum()),
-                 "n_control": int(len(sample) - sample["_d"].sum())})
-    return dataclasses.replace(clustered, std_error=use.std_error, diagnostics=diag)
-
-
-# ---------------------------------------------------------------------------
 # records
 # ---------------------------------------------------------------------------
 
@@ -480,20 +156,7 @@ def result_record(rec: dict[str, Any], result: EffectResult) -> dict[str, Any]:
     return json_safe(rec)  # type: ignore[return-value]
 
 
-def _counts(design: str, data: pd.DataFrame, outcome: str) -> tuple[int, int, int | None]:
-    sample = data[data[outcome].notna()]
-    if design == "selection_on_observables":
-        n1 = int(sample["treated"].sum())
-        return n1, len(sample) - n1, None
-    if design == "rollout_did":
-        n1 = int(sample["exposed"].sum())
-        return n1, len(sample) - n1, int(sample["team"].nunique())
-    n1 = int(sample["_d"].sum())
-    return n1, len(sample) - n1, int(sample["case_manager"].nunique())
-
-
-def run_substudy(city: str, sub: dict[str, Any], data: pd.DataFrame,
-                 fit: Callable[[pd.DataFrame, str, dict[str, Any]], EffectResult],
+def run_substudy(city: str, sub: dict[str, Any], data: pd.DataFrame, design: Design,
                  settings: dict[str, Any], *, check: Callable[[EffectResult], tuple] | None = None,
                  subgroups: pd.DataFrame | None = None
                  ) -> tuple[list[dict[str, Any]], dict[tuple[str, str, str], EffectResult]]:
@@ -522,7 +185,7 @@ def run_substudy(city: str, sub: dict[str, Any], data: pd.DataFrame,
         for subgroup, group, mask in groups:
             rec = _base(city, sub, outcome, subgroup, group)
             part = data if mask is None else data.loc[mask]
-            n1, n0, g = _counts(sub["design"], part, outcome)
+            n1, n0, g = design.counts(part, outcome)
             rec.update({"n_treated": n1, "n_control": n0, "n": n1 + n0})
             small = n1 < mins["treated"] or n0 < mins["control"] or (
                 g is not None and g < mins["clusters"])
@@ -535,7 +198,7 @@ def run_substudy(city: str, sub: dict[str, Any], data: pd.DataFrame,
                 records.append(rec)
                 continue
             try:
-                res = fit(part, outcome, settings if mask is None else sub_settings)
+                res = design.estimate(part, outcome, settings if mask is None else sub_settings)
             except (ValueError, np.linalg.LinAlgError) as exc:
                 rec["status"] = "failed"
                 first = " ".join(str(exc).split())[:200]
@@ -580,31 +243,14 @@ def city_estimates(city: dict[str, Any], persons: pd.DataFrame,
     name = city["name"]
     records: list[dict[str, Any]] = []
     results: dict[str, dict] = {}
-    exits = None
-    schedule = rollout_schedule(city)
+    inputs = Inputs(persons=persons, city=city, effects=settings, person_months=person_months)
     for sub in substudies:
         if sub["decision"] not in ("go", "conditional"):
             records += no_go_records(name, sub, settings)
             continue
-        design, instrument = sub["design"], sub["instrument"]
-        if design == "selection_on_observables":
-            if exits is None:
-                exits = benefit_exit(person_months)
-            data = selection_data(persons, exits, instrument,
-                                  max_month=int(settings["selection_on_observables"]
-                                                ["max_month"]))
-            fit = fit_selection
-        elif design == "rollout_did":
-            data = rollout_settings_data(persons, schedule, settings)
-            fit = fit_rollout
-        elif design == "case_manager_iv":
-            data = iv_data(persons, instrument,
-                           cells=settings["case_manager_iv"]["cells"])
-            fit = fit_iv
-        else:
-            raise ValueError(f"unknown design {design!r}")
-        data = data.reset_index(drop=True)
-        recs, res = run_substudy(name, sub, data, fit, settings, check=check,
+        design = designs.get(sub["design"])
+        data = design.prepare(inputs, sub["instrument"])
+        recs, res = run_substudy(name, sub, data, design, settings, check=check,
                                  subgroups=subgroup_frame(data))
         records += recs
         results[sub["id"]] = res

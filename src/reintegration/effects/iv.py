@@ -38,6 +38,8 @@ import numpy as np
 import pandas as pd
 from linearmodels.iv import IV2SLS
 
+from ..numerics import demean as _demean
+from ..numerics import first_stage_f
 from ._data import (
     EffectInputError,
     as_list,
@@ -67,51 +69,6 @@ def _numeric(sample: pd.DataFrame, col: str, role: str) -> np.ndarray:
     if not (pd.api.types.is_numeric_dtype(s) or s.dtype == bool):
         raise EffectInputError(f"{role} column {col!r} must be numeric (dtype {s.dtype})")
     return s.to_numpy(dtype=float)
-
-
-def _demean(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    frame = pd.DataFrame(values)
-    return (frame - frame.groupby(groups).transform("mean")).to_numpy()
-
-
-def _first_stage_f(
-    d: np.ndarray,
-    z: np.ndarray,
-    w: np.ndarray | None,
-    *,
-    clusters: np.ndarray | None,
-    debiased: bool,
-    extra_df: int,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """First-stage coefficients of the excluded instruments, their robust or
-    cluster-robust covariance and the F statistic (Wald / q), by
-    Frisch-Waugh-Lovell: instruments and treatment are residualised on the
-    included exogenous regressors first. The covariance uses the same
-    small-sample scaling as linearmodels."""
-    n, q = z.shape
-    if w is not None and w.shape[1]:
-        coef = np.linalg.lstsq(w, np.column_stack([d, z]), rcond=None)[0]
-        res = np.column_stack([d, z]) - w @ coef
-        dt, zt = res[:, 0], res[:, 1:]
-        kw = w.shape[1]
-    else:
-        dt, zt, kw = d, z, 0
-    bread = np.linalg.inv(zt.T @ zt)
-    pi = bread @ zt.T @ dt
-    u = dt - zt @ pi
-    scores = zt * u[:, None]
-    k = kw + q
-    if clusters is None:
-        meat = scores.T @ scores
-        scale = n / (n - k - extra_df) if debiased else 1.0
-    else:
-        sums = pd.DataFrame(scores).groupby(clusters).sum().to_numpy()
-        g = sums.shape[0]
-        meat = sums.T @ sums
-        scale = g / (g - 1) * (n - 1) / (n - k - extra_df) if debiased else 1.0
-    v = bread @ meat @ bread * scale
-    f = float(pi @ np.linalg.solve(v, pi) / q)
-    return pi, v, f
 
 
 def instrumental_variable(
@@ -307,7 +264,7 @@ def instrumental_variable(
         cov.update(cov_type="robust")
     res = IV2SLS(dep, exog, endog, instr).fit(**cov)
 
-    pi, vpi, f = _first_stage_f(
+    pi, vpi, f = first_stage_f(
         d,
         z,
         exog_arr if exog_arr.shape[1] else None,

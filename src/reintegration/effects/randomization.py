@@ -36,6 +36,7 @@ coefficients of the row-level regression when no covariates enter.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Iterator
@@ -108,6 +109,9 @@ class RandomizationTest:
     n_possible: int
     skipped: int
     _cache: dict[float, tuple[float, float]] = field(default_factory=dict)
+    #: the cells and specification the test refits (for :func:`power_mde`)
+    cells: Cells | None = None
+    spec: Spec | None = None
 
     @property
     def n_assignments(self) -> int:
@@ -343,4 +347,106 @@ def randomization_test(cells: Cells, spec: Spec, *, reps: int, seed: int) -> Ran
         exact=exact,
         n_possible=possible,
         skipped=skipped,
+        cells=cells,
+        spec=spec,
     )
+
+
+def _exposure(cells: Cells, start: np.ndarray) -> np.ndarray:
+    """Cell exposure (at or after adoption) under one assignment; adoption
+    after the last period counts as never, as in the estimator."""
+    e = start[cells.entity]
+    late = np.isfinite(e) & (e > cells.period.max())
+    rel = cells.period - np.where(late, np.nan, e)
+    return (np.nan_to_num(rel, nan=-1.0) >= 0).astype(float)
+
+
+@dataclass(frozen=True)
+class DesignPower:
+    """What the design lets the randomisation test detect, before any effect
+    is estimated (:func:`design_power`)."""
+
+    #: smallest constant effect rejected with the requested power (NaN: none found)
+    mde: float
+    #: quantiles 10%, 50%, 90% of the interval half-width over assignments, no effect
+    halfwidth: tuple[float, float, float]
+    #: spread (standard deviation) of the estimate over assignments, no effect
+    null_sd: float
+    draws: int
+
+
+def design_power(test: RandomizationTest, *, alpha: float = 0.05, power: float = 0.80,
+                 draws: int = 200, seed: int = 0) -> DesignPower:
+    r"""Design-based power of the randomisation test: what it would detect,
+    and how wide its interval would be, had the adoption dates fallen
+    otherwise. Uses no estimate of the effect.
+
+    The outcome without effect is the test's third column (the outcome with
+    the estimated path removed where exposed). ``draws`` assignments
+    :math:`b` are each taken as if they were the true one. With the outcome
+    plus :math:`\tau` on the cells :math:`b` exposes, the test of no effect
+    compares :math:`b`'s studentised statistic with every assignment's; the
+    power at :math:`\tau` is the share of :math:`b` rejected at ``alpha``,
+    and :attr:`DesignPower.mde` the smallest :math:`\tau` with at least
+    ``power`` (searched up to 100 null standard deviations). With no effect,
+    each :math:`b`'s interval (test inversion, as :meth:`RandomizationTest.
+    conf_int`) gives a half-width; their quantiles say how wide the interval
+    of the actual assignment could be. The estimator's linearity gives every
+    :math:`\tau` from one refit per assignment with one outcome column per
+    :math:`b`."""
+    if test.cells is None or test.spec is None:
+        raise EffectInputError("internal: the test keeps no cells to refit")
+    cells = test.cells
+    rows, _, _ = assignments(cells.start, len(test.theta_y) - 1, seed)
+    rng = np.random.default_rng(seed)
+    truth = rows[1:][rng.permutation(len(rows) - 1)[:draws]]
+    y = np.column_stack([cells.y[:, 2], *[_exposure(cells, b) for b in truth]])
+    fitter = _Fitter(dataclasses.replace(cells, y=y), test.spec)
+    theta, contrib = [], []
+    index: dict[bytes, int] = {}
+    for start in rows:
+        try:
+            th_a, cb_a, _ = fitter.fit(start, pre_column=0)
+        except (EffectInputError, np.linalg.LinAlgError):
+            continue
+        index[np.nan_to_num(start, nan=-1.0).tobytes()] = len(theta)
+        theta.append(th_a)
+        contrib.append(cb_a)
+    th, cb = np.array(theta), np.array(contrib)          # A x (1+K), A x G x (1+K)
+    own = np.array([index.get(np.nan_to_num(b, nan=-1.0).tobytes(), -1) for b in truth])
+    keep = np.flatnonzero(own >= 0)
+    sd = float(np.std(th[:, 0], ddof=1))
+    nan3 = (math.nan, math.nan, math.nan)
+    if not len(keep) or not sd > 0:
+        return DesignPower(math.nan, nan3, sd, 0)
+
+    # per assignment and draw: the sums of squares and cross products of the
+    # clusters' score contributions, so that the variance at any tau is a quadratic
+    syy = (cb[:, :, 0] ** 2).sum(axis=1)                # A
+    syd = np.einsum("ag,agk->ak", cb[:, :, 0], cb[:, :, 1:])
+    sdd = (cb[:, :, 1:] ** 2).sum(axis=1)               # A x K
+
+    def pvalues(tau: np.ndarray, k: int) -> np.ndarray:
+        """p-values of "no effect" on the outcome shifted by each tau on b_k's
+        exposure (equivalently: of "effect -tau" on the unshifted outcome)."""
+        num = np.abs(th[:, [0]] + tau[None, :] * th[:, [k + 1]])
+        var = (syy[:, None] + 2 * tau[None, :] * syd[:, [k]]
+               + tau[None, :] ** 2 * sdd[:, [k]])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(var > 0, num / np.sqrt(np.clip(var, 0, None)), np.inf)
+        return (t >= t[own[k]][None, :] * (1 - 1e-10)).mean(axis=0)
+
+    grid = sd * np.linspace(-100, 100, 1601)
+    p = np.array([pvalues(grid, k) for k in keep])      # K x grid
+    rejected = (p[:, grid > 0] <= alpha).mean(axis=0)
+    pos = grid[grid > 0]
+    hit = np.flatnonzero(rejected >= power)
+    mde = float(pos[hit[0]]) if len(hit) else math.nan
+    widths = []
+    for row in p:
+        accepted = grid[row > alpha]
+        edge = len(accepted) and (accepted.min() <= grid[0] or accepted.max() >= grid[-1])
+        widths.append(math.inf if edge else (accepted.max() - accepted.min()) / 2
+                      if len(accepted) else 0.0)
+    q = np.quantile(np.array(widths), [0.1, 0.5, 0.9])
+    return DesignPower(mde, (float(q[0]), float(q[1]), float(q[2])), sd, len(keep))

@@ -48,15 +48,14 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy.special import expit
 
+from ..numerics import logit
 from ._data import (
     EffectInputError,
     as_list,
@@ -114,26 +113,17 @@ class OLSLearner(_Columns):
 
 
 class LogitLearner(_Columns):
-    """Logit propensity model (statsmodels, with a constant),
-    ``fit``/``predict_proba``."""
+    """Logit propensity model with a constant
+    (:func:`reintegration.numerics.logit`), ``fit``/``predict_proba``."""
 
     def fit(self, x: np.ndarray, d: np.ndarray) -> LogitLearner:
         xc = self._design(x, fit=True)
-        self.coef_ = _logit(d, xc).params
+        self.coef_ = logit(d, xc)
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         p = expit(self._design(x, fit=False) @ self.coef_)
         return np.column_stack([1 - p, p])
-
-
-def _logit(d: np.ndarray, xc: np.ndarray) -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # separation and convergence: handled by trimming
-        try:
-            return sm.Logit(d, xc).fit(disp=0, method="newton", maxiter=100)
-        except np.linalg.LinAlgError:
-            return sm.Logit(d, xc).fit(disp=0, method="bfgs", maxiter=2000)
 
 
 # ---------------------------------------------------------------------------
@@ -168,8 +158,7 @@ def _ipw(y: np.ndarray, d: np.ndarray, x: np.ndarray, trim: float) -> dict[str, 
             "the covariates are collinear, so the propensity model is not identified; "
             "drop a covariate or merge sparse categories"
         )
-    fit = _logit(d, xc)
-    p = expit(xc @ fit.params)
+    p = expit(xc @ logit(d, xc))
     pc = np.clip(p, trim, 1 - trim)
     free = pc == p
     w = pc / (1 - pc)

@@ -55,6 +55,7 @@ import pandas as pd
 from linearmodels import PanelOLS
 from scipy import sparse, stats
 
+from ..numerics import wild_cluster_pvalue
 from . import _sa
 from ._data import (
     EffectInputError,
@@ -94,9 +95,6 @@ def _periods(series: pd.Series, *, name: str, allow_missing: bool = False) -> np
     if not allow_missing and np.isnan(values).any():
         raise EffectInputError(f"column {name!r} has missing values")
     return np.round(values)
-
-
-WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
 
 
 def _demean_two_way(
@@ -146,38 +144,8 @@ def _wild_pretrend(
     beta = a @ (xw.T @ yt)
     if not np.allclose(beta, params, rtol=1e-5, atol=1e-7 * max(1.0, np.abs(params).max())):
         return math.nan
-    c = sparse.csr_array((np.ones(len(y)), (np.arange(len(y)), clusters)))
-    r = restriction
-    ra = r @ a
-
-    def wald(resid: np.ndarray, rb: np.ndarray) -> float:
-        scores = c.T @ (xw * resid[:, None])
-        t = scores @ ra.T
-        return float(rb @ np.linalg.pinv(t.T @ t) @ rb)
-
-    stat = wald(yt - xt @ beta, r @ beta)
-    art = a @ r.T
-    beta_r = beta - art @ np.linalg.solve(r @ art, r @ beta)
-    m = c.T @ (xw * (yt - xt @ beta_r)[:, None])  # G x k restricted scores
-    g = m.shape[0]
-    h = np.empty((g, xt.shape[1], xt.shape[1]))
-    order = np.argsort(clusters, kind="stable")
-    bounds = np.searchsorted(clusters[order], np.arange(g + 1))
-    for j in range(g):
-        rows = order[bounds[j] : bounds[j + 1]]
-        h[j] = xt[rows].T @ xw[rows]
-    rng = np.random.default_rng(seed)
-    exceed = 0
-    for start in range(0, reps, 100):
-        v = rng.choice(WEBB, size=(min(100, reps - start), g))
-        dev = (v @ m) @ a  # beta* - beta_r
-        sc = v[:, :, None] * m[None] - np.einsum("gkl,bl->bgk", h, dev)
-        t = sc @ ra.T
-        vr = np.einsum("bgq,bgr->bqr", t, t)
-        rb = dev @ r.T
-        stats_b = np.einsum("bq,bq->b", rb, (np.linalg.pinv(vr) @ rb[:, :, None])[:, :, 0])
-        exceed += int((stats_b >= stat).sum())
-    return (1 + exceed) / (reps + 1)
+    return wild_cluster_pvalue(yt, xt, restriction, clusters, weights=weights, reps=reps,
+                               seed=seed)
 
 
 def _permutation_cells(

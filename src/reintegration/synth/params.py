@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ConfigError, as_dict, list_cities, load_city, load_instruments, load_shared
+from ..months import index as month_index
 from ..paths import check_size, repo_root
 from .schema import CANONICAL_CODES, COVARIATES, MUNICIPAL
 
@@ -74,16 +75,6 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any] | None) -> dict[str, A
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-def month_index(text: str) -> int:
-    """Months since 1970-01 of ``YYYY-MM`` (numpy's datetime64[M] origin)."""
-    year, month = int(text[:4]), int(text[5:7])
-    return (year - 1970) * 12 + month - 1
-
-
-def month_text(index: int) -> str:
-    return f"{1970 + index // 12:04d}-{index % 12 + 1:02d}"
 
 
 def rin_block(city: str, syn: dict[str, Any]) -> int:

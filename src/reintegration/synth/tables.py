@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import bsn as bsnlib
+from ..months import text as month_text
 from .names import (
     ACUTE_ATC4,
     CHRONIC_ATC4,
@@ -27,7 +28,6 @@ from .names import (
     STREETS,
     SURNAMES,
 )
-from .params import month_text
 from .world import (
     PRE_MONTHS,
     B,
@@ -521,7 +521,7 @@ def municipal_tables(
 
     # duplicates from a system migration: clients on benefit in that month
     if d["duplicate_rate"] and d.get("duplicate_month"):
-        from .params import month_index
+        from ..months import index as month_index
 
         mm = month_index(str(d["duplicate_month"]))
         day0 = month_first_day(np.array([mm]))[0]

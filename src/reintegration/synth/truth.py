@@ -133,7 +133,7 @@ def compute_effects(w: World, *, case_manager_exported: bool) -> dict[str, Any]:
 
 
 def _rollout(w: World, Y: dict[str, np.ndarray]) -> dict[str, Any]:
-    from .params import month_index
+    from ..months import index as month_index
 
     p = w.p
     assert p.rollout is not None

@@ -341,7 +341,7 @@ def build_world(p: CityParams, streams: dict[str, np.random.Generator]) -> World
     ro_j = p.instruments.index(p.rollout["instrument"]) if p.rollout else None
     ro_start = np.full(len(p.syn["teams"]), np.iinfo(np.int64).max // 2, dtype=np.int64)
     if p.rollout:
-        from .params import month_index
+        from ..months import index as month_index
 
         for t, team in enumerate(p.syn["teams"]):
             if team in p.rollout["teams"]:

@@ -1,0 +1,347 @@
+r"""The case-manager instrument: as-if random allocation of clients to case
+managers within team x inflow-quarter cells.
+
+Phase 2 (:func:`fit_iv`): two-stage least squares of the outcome on
+starting the instrument, instrumented by the leave-out-cell propensity of the
+client's case manager (:func:`case_manager_propensity`), cells absorbed; the
+larger of the robust and the case-manager-clustered standard error is
+reported.
+
+Phase 1 (:func:`diagnose_iv`) judges the same prepared data
+(:meth:`CaseManagerIV.prepare`): identifier coverage, clients per case
+manager, cells with several case managers, the first-stage F
+(:func:`reintegration.numerics.first_stage`, clustered on case managers) and
+the balance of covariates across the propensity within cells. Its minimum
+detectable effect uses the variance of the 2SLS estimate under no effect
+(:func:`null_std_error`): with :math:`\tilde y, \tilde d, \tilde z` the
+outcome, treatment and instrument net of their cell means,
+
+.. math::
+
+    \widehat V_0 = \frac{\sum_g \big(\sum_{i \in g} \tilde z_i \tilde y_i\big)^2}
+                        {\big(\sum_i \tilde z_i \tilde d_i\big)^2},
+
+clustered on case managers :math:`g` (and the same sum per client for the
+robust variance), the larger of the two, as Phase 2 reports. The minimum
+detectable effect Phase 2's interval realises and the ratio of the two are
+reported beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import effects
+from ..effects import EffectResult
+from ..numerics import cluster_ols, demean, first_stage, joint_test, propensity_scores
+from .base import (
+    Check,
+    Design,
+    Diagnosis,
+    Inputs,
+    Model,
+    levels,
+    mde_check,
+    minimum_detectable_effect,
+    pct,
+    power_settings,
+    rounded,
+    size_checks,
+)
+
+#: the reason of a city without case-manager identifiers
+NO_IDENTIFIERS = "no case-manager identifiers"
+#: bands of the number of cohort clients per case manager (caseload table)
+CASELOAD_BANDS = ("1-9", "10-19", "20-29", "30-49", "50-99", "100 or more")
+
+
+def null_std_error(sample: pd.DataFrame, outcome: str) -> float:
+    """Standard error of the 2SLS estimate under no effect (see the module
+    text): the larger of the case-manager-clustered and the robust one."""
+    sample = sample.dropna(subset=[outcome, "_z", "_d"])
+    groups = sample["_cell"].to_numpy()
+    y, d, z = (demean(sample[c].to_numpy(dtype=float), groups) for c in (outcome, "_d", "_z"))
+    denom = float(z @ d)
+    if denom == 0:
+        return float("nan")
+    score = z * y
+    clustered = pd.Series(score).groupby(sample["case_manager"].to_numpy()).sum()
+    var = max(float((clustered ** 2).sum()), float((score ** 2).sum())) / denom ** 2
+    return math.sqrt(var)
+
+
+def case_manager_propensity(
+    data: pd.DataFrame, *, case_manager: str, treatment: str, cells: str | Sequence[str]
+) -> pd.Series:
+    r"""The leave-out-cell propensity of the client's case manager: how much
+    more often than their colleagues the case manager starts the treatment,
+    measured on their clients in *other* cells.
+
+    With :math:`\tilde D_k = D_k - \bar D_{c(k)}` the treatment minus its
+    mean in client :math:`k`'s cell (team and quarter), for client :math:`i`
+    of case manager :math:`m` in cell :math:`c`,
+
+    .. math::
+
+        Z_i = \frac{1}{|\{k: m(k) = m,\ c(k) \ne c\}|}
+              \sum_{k:\ m(k) = m,\ c(k) \ne c} \tilde D_k ,
+
+    missing when the case manager has no clients in other cells.
+
+    Why not the plain leave-one-out mean. With cell fixed effects in the
+    first stage, (a) subtracting the leave-one-out mean of the client's own
+    cell puts the client's own treatment back into the instrument (within a
+    cell the others' mean is lower for a treated client by
+    :math:`1/(n_c - 1)`), which inflates the first stage mechanically; and
+    (b) the leave-one-out mean of the case manager's other clients is lower for
+    a treated client than for an untreated client of the same case manager by
+    :math:`1/(n_m - 1)`; within a cell, where a case manager has several
+    clients, this biases the first stage towards a negative value when
+    caseloads are small (exclusion bias). Leaving out the whole cell removes
+    both: nothing of the client's cell enters any instrument of that cell. The
+    tests show that with case managers shuffled within cells the F statistic
+    then behaves like a null.
+    """
+    return effects.leave_out_cell_propensity(data, group=case_manager, treatment=treatment,
+                                             cells=cells)
+
+
+def iv_data(persons: pd.DataFrame, instrument: str, *,
+            cells: Sequence[str] = ("team", "inflow_quarter")) -> pd.DataFrame:
+    """Clients with a case manager, the treatment ``_d`` (started the
+    instrument), the cell ``_cell`` (team x inflow quarter) and the
+    propensity ``_z`` of their case manager measured on their clients in
+    other cells (:func:`reintegration.effects.leave_out_cell_propensity`;
+    the same instrument as the feasibility step's first stage). The plain
+    leave-one-out mean is not used: with the cells absorbed it carries the
+    client's own treatment into the first stage."""
+    df = persons[persons["case_manager"].notna()].copy()
+    df["_d"] = (df["instrument"] == instrument).astype(float)
+    df["_cell"] = df[list(cells)].astype(str).agg("|".join, axis=1)
+    df["_z"] = case_manager_propensity(df, case_manager="case_manager", treatment="_d",
+                                      cells="_cell")
+    return df
+
+
+def caseload_frame(base: pd.DataFrame) -> pd.DataFrame:
+    """One row per case manager: the number of cohort clients (for the
+    caseload table; case managers are pseudonymised and not shown)."""
+    counts = base.groupby("case_manager", sort=True).size()
+    bands = pd.cut(counts, [0, 9, 19, 29, 49, 99, np.inf], labels=list(CASELOAD_BANDS))
+    return pd.DataFrame({"clients": counts.to_numpy(),
+                         "clients per case manager": bands.astype(str).to_numpy()})
+
+
+def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> EffectResult:
+    """2SLS with the larger of the robust and the case-manager-clustered
+    standard error (the estimator's advice with few or unequal clusters)."""
+    kw = dict(outcome=outcome, treatment="_d", instrument="_z", absorb="_cell")
+    clustered = effects.instrumental_variable(data, cluster="case_manager", **kw)
+    robust = effects.instrumental_variable(data, **kw)
+    use = clustered if clustered.std_error >= robust.std_error else robust
+    diag = dict(clustered.diagnostics)
+    sample = data.dropna(subset=[outcome, "_z", "_d"])
+    diag.update({"std_error_clustered": clustered.std_error,
+                 "std_error_robust": robust.std_error,
+                 "std_error_reported": use.cov_type,
+                 "n_treated": int(sample["_d"].sum()),
+                 "n_control": int(len(sample) - sample["_d"].sum())})
+    return dataclasses.replace(clustered, std_error=use.std_error, diagnostics=diag)
+
+
+def first_stage_model(frame: pd.DataFrame) -> Model:
+    """The first stage as a linearmodels fit for the output register: the
+    treatment on the leave-one-out propensity, both demeaned within cells
+    (the cell effects absorbed), clustered on case managers. Its coefficient
+    over its standard error, squared, is :func:`first_stage`'s F."""
+    from linearmodels.iv import IV2SLS
+
+    sample = frame[frame[["_d", "_z", "_cell", "case_manager"]].notna().all(axis=1)]
+    groups = sample["_cell"].to_numpy()
+    dep = pd.Series(demean(sample["_d"].to_numpy(dtype=float), groups), name="starts")
+    exog = pd.DataFrame({"loo_propensity": demean(sample["_z"].to_numpy(dtype=float),
+                                                   groups)})
+    clusters = pd.factorize(sample["case_manager"].astype(str))[0]
+    res = IV2SLS(dep, exog, None, None).fit(cov_type="clustered", clusters=clusters,
+                                             debiased=False)
+    started = np.where(sample["_d"].to_numpy() > 0, "started", "did not start")
+    return Model(res, pd.DataFrame({"instrument started": started}), ["loo_propensity"],
+                 "First stage: starting the instrument on the case manager's leave-one-out "
+                 "propensity (cell effects absorbed, clustered on case managers)")
+
+
+def diagnose_iv(persons: pd.DataFrame, data: pd.DataFrame | None, instrument: str,
+                covariates: Sequence[str], outcome: str, settings: dict[str, Any],
+                effects_settings: dict[str, Any], threshold: int) -> Diagnosis:
+    """Phase 1's checks of the case-manager IV for one instrument, on the
+    data Phase 2 estimates on (``data``: :meth:`CaseManagerIV.prepare`, None
+    without case-manager identifiers)."""
+    base = data
+    cfg = settings["theoretical"]["case_manager_iv"]
+    pcfg = settings["practical"]
+    cells = list(effects_settings["case_manager_iv"]["cells"])
+    diag = Diagnosis()
+    theo, prac = diag.theoretical, diag.practical
+    ev_t, ev_p = diag.evidence_theoretical, diag.evidence_practical
+    ev_p["outcome"] = outcome
+    ev_t.update({"cells": cells,
+                            "instrument_definition": "leave-out-cell propensity: share of the "
+                            "case manager's clients in other cells starting the instrument, each "
+                            "net of their cell's share"})
+    n_all = len(persons)
+    n_with = 0 if base is None else len(base)
+    coverage = n_with / n_all if n_all else 0.0
+    ev_t["identifier_coverage"] = round(coverage, 4)
+    lim_cov = float(cfg["min_identifier_coverage"])
+    if n_with == 0:
+        theo.append(Check("identifiers", "fail",
+                          f"{NO_IDENTIFIERS}: the city's delivery has no case manager per "
+                          "client, so the instrument cannot be formed", 0.0, lim_cov))
+        for name in ("clients_per_case_manager", "multi_manager_cells", "first_stage_f",
+                     "balance"):
+            theo.append(Check(name, "not_assessed", NO_IDENTIFIERS))
+        prac.append(Check("sample", "not_assessed", NO_IDENTIFIERS))
+        prac.append(Check("mde", "not_assessed", NO_IDENTIFIERS))
+        return diag
+    if coverage < lim_cov:
+        theo.append(Check("identifiers", "fail",
+                          f"case-manager identifiers for only {pct(coverage)} of the cohort "
+                          f"(at least {pct(lim_cov, 0)} needed)", round(coverage, 4), lim_cov))
+    else:
+        theo.append(Check("identifiers", "pass",
+                          f"case-manager identifiers for {pct(coverage)} of the cohort",
+                          round(coverage, 4), lim_cov))
+    diag.frames["caseload"] = caseload_frame(base)
+    caseload = base.groupby("case_manager").size()
+    median = float(caseload.median())
+    lim = cfg["clients_per_case_manager"]
+    verdict = levels(median, no_go=lim["no_go"], conditional=lim["conditional"])
+    text = {
+        "pass": f"median {median:g} cohort clients per case manager (at least "
+                f"{lim['conditional']})",
+        "conditional": f"median {median:g} cohort clients per case manager (fewer than "
+                       f"{lim['conditional']}): case-manager propensities are noisy; check "
+                       "the estimate with a split-sample instrument",
+        "fail": f"median {median:g} cohort clients per case manager, fewer than "
+                f"{lim['no_go']}: a case manager's propensity would be mostly noise",
+    }[verdict]
+    theo.append(Check("clients_per_case_manager", verdict, text, median, lim))
+    ev_t.update({"case_managers": int(len(caseload)), "median_clients_per_case_manager": median,
+                 "mean_clients_per_case_manager": round(float(caseload.mean()), 2)})
+    per_cell = base.groupby("_cell")["case_manager"].transform("nunique")
+    share_multi = float((per_cell >= 2).mean())
+    lim_multi = float(cfg["min_share_multi_manager_cells"])
+    theo.append(Check(
+        "multi_manager_cells", "pass" if share_multi >= lim_multi else "fail",
+        f"{pct(share_multi)} of clients are in cells ({' x '.join(cells)}) with two or "
+        f"more case managers (at least {pct(lim_multi, 0)})"
+        + ("" if share_multi >= lim_multi else ": too little variation within cells"),
+        round(share_multi, 4), lim_multi))
+    ev_t["share_in_multi_manager_cells"] = round(share_multi, 4)
+
+    frame = base
+    fs = first_stage(frame, treatment="_d", instrument="_z", absorb="_cell",
+                     cluster="case_manager")
+    lim_f = float(cfg["min_first_stage_f"])
+    ev_t["first_stage"] = fs.as_dict()
+    if not math.isfinite(fs.f_stat) or fs.f_stat < lim_f:
+        theo.append(Check("first_stage_f", "fail",
+                          f"first-stage F {_fmt_f(fs.f_stat)} below {lim_f:g}: the case "
+                          "manager's propensity hardly predicts who starts the instrument "
+                          "(weak instrument)", rounded(fs.f_stat, 3), lim_f))
+    else:
+        theo.append(Check("first_stage_f", "pass",
+                          f"first-stage F {_fmt_f(fs.f_stat)} (at least {lim_f:g})",
+                          rounded(fs.f_stat, 3), lim_f))
+    diag.models[f"first_stage_{instrument}"] = first_stage_model(frame)
+    # balance: do the covariates predict the propensity within cells?
+    sample = frame[frame["_z"].notna()]
+    groups = sample["_cell"].to_numpy()
+    xcols = [c for c in covariates if sample[c].std(ddof=0) > 0]
+    xt = pd.DataFrame(demean(sample[xcols].to_numpy(dtype=float), groups), columns=xcols)
+    xt = xt.loc[:, xt.std(ddof=0) > 1e-12]
+    zt = demean(sample["_z"].to_numpy(dtype=float), groups)
+    lim_b = float(cfg["balance_pvalue"])
+    if xt.shape[1] and len(zt) > xt.shape[1] + 1:
+        res = cluster_ols(zt, xt, sample["case_manager"].astype(str).to_numpy())
+        fbal, pbal = joint_test(res, list(xt.columns))
+        ok = pbal >= lim_b
+        theo.append(Check(
+            "balance", "pass" if ok else "conditional",
+            f"covariates at inflow do not predict the propensity within cells (joint test "
+            f"p = {pbal:.3f}, at least {lim_b:g})" if ok else
+            f"covariates at inflow predict the propensity within cells (joint test p = "
+            f"{pbal:.3f} < {lim_b:g}): allocation may not be as good as random; control for "
+            "the covariates and show the estimate is stable",
+            round(pbal, 4), lim_b))
+        ev_t["balance"] = {"f_stat": round(fbal, 3), "pvalue": round(pbal, 4),
+                           "covariates": int(xt.shape[1])}
+    else:
+        theo.append(Check("balance", "not_assessed", "no covariates vary within cells"))
+    # practical: sample and power
+    n = fs.nobs
+    n1 = int(sample["_d"].sum())
+    prac += size_checks(n1, n - n1, pcfg, threshold)
+    se = null_std_error(sample, outcome)
+    prac.append(mde_check(se, pcfg, "two-stage least squares on the case-manager propensity, "
+                          "variance under no effect, the larger of robust and clustered on "
+                          "case managers"))
+    mde = minimum_detectable_effect(se, **power_settings(pcfg))
+    try:
+        realised = minimum_detectable_effect(fit_iv(data, outcome, effects_settings).std_error,
+                                             **power_settings(pcfg))
+    except (ValueError, np.linalg.LinAlgError):
+        realised = float("nan")
+    ev_p.update({"n": n, "n_treated": n1, "mde_se": rounded(se, 5), "mde": rounded(mde, 4),
+                 "mde_realised": rounded(realised, 4),
+                 "mde_ratio": rounded(mde / realised, 3) if realised > 0 else None})
+    # balance index for display: take-up predicted from covariates, by propensity tercile
+    index = propensity_scores(sample, "_d", list(xt.columns))
+    terciles = pd.qcut(sample["_z"].rank(method="first"), 3, labels=["low", "middle", "high"])
+    diag.frames["iv_balance"] = pd.DataFrame({"instrument": instrument,
+                        "propensity tercile": terciles.astype(str).to_numpy(),
+                        "predicted take-up": index})
+    return diag
+
+
+def _fmt_f(f: float) -> str:
+    return "undefined" if not math.isfinite(f) else f"{f:.1f}"
+
+
+class CaseManagerIV(Design):
+    name = "case_manager_iv"
+    label = "Case-manager instrumental variable"
+    short = "case-manager IV"
+
+    def prepare(self, inputs: Inputs, instrument: str) -> pd.DataFrame | None:
+        persons = inputs.persons
+        if "case_manager" not in persons or persons["case_manager"].isna().all():
+            return None
+        cells = list(inputs.effects["case_manager_iv"]["cells"])
+        missing = [c for c in cells if c not in persons.columns]
+        if missing:
+            raise ValueError(f"case_manager_iv.cells {missing} are not columns of "
+                             "persons.parquet")
+        return iv_data(persons, instrument, cells=cells).reset_index(drop=True)
+
+    def diagnose(self, inputs: Inputs, instrument: str | None, *, outcome: str,
+                 threshold: int) -> Diagnosis:
+        covariates = [c for c in inputs.feasibility["covariates"] if c in inputs.persons]
+        data = self.prepare(inputs, str(instrument))
+        return diagnose_iv(inputs.persons, data, str(instrument), covariates, outcome,
+                           inputs.feasibility, inputs.effects, threshold)
+
+    def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any]
+                 ) -> EffectResult:
+        return fit_iv(data, outcome, settings)
+
+    def counts(self, data: pd.DataFrame, outcome: str) -> tuple[int, int, int | None]:
+        sample = data[data[outcome].notna()]
+        n1 = int(sample["_d"].sum())
+        return n1, len(sample) - n1, int(sample["case_manager"].nunique())

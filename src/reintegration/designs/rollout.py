@@ -1,0 +1,414 @@
+r"""The staggered roll-out: teams that introduced an instrument at different
+times, an event study of the availability effect.
+
+Phase 2 (:func:`fit_rollout`): clients grouped by team and inflow quarter; a
+team's clients whose inflow falls before its roll-out against those after,
+with teams that did not (yet) roll out as controls: the intention-to-treat
+effect of the instrument's availability, Sun and Abraham's
+interaction-weighted estimator on the team x quarter cell means, with
+p-values and intervals from a randomisation test over re-assignments of the
+roll-out dates across teams (:func:`reintegration.effects.event_study`).
+Event time is counted from the first inflow quarter a roll-out can reach
+(``reach_months`` of config/effects.yml).
+
+Phase 1 (:func:`diagnose_rollout`) runs the same estimator on the same
+prepared data (:meth:`Rollout.prepare`):
+
+* take-up: the event study with "started the instrument" as outcome; its
+  post-period estimate :math:`\delta` is the rise in take-up the roll-out
+  brought, tested with the same randomisation test;
+* pre-trend: the randomisation test of the pre-period coefficients of the
+  event study of Phase 1's outcome (the test Phase 2 reports);
+* minimum detectable effect, per starter: :math:`SE_R / \delta`, with
+  :math:`SE_R` the standard deviation of the estimate over the re-assigned
+  roll-out dates (the randomisation distribution that Phase 2's interval
+  comes from), times :math:`z_{1-\alpha/2} + z_{power}`. The minimum
+  detectable effect that Phase 2's interval realises (half its width over
+  1.96, same multiplier, same :math:`\delta`) is reported beside it, and
+  their ratio.
+
+The estimate of the outcome's event study is neither kept nor shown in
+Phase 1: only its randomisation distribution and interval width are used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .. import effects, months
+from ..effects import EventStudyResult
+from ..effects.randomization import design_power
+from ..numerics import cluster_ols, dummies
+from .base import (
+    Check,
+    Design,
+    Diagnosis,
+    Inputs,
+    Model,
+    levels,
+    mde_multiplier,
+    mde_verdict,
+    power_settings,
+    pp,
+    rounded,
+    size_checks,
+)
+
+#: the reason of a city without a team-by-team roll-out
+NO_ROLLOUT = "no team-by-team roll-out"
+#: the take-up column the event study of take-up uses
+STARTED = "_started"
+
+
+def rollout_schedule(city: dict[str, Any]) -> dict[str, int]:
+    """Team -> month index of its roll-out (``rollout.teams`` of the city's
+    configuration, :mod:`reintegration.months`); empty without a roll-out."""
+    teams = ((city.get("rollout") or {}).get("teams")) or {}
+    return {str(team): months.index(month) for team, month in teams.items()}
+
+
+def rollout_data(persons: pd.DataFrame, schedule: dict[str, int], *,
+                 period: str = "quarter", reach_months: int = 0) -> pd.DataFrame:
+    """Clients with their team, inflow period (``_period``), the first
+    inflow period the team's roll-out can reach (``_start``, missing for
+    teams without a roll-out) and whether their inflow period is reached
+    (``exposed``). Periods are months or quarters since 1970-01 (:mod:`reintegration.months`).
+
+    A client who flowed in shortly before the roll-out is still on bijstand
+    when it happens and can start the instrument afterwards: a roll-out in
+    month :math:`R` reaches every inflow month from :math:`R - m` on, with
+    :math:`m` = ``reach_months`` the longest wait between inflow and an
+    instrument start. Counting event time from the first reached inflow
+    period keeps the partly exposed cohorts out of the pre-period, where they
+    would show up as a pre-trend and shift the reference period."""
+    if period not in ("month", "quarter"):
+        raise ValueError(f"period must be month or quarter, not {period!r}")
+    if reach_months < 0:
+        raise ValueError(f"reach_months must be zero or positive, not {reach_months}")
+    df = persons[persons["team"].notna()].copy()
+    step = 3 if period == "quarter" else 1
+    inflow = months.indices(df["inflow_month"])
+    df["_period"] = inflow // step
+    start = df["team"].astype(str).map(schedule).astype(float) - reach_months
+    df["_start"] = np.floor(start / step)
+    df["exposed"] = (df["_period"] >= df["_start"]).fillna(False).astype(int)
+    df["_event_time"] = df["_period"] - df["_start"]
+    return df
+
+
+def rollout_settings_data(persons: pd.DataFrame, schedule: dict[str, int],
+                          settings: dict[str, Any]) -> pd.DataFrame:
+    """:func:`rollout_data` with the period and reach of ``config/effects.yml``."""
+    cfg = settings["rollout_did"]
+    return rollout_data(persons, schedule, period=cfg["period"],
+                        reach_months=int(cfg["reach_months"]))
+
+
+def placebo_rollouts(persons: pd.DataFrame, schedule: dict[str, int], settings: dict[str, Any],
+                     *, draws: int = 40, outcomes: Sequence[str] | None = None,
+                     permutations: int | None = None, seed: int = 1) -> pd.DataFrame:
+    """Placebo check of the roll-out event study: the city's roll-out dates
+    given to randomly chosen teams, ``draws`` times, each fitted like the real
+    roll-out (:func:`fit_rollout`, with ``permutations`` assignments in its
+    randomisation test when given). On outcomes without a roll-out effect
+    (the untreated potential outcomes, :func:`untreated_rollout_outcomes`) a
+    well-sized design rejects a zero effect and the pre-trend in about 5% of
+    the draws.
+
+    Returns one row per draw and outcome: ``draw``, ``outcome``,
+    ``estimate``, ``std_error`` (cluster-robust), ``t``, ``pvalue`` and
+    ``pretrend_pvalue`` (randomisation test) and ``pretrend_pvalue_f`` (the
+    cluster-robust Wald test against F); draws the estimator cannot fit are
+    left out."""
+    teams = sorted(str(t) for t in persons["team"].dropna().unique())
+    dates = list(schedule.values())
+    if not dates or len(dates) > len(teams):
+        raise ValueError("a placebo needs a roll-out schedule with no more teams than the data")
+    outcomes = list(outcomes or settings["outcomes"])
+    if permutations is not None:
+        settings = {**settings, "rollout_did": {**settings["rollout_did"],
+                                                "permutations": int(permutations)}}
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(draws):
+        chosen = rng.choice(teams, size=len(dates), replace=False)
+        fake = dict(zip(chosen, rng.permutation(dates), strict=True))
+        data = rollout_settings_data(persons, fake, settings).reset_index(drop=True)
+        for outcome in outcomes:
+            try:
+                res = fit_rollout(data, outcome, settings)
+            except ValueError:
+                continue
+            rows.append({"draw": k, "outcome": outcome, "estimate": res.estimate,
+                         "std_error": res.std_error, "t": res.estimate / res.std_error,
+                         "pvalue": res.pvalue, "pretrend_pvalue": res.pretrend_pvalue,
+                         "pretrend_pvalue_f": res.pretrend.get("pvalue_f", math.nan)})
+    return pd.DataFrame(rows, columns=["draw", "outcome", "estimate", "std_error", "t", "pvalue",
+                                       "pretrend_pvalue", "pretrend_pvalue_f"])
+
+
+def untreated_rollout_outcomes(po: pd.DataFrame) -> pd.DataFrame:
+    """Team, inflow month and the employment outcomes every client would have
+    had without any roll-out (``employed_rollout_off_<h>`` of the truth
+    files), under the outcome names of the panel: data in which the true
+    roll-out effect is zero by construction, for :func:`placebo_rollouts`."""
+    out = po[["team", "inflow_month"]].copy()
+    out["inflow_month"] = out["inflow_month"].astype(str)
+    for col in po.columns:
+        if col.startswith("employed_rollout_off_"):
+            out[f"employed_{col.rsplit('_', 1)[1]}"] = po[col]
+    return out
+
+
+def placebo_check(po: pd.DataFrame, city: dict[str, Any], settings: dict[str, Any],
+                  size: str) -> pd.DataFrame | None:
+    """:func:`placebo_rollouts` on the untreated potential outcomes, with the
+    draws, assignments and seed of ``rollout_did.placebo`` in
+    ``config/effects.yml`` for data size ``size``; None for a city without a
+    roll-out."""
+    schedule = rollout_schedule(city)
+    if not schedule:
+        return None
+    cfg = settings["rollout_did"]["placebo"]
+    draws = cfg["draws"]
+    n = int(draws[size] if isinstance(draws, dict) else draws)
+    data = untreated_rollout_outcomes(po)
+    outcomes = [o for o in settings["outcomes"] if o in data.columns]
+    return placebo_rollouts(data, schedule, settings, draws=n, outcomes=outcomes,
+                            permutations=int(cfg["permutations"]), seed=int(cfg["seed"]))
+
+
+def placebo_summary(placebo: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
+    """Per outcome: draws, and the share of draws in which the cluster-robust
+    interval and the randomisation test reject a zero effect, and the
+    cluster-robust and randomisation pre-trend tests reject, at ``level``;
+    with the spread of the estimates over their mean standard error."""
+    z = float(stats.norm.isf(level / 2))
+    rows = []
+    for outcome, g in placebo.groupby("outcome", sort=False):
+        rows.append({
+            "outcome": outcome,
+            "draws": len(g),
+            "effect_rejected_clustered": float((g["t"].abs() > z).mean()),
+            "effect_rejected_randomization": float((g["pvalue"] <= level).mean()),
+            "pretrend_rejected_clustered": float((g["pretrend_pvalue_f"] < level).mean()),
+            "pretrend_rejected_randomization": float((g["pretrend_pvalue"] <= level).mean()),
+            "sd_estimate_over_mean_se": float(g["estimate"].std() / g["std_error"].mean()),
+        })
+    return pd.DataFrame(rows).set_index("outcome")
+
+
+def fit_rollout(data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> EventStudyResult:
+    cfg = settings["rollout_did"]
+    res = effects.event_study(
+        data, outcome=outcome, entity="team", time="_period", treatment_start="_start",
+        leads=int(cfg["leads"]), lags=int(cfg["lags"]), reference=int(cfg["reference"]),
+        baseline=cfg.get("baseline", "reference"), collapse=True, wild_bootstrap=0,
+        permutations=int(cfg["permutations"]), seed=int(cfg["seed"]))
+    exposed = int(data.loc[data[outcome].notna(), "exposed"].sum())
+    res.diagnostics["n_treated"] = exposed
+    res.diagnostics["n_control"] = int(data[outcome].notna().sum()) - exposed
+    return res
+
+
+def _takeup_model(data: pd.DataFrame) -> Model:
+    """Take-up on exposure with team and period effects, clustered on teams:
+    the descriptive model registered beside the take-up check."""
+    x = pd.concat([data[["exposed"]].astype(float).reset_index(drop=True),
+                   dummies(pd.factorize(data["team"], sort=True)[0], "team_"),
+                   dummies(data["_period"].to_numpy(dtype=int), "period_")], axis=1)
+    x["const"] = 1.0
+    res = cluster_ols(data[STARTED].to_numpy(dtype=float), x,
+                      pd.factorize(data["team"], sort=True)[0])
+    return Model(res, data[["group"]].reset_index(drop=True), ["exposed"],
+                 "Take-up of the rolled-out instrument on being reached by the roll-out "
+                 "(team and inflow-period effects)")
+
+
+def _no_rollout(reason: str, outcome: str, names: Sequence[str]) -> Diagnosis:
+    diag = Diagnosis(evidence_practical={"outcome": outcome})
+    diag.theoretical += [Check(n, "not_assessed", reason) for n in names]
+    diag.practical += [Check("sample", "not_assessed", reason),
+                       Check("mde", "not_assessed", reason)]
+    return diag
+
+
+def diagnose_rollout(inputs: Inputs, instrument: str | None, *, outcome: str,
+                     threshold: int) -> Diagnosis:
+    """Phase 1's checks of the roll-out design (see the module text)."""
+    cfg = inputs.feasibility["theoretical"]["rollout_did"]
+    pcfg = inputs.feasibility["practical"]
+    city, persons = inputs.city, inputs.persons
+    if instrument is None or not city.get("rollout"):
+        diag = _no_rollout(NO_ROLLOUT, outcome, ("teams_per_side", "pre_period",
+                                                 "post_period", "takeup", "pretrend"))
+        diag.theoretical.insert(0, Check("rollout_present", "fail",
+                                         f"{NO_ROLLOUT} of any instrument in the city's "
+                                         "configuration"))
+        return diag
+    schedule = rollout_schedule(city)
+    study = city["study"]
+    first_m, last_m = months.index(study["inflow_from"]), months.index(study["inflow_to"])
+    teams_in_data = set(persons["team"].dropna().astype(str))
+    treated = sorted(t for t, m in schedule.items() if t in teams_in_data and m <= last_m)
+    comparison = sorted(t for t in teams_in_data if t not in treated)
+    lim = cfg["teams_per_side"]
+    verdict = levels(min(len(treated), len(comparison)), no_go=lim["no_go"],
+                     conditional=lim["conditional"])
+    text = f"{len(treated)} teams rolled out and {len(comparison)} did not" + {
+        "pass": f" (at least {lim['conditional']} on each side)",
+        "conditional": f" (fewer than {lim['conditional']} on a side): inference from the "
+                       "randomisation test over roll-out dates, not from clustered errors",
+        "fail": f": fewer than {lim['no_go']} teams on a side",
+    }[verdict]
+    diag = Diagnosis(evidence_practical={"outcome": outcome})
+    theo = diag.theoretical
+    ev_t = diag.evidence_theoretical
+    theo.append(Check("rollout_present", "pass",
+                      f"roll-out of this instrument in {len(schedule)} teams (configuration)"))
+    theo.append(Check("teams_per_side", verdict, text,
+                      {"rolled_out": len(treated), "not_rolled_out": len(comparison)}, lim))
+    ev_t.update({"teams_rolled_out": treated, "teams_not_rolled_out": comparison,
+                 "rollout_months": {t: months.text(schedule[t]) for t in treated}})
+    if not treated:
+        out = _no_rollout("no team rolled out during the study", outcome,
+                          ("pre_period", "post_period", "takeup", "pretrend"))
+        theo += out.theoretical
+        diag.practical += out.practical[1:]
+        return diag
+    pre = min(schedule[t] for t in treated) - first_m
+    post = last_m - max(schedule[t] for t in treated) + 1
+    for name, span, key, what in (("pre_period", pre, "min_pre_months", "before the first"),
+                                  ("post_period", post, "min_post_months", "from the last")):
+        need = int(cfg[key])
+        theo.append(Check(name, "pass" if span >= need else "fail",
+                          f"{span} months of inflow {what} roll-out (at least {need})",
+                          span, need))
+    ev_t.update({"pre_months": pre, "post_months": post})
+    data = Rollout().prepare(inputs, instrument)
+    _design_checks(diag, data, outcome, inputs.effects, cfg, pcfg, threshold)
+    return diag
+
+
+def _design_checks(diag: Diagnosis, data: pd.DataFrame, outcome: str,
+                   effects_settings: dict[str, Any], cfg: dict[str, Any],
+                   pcfg: dict[str, Any], threshold: int) -> None:
+    """Take-up, pre-trend and power from the event study Phase 2 runs."""
+    theo, prac = diag.theoretical, diag.practical
+    ev_t, ev_p = diag.evidence_theoretical, diag.evidence_practical
+    diag.frames["rollout"] = data[["group", "exposed", STARTED]].rename(
+        columns={STARTED: "treated"})
+    diag.models["rollout_takeup_model"] = _takeup_model(data)
+    lim_p = float(cfg["takeup_pvalue"])
+    try:
+        takeup = fit_rollout(data, STARTED, effects_settings)
+    except ValueError as exc:
+        theo.append(Check("takeup", "fail", f"the take-up event study cannot be fitted: {exc}"))
+        theo.append(Check("pretrend", "not_assessed", "no event study"))
+        prac.append(Check("mde", "not_assessed", "no event study"))
+        return
+    delta, p_tu = float(takeup.estimate), float(takeup.pvalue)
+    ok = delta > 0 and p_tu < lim_p
+    theo.append(Check(
+        "takeup", "pass" if ok else "fail",
+        f"take-up rises by {pp(delta)} with the roll-out (randomisation test over roll-out "
+        f"dates, p = {p_tu:.3f})" if ok else
+        f"the roll-out does not raise take-up clearly ({pp(delta)}, randomisation test "
+        f"p = {p_tu:.3f}): an availability effect would say nothing about the instrument",
+        round(delta, 4), lim_p))
+    ev_t["takeup_increase"] = {"estimate": round(delta, 4), "pvalue": round(p_tu, 4)}
+    lim_pt = float(cfg["pretrend_pvalue"])
+    try:
+        res = fit_rollout(data, outcome, effects_settings)
+    except ValueError as exc:
+        theo.append(Check("pretrend", "fail", f"the outcome's event study cannot be fitted: "
+                          f"{exc}", None, lim_pt))
+        prac.append(Check("mde", "not_assessed", "no event study"))
+        return
+    p_pt = float(res.pretrend_pvalue)
+    if not math.isfinite(p_pt):
+        theo.append(Check("pretrend", "fail", "too few cohorts before the roll-outs to test "
+                          "pre-trends", None, lim_pt))
+    else:
+        ok = p_pt >= lim_pt
+        theo.append(Check(
+            "pretrend", "pass" if ok else "fail",
+            f"no pre-trend: before the roll-out the outcome of reached teams moved with the "
+            f"others (randomisation test of the pre-period event times, p = {p_pt:.3f})"
+            if ok else
+            f"pre-trend: before the roll-out the outcome of reached teams drifted from the "
+            f"others (randomisation test p = {p_pt:.3f} < {lim_pt:g}): parallel trends are "
+            "doubtful", round(p_pt, 4), lim_pt))
+        ev_t["pretrend"] = {"pvalue": round(p_pt, 4), "test": "randomisation",
+                            "assignments": int(res.randomization.n_assignments)}
+    sample = data[data[outcome].notna()]
+    n_exp = int(sample["exposed"].sum())
+    prac += size_checks(n_exp, len(sample) - n_exp, pcfg, threshold,
+                        ("group reached by the roll-out", "group not reached"))
+    ev_p.update({"n_exposed": n_exp, "n_not_exposed": len(sample) - n_exp})
+    ev_p.update(_power(res, delta, pcfg, int(cfg["power_draws"])))
+    prac.append(mde_verdict(
+        ev_p["mde"] if ev_p["mde"] is not None else math.nan, pcfg,
+        "randomisation test over re-assigned roll-out dates, per starter"))
+
+
+def _power(res: EventStudyResult, delta: float, pcfg: dict[str, Any], draws: int
+           ) -> dict[str, Any]:
+    """Phase 1's minimum detectable effect per starter from the design's
+    randomisation test (:func:`reintegration.effects.randomization.design_power`),
+    the range of the interval half-widths the design can give, and what the
+    actual interval realises, all divided by the take-up increase."""
+    power = power_settings(pcfg)
+    dp = design_power(res.randomization, alpha=power["alpha"], power=power["power"],
+                      draws=draws, seed=0)
+    scale = 1 / delta if delta > 0 else math.nan
+    z = float(stats.norm.isf(power["alpha"] / 2))
+    to_mde = mde_multiplier(**power) / z * scale       # half-width -> MDE per starter
+    mde = dp.mde * scale
+    realised = (res.conf_int()[1] - res.conf_int()[0]) / 2 * to_mde
+    band = [dp.halfwidth[0] * to_mde, dp.halfwidth[2] * to_mde]
+    return {"mde": rounded(mde, 4), "mde_itt": rounded(dp.mde, 5),
+            "mde_realised": rounded(realised, 4),
+            "mde_ratio": rounded(mde / realised, 3) if realised > 0 else None,
+            "mde_realised_band": [rounded(b, 4) for b in band],
+            "realised_in_band": bool(band[0] <= realised <= band[1]),
+            "null_sd_itt": rounded(dp.null_sd, 5), "power_draws": dp.draws}
+
+
+class Rollout(Design):
+    name = "rollout_did"
+    label = "Staggered roll-out (difference in differences)"
+    short = "roll-out"
+    placeholder_instrument = None
+
+    def instruments(self, city: dict[str, Any], instruments: Sequence[str]) -> list[str | None]:
+        rollout = city.get("rollout")
+        return [rollout["instrument"] if rollout else None]
+
+    def prepare(self, inputs: Inputs, instrument: str) -> pd.DataFrame:
+        data = rollout_settings_data(inputs.persons, rollout_schedule(inputs.city),
+                                     inputs.effects).reset_index(drop=True)
+        data[STARTED] = (data["instrument"] == instrument).astype(float)
+        data["group"] = np.where(data["_start"].isna(), "team did not roll out",
+                                 np.where(data["exposed"] == 1, "reached by the roll-out",
+                                          "before the roll-out"))
+        return data
+
+    def diagnose(self, inputs: Inputs, instrument: str | None, *, outcome: str,
+                 threshold: int) -> Diagnosis:
+        return diagnose_rollout(inputs, instrument, outcome=outcome, threshold=threshold)
+
+    def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any]
+                 ) -> EventStudyResult:
+        return fit_rollout(data, outcome, settings)
+
+    def counts(self, data: pd.DataFrame, outcome: str) -> tuple[int, int, int | None]:
+        sample = data[data[outcome].notna()]
+        n1 = int(sample["exposed"].sum())
+        return n1, len(sample) - n1, int(sample["team"].nunique())

@@ -1,0 +1,267 @@
+r"""Selection on observables: Sianesi's dynamic comparison of starters with
+persons not (yet) starting, on characteristics at inflow and CBS history.
+
+Phase 2 (:func:`fit_selection`) compares, for each elapsed month :math:`u`
+of the benefit spell, persons who start the instrument at :math:`u` with
+persons still on bijstand through month :math:`u - 1` who have started
+neither it nor another instrument before :math:`u`; the risk sets are stacked
+and pooled with bands of :math:`u` as strata (cross-fitted AIPW by default),
+standard errors clustered on the person (Sianesi 2004).
+
+Phase 1 (:func:`diagnose_overlap`) judges overlap of the propensity score of
+starting the instrument against starting none, and carries the standing
+condition that unconfoundedness cannot be tested. Its minimum detectable
+effect is that of a difference in means between the treated and the
+odds-weighted comparison group (effective number of controls
+:math:`(\sum w)^2 / \sum w^2`): an approximation of the variance of the
+stacked comparison, whose realised ratio to Phase 2's interval is reported
+per sub-study.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import effects
+from ..effects import EffectResult
+from ..numerics import propensity_scores
+from .base import (
+    Check,
+    Design,
+    Diagnosis,
+    Inputs,
+    levels,
+    mde_check,
+    minimum_detectable_effect,
+    pct,
+    power_settings,
+    rounded,
+    share_text,
+    size_checks,
+)
+
+KEY = ["RINPERSOONS", "RINPERSOON"]
+#: the comparison of Phase 1's overlap check
+NO_INSTRUMENT = "none"
+
+
+def se_difference(sd: float, n_treated: float, n_control: float) -> float:
+    r"""Standard error of a difference in means of two independent groups
+    with common standard deviation :math:`\sigma`:
+    :math:`\sigma\sqrt{1/n_1 + 1/n_0}` (NaN when a group is empty)."""
+    if n_treated <= 0 or n_control <= 0:
+        return float("nan")
+    return float(sd) * math.sqrt(1.0 / n_treated + 1.0 / n_control)
+
+
+def binary_sd(p: float) -> float:
+    r""":math:`\sqrt{p(1-p)}`, the standard deviation of a 0/1 outcome with mean p."""
+    return math.sqrt(max(p * (1 - p), 0.0))
+
+
+def benefit_exit(person_months: pd.DataFrame) -> pd.DataFrame:
+    """Per person, the first month k >= 0 after inflow without bijstand
+    (``exit_month``; missing when on bijstand through month 24)."""
+    pm = person_months[person_months["month"] >= 0]
+    off = pm[pm["on_benefit"] == 0]
+    first = off.groupby(KEY, observed=True)["month"].min().rename("exit_month")
+    people = pm[KEY].drop_duplicates().set_index(KEY)
+    return people.join(first).reset_index()
+
+
+def selection_data(persons: pd.DataFrame, exits: pd.DataFrame, instrument: str, *,
+                   max_month: int, min_month: int = 1) -> pd.DataFrame:
+    """The stacked risk sets of :func:`reintegration.effects.dynamic_risk_set`
+    for one instrument.
+
+    At elapsed month :math:`u` a person is at risk when on bijstand through
+    month :math:`u - 1` (the condition under which an instrument can start at
+    :math:`u`) and has started no instrument before :math:`u`; persons who
+    start another instrument leave the risk sets from that month. Treated
+    (``treated = 1``): starters of ``instrument`` at :math:`u`. The column
+    ``elapsed_month`` holds :math:`u`, ``_pid`` the person (for clustering).
+    """
+    df = persons.merge(exits, on=KEY, how="left", validate="one_to_one").copy()
+    elapsed = df["instrument_elapsed"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    own = (df["instrument"] == instrument).to_numpy()
+    other = (~own) & (df["instrument"] != "none").to_numpy() & ~np.isnan(elapsed)
+    exit_ = df["exit_month"].astype("Float64").to_numpy(dtype=float, na_value=np.nan) + 1
+    exit_ = np.where(other, np.fmin(exit_, elapsed), exit_)
+    df["_start"] = np.where(own, elapsed, np.nan)
+    df["_exit"] = exit_
+    df["_pid"] = np.arange(len(df))
+    return effects.dynamic_risk_set(df, start="_start", exit="_exit", max_month=max_month,
+                                    min_month=min_month)
+
+
+def elapsed_bands(months: pd.Series | np.ndarray, treated: pd.Series | np.ndarray,
+                  min_treated: int) -> np.ndarray:
+    """Strata of elapsed months: consecutive months pooled, from the first on,
+    until each band holds at least ``min_treated`` starters (a short last band
+    joins the one before). Returns the first month of each row's band."""
+    m = np.asarray(months, dtype=int)
+    counts = pd.Series(np.asarray(treated, dtype=float)).groupby(m).sum().sort_index()
+    starts: list[int] = []
+    acc = 0.0
+    for month, k in counts.items():
+        if not starts or acc >= min_treated:
+            starts.append(int(month))
+            acc = 0.0
+        acc += k
+    if len(starts) > 1 and acc < min_treated:
+        starts.pop()
+    b = np.asarray(starts)
+    return b[np.clip(np.searchsorted(b, m, side="right") - 1, 0, len(b) - 1)]
+
+
+def independent_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """``columns`` in order, leaving out each one that is a linear combination
+    of a constant and the columns kept before it in ``frame`` (for example
+    the migration indicators within a migration subgroup)."""
+    keep: list[str] = []
+    base = np.ones((len(frame), 1))
+    for col in columns:
+        x = np.column_stack([base, frame[[*keep, col]].to_numpy(dtype=float)])
+        if np.linalg.matrix_rank(x.T @ x) == x.shape[1]:
+            keep.append(col)
+    return keep
+
+
+def fit_selection(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
+                  *, method: str | None = None) -> EffectResult:
+    """Selection on observables over the stacked risk sets, strata = bands of
+    elapsed months. When cross-fitting leaves a fold without treated or
+    controls in a stratum (small groups), it falls back to regression
+    adjustment and says so in the diagnostics."""
+    cfg = settings["selection_on_observables"]
+    varying = [c for c in settings["covariates"]
+               if c in data.columns and data[c].nunique(dropna=True) > 1]
+    covs = independent_columns(data.loc[data["treated"] == 0], varying)
+    data = data.assign(_stratum=elapsed_bands(data["elapsed_month"], data["treated"],
+                                              int(cfg["min_stratum_treated"])))
+    method = method or cfg["method"]
+    kw = dict(outcome=outcome, treatment="treated", covariates=covs, cluster="_pid",
+              strata="_stratum", seed=int(cfg["seed"]), trim=float(cfg["trim"]))
+    try:
+        if method == "aipw":
+            return effects.selection_on_observables(
+                data, method=method, folds=int(cfg["folds"]),
+                propensity_learner=effects.LogitLearner(), **kw)
+        return effects.selection_on_observables(data, method=method, **kw)
+    except effects.EffectInputError:
+        if method == "ra":
+            raise
+    res = effects.selection_on_observables(data, method="ra", **kw)
+    res.diagnostics["fallback"] = f"{method} not estimable in this sample; regression adjustment"
+    return res
+
+
+#: bands of the propensity score for the overlap table
+PSCORE_BANDS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+
+
+def pscore_band(p: np.ndarray) -> np.ndarray:
+    labels = [f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(PSCORE_BANDS[:-1], PSCORE_BANDS[1:],
+                                                   strict=True)]
+    idx = np.clip(np.searchsorted(PSCORE_BANDS, p, side="right") - 1, 0, len(labels) - 1)
+    return np.asarray(labels, dtype=object)[idx]
+
+
+def diagnose_overlap(persons: pd.DataFrame, instrument: str, covariates: Sequence[str],
+                     outcome: str, settings: dict[str, Any], threshold: int) -> Diagnosis:
+    """Phase 1's checks of selection on observables for one instrument."""
+    cfg = settings["theoretical"]["selection_on_observables"]
+    pcfg = settings["practical"]
+    lo, hi = (float(b) for b in cfg["trim_bounds"])
+    sample = persons[persons["instrument"].isin([instrument, NO_INSTRUMENT])]
+    d = (sample["instrument"] == instrument).to_numpy()
+    n1, n0 = int(d.sum()), int((~d).sum())
+    diag = Diagnosis()
+    theo, prac = diag.theoretical, diag.practical
+    ev_t, ev_p = diag.evidence_theoretical, diag.evidence_practical
+    ev_t.update({"comparison": "persons who started no instrument",
+                 "covariates": len(covariates), "trim_bounds": [lo, hi]})
+    ev_p.update({"n_treated": n1, "n_comparison": n0, "outcome": outcome})
+    prac += size_checks(n1, n0, pcfg, threshold)
+    if n1 < 2 or n0 < 2:
+        theo.append(Check("overlap", "not_assessed", "too few persons to fit a propensity score"))
+        prac.append(Check("mde", "not_assessed", "no power calculation without both groups"))
+        return diag
+    frame = sample.assign(_d=d.astype(int))
+    p = propensity_scores(frame, "_d", covariates)
+    trimmed = (p < lo) | (p > hi)
+    k1, k0 = int(trimmed[d].sum()), int(trimmed[~d].sum())
+    share1 = k1 / n1
+    lim = cfg["share_treated_trimmed"]
+    verdict = levels(share1, no_go=lim["no_go"], conditional=lim["conditional"],
+                      higher_is_better=False)
+    bounds = f"[{lo:g}, {hi:g}]"
+    text = {
+        "pass": f"propensity scores overlap: treated outside {bounds}: "
+                f"{share_text(k1, n1, threshold)} (at most {pct(lim['conditional'], 0)})",
+        "conditional": f"treated with propensity scores outside {bounds}: "
+                       f"{share_text(k1, n1, threshold)}; estimate the effect on the treated "
+                       "inside the common support and say so",
+        "fail": f"treated with propensity scores outside {bounds}: "
+                f"{share_text(k1, n1, threshold)}, more than {pct(lim['no_go'], 0)}: too "
+                "few have comparable controls",
+    }[verdict]
+    theo.append(Check("overlap", verdict, text, round(share1, 4), lim))
+    standing = cfg.get("standing_condition")
+    if standing:
+        theo.append(Check("unconfoundedness", "conditional", " ".join(str(standing).split())))
+    # effective number of controls under odds weights, inside the bounds
+    keep = ~trimmed
+    pc = np.clip(p, lo, hi)
+    w = pc / (1 - pc)
+    w0 = w[(~d) & keep]
+    ess0 = float(w0.sum() ** 2 / (w0 ** 2).sum()) if len(w0) else 0.0
+    y0 = sample.loc[~d, outcome].astype(float)
+    p0 = float(y0.mean()) if len(y0) else float("nan")
+    se = se_difference(binary_sd(p0), int((d & keep).sum()), ess0)
+    prac.append(mde_check(se, pcfg, "treated against the weighted comparison group"))
+    ev_t.update({"share_treated_trimmed": round(share1, 4), "n_treated_trimmed": k1,
+                 "share_comparison_trimmed": round(k0 / n0, 4), "n_comparison_trimmed": k0})
+    ev_p.update({"comparison_mean_outcome": round(p0, 4),
+                 "effective_comparison_n": round(ess0, 1), "mde_se": rounded(se, 5),
+                 "mde": rounded(minimum_detectable_effect(se, **power_settings(pcfg)), 4)})
+    out = pd.DataFrame({
+        "instrument": instrument,
+        "group": np.where(d, "treated", "no instrument"),
+        "propensity": pscore_band(p),
+        "trimmed": np.where(trimmed, "outside bounds", "inside bounds"),
+    })
+    diag.frames["overlap"] = out
+    return diag
+
+
+class SelectionOnObservables(Design):
+    name = "selection_on_observables"
+    label = "Selection on observables"
+    short = "selection"
+
+    def prepare(self, inputs: Inputs, instrument: str) -> pd.DataFrame:
+        cfg = inputs.effects["selection_on_observables"]
+        data = selection_data(inputs.persons, inputs.exits(), instrument,
+                              max_month=int(cfg["max_month"]))
+        return data.reset_index(drop=True)
+
+    def diagnose(self, inputs: Inputs, instrument: str | None, *, outcome: str,
+                 threshold: int) -> Diagnosis:
+        covariates = [c for c in inputs.feasibility["covariates"] if c in inputs.persons]
+        return diagnose_overlap(inputs.persons, str(instrument), covariates, outcome,
+                                inputs.feasibility, threshold)
+
+    def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any]
+                 ) -> EffectResult:
+        return fit_selection(data, outcome, settings)
+
+    def counts(self, data: pd.DataFrame, outcome: str) -> tuple[int, int, int | None]:
+        sample = data[data[outcome].notna()]
+        n1 = int(sample["treated"].sum())
+        return n1, len(sample) - n1, None

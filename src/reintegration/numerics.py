@@ -1,0 +1,294 @@
+r"""The numerics the designs share, each implemented once.
+
+Both phases use these: Phase 1 (the feasibility checks) and Phase 2 (the
+estimators of :mod:`reintegration.effects`) call the same covariance, first
+stage, logit, demeaning and bootstrap code, so a diagnostic and the estimate
+it judges cannot drift apart. Reference tests compare them with
+linearmodels, statsmodels and pyhdfe (``tests/test_numerics.py``).
+
+sandwich covariance (:func:`sandwich_cov`)
+    heteroskedasticity-robust (HC0) or clustered, with linearmodels'
+    small-sample scaling when ``debiased``.
+first stage (:func:`first_stage_f`, :func:`first_stage`)
+    coefficients of excluded instruments after partialling out the included
+    regressors (Frisch-Waugh-Lovell), their sandwich covariance and the Wald
+    F, as linearmodels reports for robust and clustered covariances.
+logit (:func:`logit`, :func:`propensity_scores`)
+    maximum likelihood by Newton's method, with a tiny ridge that keeps
+    separated fits finite.
+demeaning (:func:`demean`, :func:`group_codes`)
+    one set of fixed effects by group means.
+wild cluster bootstrap (:func:`wild_cluster_pvalue`)
+    the Wald test of linear restrictions with the null imposed and Webb's
+    six-point weights.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+#: Webb's six-point weights for the wild cluster bootstrap
+WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
+
+
+# ---------------------------------------------------------------------------
+# fixed effects
+# ---------------------------------------------------------------------------
+
+
+def group_codes(data: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """Integer codes of the combinations of ``columns`` (sorted; missing
+    values form their own group); zeros without columns."""
+    if not columns:
+        return np.zeros(len(data), dtype=np.int64)
+    return data.groupby(list(columns), sort=True, dropna=False).ngroup().to_numpy()
+
+
+def demean(values: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    """``values`` (a vector or the columns of a matrix) minus their group
+    means; minus the overall mean without groups."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        return demean(values[:, None], groups)[:, 0]
+    if groups is None:
+        return values - values.mean(axis=0)
+    frame = pd.DataFrame(values)
+    return (frame - frame.groupby(groups, sort=False).transform("mean")).to_numpy()
+
+
+def dummies(codes: np.ndarray, prefix: str) -> pd.DataFrame:
+    """Indicator columns of integer codes, the first level left out."""
+    levels = np.unique(codes)
+    return pd.DataFrame((codes[:, None] == levels[None, 1:]).astype(float),
+                        columns=[f"{prefix}{v}" for v in levels[1:]])
+
+
+# ---------------------------------------------------------------------------
+# covariances and the first stage
+# ---------------------------------------------------------------------------
+
+
+def sandwich_cov(x: np.ndarray, resid: np.ndarray, clusters: np.ndarray | None, *,
+                 debiased: bool = False, extra_df: int = 0) -> np.ndarray:
+    r"""Sandwich covariance of OLS coefficients of ``x``:
+    :math:`(X'X)^{-1} M (X'X)^{-1}` with :math:`M = \sum_i s_i s_i'` (HC0) or
+    :math:`\sum_g (\sum_{i \in g} s_i)(\sum_{i \in g} s_i)'` (clustered),
+    :math:`s_i = x_i \hat u_i`. With ``debiased`` it is scaled as linearmodels
+    does: :math:`n / (n - k)` robust, :math:`G/(G-1) \cdot (n-1)/(n-k)`
+    clustered, where :math:`k` counts the columns of ``x`` plus ``extra_df``
+    (regressors partialled out before, such as absorbed cells)."""
+    n, k = x.shape
+    bread = np.linalg.pinv(x.T @ x)
+    scores = x * resid[:, None]
+    if clusters is None:
+        meat = scores.T @ scores
+        scale = n / (n - k - extra_df) if debiased else 1.0
+    else:
+        sums = pd.DataFrame(scores).groupby(clusters, sort=False).sum().to_numpy()
+        g = sums.shape[0]
+        meat = sums.T @ sums
+        scale = g / (g - 1) * (n - 1) / (n - k - extra_df) if debiased and g > 1 else 1.0
+    return bread @ meat @ bread * scale
+
+
+def first_stage_f(d: np.ndarray, z: np.ndarray, w: np.ndarray | None, *,
+                  clusters: np.ndarray | None, debiased: bool, extra_df: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray, float]:
+    """First-stage coefficients of the excluded instruments ``z`` (n x q) for
+    the treatment ``d``, their robust or clustered covariance and the F
+    statistic (Wald / q), by Frisch-Waugh-Lovell: instruments and treatment
+    are residualised on the included regressors ``w`` first."""
+    q = z.shape[1]
+    if w is not None and w.shape[1]:
+        coef = np.linalg.lstsq(w, np.column_stack([d, z]), rcond=None)[0]
+        res = np.column_stack([d, z]) - w @ coef
+        dt, zt, kw = res[:, 0], res[:, 1:], w.shape[1]
+    else:
+        dt, zt, kw = d, z, 0
+    pi = np.linalg.solve(zt.T @ zt, zt.T @ dt)
+    v = sandwich_cov(zt, dt - zt @ pi, clusters, debiased=debiased, extra_df=extra_df + kw)
+    try:
+        f = float(pi @ np.linalg.solve(v, pi) / q)
+    except np.linalg.LinAlgError:  # no residual variation: a perfect (or empty) first stage
+        f = math.inf if np.any(pi != 0) else math.nan
+    return pi, v, f
+
+
+@dataclass
+class FirstStage:
+    """The first stage of one instrument with cells absorbed."""
+
+    coef: float
+    std_error: float
+    f_stat: float
+    nobs: int
+    clusters: int | None
+    sd_instrument: float
+    partial_r2: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in self.__dict__.items()}
+
+
+def first_stage(data: pd.DataFrame, *, treatment: str, instrument: str,
+                absorb: str | Sequence[str] | None = None, cluster: str | None = None,
+                debiased: bool = False) -> FirstStage:
+    r"""First stage of ``treatment`` on one excluded ``instrument`` with the
+    cells of ``absorb`` as fixed effects (both demeaned within cells), by
+    :func:`first_stage_f`: :math:`F = \hat\pi^2 / \widehat V`, the Wald
+    statistic that linearmodels reports as the first stage's ``f.stat``
+    (robust and clustered covariances). Rows with a missing value are
+    dropped."""
+    cells = [absorb] if isinstance(absorb, str) else list(absorb or [])
+    cols = [treatment, instrument, *cells] + ([cluster] if cluster else [])
+    sample = data.loc[data[cols].notna().all(axis=1)]
+    n = len(sample)
+    nan = float("nan")
+    if n < 3:
+        return FirstStage(nan, nan, nan, n, None, nan, nan)
+    groups = group_codes(sample, cells) if cells else None
+    d = demean(sample[treatment].to_numpy(dtype=float), groups)
+    z = demean(sample[instrument].to_numpy(dtype=float), groups)
+    szz = float(z @ z)
+    if szz <= 0:
+        return FirstStage(nan, nan, 0.0, n, None, 0.0, 0.0)
+    clusters = sample[cluster].to_numpy() if cluster else None
+    n_cells = int(len(np.unique(groups))) if groups is not None else 1
+    pi_, v_, _ = first_stage_f(d, z[:, None], None, clusters=clusters, debiased=debiased,
+                               extra_df=n_cells)
+    pi, v = float(pi_[0]), float(v_[0, 0])
+    f = pi * pi / v if v > 0 else float("inf")
+    g = int(pd.Series(clusters).nunique()) if clusters is not None else None
+    sdd = float(d @ d)
+    partial_r2 = (pi * pi * szz) / sdd if sdd > 0 else nan
+    return FirstStage(pi, math.sqrt(v), f, n, g, math.sqrt(szz / n), partial_r2)
+
+
+def cluster_ols(y: pd.Series | np.ndarray, x: pd.DataFrame, groups: np.ndarray) -> Any:
+    """statsmodels OLS of ``y`` on ``x`` (no constant added) with standard
+    errors clustered on ``groups`` and t / F reference distributions with
+    G - 1 degrees of freedom (statsmodels' small-sample correction)."""
+    import statsmodels.api as sm
+
+    return sm.OLS(np.asarray(y, dtype=float), x).fit(
+        cov_type="cluster", cov_kwds={"groups": np.asarray(groups)}, use_t=True
+    )
+
+
+def joint_test(results: Any, names: Sequence[str]) -> tuple[float, float]:
+    """F statistic and p-value of the joint test that the coefficients
+    ``names`` are zero (statsmodels ``f_test`` with the fit's covariance)."""
+    params = list(results.params.index)
+    r = np.zeros((len(names), len(params)))
+    for i, name in enumerate(names):
+        r[i, params.index(name)] = 1.0
+    test = results.f_test(r)
+    return float(np.squeeze(test.fvalue)), float(test.pvalue)
+
+
+# ---------------------------------------------------------------------------
+# logit
+# ---------------------------------------------------------------------------
+
+
+def logit(d: np.ndarray, xc: np.ndarray, *, max_iter: int = 50, tol: float = 1e-8
+          ) -> np.ndarray:
+    """Coefficients of the logit of 0/1 ``d`` on the columns of ``xc`` (a
+    constant included by the caller), by Newton's method. A ridge of 1e-8
+    keeps the fit finite under (quasi-)separation, where the maximum
+    likelihood estimate does not exist; elsewhere it is the maximum
+    likelihood estimate to ``tol``."""
+    xc = np.asarray(xc, dtype=float)
+    d = np.asarray(d, dtype=float)
+    beta = np.zeros(xc.shape[1])
+    ridge = 1e-8 * np.eye(xc.shape[1])
+    for _ in range(max_iter):
+        p = 1.0 / (1.0 + np.exp(-np.clip(xc @ beta, -30, 30)))
+        w = p * (1 - p)
+        step = np.linalg.solve((xc * w[:, None]).T @ xc + ridge, xc.T @ (d - p))
+        beta += step
+        if np.max(np.abs(step)) < tol:
+            break
+    return beta
+
+
+def propensity_scores(data: pd.DataFrame, treatment: str, covariates: Sequence[str]
+                      ) -> np.ndarray:
+    """Logit propensity scores of ``treatment`` on ``covariates`` plus a
+    constant (:func:`logit`); covariates that do not vary are left out."""
+    x = data[list(covariates)].astype(float)
+    x = x.loc[:, x.std(ddof=0) > 0]
+    xc = np.column_stack([np.ones(len(x)), x.to_numpy()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        beta = logit(data[treatment].to_numpy(dtype=float), xc)
+    return 1.0 / (1.0 + np.exp(-(xc @ beta)))
+
+
+# ---------------------------------------------------------------------------
+# wild cluster bootstrap
+# ---------------------------------------------------------------------------
+
+
+def wild_cluster_pvalue(y: np.ndarray, x: np.ndarray, restriction: np.ndarray,
+                        clusters: np.ndarray, *, weights: np.ndarray | None = None,
+                        reps: int = 999, seed: int = 0, batch: int = 100) -> float:
+    r"""Wild cluster bootstrap p-value of the Wald test :math:`R\beta = 0` in
+    the (weighted) OLS regression of ``y`` on ``x``, with the null imposed
+    (restricted residuals) and Webb's six-point weights (Cameron, Gelbach and
+    Miller 2008; Webb 2023): reliable with few clusters, where the
+    cluster-robust F over-rejects.
+
+    Each replication draws one weight :math:`v_g` per cluster, builds
+    :math:`y^* = X\hat\beta_r + v_g \hat u_r`, refits and recomputes the
+    cluster-robust Wald statistic; the p-value is
+    :math:`(1 + \#\{W^* \ge W\}) / (B + 1)`. The replications use
+    cluster-level cross products, so their cost does not grow with the rows.
+    ``clusters`` are integer codes 0 .. G - 1."""
+    y = np.asarray(y, dtype=float)
+    x = np.asarray(x, dtype=float)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    codes = np.asarray(clusters)
+    xw = x * w[:, None]
+    a = np.linalg.pinv(x.T @ xw)
+    beta = a @ (xw.T @ y)
+    c = sparse.csr_array((np.ones(len(y)), (np.arange(len(y)), codes)))
+    r = np.asarray(restriction, dtype=float)
+    ra = r @ a
+
+    def wald(resid: np.ndarray, rb: np.ndarray) -> float:
+        t = (c.T @ (xw * resid[:, None])) @ ra.T
+        return float(rb @ np.linalg.pinv(t.T @ t) @ rb)
+
+    stat = wald(y - x @ beta, r @ beta)
+    art = a @ r.T
+    beta_r = beta - art @ np.linalg.solve(r @ art, r @ beta)
+    m = c.T @ (xw * (y - x @ beta_r)[:, None])  # G x k restricted scores
+    g = m.shape[0]
+    h = np.empty((g, x.shape[1], x.shape[1]))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(g + 1))
+    for j in range(g):
+        rows = order[bounds[j]:bounds[j + 1]]
+        h[j] = x[rows].T @ xw[rows]
+    rng = np.random.default_rng(seed)
+    exceed = 0
+    for start in range(0, reps, batch):
+        v = rng.choice(WEBB, size=(min(batch, reps - start), g))
+        dev = (v @ m) @ a  # beta* - beta_r
+        sc = v[:, :, None] * m[None] - np.einsum("gkl,bl->bgk", h, dev)
+        t = sc @ ra.T
+        vr = np.einsum("bgq,bgr->bqr", t, t)
+        rb = dev @ r.T
+        stats_b = np.einsum("bq,bq->b", rb, (np.linalg.pinv(vr) @ rb[:, :, None])[:, :, 0])
+        exceed += int((stats_b >= stat * (1 - 1e-12)).sum())
+    return (1 + exceed) / (reps + 1)
