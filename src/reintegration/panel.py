@@ -56,6 +56,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .months import index as month_index
+from .months import texts as month_text
 from .panel_contract import (
     CONTRACT,
     HORIZONS,
@@ -67,7 +69,7 @@ from .panel_contract import (
 )
 from .panel_covariates import covariates_at_inflow
 from .panel_episodes import instrument_columns, instrument_months, split_episodes
-from .panel_months import benefit_months, job_months, merge_spells, month_index, month_text
+from .panel_months import benefit_months, job_months, merge_spells
 from .panel_sources import (
     CBS_COLUMNS,  # noqa: F401  re-exported: config/feasibility.yml and the book name it here
     Sources,

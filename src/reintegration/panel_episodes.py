@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .months import texts as month_text
 from .panel_contract import EPISODE_COLUMNS, KEY, NO_INSTRUMENT, person_positions
-from .panel_months import month_text, monthly_status, months_of
+from .panel_months import monthly_status, months_of
 
 
 def split_episodes(

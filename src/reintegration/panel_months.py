@@ -1,6 +1,6 @@
 """Months, spells and monthly states of the analysis panel.
 
-Months are calendar months, counted from 1970-01 (:func:`month_index`). A
+Months are calendar months, counted from 1970-01 (:mod:`reintegration.months`). A
 person's spells (benefit, job, instrument) become an array of months ``k``
 relative to the inflow month: the person is *in* a state in month ``k`` when
 one of their spells overlaps it (:func:`monthly_status`). Job spells also
@@ -9,8 +9,6 @@ give earnings per month, each spell's wage spread over its days.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 import pandas as pd
 
@@ -18,17 +16,6 @@ from .panel_contract import KEY, person_positions
 
 #: month index of an open-ended spell (far beyond any data)
 OPEN = 10**6
-
-
-def month_index(text: str) -> int:
-    """``YYYY-MM`` -> months since 1970-01."""
-    return int(np.datetime64(str(text), "M").astype("int64"))
-
-
-def month_text(months: Iterable[int] | np.ndarray) -> np.ndarray:
-    """Months since 1970-01 -> ``YYYY-MM`` strings."""
-    arr = np.asarray(months, dtype="int64").astype("datetime64[M]")
-    return np.datetime_as_string(arr, unit="M").astype(object)
 
 
 def months_of(dates: pd.Series | np.ndarray, missing: int = OPEN) -> np.ndarray:
