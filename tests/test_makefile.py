@@ -119,6 +119,7 @@ def test_touching_one_city_reruns_only_that_city(root, built_book):
 
 BOOK_RENDERER = "src/reintegration/book.py"
 ROLLOUT_ESTIMATOR = "src/reintegration/effects/staggered.py"
+ROLLOUT_DESIGN = "src/reintegration/designs/rollout.py"
 
 
 def _runtime_modules(root, template) -> set[str]:
@@ -176,10 +177,12 @@ def test_declared_config_reads_are_prerequisites_and_no_other_shared_file(root):
     assert "config/effects.yml" not in _prereqs(text, "rotterdam", "03_panel")
 
 
-def test_rules_hold_every_module_a_step_loads_and_the_estimator_only_where_used(root):
+@pytest.mark.parametrize("module", [ROLLOUT_ESTIMATOR, ROLLOUT_DESIGN])
+def test_rules_hold_every_module_a_step_loads_and_the_estimator_only_where_used(root, module):
     """Soundness: every module a template's imports load at run time is a
-    prerequisite of its rule. Precision for the roll-out estimator: editing it
-    reruns exactly the steps whose imports load it, and not every step."""
+    prerequisite of its rule. Precision for the roll-out estimator and the
+    roll-out design module: editing one reruns exactly the steps whose imports
+    load it, and not every step."""
     text = render(root)
     steps = [s["name"] for s in load_steps(root)]
     dependent, loading = set(), set()
@@ -189,8 +192,8 @@ def test_rules_hold_every_module_a_step_loads_and_the_estimator_only_where_used(
             _as_file(root, m) for m in _runtime_modules(root, root / f"notebooks/{step}.ipynb")
         }
         assert loaded <= prereqs, (step, sorted(loaded - prereqs))
-        dependent |= {step} if ROLLOUT_ESTIMATOR in prereqs else set()
-        loading |= {step} if ROLLOUT_ESTIMATOR in loaded else set()
+        dependent |= {step} if module in prereqs else set()
+        loading |= {step} if module in loaded else set()
     assert dependent == loading
     assert 0 < len(dependent) < len(steps)
 
@@ -248,19 +251,20 @@ def test_make_reruns_no_step_for_the_book_renderer_and_only_users_of_the_estimat
 
     assert runs() == set()  # the fake build is up to date
     assert runs("-W", BOOK_RENDERER) == set()
-    rerun = runs("-W", ROLLOUT_ESTIMATOR)
     text = render(tmp_path)
-    expected = {
-        (c, s["name"])
-        for c in list_cities(tmp_path)
-        for s in load_steps(tmp_path)
-        if ROLLOUT_ESTIMATOR in _prereqs(text, c, s["name"])
-    }
-    assert rerun == expected and {s for _, s in rerun} == {
-        "05_feasibility",
-        "06_effects",
-        "07_validation",
-    }
+    for module in (ROLLOUT_ESTIMATOR, ROLLOUT_DESIGN):
+        rerun = runs("-W", module)
+        expected = {
+            (c, s["name"])
+            for c in list_cities(tmp_path)
+            for s in load_steps(tmp_path)
+            if module in _prereqs(text, c, s["name"])
+        }
+        assert rerun == expected and {s for _, s in rerun} == {
+            "05_feasibility",
+            "06_effects",
+            "07_validation",
+        }, module
 
 
 # ---------------------------------------------------------------------------

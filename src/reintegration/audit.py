@@ -338,7 +338,22 @@ def scan_bundle(city: str, size: str, bundle: Path, *, root: Path | None = None)
         text = f.read_text(encoding="utf-8", errors="replace")
         found += scanner.text(text, _rel(f, paths.root), None)
     found += scan_differencing(Path(bundle), load_rules(paths.root).cell_threshold, paths.root)[0]
+    found += scan_obligations(Path(bundle), paths.root)
     return sorted(set(found), key=str)
+
+
+def scan_obligations(bundle: Path, root: Path) -> list[Finding]:
+    """Every Phase 1 condition of an estimated sub-study must be met: a
+    finding for each row of the effects step's ``obligations`` table whose
+    status is not *met* (see :mod:`reintegration.obligations`)."""
+    table = bundle / "06_effects" / "obligations.csv"
+    if not table.exists():
+        return []
+    rows = pd.read_csv(table, dtype=str, keep_default_na=False)
+    return [Finding(_rel(table, root), None, "unmet condition",
+                    f"{r['sub-study']}: condition {r['condition']} is not met "
+                    f"({r['evidence']}); required: {r['obligation']}")
+            for r in rows.to_dict("records") if r.get("status") != "met"]
 
 
 def scan_pages(size: str, html_dir: Path, *, root: Path | None = None) -> list[Finding]:
@@ -387,7 +402,7 @@ def run(
             findings += scanner.text(text, _rel(f, paths.root), None)
             scanned["release_files"] += 1
         leaks, protected = scan_differencing(bundle, threshold, paths.root)
-        findings += leaks
+        findings += leaks + scan_obligations(bundle, paths.root)
         protection_summary[city] = protected
         reg_path = build / "outputs" / "register.json"
         if reg_path.exists():

@@ -237,6 +237,7 @@ def generated_pages(paths: Paths) -> dict[str, str]:
         list_cities(paths.root), root=paths.root
     )
     pages["phase1.md"] = feasibility.phase1_markdown(paths)
+    pages["phase1_power.md"] = feasibility.power_markdown(paths)
     pages.update(werkwijzer.generated_pages(paths))
     pages["protection.md"] = protection_markdown(paths)
     pages.update(synthesis.generated_pages(paths))

@@ -144,7 +144,7 @@ def result_record(rec: dict[str, Any], result: EffectResult) -> dict[str, Any]:
             "pretrend_pvalue_wild", "pretrend_pvalue_randomization", "pvalue_randomization",
             "ci_randomization", "ci_clustered", "randomization_assignments",
             "randomization_possible", "randomization_exact", "n_entities",
-            "n_treated_entities", "n_cohorts",
+            "n_treated_entities", "n_cohorts", "robustness_value", "robustness_value_alpha",
             "leads", "lags", "reference", "effective_n_control", "max_abs_smd_raw",
             "max_abs_smd_weighted", "n_pscore_clipped", "n_strata", "fallback")
     rec["diagnostics"] = {k: diag[k] for k in keep if k in diag}
@@ -213,9 +213,18 @@ def run_substudy(city: str, sub: dict[str, Any], data: pd.DataFrame, design: Des
                     rec["n_treated"] = rec["n_control"] = rec["n"] = None
                     records.append(rec)
                     continue
-            records.append(result_record(rec, res))
+            rec = result_record(rec, res)
+            rec["diagnostics"]["mde_phase1"] = _phase1_mde(sub)
+            records.append(rec)
             results[(outcome, subgroup, group)] = res
     return records, results
+
+
+def _phase1_mde(sub: dict[str, Any]) -> float | None:
+    """The sub-study's minimum detectable effect from Phase 1 (its practical
+    evidence in ``feasibility.json``), or None."""
+    evidence = ((sub.get("criteria") or {}).get("practical") or {}).get("evidence") or {}
+    return evidence.get("mde")
 
 
 def no_go_records(city: str, sub: dict[str, Any], settings: dict[str, Any]
@@ -258,12 +267,15 @@ def city_estimates(city: dict[str, Any], persons: pd.DataFrame,
 
 
 def estimates_file(city: str, size: str, records: list[dict[str, Any]],
-                   settings: dict[str, Any]) -> dict[str, Any]:
-    """The content of ``estimates.json``."""
+                   settings: dict[str, Any], obligations: pd.DataFrame | None = None
+                   ) -> dict[str, Any]:
+    """The content of ``estimates.json`` (with the Phase 1 conditions and
+    whether they were met, :func:`reintegration.obligations.evaluate`)."""
+    met = [] if obligations is None else obligations.to_dict(orient="records")
     return json_safe({
         "city": city, "size": size, "fields": list(RECORD_FIELDS),
         "outcomes": settings["outcomes"], "subgroups": settings["subgroups"],
-        "min_group": settings["min_group"], "records": records,
+        "min_group": settings["min_group"], "records": records, "obligations": met,
     })  # type: ignore[return-value]
 
 

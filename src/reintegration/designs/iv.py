@@ -182,33 +182,51 @@ def diagnose_iv(persons: pd.DataFrame, data: pd.DataFrame | None, instrument: st
     """Phase 1's checks of the case-manager IV for one instrument, on the
     data Phase 2 estimates on (``data``: :meth:`CaseManagerIV.prepare`, None
     without case-manager identifiers)."""
-    base = data
     cfg = settings["theoretical"]["case_manager_iv"]
-    pcfg = settings["practical"]
     cells = list(effects_settings["case_manager_iv"]["cells"])
     diag = Diagnosis()
-    theo, prac = diag.theoretical, diag.practical
-    ev_t, ev_p = diag.evidence_theoretical, diag.evidence_practical
-    ev_p["outcome"] = outcome
-    ev_t.update({"cells": cells,
-                            "instrument_definition": "leave-out-cell propensity: share of the "
-                            "case manager's clients in other cells starting the instrument, each "
-                            "net of their cell's share"})
+    diag.evidence_practical["outcome"] = outcome
+    diag.evidence_theoretical.update({
+        "cells": cells, "instrument_definition": "leave-out-cell propensity: share of the "
+        "case manager's clients in other cells starting the instrument, each net of their "
+        "cell's share"})
+    if not _allocation_checks(diag, persons, data, cfg, cells):
+        return diag
+    assert data is not None
+    _first_stage_check(diag, data, instrument, cfg)
+    sample = data[data["_z"].notna()]
+    used = _balance_check(diag, sample, covariates, cfg)
+    _power_checks(diag, data, sample, outcome, settings["practical"], effects_settings,
+                  threshold)
+    # balance index for display: take-up predicted from covariates, by propensity tercile
+    index = propensity_scores(sample, "_d", used)
+    terciles = pd.qcut(sample["_z"].rank(method="first"), 3, labels=["low", "middle", "high"])
+    diag.frames["iv_balance"] = pd.DataFrame({
+        "instrument": instrument, "propensity tercile": terciles.astype(str).to_numpy(),
+        "predicted take-up": index})
+    return diag
+
+
+def _allocation_checks(diag: Diagnosis, persons: pd.DataFrame, base: pd.DataFrame | None,
+                       cfg: dict[str, Any], cells: list[str]) -> bool:
+    """Identifier coverage, clients per case manager and cells with several
+    case managers; False when there are no identifiers at all."""
+    theo, ev_t = diag.theoretical, diag.evidence_theoretical
     n_all = len(persons)
     n_with = 0 if base is None else len(base)
     coverage = n_with / n_all if n_all else 0.0
     ev_t["identifier_coverage"] = round(coverage, 4)
     lim_cov = float(cfg["min_identifier_coverage"])
-    if n_with == 0:
+    if base is None or n_with == 0:
         theo.append(Check("identifiers", "fail",
                           f"{NO_IDENTIFIERS}: the city's delivery has no case manager per "
                           "client, so the instrument cannot be formed", 0.0, lim_cov))
         for name in ("clients_per_case_manager", "multi_manager_cells", "first_stage_f",
                      "balance"):
             theo.append(Check(name, "not_assessed", NO_IDENTIFIERS))
-        prac.append(Check("sample", "not_assessed", NO_IDENTIFIERS))
-        prac.append(Check("mde", "not_assessed", NO_IDENTIFIERS))
-        return diag
+        diag.practical.append(Check("sample", "not_assessed", NO_IDENTIFIERS))
+        diag.practical.append(Check("mde", "not_assessed", NO_IDENTIFIERS))
+        return False
     if coverage < lim_cov:
         theo.append(Check("identifiers", "fail",
                           f"case-manager identifiers for only {pct(coverage)} of the cohort "
@@ -244,70 +262,79 @@ def diagnose_iv(persons: pd.DataFrame, data: pd.DataFrame | None, instrument: st
         + ("" if share_multi >= lim_multi else ": too little variation within cells"),
         round(share_multi, 4), lim_multi))
     ev_t["share_in_multi_manager_cells"] = round(share_multi, 4)
+    return True
 
-    frame = base
-    fs = first_stage(frame, treatment="_d", instrument="_z", absorb="_cell",
+
+def _first_stage_check(diag: Diagnosis, data: pd.DataFrame, instrument: str,
+                       cfg: dict[str, Any]) -> None:
+    fs = first_stage(data, treatment="_d", instrument="_z", absorb="_cell",
                      cluster="case_manager")
     lim_f = float(cfg["min_first_stage_f"])
-    ev_t["first_stage"] = fs.as_dict()
+    diag.evidence_theoretical["first_stage"] = fs.as_dict()
     if not math.isfinite(fs.f_stat) or fs.f_stat < lim_f:
-        theo.append(Check("first_stage_f", "fail",
-                          f"first-stage F {_fmt_f(fs.f_stat)} below {lim_f:g}: the case "
-                          "manager's propensity hardly predicts who starts the instrument "
-                          "(weak instrument)", rounded(fs.f_stat, 3), lim_f))
+        diag.theoretical.append(Check(
+            "first_stage_f", "fail", f"first-stage F {_fmt_f(fs.f_stat)} below {lim_f:g}: the "
+            "case manager's propensity hardly predicts who starts the instrument (weak "
+            "instrument)", rounded(fs.f_stat, 3), lim_f))
     else:
-        theo.append(Check("first_stage_f", "pass",
-                          f"first-stage F {_fmt_f(fs.f_stat)} (at least {lim_f:g})",
-                          rounded(fs.f_stat, 3), lim_f))
-    diag.models[f"first_stage_{instrument}"] = first_stage_model(frame)
-    # balance: do the covariates predict the propensity within cells?
-    sample = frame[frame["_z"].notna()]
+        diag.theoretical.append(Check(
+            "first_stage_f", "pass", f"first-stage F {_fmt_f(fs.f_stat)} (at least {lim_f:g})",
+            rounded(fs.f_stat, 3), lim_f))
+    diag.models[f"first_stage_{instrument}"] = first_stage_model(data)
+
+
+def _balance_check(diag: Diagnosis, sample: pd.DataFrame, covariates: Sequence[str],
+                   cfg: dict[str, Any]) -> list[str]:
+    """Do the covariates predict the propensity within cells? Returns the
+    covariates that vary within cells."""
     groups = sample["_cell"].to_numpy()
     xcols = [c for c in covariates if sample[c].std(ddof=0) > 0]
     xt = pd.DataFrame(demean(sample[xcols].to_numpy(dtype=float), groups), columns=xcols)
     xt = xt.loc[:, xt.std(ddof=0) > 1e-12]
     zt = demean(sample["_z"].to_numpy(dtype=float), groups)
     lim_b = float(cfg["balance_pvalue"])
-    if xt.shape[1] and len(zt) > xt.shape[1] + 1:
-        res = cluster_ols(zt, xt, sample["case_manager"].astype(str).to_numpy())
-        fbal, pbal = joint_test(res, list(xt.columns))
-        ok = pbal >= lim_b
-        theo.append(Check(
-            "balance", "pass" if ok else "conditional",
-            f"covariates at inflow do not predict the propensity within cells (joint test "
-            f"p = {pbal:.3f}, at least {lim_b:g})" if ok else
-            f"covariates at inflow predict the propensity within cells (joint test p = "
-            f"{pbal:.3f} < {lim_b:g}): allocation may not be as good as random; control for "
-            "the covariates and show the estimate is stable",
-            round(pbal, 4), lim_b))
-        ev_t["balance"] = {"f_stat": round(fbal, 3), "pvalue": round(pbal, 4),
-                           "covariates": int(xt.shape[1])}
-    else:
-        theo.append(Check("balance", "not_assessed", "no covariates vary within cells"))
-    # practical: sample and power
-    n = fs.nobs
+    if not (xt.shape[1] and len(zt) > xt.shape[1] + 1):
+        diag.theoretical.append(Check("balance", "not_assessed",
+                                      "no covariates vary within cells"))
+        return list(xt.columns)
+    res = cluster_ols(zt, xt, sample["case_manager"].astype(str).to_numpy())
+    fbal, pbal = joint_test(res, list(xt.columns))
+    ok = pbal >= lim_b
+    diag.theoretical.append(Check(
+        "balance", "pass" if ok else "conditional",
+        f"covariates at inflow do not predict the propensity within cells (joint test "
+        f"p = {pbal:.3f}, at least {lim_b:g})" if ok else
+        f"covariates at inflow predict the propensity within cells (joint test p = "
+        f"{pbal:.3f} < {lim_b:g}): allocation may not be as good as random; control for "
+        "the covariates and show the estimate is stable",
+        round(pbal, 4), lim_b))
+    diag.evidence_theoretical["balance"] = {"f_stat": round(fbal, 3), "pvalue": round(pbal, 4),
+                                            "covariates": int(xt.shape[1])}
+    return list(xt.columns)
+
+
+def _power_checks(diag: Diagnosis, data: pd.DataFrame, sample: pd.DataFrame, outcome: str,
+                  pcfg: dict[str, Any], effects_settings: dict[str, Any],
+                  threshold: int) -> None:
+    """Group sizes and the MDE from the 2SLS variance under no effect, with
+    the MDE Phase 2's interval realises beside it."""
+    n = int(sample[["_d", "_cell", "case_manager"]].notna().all(axis=1).sum())
     n1 = int(sample["_d"].sum())
-    prac += size_checks(n1, n - n1, pcfg, threshold)
+    diag.practical.extend(size_checks(n1, n - n1, pcfg, threshold))
     se = null_std_error(sample, outcome)
-    prac.append(mde_check(se, pcfg, "two-stage least squares on the case-manager propensity, "
-                          "variance under no effect, the larger of robust and clustered on "
-                          "case managers"))
+    diag.practical.append(mde_check(
+        se, pcfg, "two-stage least squares on the case-manager propensity, variance under no "
+        "effect, the larger of robust and clustered on case managers"))
     mde = minimum_detectable_effect(se, **power_settings(pcfg))
     try:
         realised = minimum_detectable_effect(fit_iv(data, outcome, effects_settings).std_error,
                                              **power_settings(pcfg))
     except (ValueError, np.linalg.LinAlgError):
         realised = float("nan")
-    ev_p.update({"n": n, "n_treated": n1, "mde_se": rounded(se, 5), "mde": rounded(mde, 4),
-                 "mde_realised": rounded(realised, 4),
-                 "mde_ratio": rounded(mde / realised, 3) if realised > 0 else None})
-    # balance index for display: take-up predicted from covariates, by propensity tercile
-    index = propensity_scores(sample, "_d", list(xt.columns))
-    terciles = pd.qcut(sample["_z"].rank(method="first"), 3, labels=["low", "middle", "high"])
-    diag.frames["iv_balance"] = pd.DataFrame({"instrument": instrument,
-                        "propensity tercile": terciles.astype(str).to_numpy(),
-                        "predicted take-up": index})
-    return diag
+    diag.evidence_practical.update({
+        "n": n, "n_treated": n1, "mde_se": rounded(se, 5), "mde": rounded(mde, 4),
+        "mde_realised": rounded(realised, 4),
+        "mde_ratio": rounded(mde / realised, 3) if realised > 0 else None})
 
 
 def _fmt_f(f: float) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .. import effects
 from ..effects import EffectResult
@@ -62,6 +63,28 @@ def se_difference(sd: float, n_treated: float, n_control: float) -> float:
 def binary_sd(p: float) -> float:
     r""":math:`\sqrt{p(1-p)}`, the standard deviation of a 0/1 outcome with mean p."""
     return math.sqrt(max(p * (1 - p), 0.0))
+
+
+def robustness_value(t: float, df: float, alpha: float | None = None) -> float:
+    r"""The robustness value of Cinelli and Hazlett (2020, "Making sense of
+    sensitivity: extending omitted variable bias", JRSS-B 82(1), 39-67) for
+    a t statistic with ``df`` residual degrees of freedom: with
+    :math:`f = |t| / \sqrt{df}`,
+    :math:`RV = \tfrac12(\sqrt{f^4 + 4 f^2} - f^2)`, the share of the
+    residual variance of both the treatment and the outcome that an
+    unobserved confounder would have to explain to bring the estimate to
+    zero. With ``alpha``, :math:`f` is reduced by
+    :math:`t^*_{\alpha, df-1} / \sqrt{df - 1}`: the strength that would make
+    the interval include zero. Exact for regression adjustment; for the
+    weighting estimators an approximation from their t statistic."""
+    if not (math.isfinite(t) and df > 1):
+        return math.nan
+    f = abs(t) / math.sqrt(df)
+    if alpha is not None:
+        f -= float(stats.t.isf(alpha / 2, df - 1)) / math.sqrt(df - 1)
+    if f <= 0:
+        return 0.0
+    return 0.5 * (math.sqrt(f ** 4 + 4 * f ** 2) - f ** 2)
 
 
 def benefit_exit(person_months: pd.DataFrame) -> pd.DataFrame:
@@ -148,17 +171,26 @@ def fit_selection(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
     kw = dict(outcome=outcome, treatment="treated", covariates=covs, cluster="_pid",
               strata="_stratum", seed=int(cfg["seed"]), trim=float(cfg["trim"]))
     try:
-        if method == "aipw":
-            return effects.selection_on_observables(
-                data, method=method, folds=int(cfg["folds"]),
-                propensity_learner=effects.LogitLearner(), **kw)
-        return effects.selection_on_observables(data, method=method, **kw)
+        res = _fit(data, method, cfg, kw)
     except effects.EffectInputError:
         if method == "ra":
             raise
-    res = effects.selection_on_observables(data, method="ra", **kw)
-    res.diagnostics["fallback"] = f"{method} not estimable in this sample; regression adjustment"
+        res = effects.selection_on_observables(data, method="ra", **kw)
+        res.diagnostics["fallback"] = (f"{method} not estimable in this sample; regression "
+                                       "adjustment")
+    df = res.nobs - len(covs) - int(data["_stratum"].nunique()) - 1
+    res.diagnostics["robustness_value"] = robustness_value(res.tstat, df)
+    res.diagnostics["robustness_value_alpha"] = robustness_value(res.tstat, df, alpha=0.05)
     return res
+
+
+def _fit(data: pd.DataFrame, method: str, cfg: dict[str, Any], kw: dict[str, Any]
+         ) -> EffectResult:
+    if method == "aipw":
+        return effects.selection_on_observables(
+            data, method=method, folds=int(cfg["folds"]),
+            propensity_learner=effects.LogitLearner(), **kw)
+    return effects.selection_on_observables(data, method=method, **kw)
 
 
 #: bands of the propensity score for the overlap table

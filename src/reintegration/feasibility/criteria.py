@@ -19,6 +19,7 @@ from ..designs.base import (
     criterion_verdict,
     json_value,
 )
+from ..obligations import obligation_for
 from ..paths import repo_root
 
 #: the designs, in report order (:data:`reintegration.designs.REGISTRY`)
@@ -129,6 +130,13 @@ class SubStudy:
             "decision": decision,
             "reasons": reasons,
             "conditions": conditions,
+            "obligations": [
+                {"criterion": name, "check": c.name, "value": json_value(c.value),
+                 "obligation": obligation_for(c.name).key,
+                 "fulfilled_by": obligation_for(c.name).text}
+                for name in CRITERIA for c in self.criteria.get(name, [])
+                if c.verdict == "conditional"
+            ],
             "criteria": {
                 name: {
                     "verdict": criterion_verdict(self.criteria.get(name, [])),

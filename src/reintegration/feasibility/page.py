@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import load_city, load_instruments
+from ..config import list_cities, load_city, load_instruments
 from ..designs.base import (
     criterion_verdict,
 )
@@ -23,6 +23,7 @@ from .criteria import (
     DESIGNS,
     NO_INSTRUMENT,
     STAKEHOLDER_LABELS,
+    STEP,
     Assessment,
     offered_instruments,
     substudy_ids,
@@ -284,6 +285,72 @@ def decision_table(assessment: Assessment, labels: dict[str, str]) -> pd.DataFra
         row["decision"] = decision
         rows.append(row)
     return pd.DataFrame(rows).set_index("sub-study")
+
+
+def power_table(assessment: Assessment) -> pd.DataFrame:
+    """Per sub-study with an estimator: Phase 1's minimum detectable effect
+    (from the design's own variance), the one Phase 2's interval for the same
+    outcome realises, their ratio and, for the roll-out, the range (10% to
+    90%) the realised one takes over other roll-out dates. In percentage
+    points; statistics of the design, no counts. Registered by the step; the
+    Phase 1 chapter reads it."""
+    rows = []
+    for s in assessment.substudies:
+        ev = s.evidence.get("practical", {})
+        if ev.get("mde") is None:
+            continue
+        band = ev.get("mde_realised_band") or [None, None]
+        rows.append({
+            "sub-study": s.id,
+            "MDE, Phase 1 (pp)": _pp_value(ev.get("mde")),
+            "MDE realised by Phase 2's interval (pp)": _pp_value(ev.get("mde_realised")),
+            "ratio": ev.get("mde_ratio"),
+            "realised MDE over other roll-out dates, 10% (pp)": _pp_value(band[0]),
+            "realised MDE over other roll-out dates, 90% (pp)": _pp_value(band[1]),
+        })
+    cols = ["sub-study", "MDE, Phase 1 (pp)", "MDE realised by Phase 2's interval (pp)", "ratio",
+            "realised MDE over other roll-out dates, 10% (pp)",
+            "realised MDE over other roll-out dates, 90% (pp)"]
+    return pd.DataFrame(rows, columns=cols).set_index("sub-study")
+
+
+def _pp_value(x: float | None) -> float | None:
+    return None if x is None else round(100 * float(x), 1)
+
+
+def power_markdown(paths: Paths) -> str:
+    """The chapter's power section: per city, the MDE table of
+    :func:`power_table` for the roll-out and case-manager sub-studies, as
+    released."""
+    from .. import released
+
+    lines: list[str] = []
+    for city in list_cities(paths.root):
+        table = released.read_table(paths, city, f"{STEP}/power")
+        if table is None:
+            continue
+        table = table[~table["sub-study"].str.startswith("selection_on_observables")]
+        if table.empty:
+            continue
+        lines += [f"**{load_city(city, paths.root)['display_name']}**", "",
+                  "| sub-study | MDE, Phase 1 | MDE realised | ratio | range of the realised "
+                  "MDE |", "|---|---|---|---|---|"]
+        realised = "MDE realised by Phase 2's interval (pp)"
+        for row in table.to_dict("records"):
+            design, instrument = row["sub-study"].split("/", 1)
+            lo = row["realised MDE over other roll-out dates, 10% (pp)"]
+            hi = row["realised MDE over other roll-out dates, 90% (pp)"]
+            rng = "" if lo is None or pd.isna(lo) else f"{lo:g} to {hi:g}"
+            lines.append(f"| {DESIGN_SHORT[design]}, {instrument.replace('_', ' ')} | "
+                         f"{_num(row['MDE, Phase 1 (pp)'])} | "
+                         f"{_num(row[realised])} | "
+                         f"{_num(row['ratio'])} | {rng} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _num(x: Any) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:g}"
 
 
 def reasons_table(assessment: Assessment, labels: dict[str, str]) -> pd.DataFrame:
