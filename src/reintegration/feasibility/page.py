@@ -331,18 +331,20 @@ def power_markdown(paths: Paths) -> str:
         table = released.read_table(paths, city, f"{STEP}/power")
         if table is None:
             continue
+        for col in table.columns.drop("sub-study"):
+            table[col] = pd.to_numeric(table[col], errors="coerce")
         table = table[table["MDE realised by Phase 2's interval (pp)"].notna()]
         if table.empty:
             continue
         lines += [f"**{load_city(city, paths.root)['display_name']}**", "",
-                  "| sub-study | MDE, Phase 1 | MDE realised | ratio | range of the realised "
+                  "| sub-study | MDE, Phase 1 (percentage points) | MDE realised | ratio | range of the realised "
                   "MDE |", "|---|---|---|---|---|"]
         realised = "MDE realised by Phase 2's interval (pp)"
         for row in table.to_dict("records"):
             design, instrument = row["sub-study"].split("/", 1)
             lo = row["realised MDE over other roll-out dates, 10% (pp)"]
             hi = row["realised MDE over other roll-out dates, 90% (pp)"]
-            rng = "" if lo is None or pd.isna(lo) else f"{lo:g} to {hi:g}"
+            rng = "" if pd.isna(lo) else f"{lo:g} to {hi:g}"
             lines.append(f"| {DESIGN_SHORT[design]}, {instrument.replace('_', ' ')} | "
                          f"{_num(row['MDE, Phase 1 (pp)'])} | "
                          f"{_num(row[realised])} | "
@@ -352,7 +354,7 @@ def power_markdown(paths: Paths) -> str:
 
 
 def _num(x: Any) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:g}"
+    return "" if x is None or pd.isna(x) else f"{float(x):g}"
 
 
 def reasons_table(assessment: Assessment, labels: dict[str, str]) -> pd.DataFrame:
