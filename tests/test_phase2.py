@@ -162,12 +162,12 @@ def test_rollout_truth_aggregates_like_the_estimator() -> None:
     po["employed_rollout_off_12"] = 0.0
     po["rollout_exposed"] = after
     july = {"A": month_index("2017-07")}
-    value = phase2.rollout_truth(po, july, "employed_12", settings)
+    value = rollout.rollout_truth(po, july, "employed_12", settings)
     assert value == pytest.approx(0.2)
     # what a client the roll-out never reached would have had with it is not an effect
     # that happened: it does not enter the truth (here: A's 2017-01 reference cohort)
     hypothetical = po.assign(employed_rollout_on_12=np.where(po["team"] == "A", 0.2, 0.0))
-    value = phase2.rollout_truth(hypothetical, july, "employed_12", settings)
+    value = rollout.rollout_truth(hypothetical, july, "employed_12", settings)
     assert value == pytest.approx(0.2)
     # reached three months early: the 2017Q2 cohort is event time 0 and shares part of it
     early = {**settings, "rollout_did": {**settings["rollout_did"], "reach_months": 3}}
@@ -175,14 +175,14 @@ def test_rollout_truth_aggregates_like_the_estimator() -> None:
                                   rollout_exposed=False)], ignore_index=True)
     po.loc[(po["team"] == "A") & (po["inflow_month"] == "2017-04"),
            ["employed_rollout_on_12", "rollout_exposed"]] = (0.1, True)
-    value = phase2.rollout_truth(po, july, "employed_12", early)
+    value = rollout.rollout_truth(po, july, "employed_12", early)
     # event times 0, 1, 2 (one client each), reference -1 (2017-01 cohort, effect 0)
     assert value == pytest.approx((0.1 + 0.2 + 0.2) / 3)
     # a pre-period cohort touched after all (2016-10, -2): against the reference it
     # does not count, against the pre-period mean it does
     po.loc[(po["team"] == "A") & (po["inflow_month"] == "2016-10"),
            ["employed_rollout_on_12", "rollout_exposed"]] = (0.1, True)
-    by = {b: phase2.rollout_truth(po, july, "employed_12", {
+    by = {b: rollout.rollout_truth(po, july, "employed_12", {
         **early, "rollout_did": {**early["rollout_did"], "baseline": b}})
         for b in ("reference", "pre_mean")}
     assert by["reference"] == pytest.approx((0.1 + 0.2 + 0.2) / 3)

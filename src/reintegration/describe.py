@@ -25,6 +25,7 @@ import pandas as pd
 
 from . import figures
 from .config import load_instruments
+from .months import quarter_labels
 from .panel_contract import COVARIATES, HORIZONS, NO_INSTRUMENT
 
 NONE_LABEL = "No instrument"
@@ -137,8 +138,7 @@ def take_up_counts(frame: pd.DataFrame, by: str) -> pd.DataFrame:
 
 def _quarter(months: pd.Series) -> pd.Series:
     """``YYYY-MM`` -> ``YYYYQn``."""
-    text = months.astype(str)
-    return text.str[:4] + "Q" + ((text.str[5:7].astype(int) - 1) // 3 + 1).astype(str)
+    return quarter_labels(months)
 
 
 def events(

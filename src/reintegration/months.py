@@ -66,3 +66,10 @@ def quarter_label(month: int) -> str:
     """``YYYYQn`` of a month index."""
     month = int(month)
     return f"{ORIGIN_YEAR + month // 12:04d}Q{(month % 12) // 3 + 1}"
+
+
+def quarter_labels(values: pd.Series | Iterable[Any]) -> pd.Series:
+    """``YYYYQn`` of each ``YYYY-MM`` (a Series of text)."""
+    series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    text = series.astype(str)
+    return text.str[:4] + "Q" + ((text.str[5:7].astype(int) - 1) // 3 + 1).astype(str)

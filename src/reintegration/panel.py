@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from .months import index as month_index
+from .months import quarter_labels
 from .months import texts as month_text
 from .panel_contract import (
     CONTRACT,
@@ -236,7 +237,7 @@ def _inflow_columns(persons: pd.DataFrame, coh: pd.DataFrame, t0: np.ndarray) ->
             "link_route": persons["link_route"].astype("string"),
             "inflow_date": coh["start_date"].to_numpy(dtype="datetime64[ns]"),
             "inflow_month": month_text(t0),
-            "inflow_quarter": [f"{m[:4]}Q{(int(m[5:]) - 1) // 3 + 1}" for m in month_text(t0)],
+            "inflow_quarter": quarter_labels(month_text(t0)).to_numpy(dtype=object),
             "inflow_year": (1970 + t0 // 12).astype("int16"),
             "cohort_spell_end": coh["end_date"].to_numpy(dtype="datetime64[ns]"),
         }

@@ -33,7 +33,6 @@ records of ``estimates.json`` (schema in :data:`RECORD_FIELDS`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ import pandas as pd
 from . import designs
 from .config import as_dict, load_shared
 from .designs import Design, Inputs
-from .designs.rollout import rollout_schedule, rollout_settings_data
+from .designs.rollout import rollout_schedule
 from .effects import EffectResult, EventStudyResult
 from .effects._data import json_safe
 from .paths import repo_root
@@ -296,59 +295,6 @@ def truth_subgroups(po: pd.DataFrame) -> pd.DataFrame:
     return subgroup_frame(po)
 
 
-def att_truth(po: pd.DataFrame, instrument: str, outcome: str,
-              mask: np.ndarray | None = None) -> float:
-    """Mean of Y(j) - Y(0) among starters of ``j`` (optionally within
-    ``mask``): the ATT at horizon h of ``outcome = employed_<h>``."""
-    h = outcome.rsplit("_", 1)[-1]
-    sel = (po["instrument"] == instrument).to_numpy()
-    if mask is not None:
-        sel &= mask
-    if not sel.any():
-        return math.nan
-    d = po.loc[sel, f"employed_{instrument}_{h}"] - po.loc[sel, f"employed_none_{h}"]
-    return float(d.mean())
-
-
-def rollout_truth(po: pd.DataFrame, schedule: dict[str, int], outcome: str,
-                  settings: dict[str, Any], mask: np.ndarray | None = None) -> float:
-    """The roll-out effect aggregated the way the event study aggregates it:
-    per roll-out cohort :math:`e` and event time :math:`l` from 0 to
-    ``lags`` (later periods binned into ``lags``), the mean of the effect of
-    the roll-out as it happened on the cohort's clients at :math:`l` minus
-    that at the reference event time (``baseline: reference``) or over the
-    cohort's pre-period event times (``baseline: pre_mean``), weighted by the
-    clients at :math:`(e, l)`.
-
-    The effect as it happened is :math:`Y(D^{R=1}) - Y(D^{R=0})` for clients
-    the roll-out reached (``rollout_exposed``) and zero for the others: their
-    observed outcome is :math:`Y(D^{R=0})`. The truth files also hold
-    :math:`Y(D^{R=1})` for clients it never reached (what they would have had
-    with the instrument available at inflow); counting those would put a
-    hypothetical effect into the pre-period baseline that no data set shows."""
-    cfg = settings["rollout_did"]
-    h = outcome.rsplit("_", 1)[-1]
-    frame = po if mask is None else po.loc[mask]
-    data = rollout_settings_data(frame.assign(inflow_month=frame["inflow_month"].astype(str)),
-                                 schedule, settings)
-    data = data[data["_start"].notna()]
-    reached = data["rollout_exposed"].astype(bool)
-    itt = (data[f"employed_rollout_on_{h}"] - data[f"employed_rollout_off_{h}"]).where(reached, 0)
-    et = np.clip(data["_event_time"].to_numpy(), -int(cfg["leads"]), int(cfg["lags"]))
-    tab = pd.DataFrame({"e": data["_start"].to_numpy(), "l": et, "itt": itt.to_numpy()})
-    ref = tab[tab["l"] == int(cfg["reference"])].groupby("e")["itt"].mean()
-    if cfg.get("baseline", "reference") == "pre_mean":
-        base = tab[tab["l"] < 0].groupby("e")["itt"].mean()
-    else:
-        base = ref
-    post = tab[tab["l"] >= 0].groupby(["e", "l"])["itt"].agg(["mean", "size"]).reset_index()
-    post = post[post["e"].isin(ref.index)]   # the estimator drops cohorts without a reference
-    if post.empty:
-        return math.nan
-    post["catt"] = post["mean"] - post["e"].map(base)
-    return float(np.average(post["catt"], weights=post["size"]))
-
-
 # ---------------------------------------------------------------------------
 # presentation (step 06) and validation (step 07)
 # ---------------------------------------------------------------------------
@@ -411,25 +357,15 @@ def validation_frame(records: Sequence[dict[str, Any]], po: pd.DataFrame,
     employed has no planted truth. Columns: the record's keys, ``truth``,
     ``bias`` and ``covered``."""
     sub_po = truth_subgroups(po)
-    schedule = rollout_schedule(city)
+    context = {"schedule": rollout_schedule(city), "settings": settings, "truth": truth}
     rows = []
     for r in records:
         if r["status"] != "estimated":
             continue
-        outcome, design, inst = r["outcome"], r["design"], r["instrument"]
+        design = r["design"]
         mask = None if r["subgroup"] == ALL else (sub_po[r["subgroup"]] == r["group"]).fillna(
             False).to_numpy()
-        value = math.nan
-        if outcome.startswith("employed_"):
-            h = outcome.rsplit("_", 1)[-1]
-            if design == "selection_on_observables":
-                value = att_truth(po, inst, outcome, mask)
-            elif design == "rollout_did":
-                value = rollout_truth(po, schedule, outcome, settings, mask)
-            elif design == "case_manager_iv" and mask is None:
-                iv = (truth.get("case_manager_iv") or {}).get("instruments", {}).get(inst)
-                if iv:
-                    value = float(iv["estimand"]["employed"][h])
+        value = designs.get(design).truth(po, r, mask, context)
         row = {k: r[k] for k in ("city", "design", "instrument", "outcome", "subgroup",
                                  "group", "estimate", "std_error", "ci_low", "ci_high",
                                  "n_treated", "n_control")}

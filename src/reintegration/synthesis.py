@@ -39,7 +39,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import atomic
+from . import atomic, designs
 from .config import list_cities, load_city, policy_effect, read_yaml
 from .custody import DomainMap, check_access
 from .meta import random_effects, uncertainty_word
@@ -694,7 +694,7 @@ def summary_markdown(
             words += "; too few cities to say whether it holds in every city"
         elif not (lo > 0 or hi < 0):
             words += "; not shown to hold in every city (prediction interval includes zero)"
-        if m.design == "selection_on_observables":
+        if designs.get(m.design).observational:
             words += "; an observational design: with care"
         lines.append(
             f"| {m.instrument_label} | {m.design_label} | {labels.get(m.outcome, m.outcome)} "

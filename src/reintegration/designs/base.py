@@ -167,15 +167,6 @@ def minimum_detectable_effect(std_error: float, *, alpha: float = 0.05,
     return mde_multiplier(alpha, power) * float(std_error)
 
 
-def interval_std_error(low: float, high: float, level: float = 0.95) -> float:
-    """The standard error a two-sided interval of ``level`` implies:
-    half its width over :math:`z_{1-(1-level)/2}` (NaN when an end is not
-    finite)."""
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return float("nan")
-    return (high - low) / 2 / float(stats.norm.isf((1 - level) / 2))
-
-
 def power_settings(practical: dict[str, Any]) -> dict[str, float]:
     pw = practical["power"]
     return {"alpha": float(pw["alpha"]), "power": float(pw["power"])}
@@ -268,8 +259,16 @@ class Design:
     name: ClassVar[str]
     label: ClassVar[str]
     short: ClassVar[str]
-    #: the record of a city where the design has nothing to study (no roll-out)
-    placeholder_instrument: ClassVar[str | None] = None
+    #: the prepared data's column of the treated (or exposed) rows
+    treated: ClassVar[str]
+    #: the column the estimate clusters on in the group counts (None: none)
+    cluster: ClassVar[str | None] = None
+    #: Phase 2's estimator: (data, outcome, settings) -> result
+    fit: ClassVar[Any]
+    #: the design rests on observed characteristics alone (read with care)
+    observational: ClassVar[bool] = False
+    #: one sub-study per city, for the instrument the city's configuration names
+    per_city_instrument: ClassVar[bool] = False
 
     def instruments(self, city: dict[str, Any], instruments: Sequence[str]) -> list[str | None]:
         """The instruments this design studies in a city, in report order."""
@@ -283,13 +282,20 @@ class Design:
         raise NotImplementedError
 
     def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> Any:
-        raise NotImplementedError
+        """Phase 2's estimate on prepared data (the design's ``fit``)."""
+        return type(self).fit(data, outcome, settings)
 
     def counts(self, data: pd.DataFrame, outcome: str) -> tuple[int, int, int | None]:
-        raise NotImplementedError
+        """Treated, comparison and clusters (None: not clustered) of the rows
+        with the outcome."""
+        sample = data[data[outcome].notna()]
+        n1 = int(sample[self.treated].sum())
+        clusters = None if self.cluster is None else int(sample[self.cluster].nunique())
+        return n1, len(sample) - n1, clusters
 
-    def realised_mde(self, record: dict[str, Any], practical: dict[str, Any]) -> float:
-        """The minimum detectable effect a Phase 2 record realises, from the
-        half-width of its reported interval, on the scale of Phase 1's MDE."""
-        se = interval_std_error(float(record["ci_low"]), float(record["ci_high"]))
-        return minimum_detectable_effect(se, **power_settings(practical))
+    def truth(self, po: pd.DataFrame, record: dict[str, Any], mask: np.ndarray | None,
+              context: dict[str, Any]) -> float:
+        """The true value of the estimand a Phase 2 record targets, from the
+        synthetic world's potential outcomes ``po`` (validation only; NaN
+        where the world plants none)."""
+        raise NotImplementedError

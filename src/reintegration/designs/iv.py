@@ -345,6 +345,9 @@ class CaseManagerIV(Design):
     name = "case_manager_iv"
     label = "Case-manager instrumental variable"
     short = "case-manager IV"
+    treated = "_d"
+    cluster = "case_manager"
+    fit = staticmethod(fit_iv)
 
     def prepare(self, inputs: Inputs, instrument: str) -> pd.DataFrame | None:
         persons = inputs.persons
@@ -364,11 +367,12 @@ class CaseManagerIV(Design):
         return diagnose_iv(inputs.persons, data, str(instrument), covariates, outcome,
                            inputs.feasibility, inputs.effects, threshold)
 
-    def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any]
-                 ) -> EffectResult:
-        return fit_iv(data, outcome, settings)
-
-    def counts(self, data: pd.DataFrame, outcome: str) -> tuple[int, int, int | None]:
-        sample = data[data[outcome].notna()]
-        n1 = int(sample["_d"].sum())
-        return n1, len(sample) - n1, int(sample["case_manager"].nunique())
+    def truth(self, po: pd.DataFrame, record: dict[str, Any], mask: np.ndarray | None,
+              context: dict[str, Any]) -> float:
+        """The population 2SLS estimand of the truth files (whole sample only)."""
+        if mask is not None or not record["outcome"].startswith("employed_"):
+            return math.nan
+        iv = ((context.get("truth") or {}).get("case_manager_iv") or {}).get(
+            "instruments", {}).get(record["instrument"])
+        h = record["outcome"].rsplit("_", 1)[-1]
+        return float(iv["estimand"]["employed"][h]) if iv else math.nan

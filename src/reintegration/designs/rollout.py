@@ -381,11 +381,53 @@ def _power(res: EventStudyResult, delta: float, pcfg: dict[str, Any], draws: int
             "null_sd_itt": rounded(dp.null_sd, 5), "power_draws": dp.draws}
 
 
+def rollout_truth(po: pd.DataFrame, schedule: dict[str, int], outcome: str,
+                  settings: dict[str, Any], mask: np.ndarray | None = None) -> float:
+    """The roll-out effect aggregated the way the event study aggregates it:
+    per roll-out cohort :math:`e` and event time :math:`l` from 0 to
+    ``lags`` (later periods binned into ``lags``), the mean of the effect of
+    the roll-out as it happened on the cohort's clients at :math:`l` minus
+    that at the reference event time (``baseline: reference``) or over the
+    cohort's pre-period event times (``baseline: pre_mean``), weighted by the
+    clients at :math:`(e, l)`.
+
+    The effect as it happened is :math:`Y(D^{R=1}) - Y(D^{R=0})` for clients
+    the roll-out reached (``rollout_exposed``) and zero for the others: their
+    observed outcome is :math:`Y(D^{R=0})`. The truth files also hold
+    :math:`Y(D^{R=1})` for clients it never reached (what they would have had
+    with the instrument available at inflow); counting those would put a
+    hypothetical effect into the pre-period baseline that no data set shows."""
+    cfg = settings["rollout_did"]
+    h = outcome.rsplit("_", 1)[-1]
+    frame = po if mask is None else po.loc[mask]
+    data = rollout_settings_data(frame.assign(inflow_month=frame["inflow_month"].astype(str)),
+                                 schedule, settings)
+    data = data[data["_start"].notna()]
+    reached = data["rollout_exposed"].astype(bool)
+    itt = (data[f"employed_rollout_on_{h}"] - data[f"employed_rollout_off_{h}"]).where(reached, 0)
+    et = np.clip(data["_event_time"].to_numpy(), -int(cfg["leads"]), int(cfg["lags"]))
+    tab = pd.DataFrame({"e": data["_start"].to_numpy(), "l": et, "itt": itt.to_numpy()})
+    ref = tab[tab["l"] == int(cfg["reference"])].groupby("e")["itt"].mean()
+    if cfg.get("baseline", "reference") == "pre_mean":
+        base = tab[tab["l"] < 0].groupby("e")["itt"].mean()
+    else:
+        base = ref
+    post = tab[tab["l"] >= 0].groupby(["e", "l"])["itt"].agg(["mean", "size"]).reset_index()
+    post = post[post["e"].isin(ref.index)]   # the estimator drops cohorts without a reference
+    if post.empty:
+        return math.nan
+    post["catt"] = post["mean"] - post["e"].map(base)
+    return float(np.average(post["catt"], weights=post["size"]))
+
+
 class Rollout(Design):
     name = "rollout_did"
     label = "Staggered roll-out (difference in differences)"
     short = "roll-out"
-    placeholder_instrument = None
+    per_city_instrument = True
+    treated = "exposed"
+    cluster = "team"
+    fit = staticmethod(fit_rollout)
 
     def instruments(self, city: dict[str, Any], instruments: Sequence[str]) -> list[str | None]:
         rollout = city.get("rollout")
@@ -404,11 +446,9 @@ class Rollout(Design):
                  threshold: int) -> Diagnosis:
         return diagnose_rollout(inputs, instrument, outcome=outcome, threshold=threshold)
 
-    def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any]
-                 ) -> EventStudyResult:
-        return fit_rollout(data, outcome, settings)
-
-    def counts(self, data: pd.DataFrame, outcome: str) -> tuple[int, int, int | None]:
-        sample = data[data[outcome].notna()]
-        n1 = int(sample["exposed"].sum())
-        return n1, len(sample) - n1, int(sample["team"].nunique())
+    def truth(self, po: pd.DataFrame, record: dict[str, Any], mask: np.ndarray | None,
+              context: dict[str, Any]) -> float:
+        if not record["outcome"].startswith("employed_"):
+            return math.nan
+        return rollout_truth(po, context["schedule"], record["outcome"], context["settings"],
+                             mask)

@@ -272,10 +272,29 @@ def diagnose_overlap(persons: pd.DataFrame, instrument: str, covariates: Sequenc
     return diag
 
 
+def att_truth(po: pd.DataFrame, instrument: str, outcome: str,
+              mask: np.ndarray | None = None) -> float:
+    """Mean of Y(j) - Y(0) among starters of ``j`` (optionally within
+    ``mask``): the ATT at horizon h of ``outcome = employed_<h>``."""
+    h = outcome.rsplit("_", 1)[-1]
+    sel = (po["instrument"] == instrument).to_numpy()
+    if mask is not None:
+        sel &= mask
+    if not sel.any():
+        return math.nan
+    d = po.loc[sel, f"employed_{instrument}_{h}"] - po.loc[sel, f"employed_none_{h}"]
+    return float(d.mean())
+
+
+
 class SelectionOnObservables(Design):
     name = "selection_on_observables"
     label = "Selection on observables"
     short = "selection"
+    observational = True
+    treated = "treated"
+    cluster = None
+    fit = staticmethod(fit_selection)
 
     def prepare(self, inputs: Inputs, instrument: str) -> pd.DataFrame:
         cfg = inputs.effects["selection_on_observables"]
@@ -289,11 +308,8 @@ class SelectionOnObservables(Design):
         return diagnose_overlap(inputs.persons, str(instrument), covariates, outcome,
                                 inputs.feasibility, threshold)
 
-    def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any]
-                 ) -> EffectResult:
-        return fit_selection(data, outcome, settings)
-
-    def counts(self, data: pd.DataFrame, outcome: str) -> tuple[int, int, int | None]:
-        sample = data[data[outcome].notna()]
-        n1 = int(sample["treated"].sum())
-        return n1, len(sample) - n1, None
+    def truth(self, po: pd.DataFrame, record: dict[str, Any], mask: np.ndarray | None,
+              context: dict[str, Any]) -> float:
+        if not record["outcome"].startswith("employed_"):
+            return math.nan
+        return att_truth(po, record["instrument"], record["outcome"], mask)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import designs
 from ..config import list_cities, load_city, load_instruments
 from ..designs.base import (
     criterion_verdict,
@@ -36,15 +37,16 @@ def matrix_columns(root: Path | None = None) -> list[tuple[str, str | None]]:
     instrument, the roll-out (one column, whatever the city rolled out), the
     case-manager IV per instrument."""
     instruments = list(load_instruments(root))
-    return ([("selection_on_observables", i) for i in instruments] + [("rollout_did", None)]
-            + [("case_manager_iv", i) for i in instruments])
+    return [(name, i) for name, d in designs.REGISTRY.items()
+            for i in ([None] if d.per_city_instrument else instruments)]
 
 
 def _cell(rec: dict[str, Any] | None, design: str, instrument: str | None) -> dict | None:
     if rec is None:
         return None
     for s in rec["substudies"]:
-        if s["design"] == design and (design == "rollout_did" or s["instrument"] == instrument):
+        if s["design"] == design and (designs.get(design).per_city_instrument
+                                      or s["instrument"] == instrument):
             return s
     return None
 
@@ -79,7 +81,7 @@ def phase1_markdown(paths: Paths) -> str:
                 s = _cell(rec, d, i)
                 if s is None:
                     cells.append("not assessed")
-                elif d == "rollout_did" and s["instrument"]:
+                elif designs.get(d).per_city_instrument and s["instrument"]:
                     cells.append(f"{_SYMBOL[s['decision']]} ({s['instrument_label']})")
                 else:
                     cells.append(_SYMBOL[s["decision"]])
@@ -176,8 +178,8 @@ def city_advice(rec: dict[str, Any]) -> str:
 
 
 def _short(s: dict[str, Any]) -> str:
-    if s["design"] == "rollout_did":
-        return f"roll-out of {s['instrument_label'].lower()}"
+    if designs.get(s["design"]).per_city_instrument:
+        return f"{DESIGN_SHORT[s['design']]} of {s['instrument_label'].lower()}"
     return f"{DESIGN_SHORT[s['design']]} for {s['instrument_label'].lower()}"
 
 
@@ -329,18 +331,20 @@ def power_markdown(paths: Paths) -> str:
         table = released.read_table(paths, city, f"{STEP}/power")
         if table is None:
             continue
-        table = table[~table["sub-study"].str.startswith("selection_on_observables")]
+        for col in table.columns.drop("sub-study"):
+            table[col] = pd.to_numeric(table[col], errors="coerce")
+        table = table[table["MDE realised by Phase 2's interval (pp)"].notna()]
         if table.empty:
             continue
         lines += [f"**{load_city(city, paths.root)['display_name']}**", "",
-                  "| sub-study | MDE, Phase 1 | MDE realised | ratio | range of the realised "
+                  "| sub-study | MDE, Phase 1 (percentage points) | MDE realised | ratio | range of the realised "
                   "MDE |", "|---|---|---|---|---|"]
         realised = "MDE realised by Phase 2's interval (pp)"
         for row in table.to_dict("records"):
             design, instrument = row["sub-study"].split("/", 1)
             lo = row["realised MDE over other roll-out dates, 10% (pp)"]
             hi = row["realised MDE over other roll-out dates, 90% (pp)"]
-            rng = "" if lo is None or pd.isna(lo) else f"{lo:g} to {hi:g}"
+            rng = "" if pd.isna(lo) else f"{lo:g} to {hi:g}"
             lines.append(f"| {DESIGN_SHORT[design]}, {instrument.replace('_', ' ')} | "
                          f"{_num(row['MDE, Phase 1 (pp)'])} | "
                          f"{_num(row[realised])} | "
@@ -350,7 +354,7 @@ def power_markdown(paths: Paths) -> str:
 
 
 def _num(x: Any) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:g}"
+    return "" if x is None or pd.isna(x) else f"{float(x):g}"
 
 
 def reasons_table(assessment: Assessment, labels: dict[str, str]) -> pd.DataFrame:
