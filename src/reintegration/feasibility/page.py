@@ -337,8 +337,8 @@ def power_markdown(paths: Paths) -> str:
         if table.empty:
             continue
         lines += [f"**{load_city(city, paths.root)['display_name']}**", "",
-                  "| sub-study | MDE, Phase 1 (percentage points) | MDE realised | ratio | range of the realised "
-                  "MDE |", "|---|---|---|---|---|"]
+                  "| sub-study | MDE, Phase 1 (percentage points) | MDE realised | ratio "
+                  "| range of the realised MDE |", "|---|---|---|---|---|"]
         realised = "MDE realised by Phase 2's interval (pp)"
         for row in table.to_dict("records"):
             design, instrument = row["sub-study"].split("/", 1)
