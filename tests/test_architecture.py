@@ -37,8 +37,27 @@ def test_flows_follow_steps_yml_and_custody(root):
     assert rows["01_delivery_check"]["reads"] == ["municipal", "public"]
     assert rows["02_pseudonymise_link"]["writes"] == {"research": 5, "ttp": 2, "release": 1}
     assert "municipal" not in rows["03_panel"]["reads"]
-    assert "truth" in rows["07_validation"]["reads"]
-    assert all("truth" not in r["reads"] for n, r in rows.items() if n != "07_validation")
+    assert rows["07_validation"]["reads"] == ["research", "release", "truth", "public"]
+
+
+def test_person_level_data_flow_one_way(root):
+    """What the page tells a reviewer to look at: no arrow points back, only the
+    delivery check and the linking unit read the exports, only the linking unit
+    its key table, only validation the truth."""
+    order = ["municipal", "ttp", "research", "release"]
+    rows = architecture.flows(root)[1:]
+    for row in rows:
+        for src in (d for d in row["reads"] if d in order[:3]):
+            for dst in (d for d in row["writes"] if d in order):
+                assert order.index(dst) >= order.index(src), (row["name"], src, dst)
+    readers = {
+        d: [r["name"] for r in rows if d in r["reads"]] for d in ("municipal", "ttp", "truth")
+    }
+    assert readers == {
+        "municipal": ["01_delivery_check", "02_pseudonymise_link"],
+        "ttp": ["02_pseudonymise_link"],
+        "truth": ["07_validation"],
+    }
 
 
 def test_a_write_the_role_may_not_make_is_an_error(tmp_root):

@@ -194,7 +194,7 @@ def flow_figure(out_png: str | Path, root: Path | None = None) -> Path:
 
 
 def _names(domains: Any) -> str:
-    words = [DOMAIN_LABELS[d].split("\n")[0].lower() for d in domains]
+    words = [(w := DOMAIN_LABELS[d].split("\n")[0])[0].lower() + w[1:] for d in domains]
     return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
 
 
