@@ -1,3 +1,5 @@
+"""``python -m reintegration``: the command line (:mod:`reintegration.cli`)."""
+
 import sys
 
 from .cli import main
