@@ -55,3 +55,37 @@ def test_a_city_without_roll_out_has_one_placeholder_sub_study():
                     feasibility={"theoretical": {"rollout_did": {}}, "practical": {}})
     diag = rollout.diagnose(inputs, None, outcome="employed_12", threshold=10)
     assert [(c.name, c.verdict) for c in diag.theoretical][0] == ("rollout_present", "fail")
+
+
+def test_selection_power_comes_from_the_stacked_comparison_when_the_panel_is_there():
+    import numpy as np
+
+    from reintegration import feasibility, phase2
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    persons = pd.DataFrame({
+        "RINPERSOONS": ["R"] * n, "RINPERSOON": [f"{i:09d}" for i in range(n)],
+        "instrument": np.where(rng.random(n) < 0.2, "training", "none"),
+        "instrument_elapsed": pd.array(rng.integers(1, 6, n), dtype="Int16"),
+        "female": rng.integers(0, 2, n), "prior_employment": rng.random(n),
+    })
+    persons.loc[persons["instrument"] == "none", "instrument_elapsed"] = pd.NA
+    persons["employed_12"] = (rng.random(n) < 0.3 + 0.2 * persons["prior_employment"]).astype(int)
+    months = persons[["RINPERSOONS", "RINPERSOON"]].merge(
+        pd.DataFrame({"month": range(0, 8)}), how="cross").assign(on_benefit=1)
+    settings = feasibility.load_settings()
+    effects = {**phase2.load_settings(), "covariates": ["female", "prior_employment"]}
+    design = designs.get("selection_on_observables")
+    plain = design.diagnose(Inputs(persons=persons, city={}, effects=effects,
+                                   feasibility=settings), "training",
+                            outcome="employed_12", threshold=10)
+    stacked = design.diagnose(Inputs(persons=persons, city={}, effects=effects,
+                                     feasibility=settings, person_months=months), "training",
+                              outcome="employed_12", threshold=10)
+    ev = stacked.evidence_practical
+    assert "mde_difference_in_means" not in plain.evidence_practical
+    assert ev["mde_difference_in_means"] == plain.evidence_practical["mde"]
+    # the stacked comparison holds every risk set, so it is more precise here
+    assert 0 < ev["mde"] < ev["mde_difference_in_means"]
+    assert [c.name for c in stacked.practical].count("mde") == 1

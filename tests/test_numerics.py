@@ -91,11 +91,11 @@ def test_registered_first_stage_model_gives_the_same_f():
                                       "cm": "case_manager"})
     model = iv.first_stage_model(df)
     res = model.results
-    t = float(res.params["loo_propensity"] / res.std_errors["loo_propensity"])
+    t = float(res.params["case_manager_propensity"] / res.std_errors["case_manager_propensity"])
     ours = numerics.first_stage(df, treatment="_d", instrument="_z", absorb="_cell",
                          cluster="case_manager")
     assert t * t == pytest.approx(ours.f_stat, rel=1e-9)
-    assert model.params == ["loo_propensity"]
+    assert model.params == ["case_manager_propensity"]
 
 
 def test_nothing_of_the_clients_cell_enters_the_case_manager_propensity():

@@ -114,8 +114,10 @@ def _sensitivity(sub: dict[str, Any], records: list[dict[str, Any]], ctx: Contex
               and s["design"] != sub["design"]]
     compared = "; ".join(f"{designs.get(s['design']).short}: {s['decision']}"
                          for s in others) or "no design-based sub-study of this instrument"
-    return True, (f"robustness value {min(rvs):.3f} to {max(rvs):.3f} over the outcomes; "
-                  f"design-based estimates of the instrument: {compared}")
+    return True, (f"carried out: a hidden factor explaining {100 * min(rvs):.1f}% to "
+                  f"{100 * max(rvs):.1f}% of the remaining variation in both who starts and the "
+                  "outcome would remove the estimate (robustness value, per outcome); "
+                  f"design-based sub-studies of the instrument: {compared}")
 
 
 def _mde_reported(sub: dict[str, Any], records: list[dict[str, Any]], ctx: Context,

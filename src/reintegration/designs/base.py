@@ -191,9 +191,13 @@ def mde_verdict(mde: float, practical: dict[str, Any], what: str) -> Check:
     if not math.isfinite(mde):
         return Check("mde", "fail", f"no minimum detectable effect can be computed ({what})",
                      None, effect)
+    mde = round(mde, 4)  # the value the records and tables keep
     verdict = levels(mde, no_go=limit, conditional=effect, higher_is_better=False)
     head = (f"minimum detectable effect {pp(mde)} ({what}; {sig}; policy-relevant: "
             f"{pp(effect)})")
+    if mde > 1:
+        head += (": more than 100 percentage points, so even an instrument that got every "
+                 "participant into work could not be shown")
     text = {
         "pass": head,
         "conditional": f"{head}: on its own a null result would be inconclusive; report the "

@@ -157,7 +157,7 @@ def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> Effect
 
 def first_stage_model(frame: pd.DataFrame) -> Model:
     """The first stage as a linearmodels fit for the output register: the
-    treatment on the leave-one-out propensity, both demeaned within cells
+    treatment on the case manager's leave-out-cell propensity, both demeaned within cells
     (the cell effects absorbed), clustered on case managers. Its coefficient
     over its standard error, squared, is :func:`first_stage`'s F."""
     from linearmodels.iv import IV2SLS
@@ -165,14 +165,14 @@ def first_stage_model(frame: pd.DataFrame) -> Model:
     sample = frame[frame[["_d", "_z", "_cell", "case_manager"]].notna().all(axis=1)]
     groups = sample["_cell"].to_numpy()
     dep = pd.Series(demean(sample["_d"].to_numpy(dtype=float), groups), name="starts")
-    exog = pd.DataFrame({"loo_propensity": demean(sample["_z"].to_numpy(dtype=float),
-                                                   groups)})
+    z = demean(sample["_z"].to_numpy(dtype=float), groups)
+    exog = pd.DataFrame({"case_manager_propensity": z})
     clusters = pd.factorize(sample["case_manager"].astype(str))[0]
     res = IV2SLS(dep, exog, None, None).fit(cov_type="clustered", clusters=clusters,
                                              debiased=False)
     started = np.where(sample["_d"].to_numpy() > 0, "started", "did not start")
-    return Model(res, pd.DataFrame({"instrument started": started}), ["loo_propensity"],
-                 "First stage: starting the instrument on the case manager's leave-one-out "
+    return Model(res, pd.DataFrame({"instrument started": started}), ["case_manager_propensity"],
+                 "First stage: starting the instrument on the case manager's leave-out-cell "
                  "propensity (cell effects absorbed, clustered on case managers)")
 
 
@@ -273,9 +273,10 @@ def _first_stage_check(diag: Diagnosis, data: pd.DataFrame, instrument: str,
     diag.evidence_theoretical["first_stage"] = fs.as_dict()
     if not math.isfinite(fs.f_stat) or fs.f_stat < lim_f:
         diag.theoretical.append(Check(
-            "first_stage_f", "fail", f"first-stage F {_fmt_f(fs.f_stat)} below {lim_f:g}: the "
-            "case manager's propensity hardly predicts who starts the instrument (weak "
-            "instrument)", rounded(fs.f_stat, 3), lim_f))
+            "first_stage_f", "fail", f"first-stage F {_fmt_f(fs.f_stat)} below {lim_f:g}: which "
+            "case manager a client gets barely changes whether they start the instrument (a weak "
+            "instrument), so this comparison cannot tell its effect", rounded(fs.f_stat, 3),
+            lim_f))
     else:
         diag.theoretical.append(Check(
             "first_stage_f", "pass", f"first-stage F {_fmt_f(fs.f_stat)} (at least {lim_f:g})",
@@ -323,8 +324,8 @@ def _power_checks(diag: Diagnosis, data: pd.DataFrame, sample: pd.DataFrame, out
     diag.practical.extend(size_checks(n1, n - n1, pcfg, threshold))
     se = null_std_error(sample, outcome)
     diag.practical.append(mde_check(
-        se, pcfg, "two-stage least squares on the case-manager propensity, variance under no "
-        "effect, the larger of robust and clustered on case managers"))
+        se, pcfg, "clients of case managers who often start the instrument against those of "
+        "case managers who rarely do (two-stage least squares)"))
     mde = minimum_detectable_effect(se, **power_settings(pcfg))
     try:
         realised = minimum_detectable_effect(fit_iv(data, outcome, effects_settings).std_error,

@@ -44,13 +44,11 @@ from scipy import stats
 from .. import effects, months
 from ..effects import EventStudyResult
 from ..effects.randomization import design_power
-from ..numerics import cluster_ols, dummies
 from .base import (
     Check,
     Design,
     Diagnosis,
     Inputs,
-    Model,
     levels,
     mde_multiplier,
     mde_verdict,
@@ -217,20 +215,6 @@ def fit_rollout(data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> E
     return res
 
 
-def _takeup_model(data: pd.DataFrame) -> Model:
-    """Take-up on exposure with team and period effects, clustered on teams:
-    the descriptive model registered beside the take-up check."""
-    x = pd.concat([data[["exposed"]].astype(float).reset_index(drop=True),
-                   dummies(pd.factorize(data["team"], sort=True)[0], "team_"),
-                   dummies(data["_period"].to_numpy(dtype=int), "period_")], axis=1)
-    x["const"] = 1.0
-    res = cluster_ols(data[STARTED].to_numpy(dtype=float), x,
-                      pd.factorize(data["team"], sort=True)[0])
-    return Model(res, data[["group"]].reset_index(drop=True), ["exposed"],
-                 "Take-up of the rolled-out instrument on being reached by the roll-out "
-                 "(team and inflow-period effects)")
-
-
 def _no_rollout(reason: str, outcome: str, names: Sequence[str]) -> Diagnosis:
     diag = Diagnosis(evidence_practical={"outcome": outcome})
     diag.theoretical += [Check(n, "not_assessed", reason) for n in names]
@@ -304,7 +288,6 @@ def _design_checks(diag: Diagnosis, data: pd.DataFrame, outcome: str,
     ev_t, ev_p = diag.evidence_theoretical, diag.evidence_practical
     diag.frames["rollout"] = data[["group", "exposed", STARTED]].rename(
         columns={STARTED: "treated"})
-    diag.models["rollout_takeup_model"] = _takeup_model(data)
     lim_p = float(cfg["takeup_pvalue"])
     try:
         takeup = fit_rollout(data, STARTED, effects_settings)

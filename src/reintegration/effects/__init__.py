@@ -14,6 +14,14 @@ with keyword-only options, returning an :class:`EffectResult` (``estimate``,
   absorbed fixed effects), with :func:`leave_out_cell_propensity` (and
   :func:`leave_one_out_propensity` where no cells are absorbed) for the
   case-manager instrument.
+
+The three estimator functions are the public entry points and the only
+functions of the package allowed to exceed 120 lines: each validates its
+inputs with messages naming the column, fits, and assembles the diagnostics a
+reader needs in one place, in the order the docstring documents. The
+numerics they share (covariances, first stage, logit, demeaning, wild
+bootstrap) live in :mod:`reintegration.numerics`; the designs that prepare
+their data and judge them live in :mod:`reintegration.designs`.
 """
 
 from ._data import EffectInputError

@@ -36,6 +36,7 @@ def assess_city(
     effects: dict[str, Any],
     instruments: Sequence[str],
     threshold: int = 10,
+    person_months: pd.DataFrame | None = None,
 ) -> Assessment:
     """Assess every sub-study of one city.
 
@@ -57,6 +58,10 @@ def assess_city(
     threshold
         The disclosure cell threshold; counts below it are not written in
         texts for readers.
+    person_months
+        The panel's ``person_months.parquet``: with it, selection on
+        observables takes its minimum detectable effect from the stacked
+        comparison Phase 2 runs (without it, from a difference in means).
     """
     outcome = settings["outcome"]
     covariates = [c for c in settings["covariates"] if c in persons.columns]
@@ -70,7 +75,8 @@ def assess_city(
     legal_rows, legal_checks = legal_checklist(city, settings, uses_health_data=uses_health)
     rel_rows, concerns = relevance_tables(city, settings)
     offered = offered_instruments(city)
-    inputs = Inputs(persons=persons, city=city, effects=effects, feasibility=settings)
+    inputs = Inputs(persons=persons, city=city, effects=effects, feasibility=settings,
+                    person_months=person_months)
     parts: dict[str, list[pd.DataFrame]] = {}
     models: dict[str, Model] = {}
     subs: list[SubStudy] = []

@@ -309,10 +309,12 @@ def power_table(assessment: Assessment) -> pd.DataFrame:
             "ratio": ev.get("mde_ratio"),
             "realised MDE over other roll-out dates, 10% (pp)": _pp_value(band[0]),
             "realised MDE over other roll-out dates, 90% (pp)": _pp_value(band[1]),
+            "realised inside that range": (None if band[0] is None else
+                                           "yes" if ev.get("realised_in_band") else "no"),
         })
     cols = ["sub-study", "MDE, Phase 1 (pp)", "MDE realised by Phase 2's interval (pp)", "ratio",
             "realised MDE over other roll-out dates, 10% (pp)",
-            "realised MDE over other roll-out dates, 90% (pp)"]
+            "realised MDE over other roll-out dates, 90% (pp)", "realised inside that range"]
     return pd.DataFrame(rows, columns=cols).set_index("sub-study")
 
 
@@ -331,24 +333,32 @@ def power_markdown(paths: Paths) -> str:
         table = released.read_table(paths, city, f"{STEP}/power")
         if table is None:
             continue
-        for col in table.columns.drop("sub-study"):
+        inside = table.get("realised inside that range", pd.Series("", index=table.index))
+        for col in table.columns.drop(["sub-study", "realised inside that range"],
+                                      errors="ignore"):
             table[col] = pd.to_numeric(table[col], errors="coerce")
+        table["inside"] = inside.fillna("")
         table = table[table["MDE realised by Phase 2's interval (pp)"].notna()]
         if table.empty:
             continue
         lines += [f"**{load_city(city, paths.root)['display_name']}**", "",
-                  "| sub-study | MDE, Phase 1 (percentage points) | MDE realised | ratio "
-                  "| range of the realised MDE |", "|---|---|---|---|---|"]
+                  "| sub-study | decision | MDE, Phase 1 (percentage points) | MDE realised | "
+                  "ratio | range of the realised MDE | realised inside the range |",
+                  "|---|---|---|---|---|---|---|"]
         realised = "MDE realised by Phase 2's interval (pp)"
+        dec = released.read_table(paths, city, f"{STEP}/decisions")
+        decisions = {} if dec is None else dict(zip(dec["sub-study"], dec["decision"],
+                                                    strict=True))
         for row in table.to_dict("records"):
             design, instrument = row["sub-study"].split("/", 1)
             lo = row["realised MDE over other roll-out dates, 10% (pp)"]
             hi = row["realised MDE over other roll-out dates, 90% (pp)"]
             rng = "" if pd.isna(lo) else f"{lo:g} to {hi:g}"
             lines.append(f"| {DESIGN_SHORT[design]}, {instrument.replace('_', ' ')} | "
+                         f"{decisions.get(row['sub-study'], '')} | "
                          f"{_num(row['MDE, Phase 1 (pp)'])} | "
                          f"{_num(row[realised])} | "
-                         f"{_num(row['ratio'])} | {rng} |")
+                         f"{_num(row['ratio'])} | {rng} | {row['inside']} |")
         lines.append("")
     return "\n".join(lines)
 
