@@ -14,6 +14,12 @@ validation (nbval) still compares the cells marked ``# NBVAL_CHECK_OUTPUT``
 Run ``python -m reintegration.notebook_tags notebooks/*.ipynb`` after adding
 a template or a cell; ``tests/test_templates.py`` fails on a code cell
 without a tag.
+
+A page adapts to its city: a markdown cell tagged :data:`NEEDS_OUTPUT`
+introduces what the next code cell shows (a roll-out plot, a balance table),
+and :func:`drop_empty_sections`, run on every executed notebook, removes it
+from the page (tag ``remove-cell``) when that code cell showed nothing, as
+for a city without a roll-out or without case-manager identifiers.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from . import atomic
 
 #: the tag every code cell gets
 HIDE = "remove-input"
+#: a markdown cell about the output of the next code cell, dropped without one
+NEEDS_OUTPUT = "needs-output"
 #: tags that already keep a cell's source out of the book
 HIDING = frozenset({"remove-input", "remove-cell", "hide-input", "hide-cell"})
 
@@ -49,6 +57,20 @@ def tag_cells(nb: Any) -> int:
             cell.metadata["tags"] = [*cell.metadata.get("tags", []), HIDE]
             changed += 1
     return changed
+
+
+def drop_empty_sections(nb: Any) -> list[int]:
+    """Tag ``remove-cell`` every markdown cell tagged :data:`NEEDS_OUTPUT`
+    whose next code cell has no output; the indices of the cells dropped."""
+    dropped = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown" or NEEDS_OUTPUT not in cell.metadata.get("tags", []):
+            continue
+        nxt = next((c for c in nb.cells[i + 1 :] if c.cell_type == "code"), None)
+        if nxt is None or not nxt.get("outputs"):
+            cell.metadata["tags"] = [*cell.metadata["tags"], "remove-cell"]
+            dropped.append(i)
+    return dropped
 
 
 def tag_templates(templates: Iterable[Path]) -> dict[Path, int]:
