@@ -82,6 +82,7 @@ COLUMNS: dict[str, str] = {
     "inflow_month": "inflow month",
     "inflow_year": "inflow year",
     "inflow_date": "inflow date",
+    "inflow_check": "municipal inflow month against CBS",
     "case_manager": "case manager",
     "instrument_start": "instrument start",
     "instrument_elapsed": "months from inflow to the instrument start",
@@ -107,29 +108,43 @@ def _short(description: str) -> str:
     return re.sub(r"\s*\(.*\)\s*$", "", str(description)).strip()
 
 
+#: the names whose words need no configuration file (a step that reads no
+#: config/effects.yml or config/instruments.yml can label them)
+STATIC: dict[str, str] = {**_expand(COLUMNS), **DESIGNS}
+
+
 @lru_cache(maxsize=8)
-def _table(root: Path) -> dict[str, str]:
-    out = _expand(COLUMNS)
-    out.update(DESIGNS)
+def _configured(root: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
     effects = root / "config" / "effects.yml"
     if effects.is_file():
         cfg = read_yaml(effects)
         out.update({k: str(v) for k, v in (cfg.get("outcomes") or {}).items()})
-        for k, v in (cfg.get("subgroups") or {}).items():
-            out.setdefault(k, _short(v))
+        out.update({k: _short(v) for k, v in (cfg.get("subgroups") or {}).items()})
     out.update({k: v["label"] for k, v in load_instruments(root).items()})
     return out
 
 
+def _root(root: Path | None) -> Path:
+    return Path(root or repo_root()).resolve()
+
+
 def table(root: Path | None = None) -> dict[str, str]:
-    """Name -> words, for every name the book may need to show."""
-    return dict(_table(Path(root or repo_root()).resolve()))
+    """Name -> words, for every name the book may need to show (the words of
+    :data:`STATIC` where both define a name)."""
+    return {**_configured(_root(root)), **STATIC}
+
+
+def _lookup(name: str, root: Path | None) -> str | None:
+    """The words for ``name``; the configuration is read only for a name
+    that :data:`STATIC` lacks."""
+    return STATIC.get(name) or _configured(_root(root)).get(name)
 
 
 def label(name: str, root: Path | None = None) -> str:
     """The words for one name; a name not in :func:`table` with spaces for
     underscores (a plain word stays as it is)."""
-    return _table(Path(root or repo_root()).resolve()).get(name, str(name).replace("_", " "))
+    return _lookup(str(name), root) or str(name).replace("_", " ")
 
 
 def substudy(sub_id: str, root: Path | None = None) -> str:
@@ -145,13 +160,12 @@ _NAME = re.compile(r"(?<![\w-])[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+(?![\w-])")
 def relabel(text: str, root: Path | None = None) -> str:
     """``text`` with every snake_case name of :func:`table` in words
     (``design/instrument`` pairs as :func:`substudy`)."""
-    known = _table(Path(root or repo_root()).resolve())
     text = re.sub(
         r"\b(" + "|".join(map(re.escape, DESIGNS)) + r")/(\w+)",
         lambda m: substudy(m.group(0), root),
         str(text),
     )
-    return _NAME.sub(lambda m: known.get(m.group(0), m.group(0)), text)
+    return _NAME.sub(lambda m: _lookup(m.group(0), root) or m.group(0), text)
 
 
 def relabel_figure(fig: Any, root: Path | None = None) -> Any:
@@ -268,7 +282,7 @@ def raw_names(root: Path | None = None) -> set[str]:
     """Every code-like column name or key of ``config/*.yml``, the cities'
     files and the data dictionary, with ``<h>`` horizons filled in and other
     placeholders dropped."""
-    root = Path(root or repo_root()).resolve()
+    root = _root(root)
     out: set[str] = set()
     for name in _config_names(root) | _dictionary_names():
         name = str(name)
