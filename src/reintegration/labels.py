@@ -86,7 +86,11 @@ COLUMNS: dict[str, str] = {
     "case_manager": "case manager",
     "instrument_start": "instrument start",
     "instrument_elapsed": "months from inflow to the instrument start",
-    "n_obs": "person-months",
+    "on_benefit": "on bijstand",
+    "in_instrument": "in an instrument",
+    "not_employed": "not employed",
+    "not_on_benefit": "not on bijstand",
+    "not_in_instrument": "not in an instrument",
 }
 
 #: terms for counts: persons and person-months are named as such
