@@ -123,13 +123,16 @@ def test_effects_table_in_percentage_points_with_the_interval_method():
     assert row["observations"] == "11,011 person-months (risk-set rows)"
     assert row["clusters"] == "1,359 persons"
     assert t.iloc[1]["effect"] == "+1.2 months"
+    # the estimators record their own design names; the words are the same
     rollout = _record(
-        "rollout_did", 0.05, -0.02, 0.12, diagnostics={"ci_randomization": [-0.02, 0.12]}
+        "event_study", 0.05, -0.02, 0.12, diagnostics={"ci_randomization": [-0.02, 0.12]}
     )
+    rollout.update(n=1312, n_clusters=7)
     assert labels.interval_method(rollout) == "randomisation inference over roll-out dates"
-    assert labels.effects_table({"employed_24": rollout}).iloc[0]["observations"] == (
-        "11,011 persons"
-    )
+    row = labels.effects_table({"employed_24": rollout}).iloc[0]
+    assert (row["observations"], row["clusters"]) == ("1,312 persons", "7 teams")
+    iv = _record("instrumental_variable", 0.1, -0.3, 0.5)
+    assert labels.interval_method(iv) == "standard error clustered on case managers"
 
 
 def _subgroup_records(substudy: str) -> list[dict]:

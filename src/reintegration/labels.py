@@ -340,6 +340,9 @@ OBSERVATIONS = {
     "selection_on_observables": ("person-months (risk-set rows)", "persons"),
     "rollout_did": ("persons", "teams"),
     "case_manager_iv": ("persons", "case managers"),
+    # the same designs under the names the estimators record (reintegration.effects)
+    "event_study": ("persons", "teams"),
+    "instrumental_variable": ("persons", "case managers"),
 }
 
 
