@@ -55,6 +55,7 @@ COLUMNS: dict[str, str] = {
     "months_employed": "months employed in the 24 months after inflow",
     "months_on_benefit": "months on bijstand in the 24 months after inflow",
     "earnings_after": "earnings in the 24 months after inflow (euro)",
+    "age": "age (years)",
     "female": "female",
     "age_under_27": "younger than 27",
     "age_50_plus": "50 or older",
