@@ -78,6 +78,9 @@ def test_relabel_puts_words_for_names_and_sub_studies():
         "effect on employed 24 months after inflow, team"
     )
     assert labels.relabel("not_a_known_name stays", ROOT) == "not_a_known_name stays"
+    assert labels.substudy("rollout_did/none", ROOT) == (
+        "Staggered roll-out (difference in differences), no instrument rolled out"
+    )
 
 
 def test_numbers_have_separators_and_at_most_three_decimals():

@@ -119,15 +119,23 @@ STATIC: dict[str, str] = {**_expand(COLUMNS), **DESIGNS}
 
 
 @lru_cache(maxsize=8)
-def _configured(root: Path) -> dict[str, str]:
+def _instruments(root: Path) -> dict[str, str]:
+    return {k: v["label"] for k, v in load_instruments(root).items()}
+
+
+@lru_cache(maxsize=8)
+def _effects(root: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     effects = root / "config" / "effects.yml"
     if effects.is_file():
         cfg = read_yaml(effects)
         out.update({k: str(v) for k, v in (cfg.get("outcomes") or {}).items()})
         out.update({k: _short(v) for k, v in (cfg.get("subgroups") or {}).items()})
-    out.update({k: v["label"] for k, v in load_instruments(root).items()})
     return out
+
+
+def _configured(root: Path) -> dict[str, str]:
+    return {**_effects(root), **_instruments(root)}
 
 
 def _root(root: Path | None) -> Path:
@@ -141,9 +149,15 @@ def table(root: Path | None = None) -> dict[str, str]:
 
 
 def _lookup(name: str, root: Path | None) -> str | None:
-    """The words for ``name``; the configuration is read only for a name
-    that :data:`STATIC` lacks."""
-    return STATIC.get(name) or _configured(_root(root)).get(name)
+    """The words for ``name``; a configuration file is read only for a name
+    that :data:`STATIC` lacks: ``config/instruments.yml`` first, then
+    ``config/effects.yml``, and that only for a snake_case name (steps that
+    read only one of them can label what that one defines)."""
+    root_ = _root(root)
+    found = STATIC.get(name) or _instruments(root_).get(name)
+    if found is None and "_" in name:  # a plain word is its own label
+        found = _effects(root_).get(name)
+    return found
 
 
 def label(name: str, root: Path | None = None) -> str:
@@ -156,6 +170,8 @@ def substudy(sub_id: str, root: Path | None = None) -> str:
     """``design/instrument`` in words: "Selection on observables, training"."""
     design, _, instrument = str(sub_id).partition("/")
     words = label(design, root)
+    if instrument == "none":  # a roll-out sub-study of a city that rolled out nothing
+        return f"{words}, no instrument rolled out"
     return f"{words}, {label(instrument, root).lower()}" if instrument else words
 
 
