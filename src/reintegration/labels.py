@@ -43,6 +43,13 @@ DESIGNS: dict[str, str] = {
     "case_manager_iv": "Case-manager instrumental variable",
 }
 
+#: the designs in a few words, for legends
+DESIGN_SHORT: dict[str, str] = {
+    "selection_on_observables": "selection on observables",
+    "rollout_did": "roll-out",
+    "case_manager_iv": "case-manager IV",
+}
+
 #: horizons (months) of the panel's ``<name>_<h>`` columns
 HORIZONS = (6, 12, 18, 24)
 
@@ -191,7 +198,9 @@ def relabel(text: str, root: Path | None = None) -> str:
 
 def relabel_figure(fig: Any, root: Path | None = None) -> Any:
     """Every text of a Matplotlib figure (titles, axis labels, tick labels,
-    legend entries, annotations) with names replaced by words; the figure."""
+    legend entries, annotations) with names replaced by words; the figure.
+    The title of a one-panel figure moves to the figure, where a long one
+    is not cut off."""
     import io
 
     from matplotlib.text import Text
@@ -205,9 +214,14 @@ def relabel_figure(fig: Any, root: Path | None = None) -> Any:
             words = [relabel(t, root) for t in texts]
             if words != texts:
                 axis.set_ticks(axis.get_ticklocs(), words)
+    if len(fig.axes) == 1 and fig.axes[0].get_title():  # centred on the figure, not cut off
+        ax = fig.axes[0]
+        fig.suptitle(ax.get_title(), fontsize="medium")
+        ax.set_title("")
     for text in fig.findobj(Text):
         old = text.get_text()
-        new = relabel(old, root)
+        # a legend entry may be a design with spaces for underscores ("rollout did")
+        new = DESIGN_SHORT.get(old.replace(" ", "_")) or relabel(old, root)
         if new != old:
             text.set_text(new)
     return fig
