@@ -25,6 +25,7 @@ import pandas as pd
 
 from . import figures
 from .config import load_instruments
+from .labels import label
 from .months import quarter_labels
 from .panel_contract import COVARIATES, HORIZONS, NO_INSTRUMENT
 
@@ -64,25 +65,15 @@ _VALUES: dict[str, tuple[str, dict[str, str]]] = {
         "couple_children": "couple with children", "unknown": "unknown"}),
 }
 
-#: readable names of the balance covariates
+#: readable names of the balance covariates, from the one label table
 COVARIATE_LABELS: dict[str, str] = {
-    "female": "female",
-    "age_under_27": "younger than 27",
-    "age_50_plus": "50 or older",
-    "migrant_first_generation": "migrant, first generation",
-    "migrant_second_generation": "migrant, second generation",
-    "education_low": "education low",
-    "education_high": "education high",
-    "education_missing": "education not registered",
-    "single_parent": "single parent",
-    "couple_children": "couple with children",
-    "health_chronic": "long-term medication",
-    "language_low": "Dutch below B1",
-    "distance_short": "distance short",
-    "distance_large": "distance large",
-    "age": "age (years)",
-    "prior_employment_months": "months worked, 24 months before",
-    "prior_earnings": "earnings, 24 months before (euro)",
+    c: label(c)
+    for c in (
+        *(c for c in COVARIATES if c != "prior_employment"),
+        "age",
+        "prior_employment_months",
+        "prior_earnings",
+    )
 }
 BINARY_COVARIATES = tuple(c for c in COVARIATES if c != "prior_employment")
 CONTINUOUS_COVARIATES = ("age", "prior_employment_months", "prior_earnings")
@@ -239,18 +230,21 @@ def balance_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 #: table (covariate label -> (characteristic, level)); their shares are
 #: computed from those released tables, so they show nothing the counts hide
 SHARE_OF_LEVEL: dict[str, tuple[str, str]] = {
-    "female": ("sex", "female"),
-    "younger than 27": ("age group", "under 27"),
-    "50 or older": ("age group", "50 and over"),
-    "education low": ("education", "low"),
-    "education high": ("education", "high"),
-    "education not registered": ("education", "not registered"),
-    "single parent": ("household", "single parent"),
-    "couple with children": ("household", "couple with children"),
-    "long-term medication": ("health", "yes"),
-    "Dutch below B1": ("language", "below B1"),
-    "distance short": ("distance", "short"),
-    "distance large": ("distance", "large"),
+    COVARIATE_LABELS[c]: level
+    for c, level in {
+        "female": ("sex", "female"),
+        "age_under_27": ("age group", "under 27"),
+        "age_50_plus": ("age group", "50 and over"),
+        "education_low": ("education", "low"),
+        "education_high": ("education", "high"),
+        "education_missing": ("education", "not registered"),
+        "single_parent": ("household", "single parent"),
+        "couple_children": ("household", "couple with children"),
+        "health_chronic": ("health", "yes"),
+        "language_low": ("language", "below B1"),
+        "distance_short": ("distance", "short"),
+        "distance_large": ("distance", "large"),
+    }.items()
 }
 
 

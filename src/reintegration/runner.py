@@ -22,7 +22,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from . import atomic, provenance
+from . import atomic, notebook_tags, provenance
 from . import kernel as kernel_launch
 from .config import get_step, load_city
 from .paths import Paths
@@ -146,6 +146,7 @@ def run_step(
     for cell in nb.cells:  # the book shows the injected parameters, not the defaults
         if "parameters" in cell.metadata.get("tags", []):
             cell.metadata["tags"] = [*cell.metadata["tags"], "remove-cell"]
+    notebook_tags.drop_empty_sections(nb)  # no text about a section the city does not have
     retitle(nb, cfg["display_name"], spec["title"], landing=step == first_city_step(paths))
     nb.cells.append(nbformat.v4.new_markdown_cell(provenance.markdown_cell(record)))
     nb.metadata["reintegration"] = {"step": step, "city": city, "size": size}
