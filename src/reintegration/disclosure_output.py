@@ -193,16 +193,22 @@ def _isnan(value: Any) -> bool:
 
 
 def _fmt(value: Any, decimals: int | None) -> str:
+    """A cell as a reader sees it: thousands separators, ``decimals`` places
+    when given, else whole numbers plain and at most three decimals."""
     if _isnan(value):
         return ""
     if isinstance(value, bool | str):
         return str(value)
     if isinstance(value, int | np.integer):
-        return f"{int(value):d}"
+        return f"{int(value):,d}"
     if isinstance(value, float | np.floating):
+        x = float(value)
         if decimals is not None:
-            return f"{float(value):.{decimals}f}"
-        return f"{int(value):d}" if float(value).is_integer() else f"{float(value):g}"
+            return f"{x:,.{decimals}f}"
+        if x.is_integer():
+            return f"{int(x):,d}"
+        text = f"{x:,.3f}".rstrip("0").rstrip(".")  # at most three decimals
+        return f"{x:.3g}" if text in ("0", "-0") else text
     return str(value)
 
 
