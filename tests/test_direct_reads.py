@@ -37,8 +37,8 @@ ALLOWED = {
     ("panel_sources.py", "read_sav_file"): "its one caller, panel_sources.read_sav, passes "
     "ctx.check_read(path)",
     ("phase2.py", "load_settings"): "config/effects.yml: public configuration",
-    ("feasibility.py", "read"): "build/<size>/<city>/feasibility.json: release domain",
-    ("feasibility.py", "_all_records"): "the cities' feasibility.json: release domain (synthesis)",
+    ("record.py", "read"): "build/<size>/<city>/research/feasibility.json: the research "
+    "domain a researcher step reads (Phase 2 and tests)",
     ("release_bundle.py", "step_registers"): "outputs/<step>/register.json: release domain",
     ("register_core.py", "_flush_acro"): "ACRO's own files in a temporary folder this step made",
     ("protection.py", "tables_from_register"): "released CSVs via the caller's open_file, "
@@ -48,7 +48,9 @@ ALLOWED = {
     ("released.py", "_read_bytes"): "checks the publisher's access first (check_access)",
     ("released.py", "read_table"): "parses bytes _read_bytes returned, after the checksum "
     "of the register matched",
-    ("feasibility.py", "released_record"): "released.read_table: release-domain tables, "
+    ("record.py", "released_record"): "released.read_table: release-domain tables, "
+    "access-checked and checksum-verified",
+    ("page.py", "power_markdown"): "released.read_table: release-domain tables, "
     "access-checked and checksum-verified",
     ("screening.py", "header_names"): "its caller, ingest's CSV reader, reads the export "
     "under the municipality role after ctx.check_read",
@@ -140,7 +142,11 @@ def _imports(source: str, package_level: bool) -> set[str]:
                 parts = mod.split(".") if mod else []
             else:
                 continue
-            if parts:
+            if parts and (PKG / parts[0]).is_dir() and len(parts) == 1 and all(
+                    (PKG / parts[0] / f"{a.name}.py").exists() for a in node.names):
+                # `from .synth import schema`: only those modules of the package
+                out.update(f"{parts[0]}/{a.name}" for a in node.names)
+            elif parts:
                 out.add(parts[0])
             else:
                 out.update(a.name for a in node.names)
