@@ -30,7 +30,7 @@ from .pipeline import Graph, Task, build
 
 def _recipe(task: Task) -> list[str]:
     prefix = "$(ONE_THREAD) " if task.one_thread else ""
-    lines = [f"\t{prefix}$(PY) -m {' '.join(cmd)}" for cmd in task.commands]
+    lines = [f"\t{prefix}$(PY) {' '.join(cmd)}" for cmd in task.commands]
     if task.touch:
         lines.append("\t@touch $@")
     return lines

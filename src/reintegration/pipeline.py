@@ -31,7 +31,7 @@ from .paths import Paths
 #: make's variables, also known to the runner (see :func:`resolver`)
 RESULTS, DATA, RELEASE, BUILD = "$(RESULTS)", "$(DATA)", "$(RELEASE)", "$(BUILD)"
 SIZE, KERNEL = "$(SIZE)", "$(KERNEL)"
-#: commands are arguments of ``python -m``: ``$(PY) -m <args>`` in make
+#: commands are arguments of the interpreter: ``$(PY) -m reintegration ...`` in make
 PKG = "reintegration"
 KERNEL_NAME = "reintegration"
 #: one BLAS thread per step (two cores, two steps at a time)
@@ -46,7 +46,7 @@ class Task:
     kind: str  # data, manifest, step, release, audit, book
     target: str
     prereqs: tuple[str, ...]
-    commands: tuple[tuple[str, ...], ...]
+    commands: tuple[tuple[str, ...], ...]  # each the arguments of the interpreter
     city: str | None = None
     step: str | None = None
     one_thread: bool = False  # run with ONE_THREAD in the environment
@@ -120,7 +120,7 @@ def book_sources(root: Path) -> list[str]:
 
 
 def _cli(*args: str) -> tuple[str, ...]:
-    return (PKG, *args)
+    return ("-m", PKG, *args)
 
 
 def build(root: Path) -> Graph:

@@ -58,7 +58,7 @@ def resolve(graph: Graph, paths: Paths) -> dict[str, Resolved]:
     root = paths.root
     out: dict[str, Resolved] = {}
     for task in graph.tasks:
-        cmds = [[python(), "-m", *expand(list(cmd), values)] for cmd in task.commands]
+        cmds = [[python(), *expand(list(cmd), values)] for cmd in task.commands]
         out[task.name] = Resolved(
             task=task,
             target=root / expand([task.target], values)[0],
