@@ -340,7 +340,7 @@ def _loop(
                 f"[{len(ran):>{width}}/{len(would)}] done  {name} in {clock(seconds)}; "
                 f"elapsed {progress.elapsed()}, {progress.left(waiting, running)}"
             )
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or an error of the runner itself: stop the children
         for proc in procs.values():
             proc.terminate()
         raise
