@@ -20,7 +20,15 @@ import pytest
 from reintegration.makefile import render
 from reintegration.paths import Paths
 from reintegration.pipeline import Graph, Task, build
-from reintegration.run import RunError, closure, execute, resolve, select
+from reintegration.run import (
+    Progress,
+    RunError,
+    closure,
+    execute,
+    load_times,
+    resolve,
+    select,
+)
 
 
 def _copy(name: str, *sources: str, fail: bool = False) -> Task:
@@ -135,6 +143,23 @@ def test_a_missing_source_nobody_makes_stops_before_any_work(toy):
     with pytest.raises(RunError, match=r"nowhere.txt is missing and no task makes it \(needed by"):
         _run(graph, paths, goals=("c.out", "a.out"))
     assert _log(root) == []
+
+
+def test_the_estimate_uses_the_last_run_or_the_steps_provenance(toy):
+    root, graph, paths = toy
+    task = Task(
+        name="x/s1", kind="step", target="s1.out", prereqs=(), commands=(), city="x", step="s1"
+    )
+    record = paths.provenance_dir("x") / "s1.json"
+    record.parent.mkdir(parents=True)
+    record.write_text('{"runtime_seconds": 12.5}')
+    resolved = resolve(_graph(task), paths)
+    assert load_times(paths, resolved) == {"x/s1": 12.5}
+    (paths.build_dir / "run-times.json").write_text('{"x/s1": 3.0}')
+    assert load_times(paths, resolved) == {"x/s1": 3.0}  # the runner's own timing first
+    progress = Progress({"x/s1": 30.0, "x/s2": 90.0}, jobs=2)
+    assert progress.left(["x/s1", "x/s2"], {}) == "about 1 min 00 s left"
+    assert progress.left(["x/s3"], {}) == "about 30 s left"  # never timed: the mean
 
 
 def test_make_and_the_runner_read_the_same_rules(root):

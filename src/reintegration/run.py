@@ -137,14 +137,26 @@ def check_prerequisites(resolved: dict[str, Resolved], plan: list[str], root: Pa
                 raise RunError(f"{rel} is missing and no task makes it (needed by {name})")
 
 
-def load_times(paths: Paths) -> dict[str, float]:
+def load_times(paths: Paths, resolved: dict[str, Resolved] | None = None) -> dict[str, float]:
+    """The duration of each task in the previous run (``run-times.json``); for
+    a step never timed by the runner, the run time in its provenance record
+    (written by every run of the step, through make or not)."""
     import json
 
     f = paths.build_dir / TIMES
     try:
-        return {k: float(v) for k, v in json.loads(f.read_text(encoding="utf-8")).items()}
+        times = {k: float(v) for k, v in json.loads(f.read_text(encoding="utf-8")).items()}
     except (FileNotFoundError, ValueError, AttributeError):
-        return {}
+        times = {}
+    for name, r in (resolved or {}).items():
+        if name in times or r.task.kind != "step" or r.task.city is None:
+            continue
+        record = paths.provenance_dir(r.task.city) / f"{r.task.step}.json"
+        try:
+            times[name] = float(json.loads(record.read_text(encoding="utf-8"))["runtime_seconds"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            continue
+    return times
 
 
 def clock(seconds: float) -> str:
@@ -240,7 +252,7 @@ def execute(
     ``jobs`` at a time). A dry run only says what would run."""
     started = time.perf_counter()
     check_prerequisites(resolved, plan, paths.root)
-    times = load_times(paths)
+    times = load_times(paths, resolved)
     # the tasks that would run, judged as make -n does: the estimate's basis
     would: set[str] = set()
     for name in plan:
