@@ -112,7 +112,8 @@ def test_a_newer_prerequisite_reruns_its_task_and_what_follows_only(toy):
     outcome, lines = _run(graph, paths)
     assert outcome.ran == ["c.out", "d.out"]
     assert (root / "d.out").read_text() == "sa.outb.outo2c.outd.out"
-    assert "last run" in lines[1], lines  # the estimate comes from the previous run
+    # why it runs, and the estimate from the previous run
+    assert lines[1].startswith("[1/2] start c.out (other.txt is newer; last run "), lines
     assert lines[0].startswith("run (small): 2 of 4 tasks to run") and "left" in lines[0]
 
 

@@ -102,9 +102,9 @@ def closure(resolved: dict[str, Resolved], goals: Iterable[str]) -> list[str]:
     return [name for name in resolved if name in seen]
 
 
-def _mtime(path: Path) -> float | None:
+def _mtime(path: Path) -> int | None:
     try:
-        return path.stat().st_mtime
+        return path.stat().st_mtime_ns  # nanoseconds, as make compares them
     except FileNotFoundError:
         return None
 
@@ -115,9 +115,9 @@ def stale(r: Resolved, will_run: Set[str] = frozenset()) -> str | None:
     assumed to run first (a dry run's plan, as ``make -n`` assumes)."""
     target = _mtime(r.target)
     if target is None:
-        return "missing"
+        return f"{r.target.name} is missing"
     if r.deps & will_run:
-        return "a task it needs runs"
+        return "a task it needs runs first"
     for p in r.prereqs:
         when = _mtime(p)
         if when is None:
@@ -308,13 +308,14 @@ def _loop(
                 if not r.deps <= done:
                     continue
                 todo.remove(name)
-                if not stale(r):
+                why = stale(r)
+                if not why:
                     done.add(name)
                     continue
                 n += 1
                 was = progress.guess(name) if name in times else None
-                last = f" (last run {clock(was)})" if was is not None else ""
-                say(f"[{n:>{width}}/{len(would)}] start {name}{last}")
+                last = f"; last run {clock(was)}" if was is not None else ""
+                say(f"[{n:>{width}}/{len(would)}] start {name} ({why}{last})")
                 running[name] = last_beat[name] = time.perf_counter()
                 pending_cmds[name] = list(r.commands)
                 procs[name] = _start(r, pending_cmds[name].pop(0), paths.root, events)
