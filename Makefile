@@ -70,7 +70,7 @@ help: ## List the targets
 		| awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  Variables: SIZE=small|full (default small), CITY=<name> for 'make city'"
 
-venv: $(VENV_STAMP) ## Create .venv from pyproject.toml and register the kernel
+venv: $(VENV_STAMP) ## Create .venv from requirements.lock and register the kernel
 
 # The environment is installed from the lock file requirements.lock: every
 # package at one exact version, each file checked against its SHA-256 hash
@@ -87,10 +87,10 @@ UV := $(UV_INSTALL) --override uv-overrides.txt
 UV_COMPILE := $(PY) -m uv pip compile --quiet --universal --generate-hashes \
 	--override uv-overrides.txt pyproject.toml
 
-$(VENV_STAMP): pyproject.toml $(LOCK)
+$(VENV_STAMP): pyproject.toml $(LOCK) uv-overrides.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check 'uv>=0.9,<1'
-	$(UV_INSTALL) --require-hashes -r $(LOCK)
+	$(UV) --require-hashes -r $(LOCK)
 	$(UV_INSTALL) --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (reintegration)"
 	@touch $@
@@ -171,7 +171,7 @@ templates: $(VENV_STAMP) ## Store the outputs nbval checks in the templates (sma
 	$(PY) -m reintegration refresh-templates notebooks/*.ipynb
 
 lab: $(VENV_STAMP) ## Open the notebook templates in JupyterLab (installs the lab extra)
-	$(UV_INSTALL) --require-hashes -r $(LAB_LOCK)
+	$(UV) --require-hashes -r $(LAB_LOCK)
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean: ## Remove build outputs, release bundles, executed notebooks and the built book
