@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import filecmp
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -250,8 +251,10 @@ def test_the_runner_builds_the_bundle_make_built_byte_for_byte(root, small, buil
     pytest) built release/small/<city>. The runner agrees that it is up to date;
     then, in a copy of the repository with the same synthetic data and no
     step outputs, it runs that city's steps and release and must write the same
-    bundle, byte for byte. make then agrees that the runner's outputs are up to
-    date, and a second run does nothing, quickly."""
+    bundle, byte for byte. A second run does nothing, quickly; make agrees
+    that the runner's outputs are up to date, and after one change (a city's
+    file, a shared config file) `make -n` and `run --dry-run` name the same
+    steps to rerun."""
     made = small.root / "release" / "small" / CITY
     assert (made / "SHA256SUMS").exists(), "make's bundle is missing"
     env = {**os.environ, "PYTHONPATH": str(root / "src")}
@@ -290,26 +293,35 @@ def test_the_runner_builds_the_bundle_make_built_byte_for_byte(root, small, buil
 
     if shutil.which("make"):
         # make's environment stamp as the make route left it: newer than
-        # pyproject.toml and the lock (else make would reinstall), older than
-        # the data (else make would see everything as out of date)
+        # pyproject.toml, the lock and the overrides (else make would reinstall
+        # the environment of this interpreter), older than the data (else make
+        # would see everything as out of date)
         stamp = copy / ".venv" / ".installed"
         stamp.parent.mkdir()
         stamp.touch()
-        sources = [copy / "pyproject.toml", copy / "requirements.lock"]
+        sources = [copy / f for f in ("pyproject.toml", "requirements.lock", "uv-overrides.txt")]
         when = max(p.stat().st_mtime for p in sources) + 1
         os.utime(stamp, (when, when))
-        q = subprocess.run(
-            [
-                "make",
-                "-q",
-                f"PY={sys.executable}",
-                "SIZE=small",
-                f"release/small/{CITY}/SHA256SUMS",
-            ],
-            cwd=copy,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert q.returncode == 0, "make does not see the runner's outputs as up to date"
+        goal = f"release/small/{CITY}/SHA256SUMS"
+
+        def make(*args):
+            return subprocess.run(
+                ["make", *args, f"PY={sys.executable}", "SIZE=small", goal],
+                cwd=copy,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+
+        assert make("-q").returncode == 0, "make does not see the runner's outputs as up to date"
+        # one change, the same reruns: make -n and the runner's dry run name the same steps
+        for changed, expected in (("config/cities", 8), ("config/effects.yml", 2)):
+            path = copy / (f"{changed}/{CITY}.yml" if changed == "config/cities" else changed)
+            before = path.stat().st_mtime
+            os.utime(path, (time.time() + 5, time.time() + 5))
+            dry = _cli("run", "--dry-run", "--city", CITY, cwd=copy, env=env).stdout
+            ours = re.findall(r"run-step .*--city \w+ --step (\w+)", dry)
+            theirs = re.findall(r"run-step .*--city \w+ --step (\w+)", make("-n").stdout)
+            assert sorted(ours) == sorted(theirs) and len(ours) == expected, (changed, dry)
+            os.utime(path, (before, before))
