@@ -32,11 +32,11 @@ from reintegration.run import (
 )
 
 
-def _copy(name: str, *sources: str, fail: bool = False) -> Task:
+def _copy(name: str, *sources: str, fail: bool = False, sleep: float = 0.3) -> Task:
     """A task writing ``name`` from its sources, logging its start and end."""
     code = (
         "import sys, time; from pathlib import Path; "
-        f"Path('log.txt').open('a').write('start {name}\\n'); time.sleep(0.3); "
+        f"Path('log.txt').open('a').write('start {name}\\n'); time.sleep({sleep}); "
         + ("sys.exit(3); " if fail else "")
         + f"Path('{name}').write_text(''.join(Path(s).read_text() for s in {list(sources)!r})"
         f" + '{name}'); Path('log.txt').open('a').write('end {name}\\n')"
@@ -116,6 +116,13 @@ def test_a_newer_prerequisite_reruns_its_task_and_what_follows_only(toy):
     # why it runs, and the estimate from the previous run
     assert lines[1].startswith("[1/2] start c.out (other.txt is newer; last run "), lines
     assert lines[0].startswith("run (small): 2 of 4 tasks to run") and "left" in lines[0]
+
+
+def test_a_long_task_is_reported_while_it_runs(toy):
+    root, _, paths = toy
+    graph = _graph(_copy("slow.out", "src.txt", sleep=1.5))
+    _, lines = _run(graph, paths, goals=("slow.out",), heartbeat=0.4)
+    assert any(ln.startswith("  slow.out still running: ") for ln in lines), lines
 
 
 def test_a_dry_run_says_what_would_run_and_runs_nothing(toy):

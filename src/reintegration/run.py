@@ -322,13 +322,15 @@ def _loop(
             if not running:
                 break  # a failure left nothing to wait for
             try:
-                kind, name, value = events.get(timeout=1.0)
+                kind, name, value = events.get(timeout=min(1.0, heartbeat))
             except queue.Empty:
                 now = time.perf_counter()
                 for name, since in running.items():
                     if now - last_beat[name] >= heartbeat:
                         last_beat[name] = now
-                        say(f"  {name} still running: {clock(now - since)}")
+                        was = progress.guess(name) if name in times else None
+                        of = f" (last run {clock(was)})" if was is not None else ""
+                        say(f"  {name} still running: {clock(now - since)}{of}")
                 continue
             if kind == "line":
                 say(f"{name} | {value}" if prefix else value)
