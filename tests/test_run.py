@@ -168,7 +168,8 @@ def test_the_estimate_uses_the_last_run_or_the_steps_provenance(toy):
     assert load_times(paths, resolved) == {"x/s1": 3.0}  # the runner's own timing first
     progress = Progress({"x/s1": 30.0, "x/s2": 90.0}, jobs=2)
     assert progress.left(["x/s1", "x/s2"], {}) == "about 1 min 00 s left"
-    assert progress.left(["x/s3"], {}) == "about 30 s left"  # never timed: the mean
+    # never timed: the mean, and the estimate says so
+    assert progress.left(["x/s3"], {}) == "about 30 s left (1 never timed: guessed)"
 
 
 def test_make_and_the_runner_read_the_same_rules(root):

@@ -188,17 +188,17 @@ class Progress:
     def left(self, waiting: Iterable[str], running: dict[str, float]) -> str:
         now = time.perf_counter()
         total = 0.0
-        for name in waiting:
+        untimed = 0
+        for name, used in [(n, 0.0) for n in waiting] + [
+            (n, now - since) for n, since in running.items()
+        ]:
             g = self.guess(name)
             if g is None:
                 return "time left unknown (no earlier run)"
-            total += g
-        for name, since in running.items():
-            g = self.guess(name)
-            if g is None:
-                return "time left unknown (no earlier run)"
-            total += max(0.0, g - (now - since))
-        return f"about {clock(total / max(1, self.jobs))} left"
+            untimed += name not in self.times
+            total += max(0.0, g - used)
+        guess = f"about {clock(total / max(1, self.jobs))} left"
+        return guess + (f" ({untimed} never timed: guessed)" if untimed else "")
 
     def elapsed(self) -> str:
         return clock(time.perf_counter() - self.started)
