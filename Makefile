@@ -141,9 +141,7 @@ audit: $(BOOK_RECORD) ## Release audit of notebooks, release bundles and the boo
 BOOK_PDF := book/_build/pdf/reintegration-book.pdf
 
 pdf: $(BOOK_PDF) ## The whole book as one PDF (headless Chromium, offline)
-
-$(BOOK_PDF): $(BOOK_RECORD)
-	$(PY) -m reintegration.pdf --book book --size $(SIZE) --out $@
+# (its rule is generated too: see steps.mk)
 
 test: $(VENV_STAMP) ## Lint, tests, notebook validation and the book on SIZE=small
 	$(VENV)/bin/ruff check src tests

@@ -200,7 +200,8 @@ def test_choosing_cities_and_steps(root):
     ]
     whole_city = closure(resolved, select(graph, ["utrecht"]))
     assert whole_city[-1] == "release/utrecht" and "book" not in whole_city
-    assert len(closure(resolved, ["book"])) == len(graph.tasks)
+    assert len(closure(resolved, ["book"])) == len(graph.tasks) - 1  # all but the PDF
+    assert select(graph, pdf=True) == ["book", "pdf"]
 
 
 def _cli(*args, cwd=None, env=None):

@@ -63,7 +63,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser(
         "run",
         help="run the pipeline without make: data, steps, release bundles, audit, book",
-        description="Bring the pipeline up to date, as `make all` does (without the PDF), "
+        description="Bring the pipeline up to date, as `make all` does (the PDF with --pdf), "
         "on any operating system: a task runs when its target is missing or older than one "
         "of its prerequisites (the graph of the Makefile's generated rules). With --city or "
         "--steps, only those cities' steps (and the steps they need); a city's release "
@@ -76,6 +76,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--steps", nargs="+", metavar="STEP", help="only these steps (and needs)")
     run.add_argument("--jobs", "-j", type=_jobs, default=2, help="tasks at a time (default 2)")
     run.add_argument("--dry-run", "-n", action="store_true", help="only say what would run")
+    run.add_argument(
+        "--pdf", action="store_true", help="also the book as one PDF (needs Chromium), as make all"
+    )
     run.add_argument("--version", action="version", version=f"reintegration {__version__}")
 
 
@@ -144,7 +147,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from .run import run
 
-        run(args.size, cities=args.city, steps=args.steps, jobs=args.jobs, dry_run=args.dry_run)
+        run(
+            args.size,
+            cities=args.city,
+            steps=args.steps,
+            jobs=args.jobs,
+            dry_run=args.dry_run,
+            pdf=args.pdf,
+        )
     elif args.command == "cities":
         from .config import list_cities
 

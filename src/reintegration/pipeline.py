@@ -34,6 +34,7 @@ SIZE, KERNEL = "$(SIZE)", "$(KERNEL)"
 #: commands are arguments of the interpreter: ``$(PY) -m reintegration ...`` in make
 PKG = "reintegration"
 KERNEL_NAME = "reintegration"
+BOOK_PDF = "book/_build/pdf/reintegration-book.pdf"
 #: one BLAS thread per step (two cores, two steps at a time)
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
@@ -227,6 +228,17 @@ def build(root: Path) -> Graph:
                 "$(SIZE_STAMP)",
             ),
             commands=(_cli("book", "--size", SIZE), _cli("publish", "--size", SIZE)),
+        )
+    )
+    # The whole book as one PDF: Jupyter Book's single-HTML build printed by
+    # Chromium, offline (reintegration.pdf); a goal of its own (make pdf, run --pdf).
+    tasks.append(
+        Task(
+            name="pdf",
+            kind="pdf",
+            target=BOOK_PDF,
+            prereqs=(f"{BUILD}/book.json",),
+            commands=(("-m", f"{PKG}.pdf", "--book", "book", "--size", SIZE, "--out", BOOK_PDF),),
         )
     )
     return Graph(

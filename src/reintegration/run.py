@@ -72,14 +72,18 @@ def resolve(graph: Graph, paths: Paths) -> dict[str, Resolved]:
 
 
 def select(
-    graph: Graph, cities: list[str] | None = None, steps: list[str] | None = None
+    graph: Graph,
+    cities: list[str] | None = None,
+    steps: list[str] | None = None,
+    *,
+    pdf: bool = False,
 ) -> list[str]:
-    """The goal tasks: everything up to the published book when neither
-    ``cities`` nor ``steps`` is given; else the chosen steps (all when none is
-    given) of the chosen cities (all when none is given), with each city's
-    release bundle when all its steps are chosen."""
+    """The goal tasks: everything up to the published book (and its PDF with
+    ``pdf``) when neither ``cities`` nor ``steps`` is given; else the chosen
+    steps (all when none is given) of the chosen cities (all when none is
+    given), with each city's release bundle when all its steps are chosen."""
     if not cities and not steps:
-        return ["book"]
+        return ["book", "pdf"] if pdf else ["book"]
     goals = [
         t.name
         for t in graph.tasks
@@ -370,6 +374,7 @@ def run(
     steps: list[str] | None = None,
     jobs: int = 2,
     dry_run: bool = False,
+    pdf: bool = False,
     root: Path | None = None,
     say: Callable[[str], None] = print,
 ) -> Outcome:
@@ -378,7 +383,7 @@ def run(
     graph = build(paths.root)
     write_size_stamp(paths)  # as make does, in a dry run too
     resolved = resolve(graph, paths)
-    plan = closure(resolved, select(graph, cities, steps))
+    plan = closure(resolved, select(graph, cities, steps, pdf=pdf))
     outcome = execute(resolved, plan, paths, jobs=jobs, dry_run=dry_run, say=say)
     if outcome.failed:
         raise RunError(
@@ -389,4 +394,6 @@ def run(
         say(f"run ({size}): {len(outcome.ran)} tasks in {clock(outcome.seconds)}")
     if "book" in plan and not dry_run:
         say(f"Book: {(paths.book_dir / '_build' / 'html' / 'index.html').as_uri()}")
+    if "pdf" in plan and not dry_run:
+        say(f"PDF: {resolved['pdf'].target.as_uri()}")
     return outcome
