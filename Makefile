@@ -5,8 +5,11 @@
 #   make test             lint, unit and end-to-end tests, notebook validation, book
 #   make city CITY=utrecht  one city's steps
 #
-# The per-city rules are generated from config/steps.yml x config/cities/*.yml
-# into build/<SIZE>/steps.mk; adding a city or a step needs no edit here.
+# The rules of the pipeline (data, every city's steps, release bundles, the
+# audit and the book) are generated from config/steps.yml x config/cities/*.yml
+# into build/<SIZE>/steps.mk by reintegration.pipeline, the graph that
+# `python -m reintegration run` (the same pipeline without make) reads too;
+# adding a city or a step needs no edit here.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -43,20 +46,12 @@ SRC_FILES := $(sort $(shell find src -name '*.py' -not -path '*/__pycache__/*'))
 BOOK_SOURCES := book/_config.yml $(sort $(shell find book -name '*.md' \
 	-not -path 'book/_build/*' -not -path 'book/results/*' -not -path 'book/_generated/*'))
 
-# What a step's executed notebook and a city's data depend on, besides their
-# own template, city config, declared config reads, the modules the step
-# imports and upstream notebooks (see src/reintegration/makefile.py).
-STEP_DEPS := $(VENV_STAMP) $(SIZE_STAMP)
-# (The generator's modules, DATA_SRC, come from the generated rules.)
-DATA_DEPS := config/instruments.yml $(wildcard config/synthetic.yml) $(VENV_STAMP)
 # One BLAS thread per step: with two cores and `make -j2` (or anything else
 # running) threaded BLAS oversubscribes the machine and the estimators slow down.
 ONE_THREAD := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-RUN_STEP := $(ONE_THREAD) $(PY) -m reintegration run-step --size $(SIZE) --kernel $(KERNEL)
-GEN_DATA := $(PY) -m reintegration data --size $(SIZE)
 
 # Goals that need neither the environment nor the generated rules.
-LIGHT_GOALS := help clean clean-data distclean venv
+LIGHT_GOALS := help clean clean-data distclean venv lock
 ifneq ($(filter-out $(LIGHT_GOALS),$(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))),)
 include $(BUILD)/steps.mk
 # The executed notebooks in book/results/ belong to one SIZE at a time: this
@@ -65,7 +60,7 @@ $(shell mkdir -p $(RESULTS) && [ "$$(cat $(SIZE_STAMP) 2>/dev/null)" = "$(SIZE)"
 	|| echo "$(SIZE)" > $(SIZE_STAMP))
 endif
 
-.PHONY: all help venv data notebooks city release audit book pdf test test-pytest test-nbval bench templates lab clean clean-data distclean
+.PHONY: all help venv lock data notebooks city release audit book pdf test test-pytest test-nbval bench templates lab clean clean-data distclean
 
 all: book pdf ## Build everything: environment, data, every city's steps, the book and its PDF
 	@echo "Book: file://$(abspath $(BOOK_HTML))/index.html"
@@ -75,21 +70,36 @@ help: ## List the targets
 		| awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  Variables: SIZE=small|full (default small), CITY=<name> for 'make city'"
 
-venv: $(VENV_STAMP) ## Create .venv from pyproject.toml and register the kernel
+venv: $(VENV_STAMP) ## Create .venv from requirements.lock and register the kernel
 
-# uv installs the packages (pyproject.toml's bounds, as pip would read them) in
-# parallel: well under a minute on a fresh machine where pip took 100 s. Bytecode
-# is compiled at install, as pip does, so imports stay fast where
-# PYTHONDONTWRITEBYTECODE is set. uv-overrides.txt says why one package is left out.
-UV := $(PY) -m uv pip install --quiet --compile-bytecode --python $(PY) \
-	--override uv-overrides.txt
+# The environment is installed from the lock file requirements.lock: every
+# package at one exact version, each file checked against its SHA-256 hash
+# (uv pip compile --universal: one lock for Linux, macOS and Windows, Python
+# 3.11 to 3.13), then this package itself without dependencies. uv installs in
+# parallel: well under a minute on a fresh machine where pip took 100 s.
+# Bytecode is compiled at install, as pip does, so imports stay fast where
+# PYTHONDONTWRITEBYTECODE is set. `make lock` rewrites the lock files after a
+# change of pyproject.toml (uv-overrides.txt says why one package is left out).
+LOCK := requirements.lock
+LAB_LOCK := requirements-lab.lock
+UV_INSTALL := $(PY) -m uv pip install --quiet --compile-bytecode --python $(PY)
+UV := $(UV_INSTALL) --override uv-overrides.txt
+UV_COMPILE := $(PY) -m uv pip compile --quiet --universal --generate-hashes \
+	--override uv-overrides.txt pyproject.toml
 
-$(VENV_STAMP): pyproject.toml uv-overrides.txt
+$(VENV_STAMP): pyproject.toml $(LOCK) uv-overrides.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check 'uv>=0.9,<1'
-	$(UV) -e '.[test]'
+	$(UV) --require-hashes -r $(LOCK)
+	$(UV_INSTALL) --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (reintegration)"
 	@touch $@
+
+lock: ## Rewrite the lock files from pyproject.toml (needs the package index)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check 'uv>=0.9,<1'
+	$(UV_COMPILE) --extra test -o $(LOCK)
+	$(UV_COMPILE) --extra test --extra lab -c $(LOCK) -o $(LAB_LOCK)
 
 # Generating the rules validates every config file first: a bad key stops
 # `make` here, before any work, with one line naming the file and the key.
@@ -102,12 +112,6 @@ $(BUILD)/steps.mk: config/cities $(CITY_FILES) $(wildcard config/*.yml) $(SRC_FI
 	@touch $@
 
 data: $(DATA)/manifest.json ## Generate the synthetic data for SIZE
-
-# The merged manifest is rewritten only when its content changes; touch it so
-# make sees it as newer than the per-city manifests it was made from.
-$(DATA)/manifest.json: $(CITY_MANIFESTS)
-	$(PY) -m reintegration data-manifest --size $(SIZE)
-	@touch $@
 
 notebooks: $(ALL_NOTEBOOKS) ## Run every step for every city
 
@@ -129,12 +133,7 @@ audit: $(BOOK_RECORD) ## Release audit of notebooks, release bundles and the boo
 # one atomic rename of the link book/_build/html only when that audit passes;
 # the target is the record written last (build/<size>/book.json: the audited
 # build's file-list hash), so an interrupted build or audit never looks finished.
-$(BUILD)/audit.json: $(ALL_NOTEBOOKS) $(RELEASES)
-	$(PY) -m reintegration audit --size $(SIZE) --no-html
-
-$(BOOK_RECORD): $(BUILD)/audit.json $(BOOK_SOURCES) $(DATA)/manifest.json $(SIZE_STAMP)
-	@$(PY) -m reintegration book --size $(SIZE)
-	$(PY) -m reintegration publish --size $(SIZE)
+# (Those rules are generated too: see steps.mk.)
 
 # The whole book as one PDF (linked from the introduction): Jupyter Book's
 # single-HTML build printed by Debian's Chromium, offline; the build fails when a
@@ -142,9 +141,7 @@ $(BOOK_RECORD): $(BUILD)/audit.json $(BOOK_SOURCES) $(DATA)/manifest.json $(SIZE
 BOOK_PDF := book/_build/pdf/reintegration-book.pdf
 
 pdf: $(BOOK_PDF) ## The whole book as one PDF (headless Chromium, offline)
-
-$(BOOK_PDF): $(BOOK_RECORD)
-	$(PY) -m reintegration.pdf --book book --size $(SIZE) --out $@
+# (its rule is generated too: see steps.mk)
 
 test: $(VENV_STAMP) ## Lint, tests, notebook validation and the book on SIZE=small
 	$(VENV)/bin/ruff check src tests
@@ -171,7 +168,8 @@ templates: $(VENV_STAMP) ## Store the outputs nbval checks in the templates (sma
 	@$(MAKE) SIZE=small data
 	$(PY) -m reintegration refresh-templates notebooks/*.ipynb
 
-lab: $(VENV_STAMP) ## Open the notebook templates in JupyterLab
+lab: $(VENV_STAMP) ## Open the notebook templates in JupyterLab (installs the lab extra)
+	$(UV) --require-hashes -r $(LAB_LOCK)
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean: ## Remove build outputs, release bundles, executed notebooks and the built book

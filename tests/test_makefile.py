@@ -61,7 +61,7 @@ def _copy_repo(root, dest):
     """A copy of the repository for dry runs. It gets a stand-in environment
     stamp newer than its pyproject.toml, and the tests pass the real
     interpreter as PY, so make never touches the real environment."""
-    for name in ("Makefile", "pyproject.toml", "uv-overrides.txt"):
+    for name in ("Makefile", "pyproject.toml", "uv-overrides.txt", "requirements.lock"):
         shutil.copy2(root / name, dest / name)
     for folder in ("config", "notebooks", "src", "book"):
         shutil.copytree(

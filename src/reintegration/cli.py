@@ -7,6 +7,7 @@ python -m reintegration data-manifest --size small
 python -m reintegration run-step --size small --city rotterdam --step 00_city_profile
 python -m reintegration book --size small
 python -m reintegration publish --size small [--verify]
+python -m reintegration run [--size small] [--city NAME]... [--steps STEP...] [--jobs N]
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import atomic
+from . import __version__, atomic
 from .paths import SIZES, Paths
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reintegration", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"reintegration {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
     sub.add_parser("cities", help="list the configured cities")
     sub.add_parser("check-config", help="validate every config file (one line per problem)")
     sub.add_parser("config-schema", help="write config/schema/city.schema.json")
@@ -56,9 +59,63 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run the pipeline without make: data, steps, release bundles, audit, book",
+        description="Bring the pipeline up to date, as `make all` does (the PDF with --pdf), "
+        "on any operating system: a task runs when its target is missing or older than one "
+        "of its prerequisites (the graph of the Makefile's generated rules). With --city or "
+        "--steps, only those cities' steps (and the steps they need); a city's release "
+        "bundle too when all its steps are chosen.",
+    )
+    run.add_argument("--size", choices=SIZES, default="small")
+    run.add_argument(
+        "--city", action="append", metavar="NAME", help="one city (repeat for more); default all"
+    )
+    run.add_argument("--steps", nargs="+", metavar="STEP", help="only these steps (and needs)")
+    run.add_argument("--jobs", "-j", type=_jobs, default=2, help="tasks at a time (default 2)")
+    run.add_argument("--dry-run", "-n", action="store_true", help="only say what would run")
+    run.add_argument(
+        "--pdf", action="store_true", help="also the book as one PDF (needs Chromium), as make all"
+    )
+    run.add_argument("--version", action="version", version=f"reintegration {__version__}")
+
+
+def _jobs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def check_choices(args: argparse.Namespace) -> str | None:
+    """The error for a city or a step that is not configured, with the valid
+    choices; None when every name given is known."""
+    from .config import list_cities, load_steps
+
+    cities = getattr(args, "city", None)
+    if cities:
+        known = list_cities()
+        bad = [c for c in ([cities] if isinstance(cities, str) else cities) if c not in known]
+        if bad:
+            return f"unknown city {bad[0]!r}; choose from: {', '.join(known)}"
+    steps = getattr(args, "steps", None) or ([args.step] if getattr(args, "step", None) else [])
+    if steps:
+        known = [s["name"] for s in load_steps()]
+        bad = [s for s in steps if s not in known]
+        if bad:
+            return f"unknown step {bad[0]!r}; choose from: {', '.join(known)}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
+        problem = check_choices(args)
+        if problem:
+            print(f"reintegration {args.command}: error: {problem}", file=sys.stderr)
+            return 2
         return _dispatch(args)
     except Exception as exc:  # known errors in one line, not a traceback
         # imported here: the modules that define them are slow to import, and a
@@ -73,20 +130,32 @@ def main(argv: list[str] | None = None) -> int:
         from .book import BookError
         from .ingest import ExportError
         from .publish import PublishError
+        from .run import RunError
         from .runner import StepFailed
         from .sandbox import SandboxError
 
         if isinstance(exc, BookError | ExportError):
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        if isinstance(exc, StepFailed | PublishError | SandboxError):
+        if isinstance(exc, StepFailed | PublishError | SandboxError | RunError):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         raise
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "cities":
+    if args.command == "run":
+        from .run import run
+
+        run(
+            args.size,
+            cities=args.city,
+            steps=args.steps,
+            jobs=args.jobs,
+            dry_run=args.dry_run,
+            pdf=args.pdf,
+        )
+    elif args.command == "cities":
         from .config import list_cities
 
         print("\n".join(list_cities()))
