@@ -59,12 +59,12 @@ ROOMS: dict[str, tuple[str, str]] = {
     "Pipeline machinery": (
         "configuration, custody, running steps, make rules, provenance, audit",
         "__init__ __main__ config* paths atomic step steplog runner kernel sandbox custody "
-        "makefile depgraph provenance publish audit cli bench",
+        "makefile depgraph provenance publish audit cli bench pipeline run lockfile",
     ),
     "Book": (
         "the book's generated pages, figures and checks",
         "book architecture summary synthesis meta werkwijzer figures released readability "
-        "banner pdf",
+        "banner pdf labels notebook_tags",
     ),
     "Synthetic data": ("the synthetic world with planted effects", "synth/*"),
 }

@@ -21,6 +21,7 @@ from typing import Any
 from . import atomic
 from .config import load_steps
 from .disclosure_rules import STATUSES, load_rules
+from .lockfile import write_environment
 from .paths import Paths
 
 
@@ -96,6 +97,7 @@ def finalise(
                 shutil.copytree(acro_dir, staging / step_name / "acro")
         (staging / "register.json").write_text(atomic.dumps_json(reg), encoding="utf-8")
         (staging / "README.md").write_text(_bundle_readme(reg, paths), encoding="utf-8")
+        write_environment(staging, paths.root)  # the lock's checksum and package versions
         files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
         sums = "".join(f"{atomic.sha256_file(staging / f)}  {f}\n" for f in files)
         (staging / "SHA256SUMS").write_text(sums, encoding="utf-8")
@@ -178,6 +180,8 @@ def _bundle_readme(reg: dict[str, Any], paths: Paths) -> str:
         "  outcomes, comments), for the output checker. Its cell outcomes can say which",
         "  suppressed cells are zero: it is addressed to the checker, not for publication.",
         "- `register.json`: the compendium's register of every output, including refused ones.",
+        "- `ENVIRONMENT.json`: the SHA-256 of the lock file the environment was installed",
+        "  from, the Python version and the version of every installed package.",
         "- `SHA256SUMS`: checksums of every file here; verify with `sha256sum -c SHA256SUMS`.",
         "",
         "Count tables declare the population they count (`checks.population` in",
