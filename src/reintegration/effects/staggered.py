@@ -203,10 +203,10 @@ def event_study(
     controls: Sequence[str] = (),
     cluster: str | bool | None = None,
     control_cohort: str = "auto",
-    bin: str = "endpoints",
+    bin: str = "trim",
     reference: int = -1,
     debiased: bool = True,
-    post_weights: str = "observations",
+    post_weights: str = "equal",
     baseline: str = "reference",
     collapse: bool = False,
     wild_bootstrap: int | None = None,
@@ -417,7 +417,7 @@ def event_study(
     keep = asg.keep
     full_sample, t_all, e_all = sample, t, e
     sample = sample.loc[keep]
-    t, e, lb, treated = t[keep], asg.cohort, asg.binned, asg.treated
+    t, e, lb, treated, exact = t[keep], asg.cohort, asg.binned, asg.treated, asg.exact
     ent = codes(sample, [entity])
     clus = codes(sample, [cluster_col]) if cluster_col is not None else None
     yv = sample[outcome].to_numpy(dtype=float)
@@ -438,12 +438,13 @@ def event_study(
                 f"collapse=True needs cluster column {cluster_col!r} to be constant within "
                 f"each {entity!r} x {time!r} cell"
             )
-        cells = cells.assign(y=yv, e=e, lb=lb, d=treated, w=1.0)
+        cells = cells.assign(y=yv, e=e, lb=lb, d=treated, x=exact, w=1.0)
         means = cells.groupby(["g", "t"], sort=True).agg(
             y=("y", "mean"),
             e=("e", "first"),
             lb=("lb", "first"),
             d=("d", "first"),
+            x=("x", "first"),
             c=("c", "first"),
             w=("w", "sum"),
         )
@@ -451,11 +452,12 @@ def event_study(
         t = means.index.get_level_values("t").to_numpy(dtype=float)
         yv, e, lb = means["y"].to_numpy(), means["e"].to_numpy(), means["lb"].to_numpy()
         treated, clus = means["d"].to_numpy(bool), means["c"].to_numpy()
+        exact = means["x"].to_numpy(bool)
         wts = means["w"].to_numpy()
 
     # one indicator per (cohort, event time), reference left out
     fitted = dataclasses.replace(asg, keep=np.ones(len(yv), bool), cohort=e, treated=treated,
-                                 binned=lb)
+                                 binned=lb, exact=exact)
     inter = _sa.interactions(fitted, spec.reference)
     names = inter.names
     agg = _sa.aggregate(fitted, inter, wts, leads=spec.leads, lags=spec.lags,
