@@ -226,8 +226,8 @@ class RolloutEstimate(Strict):
 
     period: Literal["month", "quarter"] = _d("Calendar period of the event study.")
     reach_months: int = _d("Months before a roll-out an inflow cohort can still be reached.", ge=0)
-    leads: int = _d("Periods before the roll-out shown (the earliest binned).", ge=1)
-    lags: int = _d("Periods from the roll-out on (the latest binned).", ge=1)
+    leads: int = _d("Periods before the roll-out shown (earlier ones left out).", ge=1)
+    lags: int = _d("Periods from the roll-out on (later ones left out).", ge=1)
     reference: int = _d("Reference period of the event-time plot.", lt=0)
     baseline: Literal["pre_mean", "reference"] = _d(
         "Headline effect against the mean of the pre-period or the reference period."

@@ -368,11 +368,13 @@ def rollout_truth(po: pd.DataFrame, schedule: dict[str, int], outcome: str,
                   settings: dict[str, Any], mask: np.ndarray | None = None) -> float:
     """The roll-out effect aggregated the way the event study aggregates it:
     per roll-out cohort :math:`e` and event time :math:`l` from 0 to
-    ``lags`` (later periods binned into ``lags``), the mean of the effect of
-    the roll-out as it happened on the cohort's clients at :math:`l` minus
-    that at the reference event time (``baseline: reference``) or over the
-    cohort's pre-period event times (``baseline: pre_mean``), weighted by the
-    clients at :math:`(e, l)`.
+    ``lags`` (later periods left out), the mean of the effect of the
+    roll-out as it happened on the cohort's clients at :math:`l` minus that
+    at the reference event time (``baseline: reference``) or over the
+    cohort's pre-period event times ``-leads`` to -1 (``baseline:
+    pre_mean``); averaged over cohorts at each event time with their shares
+    of the clients there, and over event times 0 to ``lags`` with equal
+    weight.
 
     The effect as it happened is :math:`Y(D^{R=1}) - Y(D^{R=0})` for clients
     the roll-out reached (``rollout_exposed``) and zero for the others: their
@@ -388,8 +390,9 @@ def rollout_truth(po: pd.DataFrame, schedule: dict[str, int], outcome: str,
     data = data[data["_start"].notna()]
     reached = data["rollout_exposed"].astype(bool)
     itt = (data[f"employed_rollout_on_{h}"] - data[f"employed_rollout_off_{h}"]).where(reached, 0)
-    et = np.clip(data["_event_time"].to_numpy(), -int(cfg["leads"]), int(cfg["lags"]))
+    et = data["_event_time"].to_numpy()
     tab = pd.DataFrame({"e": data["_start"].to_numpy(), "l": et, "itt": itt.to_numpy()})
+    tab = tab[(tab["l"] >= -int(cfg["leads"])) & (tab["l"] <= int(cfg["lags"]))]
     ref = tab[tab["l"] == int(cfg["reference"])].groupby("e")["itt"].mean()
     if cfg.get("baseline", "reference") == "pre_mean":
         base = tab[tab["l"] < 0].groupby("e")["itt"].mean()
@@ -400,7 +403,9 @@ def rollout_truth(po: pd.DataFrame, schedule: dict[str, int], outcome: str,
     if post.empty:
         return math.nan
     post["catt"] = post["mean"] - post["e"].map(base)
-    return float(np.average(post["catt"], weights=post["size"]))
+    per_l = post.groupby("l").apply(lambda g: np.average(g["catt"], weights=g["size"]),
+                                    include_groups=False)
+    return float(per_l.mean())
 
 
 class Rollout(Design):

@@ -27,6 +27,7 @@ class Assignment:
     cohort: np.ndarray  # adoption period, NaN for never treated
     treated: np.ndarray  # row of an adopting (not control) unit
     binned: np.ndarray  # binned event time of treated rows, NaN otherwise
+    exact: np.ndarray  # treated row whose binned event time is its own (not binned)
     control_label: str | float
     dropped_cohorts: list[float]
     n_dropped_rows: int
@@ -86,11 +87,13 @@ def assign(
         outside = treated & ((rel < -leads) | (rel > lags))
         keep &= ~outside
         treated &= keep
+    exact = treated & (lb == rel)
     return Assignment(
         keep=keep,
         cohort=e[keep],
         treated=treated[keep],
         binned=lb[keep],
+        exact=exact[keep],
         control_label=control_label,
         dropped_cohorts=dropped,
         n_dropped_rows=int(no_ref.sum()),
@@ -160,26 +163,39 @@ def aggregate(
     baseline: str,
 ) -> Aggregation:
     """Interaction weights of the event-time path and of the post-period
-    effect (see ``event_study`` for the formulas)."""
+    effect (see ``event_study`` for the formulas).
+
+    Weights count, for a binned endpoint, only the observations at its own
+    event time (``lags`` or ``-leads``), not the binned periods beyond it:
+    in the cohort shares of the path, in the post-period effect and in the
+    ``pre_mean`` baseline (a cohort seen only beyond the endpoint falls back
+    on its binned count)."""
     n_el = np.bincount(x.column, weights=weights[x.has_dummy], minlength=len(x.keys))
+    n_own = np.bincount(x.column, weights=(weights * a.exact)[x.has_dummy], minlength=len(x.keys))
     window = [l_ for l_ in range(-leads, lags + 1) if l_ != reference]
     shown = [l_ for l_ in window if (x.et_of == l_).any()]
     wmat = np.zeros((len(shown), len(x.keys)))
     for i, l_ in enumerate(shown):
         m = x.et_of == l_
-        wmat[i, m] = n_el[m] / n_el[m].sum()
+        count = n_own[m] if n_own[m].sum() > 0 else n_el[m]
+        wmat[i, m] = count / count.sum()
     post = (x.et_of >= 0) & (x.et_of <= lags)
     if not post.any():
         raise EffectInputError("no treated observations at or after adoption within the window")
     if post_weights == "observations":
-        w = np.where(post, n_el, 0.0)
+        w = np.where(post, n_own, 0.0)
+        if not w.sum() > 0:
+            raise EffectInputError("no treated observations at event times 0 to lags")
         w /= w.sum()
     else:
+        # each event time 0..lags shown gets 1 / (number shown), split over
+        # the cohorts by their shares at that event time
         rows_post = [i for i, l_ in enumerate(shown) if l_ >= 0]
         w = wmat[rows_post].sum(axis=0) / len(rows_post)
     if baseline == "pre_mean":
         # subtract each cohort's observation-weighted mean of its pre-period
-        # coefficients (the reference, with coefficient zero, in the weights)
+        # coefficients (the reference, with coefficient zero, in the weights;
+        # a binned first lead weighted by its own event time's observations)
         pre_k = (x.et_of < 0) & (x.et_of >= -leads)
         for cohort in np.unique(x.cohort_of):
             in_c = x.cohort_of == cohort
@@ -187,7 +203,7 @@ def aggregate(
             if share == 0:
                 continue
             n_ref = float(weights[(a.binned == reference) & a.treated & (a.cohort == cohort)].sum())
-            denom = n_ref + n_el[in_c & pre_k].sum()
+            denom = n_ref + n_own[in_c & pre_k].sum()
             if denom > 0:
-                w[in_c & pre_k] -= share * n_el[in_c & pre_k] / denom
+                w[in_c & pre_k] -= share * n_own[in_c & pre_k] / denom
     return Aggregation(n_el=n_el, shown=shown, wmat=wmat, post=w)

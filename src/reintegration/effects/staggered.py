@@ -31,12 +31,15 @@ The event-time effects aggregate them with cohort shares,
 
 where :math:`N_{e,l}` counts the observations of cohort :math:`e` at event
 time :math:`l` in the estimation sample (for a balanced panel of units, the
-share of units). The aggregated post-period effect averages over the treated
-observations at event times 0 to ``lags``:
-:math:`\hat\theta = \sum_{e, 0 \le l \le L} N_{e,l}\hat\delta_{e,l} /
-\sum_{e, 0 \le l \le L} N_{e,l}`. Standard errors of :math:`\hat\beta_l` and
-:math:`\hat\theta` follow from the covariance of the :math:`\hat\delta` by
-the delta method (linear maps), treating the shares as fixed.
+share of units). By default the treated cohorts' rows outside the window
+``-leads`` to ``lags`` are left out, so that every event time in the window
+has its own coefficient, and the headline is the simple average of the
+event-time effects over event times 0 to ``lags``:
+:math:`\hat\theta = \frac{1}{L+1}\sum_{l=0}^{L}\hat\beta_l`. Effects that
+grow with event time beyond ``lags`` do not enter it. Standard errors of
+:math:`\hat\beta_l` and :math:`\hat\theta` follow from the covariance of the
+:math:`\hat\delta` by the delta method (linear maps), treating the shares as
+fixed.
 
 A plain two-way fixed-effects event study (one coefficient per event time,
 pooled over cohorts) would mix effects of other event times and cohorts into
@@ -162,7 +165,9 @@ def _permutation_cells(
     """Entity x period cells of every usable row for the randomisation test:
     the outcome, the exposure indicator of the actual assignment (at or after
     adoption) and the outcome minus the estimated path at the row's event
-    time (binned at ``lags``) where exposed."""
+    time where exposed; beyond ``lags``, where the path is not estimated
+    (rows left out by ``bin="trim"``, or binned), the effect at ``lags`` is
+    removed, an approximation when effects keep changing."""
     ent = codes(sample, [entity])
     clus = codes(sample, [cluster])
     if (pd.Series(clus).groupby(ent).nunique() > 1).any():
@@ -203,10 +208,10 @@ def event_study(
     controls: Sequence[str] = (),
     cluster: str | bool | None = None,
     control_cohort: str = "auto",
-    bin: str = "endpoints",
+    bin: str = "trim",
     reference: int = -1,
     debiased: bool = True,
-    post_weights: str = "observations",
+    post_weights: str = "equal",
     baseline: str = "reference",
     collapse: bool = False,
     wild_bootstrap: int | None = None,
@@ -217,19 +222,29 @@ def event_study(
     across adoption cohorts (Sun and Abraham's interaction-weighted
     estimator).
 
-    The headline estimand is the average effect of adoption on adopting
-    units over event times 0 to ``lags``,
+    The headline estimand, with the defaults, is the simple average over
+    event times :math:`l = 0,\dots,L` (``lags``) of the cohort-averaged
+    effects of adoption on adopting units,
 
     .. math::
 
-        \theta = \sum_{e}\sum_{l=0}^{L} \frac{N_{e,l}}{N_{\mathrm{post}}}\,
-                 E\big[Y_{i,e+l} - Y_{i,e+l}(\infty) \mid E_i = e\big],
+        \theta = \frac{1}{L+1}\sum_{l=0}^{L} \beta_l, \qquad
+        \beta_l = \sum_{e} w_{e,l}\,
+                  E\big[Y_{i,e+l} - Y_{i,e+l}(\infty) \mid E_i = e\big],
 
-    with the event-time path :math:`\beta_l = \sum_e w_{e,l} CATT_{e,l}`
-    (cohort shares :math:`w_{e,l}`), both measured relative to the reference
-    event time. Assumptions: (1) parallel trends: without adoption, the
-    average outcome of every adoption cohort would have moved in parallel
-    with that of the control cohort; (2) no anticipation: outcomes before
+    with cohort shares :math:`w_{e,l} = N_{e,l}/\sum_{e'} N_{e',l}` among
+    the observations at event time :math:`l` (event times 0 to ``lags``
+    without any adopting observation are left out of the average), both
+    measured relative to the reference event time (or, with
+    ``baseline="pre_mean"``, to each cohort's pre-period mean). Every event
+    time in the window counts once, however many observations it holds, and
+    effects beyond ``lags`` do not enter: the treated cohorts' rows outside
+    the window are dropped (``bin="trim"``), so that each event time in the
+    window has its own coefficient, as fixest's ``sunab`` does unless asked
+    to bin (fixest reference manual, ``sunab``). Assumptions: (1) parallel
+    trends: without adoption, the average outcome of every adoption cohort
+    would have moved in parallel with that of the control cohort; (2) no
+    anticipation: outcomes before
     adoption do not respond to it (use an earlier ``reference`` when
     adoption is announced ahead); (3) the adoption date of a unit is fixed
     and adoption is not reversed.
@@ -270,15 +285,20 @@ def event_study(
         The comparison cohort: the never-treated units (``"auto"`` when there
         are any), or the last-treated cohort, in which case the periods from
         its adoption on are dropped for everyone.
-    bin : {"endpoints", "trim"}
-        Event times beyond the window: ``"endpoints"`` bins them into the
-        outer event times (:math:`l \le -\text{leads}` into
-        :math:`-\text{leads}`, :math:`l \ge \text{lags}` into ``lags``), so
-        those two coefficients average over the binned periods (and the
-        binned periods' effects are assumed equal within a cohort);
-        ``"trim"`` drops the treated cohorts' rows outside the window, which
-        is the same as giving every event time outside it its own
-        coefficient.
+    bin : {"trim", "endpoints"}
+        Event times beyond the window: ``"trim"`` (default) drops the
+        treated cohorts' rows outside it, which in a balanced panel is the
+        same as giving every event time outside it its own coefficient;
+        ``"endpoints"`` bins them into the outer event times
+        (:math:`l \le -\text{leads}` into :math:`-\text{leads}`,
+        :math:`l \ge \text{lags}` into ``lags``), so those two coefficients
+        average over the binned periods (and assume the binned periods'
+        effects equal within a cohort): with effects that keep growing, the
+        binned ``lags`` coefficient is larger than the effect at ``lags``.
+        A binned endpoint enters the cohort shares, the headline and the
+        ``pre_mean`` baseline with the observations at its own event time
+        only, never with the count of the periods binned into it. Binning
+        the leads gives the pre-trend test the earlier periods too.
     reference : int
         The omitted event time, between ``-leads`` and -1.
     debiased : bool
@@ -309,11 +329,14 @@ def event_study(
         clusters constant within entities.
     seed : int
         Seed of the bootstrap weights and of the random permutations.
-    post_weights : {"observations", "equal"}
-        Aggregation of the post-period effect: ``"observations"`` averages
-        over treated observations at event times 0 to ``lags`` (the formula
-        above); ``"equal"`` gives each event time 0 to ``lags`` the same
-        weight, :math:`\theta = \frac{1}{L+1}\sum_{l=0}^{L}\beta_l`.
+    post_weights : {"equal", "observations"}
+        Aggregation of the post-period effect: ``"equal"`` (default) gives
+        each event time 0 to ``lags`` the same weight (the formula above);
+        ``"observations"`` averages over the treated observations at event
+        times 0 to ``lags``,
+        :math:`\theta = \sum_{e, 0 \le l \le L} N_{e,l}\,CATT_{e,l} /
+        \sum_{e, 0 \le l \le L} N_{e,l}`, which leans towards the event
+        times that more cohorts reach (the early ones in a short panel).
     baseline : {"reference", "pre_mean"}
         What the aggregated post-period effect is measured against:
         ``"reference"``, the cohort's reference event time (the formula
@@ -417,7 +440,7 @@ def event_study(
     keep = asg.keep
     full_sample, t_all, e_all = sample, t, e
     sample = sample.loc[keep]
-    t, e, lb, treated = t[keep], asg.cohort, asg.binned, asg.treated
+    t, e, lb, treated, exact = t[keep], asg.cohort, asg.binned, asg.treated, asg.exact
     ent = codes(sample, [entity])
     clus = codes(sample, [cluster_col]) if cluster_col is not None else None
     yv = sample[outcome].to_numpy(dtype=float)
@@ -438,12 +461,13 @@ def event_study(
                 f"collapse=True needs cluster column {cluster_col!r} to be constant within "
                 f"each {entity!r} x {time!r} cell"
             )
-        cells = cells.assign(y=yv, e=e, lb=lb, d=treated, w=1.0)
+        cells = cells.assign(y=yv, e=e, lb=lb, d=treated, x=exact, w=1.0)
         means = cells.groupby(["g", "t"], sort=True).agg(
             y=("y", "mean"),
             e=("e", "first"),
             lb=("lb", "first"),
             d=("d", "first"),
+            x=("x", "first"),
             c=("c", "first"),
             w=("w", "sum"),
         )
@@ -451,11 +475,12 @@ def event_study(
         t = means.index.get_level_values("t").to_numpy(dtype=float)
         yv, e, lb = means["y"].to_numpy(), means["e"].to_numpy(), means["lb"].to_numpy()
         treated, clus = means["d"].to_numpy(bool), means["c"].to_numpy()
+        exact = means["x"].to_numpy(bool)
         wts = means["w"].to_numpy()
 
     # one indicator per (cohort, event time), reference left out
     fitted = dataclasses.replace(asg, keep=np.ones(len(yv), bool), cohort=e, treated=treated,
-                                 binned=lb)
+                                 binned=lb, exact=exact)
     inter = _sa.interactions(fitted, spec.reference)
     names = inter.names
     agg = _sa.aggregate(fitted, inter, wts, leads=spec.leads, lags=spec.lags,
@@ -637,11 +662,11 @@ def event_study(
     estimand = (
         f"average effect of adoption on adopting units at event times 0 to {lags}"
         f"{' (the last binning all later periods)' if bin == 'endpoints' else ''}, "
-        f"{weighting}, relative to "
+        f"{weighting}, cohorts averaged at each event time by their share of its "
+        "observations, relative to "
         + (f"event time {reference}" if baseline == "reference"
            else f"the mean of the cohort's pre-period event times -{leads} to -1")
-        + "; cohorts weighted by their share "
-        "of treated observations (Sun and Abraham interaction-weighted estimator); assumes "
+        + " (Sun and Abraham interaction-weighted estimator); assumes "
         "parallel trends with the control cohort and no anticipation"
     )
     return EventStudyResult(
