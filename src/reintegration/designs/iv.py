@@ -335,7 +335,7 @@ def _power_checks(diag: Diagnosis, data: pd.DataFrame, sample: pd.DataFrame, out
     diag.evidence_practical.update({
         "n": n, "n_treated": n1, "mde_se": rounded(se, 5), "mde": rounded(mde, 4),
         "mde_realised": rounded(realised, 4),
-        "mde_ratio": rounded(mde / realised, 3) if realised > 0 else None})
+        "mde_ratio": rounded(mde / realised, 3) if 0 < realised < math.inf else None})
 
 
 def _fmt_f(f: float) -> str:

@@ -358,7 +358,7 @@ def _power(res: EventStudyResult, delta: float, pcfg: dict[str, Any], draws: int
     band = [dp.halfwidth[0] * to_mde, dp.halfwidth[2] * to_mde]
     return {"mde": rounded(mde, 4), "mde_itt": rounded(dp.mde, 5),
             "mde_realised": rounded(realised, 4),
-            "mde_ratio": rounded(mde / realised, 3) if realised > 0 else None,
+            "mde_ratio": rounded(mde / realised, 3) if 0 < realised < math.inf else None,
             "mde_realised_band": [rounded(b, 4) for b in band],
             "realised_in_band": bool(band[0] <= realised <= band[1]),
             "null_sd_itt": rounded(dp.null_sd, 5), "power_draws": dp.draws}

@@ -353,7 +353,7 @@ def power_markdown(paths: Paths) -> str:
             design, instrument = row["sub-study"].split("/", 1)
             lo = row["realised MDE over other roll-out dates, 10% (pp)"]
             hi = row["realised MDE over other roll-out dates, 90% (pp)"]
-            rng = "" if pd.isna(lo) else f"{lo:g} to {hi:g}"
+            rng = "" if pd.isna(lo) else f"{_num(lo)} to {_num(hi)}"
             lines.append(f"| {DESIGN_SHORT[design]}, {instrument.replace('_', ' ')} | "
                          f"{decisions.get(row['sub-study'], '')} | "
                          f"{_num(row['MDE, Phase 1 (pp)'])} | "
@@ -364,7 +364,9 @@ def power_markdown(paths: Paths) -> str:
 
 
 def _num(x: Any) -> str:
-    return "" if x is None or pd.isna(x) else f"{float(x):g}"
+    if x is None or pd.isna(x):
+        return ""
+    return "unbounded" if math.isinf(float(x)) else f"{float(x):g}"
 
 
 def reasons_table(assessment: Assessment, labels: dict[str, str]) -> pd.DataFrame:
