@@ -15,15 +15,21 @@ use the same object:
     the result Phase 2 reports (:class:`reintegration.effects.EffectResult`).
 ``counts(data, outcome)``
     treated, comparison and cluster counts of an estimation sample.
+``truth(po, record, mask, context)``
+    the true value of the estimand a record targets, from the synthetic
+    world's potential outcomes (validation only).
 
 Minimum detectable effect
 -------------------------
 For an estimator with standard error :math:`SE` the smallest true effect
 that a two-sided test at level :math:`\alpha` detects with probability
 :math:`1 - \beta` is :math:`MDE = (z_{1-\alpha/2} + z_{1-\beta})\, SE`
-(2.8016 :math:`SE` at 5% and 80% power). Each design takes :math:`SE` from
-the variance of the estimate Phase 2 will report (see its module), so that
-Phase 1's power statement is about the analysis that is actually run.
+(2.8016 :math:`SE` at 5% and 80% power). Each design takes it from the
+estimate Phase 2 will report, so that Phase 1's power statement is about the
+analysis that is actually run: the standard error of that estimator on the
+same data (selection on observables, case-manager IV), or the power of its
+randomisation test over re-assigned roll-out dates (roll-out; see
+:func:`reintegration.effects.randomization.design_power`).
 """
 
 from __future__ import annotations
