@@ -80,3 +80,20 @@ def test_check_effect_counts_event_times(reg: disclosure.Register) -> None:
 def test_effect_refuses_other_objects(reg: disclosure.Register) -> None:
     with pytest.raises(disclosure.DisclosureError):
         reg.effect("not_an_effect", object())
+
+
+def test_an_effect_without_group_sizes_goes_to_review_with_the_others(
+        reg: disclosure.Register) -> None:
+    rng = np.random.default_rng(2)
+    n = 500
+    z = rng.normal(size=n)
+    d = (z + rng.normal(size=n) > 0).astype(float)
+    data = pd.DataFrame({"y": d + rng.normal(size=n), "d": d, "z": z})
+    iv = effects.instrumental_variable(data, outcome="y", treatment="d", instrument="z")
+    assert "n_treated" not in (iv.diagnostics or {})   # the estimator alone knows no groups
+    alone = reg.effect("iv_alone", iv)
+    assert alone.status == "review"
+    assert any("no group sizes known" in r for r in alone.reasons)
+    # mixed with a result whose groups are known, the table still needs review
+    both = reg.effect("iv_and_att", {"att": selection(60), "iv": iv})
+    assert both.status == "review" and both.path is not None

@@ -249,15 +249,16 @@ def check_model(
 
 
 def check_effects(items: dict[Any, Any], rules: Rules) -> tuple[str, list[str], dict[str, Any]]:
-    """:func:`check_effect` of each labelled result; one that fails fails
-    them all."""
+    """:func:`check_effect` of each labelled result; the worst status wins:
+    one that fails fails them all, and one that needs an output checker's
+    review puts them all up for review."""
+    order = {"pass": 0, "review": 1, "fail": 2}
     status, reasons, checks = "pass", [], {}
     for key, res in items.items():
         s, r, c = check_effect(res, rules)
         checks[str(key)] = c
         reasons += [f"{key}: {x}" for x in r]
-        if s == "fail":
-            status = "fail"
+        status = max(status, s, key=order.__getitem__)
     return status, reasons, checks
 
 
