@@ -134,7 +134,7 @@ def test_wild_cluster_bootstrap_detects_an_effect_and_is_deterministic():
     n = 800
     g = rng.integers(0, 8, n)
     x = pd.DataFrame({"lead": ((g < 4) & (rng.random(n) < 0.5)).astype(float)})
-    x = pd.concat([x, numerics.dummies(g, "g_")], axis=1)
+    x = pd.concat([x, pd.get_dummies(g, prefix="g", drop_first=True, dtype=float)], axis=1)
     x["const"] = 1.0
     r = (np.asarray(x.columns) == "lead").astype(float)[None, :]
     y = rng.normal(size=n) + 0.8 * x["lead"].to_numpy()

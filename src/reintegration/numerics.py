@@ -64,13 +64,6 @@ def demean(values: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
     return (frame - frame.groupby(groups, sort=False).transform("mean")).to_numpy()
 
 
-def dummies(codes: np.ndarray, prefix: str) -> pd.DataFrame:
-    """Indicator columns of integer codes, the first level left out."""
-    levels = np.unique(codes)
-    return pd.DataFrame((codes[:, None] == levels[None, 1:]).astype(float),
-                        columns=[f"{prefix}{v}" for v in levels[1:]])
-
-
 # ---------------------------------------------------------------------------
 # covariances and the first stage
 # ---------------------------------------------------------------------------

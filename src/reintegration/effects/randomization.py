@@ -109,7 +109,7 @@ class RandomizationTest:
     n_possible: int
     skipped: int
     _cache: dict[float, tuple[float, float]] = field(default_factory=dict)
-    #: the cells and specification the test refits (for :func:`power_mde`)
+    #: the cells and specification the test refits (for :func:`design_power`)
     cells: Cells | None = None
     spec: Spec | None = None
 
