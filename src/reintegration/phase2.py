@@ -54,7 +54,7 @@ KEY = ["RINPERSOONS", "RINPERSOON"]
 
 #: the fields of every record of ``estimates.json``
 RECORD_FIELDS = (
-    "city", "substudy", "design", "instrument", "outcome", "subgroup", "group",
+    "city", "substudy", "design", "instrument", "outcome", "subgroup", "group", "target",
     "decision", "status", "reasons", "conditions",
     "estimate", "std_error", "ci_low", "ci_high", "n", "n_treated", "n_control",
     "n_clusters", "pvalue", "estimand", "method", "cov_type", "diagnostics",
@@ -123,7 +123,8 @@ def _base(city: str, sub: dict[str, Any], outcome: str, subgroup: str, group: st
     rec = dict.fromkeys(RECORD_FIELDS)
     rec.update({"city": city, "substudy": sub["id"], "design": sub["design"],
                 "instrument": sub["instrument"], "outcome": outcome, "subgroup": subgroup,
-                "group": group, "decision": sub["decision"],
+                "group": group, "target": designs.get(sub["design"]).headline_target,
+                "decision": sub["decision"],
                 "reasons": list(sub.get("reasons") or []),
                 "conditions": list(sub.get("conditions") or []), "diagnostics": {}})
     return rec
@@ -164,7 +165,6 @@ def run_substudy(city: str, sub: dict[str, Any], data: pd.DataFrame, design: Des
 
     ``subgroups`` holds the subgroup columns aligned with ``data``;
     ``check`` is the disclosure check (returns status, reasons, ...)."""
-    mins = settings["min_group"]
     soo = settings["selection_on_observables"]
     rollout = settings["rollout_did"]
     sub_settings = {**settings, "selection_on_observables": {
@@ -180,43 +180,55 @@ def run_substudy(city: str, sub: dict[str, Any], data: pd.DataFrame, design: Des
             for level in sorted(subgroups[col].dropna().unique()):
                 groups.append((col, str(level), (subgroups[col] == level).fillna(False)
                                .to_numpy()))
+    extra = [t for t in design.targets if t != design.headline_target]
     for outcome in settings["outcomes"]:
         for subgroup, group, mask in groups:
-            rec = _base(city, sub, outcome, subgroup, group)
             part = data if mask is None else data.loc[mask]
-            n1, n0, g = design.counts(part, outcome)
-            rec.update({"n_treated": n1, "n_control": n0, "n": n1 + n0})
-            small = n1 < mins["treated"] or n0 < mins["control"] or (
-                g is not None and g < mins["clusters"])
-            if small:
-                rec["status"] = "too_small"
-                rec["reasons"] = [f"fewer than {mins['treated']} treated or {mins['control']} "
-                                  f"comparison persons, or fewer than {mins['clusters']} "
-                                  "clusters, in this group"]
-                rec["n_treated"] = rec["n_control"] = rec["n"] = None
+            use = settings if mask is None else sub_settings
+            for target in [design.headline_target, *(extra if mask is None else [])]:
+                rec, res = _record(city, sub, part, design, use, outcome, (subgroup, group),
+                                   target, check)
                 records.append(rec)
-                continue
-            try:
-                res = design.estimate(part, outcome, settings if mask is None else sub_settings)
-            except (ValueError, np.linalg.LinAlgError) as exc:
-                rec["status"] = "failed"
-                first = " ".join(str(exc).split())[:200]
-                rec["reasons"] = [f"estimator failed: {first}"]
-                records.append(rec)
-                continue
-            if check is not None:
-                status, why = check(res)[:2]
-                if status == "fail":
-                    rec["status"] = "withheld"
-                    rec["reasons"] = list(why)
-                    rec["n_treated"] = rec["n_control"] = rec["n"] = None
-                    records.append(rec)
-                    continue
-            rec = result_record(rec, res)
-            rec["diagnostics"]["mde_phase1"] = _phase1_mde(sub)
-            records.append(rec)
-            results[(outcome, subgroup, group)] = res
+                if res is not None and target == design.headline_target:
+                    results[(outcome, subgroup, group)] = res
     return records, results
+
+
+def _record(city: str, sub: dict[str, Any], part: pd.DataFrame, design: Design,
+            settings: dict[str, Any], outcome: str, where: tuple[str, str], target: str,
+            check: Callable[[EffectResult], tuple] | None
+            ) -> tuple[dict[str, Any], EffectResult | None]:
+    """One record (and its result, None when there is none): the estimate of
+    ``target`` on ``part``, or why there is none."""
+    mins = settings["min_group"]
+    rec = _base(city, sub, outcome, *where)
+    rec["target"] = target
+    n1, n0, g = design.counts(part, outcome)
+    rec.update({"n_treated": n1, "n_control": n0, "n": n1 + n0})
+    if n1 < mins["treated"] or n0 < mins["control"] or (g is not None and g < mins["clusters"]):
+        rec["status"] = "too_small"
+        rec["reasons"] = [f"fewer than {mins['treated']} treated or {mins['control']} "
+                          f"comparison persons, or fewer than {mins['clusters']} "
+                          "clusters, in this group"]
+        rec["n_treated"] = rec["n_control"] = rec["n"] = None
+        return rec, None
+    try:
+        res = design.estimate(part, outcome, settings, target=target)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        rec["status"] = "failed"
+        first = " ".join(str(exc).split())[:200]
+        rec["reasons"] = [f"estimator failed: {first}"]
+        return rec, None
+    if check is not None:
+        status, why = check(res)[:2]
+        if status == "fail":
+            rec["status"] = "withheld"
+            rec["reasons"] = list(why)
+            rec["n_treated"] = rec["n_control"] = rec["n"] = None
+            return rec, None
+    rec = result_record(rec, res)
+    rec["diagnostics"]["mde_phase1"] = _phase1_mde(sub)
+    return rec, res
 
 
 def _phase1_mde(sub: dict[str, Any]) -> float | None:
@@ -366,9 +378,9 @@ def validation_frame(records: Sequence[dict[str, Any]], po: pd.DataFrame,
         mask = None if r["subgroup"] == ALL else (sub_po[r["subgroup"]] == r["group"]).fillna(
             False).to_numpy()
         value = designs.get(design).truth(po, r, mask, context)
-        row = {k: r[k] for k in ("city", "design", "instrument", "outcome", "subgroup",
-                                 "group", "estimate", "std_error", "ci_low", "ci_high",
-                                 "n_treated", "n_control")}
+        row = {k: r.get(k) for k in ("city", "design", "instrument", "outcome", "subgroup",
+                                     "group", "target", "estimate", "std_error", "ci_low",
+                                     "ci_high", "n_treated", "n_control")}
         row["pretrend_pvalue"] = (r.get("diagnostics") or {}).get("pretrend_pvalue_used")
         row["truth"] = value
         rows.append(row)

@@ -279,6 +279,11 @@ class Design:
     observational: ClassVar[bool] = False
     #: one sub-study per city, for the instrument the city's configuration names
     per_city_instrument: ClassVar[bool] = False
+    #: the estimands Phase 2 reports, key -> what it is in words; the first is
+    #: the headline (every subgroup), the others are reported for the whole
+    #: sample beside it. A record's ``target`` names its key; :meth:`truth`
+    #: returns the true value of that key's estimand.
+    targets: ClassVar[dict[str, str]] = {"headline": "the design's headline estimand"}
 
     def instruments(self, city: dict[str, Any], instruments: Sequence[str]) -> list[str | None]:
         """The instruments this design studies in a city, in report order."""
@@ -291,8 +296,17 @@ class Design:
                  threshold: int) -> Diagnosis:
         raise NotImplementedError
 
-    def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> Any:
-        """Phase 2's estimate on prepared data (the design's ``fit``)."""
+    @property
+    def headline_target(self) -> str:
+        return next(iter(self.targets))
+
+    def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any],
+                 target: str | None = None) -> Any:
+        """Phase 2's estimate on prepared data (the design's ``fit``) of the
+        estimand ``target`` (None: the headline)."""
+        if target not in (None, self.headline_target):
+            raise KeyError(f"{self.name}: no estimand {target!r}; known: "
+                           f"{', '.join(self.targets)}")
         return type(self).fit(data, outcome, settings)
 
     def counts(self, data: pd.DataFrame, outcome: str) -> tuple[int, int, int | None]:

@@ -74,13 +74,17 @@ def _city_dir(data_dir: Path, domain: str, city: str) -> Path:
 
 
 def generate_city(
-    city: str, size: str, *, root: Path | None = None, data_dir: Path | None = None
+    city: str, size: str, *, root: Path | None = None, data_dir: Path | None = None,
+    replication: int | None = None, clients: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> Path:
     """Generate every file of ``city`` at ``size`` and return the path of its
     manifest, which is written last (so a finished manifest means a finished
-    city)."""
+    city). ``replication``, ``clients`` and ``overrides`` draw a Monte Carlo
+    world instead of the published one (:func:`.params.load_params`)."""
     paths, data_dir, dmap = _layout(size, root, data_dir)
-    p = load_params(city, size, root=paths.root)
+    p = load_params(city, size, root=paths.root, replication=replication, clients=clients,
+                    overrides=overrides)
     manifest = data_dir / "manifests" / f"{city}.json"
     _check_public(manifest, dmap)
     manifest.unlink(missing_ok=True)

@@ -102,6 +102,9 @@ class CityParams:
     inflow_from: int  # month index
     inflow_to: int
     follow_up: int
+    #: a Monte Carlo replication number: None is the published world; a number
+    #: draws a fresh world of the same configuration (its own seed stream)
+    replication: int | None = None
 
     @property
     def data_start(self) -> int:
@@ -120,9 +123,10 @@ class CityParams:
         return dt.date(1970 + nxt // 12, nxt % 12 + 1, 1) - dt.timedelta(days=1)
 
     def seed_sequence(self) -> np.random.SeedSequence:
-        return np.random.SeedSequence(
-            [self.seed, stable_int(f"city:{self.city}"), stable_int(f"size:{self.size}")]
-        )
+        entropy = [self.seed, stable_int(f"city:{self.city}"), stable_int(f"size:{self.size}")]
+        if self.replication is not None:
+            entropy.append(stable_int(f"replication:{self.replication}"))
+        return np.random.SeedSequence(entropy)
 
     def streams(self) -> dict[str, np.random.Generator]:
         children = self.seed_sequence().spawn(len(STREAMS))
@@ -147,14 +151,21 @@ class CityParams:
         return {v: given.get(v, v) for v in CANONICAL_CODES[field]}
 
 
-def load_params(city: str, size: str, *, root: Path | None = None) -> CityParams:
-    """Load and check everything the generator needs for ``city`` at ``size``."""
+def load_params(city: str, size: str, *, root: Path | None = None,
+                replication: int | None = None, clients: int | None = None,
+                overrides: dict[str, Any] | None = None) -> CityParams:
+    """Load and check everything the generator needs for ``city`` at ``size``.
+
+    For Monte Carlo replications (never the published world): ``replication``
+    draws a fresh world from its own seed stream, ``clients`` replaces the
+    size's number of clients, and ``overrides`` is merged over the city's
+    synthetic settings (e.g. every effect set to zero for a null world)."""
     root = (root or repo_root()).resolve()
     check_size(size)
     cfg = load_city(city, root)
     path = cfg["_path"]
     shared = load_synthetic_config(root)
-    syn = deep_merge(shared["defaults"], cfg.get("synthetic"))
+    syn = deep_merge(deep_merge(shared["defaults"], cfg.get("synthetic")), overrides)
     instruments = list(load_instruments(root))
     codes = cfg["exports"].get("instrument_codes") or {}
     unknown = sorted(set(codes.values()) - set(instruments))
@@ -206,11 +217,12 @@ def load_params(city: str, size: str, *, root: Path | None = None) -> CityParams
         offered=offered,
         horizons=[h for h in shared["horizons"] if h <= cfg["study"]["follow_up_months"]],
         seed=int(shared["seed"]),
-        n_clients=int(sizes[size]),
+        n_clients=int(clients if clients is not None else sizes[size]),
         rin_block=rin_block(city, syn),
         inflow_from=month_index(cfg["study"]["inflow_from"]),
         inflow_to=month_index(cfg["study"]["inflow_to"]),
         follow_up=int(cfg["study"]["follow_up_months"]),
+        replication=replication,
     )
     if not 1 <= p.rin_block <= 999:
         raise ConfigError(f"{path}: synthetic.rin_block must be between 1 and 999")
