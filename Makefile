@@ -60,7 +60,7 @@ $(shell mkdir -p $(RESULTS) && [ "$$(cat $(SIZE_STAMP) 2>/dev/null)" = "$(SIZE)"
 	|| echo "$(SIZE)" > $(SIZE_STAMP))
 endif
 
-.PHONY: all help venv lock data notebooks city release audit book pdf test test-pytest test-nbval bench templates lab clean clean-data distclean
+.PHONY: all help venv lock data notebooks city release audit book pdf test test-pytest test-nbval bench montecarlo templates lab clean clean-data distclean
 
 all: book pdf ## Build everything: environment, data, every city's steps, the book and its PDF
 	@echo "Book: file://$(abspath $(BOOK_HTML))/index.html"
@@ -163,6 +163,19 @@ test-nbval: $(VENV_STAMP)
 bench: $(VENV_STAMP) ## Benchmarks (speed, memory) to build/bench.json
 	$(UV) -e '.[test,bench]'
 	$(PY) -m reintegration.bench --size $(SIZE)
+
+# The Monte Carlo validation (never part of make test): MC_REPS worlds of MC_CITY with
+# MC_CLIENTS clients each, per kind of world (planted, null, oracle), on MC_JOBS local
+# workers, or on a Dask cluster with MC_SCHEDULER=tcp://host:8786. Results in
+# build/montecarlo/; the validation chapter shows them at the next book build.
+MC_CITY ?= rotterdam
+MC_REPS ?= 100
+MC_CLIENTS ?= 10000
+MC_JOBS ?= 2
+MC_SCHEDULER ?=
+montecarlo: $(VENV_STAMP) ## Monte Carlo validation of every design over many worlds
+	$(PY) -m reintegration.montecarlo --city $(MC_CITY) --replications $(MC_REPS) \
+		--clients $(MC_CLIENTS) --jobs $(MC_JOBS) $(if $(MC_SCHEDULER),--scheduler $(MC_SCHEDULER))
 
 templates: $(VENV_STAMP) ## Store the outputs nbval checks in the templates (small data)
 	@$(MAKE) SIZE=small data

@@ -66,7 +66,9 @@ ROOMS: dict[str, tuple[str, str]] = {
         "book architecture summary synthesis meta werkwijzer figures released readability "
         "banner pdf labels notebook_tags",
     ),
-    "Synthetic data": ("the synthetic world with planted effects", "synth/*"),
+    "Synthetic data": ("the synthetic world with planted effects, and the Monte Carlo "
+                       "harness that checks every estimator over many such worlds",
+                       "synth/* montecarlo"),
 }
 
 

@@ -8,6 +8,9 @@ Speed and memory targets are checked here, never by timed tests:
 ``noop_make``
     a second ``make all`` on an up-to-date tree; target 5 s, and no notebook
     re-executed.
+``montecarlo``
+    the Monte Carlo harness (``make montecarlo``): a few replications of its
+    default plan, and the projected time of 100; target 30 minutes.
 ``event_study_full_rotterdam``
     the roll-out event study of full-size Rotterdam (clients by team and inflow
     quarter, one row per client) fitted by :func:`reintegration.effects.event_study`
@@ -216,7 +219,28 @@ def bench_event_study_full_rotterdam(root: Path, size: str = "full") -> dict:
     return out
 
 
+def bench_montecarlo(root: Path, size: str = "full") -> dict:
+    """The Monte Carlo harness's cost (``make montecarlo``'s defaults: one
+    city, every kind of world): four replications on two local workers, and
+    the time of 100 projected from the mean time of one replication (the
+    tasks are independent, so the projection is the mean task time x tasks /
+    workers). Target: 100 replications within 30 minutes."""
+    from . import montecarlo as mc
+
+    plan = mc.Plan(city="rotterdam", replications=4)
+    _, cost = mc.run(plan, n_jobs=2, root=root)
+    per_task = cost["seconds_per_replication_mean"]
+    projected = per_task * len(mc.Plan(city="rotterdam", replications=100).tasks()) / 2
+    return {"seconds": cost["seconds"], "tasks": cost["tasks"], "clients": plan.clients,
+            "seconds_per_replication_mean": per_task,
+            "seconds_per_replication_max": cost["seconds_per_replication_max"],
+            "projected_seconds_100_replications": round(projected, 1),
+            "target_seconds": 1800, "met": projected <= 1800,
+            "note": "projected from four replications per kind of world on 2 workers"}
+
+
 BENCHES = {
+    "montecarlo": bench_montecarlo,
     "data_full": bench_data_full,
     "noop_make": bench_noop_make,
     "panel_full_rotterdam": bench_panel_full_rotterdam,

@@ -1,0 +1,123 @@
+"""The Monte Carlo harness: its statistics on hand-made rows, one real
+replication per kind of world, and the same rows from joblib and from a Dask
+cluster."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from reintegration import montecarlo as mc
+
+TINY = {"city": "rotterdam", "size": "small", "clients": 500, "outcomes": ("employed_24",),
+        "permutations": 19}
+
+
+def _rows(estimates, lows, highs, truth=0.1, se=0.05, mode="planted"):
+    n = len(estimates)
+    return pd.DataFrame({
+        "mode": mode, "replication": range(1, n + 1), "design": "d", "instrument": "i",
+        "target": "t", "outcome": "employed_24", "status": "estimated",
+        "estimate": estimates, "std_error": se, "ci_low": lows, "ci_high": highs,
+        "truth": truth,
+    })
+
+
+def test_summary_counts_coverage_bias_and_unbounded_intervals():
+    est = [0.10, 0.20, 0.00, 0.15]
+    rows = _rows(est, [0.0, 0.15, -0.1, np.nan], [0.2, 0.3, 0.05, 0.3])
+    s = mc.summarise(rows).iloc[0]
+    # covered: 1st (0.0..0.2), 4th (unbounded below .. 0.3); not 2nd, not 3rd
+    assert s["replications"] == 4 and s["coverage"] == 0.5 and s["unbounded"] == 1
+    assert s["bias"] == pytest.approx(np.mean(est) - 0.1)
+    assert s["sd_over_se"] == pytest.approx(np.std(est, ddof=1) / 0.05)
+    assert s["interval_length"] == pytest.approx(np.median([0.2, 0.15, 0.15]))
+    assert s["reject_zero"] == 0.25  # only the second excludes zero
+    lo, hi = stats.binomtest(2, 4).proportion_ci(method="exact")
+    assert (s["coverage_low"], s["coverage_high"]) == pytest.approx((lo, hi))
+
+
+def test_failed_replications_are_counted_not_dropped_silently():
+    rows = _rows([0.1, 0.1], [0.0, 0.0], [0.2, 0.2])
+    rows.loc[1, ["status", "estimate"]] = ["failed: singular", np.nan]
+    s = mc.summarise(rows).iloc[0]
+    assert s["replications"] == 1 and s["failed"] == 1
+
+
+def test_clopper_pearson_and_the_nominal_band():
+    assert mc.clopper_pearson(95, 100) == pytest.approx(
+        stats.binomtest(95, 100).proportion_ci(method="exact"))
+    assert mc.clopper_pearson(0, 10)[0] == 0.0 and mc.clopper_pearson(10, 10)[1] == 1.0
+    lo, hi = mc.nominal_band(100)
+    assert (lo, hi) == pytest.approx((0.90, 0.99))
+    # the lower end is the 2.5% quantile of the count: P(X <= 89) < 2.5% <= P(X <= 90)
+    assert stats.binom.cdf(89, 100, 0.95) < 0.025 <= stats.binom.cdf(90, 100, 0.95)
+
+
+def test_acceptance_flags_coverage_outside_the_band_and_null_rejections():
+    summary = pd.DataFrame([
+        {"mode": "planted", "design": "d", "instrument": "i", "target": "t",
+         "outcome": "employed_24", "replications": 100, "coverage": 0.90, "sd_over_se": 1.0,
+         "reject_zero": 0.6},
+        {"mode": "null", "design": "d", "instrument": "i", "target": "t",
+         "outcome": "employed_24", "replications": 100, "coverage": 0.95, "sd_over_se": 1.0,
+         "reject_zero": 0.08},
+    ])
+    checks = mc.acceptance(summary, valid=[("planted", "d", "t")])
+    got = {(c.check, c.mode): c.met for c in checks.itertuples()}
+    assert got == {("coverage", "planted"): False, ("sd_over_se", "planted"): True,
+                   ("null_rejection", "null"): False}
+
+
+def test_an_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="unknown Monte Carlo mode"):
+        mc.Plan(city="rotterdam", modes=("planted", "placebo"))
+
+
+@pytest.fixture(scope="module")
+def one_of_each() -> pd.DataFrame:
+    plan = mc.Plan(replications=1, **TINY)
+    return pd.DataFrame([row for mode in mc.MODES for row in mc.replicate(plan, mode, 1)])
+
+
+def test_a_replication_estimates_every_design_against_its_truth(one_of_each):
+    planted = one_of_each[one_of_each["mode"] == "planted"]
+    assert set(planted["design"]) == {"selection_on_observables", "rollout_did",
+                                      "case_manager_iv"}
+    assert (planted["status"] == "estimated").mean() > 0.8
+    soo = planted[planted["design"] == "selection_on_observables"]
+    assert soo["truth"].notna().all() and (soo["truth"] != 0).any()
+
+
+def test_the_null_world_has_zero_truths_and_the_oracle_only_selection(one_of_each):
+    null = one_of_each[one_of_each["mode"] == "null"]
+    known = null["truth"].dropna()
+    assert len(known) > 0 and np.allclose(known, 0.0)
+    oracle = one_of_each[one_of_each["mode"] == "oracle"]
+    assert set(oracle["design"]) == {"selection_on_observables"}
+
+
+def test_a_new_replication_is_a_new_world_and_the_same_one_repeats():
+    plan = mc.Plan(replications=1, modes=("planted",), **TINY)
+    a1 = pd.DataFrame(mc.replicate(plan, "planted", 1))
+    a2 = pd.DataFrame(mc.replicate(plan, "planted", 1))
+    b = pd.DataFrame(mc.replicate(plan, "planted", 2))
+    pd.testing.assert_frame_equal(a1, a2)
+    assert not np.allclose(a1["truth"].astype(float).fillna(0),
+                           b["truth"].astype(float).fillna(0))
+
+
+def test_dask_cluster_and_joblib_give_the_same_rows():
+    distributed = pytest.importorskip("distributed")
+    plan = mc.Plan(replications=2, modes=("planted",), **TINY)
+    local, cost = mc.run(plan, n_jobs=1)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        remote, rcost = mc.run(plan, scheduler=cluster.scheduler_address)
+    pd.testing.assert_frame_equal(local, remote)
+    assert cost["tasks"] == rcost["tasks"] == 2 and rcost["where"].startswith("dask")
+    assert math.isfinite(cost["seconds"])
