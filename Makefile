@@ -44,7 +44,8 @@ SIZE_STAMP := $(RESULTS)/.size
 CITY_FILES := $(sort $(wildcard config/cities/*.yml))
 SRC_FILES := $(sort $(shell find src -name '*.py' -not -path '*/__pycache__/*'))
 BOOK_SOURCES := book/_config.yml $(sort $(shell find book -name '*.md' \
-	-not -path 'book/_build/*' -not -path 'book/results/*' -not -path 'book/_generated/*'))
+	-not -path 'book/_build/*' -not -path 'book/results/*' -not -path 'book/_generated/*')) \
+	$(sort $(wildcard build/montecarlo/*.json))
 
 # One BLAS thread per step: with two cores and `make -j2` (or anything else
 # running) threaded BLAS oversubscribes the machine and the estimators slow down.

@@ -15,7 +15,16 @@ from typing import Any
 
 import yaml
 
-from . import architecture, atomic, feasibility, provenance, summary, synthesis, werkwijzer
+from . import (
+    architecture,
+    atomic,
+    feasibility,
+    montecarlo,
+    provenance,
+    summary,
+    synthesis,
+    werkwijzer,
+)
 from .config import list_cities, load_city, load_steps
 from .config_reference import reference_markdown
 from .paths import Paths
@@ -241,6 +250,7 @@ def generated_pages(paths: Paths) -> dict[str, str]:
     pages["phase1_power.md"] = feasibility.power_markdown(paths)
     pages.update(werkwijzer.generated_pages(paths))
     pages["protection.md"] = protection_markdown(paths)
+    pages["montecarlo.md"] = montecarlo.markdown(paths.root)
     pages.update(synthesis.generated_pages(paths))
     pages.update(summary.generated_pages(paths))
     pages.update(architecture.generated_pages(paths))

@@ -109,15 +109,17 @@ def data_sources(root: Path) -> list[str]:
 
 
 def book_sources(root: Path) -> list[str]:
-    """The book's own sources: ``book/_config.yml`` and every Markdown file
-    under ``book/`` outside the generated folders (the Makefile's BOOK_SOURCES)."""
+    """The book's own sources: ``book/_config.yml``, every Markdown file
+    under ``book/`` outside the generated folders, and the Monte Carlo
+    results the validation chapter shows (the Makefile's BOOK_SOURCES)."""
     skip = ("book/_build/", "book/results/", "book/_generated/")
     found = [
         p.relative_to(root).as_posix()
         for p in (root / "book").rglob("*.md")
         if p.is_file() and not p.relative_to(root).as_posix().startswith(skip)
     ]
-    return ["book/_config.yml", *sorted(found)]
+    mc = [p.relative_to(root).as_posix() for p in (root / "build" / "montecarlo").glob("*.json")]
+    return ["book/_config.yml", *sorted(found), *sorted(mc)]
 
 
 def _cli(*args: str) -> tuple[str, ...]:
