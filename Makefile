@@ -61,7 +61,7 @@ $(shell mkdir -p $(RESULTS) && [ "$$(cat $(SIZE_STAMP) 2>/dev/null)" = "$(SIZE)"
 	|| echo "$(SIZE)" > $(SIZE_STAMP))
 endif
 
-.PHONY: all help venv lock data notebooks city release audit book pdf test test-pytest test-nbval bench montecarlo templates lab clean clean-data distclean
+.PHONY: all help venv lock data notebooks city release audit book pdf test test-pytest test-nbval bench montecarlo kill-check templates lab clean clean-data distclean
 
 all: book pdf ## Build everything: environment, data, every city's steps, the book and its PDF
 	@echo "Book: file://$(abspath $(BOOK_HTML))/index.html"
@@ -177,6 +177,15 @@ MC_SCHEDULER ?=
 montecarlo: $(VENV_STAMP) ## Monte Carlo validation of every design over many worlds
 	$(PY) -m reintegration.montecarlo --city $(MC_CITY) --replications $(MC_REPS) \
 		--clients $(MC_CLIENTS) --jobs $(MC_JOBS) $(if $(MC_SCHEDULER),--scheduler $(MC_SCHEDULER))
+
+# Interrupt make all with SIGKILL at five points (data generation, a step, the book
+# build, the audit, release finalisation) in a fresh clone under KILL_WORK, and check
+# that nothing unaudited is left in place and the rerun gives the same bytes as an
+# uninterrupted run. Never part of make test: it runs make all about six times.
+KILL_WORK ?= build/killcheck-work
+kill-check: $(VENV_STAMP) ## SIGKILL make all at five points; check audit and bytes
+	rm -rf $(KILL_WORK)
+	$(PY) -m reintegration.killcheck --size $(SIZE) --work $(KILL_WORK)
 
 templates: $(VENV_STAMP) ## Store the outputs nbval checks in the templates (small data)
 	@$(MAKE) SIZE=small data
