@@ -96,6 +96,25 @@ def test_evaluate_meets_what_phase2_did_and_not_what_it_did_not():
     assert obligations.evaluate([nogo], [], inputs).empty
 
 
+def test_the_sensitivity_condition_needs_the_benchmarked_analysis_when_given():
+    persons, months = _persons()
+    inputs = Inputs(persons=persons, city={"name": "x"}, effects=phase2.load_settings(),
+                    person_months=months)
+    conds = [{"check": "unconfoundedness"}]
+    table = pd.DataFrame([{"sub-study": "selection_on_observables/training",
+                           "outcome": "employed_24", "estimate": 0.05, "multiple": 1,
+                           "covariate": "prior_employment", "estimate_low": -0.01,
+                           "estimate_high": 0.11}])
+    rows = obligations.evaluate([_sub(conds)], [_record(robustness_value=0.04)], inputs,
+                                sensitivity=table)
+    assert rows["status"].tolist() == ["met"]
+    assert "between -1.0 and +11.0" in rows["evidence"].iloc[0]
+    other = table.assign(**{"sub-study": "selection_on_observables/wage_subsidy"})
+    rows = obligations.evaluate([_sub(conds)], [_record(robustness_value=0.04)], inputs,
+                                sensitivity=other)
+    assert rows["status"].tolist() == ["unmet"]
+
+
 def test_release_audit_refuses_an_unmet_condition(tmp_path):
     bundle = tmp_path / "bundle"
     (bundle / "06_effects").mkdir(parents=True)

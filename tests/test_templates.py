@@ -108,7 +108,8 @@ def test_design_sections_are_tagged_to_adapt_to_the_city(root, name):
         "05_feasibility": [
             "Balance across the instrument: the take-up predicted from the characteristics"
         ],
-        "06_effects": ["## Roll-out event study", "## Subgroups"],
+        "06_effects": ["## Roll-out event study", "## Subgroups",
+                       "## How strong would a hidden factor have to be?"],
         "07_validation": [
             "## Coverage",
             "## Bias",

@@ -252,6 +252,14 @@ class MinGroup(Strict):
     clusters: int = _d("Clusters, at least (designs clustered on units).", ge=1)
 
 
+class SensitivitySettings(Strict):
+    """Sensitivity of selection on observables to a hidden confounder."""
+
+    outcomes: list[str] = _d("Outcomes analysed (columns of the persons file).", min_length=1)
+    benchmarks: list[str] = _d("Covariates a hidden factor is compared with.", min_length=1)
+    multiples: list[Num] = _d("Multiples of a benchmark's strength shown.", min_length=1)
+
+
 class Effects(Strict):
     """``config/effects.yml``: Phase 2 settings."""
 
@@ -262,6 +270,7 @@ class Effects(Strict):
     case_manager_iv: CaseManagerIVEstimate = _d("Case-manager instrument.")
     subgroups: dict[str, str] = _d("Pre-specified subgroup -> its meaning.")
     min_group: MinGroup = _d("Smallest subgroup estimated.")
+    sensitivity: SensitivitySettings = _d("Sensitivity to a hidden confounder.")
 
 
 # ---------------------------------------------------------------------------

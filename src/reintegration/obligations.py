@@ -23,7 +23,9 @@ nobody fulfilled.
 
 The sensitivity analysis for unobserved confounding is the robustness value
 of Cinelli and Hazlett (2020), computed with every selection-on-observables
-estimate (:func:`reintegration.designs.selection.robustness_value`).
+estimate (:func:`reintegration.designs.selection.robustness_value`), and
+the benchmarked bounds of :mod:`reintegration.sensitivity`: how far a hidden
+factor as strong as an observed covariate could move the estimate.
 """
 
 from __future__ import annotations
@@ -114,6 +116,19 @@ def _sensitivity(sub: dict[str, Any], records: list[dict[str, Any]], ctx: Contex
               and s["design"] != sub["design"]]
     compared = "; ".join(f"{designs.get(s['design']).short}: {s['decision']}"
                          for s in others) or "no design-based sub-study of this instrument"
+    table = ctx.get("sensitivity")
+    if table is not None:
+        own = table[(table["sub-study"] == sub["id"]) & (table["multiple"] == 1)]
+        if own.empty:
+            return False, "no benchmarked sensitivity analysis of this sub-study"
+        widest = own.loc[(own["estimate_high"] - own["estimate_low"]).idxmax()]
+        return True, (
+            f"carried out: robustness value {100 * min(rvs):.1f}% to {100 * max(rvs):.1f}% "
+            "(per outcome); a hidden factor as strong as the strongest benchmark "
+            f"({widest['covariate']}) could move the linear estimate of "
+            f"{100 * widest['estimate']:+.1f} percentage points to between "
+            f"{100 * widest['estimate_low']:+.1f} and {100 * widest['estimate_high']:+.1f}; "
+            f"design-based sub-studies of the instrument: {compared}")
     return True, (f"carried out: a hidden factor explaining {100 * min(rvs):.1f}% to "
                   f"{100 * max(rvs):.1f}% of the remaining variation in both who starts and the "
                   "outcome would remove the estimate (robustness value, per outcome); "
@@ -175,12 +190,14 @@ _FULFIL: dict[str, Fulfil] = {
 
 
 def evaluate(substudies: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]],
-             inputs: Inputs) -> pd.DataFrame:
+             inputs: Inputs, *, sensitivity: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per condition of every go or conditional sub-study: the
     obligation, whether it is met, and the evidence (``substudies``: the
     records of ``feasibility.json``; ``records``: those of
-    ``estimates.json``)."""
-    ctx = {"substudies": list(substudies), "inputs": inputs}
+    ``estimates.json``; ``sensitivity``: the table of
+    :func:`reintegration.sensitivity.city_analyses`, which the sensitivity
+    condition then requires for the sub-study)."""
+    ctx = {"substudies": list(substudies), "inputs": inputs, "sensitivity": sensitivity}
     rows = []
     for sub in substudies:
         if sub["decision"] not in ("go", "conditional"):
