@@ -1,0 +1,122 @@
+"""What works for whom: doubly robust group effects, the BLP heterogeneity
+test, GATES, and family-wise error control, on simulated data with a known
+effect per person."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from reintegration import whom
+
+
+def _rows(n=30_000, het=0.10, seed=3):
+    """One row per person: a start at this month (rare, selected on x), an
+    outcome with effect 0.05 + het * x1 for starters."""
+    rng = np.random.default_rng(seed)
+    x1 = rng.binomial(1, 0.4, n).astype(float)
+    x2 = rng.standard_normal(n)
+    month = rng.integers(1, 7, n)
+    e = 1 / (1 + np.exp(-(-3.0 + 0.8 * x1 - 0.5 * x2 + 0.05 * month)))
+    d = rng.random(n) < e
+    tau = 0.05 + het * x1
+    p0 = 1 / (1 + np.exp(-(-0.5 + 0.6 * x2 - 0.3 * x1)))
+    y = (rng.random(n) < np.clip(p0 + d * tau, 0, 1)).astype(float)
+    data = pd.DataFrame({"elapsed_month": month, "x1": x1, "x2": x2, "treated": d.astype(int),
+                         "employed_24": y, "_pid": np.arange(n)})
+    groups = pd.DataFrame({"distance": np.where(x1 == 1, "large", "other")})
+    return data, groups, tau
+
+
+def test_group_effects_recover_the_planted_difference():
+    data, groups, tau = _rows()
+    res = whom.analyse(data, groups, "job_search_training", "employed_24", ["x1", "x2"],
+                       learner="linear")
+    d = data["treated"].to_numpy() == 1
+    truth = tau[d].mean()
+    assert abs(res.overall.estimate - truth) < 2.5 * res.overall.se
+    g = res.groups.set_index("level")
+    for level, x in (("large", 1), ("other", 0)):
+        true_g = tau[d & (data["x1"].to_numpy() == x)].mean()
+        assert abs(g.loc[level, "estimate"] - true_g) < 2.5 * g.loc[level, "std_error"]
+    diff = g.loc["large"]
+    assert diff["difference"] / diff["difference_se"] > 3  # 0.10 more for large distance
+
+
+def test_blp_finds_planted_heterogeneity_and_gates_rise_with_the_proxy():
+    data, groups, _ = _rows(het=0.15)
+    res = whom.analyse(data, groups, "x", "employed_24", ["x1", "x2"], learner="boosting")
+    assert res.blp["beta2"] > 0 and res.blp["beta2_pvalue"] < 0.01
+    assert res.gates_difference.estimate > 0
+    assert list(res.gates["group"]) == ["Q1", "Q2", "Q3", "Q4", "Q5"]
+    assert res.iate_quantiles["p90"] > res.iate_quantiles["p10"]
+
+
+def test_blp_rejects_rarely_without_heterogeneity():
+    rejections = 0
+    for seed in range(30):
+        data, groups, _ = _rows(n=8_000, het=0.0, seed=100 + seed)
+        res = whom.analyse(data, groups, "x", "employed_24", ["x1", "x2"], learner="linear")
+        rejections += res.blp["beta2_pvalue"] < 0.05
+    # 5% expected; 30 draws: more than 5 rejections has probability below 2%
+    assert rejections <= 5
+
+
+def test_holm_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    p = [0.01, 0.04, 0.03, 0.20, np.nan, 0.001]
+    ok = [x for x in p if np.isfinite(x)]
+    expected = multipletests(ok, method="holm")[1]
+    got = whom.holm(p)
+    assert np.isnan(got[4])
+    np.testing.assert_allclose(np.delete(got, 4), expected)
+
+
+def _estimate(name, value, influence):
+    return whom.Estimate(name, value, pd.Series(influence), 100)
+
+
+def test_romano_wolf_rewards_correlation_that_holm_ignores():
+    rng = np.random.default_rng(0)
+    inf = rng.standard_normal(400) / 400 ** 0.5 * 0.02  # se 0.02
+    same = [_estimate("a", 0.045, inf), _estimate("b", 0.045, inf)]
+    raw = 2 * stats.norm.sf(0.045 / np.sqrt((inf**2).sum()))
+    rw = whom.romano_wolf(same, draws=4000, seed=1)
+    assert rw == pytest.approx([raw, raw], abs=0.01)  # one test in effect
+    assert whom.holm([raw, raw]) == pytest.approx([2 * raw, 2 * raw])
+    # independent estimates on different persons: close to Holm, never below raw
+    other = pd.Series(rng.standard_normal(400) / 400 ** 0.5 * 0.02, index=range(400, 800))
+    indep = [_estimate("a", 0.045, inf), whom.Estimate("c", 0.01, other, 100)]
+    rw = whom.romano_wolf(indep, draws=4000, seed=1)
+    assert rw[0] >= raw - 0.005 and rw[1] >= rw[0]
+
+
+def test_family_tests_adjust_every_contrast_of_every_instrument():
+    results = []
+    for inst, seed in (("a", 1), ("b", 2)):
+        data, groups, _ = _rows(n=10_000, seed=seed)
+        data["_pid"] = np.arange(len(data))  # the same persons in both comparisons
+        results.append(whom.analyse(data, groups, inst, "employed_24", ["x1", "x2"],
+                                    learner="linear"))
+    fam = whom.family_tests(results, draws=500)
+    assert len(fam) == 4 and set(fam["instrument"]) == {"a", "b"}
+    assert (fam["pvalue_holm"] >= fam["pvalue"] - 1e-12).all()
+    assert (fam["pvalue_romano_wolf"] >= fam["pvalue"] - 0.01).all()
+
+
+def test_group_frame_has_every_pre_registered_grouping():
+    persons = pd.DataFrame({
+        "age": [25, 40, 60], "sex": ["female", "male", "female"],
+        "education": ["low", None, "high"], "prior_employment_months": [0, 5, 24],
+        "migration": ["nl", "ma", "western"],
+        "labour_market_distance": ["short", "large", "medium"],
+        "health_chronic": [1, 0, 0], "household_type": ["single", "couple", "single_parent"],
+        "language_level": ["below_b1", "b1_or_higher", "b1_or_higher"]})
+    g = whom.group_frame(persons)
+    assert list(g.columns) == ["age_band", "sex", "education", "prior_employment", "migration",
+                               "labour_market_distance", "health_chronic", "household",
+                               "language_level"]
+    assert g["health_chronic"].tolist() == ["yes", "no", "no"]
