@@ -263,7 +263,7 @@ def test_make_reruns_no_step_for_the_book_renderer_and_only_users_of_the_estimat
         assert rerun == expected and {s for _, s in rerun} == {
             "05_feasibility",
             "06_effects",
-            "07_validation",
+            "08_validation",
         }, module
 
 

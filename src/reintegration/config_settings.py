@@ -260,6 +260,18 @@ class SensitivitySettings(Strict):
     multiples: list[Num] = _d("Multiples of a benchmark's strength shown.", min_length=1)
 
 
+class HeterogeneitySettings(Strict):
+    """What works for whom (step 07_who_benefits)."""
+
+    outcomes: list[str] = _d("Outcomes analysed (columns of the persons file).", min_length=1)
+    groups: dict[str, str] = _d("Pre-registered grouping -> its meaning.", min_length=1)
+    learner: Literal["boosting", "linear"] = _d("Learner of the nuisance models.")
+    folds: int = _d("Cross-fitting folds of persons.", ge=2)
+    seed: int = _d("Seed of the folds and learners.")
+    quantiles: int = _d("GATES quantile groups.", ge=2)
+    bootstrap: int = _d("Romano-Wolf multiplier draws.", ge=99)
+
+
 class Effects(Strict):
     """``config/effects.yml``: Phase 2 settings."""
 
@@ -271,6 +283,7 @@ class Effects(Strict):
     subgroups: dict[str, str] = _d("Pre-specified subgroup -> its meaning.")
     min_group: MinGroup = _d("Smallest subgroup estimated.")
     sensitivity: SensitivitySettings = _d("Sensitivity to a hidden confounder.")
+    heterogeneity: HeterogeneitySettings = _d("What works for whom.")
 
 
 # ---------------------------------------------------------------------------

@@ -73,13 +73,21 @@ EXTRA_GROUPS = {
 }
 
 
-def group_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every pre-registered grouping as strings: Phase 2's subgroups (age
-    band, sex, education, prior employment, migration) and the municipal
-    rating of the distance to the labour market, chronic health, household
-    type and language level."""
+KNOWN_GROUPS = ("age_band", "sex", "education", "prior_employment", "migration",
+                *EXTRA_GROUPS)
+
+
+def group_frame(frame: pd.DataFrame, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every pre-registered grouping as strings (or those in ``names``):
+    Phase 2's subgroups (age band, sex, education, prior employment,
+    migration) and the municipal rating of the distance to the labour
+    market, chronic health, household type and language level."""
     from .phase2 import subgroup_frame
 
+    unknown = sorted(set(names or ()) - set(KNOWN_GROUPS))
+    if unknown:
+        raise ValueError(f"config/effects.yml: heterogeneity.groups names unknown groupings "
+                         f"{unknown}; known: {', '.join(KNOWN_GROUPS)}")
     out = subgroup_frame(frame)
     for name, col in EXTRA_GROUPS.items():
         if col in frame:
@@ -87,7 +95,7 @@ def group_frame(frame: pd.DataFrame) -> pd.DataFrame:
             if name == "health_chronic":
                 values = values.map({1: "yes", 0: "no"})
             out[name] = values.astype("string")
-    return out
+    return out if names is None else out[[n for n in names if n in out]]
 
 
 # ---------------------------------------------------------------------------
@@ -330,6 +338,8 @@ def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: 
             if diff is not None:
                 contrasts.append(diff)
             rows.append({"group": col, "level": str(level), "n_treated": est.n_treated,
+                         "n_control": int(((d == 0) & inside).sum()),
+                         "n_rows": int(inside.sum()),
                          "estimate": None if small else est.estimate,
                          "std_error": None if small else est.se,
                          "difference": None if diff is None else diff.estimate,
@@ -378,3 +388,175 @@ def summary_record(res: Heterogeneity) -> dict[str, Any]:
             "gates_top_minus_bottom_se": res.gates_difference.se,
             "iate_quantiles": res.iate_quantiles,
             "groups": res.groups.to_dict(orient="records")}
+
+
+# ---------------------------------------------------------------------------
+# the step: every selection-on-observables sub-study of a city
+# ---------------------------------------------------------------------------
+
+
+def city_analyses(inputs, substudies: Sequence[dict[str, Any]], settings: dict[str, Any]
+                  ) -> tuple[list[Heterogeneity], pd.DataFrame]:
+    """:func:`analyse` for every selection-on-observables sub-study Phase 1
+    let run and every outcome of ``settings["heterogeneity"]``, and the
+    family's adjusted p-values (:func:`family_tests`)."""
+    from . import designs
+
+    cfg = settings["heterogeneity"]
+    covariates = [*settings["covariates"],
+                  *settings["selection_on_observables"].get("extra_covariates", [])]
+    results = []
+    for sub in substudies:
+        design = designs.get(sub["design"])
+        if not design.observational or sub["decision"] not in ("go", "conditional"):
+            continue
+        data = design.prepare(inputs, sub["instrument"])
+        persons = inputs.persons.reset_index(drop=True)
+        groups = group_frame(persons, list(cfg["groups"])).iloc[
+            data[PID].to_numpy()].reset_index(drop=True)
+        for outcome in cfg["outcomes"]:
+            results.append(analyse(
+                data.reset_index(drop=True), groups, sub["instrument"], outcome, covariates,
+                folds=int(cfg["folds"]), seed=int(cfg["seed"]), learner=cfg["learner"],
+                quantiles=int(cfg["quantiles"]),
+                min_treated=int(settings["min_group"]["treated"])))
+    return results, family_tests(results, draws=int(cfg["bootstrap"]), seed=int(cfg["seed"]))
+
+
+def effect_results(res: Heterogeneity) -> dict[str, Any]:
+    """The group effects as effect results for disclosure control: each
+    carries the starters in the group and the comparison rows behind it."""
+    from .effects import EffectResult
+
+    out = {}
+    for r in res.groups.itertuples(index=False):
+        if r.estimate is None or not math.isfinite(r.estimate):
+            continue
+        result = EffectResult(
+            estimate=float(r.estimate), std_error=float(r.std_error), n=int(r.n_rows),
+            design="selection_on_observables",
+            estimand="effect on the starters in the group (now versus not now)",
+            method="cross-fitted doubly robust scores", outcome=res.outcome,
+            treatment=res.instrument, cov_type="clustered")
+        result.n_treated, result.n_control = int(r.n_treated), int(r.n_control)
+        out[f"{r.group}={r.level}"] = result
+    return out
+
+
+#: the words for how sure a difference is (fixed rules, see the methods page)
+CLEAR, POSSIBLE, NONE = "clearly", "possibly", "no clear difference"
+
+
+def certainty(pvalue: float, adjusted: float, level: float = 0.05) -> str:
+    """``clearly`` when the family-wise adjusted p-value is below ``level``,
+    ``possibly`` when only the raw one is, otherwise no clear difference."""
+    if math.isfinite(adjusted) and adjusted < level:
+        return CLEAR
+    if math.isfinite(pvalue) and pvalue < level:
+        return POSSIBLE
+    return NONE
+
+
+def sentences(res: Heterogeneity, family: pd.DataFrame, label) -> list[str]:
+    """Plain sentences for one instrument and outcome, from the numbers."""
+    fam = family[(family["instrument"] == res.instrument) & (family["outcome"] == res.outcome)]
+    words = []
+    for r in fam.itertuples(index=False):
+        how = certainty(r.pvalue, r.pvalue_romano_wolf)
+        if how == NONE:
+            continue
+        group, level = r.contrast.split(" vs ")[0].split("=", 1)
+        more = "more" if r.difference > 0 else "less"
+        tail = ("" if how == CLEAR else
+                " (not beyond chance once all comparisons are taken into account)")
+        words.append(f"Starters whose {label(group)} is \"{label(level)}\" {how} gain {more} "
+                     f"than other starters: {100 * r.difference:+.1f} percentage points{tail}.")
+    p = res.blp.get("beta2_pvalue", math.nan)
+    if math.isfinite(p):
+        words.append("Across all characteristics together, the data "
+                     + ("show" if p < 0.05 else "do not show")
+                     + f" that the effect differs between starters (BLP test, p = {p:.2f}).")
+    if not words:
+        words.append("No group differs clearly from the other starters.")
+    return words
+
+
+def calibration_figure(res: Heterogeneity, ax=None):
+    """GATES: the realised effect per quintile of the predicted individual
+    effect against the mean prediction there (on the diagonal when the
+    predictions are calibrated)."""
+    import matplotlib.pyplot as plt
+
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    else:
+        fig = ax.figure
+    g = res.gates
+    x, y, se = 100 * g["predicted"], 100 * g["estimate"], 100 * 1.96 * g["std_error"]
+    ax.errorbar(x, y, yerr=se, fmt="o", color="#2166ac", capsize=3)
+    lo, hi = float(min(x.min(), (y - se).min())), float(max(x.max(), (y + se).max()))
+    ax.plot([lo, hi], [lo, hi], ls="--", color="0.5", lw=0.8)
+    ax.axhline(0, color="0.7", lw=0.6)
+    for xi, yi, name in zip(x, y, g["group"], strict=True):
+        ax.annotate(name, (xi, yi), xytext=(4, 3), textcoords="offset points",
+                    fontsize="x-small")
+    ax.set_xlabel("predicted effect, mean in the fifth (percentage points)")
+    ax.set_ylabel("estimated effect in the fifth (95% interval)")
+    if own:
+        fig.tight_layout()
+    return fig
+
+
+def groups_in_words(res: Heterogeneity, family: pd.DataFrame, label) -> pd.DataFrame:
+    """The group effects of one instrument for readers: effect and difference
+    from the other starters in percentage points with 95% intervals, the raw
+    and adjusted p-values of the difference, and the word for it."""
+    fam = family[(family["instrument"] == res.instrument) & (family["outcome"] == res.outcome)]
+    fam = fam.set_index("contrast")
+    rows = []
+    for r in res.groups.itertuples(index=False):
+        if r.estimate is None or not math.isfinite(r.estimate):
+            continue
+        key = f"{r.group}={r.level} vs others"
+        f = fam.loc[key] if key in fam.index else None
+        rows.append({
+            "characteristic": label(r.group), "group": label(r.level),
+            "effect (pp)": _pp_interval(r.estimate, r.std_error),
+            "difference from other starters (pp)": _pp_interval(r.difference, r.difference_se),
+            "p-value": _p(None if f is None else f["pvalue"]),
+            "Holm": _p(None if f is None else f["pvalue_holm"]),
+            "Romano-Wolf": _p(None if f is None else f["pvalue_romano_wolf"]),
+            "reading": NONE if f is None else certainty(f["pvalue"], f["pvalue_romano_wolf"]),
+        })
+    return pd.DataFrame(rows).set_index(["characteristic", "group"]) if rows else pd.DataFrame()
+
+
+def gates_table(res: Heterogeneity) -> pd.DataFrame:
+    """GATES per fifth (predicted and estimated effect, percentage points),
+    the top-minus-bottom difference and the BLP slope: no counts."""
+    rows = [{"fifth of the predicted effect": r.group,
+             "predicted (pp)": round(100 * r.predicted, 1),
+             "estimated (pp)": _pp_interval(r.estimate, r.std_error)}
+            for r in res.gates.itertuples(index=False)]
+    d = res.gates_difference
+    rows.append({"fifth of the predicted effect": "top minus bottom",
+                 "predicted (pp)": None, "estimated (pp)": _pp_interval(d.estimate, d.se)})
+    b = res.blp
+    rows.append({"fifth of the predicted effect": "BLP slope (1: predictions exact, 0: none)",
+                 "predicted (pp)": None,
+                 "estimated (pp)": f"{b['beta2']:.2f} (p = {b['beta2_pvalue']:.3f})"})
+    return pd.DataFrame(rows).set_index("fifth of the predicted effect")
+
+
+def _pp_interval(value: Any, se: Any) -> str:
+    if value is None or se is None or not math.isfinite(value):
+        return "–"
+    return (f"{100 * value:+.1f} ({100 * (value - 1.96 * se):+.1f} to "
+            f"{100 * (value + 1.96 * se):+.1f})")
+
+
+def _p(value: Any) -> str:
+    if value is None or not math.isfinite(float(value)):
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
