@@ -73,28 +73,35 @@ class Assignment:
         util0 = self.base.reshape(n, *extra, J) + theta
         inst = np.zeros(theta.shape[:-1], dtype=np.int64)
         start = np.zeros(theta.shape[:-1], dtype=np.int64)
-        zeros = np.zeros(theta.shape[:-1] + (1,))
         for k in range(1, min(self.cap, self.K) + 1):
             ok = self.opportunity[:, k - 1] & allowed[:, k - 1]
             if after is not None:
                 ok &= k > after
-            if not ok.any():
+            undecided = inst == 0
+            if extra:
+                undecided = undecided.reshape(n, -1).any(axis=1)
+            idx = np.nonzero(ok & undecided)[0]
+            if not len(idx):
                 continue
-            util = util0 + self.elapsed * (k / 12)
-            if self.rollout_j is not None and self.shift:
+            m = len(idx)
+            util = util0[idx] + self.elapsed * (k / 12)  # (m, *slots, J)
+            if self.rollout_j is not None and self.shift and rollout != "off":
                 if rollout == "on":
-                    status = np.ones(n)
-                elif rollout == "off":
-                    status = np.zeros(n)
+                    status = np.ones(m)
                 else:
-                    status = (self.rollout_month <= k).astype(float)
-                util = util.copy()
-                util[..., self.rollout_j] += self.shift * status.reshape(n, *extra)
-            util = np.concatenate([zeros, util], axis=-1)
-            pick = np.argmax(util + self.gumbel[:, k - 1, :].reshape(n, *extra, J + 1), axis=-1)
-            hit = ok.reshape(n, *extra) & (pick > 0) & (inst == 0)
-            inst[hit] = pick[hit]
-            start[hit] = k
+                    status = (self.rollout_month[idx] <= k).astype(float)
+                util[..., self.rollout_j] += self.shift * status.reshape(m, *extra)
+            g = self.gumbel[idx, k - 1, :]
+            total = util + g[:, 1:].reshape(m, *extra, J)
+            best = total.argmax(axis=-1)
+            top = np.take_along_axis(total, best[..., None], axis=-1)[..., 0]
+            # none has utility zero plus its own draw
+            pick = np.where(top > g[:, 0].reshape(m, *extra), best + 1, 0)
+            sub_inst, sub_start = inst[idx], start[idx]
+            hit = (pick > 0) & (sub_inst == 0)
+            sub_inst[hit] = pick[hit]
+            sub_start[hit] = k
+            inst[idx], start[idx] = sub_inst, sub_start
         return inst, start
 
 

@@ -135,6 +135,7 @@ class World:
     start_rollout: dict[str, np.ndarray] = field(default_factory=dict)
     rollout_paths: dict[str, np.ndarray] = field(default_factory=dict)  # (n, K+1)
     hist: np.ndarray | None = None  # (J+1, n, K+1): none and each j started at S*
+    assignment: Assignment | None = None  # utilities and shared draws (for checks)
     worlds: list[str] = field(default_factory=list)
 
     @property
@@ -392,6 +393,7 @@ def build_world(p: CityParams, streams: dict[str, np.random.Generator]) -> World
         cell_paths=model.paths(none, inst_cells, start_cells),
         instrument_rollout=ro_inst, start_rollout=ro_start,
         rollout_paths={"on": ro_paths[:, 0], "off": ro_paths[:, 1]},
+        assignment=asg,
     )
     return world
 
