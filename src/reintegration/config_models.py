@@ -262,8 +262,9 @@ class InstrumentAssignment(Strict):
 class Assignment(Strict):
     """Planted allocation to instruments."""
 
-    start_month: dict[str, int] | None = _opt(
-        "Elapsed months on benefit at the potential start: mean and max."
+    start_month: dict[str, Num] | None = _opt(
+        "Start opportunities: opportunity_probability (monthly chance of a start "
+        "opportunity, memoryless) and max (last elapsed month with opportunities)."
     )
     case_manager_sd: Num | None = _opt("Spread of case-manager propensities (log-odds).", ge=0)
     rollout_shift: Num | None = _opt(

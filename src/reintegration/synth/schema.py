@@ -275,25 +275,37 @@ TRUTH: tuple[Table, ...] = (
             C("<covariate>", "float", "each covariate the parameters may name (see the list of "
               "covariates)"),
             C("prior_earnings", "float", "base wage earned in the 24 months before inflow"),
-            C("start_month_elapsed", "int", "months on benefit at the potential instrument "
-              "start"),
-            C("start_month", "string", "calendar month of the potential start, YYYY-MM"),
-            C("eligible", "bool", "still on benefit just before the potential start (only then "
-              "can an instrument start)"),
-            C("choice", "string", "the instrument the case manager would choose (or none)"),
-            C("instrument", "string", "the instrument actually started (none if not eligible "
-              "or none chosen)"),
+            C("start_month_elapsed", "int", "S*: elapsed month of the start in the worlds "
+              "employed_<instrument>_<h>: the realised start month of a starter; otherwise "
+              "the first start opportunity on benefit, or the first opportunity (not "
+              "eligible), or follow-up + 1 when there is no opportunity at all"),
+            C("start_month", "string", "calendar month of S*, YYYY-MM"),
+            C("eligible", "bool", "had a start opportunity while on benefit (only then can an "
+              "instrument start)"),
+            C("choice", "string", "the first instrument the own case manager would start at an "
+              "opportunity were the client on benefit throughout (none if never)"),
+            C("instrument", "string", "the instrument actually started (none if none)"),
+            C("notnow_instrument", "string", "a starter's instrument when the start at the "
+              "realised month is blocked and the process continues (none if no later start); "
+              "the realised instrument for non-starters"),
+            C("notnow_start_month_elapsed", "int", "elapsed month of that later start (0 if "
+              "none)"),
             C("rollout_exposed", "bool", "the team had rolled out the instrument by the "
-              "potential start"),
-            C("instrument_rollout_on", "string", "instrument started if the roll-out were in "
-              "place"),
-            C("instrument_rollout_off", "string", "instrument started if it were not"),
+              "client's first start opportunity on benefit (by S* when there is none)"),
+            C("instrument_rollout_on", "string", "instrument started were the roll-out in "
+              "place at every opportunity"),
+            C("instrument_rollout_off", "string", "instrument started were it in place at none"),
             C("employed_<world>_<h>", "int", "1 if employed h months after inflow in world "
-              "<world> (none or an instrument key)"),
+              "<world>: none (no instrument ever) or an instrument key (that instrument "
+              "started at S* if on benefit just before it)"),
             C("on_benefit_<world>_<h>", "int", "1 if on bijstand h months after inflow in "
               "world <world>"),
             C("employed_obs_<h>", "int", "employment in the realised world"),
             C("on_benefit_obs_<h>", "int", "benefit status in the realised world"),
+            C("employed_notnow_<h>", "int", "employment in the not-now world: a starter's "
+              "start at the realised month blocked, later opportunities and draws unchanged "
+              "(any instrument may start later); the realised world for non-starters"),
+            C("on_benefit_notnow_<h>", "int", "benefit status likewise"),
             C("employed_rollout_<r>_<h>", "int", "employment if the roll-out were in place "
               "(r = on) or not (r = off); equal to the realised world where there is no roll-out"),
             C("on_benefit_rollout_<r>_<h>", "int", "benefit status likewise"),
@@ -302,22 +314,28 @@ TRUTH: tuple[Table, ...] = (
     Table(
         "truth", "potential_assignment", "potential_assignment.parquet", "parquet",
         "One row per client and case manager of the client's team and inflow quarter: the "
-        "instrument that case manager would start. With the potential outcomes this gives the "
-        "estimand of the case-manager instrumental-variable design.",
+        "instrument and start month under that case manager and the outcomes that follow. "
+        "These give the estimands of the case-manager instrumental-variable design.",
         "(synthetic only)",
         (
             C("client_id", "string", "municipal client number"),
             C("case_manager", "string", "a case manager of the client's allocation cell"),
             C("own", "bool", "the case manager the client actually had"),
-            C("choice", "string", "that case manager's choice (or none)"),
+            C("choice", "string", "that case manager's choice were the client on benefit "
+              "throughout (or none)"),
             C("instrument", "string", "instrument started under that case manager"),
+            C("start_month_elapsed", "int", "its start month in elapsed months (0 if none)"),
+            C("employed_<h>", "int", "1 if employed h months after inflow under that case "
+              "manager (the realised world for the own case manager)"),
+            C("on_benefit_<h>", "int", "benefit status likewise"),
         ),
     ),
     Table(
         "truth", "effects", "effects.json", "json",
         "True average effects per instrument, outcome and horizon (ATE among eligible persons, "
-        "ATE over the cohort, ATT), the naive treated-versus-untreated difference and its bias, "
-        "the roll-out effect, the case-manager IV estimand, and the planted parameters.",
+        "ATE over the cohort, ATT versus never and versus not now), the naive "
+        "treated-versus-untreated difference and its bias, "
+        "the roll-out effect, the case-manager IV estimands, and the planted parameters.",
         "(synthetic only)",
     ),
 )

@@ -279,7 +279,7 @@ def make_spells(w: World, rng: np.random.Generator, res: Residents) -> Spells:
     treated = np.nonzero(w.instrument > 0)[0]
     inst = np.array(w.worlds, dtype=object)[w.instrument[treated]]
     months = np.array([int(p.syn["effects"][i]["months"]) for i in inst], dtype=np.int64)
-    e_m = t0[treated] + w.start[treated]
+    e_m = t0[treated] + w.real_start[treated]  # the realised start month
     e_start = random_day(rng, e_m)
     e_end = _nat_after(day_between(rng, e_start, e_m + months - 1), data_end_day)
     episodes = pd.DataFrame({"person": treated, "instrument": inst, "start": e_start,
@@ -586,6 +586,8 @@ def truth_tables(
     cols["eligible"] = w.eligible
     cols["choice"] = worlds[w.choice]
     cols["instrument"] = worlds[w.instrument]
+    cols["notnow_instrument"] = worlds[w.notnow_instrument]
+    cols["notnow_start_month_elapsed"] = w.notnow_start
     cols["rollout_exposed"] = w.rollout_exposed if p.rollout else np.zeros(n, dtype=bool)
     cols["instrument_rollout_on"] = worlds[w.instrument_rollout["on"]]
     cols["instrument_rollout_off"] = worlds[w.instrument_rollout["off"]]
@@ -598,20 +600,26 @@ def truth_tables(
                 cols[f"{outcome}_{name}_{h}"] = (hist[wi, :, h] == state).astype("int8")
         for h in p.horizons:
             cols[f"{outcome}_obs_{h}"] = (hist[w.instrument, rows, h] == state).astype("int8")
+        for h in p.horizons:
+            cols[f"{outcome}_notnow_{h}"] = (w.notnow_path[:, h] == state).astype("int8")
         # without a roll-out these equal the realised world
         for tag in ("on", "off"):
-            widx = w.instrument_rollout[tag]
+            path = w.rollout_paths[tag]
             for h in p.horizons:
-                cols[f"{outcome}_rollout_{tag}_{h}"] = (hist[widx, rows, h] == state).astype("int8")
+                cols[f"{outcome}_rollout_{tag}_{h}"] = (path[:, h] == state).astype("int8")
     po = pd.DataFrame(cols).sort_values("client_id").reset_index(drop=True)
     slots = w.cm_cells.shape[1]
-    inst_cells = np.where(w.eligible[:, None], w.choice_cells, 0)
-    pa = pd.DataFrame({
+    pa_cols: dict[str, object] = {
         "client_id": np.repeat(ids.client_id, slots),
         "case_manager": ids.cm_id[w.cm_cells.ravel()],
         "own": (np.arange(slots)[None, :] == w.slot[:, None]).ravel(),
         "choice": worlds[w.choice_cells.ravel()],
-        "instrument": worlds[inst_cells.ravel()],
-    }).sort_values(["client_id", "case_manager"]).reset_index(drop=True)
+        "instrument": worlds[w.inst_cells.ravel()],
+        "start_month_elapsed": w.start_cells.ravel(),
+    }
+    for outcome, state in (("employed", E), ("on_benefit", B)):
+        for h in p.horizons:
+            pa_cols[f"{outcome}_{h}"] = (w.cell_paths[:, :, h] == state).ravel().astype("int8")
+    pa = pd.DataFrame(pa_cols).sort_values(["client_id", "case_manager"]).reset_index(drop=True)
     return {"potential_outcomes": po, "potential_assignment": pa}
 

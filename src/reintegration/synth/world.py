@@ -18,12 +18,22 @@ chapter):
 * every world (no instrument, each instrument) uses the *same* uniform draws
   :math:`U_{ik}, V_{ik}`, so potential outcomes are coupled and the world of
   the assigned instrument is exactly what the observed files show;
-* a potential start month :math:`S_i` (months on benefit); an instrument
-  starts only if the person is still on benefit just before :math:`S_i`;
-  which one (or none) follows a multinomial logit in covariates, elapsed time,
+* dynamic, memoryless assignment (:mod:`.dynamics`): in every elapsed month
+  a start opportunity arrives with a fixed probability; at an opportunity a
+  person still on benefit who has not started anything gets a multinomial
+  logit choice (none or an instrument) in covariates, elapsed time,
   :math:`\\eta_i`, the case manager's propensity :math:`\\theta_{mj}` and the
-  team's roll-out status, with Gumbel draws shared across case managers and
-  roll-out states (so counterfactual assignments are defined person by person).
+  team's roll-out status that month, with that month's own Gumbel draws; the
+  first pick other than none starts. The draws are shared by every
+  counterfactual schedule (another case manager, roll-out on or off, the
+  start blocked), so counterfactual assignments are defined person by person.
+
+Worlds kept (each a path of monthly states per person): no instrument; each
+instrument *j* started at :math:`S^*_i` (the realised start month of a
+starter, otherwise the first opportunity on benefit); the realised schedule;
+"not now" (a starter's start blocked, the process free to continue); the
+realised schedule under every case manager of the client's cell; and the
+roll-out in place in every month or in none.
 """
 
 from __future__ import annotations
@@ -32,15 +42,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..config import ConfigError
+from .dynamics import OUT, Assignment, B, E, PathModel, sigmoid
 from .params import CityParams
 from .schema import COVARIATES
 
-B, E, OUT = 0, 1, 2  # states: on benefit, employed, neither
+__all__ = ["B", "E", "OUT", "World", "build_world", "sigmoid"]
 PRE_MONTHS = 24
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def month_first_day(months: np.ndarray) -> np.ndarray:
@@ -106,15 +114,28 @@ class World:
     theta: np.ndarray  # (n_cm, J)
     slot: np.ndarray  # own slot per person
     cm_cells: np.ndarray  # (n, slots) case managers of the person's cell
-    # assignment
-    start: np.ndarray  # S: elapsed months at potential start (1..)
-    eligible: np.ndarray
-    choice: np.ndarray  # 0 none, 1..J, own case manager, actual roll-out status
-    instrument: np.ndarray  # started (0 if not eligible)
-    choice_cells: np.ndarray  # (n, slots)
-    rollout_exposed: np.ndarray
-    instrument_rollout: dict[str, np.ndarray] = field(default_factory=dict)
-    hist: np.ndarray | None = None  # (W, n, K+1) states
+    # assignment (start months are elapsed months 1..K; 0 = no start)
+    start: np.ndarray  # S*: the realised start month of a starter, else the first
+    #                    opportunity on benefit (else the first opportunity, else K+1)
+    eligible: np.ndarray  # has a start opportunity while on benefit
+    choice: np.ndarray  # first pick other than none were the person always on benefit
+    instrument: np.ndarray  # realised instrument 1..J (0 none)
+    choice_cells: np.ndarray  # (n, slots) choice under each case manager of the cell
+    rollout_exposed: np.ndarray  # roll-out in place at the first opportunity on benefit
+    opportunity: np.ndarray  # (n, K) bool, start opportunities within the cap
+    real_start: np.ndarray  # realised start month (0 none)
+    first_opportunity: np.ndarray  # first opportunity on benefit (0 none)
+    notnow_instrument: np.ndarray  # starters: the start at S blocked; others: realised
+    notnow_start: np.ndarray
+    notnow_path: np.ndarray  # (n, K+1)
+    inst_cells: np.ndarray  # (n, slots) realised instrument under each case manager
+    start_cells: np.ndarray  # (n, slots)
+    cell_paths: np.ndarray  # (n, slots, K+1)
+    instrument_rollout: dict[str, np.ndarray] = field(default_factory=dict)  # on, off
+    start_rollout: dict[str, np.ndarray] = field(default_factory=dict)
+    rollout_paths: dict[str, np.ndarray] = field(default_factory=dict)  # (n, K+1)
+    hist: np.ndarray | None = None  # (J+1, n, K+1): none and each j started at S*
+    assignment: Assignment | None = None  # utilities and shared draws (for checks)
     worlds: list[str] = field(default_factory=list)
 
     @property
@@ -322,76 +343,119 @@ def build_world(p: CityParams, streams: dict[str, np.random.Generator]) -> World
     theta = rng_cm.normal(0, p.syn["assignment"]["case_manager_sd"], (len(cm_team), J))
     slot = rng_cm.integers(0, slots, n)
     cm_cells = cm_of[persons.team, :, persons.quarter - q_lo]  # (n, slots)
+    own_cm = cm_cells[np.arange(n), slot]
 
-    # assignment
-    rng_a = streams["assignment"]
+    model = path_model(p, streams["outcomes"], persons, X)
+    K = p.follow_up
+    none = model.simulate(np.arange(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64))
+    asg = assignment_inputs(p, streams["assignment"], persons, X)
+    # before any start every world is the no-instrument world: on benefit just before k
+    onb = none[:, :K] == B
+    always = np.ones_like(onb)
+    th_own = theta[own_cm]
+    instrument, real_start = asg.first_start(th_own, onb)
+    opp = asg.opportunity & (np.arange(1, K + 1) <= asg.cap)[None, :]
+    first_on = _first_true(opp & onb)
+    first_any = _first_true(opp)
+    eligible = first_on > 0
+    start = np.where(
+        instrument > 0, real_start,
+        np.where(eligible, first_on, np.where(first_any > 0, first_any, K + 1)),
+    )
+    exposed = asg.rollout_month <= np.where(eligible, first_on, start)
+    notnow_inst, notnow_start = asg.first_start(th_own, onb, after=real_start)
+    notnow_inst = np.where(instrument > 0, notnow_inst, instrument)
+    notnow_start = np.where(instrument > 0, notnow_start, real_start)
+    inst_cells, start_cells = asg.first_start(theta[cm_cells], onb)
+    ro_inst, ro_start = {}, {}
+    for tag in ("on", "off"):
+        ro_inst[tag], ro_start[tag] = asg.first_start(th_own, onb, rollout=tag)
+
+    # paths under every schedule, from the same draws
+    worlds_inst = np.broadcast_to(np.arange(1, J + 1), (n, J))
+    worlds_start = np.broadcast_to(start[:, None], (n, J))
+    inst_paths = model.paths(none, worlds_inst, worlds_start)  # (n, J, K+1)
+    hist = np.concatenate([none[None], inst_paths.transpose(1, 0, 2)], axis=0)
+    ro_paths = model.paths(
+        none, np.stack([ro_inst["on"], ro_inst["off"]], axis=1),
+        np.stack([ro_start["on"], ro_start["off"]], axis=1),
+    )
+    world = World(
+        p=p, persons=persons, X=X, distance=distance, pre_emp=pre_emp, cm_of=cm_of,
+        cm_team=cm_team, cm_first_q=cm_first, cm_last_q=cm_last, theta=theta, slot=slot,
+        cm_cells=cm_cells, start=start, eligible=eligible,
+        choice=asg.first_start(th_own, always)[0], instrument=instrument,
+        choice_cells=asg.first_start(theta[cm_cells], always)[0], rollout_exposed=exposed,
+        hist=hist, worlds=["none", *p.instruments], opportunity=opp, real_start=real_start,
+        first_opportunity=first_on, notnow_instrument=notnow_inst, notnow_start=notnow_start,
+        notnow_path=model.paths(none, notnow_inst, notnow_start),
+        inst_cells=inst_cells, start_cells=start_cells,
+        cell_paths=model.paths(none, inst_cells, start_cells),
+        instrument_rollout=ro_inst, start_rollout=ro_start,
+        rollout_paths={"on": ro_paths[:, 0], "off": ro_paths[:, 1]},
+        assignment=asg,
+    )
+    return world
+
+
+def _first_true(a: np.ndarray) -> np.ndarray:
+    """Per row, the 1-based index of the first True column (0 if none)."""
+    return np.where(a.any(axis=1), a.argmax(axis=1) + 1, 0)
+
+
+def assignment_inputs(
+    p: CityParams, rng: np.random.Generator, persons: Persons, X: np.ndarray
+) -> Assignment:
+    """The utilities and the shared draws of the dynamic assignment
+    (:mod:`.dynamics`): opportunities (n, K) and Gumbel draws (n, K, J+1)."""
+    n, K, J = len(persons.eta), p.follow_up, len(p.instruments)
     asg = p.syn["assignment"]
     sm = asg["start_month"]
-    start = np.minimum(rng_a.geometric(1.0 / sm["mean"], n), sm["max"]).astype(np.int64)
-    gumbel = rng_a.gumbel(size=(n, J + 1))
+    if "opportunity_probability" not in sm:
+        raise ConfigError(
+            "synthetic.assignment.start_month must give opportunity_probability (the monthly "
+            "chance of a start opportunity) and max; 'mean' is no longer read"
+        )
+    q = float(sm["opportunity_probability"])
+    opportunity = rng.random((n, K)) < q
+    gumbel = rng.gumbel(size=(n, K, J + 1))
     base = np.full((n, J), -np.inf)
+    elapsed = np.zeros(J)
     for j, inst in enumerate(p.instruments):
         if inst not in p.offered:
             continue
         spec = asg["instruments"][inst]
         base[:, j] = (
             spec["intercept"] + _lin(X, spec.get("covariates")) + spec.get("eta", 0) * persons.eta
-            + spec.get("elapsed", 0) * start / 12
         )
-    ro_j = p.instruments.index(p.rollout["instrument"]) if p.rollout else None
-    ro_start = np.full(len(p.syn["teams"]), np.iinfo(np.int64).max // 2, dtype=np.int64)
+        elapsed[j] = spec.get("elapsed", 0)
+    never = np.iinfo(np.int64).max // 4
+    ro_month = np.full(len(p.syn["teams"]), never, dtype=np.int64)
+    ro_j = None
     if p.rollout:
         from ..months import index as month_index
 
+        ro_j = p.instruments.index(p.rollout["instrument"])
         for t, team in enumerate(p.syn["teams"]):
             if team in p.rollout["teams"]:
-                ro_start[t] = month_index(p.rollout["teams"][team])
-    exposed = (persons.inflow_month + start) >= ro_start[persons.team]
-    shift = float(asg.get("rollout_shift", 0.0))
-
-    def choose(th: np.ndarray, r: np.ndarray) -> np.ndarray:
-        """Argmax of utilities; ``th`` is (n, J) or (n, slots, J)."""
-        extra = (1,) * (th.ndim - 2)
-        util = base.reshape(n, *extra, J) + th
-        if ro_j is not None:
-            util = util.copy()
-            util[..., ro_j] += shift * r
-        util = np.concatenate([np.zeros(util.shape[:-1] + (1,)), util], axis=-1)
-        return np.argmax(util + gumbel.reshape(n, *extra, J + 1), axis=-1)
-
-    own_cm = cm_cells[np.arange(n), slot]
-    choice = choose(theta[own_cm], exposed)
-    choice_cells = choose(theta[cm_cells], exposed[:, None])  # (n, slots)
-
-    # outcomes in every world, coupled through shared draws
-    hist = simulate_outcomes(p, streams["outcomes"], persons, X, start)
-    eligible = hist[0, :, :][np.arange(n), np.minimum(start - 1, p.follow_up)] == B
-    eligible &= start <= p.follow_up
-    instrument = np.where(eligible, choice, 0)
-    world = World(
-        p=p, persons=persons, X=X, distance=distance, pre_emp=pre_emp, cm_of=cm_of,
-        cm_team=cm_team, cm_first_q=cm_first, cm_last_q=cm_last, theta=theta, slot=slot,
-        cm_cells=cm_cells, start=start, eligible=eligible, choice=choice, instrument=instrument,
-        choice_cells=choice_cells, rollout_exposed=exposed, hist=hist,
-        worlds=["none", *p.instruments],
+                ro_month[t] = month_index(p.rollout["teams"][team])
+    rollout_month = np.where(
+        ro_month[persons.team] == never, never, ro_month[persons.team] - persons.inflow_month
     )
-    on = np.ones(n, dtype=bool)
-    # without a roll-out both are the realised instrument
-    world.instrument_rollout = {
-        "on": np.where(eligible, choose(theta[own_cm], on), 0),
-        "off": np.where(eligible, choose(theta[own_cm], ~on), 0),
-    }
-    return world
+    return Assignment(
+        base=base, elapsed=elapsed, opportunity=opportunity, gumbel=gumbel,
+        rollout_month=rollout_month, rollout_j=ro_j, shift=float(asg.get("rollout_shift", 0.0)),
+        cap=int(sm["max"]),
+    )
 
 
-def simulate_outcomes(
-    p: CityParams, rng: np.random.Generator, persons: Persons, X: np.ndarray, start: np.ndarray
-) -> np.ndarray:
-    """States (W, n, K+1) in the world without instrument and with each
-    instrument started at month ``start`` (if on benefit just before it)."""
+def path_model(
+    p: CityParams, rng: np.random.Generator, persons: Persons, X: np.ndarray
+) -> PathModel:
+    """The monthly chain's hazards and the shared uniform draws U, V
+    (n, K+1) from which every world's path is simulated."""
     emp = p.syn["employment"]
-    n, K = len(start), p.follow_up
-    J = len(p.instruments)
+    n, K = len(persons.eta), p.follow_up
     team_eff = rng.normal(0, emp["team_sd"], len(p.syn["teams"]))
     lin_find = (
         emp["find_intercept"] + _lin(X, emp["covariates"]) + emp["eta_find"] * persons.eta
@@ -405,6 +469,11 @@ def simulate_outcomes(
     years = 1970 + (np.arange(len(cal)) + cal_lo) // 12
     for year, value in (emp.get("calendar") or {}).items():
         cal[years == int(year)] = float(value)
+    ks = np.arange(K + 1)
+    base = (
+        lin_find[:, None] + emp["duration_per_month"] * ks[None, :]
+        + cal[persons.inflow_month[:, None] + ks[None, :] - cal_lo]
+    )
     eff = p.syn["effects"]
     months = np.array([int(eff[i]["months"]) for i in p.instruments])
     during = np.array([float(eff[i]["during"]) for i in p.instruments])
@@ -413,29 +482,5 @@ def simulate_outcomes(
     )  # (J, n)
     U = rng.random((n, K + 1))
     V = rng.random((n, K + 1))
-    reentry = float(emp["reentry_probability"])
-    hist = np.zeros((J + 1, n, K + 1), dtype=np.int8)
-    state = np.zeros((J + 1, n), dtype=np.int8)
-    for k in range(1, K + 1):
-        base = lin_find + emp["duration_per_month"] * k + cal[persons.inflow_month + k - cal_lo]
-        started = k >= start  # (n,)
-        in_prog = k < start[None, :] + months[:, None]  # (J, n)
-        tau = np.where(started[None, :], np.where(in_prog, during[:, None], after), 0.0)
-        logit = np.concatenate([base[None, :], base[None, :] + tau], axis=0)
-        # the shift applies only to persons for whom the instrument started: those on benefit
-        # just before the start month (the same in all worlds, since worlds agree until then)
-        started_ok = started & (hist[0, np.arange(n), np.minimum(start - 1, K)] == B)
-        # before the start month the worlds coincide, so world 0's history decides eligibility
-        logit[1:] = np.where(started_ok[None, :], logit[1:], base[None, :])
-        pf = sigmoid(logit)
-        u = U[:, k][None, :]
-        employed = state == E
-        new = state.copy()
-        new[~employed & (u < pf)] = E
-        lost = employed & (u < p_lose[None, :])
-        back = np.broadcast_to(V[:, k][None, :] < reentry, state.shape)
-        new[lost & back] = B
-        new[lost & ~back] = OUT
-        state = new
-        hist[:, :, k] = state
-    return hist
+    return PathModel(base=base, p_lose=p_lose, months=months, during=during, after=after, U=U,
+                     V=V, reentry=float(emp["reentry_probability"]))
