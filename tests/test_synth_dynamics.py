@@ -48,10 +48,13 @@ def null_overrides(city: str) -> dict:
 
 
 def random_assignment_overrides(city: str) -> dict:
-    """Take-up independent of covariates, eta, case manager and roll-out."""
+    """Take-up independent of covariates, eta, case manager and roll-out, and
+    frequent (no_start 0: many later starts, so that "not now" and "never"
+    differ clearly)."""
     p = load_params(city, "small", root=ROOT)
     return {
         "assignment": {
+            "no_start": 0.0,
             "case_manager_sd": 0.0,
             "rollout_shift": 0.0,
             "instruments": {
@@ -293,7 +296,9 @@ def test_oracle_weighting_recovers_the_not_now_truth_in_the_planted_world() -> N
     odds of the true monthly start probability (which knows eta) recovers
     att_notnow; the unweighted comparison is far off. This is the validity of
     the dynamic design given eta, checked on the generator itself."""
-    w = world("rotterdam", clients=20000, replication=3)
+    # frequent take-up (no_start 0), so that "not now" and "never" differ clearly
+    w = world("rotterdam", clients=20000, replication=3,
+              overrides={"assignment": {"no_start": 0.0}})
     eff = compute_effects(w, case_manager_exported=True)
     asg = w.assignment
     assert asg is not None and w.hist is not None

@@ -266,6 +266,10 @@ class Assignment(Strict):
         "Start opportunities: opportunity_probability (monthly chance of a start "
         "opportunity, memoryless) and max (last elapsed month with opportunities)."
     )
+    no_start: Num | None = _opt(
+        "Utility of not starting at an opportunity (log-odds against every instrument): "
+        "one knob for the overall take-up."
+    )
     case_manager_sd: Num | None = _opt("Spread of case-manager propensities (log-odds).", ge=0)
     rollout_shift: Num | None = _opt(
         "Shift in the availability of the rolled-out instrument once a team rolled it out."

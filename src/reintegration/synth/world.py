@@ -425,8 +425,11 @@ def assignment_inputs(
         if inst not in p.offered:
             continue
         spec = asg["instruments"][inst]
+        # no_start: the utility of not starting at an opportunity, against which every
+        # instrument is chosen (one knob for the overall take-up)
         base[:, j] = (
             spec["intercept"] + _lin(X, spec.get("covariates")) + spec.get("eta", 0) * persons.eta
+            - float(asg.get("no_start", 0.0))
         )
         elapsed[j] = spec.get("elapsed", 0)
     never = np.iinfo(np.int64).max // 4
