@@ -147,6 +147,10 @@ def result_record(rec: dict[str, Any], result: EffectResult) -> dict[str, Any]:
             "n_treated_entities", "n_cohorts", "robustness_value", "robustness_value_alpha",
             "leads", "lags", "reference", "effective_n_control", "max_abs_smd_raw",
             "max_abs_smd_weighted", "n_pscore_clipped", "n_strata", "fallback")
+    # selection on observables: overlap, effective sizes, balance within strata, censoring
+    keep += ("ess_treated", "ess_control", "n_trimmed", "n_trimmed_treated",
+             "max_abs_smd_weighted_strata", "max_abs_smd_weighted_by_stratum", "learner",
+             "n_month_indicators", "censoring_n_censored", "censoring_max_weight")
     rec["diagnostics"] = {k: diag[k] for k in keep if k in diag}
     if isinstance(result, EventStudyResult):
         rec["diagnostics"]["pretrend_pvalue_used"] = result.pretrend_pvalue
