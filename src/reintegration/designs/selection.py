@@ -5,8 +5,19 @@ Phase 2 (:func:`fit_selection`) compares, for each elapsed month :math:`u`
 of the benefit spell, persons who start the instrument at :math:`u` with
 persons still on bijstand through month :math:`u - 1` who have started
 neither it nor another instrument before :math:`u`; the risk sets are stacked
-and pooled with bands of :math:`u` as strata (cross-fitted AIPW by default),
-standard errors clustered on the person (Sianesi 2004).
+and pooled with bands of :math:`u` as strata, with indicators of the months
+within each band in both models (cross-fitted AIPW by default, linear or
+gradient-boosting nuisance models; propensity scores above ``1 - trim``
+dropped, none clipped), standard errors clustered on the person (Sianesi
+2004). It reports two estimands (:data:`TARGETS`): ``now_vs_later``, the
+headline, starting at :math:`u` against not starting at :math:`u` (possibly
+later); and ``vs_never``, starting against never starting any instrument,
+with comparison persons censored at their own later start and inverse
+probability of censoring weights
+(:func:`reintegration.effects.censoring_weights`). Their truths are
+:func:`not_now_truth` and :func:`att_truth`. ``extra_covariates`` of the
+settings adds columns of the panel's persons to both models (the Monte Carlo
+oracle adds the unobserved factor).
 
 Phase 1 (:func:`diagnose_overlap`) judges overlap of the propensity score of
 starting the instrument against starting none, and carries the standing
