@@ -347,3 +347,16 @@ def test_phase2_records_both_targets_for_the_whole_sample_only() -> None:
     assert [r["target"] for r in whole] == ["now_vs_later", "vs_never"]
     assert all(r["status"] == "estimated" for r in whole)
     assert {r["target"] for r in recs if r["subgroup"] != "all"} == {"now_vs_later"}
+    # the subgroup figure shows the headline; the bias figure labels the other target
+    drawn = phase2.subgroup_figure(recs, sub["id"], "employed_12")
+    if drawn is not None:
+        assert list(drawn[1].index).count("all") == 1
+    po = persons.assign(employed_training_12=persons["employed_12"], employed_none_12=persons["y0"])
+    frame = phase2.validation_frame(recs, po, {}, {"name": "x"}, settings)
+    whole = frame[frame["subgroup"] == "all"]
+    assert whole.set_index("target")["truth"].isna().to_dict() == {
+        "now_vs_later": True,
+        "vs_never": False,
+    }
+    _, counts = phase2.bias_figure(frame, "employed_12")
+    assert list(counts.index) == ["selection_on_observables: training (vs_never)"]

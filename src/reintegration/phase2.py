@@ -341,7 +341,8 @@ def subgroup_figure(records: Sequence[dict[str, Any]], substudy: str, outcome: s
     from matplotlib.figure import Figure
 
     rows = [r for r in records if r["substudy"] == substudy and r["outcome"] == outcome
-            and r["status"] == "estimated"]
+            and r["status"] == "estimated"
+            and r.get("target") in (None, designs.get(r["design"]).headline_target)]
     if not any(r["subgroup"] != ALL for r in rows):
         return None
     labels = [f"{r['subgroup']}: {r['group']}" if r["subgroup"] != ALL else "all" for r in rows]
@@ -423,7 +424,8 @@ def bias_figure(frame: pd.DataFrame, outcome: str = "employed_24") -> tuple[Any,
 
     f = frame[(frame["subgroup"] == ALL) & frame["truth"].notna()
               & (frame["outcome"] == outcome)].reset_index(drop=True)
-    labels = [f"{d}: {i}" for d, i in zip(f["design"], f["instrument"], strict=True)]
+    labels = [f"{d}: {i}" + ("" if t in (None, designs.get(d).headline_target) else f" ({t})")
+              for d, i, t in zip(f["design"], f["instrument"], f["target"], strict=True)]
     fig = Figure(figsize=(6.4, 0.35 * max(len(f), 1) + 1.2), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(f))[::-1]
