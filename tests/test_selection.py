@@ -360,3 +360,14 @@ def test_phase2_records_both_targets_for_the_whole_sample_only() -> None:
     }
     _, counts = phase2.bias_figure(frame, "employed_12")
     assert list(counts.index) == ["selection_on_observables: training (vs_never)"]
+
+
+def test_month_indicators_skip_band_starts_and_months_without_controls() -> None:
+    months = np.array([1, 2, 2, 3, 3, 4])
+    bands = np.array([1, 1, 1, 1, 1, 4])
+    treated = np.array([0, 1, 1, 0, 1, 1])
+    got = soo.month_indicators(months, bands, treated)
+    assert list(got.columns) == ["_month_3"]  # 1 and 4 start bands, 2 has no controls
+    assert got["_month_3"].tolist() == [0, 0, 0, 1, 1, 0]
+    assert list(soo.month_indicators(months, bands).columns) == ["_month_2", "_month_3"]
+    assert soo.month_indicators(months, months, treated).shape == (6, 0)

@@ -193,15 +193,21 @@ def covariate_names(settings: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys([*settings["covariates"], *extra]))
 
 
-def month_indicators(months: np.ndarray, bands: np.ndarray) -> pd.DataFrame:
+def month_indicators(months: np.ndarray, bands: np.ndarray,
+                     treated: np.ndarray | None = None) -> pd.DataFrame:
     """0/1 columns ``_month_<u>``, one for each elapsed month that is not the
     first of its band: within a band of pooled months, a starter at month u
     is compared with controls at the same u (the band's intercept is the
-    first month)."""
+    first month). With ``treated``, only months that hold controls get one
+    (a month of a small subgroup without controls shares the band's
+    intercept instead of leaving the control regression unidentified)."""
     months = np.asarray(months, dtype=int)
+    firsts = set(np.unique(bands).tolist())
+    has_controls = set(np.unique(months if treated is None
+                                 else months[np.asarray(treated) == 0]).tolist())
     cols = {f"_month_{u}": (months == u).astype(float)
-            for u in np.unique(months) if u not in set(np.unique(bands))}
-    return pd.DataFrame(cols)
+            for u in np.unique(months) if u not in firsts and u in has_controls}
+    return pd.DataFrame(cols, index=pd.RangeIndex(len(months)))
 
 
 def outcome_horizon(outcome: str) -> int | None:
@@ -232,7 +238,8 @@ def fit_selection(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
                if c in data.columns and data[c].nunique(dropna=True) > 1]
     covs = independent_columns(data.loc[data["treated"] == 0], varying)
     bands = elapsed_bands(data["elapsed_month"], data["treated"], int(cfg["min_stratum_treated"]))
-    months = month_indicators(data["elapsed_month"].to_numpy(), bands).set_axis(data.index)
+    months = month_indicators(data["elapsed_month"].to_numpy(), bands,
+                              data["treated"].to_numpy()).set_axis(data.index)
     data = pd.concat([data.drop(columns=months.columns, errors="ignore"), months], axis=1)
     data = data.assign(_stratum=bands)
     method = method or cfg["method"]
