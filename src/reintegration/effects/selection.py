@@ -38,6 +38,17 @@ Standard errors come from the influence function of each estimator (for
 for ``aipw`` from its Neyman-orthogonal score, where the nuisance estimation
 does not matter to first order), as a robust or cluster-robust sum.
 
+Overlap: rows with a propensity score above ``1 - trim`` are dropped (the
+ATT needs comparable controls only where treatment is near certain; small
+scores give small odds weights and need no bound); nothing is clipped. The
+diagnostics report the rows dropped, Kish's effective sample sizes of the
+treated and the weighted controls and, with strata, the largest weighted
+standardised difference within each stratum.
+
+``control_weights`` multiplies each control's weight (and its weight in the
+outcome regression) by a case weight, for example the inverse probability
+of censoring weights of :func:`censoring_weights`.
+
 :func:`dynamic_risk_set` builds the dynamic comparison of Sianesi (2004):
 for each elapsed month :math:`u` of a benefit spell, those who start the
 treatment at :math:`u` against those still on benefit and not (yet) treated
