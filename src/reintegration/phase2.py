@@ -342,7 +342,8 @@ def subgroup_figure(records: Sequence[dict[str, Any]], substudy: str, outcome: s
 
     rows = [r for r in records if r["substudy"] == substudy and r["outcome"] == outcome
             and r["status"] == "estimated"
-            and r.get("target") in (None, designs.get(r["design"]).headline_target)]
+            and (r.get("target") is None
+                 or r["target"] == designs.get(r["design"]).headline_target)]
     if not any(r["subgroup"] != ALL for r in rows):
         return None
     labels = [f"{r['subgroup']}: {r['group']}" if r["subgroup"] != ALL else "all" for r in rows]
