@@ -371,3 +371,18 @@ def test_month_indicators_skip_band_starts_and_months_without_controls() -> None
     assert got["_month_3"].tolist() == [0, 0, 0, 1, 1, 0]
     assert list(soo.month_indicators(months, bands).columns) == ["_month_2", "_month_3"]
     assert soo.month_indicators(months, months, treated).shape == (6, 0)
+
+
+def test_benefit_exit_keeps_the_months_on_benefit_as_bits() -> None:
+    pm = pd.DataFrame(
+        {
+            "RINPERSOONS": "R",
+            "RINPERSOON": ["a"] * 5 + ["b"] * 3,
+            "month": [-1, 0, 1, 2, 3, 0, 1, 2],
+            "on_benefit": [0, 1, 1, 0, 1, 1, 1, 1],
+        }
+    )
+    got = soo.benefit_exit(pm).set_index("RINPERSOON")
+    assert got.loc["a", "exit_month"] == 2 and np.isnan(got.loc["b", "exit_month"])
+    # a: months 0, 1 and 3 (back on benefit after leaving); b: months 0-2
+    assert got["benefit_months"].to_dict() == {"a": 0b1011, "b": 0b111}
