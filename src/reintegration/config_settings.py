@@ -36,7 +36,8 @@ class SelectionOnObservablesCheck(Strict):
     """Theoretical criterion of selection on observables."""
 
     trim_bounds: list[Share] = _d(
-        "Propensity scores outside [lower, upper] are trimmed (Phase 2 clips at the same).",
+        "Propensity scores outside [lower, upper] count as outside the common support "
+        "(Phase 1 overlap check; Phase 2 drops only scores above 1 - trim of effects.yml).",
         min_length=2,
         max_length=2,
     )
@@ -207,10 +208,17 @@ class SelectionOnObservablesEstimate(Strict):
     method: Method = _d("ra, ipw or aipw (cross-fitted doubly robust).")
     folds: int = _d("Cross-fitting folds.", ge=2)
     seed: int = _d("Seed of the fold split.")
-    trim: Num = _d("Propensity scores clipped to [trim, 1 - trim].", ge=0, lt=0.5)
+    trim: Num = _d("Rows with a propensity score above 1 - trim are dropped (upper tail "
+                   "only, no clipping).", ge=0, lt=0.5)
     max_month: int = _d("Risk sets for elapsed months 0 .. max_month.", ge=0)
     min_stratum_treated: int = _d("Starters per band of elapsed months, at least.", ge=1)
     subgroup_method: Method = _d("Method of the subgroup estimates.")
+    learner: Literal["linear", "boosting"] = Field(
+        "linear", description="Nuisance models of aipw: linear (OLS and logit) or "
+        "boosting (scikit-learn histogram gradient boosting), cross-fitted.")
+    extra_covariates: list[str] = Field(
+        default_factory=list, description="Further columns of the panel's persons used as "
+        "covariates by both models (the Monte Carlo oracle adds the unobserved factor).")
 
 
 class Placebo(Strict):

@@ -147,6 +147,10 @@ def result_record(rec: dict[str, Any], result: EffectResult) -> dict[str, Any]:
             "n_treated_entities", "n_cohorts", "robustness_value", "robustness_value_alpha",
             "leads", "lags", "reference", "effective_n_control", "max_abs_smd_raw",
             "max_abs_smd_weighted", "n_pscore_clipped", "n_strata", "fallback")
+    # selection on observables: overlap, effective sizes, balance within strata, censoring
+    keep += ("ess_treated", "ess_control", "n_trimmed", "n_trimmed_treated",
+             "max_abs_smd_weighted_strata", "max_abs_smd_weighted_by_stratum", "learner",
+             "n_month_indicators", "censoring_n_censored", "censoring_max_weight")
     rec["diagnostics"] = {k: diag[k] for k in keep if k in diag}
     if isinstance(result, EventStudyResult):
         rec["diagnostics"]["pretrend_pvalue_used"] = result.pretrend_pvalue
@@ -337,7 +341,9 @@ def subgroup_figure(records: Sequence[dict[str, Any]], substudy: str, outcome: s
     from matplotlib.figure import Figure
 
     rows = [r for r in records if r["substudy"] == substudy and r["outcome"] == outcome
-            and r["status"] == "estimated"]
+            and r["status"] == "estimated"
+            and (r.get("target") is None
+                 or r["target"] == designs.get(r["design"]).headline_target)]
     if not any(r["subgroup"] != ALL for r in rows):
         return None
     labels = [f"{r['subgroup']}: {r['group']}" if r["subgroup"] != ALL else "all" for r in rows]
@@ -419,7 +425,8 @@ def bias_figure(frame: pd.DataFrame, outcome: str = "employed_24") -> tuple[Any,
 
     f = frame[(frame["subgroup"] == ALL) & frame["truth"].notna()
               & (frame["outcome"] == outcome)].reset_index(drop=True)
-    labels = [f"{d}: {i}" for d, i in zip(f["design"], f["instrument"], strict=True)]
+    labels = [f"{d}: {i}" + ("" if t in (None, designs.get(d).headline_target) else f" ({t})")
+              for d, i, t in zip(f["design"], f["instrument"], f["target"], strict=True)]
     fig = Figure(figsize=(6.4, 0.35 * max(len(f), 1) + 1.2), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(f))[::-1]

@@ -5,8 +5,19 @@ Phase 2 (:func:`fit_selection`) compares, for each elapsed month :math:`u`
 of the benefit spell, persons who start the instrument at :math:`u` with
 persons still on bijstand through month :math:`u - 1` who have started
 neither it nor another instrument before :math:`u`; the risk sets are stacked
-and pooled with bands of :math:`u` as strata (cross-fitted AIPW by default),
-standard errors clustered on the person (Sianesi 2004).
+and pooled with bands of :math:`u` as strata, with indicators of the months
+within each band in both models (cross-fitted AIPW by default, linear or
+gradient-boosting nuisance models; propensity scores above ``1 - trim``
+dropped, none clipped), standard errors clustered on the person (Sianesi
+2004). It reports two estimands (:data:`TARGETS`): ``now_vs_later``, the
+headline, starting at :math:`u` against not starting at :math:`u` (possibly
+later); and ``vs_never``, starting against never starting any instrument,
+with comparison persons censored at their own later start and inverse
+probability of censoring weights
+(:func:`reintegration.effects.censoring_weights`). Their truths are
+:func:`not_now_truth` and :func:`att_truth`. ``extra_covariates`` of the
+settings adds columns of the panel's persons to both models (the Monte Carlo
+oracle adds the unobserved factor).
 
 Phase 1 (:func:`diagnose_overlap`) judges overlap of the propensity score of
 starting the instrument against starting none, and carries the standing
@@ -89,12 +100,21 @@ def robustness_value(t: float, df: float, alpha: float | None = None) -> float:
 
 def benefit_exit(person_months: pd.DataFrame) -> pd.DataFrame:
     """Per person, the first month k >= 0 after inflow without bijstand
-    (``exit_month``; missing when on bijstand through month 24)."""
+    (``exit_month``; missing when on bijstand through month 24) and the
+    months on bijstand as a bit mask (``benefit_months``: bit k set when on
+    bijstand in month k, k = 0 .. 62), which says in which months an
+    instrument could start (the month after one on bijstand)."""
     pm = person_months[person_months["month"] >= 0]
     off = pm[pm["on_benefit"] == 0]
     first = off.groupby(KEY, observed=True)["month"].min().rename("exit_month")
+    on = pm[(pm["on_benefit"] == 1) & (pm["month"] < 63)]
+    bits = (np.int64(1) << on["month"].to_numpy(dtype=np.int64))
+    mask = pd.Series(bits, index=pd.MultiIndex.from_frame(on[KEY])).groupby(
+        level=[0, 1], observed=True).sum().rename("benefit_months")
     people = pm[KEY].drop_duplicates().set_index(KEY)
-    return people.join(first).reset_index()
+    out = people.join(first).join(mask)
+    out["benefit_months"] = out["benefit_months"].fillna(0).astype(np.int64)
+    return out.reset_index()
 
 
 def selection_data(persons: pd.DataFrame, exits: pd.DataFrame, instrument: str, *,
@@ -116,6 +136,7 @@ def selection_data(persons: pd.DataFrame, exits: pd.DataFrame, instrument: str, 
     exit_ = df["exit_month"].astype("Float64").to_numpy(dtype=float, na_value=np.nan) + 1
     exit_ = np.where(other, np.fmin(exit_, elapsed), exit_)
     df["_start"] = np.where(own, elapsed, np.nan)
+    df["_any_start"] = np.where((df["instrument"] != "none").to_numpy(), elapsed, np.nan)
     df["_exit"] = exit_
     df["_pid"] = np.arange(len(df))
     return effects.dynamic_risk_set(df, start="_start", exit="_exit", max_month=max_month,
@@ -155,21 +176,88 @@ def independent_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[str
     return keep
 
 
+#: the estimands of the design, key -> plain words; the first is the headline
+TARGETS = {
+    "now_vs_later": "the effect on starters of starting the instrument in their month of the "
+                    "benefit spell rather than not then (they may start later), averaged over "
+                    "the starters' months (Sianesi 2004)",
+    "vs_never": "the effect on starters of starting the instrument rather than never starting "
+                "any instrument: E[Y(j) - Y(never) | D = j]",
+}
+
+
+def covariate_names(settings: dict[str, Any]) -> list[str]:
+    """The covariates of both models: ``covariates`` of config/effects.yml and
+    the ``extra_covariates`` of its selection-on-observables section."""
+    extra = settings["selection_on_observables"].get("extra_covariates") or []
+    return list(dict.fromkeys([*settings["covariates"], *extra]))
+
+
+def month_indicators(months: np.ndarray, bands: np.ndarray,
+                     treated: np.ndarray | None = None) -> pd.DataFrame:
+    """0/1 columns ``_month_<u>``, one for each elapsed month that is not the
+    first of its band: within a band of pooled months, a starter at month u
+    is compared with controls at the same u (the band's intercept is the
+    first month). With ``treated``, only months that hold controls get one
+    (a month of a small subgroup without controls shares the band's
+    intercept instead of leaving the control regression unidentified)."""
+    months = np.asarray(months, dtype=int)
+    firsts = set(np.unique(bands).tolist())
+    has_controls = set(np.unique(months if treated is None
+                                 else months[np.asarray(treated) == 0]).tolist())
+    cols = {f"_month_{u}": (months == u).astype(float)
+            for u in np.unique(months) if u not in firsts and u in has_controls}
+    return pd.DataFrame(cols, index=pd.RangeIndex(len(months)))
+
+
+def outcome_horizon(outcome: str) -> int | None:
+    """The month after inflow an outcome is measured in (``employed_24``:
+    24), None for outcomes over a period (months employed): then every later
+    start censors."""
+    tail = outcome.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
 def fit_selection(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
-                  *, method: str | None = None) -> EffectResult:
+                  *, method: str | None = None, target: str | None = None) -> EffectResult:
     """Selection on observables over the stacked risk sets, strata = bands of
-    elapsed months. When cross-fitting leaves a fold without treated or
-    controls in a stratum (small groups), it falls back to regression
-    adjustment and says so in the diagnostics."""
+    elapsed months with indicators of the months within each band (in both
+    models). ``target``: ``now_vs_later`` (default) or ``vs_never``, which
+    censors comparison persons at their own later start of any instrument
+    and weights the others by the inverse probability of staying unstarted
+    (:func:`reintegration.effects.censoring_weights`). When cross-fitting
+    leaves a fold without treated or controls in a stratum (small groups),
+    it falls back to regression adjustment and says so in the
+    diagnostics."""
     cfg = settings["selection_on_observables"]
-    varying = [c for c in settings["covariates"]
+    target = target or next(iter(TARGETS))
+    if target not in TARGETS:
+        raise KeyError(f"selection_on_observables: no estimand {target!r}; known: "
+                       f"{', '.join(TARGETS)}")
+    varying = [c for c in covariate_names(settings)
                if c in data.columns and data[c].nunique(dropna=True) > 1]
     covs = independent_columns(data.loc[data["treated"] == 0], varying)
-    data = data.assign(_stratum=elapsed_bands(data["elapsed_month"], data["treated"],
-                                              int(cfg["min_stratum_treated"])))
+    bands = elapsed_bands(data["elapsed_month"], data["treated"], int(cfg["min_stratum_treated"]))
+    months = month_indicators(data["elapsed_month"].to_numpy(), bands,
+                              data["treated"].to_numpy()).set_axis(data.index)
+    data = pd.concat([data.drop(columns=months.columns, errors="ignore"), months], axis=1)
+    data = data.assign(_stratum=bands)
     method = method or cfg["method"]
-    kw = dict(outcome=outcome, treatment="treated", covariates=covs, cluster="_pid",
-              strata="_stratum", seed=int(cfg["seed"]), trim=float(cfg["trim"]))
+    kw = dict(outcome=outcome, treatment="treated", covariates=[*covs, *months.columns],
+              cluster="_pid", strata="_stratum", seed=int(cfg["seed"]), trim=float(cfg["trim"]))
+    extra: dict[str, Any] = {"target": target}
+    if target == "vs_never":
+        for col in ("_any_start", "benefit_months"):
+            if col not in data.columns:
+                raise ValueError(f"the comparison with never starting needs the column {col!r} "
+                                 "of the prepared data (SelectionOnObservables.prepare with the "
+                                 "panel's person_months)")
+        w, info = effects.censoring_weights(
+            data, person="_pid", start="_any_start", eligible="benefit_months",
+            covariates=covs, horizon=outcome_horizon(outcome))
+        data = data.assign(_ipcw=w)
+        kw["control_weights"] = "_ipcw"
+        extra.update({f"censoring_{k}": v for k, v in info.items()})
     try:
         res = _fit(data, method, cfg, kw)
     except effects.EffectInputError:
@@ -178,7 +266,9 @@ def fit_selection(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
         res = effects.selection_on_observables(data, method="ra", **kw)
         res.diagnostics["fallback"] = (f"{method} not estimable in this sample; regression "
                                        "adjustment")
-    df = res.nobs - len(covs) - int(data["_stratum"].nunique()) - 1
+    res.diagnostics.update(extra)
+    res.diagnostics["n_month_indicators"] = int(months.shape[1])
+    df = res.nobs - len(covs) - months.shape[1] - int(data["_stratum"].nunique()) - 1
     res.diagnostics["robustness_value"] = robustness_value(res.tstat, df)
     res.diagnostics["robustness_value_alpha"] = robustness_value(res.tstat, df, alpha=0.05)
     return res
@@ -189,7 +279,7 @@ def _fit(data: pd.DataFrame, method: str, cfg: dict[str, Any], kw: dict[str, Any
     if method == "aipw":
         return effects.selection_on_observables(
             data, method=method, folds=int(cfg["folds"]),
-            propensity_learner=effects.LogitLearner(), **kw)
+            **effects.learners(cfg.get("learner", "linear"), seed=int(cfg["seed"])), **kw)
     return effects.selection_on_observables(data, method=method, **kw)
 
 
@@ -274,17 +364,40 @@ def diagnose_overlap(persons: pd.DataFrame, instrument: str, covariates: Sequenc
 
 def att_truth(po: pd.DataFrame, instrument: str, outcome: str,
               mask: np.ndarray | None = None) -> float:
-    """Mean of Y(j) - Y(0) among starters of ``j`` (optionally within
-    ``mask``): the ATT at horizon h of ``outcome = employed_<h>``."""
+    """Mean of Y(j) - Y(never) among starters of ``j`` (optionally within
+    ``mask``): the ``vs_never`` estimand at horizon h of ``outcome =
+    employed_<h>``."""
+    return _starter_mean(po, instrument, outcome, mask, "none")
+
+
+#: the potential outcome of a starter whose start at u is blocked and whose
+#: later starts are free (the synthetic world's "not now" path)
+NOT_NOW = "notnow"
+
+
+def not_now_truth(po: pd.DataFrame, instrument: str, outcome: str,
+                  mask: np.ndarray | None = None) -> float:
+    """Mean of Y(j) - Y(not now) among starters of ``j`` (optionally within
+    ``mask``): the ``now_vs_later`` estimand, where ``employed_notnow_<h>``
+    is the starter's path with the start at their month blocked and the
+    later process of starting free. NaN when the potential outcomes have no
+    such column (a world generated without it)."""
+    return _starter_mean(po, instrument, outcome, mask, NOT_NOW)
+
+
+def _starter_mean(po: pd.DataFrame, instrument: str, outcome: str, mask: np.ndarray | None,
+                  comparison: str) -> float:
     h = outcome.rsplit("_", 1)[-1]
-    sel = (po["instrument"] == instrument).to_numpy()
+    col = f"employed_{comparison}_{h}"
+    if col not in po.columns:
+        return math.nan
+    sel = (po["instrument"] == instrument).to_numpy(dtype=bool, na_value=False)
     if mask is not None:
         sel &= mask
     if not sel.any():
         return math.nan
-    d = po.loc[sel, f"employed_{instrument}_{h}"] - po.loc[sel, f"employed_none_{h}"]
+    d = po.loc[sel, f"employed_{instrument}_{h}"] - po.loc[sel, col]
     return float(d.mean())
-
 
 
 def _stacked_power(diag: Diagnosis, data: pd.DataFrame, outcome: str, inputs: Inputs) -> None:
@@ -316,12 +429,21 @@ class SelectionOnObservables(Design):
     treated = "treated"
     cluster = None
     fit = staticmethod(fit_selection)
+    targets = TARGETS
 
     def prepare(self, inputs: Inputs, instrument: str) -> pd.DataFrame:
         cfg = inputs.effects["selection_on_observables"]
+        missing = [c for c in cfg.get("extra_covariates") or [] if c not in inputs.persons]
+        if missing:
+            raise ValueError(f"selection_on_observables.extra_covariates {missing} of "
+                             "config/effects.yml are not columns of the panel's persons")
         data = selection_data(inputs.persons, inputs.exits(), instrument,
                               max_month=int(cfg["max_month"]))
         return data.reset_index(drop=True)
+
+    def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any],
+                 target: str | None = None) -> EffectResult:
+        return fit_selection(data, outcome, settings, target=target or self.headline_target)
 
     def diagnose(self, inputs: Inputs, instrument: str | None, *, outcome: str,
                  threshold: int) -> Diagnosis:
@@ -334,6 +456,22 @@ class SelectionOnObservables(Design):
 
     def truth(self, po: pd.DataFrame, record: dict[str, Any], mask: np.ndarray | None,
               context: dict[str, Any]) -> float:
+        """``now_vs_later``: :func:`not_now_truth`; ``vs_never``:
+        :func:`att_truth`. Where the world has no "not now" potential
+        outcomes, NaN, and ``context["truth_missing"]`` says why."""
         if not record["outcome"].startswith("employed_"):
             return math.nan
-        return att_truth(po, record["instrument"], record["outcome"], mask)
+        target = record.get("target") or self.headline_target
+        if target == "vs_never":
+            return att_truth(po, record["instrument"], record["outcome"], mask)
+        if target != "now_vs_later":
+            raise KeyError(f"{self.name}: no estimand {target!r}; known: {', '.join(TARGETS)}")
+        h = record["outcome"].rsplit("_", 1)[-1]
+        if f"employed_{NOT_NOW}_{h}" not in po.columns:
+            context.setdefault("truth_missing", {})[f"{self.name}/{target}"] = (
+                f"the potential outcomes have no column employed_{NOT_NOW}_{h} (the starter's "
+                "path with the start blocked in their month and later starts free): this "
+                "world was generated without it, so the 'now versus later' estimate has no "
+                "truth")
+            return math.nan
+        return not_now_truth(po, record["instrument"], record["outcome"], mask)

@@ -6,8 +6,10 @@ with keyword-only options, returning an :class:`EffectResult` (``estimate``,
 ``summary()``, ``to_record()``), usable on any dataset:
 
 * :func:`selection_on_observables` (ATT by regression adjustment, inverse
-  probability weighting or cross-fitted doubly robust AIPW), with
-  :func:`dynamic_risk_set` for Sianesi's dynamic comparison;
+  probability weighting or cross-fitted doubly robust AIPW, with linear or
+  gradient-boosting nuisance models, :func:`learners`), with
+  :func:`dynamic_risk_set` for Sianesi's dynamic comparison and
+  :func:`censoring_weights` to compare with never starting instead;
 * :func:`event_study` (staggered adoption, Sun and Abraham's
   interaction-weighted estimator on linearmodels ``PanelOLS``);
 * :func:`instrumental_variable` (2SLS on linearmodels ``IV2SLS`` with
@@ -25,9 +27,11 @@ their data and judge them live in :mod:`reintegration.designs`.
 """
 
 from ._data import EffectInputError
+from .dynamic import censoring_weights, dynamic_risk_set
 from .iv import instrumental_variable, leave_one_out_propensity, leave_out_cell_propensity
+from .learners import LogitLearner, OLSLearner, learners
 from .results import EffectResult, EventStudyResult, IVResult, SelectionResult
-from .selection import LogitLearner, OLSLearner, dynamic_risk_set, selection_on_observables
+from .selection import selection_on_observables
 from .staggered import event_study
 
 __all__ = [
@@ -38,10 +42,12 @@ __all__ = [
     "LogitLearner",
     "OLSLearner",
     "SelectionResult",
+    "censoring_weights",
     "dynamic_risk_set",
     "event_study",
     "instrumental_variable",
     "leave_one_out_propensity",
+    "learners",
     "leave_out_cell_propensity",
     "selection_on_observables",
 ]

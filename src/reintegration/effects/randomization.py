@@ -288,13 +288,28 @@ class _Fitter:
         statistic of column ``pre_column``."""
         c, s = self.cells, self.spec
         e = start[c.entity]
-        a = _sa.assign(c.period, e, leads=s.leads, lags=s.lags, reference=s.reference,
-                       bin=s.bin, control_cohort=s.control_cohort)
+        a = _sa.assign(
+            c.period,
+            e,
+            leads=s.leads,
+            lags=s.lags,
+            reference=s.reference,
+            bin=s.bin,
+            control_cohort=s.control_cohort,
+        )
         p, yt = self._projection(a.keep)
         inter = _sa.interactions(a, s.reference)
         w = c.weight[a.keep]
-        agg = _sa.aggregate(a, inter, w, leads=s.leads, lags=s.lags, reference=s.reference,
-                            post_weights=s.post_weights, baseline=s.baseline)
+        agg = _sa.aggregate(
+            a,
+            inter,
+            w,
+            leads=s.leads,
+            lags=s.lags,
+            reference=s.reference,
+            post_weights=s.post_weights,
+            baseline=s.baseline,
+        )
         x = inter.matrix()
         xt = x - p @ x
         xw = xt * w[:, None]
@@ -375,8 +390,14 @@ class DesignPower:
     draws: int
 
 
-def design_power(test: RandomizationTest, *, alpha: float = 0.05, power: float = 0.80,
-                 draws: int = 200, seed: int = 0) -> DesignPower:
+def design_power(
+    test: RandomizationTest,
+    *,
+    alpha: float = 0.05,
+    power: float = 0.80,
+    draws: int = 200,
+    seed: int = 0,
+) -> DesignPower:
     r"""Design-based power of the randomisation test: what it would detect,
     and how wide its interval would be, had the adoption dates fallen
     otherwise. Uses no estimate of the effect.
@@ -412,7 +433,7 @@ def design_power(test: RandomizationTest, *, alpha: float = 0.05, power: float =
         index[np.nan_to_num(start, nan=-1.0).tobytes()] = len(theta)
         theta.append(th_a)
         contrib.append(cb_a)
-    th, cb = np.array(theta), np.array(contrib)          # A x (1+K), A x G x (1+K)
+    th, cb = np.array(theta), np.array(contrib)  # A x (1+K), A x G x (1+K)
     own = np.array([index.get(np.nan_to_num(b, nan=-1.0).tobytes(), -1) for b in truth])
     keep = np.flatnonzero(own >= 0)
     sd = float(np.std(th[:, 0], ddof=1))
@@ -422,22 +443,21 @@ def design_power(test: RandomizationTest, *, alpha: float = 0.05, power: float =
 
     # per assignment and draw: the sums of squares and cross products of the
     # clusters' score contributions, so that the variance at any tau is a quadratic
-    syy = (cb[:, :, 0] ** 2).sum(axis=1)                # A
+    syy = (cb[:, :, 0] ** 2).sum(axis=1)  # A
     syd = np.einsum("ag,agk->ak", cb[:, :, 0], cb[:, :, 1:])
-    sdd = (cb[:, :, 1:] ** 2).sum(axis=1)               # A x K
+    sdd = (cb[:, :, 1:] ** 2).sum(axis=1)  # A x K
 
     def pvalues(tau: np.ndarray, k: int) -> np.ndarray:
         """p-values of "no effect" on the outcome shifted by each tau on b_k's
         exposure (equivalently: of "effect -tau" on the unshifted outcome)."""
         num = np.abs(th[:, [0]] + tau[None, :] * th[:, [k + 1]])
-        var = (syy[:, None] + 2 * tau[None, :] * syd[:, [k]]
-               + tau[None, :] ** 2 * sdd[:, [k]])
+        var = syy[:, None] + 2 * tau[None, :] * syd[:, [k]] + tau[None, :] ** 2 * sdd[:, [k]]
         with np.errstate(divide="ignore", invalid="ignore"):
             t = np.where(var > 0, num / np.sqrt(np.clip(var, 0, None)), np.inf)
         return (t >= t[own[k]][None, :] * (1 - 1e-10)).mean(axis=0)
 
     grid = sd * np.linspace(-100, 100, 1601)
-    p = np.array([pvalues(grid, k) for k in keep])      # K x grid
+    p = np.array([pvalues(grid, k) for k in keep])  # K x grid
     rejected = (p[:, grid > 0] <= alpha).mean(axis=0)
     pos = grid[grid > 0]
     hit = np.flatnonzero(rejected >= power)
@@ -446,7 +466,8 @@ def design_power(test: RandomizationTest, *, alpha: float = 0.05, power: float =
     for row in p:
         accepted = grid[row > alpha]
         edge = len(accepted) and (accepted.min() <= grid[0] or accepted.max() >= grid[-1])
-        widths.append(math.inf if edge else (accepted.max() - accepted.min()) / 2
-                      if len(accepted) else 0.0)
+        widths.append(
+            math.inf if edge else (accepted.max() - accepted.min()) / 2 if len(accepted) else 0.0
+        )
     q = np.quantile(np.array(widths), [0.1, 0.5, 0.9])
     return DesignPower(mde, (float(q[0]), float(q[1]), float(q[2])), sd, len(keep))

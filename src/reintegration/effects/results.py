@@ -310,8 +310,10 @@ class EventStudyResult(EffectResult):
             line += f", wild cluster bootstrap p = {p['pvalue_wild']:.3f}"
         if np.isfinite(p.get("pvalue_randomization", math.nan)):
             r = self.randomization
-            line += (f", randomisation p = {p['pvalue_randomization']:.3f} "
-                     f"({r.n_assignments} assignments{', all' if r.exact else ''})")
+            line += (
+                f", randomisation p = {p['pvalue_randomization']:.3f} "
+                f"({r.n_assignments} assignments{', all' if r.exact else ''})"
+            )
         return [*super()._header(), line, f"Reference event time: {self.reference}"]
 
     def plot(self, ax: Any = None, *, level: float = 0.95, title: str | None = None) -> Any:

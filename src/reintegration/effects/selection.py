@@ -38,6 +38,17 @@ Standard errors come from the influence function of each estimator (for
 for ``aipw`` from its Neyman-orthogonal score, where the nuisance estimation
 does not matter to first order), as a robust or cluster-robust sum.
 
+Overlap: rows with a propensity score above ``1 - trim`` are dropped (the
+ATT needs comparable controls only where treatment is near certain; small
+scores give small odds weights and need no bound); nothing is clipped. The
+diagnostics report the rows dropped, Kish's effective sample sizes of the
+treated and the weighted controls and, with strata, the largest weighted
+standardised difference within each stratum.
+
+``control_weights`` multiplies each control's weight (and its weight in the
+outcome regression) by a case weight, for example the inverse probability
+of censoring weights of :func:`censoring_weights`.
+
 :func:`dynamic_risk_set` builds the dynamic comparison of Sianesi (2004):
 for each elapsed month :math:`u` of a benefit spell, those who start the
 treatment at :math:`u` against those still on benefit and not (yet) treated
@@ -67,9 +78,18 @@ from ._data import (
     require_columns,
     require_frame,
 )
+from .dynamic import censoring_weights, dynamic_risk_set
+from .learners import LogitLearner, OLSLearner, learners
 from .results import SelectionResult
 
-__all__ = ["dynamic_risk_set", "selection_on_observables"]
+__all__ = [
+    "LogitLearner",
+    "OLSLearner",
+    "censoring_weights",
+    "dynamic_risk_set",
+    "learners",
+    "selection_on_observables",
+]
 
 METHODS = ("ra", "ipw", "aipw")
 
@@ -85,73 +105,33 @@ ESTIMAND_STRATA = (
 
 
 # ---------------------------------------------------------------------------
-# nuisance learners (scikit-learn protocol, statsmodels inside)
-# ---------------------------------------------------------------------------
-
-
-class _Columns:
-    """Remembers which columns varied in the training data."""
-
-    keep: np.ndarray
-
-    def _design(self, x: np.ndarray, *, fit: bool) -> np.ndarray:
-        if fit:
-            self.keep = np.ptp(x, axis=0) > 0 if x.shape[1] else np.zeros(0, bool)
-        return np.column_stack([np.ones(x.shape[0]), x[:, self.keep]])
-
-
-class OLSLearner(_Columns):
-    """Linear outcome model (OLS with a constant), ``fit``/``predict``."""
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> OLSLearner:
-        xc = self._design(x, fit=True)
-        self.coef_ = np.linalg.lstsq(xc, y, rcond=None)[0]
-        return self
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self._design(x, fit=False) @ self.coef_
-
-
-class LogitLearner(_Columns):
-    """Logit propensity model with a constant
-    (:func:`reintegration.numerics.logit`), ``fit``/``predict_proba``."""
-
-    def fit(self, x: np.ndarray, d: np.ndarray) -> LogitLearner:
-        xc = self._design(x, fit=True)
-        self.coef_ = logit(d, xc)
-        return self
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        p = expit(self._design(x, fit=False) @ self.coef_)
-        return np.column_stack([1 - p, p])
-
-
-# ---------------------------------------------------------------------------
 # the three estimators on one sample
 # ---------------------------------------------------------------------------
 
 
-def _ra(y: np.ndarray, d: np.ndarray, x: np.ndarray) -> dict[str, Any]:
+def _ra(y: np.ndarray, d: np.ndarray, x: np.ndarray, c: np.ndarray) -> dict[str, Any]:
     xc = np.column_stack([np.ones(len(y)), x])
-    trt, ctrl = d == 1, d == 0
+    trt, ctrl = d == 1, (d == 0) & (c > 0)
     if np.linalg.matrix_rank(xc[ctrl]) < xc.shape[1]:
         raise EffectInputError(
             "the covariates are collinear among the controls, so the control outcome "
             "regression is not identified; drop a covariate or merge sparse categories"
         )
-    a = xc[ctrl].T @ xc[ctrl]
-    b = np.linalg.solve(a, xc[ctrl].T @ y[ctrl])
+    xw = xc[ctrl] * c[ctrl, None]
+    a = xw.T @ xc[ctrl]
+    b = np.linalg.solve(a, xw.T @ y[ctrl])
     e = y - xc @ b
     n1 = trt.sum()
     tau = float(e[trt].mean())
     h = np.linalg.solve(a, xc[trt].mean(axis=0))
     # treated: own imputed effect; controls: their pull on b0 through the
-    # normal equations, X_bar1' A^{-1} x_i e_i
-    phi = np.where(trt, (e - tau) / n1, -(xc @ h) * e)
-    return {"tau": tau, "phi": phi, "weights": None, "n_trimmed": 0}
+    # (weighted) normal equations, X_bar1' A^{-1} x_i c_i e_i
+    phi = np.where(trt, (e - tau) / n1, -(xc @ h) * e * np.where(d == 0, c, 0.0))
+    w = np.where(ctrl, c * n1 / c[ctrl].sum(), 0.0)
+    return {"tau": tau, "phi": phi, "weights": w, "used": trt | ctrl}
 
 
-def _ipw(y: np.ndarray, d: np.ndarray, x: np.ndarray, trim: float) -> dict[str, Any]:
+def _ipw(y: np.ndarray, d: np.ndarray, x: np.ndarray, trim: float, c: np.ndarray) -> dict[str, Any]:
     xc = np.column_stack([np.ones(len(y)), x])
     if np.linalg.matrix_rank(xc) < xc.shape[1]:
         raise EffectInputError(
@@ -159,25 +139,45 @@ def _ipw(y: np.ndarray, d: np.ndarray, x: np.ndarray, trim: float) -> dict[str, 
             "drop a covariate or merge sparse categories"
         )
     p = expit(xc @ logit(d, xc))
-    pc = np.clip(p, trim, 1 - trim)
-    free = pc == p
-    w = pc / (1 - pc)
-    trt, ctrl = d == 1, d == 0
+    return _weighting(y, d, p, trim, c, xc=xc)
+
+
+def _weighting(
+    y: np.ndarray,
+    d: np.ndarray,
+    p: np.ndarray,
+    trim: float,
+    c: np.ndarray,
+    *,
+    xc: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The odds-weighted contrast of ``y`` (an outcome or a residual) with the
+    upper tail of ``p`` dropped; with ``xc``, the logit's estimation error
+    enters the influence values (IPW)."""
+    kept = p <= 1 - trim
+    trt, ctrl = (d == 1) & kept, (d == 0) & kept & (c > 0)
+    if not trt.any() or not ctrl.any():
+        raise EffectInputError(
+            f"no treated or no controls left after dropping propensity scores above {1 - trim:g}"
+        )
+    w = np.where(ctrl, p / (1 - p) * c, 0.0)
     n1 = trt.sum()
     mu1 = y[trt].mean()
-    s0 = w[ctrl].sum()
-    mu0 = float(np.sum(w[ctrl] * y[ctrl]) / s0)
-    tau = float(mu1 - mu0)
-    # the odds exp(x'gamma) move with the logit coefficients (not where clipped)
-    g = ((1 - d) * w * (y - mu0) * free) @ xc
-    info = (xc * (p * (1 - p))[:, None]).T @ xc
-    k = xc @ np.linalg.solve(info, g)
-    phi = d * (y - mu1) / n1 - ((1 - d) * w * (y - mu0) + k * (d - p)) / s0
+    s0 = w.sum()
+    mu0 = float(np.sum(w * y) / s0)
+    phi = trt * (y - mu1) / n1 - w * (y - mu0) / s0
+    if xc is not None:
+        # the odds exp(x'gamma) move with the logit coefficients
+        g = (w * (y - mu0)) @ xc
+        info = (xc * (p * (1 - p))[:, None]).T @ xc
+        phi -= (xc @ np.linalg.solve(info, g)) * (d - p) / s0
     return {
-        "tau": tau,
+        "tau": float(mu1 - mu0),
         "phi": phi,
-        "weights": np.where(ctrl, w * n1 / s0, 0.0),
-        "n_trimmed": int((~free).sum()),
+        "weights": w * n1 / s0,
+        "used": trt | ctrl,
+        "n_trimmed": int((~kept).sum()),
+        "n_trimmed_treated": int((~kept & (d == 1)).sum()),
         "pscore": p,
     }
 
@@ -202,6 +202,7 @@ def _aipw(
     y: np.ndarray,
     d: np.ndarray,
     x: np.ndarray,
+    c: np.ndarray,
     *,
     trim: float,
     folds: int,
@@ -213,38 +214,27 @@ def _aipw(
     fold = _fold_ids(d, groups, folds, seed)
     g0 = np.empty(len(y))
     p = np.empty(len(y))
+    weighted = bool(np.any(c != 1))
     for k in range(folds):
         test = fold == k
         train = ~test
         if not test.any():
             continue
-        train_ctrl = train & (d == 0)
-        if d[train].min() == d[train].max():
+        train_ctrl = train & (d == 0) & (c > 0)
+        if d[train].min() == d[train].max() or not train_ctrl.any():
             raise EffectInputError(
                 f"cross-fitting fold {k} leaves no treated or no controls to train on; "
                 "use fewer folds or a larger sample"
             )
-        om = copy.deepcopy(outcome_learner).fit(x[train_ctrl], y[train_ctrl])
+        om = copy.deepcopy(outcome_learner)
+        if weighted:
+            om.fit(x[train_ctrl], y[train_ctrl], sample_weight=c[train_ctrl])
+        else:
+            om.fit(x[train_ctrl], y[train_ctrl])
         pm = copy.deepcopy(propensity_learner).fit(x[train], d[train])
         g0[test] = np.asarray(om.predict(x[test]), dtype=float).ravel()
         p[test] = np.asarray(pm.predict_proba(x[test]), dtype=float)[:, 1]
-    pc = np.clip(p, trim, 1 - trim)
-    w = pc / (1 - pc)
-    r = y - g0
-    trt, ctrl = d == 1, d == 0
-    n1 = trt.sum()
-    mu1 = r[trt].mean()
-    s0 = w[ctrl].sum()
-    mu0 = float(np.sum(w[ctrl] * r[ctrl]) / s0)
-    tau = float(mu1 - mu0)
-    phi = d * (r - mu1) / n1 - (1 - d) * w * (r - mu0) / s0
-    return {
-        "tau": tau,
-        "phi": phi,
-        "weights": np.where(ctrl, w * n1 / s0, 0.0),
-        "n_trimmed": int((pc != p).sum()),
-        "pscore": p,
-    }
+    return _weighting(y - g0, d, p, trim, c)
 
 
 def _balance(x: pd.DataFrame, d: np.ndarray, weights: np.ndarray | None) -> pd.DataFrame:
@@ -287,6 +277,7 @@ def selection_on_observables(
     trim: float = 0.01,
     outcome_learner: Any = None,
     propensity_learner: Any = None,
+    control_weights: str | None = None,
 ) -> SelectionResult:
     r"""Average effect of a binary treatment on the treated, assuming
     selection on observables.
@@ -343,12 +334,24 @@ def selection_on_observables(
     seed : int
         Seed of the fold assignment.
     trim : float
-        Propensity scores are clipped to ``[trim, 1 - trim]`` (``"ipw"``,
-        ``"aipw"``); the number clipped is reported.
+        ``"ipw"``, ``"aipw"``: rows (treated and controls) with a propensity
+        score above ``1 - trim`` are dropped, not clipped: the ATT needs
+        comparable controls only where treatment is near certain, and small
+        scores need no bound (the odds weights of the ATT stay below one
+        there). The estimand becomes the ATT of the treated kept; the
+        numbers dropped are reported (``n_trimmed``, ``n_trimmed_treated``).
     outcome_learner, propensity_learner : object, optional
         For ``"aipw"`` only: estimators with the scikit-learn protocol
-        (``fit(X, y)``, ``predict(X)``; ``fit(X, d)``, ``predict_proba(X)``),
-        e.g. random forests. Defaults are OLS and a statsmodels logit.
+        (``fit(X, y[, sample_weight])``, ``predict(X)``; ``fit(X, d)``,
+        ``predict_proba(X)``), e.g. :func:`learners` ``("boosting")``.
+        Defaults are OLS and a logit.
+    control_weights : str, optional
+        Column of non-negative case weights of the controls, for example
+        inverse probability of censoring weights
+        (:func:`censoring_weights`): each control's outcome (and its weight
+        in the outcome regression) counts this many times; a control with
+        weight 0 is left out of the comparison but stays in the propensity
+        model (its treatment status is observed). Ignored for the treated.
 
     Returns
     -------
@@ -356,9 +359,11 @@ def selection_on_observables(
         ``estimate`` is the ATT; ``std_error`` from the influence function
         (robust or cluster-robust sum over observations or clusters);
         ``balance`` holds standardised mean differences before and after
-        weighting; ``diagnostics`` the counts, the number of clipped
-        propensity scores, the effective number of weighted controls and the
-        largest weighted standardised difference.
+        weighting; ``diagnostics`` the counts, the number of rows dropped
+        for their propensity score, the effective (Kish) sample sizes
+        :math:`(\sum w)^2 / \sum w^2` of the treated and of the weighted
+        controls, the largest weighted standardised difference overall and,
+        with ``strata``, within each stratum (also in ``strata``).
 
     Raises
     ------
@@ -404,124 +409,136 @@ def selection_on_observables(
     require_columns(data, [outcome], role="outcome")
     require_columns(data, [treatment], role="treatment")
     require_columns(data, covs, role="covariate")
-    if cluster is not None:
-        require_columns(data, [cluster], role="cluster")
-    if strata is not None:
-        require_columns(data, [strata], role="strata")
+    for col, role in (
+        (cluster, "cluster"),
+        (strata, "strata"),
+        (control_weights, "control weights"),
+    ):
+        if col is not None:
+            require_columns(data, [col], role=role)
     if treatment in covs or outcome in covs:
         raise EffectInputError("the outcome and the treatment must not be among the covariates")
-    used = [outcome, treatment, *covs, *as_list(cluster), *as_list(strata)]
-    sample, n_missing = complete_cases(data, used)
+    used_cols = [
+        outcome,
+        treatment,
+        *covs,
+        *as_list(cluster),
+        *as_list(strata),
+        *as_list(control_weights),
+    ]
+    sample, n_missing = complete_cases(data, used_cols)
     if len(sample) == 0:
         raise EffectInputError("no complete rows in the used columns")
     if not (pd.api.types.is_numeric_dtype(sample[outcome]) or sample[outcome].dtype == bool):
         raise EffectInputError(f"outcome column {outcome!r} must be numeric")
     d = binary(sample[treatment], name=treatment)
     y = sample[outcome].to_numpy(dtype=float)
+    c = np.ones(len(y))
+    if control_weights is not None:
+        c = np.where(d == 1, 1.0, sample[control_weights].to_numpy(dtype=float))
+        if (c < 0).any() or not np.isfinite(c).all():
+            raise EffectInputError(
+                f"control weights column {control_weights!r} must hold finite non-negative numbers"
+            )
     xdf = numeric_design(sample, covs, role="covariate")
+    xall = xdf.to_numpy()
     clusters = codes(sample, [cluster]) if cluster is not None else None
-    learners = {
-        "outcome_learner": outcome_learner if outcome_learner is not None else OLSLearner(),
-        "propensity_learner": (
-            propensity_learner if propensity_learner is not None else LogitLearner()
-        ),
-    }
+    nuisance = learners("linear")
+    if outcome_learner is not None:
+        nuisance["outcome_learner"] = outcome_learner
+    if propensity_learner is not None:
+        nuisance["propensity_learner"] = propensity_learner
 
     def run(mask: np.ndarray) -> dict[str, Any]:
-        xm = xdf.to_numpy()[mask]
+        xm = xall[mask]
         xm = xm[:, np.ptp(xm, axis=0) > 0] if xm.shape[1] else xm
-        dm, ym = d[mask], y[mask]
+        dm, ym, cm = d[mask], y[mask], c[mask]
         if method == "ra":
-            return _ra(ym, dm, xm)
-        if method == "ipw":
-            return _ipw(ym, dm, xm, trim)
-        groups = clusters[mask] if clusters is not None else None
-        return _aipw(ym, dm, xm, trim=trim, folds=folds, groups=groups, seed=seed, **learners)
+            fit = _ra(ym, dm, xm, cm)
+        elif method == "ipw":
+            fit = _ipw(ym, dm, xm, trim, cm)
+        else:
+            groups = clusters[mask] if clusters is not None else None
+            fit = _aipw(
+                ym, dm, xm, cm, trim=trim, folds=folds, groups=groups, seed=seed, **nuisance
+            )
+        fit["max_abs_smd_weighted"] = _max_smd(xall[mask], dm, fit["weights"], fit["used"])
+        fit["ess_control"] = _kish(fit["weights"][fit["used"] & (dm == 0)])
+        return fit
 
     n1_total = int(d.sum())
     n_dropped_strata = 0
     strata_table = None
     if strata is None:
         fit = run(np.ones(len(y), dtype=bool))
-        tau, phi, weights = fit["tau"], fit["phi"], fit["weights"]
-        n_trimmed = fit["n_trimmed"]
+        tau, phi, weights, used = fit["tau"], fit["phi"], fit["weights"], fit["used"]
+        n_trimmed, n_trimmed_treated = fit.get("n_trimmed", 0), fit.get("n_trimmed_treated", 0)
         keep = np.ones(len(y), dtype=bool)
     else:
         s = sample[strata].to_numpy()
-        rows = []
-        phi = np.zeros(len(y))
-        weights = np.zeros(len(y))
-        n_trimmed = 0
-        keep = np.zeros(len(y), dtype=bool)
-        fits: dict[Any, dict[str, Any]] = {}
-        for value in pd.unique(s):
-            mask = s == value
-            n1s, n0s = int(d[mask].sum()), int((d[mask] == 0).sum())
-            if n1s == 0:
-                n_dropped_strata += 1
-                continue
-            if n0s == 0:
-                raise EffectInputError(
-                    f"stratum {strata}={value!r} has {n1s} treated and no controls: the ATT is "
-                    "not identified there; coarsen the strata or drop them"
-                )
-            try:
-                fits[value] = run(mask)
-            except EffectInputError as exc:
-                raise EffectInputError(f"stratum {strata}={value!r}: {exc}") from exc
-            keep |= mask
-            rows.append({"stratum": value, "n_treated": n1s, "n_control": n0s})
-        table = pd.DataFrame(rows).set_index("stratum").sort_index()
-        table["weight"] = table["n_treated"] / table["n_treated"].sum()
-        table["estimate"] = [fits[v]["tau"] for v in table.index]
-        tau = float((table["weight"] * table["estimate"]).sum())
-        n1 = table["n_treated"].sum()
-        for value, fit in fits.items():
-            mask = s == value
-            wgt = table.loc[value, "weight"]
-            phi[mask] = wgt * fit["phi"] + d[mask] * (fit["tau"] - tau) / n1
-            if fit["weights"] is not None:
-                weights[mask] = fit["weights"]
-            else:  # stratification alone reweights controls to the treated's strata
-                n0s = table.loc[value, "n_control"]
-                weights[mask] = np.where(d[mask] == 0, table.loc[value, "n_treated"] / n0s, 0.0)
-            n_trimmed += fit["n_trimmed"]
-        table["std_error"] = [math.sqrt(if_variance(fits[v]["phi"], None)) for v in table.index]
-        strata_table = table
+        tau, phi, weights, used, keep, strata_table, n_dropped_strata = _stratified(
+            run, s, d, strata
+        )
+        n_trimmed = int(strata_table["n_trimmed"].sum())
+        n_trimmed_treated = int(strata_table["n_trimmed_treated"].sum())
     var = if_variance(phi[keep], clusters[keep] if clusters is not None else None)
     se = math.sqrt(var)
-    n_treated = int(d[keep].sum())
-    n_control = int((d[keep] == 0).sum())
-    balance = _balance(xdf.loc[keep], d[keep], weights[keep] if weights is not None else None)
+    trt, ctrl = used & (d == 1), used & (d == 0)
+    n_treated, n_control = int(trt.sum()), int(ctrl.sum())
+    balance = _balance(xdf.loc[used], d[used], weights[used])
+    wc = weights[ctrl]
     diagnostics: dict[str, Any] = {
         "n_treated": n_treated,
         "n_control": n_control,
         "n_missing_dropped": n_missing,
         "covariates": covs,
         "n_covariate_columns": int(xdf.shape[1]),
-        "max_abs_smd_raw": float(np.nanmax(np.abs(balance["smd_raw"]))) if len(balance) else None,
+        "max_abs_smd_raw": float(np.nanmax(np.abs(balance["smd_raw"])))
+        if balance["smd_raw"].notna().any()
+        else None,
+        "max_abs_smd_weighted": float(np.nanmax(np.abs(balance["smd_weighted"])))
+        if balance["smd_weighted"].notna().any()
+        else None,
+        "effective_n_control": _kish(wc),
+        "ess_treated": _kish(np.ones(n_treated)),
+        "ess_control": _kish(wc),
     }
-    if weights is not None and "smd_weighted" in balance:
-        wc = weights[keep][d[keep] == 0]
-        diagnostics["effective_n_control"] = float(wc.sum() ** 2 / np.sum(wc**2))
-        diagnostics["max_abs_smd_weighted"] = (
-            float(np.nanmax(np.abs(balance["smd_weighted"]))) if len(balance) else None
-        )
+    if control_weights is not None:
+        diagnostics["n_control_weight_zero"] = int(((d == 0) & (c == 0)).sum())
+        diagnostics["max_control_weight"] = float(c[d == 0].max()) if (d == 0).any() else None
     if method != "ra":
-        diagnostics["trim"] = trim
-        diagnostics["n_pscore_clipped"] = n_trimmed
+        diagnostics.update(
+            {
+                "trim": trim,
+                "trim_rule": f"dropped above {1 - trim:g}",
+                "n_trimmed": n_trimmed,
+                "n_trimmed_treated": n_trimmed_treated,
+                "n_pscore_clipped": 0,
+            }
+        )
     if method == "aipw":
         diagnostics["folds"] = folds
         diagnostics["seed"] = seed
-    if strata is not None:
+        diagnostics["learner"] = type(nuisance["outcome_learner"]).__name__
+    if strata_table is not None:
         diagnostics["strata"] = strata
         diagnostics["n_strata"] = int(len(strata_table))
         diagnostics["n_strata_without_treated"] = n_dropped_strata
         diagnostics["n_treated_total"] = n1_total
+        diagnostics["max_abs_smd_weighted_by_stratum"] = {
+            str(k): v for k, v in strata_table["max_abs_smd_weighted"].items()
+        }
+        diagnostics["ess_control_by_stratum"] = {
+            str(k): v for k, v in strata_table["ess_control"].items()
+        }
+        worst = strata_table["max_abs_smd_weighted"]
+        diagnostics["max_abs_smd_weighted_strata"] = (
+            float(worst.max()) if worst.notna().any() else None
+        )
     return SelectionResult(
         estimate=float(tau),
         std_error=se,
-        n=int(keep.sum()),
+        n=int(used.sum()),
         design="selection_on_observables",
         estimand=ESTIMAND if strata is None else ESTIMAND_STRATA,
         method=method,
@@ -539,92 +556,77 @@ def selection_on_observables(
     )
 
 
-def dynamic_risk_set(
-    data: pd.DataFrame,
-    *,
-    start: str,
-    exit: str,
-    max_month: int,
-    min_month: int = 0,
-    month: str = "elapsed_month",
-    treated: str = "treated",
-) -> pd.DataFrame:
-    r"""Stack the dynamic comparisons of Sianesi (2004): starters at each
-    elapsed month against those still waiting.
+def _kish(w: np.ndarray) -> float | None:
+    r"""Kish's effective sample size :math:`(\sum w)^2 / \sum w^2` (None
+    without weights)."""
+    w = np.asarray(w, dtype=float)
+    s2 = float(np.sum(w**2))
+    return float(w.sum() ** 2 / s2) if s2 > 0 else None
 
-    For each elapsed month :math:`u` of a spell (``min_month`` to
-    ``max_month``), the *risk set* holds every spell that is still on benefit
-    at :math:`u` and has not started the treatment before :math:`u`. Within
-    it, spells starting at :math:`u` are treated (``treated = 1``); all
-    others are controls (``treated = 0``), including those who start later:
-    the comparison is *starting now* against *not starting now* (waiting,
-    possibly starting later). The risk sets are stacked, with :math:`u` in
-    the column ``month``; pass it as ``strata`` to
-    :func:`selection_on_observables`, which then estimates
 
-    .. math::
+def _max_smd(x: np.ndarray, d: np.ndarray, w: np.ndarray, used: np.ndarray) -> float | None:
+    """The largest absolute standardised mean difference between the treated
+    and the weighted controls among the ``used`` rows (pooled standard
+    deviation of the unweighted groups); None when no covariate varies."""
+    trt, ctrl = used & (d == 1), used & (d == 0)
+    if trt.sum() < 2 or ctrl.sum() < 2 or x.shape[1] == 0 or w[ctrl].sum() <= 0:
+        return None
+    sd = np.sqrt((x[trt].var(axis=0, ddof=1) + x[ctrl].var(axis=0, ddof=1)) / 2)
+    mw = (w[ctrl, None] * x[ctrl]).sum(axis=0) / w[ctrl].sum()
+    smd = np.abs(x[trt].mean(axis=0) - mw)[sd > 0] / sd[sd > 0]
+    return float(smd.max()) if len(smd) else None
 
-        \tau = \sum_u P(U = u \mid D_u = 1)\;
-               E\big[Y_u(1) - Y_u(0) \mid D_u = 1, U = u\big],
 
-    the effect of starting at :math:`u` rather than waiting beyond
-    :math:`u`, averaged over the starters' elapsed months. The outcome of
-    each stacked row must be measured from :math:`u` on (for example
-    employment 12 months after :math:`u`), for treated and controls alike,
-    and covariates at or before :math:`u`; the caller merges them in. A
-    spell appears in several risk sets, so cluster the standard errors on
-    the person (or spell) identifier.
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        One row per spell.
-    start : str
-        Elapsed month (since inflow) in which the treatment starts; missing
-        when it does not start during follow-up.
-    exit : str
-        First elapsed month in which the spell is no longer on benefit;
-        missing when still on benefit at the end of follow-up. Set it to the
-        end of follow-up for spells that are censored earlier, so they leave
-        the risk sets when they are no longer observed.
-    max_month, min_month : int
-        Elapsed months for which risk sets are built (inclusive).
-    month, treated : str
-        Names of the added columns.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The rows of ``data`` repeated for each risk set they belong to, with
-        ``month`` (:math:`u`) and ``treated`` (0/1) added, sorted by
-        :math:`u`; a fresh index.
-
-    Raises
-    ------
-    ValueError
-        A missing or non-numeric ``start``/``exit`` column, or an added
-        column name that already exists.
-    """
-    data = require_frame(data)
-    require_columns(data, [start], role="start")
-    require_columns(data, [exit], role="exit")
-    for name, role in ((month, "month"), (treated, "treated")):
-        if name in data.columns:
-            raise EffectInputError(f"{role} column {name!r} already exists in data; rename it")
-    for col in (start, exit):
-        if not pd.api.types.is_numeric_dtype(data[col]):
-            raise EffectInputError(f"column {col!r} must hold elapsed months (numeric)")
-    if max_month < min_month:
-        raise EffectInputError(f"max_month ({max_month}) is below min_month ({min_month})")
-    s = data[start].to_numpy(dtype=float)
-    e = data[exit].to_numpy(dtype=float)
-    blocks = []
-    for u in range(int(min_month), int(max_month) + 1):
-        at_risk = (np.isnan(e) | (e > u)) & (np.isnan(s) | (s >= u))
-        block = data.loc[at_risk].copy()
-        block[month] = u
-        block[treated] = (s[at_risk] == u).astype(int)
-        blocks.append(block)
-    if not blocks:
-        return data.iloc[0:0].assign(**{month: 0, treated: 0})
-    return pd.concat(blocks, ignore_index=True)
+def _stratified(run: Any, s: np.ndarray, d: np.ndarray, name: str) -> tuple:
+    """The estimator within each stratum, averaged with the treated's shares:
+    the estimate, influence values, control weights (summing to the treated
+    of each stratum), rows used, rows of the strata, the table of strata and
+    the number of strata without treated."""
+    rows, fits, n_dropped = [], {}, 0
+    for value in pd.unique(s):
+        mask = s == value
+        n1s, n0s = int(d[mask].sum()), int((d[mask] == 0).sum())
+        if n1s == 0:
+            n_dropped += 1
+            continue
+        if n0s == 0:
+            raise EffectInputError(
+                f"stratum {name}={value!r} has {n1s} treated and no controls: the ATT is "
+                "not identified there; coarsen the strata or drop them"
+            )
+        try:
+            fit = fits[value] = run(mask)
+        except EffectInputError as exc:
+            raise EffectInputError(f"stratum {name}={value!r}: {exc}") from exc
+        used = fit["used"]
+        rows.append(
+            {
+                "stratum": value,
+                "n_treated": int((used & (d[mask] == 1)).sum()),
+                "n_control": int((used & (d[mask] == 0)).sum()),
+                "n_trimmed": fit.get("n_trimmed", 0),
+                "n_trimmed_treated": fit.get("n_trimmed_treated", 0),
+                "ess_control": fit["ess_control"],
+                "max_abs_smd_weighted": fit["max_abs_smd_weighted"],
+            }
+        )
+    if not fits:
+        raise EffectInputError(f"no stratum of {name!r} holds treated units")
+    table = pd.DataFrame(rows).set_index("stratum").sort_index()
+    table["weight"] = table["n_treated"] / table["n_treated"].sum()
+    table["estimate"] = [fits[v]["tau"] for v in table.index]
+    tau = float((table["weight"] * table["estimate"]).sum())
+    n1 = table["n_treated"].sum()
+    phi, weights = np.zeros(len(d)), np.zeros(len(d))
+    used, keep = np.zeros(len(d), dtype=bool), np.zeros(len(d), dtype=bool)
+    for value, fit in fits.items():
+        mask = s == value
+        phi[mask] = (
+            table.loc[value, "weight"] * fit["phi"]
+            + (fit["used"] & (d[mask] == 1)) * (fit["tau"] - tau) / n1
+        )
+        weights[mask] = fit["weights"]
+        used[mask] = fit["used"]
+        keep |= mask
+    table["std_error"] = [math.sqrt(if_variance(fits[v]["phi"], None)) for v in table.index]
+    return tau, phi, weights, used, keep, table, n_dropped

@@ -147,8 +147,7 @@ def _wild_pretrend(
     beta = a @ (xw.T @ yt)
     if not np.allclose(beta, params, rtol=1e-5, atol=1e-7 * max(1.0, np.abs(params).max())):
         return math.nan
-    return wild_cluster_pvalue(yt, xt, restriction, clusters, weights=weights, reps=reps,
-                               seed=seed)
+    return wild_cluster_pvalue(yt, xt, restriction, clusters, weights=weights, reps=reps, seed=seed)
 
 
 def _permutation_cells(
@@ -181,10 +180,20 @@ def _permutation_cells(
     binned = np.clip(np.nan_to_num(rel, nan=-1.0), None, lags).astype(int)
     removed = np.array([path.get(int(k), 0.0) for k in binned]) * exposed
     y = sample[outcome].to_numpy(dtype=float)
-    frame = pd.DataFrame({"g": ent, "t": t, "c": clus, "y": y, "d": exposed.astype(float),
-                          "adj": y - removed, "w": 1.0})
+    frame = pd.DataFrame(
+        {
+            "g": ent,
+            "t": t,
+            "c": clus,
+            "y": y,
+            "d": exposed.astype(float),
+            "adj": y - removed,
+            "w": 1.0,
+        }
+    )
     cells = frame.groupby(["g", "t"], sort=True).agg(
-        y=("y", "mean"), d=("d", "mean"), adj=("adj", "mean"), c=("c", "first"), w=("w", "sum"))
+        y=("y", "mean"), d=("d", "mean"), adj=("adj", "mean"), c=("c", "first"), w=("w", "sum")
+    )
     start = pd.Series(e).groupby(ent).first().sort_index().to_numpy(dtype=float)
     return Cells(
         entity=cells.index.get_level_values("g").to_numpy(),
@@ -433,10 +442,25 @@ def event_study(
             f"treatment_start column {treatment_start!r} varies within entity {entity!r} "
             f"(e.g. {bad[bad > 1].index[0]!r}); adoption must be one period per entity"
         )
-    spec = Spec(leads=int(leads), lags=int(lags), reference=int(reference), bin=bin,
-                control_cohort=control_cohort, post_weights=post_weights, baseline=baseline)
-    asg = _sa.assign(t, e, leads=spec.leads, lags=spec.lags, reference=spec.reference, bin=bin,
-                     control_cohort=control_cohort, name=treatment_start)
+    spec = Spec(
+        leads=int(leads),
+        lags=int(lags),
+        reference=int(reference),
+        bin=bin,
+        control_cohort=control_cohort,
+        post_weights=post_weights,
+        baseline=baseline,
+    )
+    asg = _sa.assign(
+        t,
+        e,
+        leads=spec.leads,
+        lags=spec.lags,
+        reference=spec.reference,
+        bin=bin,
+        control_cohort=control_cohort,
+        name=treatment_start,
+    )
     keep = asg.keep
     full_sample, t_all, e_all = sample, t, e
     sample = sample.loc[keep]
@@ -479,12 +503,21 @@ def event_study(
         wts = means["w"].to_numpy()
 
     # one indicator per (cohort, event time), reference left out
-    fitted = dataclasses.replace(asg, keep=np.ones(len(yv), bool), cohort=e, treated=treated,
-                                 binned=lb, exact=exact)
+    fitted = dataclasses.replace(
+        asg, keep=np.ones(len(yv), bool), cohort=e, treated=treated, binned=lb, exact=exact
+    )
     inter = _sa.interactions(fitted, spec.reference)
     names = inter.names
-    agg = _sa.aggregate(fitted, inter, wts, leads=spec.leads, lags=spec.lags,
-                        reference=spec.reference, post_weights=post_weights, baseline=baseline)
+    agg = _sa.aggregate(
+        fitted,
+        inter,
+        wts,
+        leads=spec.leads,
+        lags=spec.lags,
+        reference=spec.reference,
+        post_weights=post_weights,
+        baseline=baseline,
+    )
     exog = pd.DataFrame(inter.matrix(), columns=names)
     if xc is not None:
         clash = set(xc.columns) & set(names)
@@ -568,8 +601,16 @@ def event_study(
     randomization = None
     if permutations:
         path = {l_: float(beta[i]) for i, l_ in enumerate(shown) if l_ >= 0}
-        cells = _permutation_cells(full_sample, t_all, e_all, outcome=outcome, entity=entity,
-                                   cluster=cluster_col, path=path, lags=spec.lags)
+        cells = _permutation_cells(
+            full_sample,
+            t_all,
+            e_all,
+            outcome=outcome,
+            entity=entity,
+            cluster=cluster_col,
+            path=path,
+            lags=spec.lags,
+        )
         randomization = randomization_test(cells, spec, reps=int(permutations), seed=seed)
         if not math.isclose(randomization.theta_y[0], theta, rel_tol=1e-6, abs_tol=1e-9):
             raise EffectInputError(  # pragma: no cover - a guard on the cell-level refit
@@ -644,16 +685,18 @@ def event_study(
         ri = randomization.to_dict()
         pretrend["pvalue_randomization"] = ri["pretrend_pvalue"]
         z = float(stats.norm.ppf(0.975))
-        diagnostics.update({
-            "pretrend_pvalue_randomization": ri["pretrend_pvalue"],
-            "pvalue_randomization": ri["pvalue"],
-            "ci_randomization": [ri["ci_low"], ri["ci_high"]],
-            "ci_clustered": [theta - z * se_theta, theta + z * se_theta],
-            "randomization_assignments": ri["assignments"],
-            "randomization_possible": ri["possible_assignments"],
-            "randomization_exact": ri["exact"],
-            "randomization_skipped": ri["skipped"],
-        })
+        diagnostics.update(
+            {
+                "pretrend_pvalue_randomization": ri["pretrend_pvalue"],
+                "pvalue_randomization": ri["pvalue"],
+                "ci_randomization": [ri["ci_low"], ri["ci_high"]],
+                "ci_clustered": [theta - z * se_theta, theta + z * se_theta],
+                "randomization_assignments": ri["assignments"],
+                "randomization_possible": ri["possible_assignments"],
+                "randomization_exact": ri["exact"],
+                "randomization_skipped": ri["skipped"],
+            }
+        )
     weighting = (
         "averaged over treated observations"
         if post_weights == "observations"
@@ -664,8 +707,11 @@ def event_study(
         f"{' (the last binning all later periods)' if bin == 'endpoints' else ''}, "
         f"{weighting}, cohorts averaged at each event time by their share of its "
         "observations, relative to "
-        + (f"event time {reference}" if baseline == "reference"
-           else f"the mean of the cohort's pre-period event times -{leads} to -1")
+        + (
+            f"event time {reference}"
+            if baseline == "reference"
+            else f"the mean of the cohort's pre-period event times -{leads} to -1"
+        )
         + " (Sun and Abraham interaction-weighted estimator); assumes "
         "parallel trends with the control cohort and no anticipation"
     )
