@@ -73,3 +73,15 @@ def test_make_ending_before_the_stage_is_reported_not_hidden():
     out = killcheck.kill_when(proc, re.compile(r"never-there"), delay=0.1, timeout=10)
     assert out == {"reached": False, "killed": False,
                    "note": "make ended (status 0) before the kill"}
+
+
+def test_book_pages_are_compared_without_their_rendered_run_times(tmp_path):
+    page = ("<p>Executed by the runner, in {t} s.</p><table><tr><th>step</th>"
+            "<th>run time (s)</th><th>rows</th></tr><tr><td>03_panel</td><td>{t}</td>"
+            "<td>{rows}</td></tr></table>")
+    a, b, c = tmp_path / "a.html", tmp_path / "b.html", tmp_path / "c.html"
+    a.write_text(page.format(t="3.3", rows="1500"))
+    b.write_text(page.format(t="12.9", rows="1500"))
+    c.write_text(page.format(t="3.3", rows="1501"))
+    assert killcheck.file_digest(a) == killcheck.file_digest(b)
+    assert killcheck.file_digest(a) != killcheck.file_digest(c)  # a data cell still counts

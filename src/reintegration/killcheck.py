@@ -21,7 +21,9 @@ build can tell). Right after the kill it checks:
 then runs ``make all`` to the end and compares every digest with the
 uninterrupted run. Executed notebooks are compared after removing the one
 run-time field (the run time in the provenance cell); JSON records after
-removing keys that hold run times.
+removing keys that hold run times; book pages after removing the rendered run
+times (the provenance line and the run-time column); Sphinx's search index,
+which lists the pages' words and numbers, is not compared (the pages are).
 
 Points: ``data`` (the generator writing a city's files), ``step`` (a
 notebook executing), ``book`` (Jupyter Book building the next version),
@@ -53,6 +55,11 @@ RUNTIME_KEY = re.compile(r"(seconds|duration|elapsed|run_time|runtime|start_time
                          r"started|finished|timestamp)", re.IGNORECASE)
 #: text of a run time in a rendered provenance cell or log line
 RUNTIME_TEXT = re.compile(r"\b\d+(\.\d+)?\s*(s|seconds)\b")
+#: table columns of the book that hold run times (the provenance table)
+RUNTIME_COLUMNS = ("run time (s)",)
+#: files not compared: Sphinx's search index lists the words and numbers of the
+#: pages (run times included); the pages themselves are compared
+NOT_COMPARED = ("searchindex.js",)
 
 
 @dataclass(frozen=True)
@@ -169,15 +176,34 @@ def _strip(obj: Any) -> Any:
     return obj
 
 
+def normalised_html(text: str) -> str:
+    """A book page without its run times: the "in 3.3 s." of a step's
+    provenance line and the cells of run-time columns."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(text, "html.parser")
+    for table in soup.find_all("table"):
+        heads = [th.get_text(" ", strip=True) for th in table.find_all("th")]
+        cols = [i for i, h in enumerate(heads) if h in RUNTIME_COLUMNS]
+        for row in table.find_all("tr"):
+            cells = row.find_all("td")
+            for i in cols:
+                if i < len(cells):
+                    cells[i].string = "<run time>"
+    return RUNTIME_TEXT.sub("<run time>", str(soup))
+
+
 def file_digest(path: Path) -> str:
     """SHA-256 of a file; of its content without run-time fields for JSON
-    records and executed notebooks."""
+    records, executed notebooks and book pages."""
     data = path.read_bytes()
     if path.suffix in (".json", ".ipynb"):
         try:
             data = json.dumps(_strip(json.loads(data)), sort_keys=True).encode()
         except ValueError:
             pass
+    elif path.suffix == ".html":
+        data = normalised_html(data.decode("utf-8", errors="replace")).encode()
     return hashlib.sha256(data).hexdigest()
 
 
@@ -192,7 +218,8 @@ def snapshot(tree: Path, size: str) -> dict[str, str]:
     out = {}
     for root in roots:
         for f in sorted(root.rglob("*")):
-            if f.is_file() and ".doctrees" not in f.parts and f.name != ".buildinfo":
+            if (f.is_file() and ".doctrees" not in f.parts and f.name != ".buildinfo"
+                    and f.name not in NOT_COMPARED):
                 key = (f"book-html/{f.relative_to(html.resolve())}" if root == html.resolve()
                        else str(f.relative_to(tree)))
                 out[key] = file_digest(f)
@@ -296,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     result = run(args.work.resolve(), size=args.size, city=args.city,
                  points=tuple(args.points))
-    out = Paths.for_size(args.size, repo_root()).build_root / "killcheck.json"
+    out = Paths.for_size(args.size, repo_root()).build_dir / "killcheck.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     print(f"{'passed' if result['passed'] else 'FAILED'}; wrote {out}")
