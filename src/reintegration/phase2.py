@@ -401,14 +401,15 @@ def validation_frame(records: Sequence[dict[str, Any]], po: pd.DataFrame,
 
 
 def coverage_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per design and outcome (whole samples with a known truth): the number
-    of estimates, how many 95% intervals cover the truth, the mean bias and
-    the mean standard error."""
+    """Per design, estimand (target) and outcome (whole samples with a known
+    truth): the number of estimates, how many 95% intervals cover the truth,
+    the mean bias and the mean standard error."""
     f = frame[(frame["subgroup"] == ALL) & frame["truth"].notna()]
     if f.empty:
         return pd.DataFrame(columns=["estimates", "covered", "coverage", "mean bias",
                                      "mean std. error"])
-    g = f.groupby(["design", "outcome"])
+    f = f.assign(target=f["target"].fillna("headline"))
+    g = f.groupby(["design", "target", "outcome"])
     return pd.DataFrame({
         "estimates": g.size(),
         "covered": g["covered"].sum().astype(int),

@@ -320,3 +320,42 @@ def words(table: pd.DataFrame, label) -> pd.DataFrame:
                 if math.isfinite(b.estimate_low) else "not possible")
         out.append(row)
     return pd.DataFrame(out)
+
+
+def at_truth(inputs, po: pd.DataFrame, substudies, settings, truth) -> pd.DataFrame:
+    """Validation on synthetic data: for every selection-on-observables
+    sub-study, the partial R^2 of the generator's unobserved employability
+    factor (the confounder the design cannot see), the bounds a confounder of
+    exactly that strength allows, and whether they contain the true effect
+    (``truth``: a function (instrument, outcome) -> the true value of the
+    estimand)."""
+    from . import designs
+    from .designs.base import Inputs
+
+    keys = ["RINPERSOONS", "RINPERSOON"]
+    eta = inputs.persons[keys].astype(str).merge(
+        po[[*keys, "eta"]].astype({k: str for k in keys}), on=keys, how="left",
+        validate="1:1")["eta"].to_numpy()
+    with_eta = Inputs(persons=inputs.persons.assign(eta=eta), city=inputs.city,
+                      effects=inputs.effects, person_months=inputs.person_months)
+    cfg = settings["sensitivity"]
+    covariates = list(settings["covariates"])
+    rows = []
+    for sub in substudies:
+        design = designs.get(sub["design"])
+        if not design.observational or sub["decision"] not in ("go", "conditional"):
+            continue
+        data = design.prepare(with_eta, sub["instrument"])
+        for outcome in cfg["outcomes"]:
+            sens = analyse(data, outcome, covariates, benchmarks=[])
+            r2dz, r2yz = at_confounder(data, outcome, covariates, "eta")
+            low, high = sens.interval_at(r2dz, r2yz)
+            true = truth(sub["instrument"], outcome)
+            rows.append({"sub-study": sub["id"], "outcome": outcome,
+                         "estimate": sens.estimate, "r2_treatment": r2dz, "r2_outcome": r2yz,
+                         "bound_low": low, "bound_high": high, "truth": true,
+                         "contains_truth": bool(low <= true <= high)
+                         if math.isfinite(true) else None})
+    return pd.DataFrame(rows, columns=["sub-study", "outcome", "estimate", "r2_treatment",
+                                       "r2_outcome", "bound_low", "bound_high", "truth",
+                                       "contains_truth"])

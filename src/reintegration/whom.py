@@ -8,7 +8,8 @@ then. Every quantity rests on doubly robust scores for the effect on the
 treated, with cross-fitted nuisance models (folds of persons, so a person's
 rows never train the models that score them): the propensity :math:`e(X, u)`
 of starting at :math:`u`, and the outcome models :math:`\mu_0` (not starting)
-and :math:`\mu_1` (starting), scikit-learn's gradient boosting by default.
+and :math:`\mu_1` (starting): a logit and least squares by default, or
+scikit-learn's gradient boosting (:func:`reintegration.effects.learners`).
 The score's numerator for a row is
 
 .. math:: \psi_i = D_i (Y_i - \mu_0(X_i)) - (1 - D_i)\,\frac{e(X_i)}{1 - e(X_i)}\,
@@ -54,6 +55,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from threadpoolctl import threadpool_limits
+
+from .effects.learners import learners
 
 TREATED, MONTH, PID = "treated", "elapsed_month", "_pid"
 #: bounds on the cross-fitted propensity (the scores divide by 1 - e)
@@ -103,22 +106,6 @@ def group_frame(frame: pd.DataFrame, names: Sequence[str] | None = None) -> pd.D
 # ---------------------------------------------------------------------------
 
 
-def _learners(kind: str, seed: int):
-    if kind == "boosting":
-        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-
-        clf = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.08, max_leaf_nodes=15,
-                                             min_samples_leaf=40, random_state=seed)
-        reg = HistGradientBoostingRegressor(max_iter=150, learning_rate=0.08, max_leaf_nodes=15,
-                                            min_samples_leaf=40, random_state=seed)
-        return clf, reg
-    if kind == "linear":
-        from sklearn.linear_model import LinearRegression, LogisticRegression
-
-        return LogisticRegression(C=1e4, max_iter=2000), LinearRegression()
-    raise ValueError(f"unknown learner {kind!r}: choose boosting or linear")
-
-
 def _features(data: pd.DataFrame, covariates: Sequence[str], kind: str) -> np.ndarray:
     cols = [c for c in covariates if c in data]
     X = data[cols].to_numpy(dtype=float)
@@ -155,8 +142,9 @@ def cross_fit(data: pd.DataFrame, outcome: str, covariates: Sequence[str], *,
 def _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0, mu1) -> None:
     for k in range(folds):
         train, test = fold != k, fold == k
-        clf, reg0 = _learners(learner, seed + k)
-        _, reg1 = _learners(learner, seed + 100 + k)
+        first = learners(learner, seed=seed + k)
+        clf, reg0 = first["propensity_learner"], first["outcome_learner"]
+        reg1 = learners(learner, seed=seed + 100 + k)["outcome_learner"]
         clf.fit(X[train], d[train])
         e[test] = clf.predict_proba(X[test])[:, 1]
         c, t = train & (d == 0), train & (d == 1)
@@ -560,3 +548,58 @@ def _p(value: Any) -> str:
     if value is None or not math.isfinite(float(value)):
         return "–"
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+# ---------------------------------------------------------------------------
+# validation (synthetic data only): each group effect against its truth
+# ---------------------------------------------------------------------------
+
+
+def truth_table(analyses: Sequence[dict[str, Any]], persons: pd.DataFrame, po: pd.DataFrame,
+                groups: Sequence[str]) -> pd.DataFrame:
+    """Each group effect of ``heterogeneity.json`` (``analyses``) beside the
+    true effect on the starters in the group: the mean over the group's
+    starters of employment with the instrument started when it started minus
+    employment had that start been blocked (the generator's not-now path).
+    Groups are those of the panel's persons, the ones the estimate used."""
+    keys = ["RINPERSOONS", "RINPERSOON"]
+    joined = persons[keys].astype(str).merge(po.astype({k: str for k in keys}), on=keys,
+                                             how="left", validate="1:1")
+    grp = group_frame(persons, list(groups))
+    rows = []
+    for a in analyses:
+        h = a["outcome"].rsplit("_", 1)[-1]
+        notnow = f"employed_notnow_{h}"
+        if not a["outcome"].startswith("employed_") or notnow not in joined:
+            continue
+        starters = (persons["instrument"] == a["instrument"]).to_numpy()
+        effect = joined[f"employed_{a['instrument']}_{h}"] - joined[notnow]
+        for g in a["groups"]:
+            if g["estimate"] is None:
+                continue
+            inside = starters & (grp[g["group"]] == g["level"]).fillna(False).to_numpy()
+            truth = float(effect[inside].mean()) if inside.any() else math.nan
+            est, se = float(g["estimate"]), float(g["std_error"])
+            rows.append({"instrument": a["instrument"], "outcome": a["outcome"],
+                         "group": g["group"], "level": g["level"],
+                         "n_treated": int(g["n_treated"]), "estimate": est, "std_error": se,
+                         "truth": truth, "bias": est - truth,
+                         "covered": bool(abs(est - truth) <= 1.96 * se)})
+    return pd.DataFrame(rows, columns=["instrument", "outcome", "group", "level", "n_treated",
+                                       "estimate", "std_error", "truth", "bias", "covered"])
+
+
+def coverage_by_size(table: pd.DataFrame, threshold: int = 200) -> pd.DataFrame:
+    """Coverage of the group intervals per instrument, for groups with at
+    least ``threshold`` starters and for all groups (no counts of persons:
+    numbers of group effects)."""
+    out = []
+    for inst, g in table.groupby("instrument", sort=True):
+        big = g[g["n_treated"] >= threshold]
+        out.append({"instrument": inst, "group effects": len(g),
+                    "covered": round(float(g["covered"].mean()), 3) if len(g) else None,
+                    f"with {threshold}+ starters": len(big),
+                    f"covered ({threshold}+)": round(float(big["covered"].mean()), 3)
+                    if len(big) else None,
+                    "mean bias": round(float(g["bias"].mean()), 4) if len(g) else None})
+    return pd.DataFrame(out).set_index("instrument") if out else pd.DataFrame()
