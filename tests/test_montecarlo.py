@@ -121,3 +121,22 @@ def test_dask_cluster_and_joblib_give_the_same_rows():
     pd.testing.assert_frame_equal(local, remote)
     assert cost["tasks"] == rcost["tasks"] == 2 and rcost["where"].startswith("dask")
     assert math.isfinite(cost["seconds"])
+
+
+def test_decomposition_adds_mismatch_and_confounding_up_to_the_old_error():
+    base = {"design": "selection_on_observables", "outcome": "employed_24",
+            "status": "estimated", "instrument": "training"}
+    rows = pd.DataFrame([
+        {**base, "mode": "planted", "replication": 1, "target": "now_vs_later",
+         "estimate": 0.02, "truth": 0.05},
+        {**base, "mode": "planted", "replication": 1, "target": "vs_never",
+         "estimate": 0.03, "truth": 0.07},
+        {**base, "mode": "oracle", "replication": 1, "target": "now_vs_later",
+         "estimate": 0.052, "truth": 0.05},
+    ])
+    d = mc.decomposition(rows).iloc[0]
+    assert d["error_vs_never"] == pytest.approx(0.02 - 0.07)
+    assert d["estimand_mismatch"] == pytest.approx(0.05 - 0.07)
+    assert d["confounding"] == pytest.approx(0.02 - 0.05)
+    assert d["estimand_mismatch"] + d["confounding"] == pytest.approx(d["error_vs_never"])
+    assert d["oracle_error"] == pytest.approx(0.002)
