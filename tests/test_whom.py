@@ -120,3 +120,27 @@ def test_group_frame_has_every_pre_registered_grouping():
                                "labour_market_distance", "health_chronic", "household",
                                "language_level"]
     assert g["health_chronic"].tolist() == ["yes", "no", "no"]
+
+
+def test_truth_table_holds_each_group_effect_against_its_starters_truth():
+    keys = {"RINPERSOONS": ["R"] * 4, "RINPERSOON": ["1", "2", "3", "4"]}
+    persons = pd.DataFrame({**keys, "instrument": ["training", "training", "none", "training"],
+                            "age": [25, 60, 30, 30], "sex": "female", "education": "low",
+                            "prior_employment_months": 0, "migration": "nl"})
+    po = pd.DataFrame({**keys, "employed_training_24": [1, 1, 0, 0],
+                       "employed_notnow_24": [0, 1, 0, 1]})
+    analyses = [{"instrument": "training", "outcome": "employed_24", "groups": [
+        {"group": "age_band", "level": "under 27", "estimate": 0.8, "std_error": 0.1,
+         "n_treated": 40},
+        {"group": "age_band", "level": "27-49", "estimate": -0.5, "std_error": 0.1,
+         "n_treated": 40},
+        {"group": "age_band", "level": "50 and over", "estimate": None, "std_error": None,
+         "n_treated": 5}]}]
+    t = whom.truth_table(analyses, persons, po, ["age_band"]).set_index("level")
+    # under 27: person 1 (1 - 0); 27-49: person 4 (0 - 1); person 3 did not start
+    assert t.loc["under 27", "truth"] == 1.0 and t.loc["27-49", "truth"] == -1.0
+    assert bool(t.loc["under 27", "covered"]) is False  # 0.8 vs 1.0 with se 0.1: |0.2| > 0.196
+    assert bool(t.loc["27-49", "covered"]) is False
+    assert "50 and over" not in t.index  # no estimate, no row
+    cov = whom.coverage_by_size(t.reset_index(), threshold=30)
+    assert cov.loc["training", "group effects"] == 2
