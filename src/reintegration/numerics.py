@@ -285,3 +285,158 @@ def wild_cluster_pvalue(y: np.ndarray, x: np.ndarray, restriction: np.ndarray,
         stats_b = np.einsum("bq,bq->b", rb, (np.linalg.pinv(vr) @ rb[:, :, None])[:, :, 0])
         exceed += int((stats_b >= stat * (1 - 1e-12)).sum())
     return (1 + exceed) / (reps + 1)
+
+
+# ---------------------------------------------------------------------------
+# two-stage least squares and the Anderson-Rubin set
+# ---------------------------------------------------------------------------
+
+
+def partial_out(w: np.ndarray | None, *arrays: np.ndarray) -> list[np.ndarray]:
+    """Each array (a vector or the columns of a matrix) net of its least
+    squares projection on the columns of ``w`` (Frisch-Waugh-Lovell); the
+    arrays unchanged when ``w`` is None or has no columns."""
+    if w is None or w.ndim < 2 or w.shape[1] == 0:
+        return [np.asarray(a, dtype=float) for a in arrays]
+    out = []
+    for a in arrays:
+        a = np.asarray(a, dtype=float)
+        out.append(a - w @ np.linalg.lstsq(w, a, rcond=None)[0])
+    return out
+
+
+@dataclass
+class TwoSLS:
+    """One 2SLS fit on data whose included regressors are partialled out:
+    coefficients of the endogenous regressors, their robust (HC0) and
+    clustered sandwich covariances from the same residuals, and the first
+    stage (instruments x endogenous) and reduced form (per instrument)."""
+
+    params: np.ndarray
+    cov_robust: np.ndarray
+    cov_clustered: np.ndarray | None
+    first_stage: np.ndarray
+    reduced_form: np.ndarray
+    resid: np.ndarray
+    nobs: int
+
+
+def tsls(y: np.ndarray, x: np.ndarray, z: np.ndarray, *, w: np.ndarray | None = None,
+         clusters: np.ndarray | None = None) -> TwoSLS:
+    r"""Two-stage least squares of ``y`` on the endogenous columns ``x``
+    instrumented by ``z`` (as many columns or more), with the columns of
+    ``w`` (controls; absorbed cells are demeaned by the caller) partialled
+    out first. :math:`\hat\beta = (X'P_Z X)^{-1} X'P_Z y` and the sandwich
+    :math:`(\hat X'\hat X)^{-1} M (\hat X'\hat X)^{-1}` with
+    :math:`\hat X = P_Z X` and scores :math:`\hat x_i \hat e_i`,
+    :math:`\hat e = y - X\hat\beta`; both covariances come from this one fit.
+    Without ``debiased`` scaling they equal linearmodels' ``IV2SLS`` robust
+    and clustered covariances (``tests/test_numerics.py``)."""
+    y = np.asarray(y, dtype=float).ravel()
+    x = np.asarray(x, dtype=float).reshape(len(y), -1)
+    z = np.asarray(z, dtype=float).reshape(len(y), -1)
+    if z.shape[1] < x.shape[1]:
+        raise ValueError(f"{z.shape[1]} instruments for {x.shape[1]} endogenous regressors")
+    y, x, z = partial_out(w, y, x, z)
+    pi = np.linalg.lstsq(z, x, rcond=None)[0]           # q x m first stage
+    xhat = z @ pi
+    params = np.linalg.solve(xhat.T @ x, xhat.T @ y)
+    resid = y - x @ params
+    rf = np.linalg.lstsq(z, y, rcond=None)[0]
+    cov_r = sandwich_cov(xhat, resid, None)
+    cov_c = sandwich_cov(xhat, resid, clusters) if clusters is not None else None
+    return TwoSLS(params, cov_r, cov_c, pi, rf, resid, len(y))
+
+
+@dataclass
+class ARSet:
+    """The Anderson-Rubin confidence set of one coefficient: a list of
+    intervals (ends may be infinite). ``kind`` is ``interval`` (bounded),
+    ``two_rays`` (the line without an interval: unbounded, a union of two
+    half-lines) or ``whole_line`` (the data rule out no value)."""
+
+    intervals: list[tuple[float, float]]
+    kind: str
+    level: float
+
+    @property
+    def bounded(self) -> bool:
+        return self.kind == "interval"
+
+    def contains(self, b: float) -> bool:
+        return any(lo <= b <= hi for lo, hi in self.intervals)
+
+
+def anderson_rubin_stat(b: float | np.ndarray, y: np.ndarray, d: np.ndarray, z: np.ndarray,
+                        *, w: np.ndarray | None = None,
+                        clusters: np.ndarray | None = None) -> np.ndarray:
+    r"""The Anderson-Rubin statistic of :math:`H_0: \beta = b` in
+    :math:`y = \beta d + w'\gamma + e` with instruments ``z``: the robust or
+    clustered Wald statistic of all coefficients of ``z`` in the regression
+    of :math:`y - b\,d` on ``z`` and ``w`` (Anderson and Rubin 1949), a
+    :math:`\chi^2_q` under the null whatever the strength of the instruments.
+    Vectorised over ``b`` (brute force; :func:`anderson_rubin_set` solves it
+    in closed form for one instrument)."""
+    y, d, z = partial_out(w, np.asarray(y, float).ravel(), np.asarray(d, float).ravel(),
+                          np.asarray(z, float).reshape(len(y), -1))
+    out = []
+    for bb in np.atleast_1d(np.asarray(b, dtype=float)):
+        u = y - bb * d
+        g = np.linalg.lstsq(z, u, rcond=None)[0]
+        v = sandwich_cov(z, u - z @ g, clusters)
+        out.append(float(g @ np.linalg.solve(v, g)))
+    return np.array(out)
+
+
+def anderson_rubin_set(y: np.ndarray, d: np.ndarray, z: np.ndarray, *,
+                       w: np.ndarray | None = None, clusters: np.ndarray | None = None,
+                       level: float = 0.95) -> ARSet:
+    r"""The Anderson-Rubin confidence set for the coefficient of one
+    endogenous regressor ``d`` with one instrument ``z``: the values
+    :math:`b` the AR test (:func:`anderson_rubin_stat`) does not reject at
+    ``1 - level``. With :math:`\hat\rho, \hat\pi` the reduced-form and
+    first-stage coefficients of ``z`` and :math:`V_{\rho\rho}, V_{\rho\pi},
+    V_{\pi\pi}` their robust or clustered (co)variances (from the same
+    sandwich), :math:`AR(b) = (\hat\rho - b\hat\pi)^2 / (V_{\rho\rho} -
+    2bV_{\rho\pi} + b^2V_{\pi\pi})`, so the set solves the quadratic
+    :math:`(\hat\pi^2 - cV_{\pi\pi})b^2 - 2(\hat\rho\hat\pi - cV_{\rho\pi})b +
+    \hat\rho^2 - cV_{\rho\rho} \le 0`, :math:`c = \chi^2_{1,level}`. It is a
+    bounded interval exactly when the first stage is significant at
+    ``1 - level`` (:math:`\hat\pi^2 / V_{\pi\pi} > c`); otherwise it is
+    unbounded: two half-lines or the whole line (Dufour 1997: a valid set
+    must be unbounded with positive probability when the instrument may be
+    weak)."""
+    from scipy import stats
+
+    y, d, z = partial_out(w, np.asarray(y, float).ravel(), np.asarray(d, float).ravel(),
+                          np.asarray(z, float).reshape(len(y), -1))
+    if z.shape[1] != 1:
+        raise ValueError("anderson_rubin_set solves the one-instrument case; use "
+                         "anderson_rubin_stat over a grid for more")
+    zz = z[:, 0]
+    szz = float(zz @ zz)
+    rho, pi = float(zz @ y) / szz, float(zz @ d) / szz
+    e = np.column_stack([y - rho * zz, d - pi * zz])
+    scores = zz[:, None] * e                          # n x 2: reduced form, first stage
+    if clusters is None:
+        meat = scores.T @ scores
+    else:
+        sums = pd.DataFrame(scores).groupby(clusters, sort=False).sum().to_numpy()
+        meat = sums.T @ sums
+    v = meat / szz ** 2
+    c = float(stats.chi2.ppf(level, 1))
+    a = pi * pi - c * v[1, 1]
+    bq = -2.0 * (rho * pi - c * v[0, 1])
+    cq = rho * rho - c * v[0, 0]
+    disc = bq * bq - 4 * a * cq
+    if a > 0:
+        if disc < 0:  # cannot happen with one instrument (AR = 0 at rho / pi)
+            return ARSet([], "empty", level)
+        r = math.sqrt(disc)
+        lo, hi = sorted(((-bq - r) / (2 * a), (-bq + r) / (2 * a)))
+        return ARSet([(lo, hi)], "interval", level)
+    if a < 0 and disc > 0:
+        r = math.sqrt(disc)
+        lo, hi = sorted(((-bq - r) / (2 * a), (-bq + r) / (2 * a)))
+        return ARSet([(-math.inf, lo), (hi, math.inf)], "two_rays", level)
+    return ARSet([(-math.inf, math.inf)], "whole_line", level)
