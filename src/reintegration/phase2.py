@@ -148,6 +148,10 @@ def result_record(rec: dict[str, Any], result: EffectResult) -> dict[str, Any]:
             "leads", "lags", "reference", "effective_n_control", "max_abs_smd_raw",
             "max_abs_smd_weighted", "n_pscore_clipped", "n_strata", "fallback")
     rec["diagnostics"] = {k: diag[k] for k in keep if k in diag}
+    # case-manager IV: the weak-instrument-robust interval and the monotonicity check
+    keep_iv = ("ci_anderson_rubin", "ar_bounded", "ar_kind", "first_stage_by_group",
+               "monotonicity", "others_dropped")
+    rec["diagnostics"].update({k: diag[k] for k in keep_iv if k in diag})
     if isinstance(result, EventStudyResult):
         rec["diagnostics"]["pretrend_pvalue_used"] = result.pretrend_pvalue
         rec["diagnostics"]["event_time"] = json_safe(

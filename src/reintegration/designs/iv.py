@@ -39,7 +39,17 @@ import pandas as pd
 
 from .. import effects
 from ..effects import EffectResult
-from ..numerics import cluster_ols, demean, first_stage, joint_test, propensity_scores
+from ..numerics import (
+    cluster_ols,
+    demean,
+    first_stage,
+    first_stage_f,
+    group_codes,
+    joint_test,
+    partial_out,
+    propensity_scores,
+)
+from ..panel_contract import NO_INSTRUMENT
 from .base import (
     Check,
     Design,
@@ -57,6 +67,25 @@ from .base import (
 
 #: the reason of a city without case-manager identifiers
 NO_IDENTIFIERS = "no case-manager identifiers"
+#: prefixes of the prepared data's columns of the other alternatives: started it, and
+#: the case manager's leave-out-cell propensity for it
+OTHER_D, OTHER_Z = "_d:", "_z:"
+#: the estimands (Design.targets) and the estimator of each
+#: (:func:`reintegration.effects.multi_instrument_iv`)
+TARGETS = {
+    "versus_none": "the instrument against no instrument: starting each instrument "
+                   "instrumented jointly by the case manager's propensities for all of them "
+                   "(Kirkeboen, Leuven and Mogstad 2016)",
+    "versus_none_controls": "the instrument against no instrument: starting it, "
+                            "instrumented by the case manager's propensity for it with the "
+                            "propensities for the other instruments held fixed",
+    "mixed": "the instrument against the mix of alternatives a case manager's propensity "
+             "moves clients out of (other instruments and none): the just-identified 2SLS",
+}
+METHODS = {"versus_none": "joint", "versus_none_controls": "controls", "mixed": "single"}
+#: the truth key (effects.json, case_manager_iv.instruments.<j>) of each target
+TRUTH_KEYS = {"versus_none": "estimand_joint", "versus_none_controls": "estimand_controls",
+              "mixed": "estimand"}
 #: bands of the number of cohort clients per case manager (caseload table)
 CASELOAD_BANDS = ("1-9", "10-19", "20-29", "30-49", "50-99", "100 or more")
 
@@ -64,9 +93,12 @@ CASELOAD_BANDS = ("1-9", "10-19", "20-29", "30-49", "50-99", "100 or more")
 def null_std_error(sample: pd.DataFrame, outcome: str) -> float:
     """Standard error of the 2SLS estimate under no effect (see the module
     text): the larger of the case-manager-clustered and the robust one."""
-    sample = sample.dropna(subset=[outcome, "_z", "_d"])
+    zcols = [z for _, z in other_pairs(sample)]
+    sample = sample.dropna(subset=[outcome, "_z", "_d", *zcols])
     groups = sample["_cell"].to_numpy()
     y, d, z = (demean(sample[c].to_numpy(dtype=float), groups) for c in (outcome, "_d", "_z"))
+    if zcols:  # the headline holds the other propensities fixed
+        y, d, z = partial_out(demean(sample[zcols].to_numpy(dtype=float), groups), y, d, z)
     denom = float(z @ d)
     if denom == 0:
         return float("nan")
@@ -126,7 +158,20 @@ def iv_data(persons: pd.DataFrame, instrument: str, *,
     df["_cell"] = df[list(cells)].astype(str).agg("|".join, axis=1)
     df["_z"] = case_manager_propensity(df, case_manager="case_manager", treatment="_d",
                                       cells="_cell")
+    started = df["instrument"].dropna().astype(str).unique()
+    for other in sorted(set(started) - {instrument, NO_INSTRUMENT}):
+        df[f"{OTHER_D}{other}"] = (df["instrument"] == other).astype(float)
+        df[f"{OTHER_Z}{other}"] = case_manager_propensity(
+            df, case_manager="case_manager", treatment=f"{OTHER_D}{other}", cells="_cell")
     return df
+
+
+def other_pairs(data: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (treatment, propensity) columns of the other alternatives in the
+    prepared data (:func:`iv_data`)."""
+    return [(c, OTHER_Z + c[len(OTHER_D):]) for c in data.columns
+            if isinstance(c, str) and c.startswith(OTHER_D)
+            and OTHER_Z + c[len(OTHER_D):] in data.columns]
 
 
 def caseload_frame(base: pd.DataFrame) -> pd.DataFrame:
@@ -138,21 +183,134 @@ def caseload_frame(base: pd.DataFrame) -> pd.DataFrame:
                          "clients per case manager": bands.astype(str).to_numpy()})
 
 
-def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> EffectResult:
-    """2SLS with the larger of the robust and the case-manager-clustered
-    standard error (the estimator's advice with few or unequal clusters)."""
-    kw = dict(outcome=outcome, treatment="_d", instrument="_z", absorb="_cell")
-    clustered = effects.instrumental_variable(data, cluster="case_manager", **kw)
-    robust = effects.instrumental_variable(data, **kw)
-    use = clustered if clustered.std_error >= robust.std_error else robust
-    diag = dict(clustered.diagnostics)
+def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
+           target: str = "versus_none") -> EffectResult:
+    """The estimate of ``target`` (:data:`TARGETS`), fitted once
+    (:func:`reintegration.effects.multi_instrument_iv`): the larger of the
+    robust and the case-manager-clustered standard error (the advice with
+    few or unequal clusters) and the Anderson-Rubin set beside the Wald
+    interval; for the headline on a whole sample, the first stage in each
+    pre-registered subgroup (:func:`first_stage_by_group`) and the
+    monotonicity verdict. The headline's Anderson-Rubin set (a projection,
+    :func:`reintegration.numerics.anderson_rubin_projection`) is computed for
+    whole samples only (a subgroup is recognised by a pre-registered
+    subgroup with one group left)."""
+    if target not in TARGETS:
+        raise KeyError(f"case_manager_iv: no estimand {target!r}; known: {', '.join(TARGETS)}")
+    groups = monotonicity_groups(data, settings)
+    whole = not any(groups[c].nunique() < 2 for c in groups)
+    res = effects.multi_instrument_iv(
+        data, outcome=outcome, treatment="_d", instrument="_z", others=other_pairs(data),
+        method=METHODS[target], absorb="_cell", cluster="case_manager",
+        anderson_rubin=whole or METHODS[target] != "joint")
+    diag = dict(res.diagnostics)
     sample = data.dropna(subset=[outcome, "_z", "_d"])
-    diag.update({"std_error_clustered": clustered.std_error,
-                 "std_error_robust": robust.std_error,
-                 "std_error_reported": use.cov_type,
-                 "n_treated": int(sample["_d"].sum()),
+    diag.update({"target": target, "n_treated": int(sample["_d"].sum()),
                  "n_control": int(len(sample) - sample["_d"].sum())})
-    return dataclasses.replace(clustered, std_error=use.std_error, diagnostics=diag)
+    if target == next(iter(TARGETS)) and whole and not groups.empty:
+        table = _cached_first_stages(data, settings, list(groups.columns))
+        if table is not None:
+            diag["first_stage_by_group"] = table.to_dict(orient="records")
+            diag["monotonicity"] = monotonicity_verdict(table)
+    return dataclasses.replace(res, diagnostics=diag)
+
+
+def _cached_first_stages(data: pd.DataFrame, settings: dict[str, Any], names: list[str]
+                         ) -> pd.DataFrame | None:
+    """:func:`first_stage_by_group`, computed once per prepared frame (kept
+    in its ``attrs`` as plain values: the table does not depend on the
+    outcome, and pandas compares attrs)."""
+    key = ["first_stage_by_group", len(data), names]
+    cached = data.attrs.get("_iv_first_stage_by_group")
+    if not (cached and cached[0] == key):
+        table = first_stage_by_group(data, settings)
+        rows = None if table is None else table.to_dict(orient="records")
+        data.attrs["_iv_first_stage_by_group"] = [key, rows]
+    rows = data.attrs["_iv_first_stage_by_group"][1]
+    return None if rows is None else pd.DataFrame(rows)
+
+
+def monotonicity_groups(data: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
+    """The pre-registered subgroup columns of the monotonicity check
+    (``case_manager_iv.monotonicity_subgroups``; default: Phase 2's
+    subgroups) that the data holds, aligned with ``data``."""
+    names = settings["case_manager_iv"].get("monotonicity_subgroups")
+    names = list(settings.get("subgroups") or {}) if names is None else list(names)
+    from ..phase2 import subgroup_frame
+
+    try:
+        frame = subgroup_frame(data)
+    except KeyError:  # data without the panel's columns: use the columns as named
+        frame = pd.DataFrame(index=data.index)
+    for name in names:
+        if name not in frame and name in data:
+            frame[name] = data[name].astype("string")
+    return frame[[n for n in names if n in frame]]
+
+
+def first_stage_by_group(data: pd.DataFrame, settings: dict[str, Any]
+                         ) -> pd.DataFrame | None:
+    """The headline's first stage (starting the instrument on the case
+    manager's propensity for it, the other propensities held fixed, cells
+    absorbed, clustered on case managers) in each group of each
+    pre-registered subgroup with at least two groups: the testable
+    implication of monotonicity that it is positive everywhere (Frandsen,
+    Lefgren and Leslie 2023 discuss stronger tests). Groups below
+    ``min_group`` get no estimate. None when no subgroup has two groups."""
+    groups = monotonicity_groups(data, settings)
+    mins = settings["min_group"]
+    cols = ["_d", "_z", "_cell", "case_manager"] + [c for pair in other_pairs(data) for c in pair]
+    base = data.dropna(subset=cols)
+    rows = []
+    for name in groups:
+        levels_ = groups[name].loc[base.index].dropna()
+        if levels_.nunique() < 2:
+            continue
+        for level in sorted(levels_.unique()):
+            part = base.loc[levels_.index[levels_ == level]]
+            n1 = int(part["_d"].sum())
+            row = {"subgroup": name, "group": str(level), "estimate": None,
+                   "std_error": None, "t": None, "status": "too_small"}
+            if (n1 >= mins["treated"] and len(part) - n1 >= mins["control"]
+                    and part["case_manager"].nunique() >= mins["clusters"]):
+                coef, se = controlled_first_stage(part)
+                t = coef / se if se > 0 else math.nan
+                row.update({"estimate": rounded(coef, 4), "std_error": rounded(se, 4),
+                            "t": rounded(t, 2), "status": "estimated"})
+            rows.append(row)
+    return pd.DataFrame(rows) if rows else None
+
+
+def controlled_first_stage(part: pd.DataFrame) -> tuple[float, float]:
+    """Coefficient and case-manager-clustered standard error of the
+    propensity in the first stage of the headline: starting the instrument
+    on the propensity for it, the propensities for the other instruments
+    and the cells partialled out (singleton cells dropped)."""
+    grp = group_codes(part, ["_cell"])
+    keep = np.bincount(grp)[grp] > 1
+    part, grp = part.loc[keep], grp[keep]
+    zcols = [z for _, z in other_pairs(part)]
+    arr = demean(part[["_d", "_z", *zcols]].to_numpy(dtype=float), grp)
+    zo = arr[:, 2:][:, np.abs(arr[:, 2:]).max(axis=0, initial=0) > 1e-12]
+    if len(arr) < 3 or np.abs(arr[:, 1]).max() <= 1e-12:
+        return math.nan, math.nan
+    pi, v, _ = first_stage_f(arr[:, 0], arr[:, [1]], zo if zo.shape[1] else None,
+                             clusters=part["case_manager"].astype(str).to_numpy(),
+                             debiased=False)
+    return float(pi[0]), float(math.sqrt(v[0, 0]))
+
+
+def monotonicity_verdict(table: pd.DataFrame, critical: float = 1.96) -> str:
+    """pass: the first stage is positive in every estimated group;
+    conditional: negative somewhere but not significantly; fail: significantly
+    negative (t below -``critical``) somewhere; not_assessed: no group
+    estimated."""
+    est = table[table["status"] == "estimated"]
+    if est.empty:
+        return "not_assessed"
+    if (est["t"].astype(float) < -critical).any():
+        return "fail"
+    return "conditional" if (est["estimate"].astype(float) <= 0).any() else "pass"
 
 
 def first_stage_model(frame: pd.DataFrame) -> Model:
@@ -194,6 +352,7 @@ def diagnose_iv(persons: pd.DataFrame, data: pd.DataFrame | None, instrument: st
         return diag
     assert data is not None
     _first_stage_check(diag, data, instrument, cfg)
+    _monotonicity_check(diag, data, effects_settings)
     sample = data[data["_z"].notna()]
     used = _balance_check(diag, sample, covariates, cfg)
     _power_checks(diag, data, sample, outcome, settings["practical"], effects_settings,
@@ -222,7 +381,7 @@ def _allocation_checks(diag: Diagnosis, persons: pd.DataFrame, base: pd.DataFram
                           f"{NO_IDENTIFIERS}: the city's delivery has no case manager per "
                           "client, so the instrument cannot be formed", 0.0, lim_cov))
         for name in ("clients_per_case_manager", "multi_manager_cells", "first_stage_f",
-                     "balance"):
+                     "monotonicity", "balance"):
             theo.append(Check(name, "not_assessed", NO_IDENTIFIERS))
         diag.practical.append(Check("sample", "not_assessed", NO_IDENTIFIERS))
         diag.practical.append(Check("mde", "not_assessed", NO_IDENTIFIERS))
@@ -282,6 +441,35 @@ def _first_stage_check(diag: Diagnosis, data: pd.DataFrame, instrument: str,
             "first_stage_f", "pass", f"first-stage F {_fmt_f(fs.f_stat)} (at least {lim_f:g})",
             rounded(fs.f_stat, 3), lim_f))
     diag.models[f"first_stage_{instrument}"] = first_stage_model(data)
+
+
+def _monotonicity_check(diag: Diagnosis, data: pd.DataFrame,
+                        effects_settings: dict[str, Any]) -> None:
+    """The first stage of the headline in each pre-registered subgroup
+    (:func:`first_stage_by_group`): positive everywhere, as monotonicity
+    implies."""
+    table = first_stage_by_group(data, effects_settings)
+    if table is None:
+        diag.theoretical.append(Check("monotonicity", "not_assessed",
+                                      "no pre-registered subgroup has two groups"))
+        return
+    verdict = monotonicity_verdict(table)
+    est = table[table["status"] == "estimated"]
+    negative = [f"{r.subgroup}: {r.group}" for r in est.itertuples() if r.estimate <= 0]
+    text = {
+        "pass": f"the first stage is positive in all {len(est)} subgroups estimated, as "
+                "monotonicity implies",
+        "conditional": f"the first stage is not positive in {', '.join(negative)} (not "
+                       "significantly): case managers may rank these clients differently; "
+                       "read the estimate as an average with possibly negative weights",
+        "fail": f"the first stage is significantly negative in {', '.join(negative)}: case "
+                "managers who start the instrument more often start it less often for these "
+                "clients, so monotonicity fails and 2SLS need not be a weighted average of "
+                "effects",
+        "not_assessed": "no subgroup is large enough to estimate its first stage",
+    }[verdict]
+    diag.theoretical.append(Check("monotonicity", verdict, text, len(negative), 0))
+    diag.evidence_theoretical["first_stage_by_group"] = table.to_dict(orient="records")
 
 
 def _balance_check(diag: Diagnosis, sample: pd.DataFrame, covariates: Sequence[str],
@@ -349,6 +537,7 @@ class CaseManagerIV(Design):
     treated = "_d"
     cluster = "case_manager"
     fit = staticmethod(fit_iv)
+    targets = TARGETS
 
     def prepare(self, inputs: Inputs, instrument: str) -> pd.DataFrame | None:
         persons = inputs.persons
@@ -361,6 +550,10 @@ class CaseManagerIV(Design):
                              "persons.parquet")
         return iv_data(persons, instrument, cells=cells).reset_index(drop=True)
 
+    def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any],
+                 target: str | None = None) -> EffectResult:
+        return fit_iv(data, outcome, settings, target or self.headline_target)
+
     def diagnose(self, inputs: Inputs, instrument: str | None, *, outcome: str,
                  threshold: int) -> Diagnosis:
         covariates = [c for c in inputs.feasibility["covariates"] if c in inputs.persons]
@@ -370,10 +563,24 @@ class CaseManagerIV(Design):
 
     def truth(self, po: pd.DataFrame, record: dict[str, Any], mask: np.ndarray | None,
               context: dict[str, Any]) -> float:
-        """The population 2SLS estimand of the truth files (whole sample only)."""
-        if mask is not None or not record["outcome"].startswith("employed_"):
-            return math.nan
-        iv = ((context.get("truth") or {}).get("case_manager_iv") or {}).get(
-            "instruments", {}).get(record["instrument"])
-        h = record["outcome"].rsplit("_", 1)[-1]
-        return float(iv["estimand"]["employed"][h]) if iv else math.nan
+        """The population estimand of the record's target in the truth file
+        (whole sample only): ``case_manager_iv.instruments.<j>.<key>.
+        <employed|on_benefit>.<h>`` with the key of :data:`TRUTH_KEYS`;
+        off-benefit outcomes are minus the on-benefit truth. NaN where the
+        truth file has no such value."""
+        return iv_truth(context.get("truth"), record, whole_sample=mask is None)
+
+
+def iv_truth(truth: dict[str, Any] | None, record: dict[str, Any], *,
+             whole_sample: bool = True) -> float:
+    """The truth of a record's target (see :meth:`CaseManagerIV.truth`)."""
+    kind, _, h = str(record["outcome"]).rpartition("_")
+    sign = {"employed": 1.0, "on_benefit": 1.0, "off_benefit": -1.0}.get(kind)
+    if not whole_sample or sign is None or not h.isdigit():
+        return math.nan
+    key = TRUTH_KEYS.get(record.get("target") or next(iter(TARGETS)))
+    entry = (((truth or {}).get("case_manager_iv") or {}).get("instruments") or {}).get(
+        record["instrument"]) or {}
+    value = ((entry.get(key) or {}).get("on_benefit" if kind == "off_benefit" else kind)
+             or {}).get(h)
+    return sign * float(value) if value is not None else math.nan

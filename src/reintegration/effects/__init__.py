@@ -25,7 +25,12 @@ their data and judge them live in :mod:`reintegration.designs`.
 """
 
 from ._data import EffectInputError
-from .iv import instrumental_variable, leave_one_out_propensity, leave_out_cell_propensity
+from .iv import (
+    instrumental_variable,
+    leave_one_out_propensity,
+    leave_out_cell_propensity,
+    multi_instrument_iv,
+)
 from .results import EffectResult, EventStudyResult, IVResult, SelectionResult
 from .selection import LogitLearner, OLSLearner, dynamic_risk_set, selection_on_observables
 from .staggered import event_study
@@ -43,5 +48,6 @@ __all__ = [
     "instrumental_variable",
     "leave_one_out_propensity",
     "leave_out_cell_propensity",
+    "multi_instrument_iv",
     "selection_on_observables",
 ]
