@@ -18,7 +18,7 @@ EFFECT = {"a": 0.10, "b": 0.25}   # each instrument against none
 
 
 def simulated_persons(seed: int = 0, *, n: int = 24000, managers: int = 96, sd: float = 0.6,
-                      flip_group: bool = False) -> pd.DataFrame:
+                      flip_group: bool = False, effect: dict | None = None) -> pd.DataFrame:
     """Clients allocated at random to case managers within team x quarter
     cells; a multinomial choice between none, a and b with case-manager
     effects that are negatively correlated (a case manager keen on a tends to
@@ -49,7 +49,8 @@ def simulated_persons(seed: int = 0, *, n: int = 24000, managers: int = 96, sd: 
     ]) + rng.gumbel(size=(n, 3))
     choice = util.argmax(axis=1)
     instrument = np.array(["none", "a", "b"])[choice]
-    y = (0.3 + 0.2 * u + EFFECT["a"] * (choice == 1) + EFFECT["b"] * (choice == 2)
+    eff = EFFECT if effect is None else effect
+    y = (0.3 + 0.2 * u + eff["a"] * (choice == 1) + eff["b"] * (choice == 2)
          + 0.05 * team + rng.normal(0, 0.4, n))
     return pd.DataFrame({"case_manager": [f"m{m:03d}" for m in cm], "team": team,
                          "inflow_quarter": quarter, "instrument": instrument, "y": y,
@@ -190,3 +191,59 @@ def test_truth_of_each_target_from_a_hand_made_truth_file():
     assert value("mixed", t=old) == 0.01
     with pytest.raises(KeyError, match="no estimand"):
         design.estimate(pd.DataFrame(), "y", {}, target="late")
+
+
+def test_phase1_null_standard_error_matches_the_headline_under_no_effect(settings):
+    """The MDE's standard error under no effect is the headline's (joint)
+    standard error when there is no effect."""
+    data = iv.iv_data(simulated_persons(7, effect={"a": 0.0, "b": 0.0}), "a")
+    head = iv.fit_iv(data, "y", settings, inference=False)
+    assert abs(head.estimate) < 3 * head.std_error
+    assert iv.null_std_error(data, "y") == pytest.approx(head.std_error, rel=0.05)
+    # the single-propensity formula would understate it
+    single = iv.null_std_error(data.drop(columns=["_d:b", "_z:b"]), "y")
+    assert single < 0.8 * head.std_error
+
+
+# ---------------------------------------------------------------------------
+# on a generated city
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rotterdam(tmp_path_factory: pytest.TempPathFactory):
+    """A small Rotterdam generated into a temporary folder, its panel built."""
+    from test_panel import linked_sources
+
+    from reintegration import feasibility, panel
+    from reintegration.designs import Inputs
+
+    cfg, src = linked_sources("rotterdam", tmp_path_factory.mktemp("data"))
+    built = panel.build(src, cfg["study"])
+    return Inputs(persons=built.persons, city=cfg, effects=phase2.load_settings(),
+                  feasibility=feasibility.load_settings())
+
+
+def test_generated_city_gets_every_target_and_the_checks(rotterdam):
+    design = designs.get("case_manager_iv")
+    data = design.prepare(rotterdam, "job_coaching")
+    others = iv.other_pairs(data)
+    started = set(rotterdam.persons["instrument"].dropna()) - {"none", "job_coaching"}
+    assert {d[len(iv.OTHER_D):] for d, _ in others} == started
+    res = {t: design.estimate(data, "employed_24", rotterdam.effects, target=t)
+           for t in design.targets}
+    # the three estimands differ on the same data and clients
+    assert len({round(r.estimate, 6) for r in res.values()}) == 3
+    assert len({r.n for r in res.values()}) == 1
+    head = res["versus_none"].diagnostics
+    assert head["ar_kind"] in ("interval", "two_rays", "whole_line", "half_line")
+    table = pd.DataFrame(head["first_stage_by_group"])
+    assert set(table["subgroup"]) <= set(rotterdam.effects["subgroups"])
+    assert {"age_band", "sex"} <= set(table["subgroup"])
+    assert head["monotonicity"] in ("pass", "conditional", "fail", "not_assessed")
+    diag = design.diagnose(rotterdam, "job_coaching", outcome="employed_24", threshold=10)
+    checks = {c.name: c for c in diag.theoretical}
+    assert checks["monotonicity"].verdict == head["monotonicity"] or (
+        head["monotonicity"] == "not_assessed")
+    pd.testing.assert_frame_equal(pd.DataFrame(diag.evidence_theoretical["first_stage_by_group"]),
+                                  table)

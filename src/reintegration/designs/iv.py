@@ -1,20 +1,46 @@
 r"""The case-manager instrument: as-if random allocation of clients to case
 managers within team x inflow-quarter cells.
 
-Phase 2 (:func:`fit_iv`): two-stage least squares of the outcome on
-starting the instrument, instrumented by the leave-out-cell propensity of the
-client's case manager (:func:`case_manager_propensity`), cells absorbed; the
-larger of the robust and the case-manager-clustered standard error is
-reported.
+Phase 2 (:func:`fit_iv`) estimates three targets (:data:`TARGETS`), each
+with one 2SLS fit (:func:`reintegration.effects.multi_instrument_iv`), team x
+quarter cells absorbed, the larger of the robust and the
+case-manager-clustered standard error reported:
+
+``versus_none`` (headline)
+    starting each instrument :math:`j` against no instrument: all the
+    instruments' start indicators instrumented jointly by the case manager's
+    leave-out-cell propensities for all of them (Kirkeboen, Leuven and
+    Mogstad 2016). A case manager who starts :math:`j` more often may start
+    others less often; the joint model separates the two.
+``versus_none_controls``
+    :math:`1[D = j]` instrumented by :math:`Z_j` with the propensities
+    :math:`Z_{-j}` for the other instruments as controls. Noise in the
+    leave-out propensities makes them imperfect controls, so part of the mix
+    below remains when caseloads are small.
+``mixed``
+    the just-identified 2SLS of :math:`1[D = j]` on :math:`Z_j`: the effect
+    of :math:`j` against the mix of alternatives (none and other instruments)
+    the propensity moves clients out of.
+
+Beside the Wald interval each record carries the Anderson-Rubin set
+(``ci_anderson_rubin``, ``ar_bounded``, ``ar_kind``): exact for the
+one-endogenous targets, the projection of the joint set for the headline
+(whole samples only). The headline's whole-sample record also carries its
+first stage in each pre-registered subgroup (``first_stage_by_group``) and
+the verdict of that monotonicity check (``monotonicity``).
 
 Phase 1 (:func:`diagnose_iv`) judges the same prepared data
 (:meth:`CaseManagerIV.prepare`): identifier coverage, clients per case
 manager, cells with several case managers, the first-stage F
-(:func:`reintegration.numerics.first_stage`, clustered on case managers) and
-the balance of covariates across the propensity within cells. Its minimum
-detectable effect uses the variance of the 2SLS estimate under no effect
-(:func:`null_std_error`): with :math:`\tilde y, \tilde d, \tilde z` the
-outcome, treatment and instrument net of their cell means,
+(:func:`reintegration.numerics.first_stage`, clustered on case managers),
+the first stage per subgroup (monotonicity) and the balance of covariates
+across the propensity within cells. Its minimum detectable effect uses the
+variance of the headline 2SLS estimate under no effect
+(:func:`null_std_error`): with :math:`\tilde y, \tilde d` the outcome and
+treatment net of their cell means and :math:`\tilde z` the combination of
+the propensities that the joint 2SLS uses for this instrument (its fitted
+starts net of the other instruments' fitted starts; the propensity itself
+when there are no other instruments),
 
 .. math::
 
@@ -91,14 +117,21 @@ CASELOAD_BANDS = ("1-9", "10-19", "20-29", "30-49", "50-99", "100 or more")
 
 
 def null_std_error(sample: pd.DataFrame, outcome: str) -> float:
-    """Standard error of the 2SLS estimate under no effect (see the module
-    text): the larger of the case-manager-clustered and the robust one."""
-    zcols = [z for _, z in other_pairs(sample)]
-    sample = sample.dropna(subset=[outcome, "_z", "_d", *zcols])
+    """Standard error of the headline 2SLS estimate under no effect (see the
+    module text): the larger of the case-manager-clustered and the robust
+    one. With other instruments in the data the instrument is the
+    combination of all propensities that the joint 2SLS uses for this
+    instrument's coefficient: its fitted starts net of the fitted starts of
+    the others."""
+    pairs = other_pairs(sample)
+    sample = sample.dropna(subset=[outcome, "_z", "_d", *[c for p in pairs for c in p]])
     groups = sample["_cell"].to_numpy()
     y, d, z = (demean(sample[c].to_numpy(dtype=float), groups) for c in (outcome, "_d", "_z"))
-    if zcols:  # the headline holds the other propensities fixed
-        y, d, z = partial_out(demean(sample[zcols].to_numpy(dtype=float), groups), y, d, z)
+    if pairs:
+        zz = np.column_stack([z, demean(sample[[k for _, k in pairs]].to_numpy(float), groups)])
+        dd = np.column_stack([d, demean(sample[[k for k, _ in pairs]].to_numpy(float), groups)])
+        fitted = zz @ np.linalg.lstsq(zz, dd, rcond=None)[0]
+        (z,) = partial_out(fitted[:, 1:], fitted[:, 0])
     denom = float(z @ d)
     if denom == 0:
         return float("nan")
@@ -184,7 +217,7 @@ def caseload_frame(base: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
-           target: str = "versus_none") -> EffectResult:
+           target: str = "versus_none", *, inference: bool = True) -> EffectResult:
     """The estimate of ``target`` (:data:`TARGETS`), fitted once
     (:func:`reintegration.effects.multi_instrument_iv`): the larger of the
     robust and the case-manager-clustered standard error (the advice with
@@ -194,7 +227,9 @@ def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
     monotonicity verdict. The headline's Anderson-Rubin set (a projection,
     :func:`reintegration.numerics.anderson_rubin_projection`) is computed for
     whole samples only (a subgroup is recognised by a pre-registered
-    subgroup with one group left)."""
+    subgroup with one group left). ``inference=False`` leaves out the
+    Anderson-Rubin set and the subgroup table (Phase 1 needs only the
+    standard error)."""
     if target not in TARGETS:
         raise KeyError(f"case_manager_iv: no estimand {target!r}; known: {', '.join(TARGETS)}")
     groups = monotonicity_groups(data, settings)
@@ -202,12 +237,12 @@ def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
     res = effects.multi_instrument_iv(
         data, outcome=outcome, treatment="_d", instrument="_z", others=other_pairs(data),
         method=METHODS[target], absorb="_cell", cluster="case_manager",
-        anderson_rubin=whole or METHODS[target] != "joint")
+        anderson_rubin=inference and (whole or METHODS[target] != "joint"))
     diag = dict(res.diagnostics)
     sample = data.dropna(subset=[outcome, "_z", "_d"])
     diag.update({"target": target, "n_treated": int(sample["_d"].sum()),
                  "n_control": int(len(sample) - sample["_d"].sum())})
-    if target == next(iter(TARGETS)) and whole and not groups.empty:
+    if inference and target == next(iter(TARGETS)) and whole and not groups.empty:
         table = _cached_first_stages(data, settings, list(groups.columns))
         if table is not None:
             diag["first_stage_by_group"] = table.to_dict(orient="records")
@@ -448,7 +483,8 @@ def _monotonicity_check(diag: Diagnosis, data: pd.DataFrame,
     """The first stage of the headline in each pre-registered subgroup
     (:func:`first_stage_by_group`): positive everywhere, as monotonicity
     implies."""
-    table = first_stage_by_group(data, effects_settings)
+    groups = monotonicity_groups(data, effects_settings)
+    table = _cached_first_stages(data, effects_settings, list(groups.columns))
     if table is None:
         diag.theoretical.append(Check("monotonicity", "not_assessed",
                                       "no pre-registered subgroup has two groups"))
@@ -516,8 +552,8 @@ def _power_checks(diag: Diagnosis, data: pd.DataFrame, sample: pd.DataFrame, out
         "case managers who rarely do (two-stage least squares)"))
     mde = minimum_detectable_effect(se, **power_settings(pcfg))
     try:
-        realised = minimum_detectable_effect(fit_iv(data, outcome, effects_settings).std_error,
-                                             **power_settings(pcfg))
+        fitted = fit_iv(data, outcome, effects_settings, inference=False)
+        realised = minimum_detectable_effect(fitted.std_error, **power_settings(pcfg))
     except (ValueError, np.linalg.LinAlgError):
         realised = float("nan")
     diag.evidence_practical.update({
