@@ -257,3 +257,45 @@ def test_anderson_rubin_set_equals_a_brute_force_grid(strength, kind):
     else:
         assert not ar.bounded and ar.kind in ("two_rays", "whole_line")
         assert accepted[0] and accepted[-1]      # unbounded on both sides
+
+
+def test_anderson_rubin_projection_equals_a_brute_force_grid():
+    """Two endogenous regressors, two instruments: the projection of the
+    joint AR set on the first coefficient against a grid over both
+    coefficients, the joint statistic computed directly (the clustered Wald
+    test of the instruments in the OLS of y - X beta on Z)."""
+    rng = np.random.default_rng(3)
+    n, g = 1200, 60
+    cm = rng.integers(0, g, n)
+    z = rng.normal(size=(g, 2))[cm] + rng.normal(scale=0.7, size=(n, 2))
+    u = rng.normal(size=n)
+    x = np.column_stack([0.5 * z[:, 0] - 0.3 * z[:, 1], 0.4 * z[:, 1]]) + u[:, None] * [0.8, -0.5]
+    x += rng.normal(size=(n, 2))
+    y = x @ np.array([0.3, -0.2]) + u + rng.normal(size=n)
+    y, x, z = y - y.mean(), x - x.mean(0), z - z.mean(0)
+    ar = numerics.anderson_rubin_projection(y, x, z, clusters=cm)
+    fit = numerics.tsls(y, x, z, clusters=cm)
+    (lo, hi), = ar.intervals
+    assert ar.bounded and lo < fit.params[0] < hi
+    indicator = np.zeros((n, g))
+    indicator[np.arange(n), cm] = 1.0
+    zz_inv_z = np.linalg.solve(z.T @ z, z.T)
+    crit = 5.991464547107979                       # chi2(2), 95%
+    bs = np.linspace(lo - 0.1, hi + 0.1, 81)
+    cs = np.linspace(-3, 3, 1201)
+    accepted = []
+    for b in bs:
+        uu = y[:, None] - b * x[:, [0]] - x[:, [1]] * cs[None, :]      # n x C
+        coef = zz_inv_z @ uu                                          # 2 x C
+        resid = uu - z @ coef
+        sums = np.stack([indicator.T @ (z[:, [p]] * resid) for p in range(2)])  # 2 x G x C
+        meat = np.einsum("pgc,qgc->cpq", sums, sums)
+        bread = np.linalg.inv(z.T @ z)
+        cov = bread[None] @ meat @ bread[None]
+        stat = np.einsum("pc,cpq,qc->c", coef, np.linalg.inv(cov), coef)
+        accepted.append(stat.min() <= crit)
+    accepted = np.array(accepted)
+    step = bs[1] - bs[0]
+    assert bs[accepted].min() == pytest.approx(lo, abs=step)
+    assert bs[accepted].max() == pytest.approx(hi, abs=step)
+    assert accepted[(bs > lo + step) & (bs < hi - step)].all()
