@@ -96,6 +96,10 @@ NO_IDENTIFIERS = "no case-manager identifiers"
 #: prefixes of the prepared data's columns of the other alternatives: started it, and
 #: the case manager's leave-out-cell propensity for it
 OTHER_D, OTHER_Z = "_d:", "_z:"
+#: prefix of the prepared data's subgroup columns (reintegration.phase2.subgroup_frame)
+SUBGROUP = "_sg:"
+#: a column of the data used as a subgroup as it is has at most this many groups
+MAX_GROUPS = 20
 #: the estimands (Design.targets) and the estimator of each
 #: (:func:`reintegration.effects.multi_instrument_iv`)
 TARGETS = {
@@ -112,6 +116,9 @@ METHODS = {"versus_none": "joint", "versus_none_controls": "controls", "mixed": 
 #: the truth key (effects.json, case_manager_iv.instruments.<j>) of each target
 TRUTH_KEYS = {"versus_none": "estimand_joint", "versus_none_controls": "estimand_controls",
               "mixed": "estimand"}
+#: the panel columns reintegration.phase2.subgroup_frame derives the subgroups from
+SUBGROUP_INPUTS = ("age", "sex", "female", "education", "prior_employment_months",
+                   "prior_employment", "migration")
 #: bands of the number of cohort clients per case manager (caseload table)
 CASELOAD_BANDS = ("1-9", "10-19", "20-29", "30-49", "50-99", "100 or more")
 
@@ -191,6 +198,14 @@ def iv_data(persons: pd.DataFrame, instrument: str, *,
     df["_cell"] = df[list(cells)].astype(str).agg("|".join, axis=1)
     df["_z"] = case_manager_propensity(df, case_manager="case_manager", treatment="_d",
                                       cells="_cell")
+    from ..phase2 import subgroup_frame
+
+    try:  # the pre-registered subgroups, derived once (the monotonicity check)
+        groups = subgroup_frame(df[[c for c in SUBGROUP_INPUTS if c in df]])
+        for name in groups:
+            df[SUBGROUP + name] = groups[name]
+    except KeyError:  # data without the panel's columns
+        pass
     started = df["instrument"].dropna().astype(str).unique()
     for other in sorted(set(started) - {instrument, NO_INSTRUMENT}):
         df[f"{OTHER_D}{other}"] = (df["instrument"] == other).astype(float)
@@ -239,7 +254,7 @@ def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
         method=METHODS[target], absorb="_cell", cluster="case_manager",
         anderson_rubin=inference and (whole or METHODS[target] != "joint"))
     diag = dict(res.diagnostics)
-    sample = data.dropna(subset=[outcome, "_z", "_d"])
+    sample = data[[outcome, "_z", "_d"]].dropna()
     diag.update({"target": target, "n_treated": int(sample["_d"].sum()),
                  "n_control": int(len(sample) - sample["_d"].sum())})
     if inference and target == next(iter(TARGETS)) and whole and not groups.empty:
@@ -268,19 +283,18 @@ def _cached_first_stages(data: pd.DataFrame, settings: dict[str, Any], names: li
 def monotonicity_groups(data: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
     """The pre-registered subgroup columns of the monotonicity check
     (``case_manager_iv.monotonicity_subgroups``; default: Phase 2's
-    subgroups) that the data holds, aligned with ``data``."""
+    subgroups) that the data holds, aligned with ``data``: those
+    :func:`iv_data` derived from the panel's columns, else a column of that
+    name with at most :data:`MAX_GROUPS` groups."""
     names = settings["case_manager_iv"].get("monotonicity_subgroups")
     names = list(settings.get("subgroups") or {}) if names is None else list(names)
-    from ..phase2 import subgroup_frame
-
-    try:
-        frame = subgroup_frame(data)
-    except KeyError:  # data without the panel's columns: use the columns as named
-        frame = pd.DataFrame(index=data.index)
+    frame = pd.DataFrame(index=data.index)
     for name in names:
-        if name not in frame and name in data:
+        if SUBGROUP + name in data:      # derived by iv_data
+            frame[name] = data[SUBGROUP + name]
+        elif name in data and data[name].nunique() <= MAX_GROUPS:
             frame[name] = data[name].astype("string")
-    return frame[[n for n in names if n in frame]]
+    return frame
 
 
 def first_stage_by_group(data: pd.DataFrame, settings: dict[str, Any]
@@ -295,7 +309,7 @@ def first_stage_by_group(data: pd.DataFrame, settings: dict[str, Any]
     groups = monotonicity_groups(data, settings)
     mins = settings["min_group"]
     cols = ["_d", "_z", "_cell", "case_manager"] + [c for pair in other_pairs(data) for c in pair]
-    base = data.dropna(subset=cols)
+    base = data[cols].dropna()
     rows = []
     for name in groups:
         levels_ = groups[name].loc[base.index].dropna()

@@ -421,7 +421,7 @@ def multi_instrument_iv(
     other_cols = [c for pair in others for c in pair]
     used = [outcome, treatment, instrument, *other_cols, *cells, *as_list(cluster)]
     require_columns(data, used, role="model")
-    sample, n_missing = complete_cases(data, used)
+    sample, n_missing = complete_cases(data[list(dict.fromkeys(used))], used)
     n_singletons = 0
     if cells:
         grp = codes(sample, cells)
@@ -433,24 +433,24 @@ def multi_instrument_iv(
     grp = codes(sample, cells) if cells else None
     n_cells = int(grp.max() + 1) if grp is not None else 0
 
-    def prep(cols: list[str], role: str) -> np.ndarray:
-        arr = np.column_stack([_numeric(sample, c, role) for c in cols])
-        return _demean(arr, grp)
-
-    y = prep([outcome], "outcome")[:, 0]
-    d = prep([treatment], "treatment")[:, 0]
-    z = prep([instrument], "instrument")[:, 0]
+    roles = [("outcome", outcome), ("treatment", treatment), ("instrument", instrument)]
+    roles += [r for dk, zk in others for r in (("treatment", dk), ("instrument", zk))]
+    arr = _demean(np.column_stack([_numeric(sample, c, role) for role, c in roles]), grp)
+    y, d, z = arr[:, 0], arr[:, 1], arr[:, 2]
     if np.abs(d).max() <= 1e-12:
         raise EffectInputError(f"treatment column {treatment!r} has no variation within cells")
     if np.abs(z).max() <= 1e-12:
         raise EffectInputError(f"instrument column {instrument!r} has no variation within cells")
-    kept, dropped = [], []
-    for dk, zk in others:
+    kept, dropped, cols_d, cols_z = [], [], [], []
+    for i, (dk, zk) in enumerate(others):
         vary_d = np.ptp(sample[dk].to_numpy(dtype=float)) > 0
-        vary_z = np.abs(prep([zk], "instrument")).max() > 1e-12
-        (kept if vary_z and (vary_d or method != "joint") else dropped).append((dk, zk))
-    zo = prep([k for _, k in kept], "instrument") if kept else np.zeros((len(y), 0))
-    do = prep([k for k, _ in kept], "treatment") if kept else np.zeros((len(y), 0))
+        vary_z = np.abs(arr[:, 4 + 2 * i]).max() > 1e-12
+        ok = vary_z and (vary_d or method != "joint")
+        (kept if ok else dropped).append((dk, zk))
+        if ok:
+            cols_d.append(3 + 2 * i)
+            cols_z.append(4 + 2 * i)
+    zo, do = arr[:, cols_z], arr[:, cols_d]
     cl = codes(sample, [cluster]) if cluster is not None else None
     if method == "joint":
         x, zz, w = np.column_stack([d, do]), np.column_stack([z, zo]), None
