@@ -120,6 +120,16 @@ def test_record_carries_the_anderson_rubin_set_and_the_monotonicity_table(prepar
     assert kept["ci_anderson_rubin"][0] == pytest.approx([lo_ for lo_ in diag[
         "ci_anderson_rubin"][0]])
     assert whole["mixed"]["diagnostics"]["ar_kind"] == "interval"
+    # subgroups get the headline only; the subgroup figure shows one whole-cohort row
+    with_groups = {**one, "subgroups": {"grp": "a group"}}
+    records, _ = phase2.run_substudy("sim", sub, prepared, designs.get("case_manager_iv"),
+                                     with_groups, subgroups=prepared[["grp"]])
+    assert sorted((r["subgroup"], r["target"]) for r in records if r["subgroup"] != "all") == [
+        ("grp", "versus_none"), ("grp", "versus_none")]
+    _, counts = phase2.subgroup_figure(records, sub["id"], "y")
+    assert list(counts.index) == ["all", "grp: x", "grp: y"]
+    # a subgroup's own headline record has no AR set (projection: whole samples only)
+    assert records[-1]["diagnostics"]["ar_kind"] == "not_computed"
 
 
 def test_weak_instrument_gives_an_unbounded_anderson_rubin_set(settings):
@@ -247,3 +257,17 @@ def test_generated_city_gets_every_target_and_the_checks(rotterdam):
         head["monotonicity"] == "not_assessed")
     pd.testing.assert_frame_equal(pd.DataFrame(diag.evidence_theoretical["first_stage_by_group"]),
                                   table)
+
+
+def test_validation_tables_keep_targets_apart():
+    rows = [{"design": "case_manager_iv", "instrument": "a", "outcome": "employed_24",
+             "subgroup": "all", "group": "all", "target": t, "estimate": e, "std_error": 0.01,
+             "ci_low": e - 0.02, "ci_high": e + 0.02, "n_treated": 100, "n_control": 100,
+             "truth": 0.1, "bias": e - 0.1, "covered": abs(e - 0.1) <= 0.02}
+            for t, e in (("versus_none", 0.11), ("mixed", -0.05))]
+    frame = pd.DataFrame(rows)
+    table = phase2.coverage_table(frame)
+    assert table.loc[("case_manager_iv", "versus_none", "employed_24"), "covered"] == 1
+    assert table.loc[("case_manager_iv", "mixed", "employed_24"), "covered"] == 0
+    _, counts = phase2.bias_figure(frame)
+    assert len(counts) == 1                     # the headline only

@@ -341,7 +341,7 @@ def subgroup_figure(records: Sequence[dict[str, Any]], substudy: str, outcome: s
     from matplotlib.figure import Figure
 
     rows = [r for r in records if r["substudy"] == substudy and r["outcome"] == outcome
-            and r["status"] == "estimated"]
+            and r["status"] == "estimated" and _is_headline(r)]
     if not any(r["subgroup"] != ALL for r in rows):
         return None
     labels = [f"{r['subgroup']}: {r['group']}" if r["subgroup"] != ALL else "all" for r in rows]
@@ -360,6 +360,13 @@ def subgroup_figure(records: Sequence[dict[str, Any]], substudy: str, outcome: s
                            "comparison": [r["n_control"] for r in rows]},
                           index=pd.Index(labels, name="group"), dtype=float)
     return fig, counts
+
+
+def _is_headline(record: dict[str, Any]) -> bool:
+    """The record estimates its design's headline target (records without a
+    target are headline records)."""
+    target = record.get("target")
+    return target is None or target == designs.get(record["design"]).headline_target
 
 
 def validation_frame(records: Sequence[dict[str, Any]], po: pd.DataFrame,
@@ -399,14 +406,15 @@ def validation_frame(records: Sequence[dict[str, Any]], po: pd.DataFrame,
 
 
 def coverage_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per design and outcome (whole samples with a known truth): the number
+    """Per design, target and outcome (whole samples with a known truth): the number
     of estimates, how many 95% intervals cover the truth, the mean bias and
     the mean standard error."""
     f = frame[(frame["subgroup"] == ALL) & frame["truth"].notna()]
     if f.empty:
         return pd.DataFrame(columns=["estimates", "covered", "coverage", "mean bias",
                                      "mean std. error"])
-    g = f.groupby(["design", "outcome"])
+    keys = ["design", "target", "outcome"] if "target" in f else ["design", "outcome"]
+    g = f.groupby(keys, dropna=False)
     return pd.DataFrame({
         "estimates": g.size(),
         "covered": g["covered"].sum().astype(int),
@@ -422,7 +430,10 @@ def bias_figure(frame: pd.DataFrame, outcome: str = "employed_24") -> tuple[Any,
     from matplotlib.figure import Figure
 
     f = frame[(frame["subgroup"] == ALL) & frame["truth"].notna()
-              & (frame["outcome"] == outcome)].reset_index(drop=True)
+              & (frame["outcome"] == outcome)]
+    if "target" in f:  # one estimate per design and instrument: the headline's
+        f = f[[_is_headline(r) for r in f[["design", "target"]].to_dict(orient="records")]]
+    f = f.reset_index(drop=True)
     labels = [f"{d}: {i}" for d, i in zip(f["design"], f["instrument"], strict=True)]
     fig = Figure(figsize=(6.4, 0.35 * max(len(f), 1) + 1.2), layout="constrained")
     ax = fig.subplots()
