@@ -271,3 +271,20 @@ def test_validation_tables_keep_targets_apart():
     assert table.loc[("case_manager_iv", "mixed", "employed_24"), "covered"] == 0
     _, counts = phase2.bias_figure(frame)
     assert len(counts) == 1                     # the headline only
+
+
+def test_a_conditional_monotonicity_check_is_met_by_the_subgroup_first_stages():
+    from reintegration import obligations
+    from reintegration.designs import Inputs
+
+    sub = {"id": "case_manager_iv/a", "design": "case_manager_iv", "instrument": "a",
+           "decision": "conditional", "obligations": [{"check": "monotonicity"}]}
+    inputs = Inputs(persons=pd.DataFrame(), city={}, effects={})
+    table = [{"subgroup": "sex", "group": "female", "estimate": -0.1, "t": -0.5}]
+    rec = {"substudy": sub["id"], "status": "estimated", "subgroup": "all",
+           "diagnostics": {"first_stage_by_group": table, "monotonicity": "conditional"}}
+    met = obligations.evaluate([sub], [rec], inputs)
+    assert met["status"].tolist() == ["met"] and "conditional" in met["evidence"].iloc[0]
+    assert obligations.obligation_for("monotonicity").kind == "analysis"
+    unmet = obligations.evaluate([sub], [{**rec, "diagnostics": {}}], inputs)
+    assert unmet["status"].tolist() == ["unmet"]
