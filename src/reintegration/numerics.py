@@ -21,6 +21,12 @@ demeaning (:func:`demean`, :func:`group_codes`)
 wild cluster bootstrap (:func:`wild_cluster_pvalue`)
     the Wald test of linear restrictions with the null imposed and Webb's
     six-point weights.
+two-stage least squares (:func:`tsls`)
+    one fit, robust and clustered covariances from the same residuals.
+Anderson-Rubin sets (:func:`anderson_rubin_set`, :func:`anderson_rubin_projection`)
+    weak-instrument-robust confidence sets: closed form for one endogenous
+    regressor and one instrument, the projection of the joint set for one
+    coefficient of several.
 """
 
 from __future__ import annotations

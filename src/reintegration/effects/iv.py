@@ -27,12 +27,19 @@ weighted average of such complier effects across pairs of instrument values,
 weighted by how many clients the instrument moves into treatment (Angrist
 and Imbens 1995); with fixed effects, the averages are within cells and
 weighted by the within-cell variance of the first-stage fitted values.
+
+With several mutually exclusive treatments (instruments a client may start)
+and one propensity per treatment, :func:`multi_instrument_iv` fits the
+just-identified model of one treatment, the same with the other propensities
+as controls, or all treatments jointly (Kirkeboen, Leuven and Mogstad 2016),
+once, with the Anderson-Rubin set beside the Wald interval.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -417,7 +424,65 @@ def multi_instrument_iv(
     if method not in MULTI_METHODS:
         raise EffectInputError(f"method must be one of {sorted(MULTI_METHODS)}, not {method!r}")
     data = require_frame(data)
-    cells = as_list(absorb)
+    prepared = _multi_arrays(data, outcome, treatment, instrument, others, method,
+                             as_list(absorb), cluster)
+    y, d, z, zo, do, cl = (prepared[k] for k in ("y", "d", "z", "zo", "do", "cl"))
+    kept, dropped, cells = prepared["kept"], prepared["dropped"], prepared["cells"]
+    if method == "joint":
+        x, zz, w = np.column_stack([d, do]), np.column_stack([z, zo]), None
+    else:
+        x, zz, w = d[:, None], z[:, None], (zo if method == "controls" else None)
+    fit = tsls(y, x, zz, w=w, clusters=cl)
+    se_r = math.sqrt(fit.cov_robust[0, 0])
+    se_c = math.sqrt(fit.cov_clustered[0, 0]) if fit.cov_clustered is not None else math.nan
+    use_c = cl is not None and se_c >= se_r
+    se = se_c if use_c else se_r
+    # the first stage of the own instrument: with the other propensities held fixed
+    # (controls and joint; for joint this is not the Sanderson-Windmeijer F)
+    fs_w = zo if method != "single" and zo.shape[1] else None
+    pi, vpi, f = first_stage_f(d, z[:, None], fs_w, clusters=cl if use_c else None,
+                               debiased=False)
+    diagnostics: dict[str, object] = {
+        "method": method,
+        "first_stage_f": f,
+        "weak_instrument": bool(f < 10),
+        "first_stage": {instrument: {"estimate": float(pi[0]),
+                                     "std_error": float(math.sqrt(vpi[0, 0]))}},
+        "reduced_form": {instrument: {"estimate": float(fit.reduced_form[0])}},
+        "std_error_clustered": se_c,
+        "std_error_robust": se_r,
+        "std_error_reported": "clustered" if use_c else "robust",
+        "others": [k for _, k in kept],
+        "others_dropped": [k for _, k in dropped],
+        "absorb": cells,
+        "n_absorbed_cells": prepared["n_cells"],
+        "n_singleton_cells_dropped": prepared["n_singletons"],
+        "n_missing_dropped": prepared["n_missing"],
+    }
+    if not anderson_rubin:
+        diagnostics.update({"ci_anderson_rubin": None, "ar_bounded": None,
+                            "ar_kind": "not_computed", "ar_level": level})
+    else:
+        _add_anderson_rubin(diagnostics, y, x, zz, w, cl if use_c else None, method, level)
+    first = pd.DataFrame({"estimate": [float(pi[0])], "std_error": [math.sqrt(vpi[0, 0])]},
+                         index=pd.Index([instrument], name="instrument"))
+    reduced = pd.DataFrame({"estimate": [float(fit.reduced_form[0])]},
+                           index=pd.Index([instrument], name="instrument"))
+    return IVResult(
+        estimate=float(fit.params[0]), std_error=se, n=fit.nobs,
+        design="instrumental_variable", estimand=MULTI_METHODS[method], method=f"2sls_{method}",
+        outcome=outcome, treatment=treatment, cov_type="clustered" if use_c else "robust",
+        n_clusters=int(len(np.unique(cl))) if cl is not None else None,
+        diagnostics=diagnostics, first_stage=first, first_stage_f=f, reduced_form=reduced)
+
+
+def _multi_arrays(data: pd.DataFrame, outcome: str, treatment: str, instrument: str,
+                  others: Sequence[tuple[str, str]], method: str, cells: list[str],
+                  cluster: str | None) -> dict[str, Any]:
+    """The complete rows of :func:`multi_instrument_iv` without singleton
+    cells, every column demeaned within cells in one pass, and the other
+    alternatives it keeps (their instrument varies within cells; for
+    ``joint`` their treatment varies too)."""
     other_cols = [c for pair in others for c in pair]
     used = [outcome, treatment, instrument, *other_cols, *cells, *as_list(cluster)]
     require_columns(data, used, role="model")
@@ -452,52 +517,9 @@ def multi_instrument_iv(
             cols_z.append(4 + 2 * i)
     zo, do = arr[:, cols_z], arr[:, cols_d]
     cl = codes(sample, [cluster]) if cluster is not None else None
-    if method == "joint":
-        x, zz, w = np.column_stack([d, do]), np.column_stack([z, zo]), None
-    else:
-        x, zz, w = d[:, None], z[:, None], (zo if method == "controls" else None)
-    fit = tsls(y, x, zz, w=w, clusters=cl)
-    se_r = math.sqrt(fit.cov_robust[0, 0])
-    se_c = math.sqrt(fit.cov_clustered[0, 0]) if fit.cov_clustered is not None else math.nan
-    use_c = cl is not None and se_c >= se_r
-    se = se_c if use_c else se_r
-    # the first stage of the own instrument: with the other propensities held fixed
-    # (controls and joint; for joint this is not the Sanderson-Windmeijer F)
-    fs_w = zo if method != "single" and zo.shape[1] else None
-    pi, vpi, f = first_stage_f(d, z[:, None], fs_w, clusters=cl if use_c else None,
-                               debiased=False)
-    diagnostics: dict[str, object] = {
-        "method": method,
-        "first_stage_f": f,
-        "weak_instrument": bool(f < 10),
-        "first_stage": {instrument: {"estimate": float(pi[0]),
-                                     "std_error": float(math.sqrt(vpi[0, 0]))}},
-        "reduced_form": {instrument: {"estimate": float(fit.reduced_form[0])}},
-        "std_error_clustered": se_c,
-        "std_error_robust": se_r,
-        "std_error_reported": "clustered" if use_c else "robust",
-        "others": [k for _, k in kept],
-        "others_dropped": [k for _, k in dropped],
-        "absorb": cells,
-        "n_absorbed_cells": n_cells,
-        "n_singleton_cells_dropped": n_singletons,
-        "n_missing_dropped": n_missing,
-    }
-    if not anderson_rubin:
-        diagnostics.update({"ci_anderson_rubin": None, "ar_bounded": None,
-                            "ar_kind": "not_computed", "ar_level": level})
-    else:
-        _add_anderson_rubin(diagnostics, y, x, zz, w, cl if use_c else None, method, level)
-    first = pd.DataFrame({"estimate": [float(pi[0])], "std_error": [math.sqrt(vpi[0, 0])]},
-                         index=pd.Index([instrument], name="instrument"))
-    reduced = pd.DataFrame({"estimate": [float(fit.reduced_form[0])]},
-                           index=pd.Index([instrument], name="instrument"))
-    return IVResult(
-        estimate=float(fit.params[0]), std_error=se, n=fit.nobs,
-        design="instrumental_variable", estimand=MULTI_METHODS[method], method=f"2sls_{method}",
-        outcome=outcome, treatment=treatment, cov_type="clustered" if use_c else "robust",
-        n_clusters=int(len(np.unique(cl))) if cl is not None else None,
-        diagnostics=diagnostics, first_stage=first, first_stage_f=f, reduced_form=reduced)
+    return {"y": y, "d": d, "z": z, "zo": zo, "do": do, "cl": cl, "kept": kept,
+            "dropped": dropped, "cells": cells, "n_cells": n_cells,
+            "n_singletons": n_singletons, "n_missing": n_missing}
 
 
 def _add_anderson_rubin(diagnostics: dict[str, object], y: np.ndarray, x: np.ndarray,
