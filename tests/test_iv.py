@@ -199,6 +199,10 @@ def test_truth_of_each_target_from_a_hand_made_truth_file():
     old = {"case_manager_iv": {"instruments": {"training": {"estimand": entry["estimand"]}}}}
     assert math.isnan(value("versus_none", t=old))     # before the generator writes it
     assert value("mixed", t=old) == 0.01
+    odd = {"case_manager_iv": {"instruments": {"training": {
+        "estimand_joint": {"employed": {"24": [0.1, 0.2]}}}}}}
+    with pytest.raises(ValueError, match=r"training\.estimand_joint\.employed\.24 is list"):
+        value("versus_none", t=odd)
     with pytest.raises(KeyError, match="no estimand"):
         design.estimate(pd.DataFrame(), "y", {}, target="late")
 

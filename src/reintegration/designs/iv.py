@@ -638,6 +638,11 @@ def iv_truth(truth: dict[str, Any] | None, record: dict[str, Any], *,
     key = TRUTH_KEYS.get(record.get("target") or next(iter(TARGETS)))
     entry = (((truth or {}).get("case_manager_iv") or {}).get("instruments") or {}).get(
         record["instrument"]) or {}
-    value = ((entry.get(key) or {}).get("on_benefit" if kind == "off_benefit" else kind)
-             or {}).get(h)
-    return sign * float(value) if value is not None else math.nan
+    source = "on_benefit" if kind == "off_benefit" else kind
+    value = ((entry.get(key) or {}).get(source) or {}).get(h)
+    if value is None:
+        return math.nan
+    if not isinstance(value, int | float):
+        raise ValueError(f"effects.json: case_manager_iv.instruments.{record['instrument']}."
+                         f"{key}.{source}.{h} is {type(value).__name__}, not a number")
+    return sign * float(value)
