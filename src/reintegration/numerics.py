@@ -359,7 +359,9 @@ class ARSet:
     """The Anderson-Rubin confidence set of one coefficient: a list of
     intervals (ends may be infinite). ``kind`` is ``interval`` (bounded),
     ``two_rays`` (the line without an interval: unbounded, a union of two
-    half-lines) or ``whole_line`` (the data rule out no value)."""
+    half-lines), ``half_line`` (one end open; from
+    :func:`anderson_rubin_projection`) or ``whole_line`` (the data rule out
+    no value)."""
 
     intervals: list[tuple[float, float]]
     kind: str
