@@ -188,3 +188,114 @@ def test_sandwich_equals_linearmodels(clustered):
         "cov_type": "robust"}
     theirs = OLS(pd.Series(y), pd.DataFrame(x), None, None).fit(debiased=True, **kw).cov
     assert np.allclose(ours, theirs.to_numpy(), rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# two-stage least squares and the Anderson-Rubin set
+# ---------------------------------------------------------------------------
+
+
+def _endogenous_frame(seed: int, n: int = 800, strength: float = 0.3):
+    """One endogenous regressor (confounded by u), one instrument varying by
+    cluster, two controls."""
+    rng = np.random.default_rng(seed)
+    cm = rng.integers(0, 40, n)
+    z = rng.normal(size=40)[cm] + rng.normal(scale=0.5, size=n)
+    w = rng.normal(size=(n, 2))
+    u = rng.normal(size=n)
+    d = strength * z + w[:, 0] + u + rng.normal(size=n)
+    y = 0.5 * d + w @ np.array([1.0, -1.0]) + u + rng.normal(size=n)
+    return y, d, z, w, cm
+
+
+@pytest.mark.parametrize("cov_type", ["robust", "clustered"])
+def test_tsls_equals_linearmodels(cov_type):
+    y, d, z, w, cm = _endogenous_frame(0)
+    exog = pd.DataFrame(np.column_stack([np.ones(len(y)), w]), columns=["c", "w1", "w2"])
+    kw = {"clusters": pd.Series(cm)} if cov_type == "clustered" else {}
+    theirs = IV2SLS(pd.Series(y), exog, pd.DataFrame({"d": d}), pd.DataFrame({"z": z})).fit(
+        cov_type=cov_type, debiased=False, **kw)
+    # the constant is partialled out by centring, the controls by tsls itself
+    ours = numerics.tsls(y - y.mean(), d - d.mean(), z - z.mean(), w=w - w.mean(0),
+                         clusters=cm if cov_type == "clustered" else None)
+    cov = ours.cov_clustered if cov_type == "clustered" else ours.cov_robust
+    assert ours.params[0] == pytest.approx(float(theirs.params["d"]), abs=1e-10)
+    assert math.sqrt(cov[0, 0]) == pytest.approx(float(theirs.std_errors["d"]), rel=1e-9)
+    assert ours.first_stage[0, 0] == pytest.approx(
+        float(theirs.first_stage.individual["d"].params["z"]), abs=1e-10)
+
+
+def test_anderson_rubin_statistic_is_the_wald_test_of_the_instrument():
+    """AR(b): the clustered Wald statistic of z in the OLS of y - b d on z and
+    the controls (linearmodels, no instruments)."""
+    y, d, z, w, cm = _endogenous_frame(1)
+    exog = pd.DataFrame(np.column_stack([np.ones(len(y)), w, z]), columns=["c", "w1", "w2", "z"])
+    for b in (-0.3, 0.5, 1.2):
+        res = IV2SLS(pd.Series(y - b * d), exog, None, None).fit(
+            cov_type="clustered", clusters=pd.Series(cm), debiased=False)
+        wald = float(res.tstats["z"]) ** 2
+        ours = numerics.anderson_rubin_stat(b, y - y.mean(), d - d.mean(), z - z.mean(),
+                                            w=w - w.mean(0), clusters=cm)
+        assert ours[0] == pytest.approx(wald, rel=1e-9)
+
+
+@pytest.mark.parametrize(("strength", "kind"), [(0.3, "interval"), (0.02, None)])
+def test_anderson_rubin_set_equals_a_brute_force_grid(strength, kind):
+    """The closed-form set against the grid of values the AR statistic does
+    not reject; with a weak first stage the set is unbounded."""
+    y, d, z, w, cm = _endogenous_frame(2, strength=strength)
+    args = (y - y.mean(), d - d.mean(), z - z.mean())
+    ar = numerics.anderson_rubin_set(*args, w=w - w.mean(0), clusters=cm)
+    grid = np.linspace(-20, 20, 40001)
+    stat = numerics.anderson_rubin_stat(grid, *args, w=w - w.mean(0), clusters=cm)
+    accepted = stat <= 3.841458820694124
+    assert np.array_equal(accepted, np.array([ar.contains(b) for b in grid]))
+    if kind == "interval":
+        assert ar.bounded and ar.kind == "interval"
+        lo, hi = ar.intervals[0]
+        assert lo < 0.5 < hi and grid[accepted].min() == pytest.approx(lo, abs=1e-3)
+    else:
+        assert not ar.bounded and ar.kind in ("two_rays", "whole_line")
+        assert accepted[0] and accepted[-1]      # unbounded on both sides
+
+
+def test_anderson_rubin_projection_equals_a_brute_force_grid():
+    """Two endogenous regressors, two instruments: the projection of the
+    joint AR set on the first coefficient against a grid over both
+    coefficients, the joint statistic computed directly (the clustered Wald
+    test of the instruments in the OLS of y - X beta on Z)."""
+    rng = np.random.default_rng(3)
+    n, g = 1200, 60
+    cm = rng.integers(0, g, n)
+    z = rng.normal(size=(g, 2))[cm] + rng.normal(scale=0.7, size=(n, 2))
+    u = rng.normal(size=n)
+    x = np.column_stack([0.5 * z[:, 0] - 0.3 * z[:, 1], 0.4 * z[:, 1]]) + u[:, None] * [0.8, -0.5]
+    x += rng.normal(size=(n, 2))
+    y = x @ np.array([0.3, -0.2]) + u + rng.normal(size=n)
+    y, x, z = y - y.mean(), x - x.mean(0), z - z.mean(0)
+    ar = numerics.anderson_rubin_projection(y, x, z, clusters=cm)
+    fit = numerics.tsls(y, x, z, clusters=cm)
+    (lo, hi), = ar.intervals
+    assert ar.bounded and lo < fit.params[0] < hi
+    indicator = np.zeros((n, g))
+    indicator[np.arange(n), cm] = 1.0
+    zz_inv_z = np.linalg.solve(z.T @ z, z.T)
+    crit = 5.991464547107979                       # chi2(2), 95%
+    bs = np.linspace(lo - 0.1, hi + 0.1, 81)
+    cs = np.linspace(-3, 3, 1201)
+    accepted = []
+    for b in bs:
+        uu = y[:, None] - b * x[:, [0]] - x[:, [1]] * cs[None, :]      # n x C
+        coef = zz_inv_z @ uu                                          # 2 x C
+        resid = uu - z @ coef
+        sums = np.stack([indicator.T @ (z[:, [p]] * resid) for p in range(2)])  # 2 x G x C
+        meat = np.einsum("pgc,qgc->cpq", sums, sums)
+        bread = np.linalg.inv(z.T @ z)
+        cov = bread[None] @ meat @ bread[None]
+        stat = np.einsum("pc,cpq,qc->c", coef, np.linalg.inv(cov), coef)
+        accepted.append(stat.min() <= crit)
+    accepted = np.array(accepted)
+    step = bs[1] - bs[0]
+    assert bs[accepted].min() == pytest.approx(lo, abs=step)
+    assert bs[accepted].max() == pytest.approx(hi, abs=step)
+    assert accepted[(bs > lo + step) & (bs < hi - step)].all()

@@ -250,6 +250,9 @@ class CaseManagerIVEstimate(Strict):
     """Phase 2 case-manager instrumental variable."""
 
     cells: list[str] = _d("Cells of as-if random allocation (absorbed).", min_length=1)
+    monotonicity_subgroups: list[str] | None = Field(
+        None, description="Subgroups in which the first stage must be positive (the "
+        "monotonicity check); default: the subgroups of Phase 2.")
 
 
 class MinGroup(Strict):

@@ -21,6 +21,12 @@ demeaning (:func:`demean`, :func:`group_codes`)
 wild cluster bootstrap (:func:`wild_cluster_pvalue`)
     the Wald test of linear restrictions with the null imposed and Webb's
     six-point weights.
+two-stage least squares (:func:`tsls`)
+    one fit, robust and clustered covariances from the same residuals.
+Anderson-Rubin sets (:func:`anderson_rubin_set`, :func:`anderson_rubin_projection`)
+    weak-instrument-robust confidence sets: closed form for one endogenous
+    regressor and one instrument, the projection of the joint set for one
+    coefficient of several.
 """
 
 from __future__ import annotations
@@ -285,3 +291,280 @@ def wild_cluster_pvalue(y: np.ndarray, x: np.ndarray, restriction: np.ndarray,
         stats_b = np.einsum("bq,bq->b", rb, (np.linalg.pinv(vr) @ rb[:, :, None])[:, :, 0])
         exceed += int((stats_b >= stat * (1 - 1e-12)).sum())
     return (1 + exceed) / (reps + 1)
+
+
+# ---------------------------------------------------------------------------
+# two-stage least squares and the Anderson-Rubin set
+# ---------------------------------------------------------------------------
+
+
+def partial_out(w: np.ndarray | None, *arrays: np.ndarray) -> list[np.ndarray]:
+    """Each array (a vector or the columns of a matrix) net of its least
+    squares projection on the columns of ``w`` (Frisch-Waugh-Lovell); the
+    arrays unchanged when ``w`` is None or has no columns."""
+    if w is None or w.ndim < 2 or w.shape[1] == 0:
+        return [np.asarray(a, dtype=float) for a in arrays]
+    out = []
+    for a in arrays:
+        a = np.asarray(a, dtype=float)
+        out.append(a - w @ np.linalg.lstsq(w, a, rcond=None)[0])
+    return out
+
+
+@dataclass
+class TwoSLS:
+    """One 2SLS fit on data whose included regressors are partialled out:
+    coefficients of the endogenous regressors, their robust (HC0) and
+    clustered sandwich covariances from the same residuals, and the first
+    stage (instruments x endogenous) and reduced form (per instrument)."""
+
+    params: np.ndarray
+    cov_robust: np.ndarray
+    cov_clustered: np.ndarray | None
+    first_stage: np.ndarray
+    reduced_form: np.ndarray
+    resid: np.ndarray
+    nobs: int
+
+
+def tsls(y: np.ndarray, x: np.ndarray, z: np.ndarray, *, w: np.ndarray | None = None,
+         clusters: np.ndarray | None = None) -> TwoSLS:
+    r"""Two-stage least squares of ``y`` on the endogenous columns ``x``
+    instrumented by ``z`` (as many columns or more), with the columns of
+    ``w`` (controls; absorbed cells are demeaned by the caller) partialled
+    out first. :math:`\hat\beta = (X'P_Z X)^{-1} X'P_Z y` and the sandwich
+    :math:`(\hat X'\hat X)^{-1} M (\hat X'\hat X)^{-1}` with
+    :math:`\hat X = P_Z X` and scores :math:`\hat x_i \hat e_i`,
+    :math:`\hat e = y - X\hat\beta`; both covariances come from this one fit.
+    Without ``debiased`` scaling they equal linearmodels' ``IV2SLS`` robust
+    and clustered covariances (``tests/test_numerics.py``)."""
+    y = np.asarray(y, dtype=float).ravel()
+    x = np.asarray(x, dtype=float).reshape(len(y), -1)
+    z = np.asarray(z, dtype=float).reshape(len(y), -1)
+    if z.shape[1] < x.shape[1]:
+        raise ValueError(f"{z.shape[1]} instruments for {x.shape[1]} endogenous regressors")
+    y, x, z = partial_out(w, y, x, z)
+    pi = np.linalg.lstsq(z, x, rcond=None)[0]           # q x m first stage
+    xhat = z @ pi
+    params = np.linalg.solve(xhat.T @ x, xhat.T @ y)
+    resid = y - x @ params
+    rf = np.linalg.lstsq(z, y, rcond=None)[0]
+    cov_r = sandwich_cov(xhat, resid, None)
+    cov_c = sandwich_cov(xhat, resid, clusters) if clusters is not None else None
+    return TwoSLS(params, cov_r, cov_c, pi, rf, resid, len(y))
+
+
+@dataclass
+class ARSet:
+    """The Anderson-Rubin confidence set of one coefficient: a list of
+    intervals (ends may be infinite). ``kind`` is ``interval`` (bounded),
+    ``two_rays`` (the line without an interval: unbounded, a union of two
+    half-lines), ``half_line`` (one end open; from
+    :func:`anderson_rubin_projection`) or ``whole_line`` (the data rule out
+    no value)."""
+
+    intervals: list[tuple[float, float]]
+    kind: str
+    level: float
+
+    @property
+    def bounded(self) -> bool:
+        return self.kind == "interval"
+
+    def contains(self, b: float) -> bool:
+        return any(lo <= b <= hi for lo, hi in self.intervals)
+
+
+def anderson_rubin_stat(b: float | np.ndarray, y: np.ndarray, d: np.ndarray, z: np.ndarray,
+                        *, w: np.ndarray | None = None,
+                        clusters: np.ndarray | None = None) -> np.ndarray:
+    r"""The Anderson-Rubin statistic of :math:`H_0: \beta = b` in
+    :math:`y = \beta d + w'\gamma + e` with instruments ``z``: the robust or
+    clustered Wald statistic of all coefficients of ``z`` in the regression
+    of :math:`y - b\,d` on ``z`` and ``w`` (Anderson and Rubin 1949), a
+    :math:`\chi^2_q` under the null whatever the strength of the instruments.
+    Vectorised over ``b`` (brute force; :func:`anderson_rubin_set` solves it
+    in closed form for one instrument)."""
+    y, d, z = partial_out(w, np.asarray(y, float).ravel(), np.asarray(d, float).ravel(),
+                          np.asarray(z, float).reshape(len(y), -1))
+    out = []
+    for bb in np.atleast_1d(np.asarray(b, dtype=float)):
+        u = y - bb * d
+        g = np.linalg.lstsq(z, u, rcond=None)[0]
+        v = sandwich_cov(z, u - z @ g, clusters)
+        out.append(float(g @ np.linalg.solve(v, g)))
+    return np.array(out)
+
+
+def anderson_rubin_set(y: np.ndarray, d: np.ndarray, z: np.ndarray, *,
+                       w: np.ndarray | None = None, clusters: np.ndarray | None = None,
+                       level: float = 0.95) -> ARSet:
+    r"""The Anderson-Rubin confidence set for the coefficient of one
+    endogenous regressor ``d`` with one instrument ``z``: the values
+    :math:`b` the AR test (:func:`anderson_rubin_stat`) does not reject at
+    ``1 - level``. With :math:`\hat\rho, \hat\pi` the reduced-form and
+    first-stage coefficients of ``z`` and :math:`V_{\rho\rho}, V_{\rho\pi},
+    V_{\pi\pi}` their robust or clustered (co)variances (from the same
+    sandwich), :math:`AR(b) = (\hat\rho - b\hat\pi)^2 / (V_{\rho\rho} -
+    2bV_{\rho\pi} + b^2V_{\pi\pi})`, so the set solves the quadratic
+    :math:`(\hat\pi^2 - cV_{\pi\pi})b^2 - 2(\hat\rho\hat\pi - cV_{\rho\pi})b +
+    \hat\rho^2 - cV_{\rho\rho} \le 0`, :math:`c = \chi^2_{1,level}`. It is a
+    bounded interval exactly when the first stage is significant at
+    ``1 - level`` (:math:`\hat\pi^2 / V_{\pi\pi} > c`); otherwise it is
+    unbounded: two half-lines or the whole line (Dufour 1997: a valid set
+    must be unbounded with positive probability when the instrument may be
+    weak)."""
+    from scipy import stats
+
+    y, d, z = partial_out(w, np.asarray(y, float).ravel(), np.asarray(d, float).ravel(),
+                          np.asarray(z, float).reshape(len(y), -1))
+    if z.shape[1] != 1:
+        raise ValueError("anderson_rubin_set solves the one-instrument case; use "
+                         "anderson_rubin_stat over a grid for more")
+    zz = z[:, 0]
+    szz = float(zz @ zz)
+    rho, pi = float(zz @ y) / szz, float(zz @ d) / szz
+    e = np.column_stack([y - rho * zz, d - pi * zz])
+    scores = zz[:, None] * e                          # n x 2: reduced form, first stage
+    if clusters is None:
+        meat = scores.T @ scores
+    else:
+        sums = pd.DataFrame(scores).groupby(clusters, sort=False).sum().to_numpy()
+        meat = sums.T @ sums
+    v = meat / szz ** 2
+    c = float(stats.chi2.ppf(level, 1))
+    a = pi * pi - c * v[1, 1]
+    bq = -2.0 * (rho * pi - c * v[0, 1])
+    cq = rho * rho - c * v[0, 0]
+    disc = bq * bq - 4 * a * cq
+    if a > 0:
+        if disc < 0:  # cannot happen with one instrument (AR = 0 at rho / pi)
+            return ARSet([], "empty", level)
+        r = math.sqrt(disc)
+        lo, hi = sorted(((-bq - r) / (2 * a), (-bq + r) / (2 * a)))
+        return ARSet([(lo, hi)], "interval", level)
+    if a < 0 and disc > 0:
+        r = math.sqrt(disc)
+        lo, hi = sorted(((-bq - r) / (2 * a), (-bq + r) / (2 * a)))
+        return ARSet([(-math.inf, lo), (hi, math.inf)], "two_rays", level)
+    return ARSet([(-math.inf, math.inf)], "whole_line", level)
+
+
+def _ar_pieces(y: np.ndarray, x: np.ndarray, z: np.ndarray, clusters: np.ndarray | None
+               ) -> dict[str, np.ndarray]:
+    r"""What the Anderson-Rubin statistic of every coefficient vector needs:
+    :math:`Z'y`, :math:`Z'X` and the sandwich meat :math:`M(\beta) = \sum_u
+    (a_u - B_u\beta)(a_u - B_u\beta)'` as a quadratic in :math:`\\beta`
+    (units u: observations, or clusters), with :math:`a_u, B_u` the sums of
+    :math:`z_i` times the residuals of y and X on Z."""
+    rho = np.linalg.lstsq(z, y, rcond=None)[0]
+    pi = np.linalg.lstsq(z, x, rcond=None)[0]
+    ey, ex = y - z @ rho, x - z @ pi
+    a = z * ey[:, None]                                  # n x k
+    b = z[:, :, None] * ex[:, None, :]                   # n x k x m
+    if clusters is not None:
+        codes = pd.factorize(pd.Series(clusters))[0]
+        g = codes.max() + 1
+        a = np.stack([np.bincount(codes, weights=a[:, p], minlength=g)
+                      for p in range(a.shape[1])], axis=1)
+        b = np.stack([np.stack([np.bincount(codes, weights=b[:, p, q], minlength=g)
+                                for q in range(b.shape[2])], axis=1)
+                      for p in range(b.shape[1])], axis=1)
+    return {"c": z.T @ y, "d": z.T @ x, "p0": a.T @ a,
+            "p1": np.einsum("up,uqr->pqr", a, b),
+            "p2": np.einsum("upl,uqr->plqr", b, b)}
+
+
+def _ar_full(beta: np.ndarray, pc: dict[str, np.ndarray]) -> float:
+    r"""The Anderson-Rubin statistic of the whole coefficient vector (Wald
+    form: :math:`(Z'u)' M(\beta)^{-1} (Z'u)`, :math:`u = y - X\beta`)."""
+    return _ar_full_grad(beta, pc)[0]
+
+
+def _ar_full_grad(beta: np.ndarray, pc: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
+    """:func:`_ar_full` and its gradient in the coefficients."""
+    s = pc["c"] - pc["d"] @ beta
+    p1b = pc["p1"] @ beta
+    meat = pc["p0"] - p1b - p1b.T + np.einsum("plqr,l,r->pq", pc["p2"], beta, beta)
+    try:
+        q = np.linalg.solve(meat, s)
+    except np.linalg.LinAlgError:
+        return math.inf, np.zeros_like(beta)
+    grad = (-2 * pc["d"].T @ q + 2 * np.einsum("p,pql,q->l", q, pc["p1"], q)
+            - 2 * np.einsum("p,plqr,q,r->l", q, pc["p2"], q, beta))
+    return float(s @ q), grad
+
+
+def anderson_rubin_projection(y: np.ndarray, x: np.ndarray, z: np.ndarray, *, index: int = 0,
+                              w: np.ndarray | None = None,
+                              clusters: np.ndarray | None = None, level: float = 0.95,
+                              max_steps: int = 12) -> ARSet:
+    r"""The projection of the joint Anderson-Rubin confidence set of all
+    coefficients of the endogenous ``x`` (n x m) on coefficient ``index``:
+    the values :math:`b` for which some value of the other coefficients
+    passes the joint AR test at :math:`\chi^2_{k,level}` (k instruments).
+    It covers the coefficient with at least the nominal probability whatever
+    the strength of the instruments (Dufour and Taamouti 2005), and is
+    conservative when they are strong.
+
+    The minimum over the other coefficients is found numerically (BFGS, warm
+    started along the path); the ends are found by stepping outward from the
+    2SLS estimate in doubling steps of its robust standard error and
+    bisecting. A side where no value up to ``2 ** max_steps`` standard
+    errors is rejected is reported open (infinite end)."""
+    from scipy import optimize, stats
+
+    y = np.asarray(y, float).ravel()
+    x = np.asarray(x, float).reshape(len(y), -1)
+    z = np.asarray(z, float).reshape(len(y), -1)
+    y, x, z = partial_out(w, y, x, z)
+    m = x.shape[1]
+    pc = _ar_pieces(y, x, z, clusters)
+    crit = float(stats.chi2.ppf(level, z.shape[1]))
+    fit = tsls(y, x, z, clusters=clusters)
+    est = fit.params
+    scale = math.sqrt(max(fit.cov_robust[index, index], 1e-300))
+    rest = [i for i in range(m) if i != index]
+
+    def profile(b: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        if not rest:
+            return _ar_full(np.array([b]), pc), start
+
+        def f(v: np.ndarray) -> tuple[float, np.ndarray]:
+            beta = np.empty(m)
+            beta[index], beta[rest] = b, v
+            value, grad = _ar_full_grad(beta, pc)
+            return value, grad[rest]
+
+        res = optimize.minimize(f, start, jac=True, method="BFGS", options={"gtol": 1e-7})
+        return float(res.fun), res.x
+
+    ends = []
+    for sign in (1.0, -1.0):
+        start = est[rest].copy()
+        inside = 0.0
+        outside = None
+        for step in range(max_steps + 1):
+            t = scale * 2.0 ** step
+            value, start_t = profile(est[index] + sign * t, start)
+            if value > crit:
+                outside = t
+                break
+            inside, start = t, start_t
+        if outside is None:
+            ends.append(sign * math.inf)
+            continue
+        for _ in range(30):
+            mid = 0.5 * (inside + outside)
+            value, start_m = profile(est[index] + sign * mid, start)
+            if value > crit:
+                outside = mid
+            else:
+                inside, start = mid, start_m
+            if outside - inside < 1e-3 * scale:
+                break
+        ends.append(est[index] + sign * 0.5 * (inside + outside))
+    hi, lo = ends
+    kind = "interval" if math.isfinite(lo) and math.isfinite(hi) else (
+        "whole_line" if not (math.isfinite(lo) or math.isfinite(hi)) else "half_line")
+    return ARSet([(lo, hi)], kind, level)

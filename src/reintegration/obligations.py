@@ -82,6 +82,10 @@ _ANALYSIS = {
     "balance": Obligation(
         "covariate_stability", "analysis",
         "the estimate repeated with the covariates controlled, and shown stable"),
+    "monotonicity": Obligation(
+        "first_stage_by_group", "analysis",
+        "the first stage in every pre-registered subgroup reported with the estimate, which "
+        "reads as an average that may give some clients a negative weight"),
 }
 _ORGANISATION = Obligation(
     "resolved_in_configuration", "organisation",
@@ -181,11 +185,23 @@ def _no_dependence(sub: dict[str, Any], records: list[dict[str, Any]], ctx: Cont
                   if same else "the design's data change without the derived columns")
 
 
+def _first_stage_by_group(sub: dict[str, Any], records: list[dict[str, Any]], ctx: Context,
+                          cond: dict[str, Any]) -> tuple[bool, str]:
+    est = [r for r in _estimated(records) if r["subgroup"] == "all"
+           and (r["diagnostics"] or {}).get("first_stage_by_group")]
+    if not est:
+        return False, "no first stage by subgroup on the estimates"
+    verdicts = sorted({r["diagnostics"].get("monotonicity") for r in est} - {None})
+    return True, ("carried out: the first stage in every pre-registered subgroup is "
+                  f"reported with the whole-cohort estimates (verdict: {', '.join(verdicts)})")
+
+
 _FULFIL: dict[str, Fulfil] = {
     "sensitivity_analysis": _sensitivity,
     "report_mde": _mde_reported,
     "randomisation_inference": _randomisation,
     "no_dependence_on_incomplete_columns": _no_dependence,
+    "first_stage_by_group": _first_stage_by_group,
 }
 
 

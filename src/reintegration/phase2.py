@@ -152,6 +152,10 @@ def result_record(rec: dict[str, Any], result: EffectResult) -> dict[str, Any]:
              "max_abs_smd_weighted_strata", "max_abs_smd_weighted_by_stratum", "learner",
              "n_month_indicators", "censoring_n_censored", "censoring_max_weight")
     rec["diagnostics"] = {k: diag[k] for k in keep if k in diag}
+    # case-manager IV: the weak-instrument-robust interval and the monotonicity check
+    keep_iv = ("ci_anderson_rubin", "ar_bounded", "ar_kind", "first_stage_by_group",
+               "monotonicity", "others_dropped")
+    rec["diagnostics"].update({k: diag[k] for k in keep_iv if k in diag})
     if isinstance(result, EventStudyResult):
         rec["diagnostics"]["pretrend_pvalue_used"] = result.pretrend_pvalue
         rec["diagnostics"]["event_time"] = json_safe(
@@ -341,9 +345,7 @@ def subgroup_figure(records: Sequence[dict[str, Any]], substudy: str, outcome: s
     from matplotlib.figure import Figure
 
     rows = [r for r in records if r["substudy"] == substudy and r["outcome"] == outcome
-            and r["status"] == "estimated"
-            and (r.get("target") is None
-                 or r["target"] == designs.get(r["design"]).headline_target)]
+            and r["status"] == "estimated" and _is_headline(r)]
     if not any(r["subgroup"] != ALL for r in rows):
         return None
     labels = [f"{r['subgroup']}: {r['group']}" if r["subgroup"] != ALL else "all" for r in rows]
@@ -362,6 +364,13 @@ def subgroup_figure(records: Sequence[dict[str, Any]], substudy: str, outcome: s
                            "comparison": [r["n_control"] for r in rows]},
                           index=pd.Index(labels, name="group"), dtype=float)
     return fig, counts
+
+
+def _is_headline(record: dict[str, Any]) -> bool:
+    """The record estimates its design's headline target (records without a
+    target are headline records)."""
+    target = record.get("target")
+    return target is None or target == designs.get(record["design"]).headline_target
 
 
 def validation_frame(records: Sequence[dict[str, Any]], po: pd.DataFrame,
@@ -408,8 +417,8 @@ def coverage_table(frame: pd.DataFrame) -> pd.DataFrame:
     if f.empty:
         return pd.DataFrame(columns=["estimates", "covered", "coverage", "mean bias",
                                      "mean std. error"])
-    f = f.assign(target=f["target"].fillna("headline"))
-    g = f.groupby(["design", "target", "outcome"])
+    keys = ["design", "target", "outcome"] if "target" in f else ["design", "outcome"]
+    g = f.groupby(keys, dropna=False)
     return pd.DataFrame({
         "estimates": g.size(),
         "covered": g["covered"].sum().astype(int),
@@ -425,9 +434,11 @@ def bias_figure(frame: pd.DataFrame, outcome: str = "employed_24") -> tuple[Any,
     from matplotlib.figure import Figure
 
     f = frame[(frame["subgroup"] == ALL) & frame["truth"].notna()
-              & (frame["outcome"] == outcome)].reset_index(drop=True)
-    labels = [f"{d}: {i}" + ("" if t in (None, designs.get(d).headline_target) else f" ({t})")
-              for d, i, t in zip(f["design"], f["instrument"], f["target"], strict=True)]
+              & (frame["outcome"] == outcome)]
+    if "target" in f:  # one estimate per design and instrument: the headline's
+        f = f[[_is_headline(r) for r in f[["design", "target"]].to_dict(orient="records")]]
+    f = f.reset_index(drop=True)
+    labels = [f"{d}: {i}" for d, i in zip(f["design"], f["instrument"], strict=True)]
     fig = Figure(figsize=(6.4, 0.35 * max(len(f), 1) + 1.2), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(f))[::-1]

@@ -1,20 +1,46 @@
 r"""The case-manager instrument: as-if random allocation of clients to case
 managers within team x inflow-quarter cells.
 
-Phase 2 (:func:`fit_iv`): two-stage least squares of the outcome on
-starting the instrument, instrumented by the leave-out-cell propensity of the
-client's case manager (:func:`case_manager_propensity`), cells absorbed; the
-larger of the robust and the case-manager-clustered standard error is
-reported.
+Phase 2 (:func:`fit_iv`) estimates three targets (:data:`TARGETS`), each
+with one 2SLS fit (:func:`reintegration.effects.multi_instrument_iv`), team x
+quarter cells absorbed, the larger of the robust and the
+case-manager-clustered standard error reported:
+
+``versus_none`` (headline)
+    starting each instrument :math:`j` against no instrument: all the
+    instruments' start indicators instrumented jointly by the case manager's
+    leave-out-cell propensities for all of them (Kirkeboen, Leuven and
+    Mogstad 2016). A case manager who starts :math:`j` more often may start
+    others less often; the joint model separates the two.
+``versus_none_controls``
+    :math:`1[D = j]` instrumented by :math:`Z_j` with the propensities
+    :math:`Z_{-j}` for the other instruments as controls. Noise in the
+    leave-out propensities makes them imperfect controls, so part of the mix
+    below remains when caseloads are small.
+``mixed``
+    the just-identified 2SLS of :math:`1[D = j]` on :math:`Z_j`: the effect
+    of :math:`j` against the mix of alternatives (none and other instruments)
+    the propensity moves clients out of.
+
+Beside the Wald interval each record carries the Anderson-Rubin set
+(``ci_anderson_rubin``, ``ar_bounded``, ``ar_kind``): exact for the
+one-endogenous targets, the projection of the joint set for the headline
+(whole samples only). The headline's whole-sample record also carries its
+first stage in each pre-registered subgroup (``first_stage_by_group``) and
+the verdict of that monotonicity check (``monotonicity``).
 
 Phase 1 (:func:`diagnose_iv`) judges the same prepared data
 (:meth:`CaseManagerIV.prepare`): identifier coverage, clients per case
 manager, cells with several case managers, the first-stage F
-(:func:`reintegration.numerics.first_stage`, clustered on case managers) and
-the balance of covariates across the propensity within cells. Its minimum
-detectable effect uses the variance of the 2SLS estimate under no effect
-(:func:`null_std_error`): with :math:`\tilde y, \tilde d, \tilde z` the
-outcome, treatment and instrument net of their cell means,
+(:func:`reintegration.numerics.first_stage`, clustered on case managers),
+the first stage per subgroup (monotonicity) and the balance of covariates
+across the propensity within cells. Its minimum detectable effect uses the
+variance of the headline 2SLS estimate under no effect
+(:func:`null_std_error`): with :math:`\tilde y, \tilde d` the outcome and
+treatment net of their cell means and :math:`\tilde z` the combination of
+the propensities that the joint 2SLS uses for this instrument (its fitted
+starts net of the other instruments' fitted starts; the propensity itself
+when there are no other instruments),
 
 .. math::
 
@@ -39,7 +65,17 @@ import pandas as pd
 
 from .. import effects
 from ..effects import EffectResult
-from ..numerics import cluster_ols, demean, first_stage, joint_test, propensity_scores
+from ..numerics import (
+    cluster_ols,
+    demean,
+    first_stage,
+    first_stage_f,
+    group_codes,
+    joint_test,
+    partial_out,
+    propensity_scores,
+)
+from ..panel_contract import NO_INSTRUMENT
 from .base import (
     Check,
     Design,
@@ -57,16 +93,52 @@ from .base import (
 
 #: the reason of a city without case-manager identifiers
 NO_IDENTIFIERS = "no case-manager identifiers"
+#: prefixes of the prepared data's columns of the other alternatives: started it, and
+#: the case manager's leave-out-cell propensity for it
+OTHER_D, OTHER_Z = "_d:", "_z:"
+#: prefix of the prepared data's subgroup columns (reintegration.phase2.subgroup_frame)
+SUBGROUP = "_sg:"
+#: a column of the data used as a subgroup as it is has at most this many groups
+MAX_GROUPS = 20
+#: the estimands (Design.targets) and the estimator of each
+#: (:func:`reintegration.effects.multi_instrument_iv`)
+TARGETS = {
+    "versus_none": "the instrument against no instrument: starting each instrument "
+                   "instrumented jointly by the case manager's propensities for all of them "
+                   "(Kirkeboen, Leuven and Mogstad 2016)",
+    "versus_none_controls": "the instrument against no instrument: starting it, "
+                            "instrumented by the case manager's propensity for it with the "
+                            "propensities for the other instruments held fixed",
+    "mixed": "the instrument against the mix of alternatives a case manager's propensity "
+             "moves clients out of (other instruments and none): the just-identified 2SLS",
+}
+METHODS = {"versus_none": "joint", "versus_none_controls": "controls", "mixed": "single"}
+#: the truth key (effects.json, case_manager_iv.instruments.<j>) of each target
+TRUTH_KEYS = {"versus_none": "estimand_joint", "versus_none_controls": "estimand_controls",
+              "mixed": "estimand"}
+#: the panel columns reintegration.phase2.subgroup_frame derives the subgroups from
+SUBGROUP_INPUTS = ("age", "sex", "female", "education", "prior_employment_months",
+                   "prior_employment", "migration")
 #: bands of the number of cohort clients per case manager (caseload table)
 CASELOAD_BANDS = ("1-9", "10-19", "20-29", "30-49", "50-99", "100 or more")
 
 
 def null_std_error(sample: pd.DataFrame, outcome: str) -> float:
-    """Standard error of the 2SLS estimate under no effect (see the module
-    text): the larger of the case-manager-clustered and the robust one."""
-    sample = sample.dropna(subset=[outcome, "_z", "_d"])
+    """Standard error of the headline 2SLS estimate under no effect (see the
+    module text): the larger of the case-manager-clustered and the robust
+    one. With other instruments in the data the instrument is the
+    combination of all propensities that the joint 2SLS uses for this
+    instrument's coefficient: its fitted starts net of the fitted starts of
+    the others."""
+    pairs = other_pairs(sample)
+    sample = sample.dropna(subset=[outcome, "_z", "_d", *[c for p in pairs for c in p]])
     groups = sample["_cell"].to_numpy()
     y, d, z = (demean(sample[c].to_numpy(dtype=float), groups) for c in (outcome, "_d", "_z"))
+    if pairs:
+        zz = np.column_stack([z, demean(sample[[k for _, k in pairs]].to_numpy(float), groups)])
+        dd = np.column_stack([d, demean(sample[[k for k, _ in pairs]].to_numpy(float), groups)])
+        fitted = zz @ np.linalg.lstsq(zz, dd, rcond=None)[0]
+        (z,) = partial_out(fitted[:, 1:], fitted[:, 0])
     denom = float(z @ d)
     if denom == 0:
         return float("nan")
@@ -126,7 +198,28 @@ def iv_data(persons: pd.DataFrame, instrument: str, *,
     df["_cell"] = df[list(cells)].astype(str).agg("|".join, axis=1)
     df["_z"] = case_manager_propensity(df, case_manager="case_manager", treatment="_d",
                                       cells="_cell")
+    from ..phase2 import subgroup_frame
+
+    try:  # the pre-registered subgroups, derived once (the monotonicity check)
+        groups = subgroup_frame(df[[c for c in SUBGROUP_INPUTS if c in df]])
+        for name in groups:
+            df[SUBGROUP + name] = groups[name]
+    except KeyError:  # data without the panel's columns
+        pass
+    started = df["instrument"].dropna().astype(str).unique()
+    for other in sorted(set(started) - {instrument, NO_INSTRUMENT}):
+        df[f"{OTHER_D}{other}"] = (df["instrument"] == other).astype(float)
+        df[f"{OTHER_Z}{other}"] = case_manager_propensity(
+            df, case_manager="case_manager", treatment=f"{OTHER_D}{other}", cells="_cell")
     return df
+
+
+def other_pairs(data: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (treatment, propensity) columns of the other alternatives in the
+    prepared data (:func:`iv_data`)."""
+    return [(c, OTHER_Z + c[len(OTHER_D):]) for c in data.columns
+            if isinstance(c, str) and c.startswith(OTHER_D)
+            and OTHER_Z + c[len(OTHER_D):] in data.columns]
 
 
 def caseload_frame(base: pd.DataFrame) -> pd.DataFrame:
@@ -138,21 +231,140 @@ def caseload_frame(base: pd.DataFrame) -> pd.DataFrame:
                          "clients per case manager": bands.astype(str).to_numpy()})
 
 
-def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> EffectResult:
-    """2SLS with the larger of the robust and the case-manager-clustered
-    standard error (the estimator's advice with few or unequal clusters)."""
-    kw = dict(outcome=outcome, treatment="_d", instrument="_z", absorb="_cell")
-    clustered = effects.instrumental_variable(data, cluster="case_manager", **kw)
-    robust = effects.instrumental_variable(data, **kw)
-    use = clustered if clustered.std_error >= robust.std_error else robust
-    diag = dict(clustered.diagnostics)
-    sample = data.dropna(subset=[outcome, "_z", "_d"])
-    diag.update({"std_error_clustered": clustered.std_error,
-                 "std_error_robust": robust.std_error,
-                 "std_error_reported": use.cov_type,
-                 "n_treated": int(sample["_d"].sum()),
+def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
+           target: str = "versus_none", *, inference: bool = True) -> EffectResult:
+    """The estimate of ``target`` (:data:`TARGETS`), fitted once
+    (:func:`reintegration.effects.multi_instrument_iv`): the larger of the
+    robust and the case-manager-clustered standard error (the advice with
+    few or unequal clusters) and the Anderson-Rubin set beside the Wald
+    interval; for the headline on a whole sample, the first stage in each
+    pre-registered subgroup (:func:`first_stage_by_group`) and the
+    monotonicity verdict. The headline's Anderson-Rubin set (a projection,
+    :func:`reintegration.numerics.anderson_rubin_projection`) is computed for
+    whole samples only (a subgroup is recognised by a pre-registered
+    subgroup with one group left). ``inference=False`` leaves out the
+    Anderson-Rubin set and the subgroup table (Phase 1 needs only the
+    standard error)."""
+    if target not in TARGETS:
+        raise KeyError(f"case_manager_iv: no estimand {target!r}; known: {', '.join(TARGETS)}")
+    groups = monotonicity_groups(data, settings)
+    whole = not any(groups[c].nunique() < 2 for c in groups)
+    res = effects.multi_instrument_iv(
+        data, outcome=outcome, treatment="_d", instrument="_z", others=other_pairs(data),
+        method=METHODS[target], absorb="_cell", cluster="case_manager",
+        anderson_rubin=inference and (whole or METHODS[target] != "joint"))
+    diag = dict(res.diagnostics)
+    sample = data[[outcome, "_z", "_d"]].dropna()
+    diag.update({"target": target, "n_treated": int(sample["_d"].sum()),
                  "n_control": int(len(sample) - sample["_d"].sum())})
-    return dataclasses.replace(clustered, std_error=use.std_error, diagnostics=diag)
+    if inference and target == next(iter(TARGETS)) and whole and not groups.empty:
+        table = _cached_first_stages(data, settings, list(groups.columns))
+        if table is not None:
+            diag["first_stage_by_group"] = table.to_dict(orient="records")
+            diag["monotonicity"] = monotonicity_verdict(table)
+    return dataclasses.replace(res, diagnostics=diag)
+
+
+def _cached_first_stages(data: pd.DataFrame, settings: dict[str, Any], names: list[str]
+                         ) -> pd.DataFrame | None:
+    """:func:`first_stage_by_group`, computed once per prepared frame (kept
+    in its ``attrs`` as plain values: the table does not depend on the
+    outcome, and pandas compares attrs)."""
+    key = ["first_stage_by_group", len(data), names]
+    cached = data.attrs.get("_iv_first_stage_by_group")
+    if not (cached and cached[0] == key):
+        table = first_stage_by_group(data, settings)
+        rows = None if table is None else table.to_dict(orient="records")
+        data.attrs["_iv_first_stage_by_group"] = [key, rows]
+    rows = data.attrs["_iv_first_stage_by_group"][1]
+    return None if rows is None else pd.DataFrame(rows)
+
+
+def monotonicity_groups(data: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
+    """The pre-registered subgroup columns of the monotonicity check
+    (``case_manager_iv.monotonicity_subgroups``; default: Phase 2's
+    subgroups) that the data holds, aligned with ``data``: those
+    :func:`iv_data` derived from the panel's columns, else a column of that
+    name with at most :data:`MAX_GROUPS` groups."""
+    names = settings["case_manager_iv"].get("monotonicity_subgroups")
+    names = list(settings.get("subgroups") or {}) if names is None else list(names)
+    frame = pd.DataFrame(index=data.index)
+    for name in names:
+        if SUBGROUP + name in data:      # derived by iv_data
+            frame[name] = data[SUBGROUP + name]
+        elif name in data and data[name].nunique() <= MAX_GROUPS:
+            frame[name] = data[name].astype("string")
+    return frame
+
+
+def first_stage_by_group(data: pd.DataFrame, settings: dict[str, Any]
+                         ) -> pd.DataFrame | None:
+    """The headline's first stage (starting the instrument on the case
+    manager's propensity for it, the other propensities held fixed, cells
+    absorbed, clustered on case managers) in each group of each
+    pre-registered subgroup with at least two groups: the testable
+    implication of monotonicity that it is positive everywhere (Frandsen,
+    Lefgren and Leslie 2023 discuss stronger tests). Groups below
+    ``min_group`` get no estimate. None when no subgroup has two groups."""
+    groups = monotonicity_groups(data, settings)
+    mins = settings["min_group"]
+    cols = ["_d", "_z", "_cell", "case_manager"] + [c for pair in other_pairs(data) for c in pair]
+    base = data[cols].dropna()
+    rows = []
+    for name in groups:
+        levels_ = groups[name].loc[base.index].dropna()
+        if levels_.nunique() < 2:
+            continue
+        for level in sorted(levels_.unique()):
+            part = base.loc[levels_.index[levels_ == level]]
+            n1 = int(part["_d"].sum())
+            row = {"subgroup": name, "group": str(level), "estimate": None,
+                   "std_error": None, "t": None, "status": "too_small"}
+            if (n1 >= mins["treated"] and len(part) - n1 >= mins["control"]
+                    and part["case_manager"].nunique() >= mins["clusters"]):
+                coef, se = controlled_first_stage(part)
+                t = coef / se if se > 0 else math.nan
+                row.update({"estimate": rounded(coef, 4), "std_error": rounded(se, 4),
+                            "t": rounded(t, 2), "status": "estimated"})
+            rows.append(row)
+    return pd.DataFrame(rows) if rows else None
+
+
+def controlled_first_stage(part: pd.DataFrame) -> tuple[float, float]:
+    """Coefficient and case-manager-clustered standard error of the
+    propensity in the first stage of the headline: starting the instrument
+    on the propensity for it, the propensities for the other instruments
+    and the cells partialled out (singleton cells dropped)."""
+    grp = group_codes(part, ["_cell"])
+    keep = np.bincount(grp)[grp] > 1
+    part, grp = part.loc[keep], grp[keep]
+    zcols = [z for _, z in other_pairs(part)]
+    arr = demean(part[["_d", "_z", *zcols]].to_numpy(dtype=float), grp)
+    zo = arr[:, 2:][:, np.abs(arr[:, 2:]).max(axis=0, initial=0) > 1e-12]
+    if len(arr) < 3 or np.abs(arr[:, 1]).max() <= 1e-12:
+        return math.nan, math.nan
+    pi, v, _ = first_stage_f(arr[:, 0], arr[:, [1]], zo if zo.shape[1] else None,
+                             clusters=part["case_manager"].astype(str).to_numpy(),
+                             debiased=False)
+    return float(pi[0]), float(math.sqrt(v[0, 0]))
+
+
+def monotonicity_verdict(table: pd.DataFrame, alpha: float = 0.05) -> str:
+    """pass: the first stage is positive in every estimated group;
+    conditional: negative somewhere but not significantly; fail: significantly
+    negative somewhere, one-sided at ``alpha`` with Bonferroni's correction
+    for the number of groups estimated (with a dozen groups and a first stage
+    near zero, one of them is below -1.96 by chance one time in four);
+    not_assessed: no group estimated."""
+    from scipy import stats
+
+    est = table[table["status"] == "estimated"]
+    if est.empty:
+        return "not_assessed"
+    critical = float(stats.norm.ppf(1 - alpha / len(est)))
+    if (est["t"].astype(float) < -critical).any():
+        return "fail"
+    return "conditional" if (est["estimate"].astype(float) <= 0).any() else "pass"
 
 
 def first_stage_model(frame: pd.DataFrame) -> Model:
@@ -194,6 +406,7 @@ def diagnose_iv(persons: pd.DataFrame, data: pd.DataFrame | None, instrument: st
         return diag
     assert data is not None
     _first_stage_check(diag, data, instrument, cfg)
+    _monotonicity_check(diag, data, effects_settings)
     sample = data[data["_z"].notna()]
     used = _balance_check(diag, sample, covariates, cfg)
     _power_checks(diag, data, sample, outcome, settings["practical"], effects_settings,
@@ -222,7 +435,7 @@ def _allocation_checks(diag: Diagnosis, persons: pd.DataFrame, base: pd.DataFram
                           f"{NO_IDENTIFIERS}: the city's delivery has no case manager per "
                           "client, so the instrument cannot be formed", 0.0, lim_cov))
         for name in ("clients_per_case_manager", "multi_manager_cells", "first_stage_f",
-                     "balance"):
+                     "monotonicity", "balance"):
             theo.append(Check(name, "not_assessed", NO_IDENTIFIERS))
         diag.practical.append(Check("sample", "not_assessed", NO_IDENTIFIERS))
         diag.practical.append(Check("mde", "not_assessed", NO_IDENTIFIERS))
@@ -284,6 +497,38 @@ def _first_stage_check(diag: Diagnosis, data: pd.DataFrame, instrument: str,
     diag.models[f"first_stage_{instrument}"] = first_stage_model(data)
 
 
+def _monotonicity_check(diag: Diagnosis, data: pd.DataFrame,
+                        effects_settings: dict[str, Any]) -> None:
+    """The first stage of the headline in each pre-registered subgroup
+    (:func:`first_stage_by_group`): positive everywhere, as monotonicity
+    implies."""
+    groups = monotonicity_groups(data, effects_settings)
+    table = _cached_first_stages(data, effects_settings, list(groups.columns))
+    if table is None:
+        diag.theoretical.append(Check("monotonicity", "not_assessed",
+                                      "no pre-registered subgroup has two groups"))
+        return
+    verdict = monotonicity_verdict(table)
+    est = table[table["status"] == "estimated"]
+    negative = [f"{r.subgroup}: {r.group}" for r in est.itertuples() if r.estimate <= 0]
+    text = {
+        "pass": f"the first stage is positive in all {len(est)} groups of the pre-registered "
+                "subgroups, as monotonicity implies",
+        "conditional": f"the first stage is not positive in {', '.join(negative)} (not "
+                       "significantly, corrected for the number of groups): case managers "
+                       "may rank these clients differently; read the estimate as an average "
+                       "with possibly negative weights",
+        "fail": f"the first stage is negative in {', '.join(negative)}, significantly so in "
+                "at least one (one-sided 5%, corrected for the number of groups): case "
+                "managers who start the instrument more often start it less often for these "
+                "clients, so monotonicity fails and 2SLS need not be a weighted average of "
+                "effects",
+        "not_assessed": "no subgroup is large enough to estimate its first stage",
+    }[verdict]
+    diag.theoretical.append(Check("monotonicity", verdict, text, len(negative), 0))
+    diag.evidence_theoretical["first_stage_by_group"] = table.to_dict(orient="records")
+
+
 def _balance_check(diag: Diagnosis, sample: pd.DataFrame, covariates: Sequence[str],
                    cfg: dict[str, Any]) -> list[str]:
     """Do the covariates predict the propensity within cells? Returns the
@@ -328,8 +573,8 @@ def _power_checks(diag: Diagnosis, data: pd.DataFrame, sample: pd.DataFrame, out
         "case managers who rarely do (two-stage least squares)"))
     mde = minimum_detectable_effect(se, **power_settings(pcfg))
     try:
-        realised = minimum_detectable_effect(fit_iv(data, outcome, effects_settings).std_error,
-                                             **power_settings(pcfg))
+        fitted = fit_iv(data, outcome, effects_settings, inference=False)
+        realised = minimum_detectable_effect(fitted.std_error, **power_settings(pcfg))
     except (ValueError, np.linalg.LinAlgError):
         realised = float("nan")
     diag.evidence_practical.update({
@@ -349,6 +594,7 @@ class CaseManagerIV(Design):
     treated = "_d"
     cluster = "case_manager"
     fit = staticmethod(fit_iv)
+    targets = TARGETS
 
     def prepare(self, inputs: Inputs, instrument: str) -> pd.DataFrame | None:
         persons = inputs.persons
@@ -361,6 +607,10 @@ class CaseManagerIV(Design):
                              "persons.parquet")
         return iv_data(persons, instrument, cells=cells).reset_index(drop=True)
 
+    def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any],
+                 target: str | None = None) -> EffectResult:
+        return fit_iv(data, outcome, settings, target or self.headline_target)
+
     def diagnose(self, inputs: Inputs, instrument: str | None, *, outcome: str,
                  threshold: int) -> Diagnosis:
         covariates = [c for c in inputs.feasibility["covariates"] if c in inputs.persons]
@@ -370,10 +620,29 @@ class CaseManagerIV(Design):
 
     def truth(self, po: pd.DataFrame, record: dict[str, Any], mask: np.ndarray | None,
               context: dict[str, Any]) -> float:
-        """The population 2SLS estimand of the truth files (whole sample only)."""
-        if mask is not None or not record["outcome"].startswith("employed_"):
-            return math.nan
-        iv = ((context.get("truth") or {}).get("case_manager_iv") or {}).get(
-            "instruments", {}).get(record["instrument"])
-        h = record["outcome"].rsplit("_", 1)[-1]
-        return float(iv["estimand"]["employed"][h]) if iv else math.nan
+        """The population estimand of the record's target in the truth file
+        (whole sample only): ``case_manager_iv.instruments.<j>.<key>.
+        <employed|on_benefit>.<h>`` with the key of :data:`TRUTH_KEYS`;
+        off-benefit outcomes are minus the on-benefit truth. NaN where the
+        truth file has no such value."""
+        return iv_truth(context.get("truth"), record, whole_sample=mask is None)
+
+
+def iv_truth(truth: dict[str, Any] | None, record: dict[str, Any], *,
+             whole_sample: bool = True) -> float:
+    """The truth of a record's target (see :meth:`CaseManagerIV.truth`)."""
+    kind, _, h = str(record["outcome"]).rpartition("_")
+    sign = {"employed": 1.0, "on_benefit": 1.0, "off_benefit": -1.0}.get(kind)
+    if not whole_sample or sign is None or not h.isdigit():
+        return math.nan
+    key = TRUTH_KEYS.get(record.get("target") or next(iter(TARGETS)))
+    entry = (((truth or {}).get("case_manager_iv") or {}).get("instruments") or {}).get(
+        record["instrument"]) or {}
+    source = "on_benefit" if kind == "off_benefit" else kind
+    value = ((entry.get(key) or {}).get(source) or {}).get(h)
+    if value is None:
+        return math.nan
+    if not isinstance(value, int | float):
+        raise ValueError(f"effects.json: case_manager_iv.instruments.{record['instrument']}."
+                         f"{key}.{source}.{h} is {type(value).__name__}, not a number")
+    return sign * float(value)

@@ -28,7 +28,12 @@ their data and judge them live in :mod:`reintegration.designs`.
 
 from ._data import EffectInputError
 from .dynamic import censoring_weights, dynamic_risk_set
-from .iv import instrumental_variable, leave_one_out_propensity, leave_out_cell_propensity
+from .iv import (
+    instrumental_variable,
+    leave_one_out_propensity,
+    leave_out_cell_propensity,
+    multi_instrument_iv,
+)
 from .learners import LogitLearner, OLSLearner, learners
 from .results import EffectResult, EventStudyResult, IVResult, SelectionResult
 from .selection import selection_on_observables
@@ -49,5 +54,6 @@ __all__ = [
     "leave_one_out_propensity",
     "learners",
     "leave_out_cell_propensity",
+    "multi_instrument_iv",
     "selection_on_observables",
 ]

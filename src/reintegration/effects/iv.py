@@ -27,19 +27,31 @@ weighted average of such complier effects across pairs of instrument values,
 weighted by how many clients the instrument moves into treatment (Angrist
 and Imbens 1995); with fixed effects, the averages are within cells and
 weighted by the within-cell variance of the first-stage fitted values.
+
+With several mutually exclusive treatments (instruments a client may start)
+and one propensity per treatment, :func:`multi_instrument_iv` fits the
+just-identified model of one treatment, the same with the other propensities
+as controls, or all treatments jointly (Kirkeboen, Leuven and Mogstad 2016),
+once, with the Anderson-Rubin set beside the Wald interval.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from linearmodels.iv import IV2SLS
 
+from ..numerics import (
+    anderson_rubin_projection,
+    anderson_rubin_set,
+    first_stage_f,
+    tsls,
+)
 from ..numerics import demean as _demean
-from ..numerics import first_stage_f
 from ._data import (
     EffectInputError,
     as_list,
@@ -51,7 +63,8 @@ from ._data import (
 )
 from .results import IVResult
 
-__all__ = ["instrumental_variable", "leave_one_out_propensity", "leave_out_cell_propensity"]
+__all__ = ["instrumental_variable", "leave_one_out_propensity", "leave_out_cell_propensity",
+           "multi_instrument_iv"]
 
 ABSORB_METHODS = ("within", "dummies")
 
@@ -345,6 +358,184 @@ def instrumental_variable(
         first_stage_diagnostics=diag,
         model_results=res,
     )
+
+
+#: how :func:`multi_instrument_iv` treats the other alternatives, and what it estimates
+MULTI_METHODS = {
+    "single": "effect of starting the treatment against the mix of alternatives its "
+              "instrument moves clients out of (no alternative's propensity held fixed): a "
+              "weighted average of complier effects against no treatment and against each "
+              "other alternative",
+    "controls": "effect of starting the treatment against none, with the other alternatives' "
+                "propensities held fixed (controls): a weighted average of complier effects, "
+                "against no treatment where holding the other propensities fixed stops the "
+                "instrument moving clients between alternatives",
+    "joint": "effect of starting the treatment against none from all alternatives "
+             "instrumented jointly by all propensities (Kirkeboen, Leuven and Mogstad 2016)",
+}
+
+
+def multi_instrument_iv(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    treatment: str,
+    instrument: str,
+    others: Sequence[tuple[str, str]] = (),
+    method: str = "controls",
+    absorb: str | Sequence[str] | None = None,
+    cluster: str | None = None,
+    level: float = 0.95,
+    anderson_rubin: bool = True,
+) -> IVResult:
+    r"""2SLS of one of several mutually exclusive treatments (alternatives)
+    with one propensity instrument per alternative, fitted once: the robust
+    and the clustered covariance come from the same fit and the larger
+    standard error is reported, with the Anderson-Rubin set beside the Wald
+    interval.
+
+    With :math:`D_j` the treatment, :math:`Z_j` its instrument and
+    :math:`(D_k, Z_k)` the other alternatives (``others``: pairs of
+    treatment and instrument columns), cells :math:`c` absorbed:
+
+    ``single``
+        :math:`Y` on :math:`D_j` instrumented by :math:`Z_j`: when
+        :math:`Z_j` also moves :math:`D_k`, the estimate mixes the effects of
+        :math:`j` against none and against each :math:`k`.
+    ``controls``
+        the same with :math:`Z_{-j}` as controls: variation in :math:`Z_j`
+        at fixed propensities for the other alternatives.
+    ``joint``
+        :math:`Y` on all :math:`D` instrumented by all :math:`Z` (just
+        identified; Kirkeboen, Leuven and Mogstad 2016): the coefficient of
+        :math:`D_j` equals the effect of :math:`j` against none with
+        constant effects, whatever the first stage's cross effects, and its
+        probability limit does not depend on noise in the propensities that
+        is independent of the client.
+
+    Alternatives whose treatment or instrument does not vary within cells
+    are left out (listed in ``diagnostics["others_dropped"]``). The
+    Anderson-Rubin set uses the covariance of the reported standard error:
+    exact for the one-endogenous methods (``single``, ``controls``;
+    :func:`reintegration.numerics.anderson_rubin_set`), the projection of the
+    joint set for ``joint``
+    (:func:`reintegration.numerics.anderson_rubin_projection`).
+    """
+    if method not in MULTI_METHODS:
+        raise EffectInputError(f"method must be one of {sorted(MULTI_METHODS)}, not {method!r}")
+    data = require_frame(data)
+    prepared = _multi_arrays(data, outcome, treatment, instrument, others, method,
+                             as_list(absorb), cluster)
+    y, d, z, zo, do, cl = (prepared[k] for k in ("y", "d", "z", "zo", "do", "cl"))
+    kept, dropped, cells = prepared["kept"], prepared["dropped"], prepared["cells"]
+    if method == "joint":
+        x, zz, w = np.column_stack([d, do]), np.column_stack([z, zo]), None
+    else:
+        x, zz, w = d[:, None], z[:, None], (zo if method == "controls" else None)
+    fit = tsls(y, x, zz, w=w, clusters=cl)
+    se_r = math.sqrt(fit.cov_robust[0, 0])
+    se_c = math.sqrt(fit.cov_clustered[0, 0]) if fit.cov_clustered is not None else math.nan
+    use_c = cl is not None and se_c >= se_r
+    se = se_c if use_c else se_r
+    # the first stage of the own instrument: with the other propensities held fixed
+    # (controls and joint; for joint this is not the Sanderson-Windmeijer F)
+    fs_w = zo if method != "single" and zo.shape[1] else None
+    pi, vpi, f = first_stage_f(d, z[:, None], fs_w, clusters=cl if use_c else None,
+                               debiased=False)
+    diagnostics: dict[str, object] = {
+        "method": method,
+        "first_stage_f": f,
+        "weak_instrument": bool(f < 10),
+        "first_stage": {instrument: {"estimate": float(pi[0]),
+                                     "std_error": float(math.sqrt(vpi[0, 0]))}},
+        "reduced_form": {instrument: {"estimate": float(fit.reduced_form[0])}},
+        "std_error_clustered": se_c,
+        "std_error_robust": se_r,
+        "std_error_reported": "clustered" if use_c else "robust",
+        "others": [k for _, k in kept],
+        "others_dropped": [k for _, k in dropped],
+        "absorb": cells,
+        "n_absorbed_cells": prepared["n_cells"],
+        "n_singleton_cells_dropped": prepared["n_singletons"],
+        "n_missing_dropped": prepared["n_missing"],
+    }
+    if not anderson_rubin:
+        diagnostics.update({"ci_anderson_rubin": None, "ar_bounded": None,
+                            "ar_kind": "not_computed", "ar_level": level})
+    else:
+        _add_anderson_rubin(diagnostics, y, x, zz, w, cl if use_c else None, method, level)
+    first = pd.DataFrame({"estimate": [float(pi[0])], "std_error": [math.sqrt(vpi[0, 0])]},
+                         index=pd.Index([instrument], name="instrument"))
+    reduced = pd.DataFrame({"estimate": [float(fit.reduced_form[0])]},
+                           index=pd.Index([instrument], name="instrument"))
+    return IVResult(
+        estimate=float(fit.params[0]), std_error=se, n=fit.nobs,
+        design="instrumental_variable", estimand=MULTI_METHODS[method], method=f"2sls_{method}",
+        outcome=outcome, treatment=treatment, cov_type="clustered" if use_c else "robust",
+        n_clusters=int(len(np.unique(cl))) if cl is not None else None,
+        diagnostics=diagnostics, first_stage=first, first_stage_f=f, reduced_form=reduced)
+
+
+def _multi_arrays(data: pd.DataFrame, outcome: str, treatment: str, instrument: str,
+                  others: Sequence[tuple[str, str]], method: str, cells: list[str],
+                  cluster: str | None) -> dict[str, Any]:
+    """The complete rows of :func:`multi_instrument_iv` without singleton
+    cells, every column demeaned within cells in one pass, and the other
+    alternatives it keeps (their instrument varies within cells; for
+    ``joint`` their treatment varies too)."""
+    other_cols = [c for pair in others for c in pair]
+    used = [outcome, treatment, instrument, *other_cols, *cells, *as_list(cluster)]
+    require_columns(data, used, role="model")
+    sample, n_missing = complete_cases(data[list(dict.fromkeys(used))], used)
+    n_singletons = 0
+    if cells:
+        grp = codes(sample, cells)
+        single = np.bincount(grp)[grp] == 1
+        n_singletons = int(single.sum())
+        sample = sample.loc[~single]
+    if len(sample) < 3:
+        raise EffectInputError("fewer than 3 complete rows in the used columns")
+    grp = codes(sample, cells) if cells else None
+    n_cells = int(grp.max() + 1) if grp is not None else 0
+
+    roles = [("outcome", outcome), ("treatment", treatment), ("instrument", instrument)]
+    roles += [r for dk, zk in others for r in (("treatment", dk), ("instrument", zk))]
+    arr = _demean(np.column_stack([_numeric(sample, c, role) for role, c in roles]), grp)
+    y, d, z = arr[:, 0], arr[:, 1], arr[:, 2]
+    if np.abs(d).max() <= 1e-12:
+        raise EffectInputError(f"treatment column {treatment!r} has no variation within cells")
+    if np.abs(z).max() <= 1e-12:
+        raise EffectInputError(f"instrument column {instrument!r} has no variation within cells")
+    kept, dropped, cols_d, cols_z = [], [], [], []
+    for i, (dk, zk) in enumerate(others):
+        vary_d = np.ptp(sample[dk].to_numpy(dtype=float)) > 0
+        vary_z = np.abs(arr[:, 4 + 2 * i]).max() > 1e-12
+        ok = vary_z and (vary_d or method != "joint")
+        (kept if ok else dropped).append((dk, zk))
+        if ok:
+            cols_d.append(3 + 2 * i)
+            cols_z.append(4 + 2 * i)
+    zo, do = arr[:, cols_z], arr[:, cols_d]
+    cl = codes(sample, [cluster]) if cluster is not None else None
+    return {"y": y, "d": d, "z": z, "zo": zo, "do": do, "cl": cl, "kept": kept,
+            "dropped": dropped, "cells": cells, "n_cells": n_cells,
+            "n_singletons": n_singletons, "n_missing": n_missing}
+
+
+def _add_anderson_rubin(diagnostics: dict[str, object], y: np.ndarray, x: np.ndarray,
+                        z: np.ndarray, w: np.ndarray | None, clusters: np.ndarray | None,
+                        method: str, level: float) -> None:
+    """The Anderson-Rubin set of the first endogenous coefficient: exact with
+    one endogenous regressor, the projection of the joint set otherwise."""
+    if method == "joint":
+        ar = anderson_rubin_projection(y, x, z, clusters=clusters, level=level)
+        how = "projection of the joint Anderson-Rubin set (conservative)"
+    else:
+        ar = anderson_rubin_set(y, x[:, 0], z[:, :1], w=w, clusters=clusters, level=level)
+        how = "exact (one endogenous regressor, one instrument)"
+    diagnostics.update({
+        "ci_anderson_rubin": [[float(lo), float(hi)] for lo, hi in ar.intervals],
+        "ar_bounded": ar.bounded, "ar_kind": ar.kind, "ar_level": level, "ar_method": how})
 
 
 def leave_one_out_propensity(
