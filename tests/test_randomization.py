@@ -81,8 +81,13 @@ def test_cell_refit_reproduces_the_estimate_and_its_clustered_error():
     # but for its constant scale n / (n - absorbed effects): 112 cells (four
     # never-treated teams x 20 periods, four adopting teams x event times -3..4),
     # 7 + 20 effects
-    ratio = (res.std_error**2) / (r.c_y[0] ** 2).sum()
+    clustered = res.diagnostics["std_error_clustered"]
+    ratio = (clustered**2) / (r.c_y[0] ** 2).sum()
     assert ratio == pytest.approx(112 / (112 - 27), rel=1e-8)
+    # the reported standard error is the one the randomisation interval implies
+    low, high = res.conf_int()
+    assert res.std_error == pytest.approx((high - low) / 2 / 1.959964, rel=1e-5)
+    assert res.std_error > clustered
     # the exposure indicator is fitted exactly: estimate 1, no residual
     assert r.theta_d[0] == pytest.approx(1.0, abs=1e-10)
     assert np.abs(r.c_d[0]).max() < 1e-10
@@ -144,17 +149,19 @@ def test_randomization_keeps_its_size_where_clustered_errors_do_not():
     not."""
     dates = [6.0, 8.0, 10.0, 12.0, 14.0]
     rng = np.random.default_rng(0)
-    clustered = randomised = pretrend = 0
+    clustered = randomised = pretrend = reported = 0
     draws = 24
     for k in range(draws):
         chosen = rng.choice(8, size=len(dates), replace=False)
         df = teams_by_period(100 + k, dates=dict(zip(chosen.tolist(), dates, strict=True)))
         res = event_study(df, **KW, baseline="pre_mean", permutations=39, seed=k)
-        clustered += abs(res.estimate / res.std_error) > 1.96
+        clustered += abs(res.estimate / res.diagnostics["std_error_clustered"]) > 1.96
+        # the reported standard error is the randomisation interval's
+        reported += abs(res.estimate / res.std_error) > 1.96
         randomised += res.pvalue <= 0.05
         pretrend += res.pretrend_pvalue <= 0.05
     assert clustered >= 4
-    assert randomised <= 2 and pretrend <= 3
+    assert randomised <= 2 and pretrend <= 3 and reported <= 2
 
 
 def test_randomization_input_errors():

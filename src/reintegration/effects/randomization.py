@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+import scipy.stats
 
 from . import _sa
 from ._data import EffectInputError
@@ -112,6 +113,13 @@ class RandomizationTest:
     #: the cells and specification the test refits (for :func:`design_power`)
     cells: Cells | None = None
     spec: Spec | None = None
+    #: post-period estimates and cluster contributions of the further outcome
+    #: columns of the cells (one per column after the third; e.g. take-up)
+    theta_x: np.ndarray | None = None
+    c_x: np.ndarray | None = None
+    #: the hypotheses are about the ratio ``theta_y / theta_d`` (a Wald ratio,
+    #: :meth:`ratio`) rather than a constant effect on exposed observations
+    is_ratio: bool = False
 
     @property
     def n_assignments(self) -> int:
@@ -138,18 +146,39 @@ class RandomizationTest:
         no effect) for every exposed observation."""
         return float(self.pvalues(np.array([value]))[0])
 
+    @property
+    def estimate(self) -> float:
+        """The actual assignment's estimate: ``theta_y`` (its estimate of the
+        exposure indicator is 1), or the ratio ``theta_y / theta_d``."""
+        if self.is_ratio:
+            return float(self.theta_y[0] / self.theta_d[0])
+        return float(self.theta_y[0])
+
+    def _scale(self) -> float:
+        """The clustered standard error of :attr:`estimate` without the
+        small-sample factor (for a ratio, by the delta method)."""
+        b = self.estimate if self.is_ratio else 0.0
+        den = abs(float(self.theta_d[0])) if self.is_ratio else 1.0
+        return float(math.sqrt(((self.c_y[0] - b * self.c_d[0]) ** 2).sum())) / den
+
     def conf_int(self, level: float = 0.95) -> tuple[float, float]:
-        """The effects ``tau`` not rejected at ``1 - level`` (test inversion);
-        infinite ends when the assignments are too few to reject."""
+        """The effects ``tau`` not rejected at ``1 - level`` (test inversion,
+        searched within 3000 clustered standard errors of the estimate, the
+        span widened from 30 while its ends are not rejected); infinite ends
+        when the assignments are too few to reject (or, for a ratio, when its
+        denominator is not distinguishable from zero)."""
         if level in self._cache:
             return self._cache[level]
         alpha = 1 - level
-        theta0 = float(self.theta_y[0])
-        se0 = float(math.sqrt((self.c_y[0] ** 2).sum()))
+        theta0 = self.estimate
+        se0 = self._scale()
         if not np.isfinite(se0) or se0 == 0:
             return (math.nan, math.nan)
-        grid = theta0 + se0 * np.linspace(-30, 30, 2401)
-        ok = self.pvalues(grid) > alpha
+        for span in (30, 300, 3000):  # widened while the grid's ends are not rejected
+            grid = theta0 + se0 * np.linspace(-span, span, 2401)
+            ok = self.pvalues(grid) > alpha
+            if not (ok[0] or ok[-1]):
+                break
         if not ok.any():
             return (math.nan, math.nan)
         i_lo, i_hi = int(np.argmax(ok)), len(ok) - 1 - int(np.argmax(ok[::-1]))
@@ -166,6 +195,49 @@ class RandomizationTest:
             else:
                 rejected = mid
         return float(accepted)
+
+    def interval_std_error(self, level: float = 0.95) -> float:
+        """The standard error the interval implies: its half-width over
+        :math:`z_{(1 + level)/2}` (1.96 at 95%), so that the estimate plus or
+        minus 1.96 of it spans the interval's width (infinite with an
+        unbounded interval)."""
+        low, high = self.conf_int(level)
+        z = float(scipy.stats.norm.ppf(0.5 + level / 2))
+        return (high - low) / 2 / z
+
+    def null_sd(self) -> float:
+        """The standard deviation of the estimate over the assignments, with
+        the estimated effect taken out (the outcome minus the estimate times
+        the exposure indicator, or minus the ratio times the denominator's
+        outcome): the spread of the estimate had the dates fallen otherwise."""
+        b = self.estimate
+        values = self.theta_y - b * self.theta_d
+        if self.is_ratio:
+            values = values / float(self.theta_d[0])
+        return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+    def ratio(self, column: int = 0) -> RandomizationTest:
+        r"""The test of a Wald ratio: this test's outcome (the reduced form)
+        over the further outcome column ``column`` (e.g. take-up). A value
+        :math:`\beta` is rejected when the outcome minus :math:`\beta` times
+        that column shows an effect of the assignment: the studentised
+        statistic of :math:`\hat\theta_Y - \beta\,\hat\theta_D` against its
+        distribution over the same assignments (an Anderson-Rubin-type test
+        inverted by randomisation, Imbens and Rosenbaum 2005)."""
+        if self.theta_x is None or self.c_x is None:
+            raise EffectInputError("internal: the test has no further outcome column")
+        return dataclasses.replace(
+            self, theta_d=self.theta_x[:, column], c_d=self.c_x[:, :, column],
+            theta_x=None, c_x=None, is_ratio=True, _cache={})
+
+    def column(self, column: int = 0) -> RandomizationTest:
+        """The test of the effect on a further outcome column (e.g. the
+        take-up change), with the same assignments."""
+        if self.theta_x is None or self.c_x is None:
+            raise EffectInputError("internal: the test has no further outcome column")
+        return dataclasses.replace(
+            self, theta_y=self.theta_x[:, column], c_y=self.c_x[:, :, column],
+            theta_x=None, c_x=None, pre_stat=np.full(len(self.theta_y), math.nan), _cache={})
 
     @property
     def pretrend_pvalue(self) -> float:
@@ -318,12 +390,14 @@ class _Fitter:
 def randomization_test(cells: Cells, spec: Spec, *, reps: int, seed: int) -> RandomizationTest:
     """Run the test; ``cells.y`` holds three columns: the outcome, the
     exposure indicator of the actual assignment, and the outcome with the
-    estimated post-period path removed (for the pre-trend statistic)."""
-    if cells.y.shape[1] != 3:
-        raise EffectInputError("internal: three outcome columns expected")
+    estimated post-period path removed (for the pre-trend statistic); and
+    optionally further outcomes fitted with the same assignments
+    (``theta_x``, ``c_x``; e.g. take-up for a Wald ratio)."""
+    if cells.y.shape[1] < 3:
+        raise EffectInputError("internal: at least three outcome columns expected")
     fitter = _Fitter(cells, spec)
     rows, exact, possible = assignments(cells.start, reps, seed)
-    theta_y, theta_d, c_y, c_d, pre = [], [], [], [], []
+    theta_y, theta_d, c_y, c_d, pre, theta_x, c_x = [], [], [], [], [], [], []
     skipped = 0
     for i, start in enumerate(rows):
         try:
@@ -338,6 +412,9 @@ def randomization_test(cells: Cells, spec: Spec, *, reps: int, seed: int) -> Ran
         c_y.append(contrib[:, 0])
         c_d.append(contrib[:, 1])
         pre.append(stat)
+        theta_x.append(theta[3:])
+        c_x.append(contrib[:, 3:])
+    extra = cells.y.shape[1] > 3
     return RandomizationTest(
         theta_y=np.array(theta_y),
         theta_d=np.array(theta_d),
@@ -349,6 +426,8 @@ def randomization_test(cells: Cells, spec: Spec, *, reps: int, seed: int) -> Ran
         skipped=skipped,
         cells=cells,
         spec=spec,
+        theta_x=np.vstack(theta_x) if extra else None,
+        c_x=np.stack(c_x) if extra else None,
     )
 
 

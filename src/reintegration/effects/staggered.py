@@ -161,13 +161,15 @@ def _permutation_cells(
     cluster: str,
     path: dict[int, float],
     lags: int,
+    extra: Sequence[str] = (),
 ) -> Cells:
     """Entity x period cells of every usable row for the randomisation test:
     the outcome, the exposure indicator of the actual assignment (at or after
     adoption) and the outcome minus the estimated path at the row's event
     time where exposed; beyond ``lags``, where the path is not estimated
     (rows left out by ``bin="trim"``, or binned), the effect at ``lags`` is
-    removed, an approximation when effects keep changing."""
+    removed, an approximation when effects keep changing; then the cell means
+    of the ``extra`` columns."""
     ent = codes(sample, [entity])
     clus = codes(sample, [cluster])
     if (pd.Series(clus).groupby(ent).nunique() > 1).any():
@@ -183,14 +185,18 @@ def _permutation_cells(
     y = sample[outcome].to_numpy(dtype=float)
     frame = pd.DataFrame({"g": ent, "t": t, "c": clus, "y": y, "d": exposed.astype(float),
                           "adj": y - removed, "w": 1.0})
+    names = [f"x{i}" for i in range(len(extra))]
+    for name, col in zip(names, extra, strict=True):
+        frame[name] = sample[col].to_numpy(dtype=float)
     cells = frame.groupby(["g", "t"], sort=True).agg(
-        y=("y", "mean"), d=("d", "mean"), adj=("adj", "mean"), c=("c", "first"), w=("w", "sum"))
+        y=("y", "mean"), d=("d", "mean"), adj=("adj", "mean"), c=("c", "first"), w=("w", "sum"),
+        **{name: (name, "mean") for name in names})
     start = pd.Series(e).groupby(ent).first().sort_index().to_numpy(dtype=float)
     return Cells(
         entity=cells.index.get_level_values("g").to_numpy(),
         period=cells.index.get_level_values("t").to_numpy(dtype=float),
         weight=cells["w"].to_numpy(),
-        y=cells[["y", "d", "adj"]].to_numpy(),
+        y=cells[["y", "d", "adj", *names]].to_numpy(),
         cluster=cells["c"].to_numpy(),
         start=start,
     )
@@ -217,6 +223,7 @@ def event_study(
     wild_bootstrap: int | None = None,
     permutations: int = 0,
     seed: int = 0,
+    takeup: str | None = None,
 ) -> EventStudyResult:
     r"""Event study of a staggered adoption, robust to effects that differ
     across adoption cohorts (Sun and Abraham's interaction-weighted
@@ -324,9 +331,18 @@ def event_study(
         ``pretrend_pvalue`` then come from this test (studentised with the
         cluster-robust standard error; interval by test inversion under a
         constant effect on exposed observations); see
-        :mod:`reintegration.effects.randomization`. Valid when the dates could
-        as well have fallen to other entities. Needs ``controls=()`` and
-        clusters constant within entities.
+        :mod:`reintegration.effects.randomization`. ``std_error`` is then the
+        one the interval implies (its half-width over 1.96 at 95%), the
+        cluster-robust one is ``diagnostics["std_error_clustered"]`` and the
+        spread of the estimate over the assignments
+        ``diagnostics["std_error_randomization_sd"]``. Valid when the dates
+        could as well have fallen to other entities. Needs ``controls=()``
+        and clusters constant within entities.
+    takeup : str, optional
+        A second outcome (e.g. "started the treatment") fitted with the same
+        sample, aggregation and assignments as ``outcome``; needs
+        ``permutations``. Its estimates are kept in the randomisation test
+        for the per-starter Wald ratio (:func:`wald_ratio`).
     seed : int
         Seed of the bootstrap weights and of the random permutations.
     post_weights : {"equal", "observations"}
@@ -420,7 +436,11 @@ def event_study(
             "permutations need controls=() and clustered standard errors (cluster=None "
             "or a column constant within each entity)"
         )
-    used = [outcome, entity, time, *ctrl_cols, *as_list(cluster_col)]
+    if takeup is not None:
+        if not permutations:
+            raise EffectInputError("takeup= needs permutations (its inference is randomisation)")
+        require_columns(data, [takeup], role="takeup")
+    used = [outcome, entity, time, *ctrl_cols, *as_list(cluster_col), *as_list(takeup)]
     sample, n_missing = complete_cases(data, used)
     if not pd.api.types.is_numeric_dtype(sample[outcome]):
         raise EffectInputError(f"outcome column {outcome!r} must be numeric")
@@ -569,7 +589,8 @@ def event_study(
     if permutations:
         path = {l_: float(beta[i]) for i, l_ in enumerate(shown) if l_ >= 0}
         cells = _permutation_cells(full_sample, t_all, e_all, outcome=outcome, entity=entity,
-                                   cluster=cluster_col, path=path, lags=spec.lags)
+                                   cluster=cluster_col, path=path, lags=spec.lags,
+                                   extra=as_list(takeup))
         randomization = randomization_test(cells, spec, reps=int(permutations), seed=seed)
         if not math.isclose(randomization.theta_y[0], theta, rel_tol=1e-6, abs_tol=1e-9):
             raise EffectInputError(  # pragma: no cover - a guard on the cell-level refit
@@ -653,7 +674,12 @@ def event_study(
             "randomization_possible": ri["possible_assignments"],
             "randomization_exact": ri["exact"],
             "randomization_skipped": ri["skipped"],
+            "std_error_clustered": se_theta,
+            "std_error_randomization_sd": randomization.null_sd(),
+            "std_error_method": "randomisation interval half-width / 1.96",
         })
+        if takeup is not None:
+            diagnostics["takeup"] = takeup
     weighting = (
         "averaged over treated observations"
         if post_weights == "observations"
@@ -671,7 +697,7 @@ def event_study(
     )
     return EventStudyResult(
         estimate=theta,
-        std_error=se_theta,
+        std_error=se_theta if randomization is None else randomization.interval_std_error(),
         n=n_rows,
         design="event_study",
         estimand=estimand,
