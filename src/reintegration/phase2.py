@@ -145,7 +145,9 @@ def result_record(rec: dict[str, Any], result: EffectResult) -> dict[str, Any]:
             "ci_randomization", "ci_clustered", "randomization_assignments",
             "randomization_possible", "randomization_exact", "n_entities",
             "n_treated_entities", "n_cohorts", "robustness_value", "robustness_value_alpha",
-            "leads", "lags", "reference", "effective_n_control", "max_abs_smd_raw",
+            "leads", "lags", "reference", "std_error_randomization_sd", "std_error_method",
+            "itt", "ci_itt", "takeup_change", "ci_takeup", "pvalue_takeup", "reach",
+            "effective_n_control", "max_abs_smd_raw",
             "max_abs_smd_weighted", "n_pscore_clipped", "n_strata", "fallback")
     rec["diagnostics"] = {k: diag[k] for k in keep if k in diag}
     if isinstance(result, EventStudyResult):

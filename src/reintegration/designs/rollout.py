@@ -337,7 +337,8 @@ def fit_rollout(data: pd.DataFrame, outcome: str, settings: dict[str, Any], *,
         data, outcome=outcome, entity="team", time="_period", treatment_start="_start",
         leads=int(cfg["leads"]), lags=int(cfg["lags"]), reference=int(cfg["reference"]),
         baseline=cfg.get("baseline", "reference"), collapse=True, wild_bootstrap=0,
-        permutations=int(cfg["permutations"]), seed=int(cfg["seed"]), takeup=takeup)
+        permutations=int(cfg["permutations"]), seed=int(cfg["seed"]), takeup=takeup,
+        statistic=cfg.get("statistic", "studentized"))
     exposed = int(data.loc[data[outcome].notna(), "exposed"].sum())
     if "reach" in data.attrs:
         res.diagnostics["reach"] = data.attrs["reach"]

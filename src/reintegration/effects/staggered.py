@@ -224,6 +224,7 @@ def event_study(
     permutations: int = 0,
     seed: int = 0,
     takeup: str | None = None,
+    statistic: str = "studentized",
 ) -> EventStudyResult:
     r"""Event study of a staggered adoption, robust to effects that differ
     across adoption cohorts (Sun and Abraham's interaction-weighted
@@ -342,7 +343,11 @@ def event_study(
         A second outcome (e.g. "started the treatment") fitted with the same
         sample, aggregation and assignments as ``outcome``; needs
         ``permutations``. Its estimates are kept in the randomisation test
-        for the per-starter Wald ratio (:func:`wald_ratio`).
+        for the per-starter Wald ratio (:func:`reintegration.effects.fuzzy.wald_ratio`).
+    statistic : {"studentized", "raw"}
+        The randomisation test's statistic of the effect: the estimate over
+        its cluster-robust standard error, or the estimate itself (see
+        :mod:`reintegration.effects.randomization`).
     seed : int
         Seed of the bootstrap weights and of the random permutations.
     post_weights : {"equal", "observations"}
@@ -591,7 +596,8 @@ def event_study(
         cells = _permutation_cells(full_sample, t_all, e_all, outcome=outcome, entity=entity,
                                    cluster=cluster_col, path=path, lags=spec.lags,
                                    extra=as_list(takeup))
-        randomization = randomization_test(cells, spec, reps=int(permutations), seed=seed)
+        randomization = randomization_test(cells, spec, reps=int(permutations), seed=seed,
+                                           statistic=statistic)
         if not math.isclose(randomization.theta_y[0], theta, rel_tol=1e-6, abs_tol=1e-9):
             raise EffectInputError(  # pragma: no cover - a guard on the cell-level refit
                 "internal: the cell-level refit of the randomisation test does not reproduce "
