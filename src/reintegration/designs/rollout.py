@@ -9,7 +9,16 @@ interaction-weighted estimator on the team x quarter cell means, with
 p-values and intervals from a randomisation test over re-assignments of the
 roll-out dates across teams (:func:`reintegration.effects.event_study`).
 Event time is counted from the first inflow quarter a roll-out can reach
-(``reach_months`` of config/effects.yml).
+(``reach_months`` of config/effects.yml; a team whose reach goes back to the
+study's first inflow quarter is kept with a shortened reach or dropped,
+``early_teams``, and :func:`reach_table` says what happens to each team).
+Two estimands (:attr:`Rollout.targets`): the intention-to-treat effect
+(``itt``, the headline) and the effect per additional starter
+(``per_starter``, :func:`per_starter`: the same event study of the outcome
+over that of take-up, a fuzzy difference in differences, with the interval
+of the inverted randomisation test). Both records' ``std_error`` is the one
+their randomisation interval implies (half-width / 1.96); the clustered one
+is in the diagnostics.
 
 Phase 1 (:func:`diagnose_rollout`) runs the same estimator on the same
 prepared data (:meth:`Rollout.prepare`):
