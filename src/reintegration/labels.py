@@ -99,6 +99,7 @@ COLUMNS: dict[str, str] = {
     "not_employed": "not employed",
     "not_on_benefit": "not on bijstand",
     "not_in_instrument": "not in an instrument",
+    "per_starter": "per additional starter",
 }
 
 #: terms for counts: persons and person-months are named as such

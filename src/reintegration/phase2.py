@@ -397,14 +397,14 @@ def validation_frame(records: Sequence[dict[str, Any]], po: pd.DataFrame,
 
 
 def coverage_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per design and outcome (whole samples with a known truth): the number
-    of estimates, how many 95% intervals cover the truth, the mean bias and
-    the mean standard error."""
+    """Per design, estimand (``target``) and outcome (whole samples with a
+    known truth): the number of estimates, how many 95% intervals cover the
+    truth, the mean bias and the mean standard error."""
     f = frame[(frame["subgroup"] == ALL) & frame["truth"].notna()]
     if f.empty:
         return pd.DataFrame(columns=["estimates", "covered", "coverage", "mean bias",
                                      "mean std. error"])
-    g = f.groupby(["design", "outcome"])
+    g = f.groupby(["design", "target", "outcome"] if "target" in f else ["design", "outcome"])
     return pd.DataFrame({
         "estimates": g.size(),
         "covered": g["covered"].sum().astype(int),
@@ -416,11 +416,15 @@ def coverage_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def bias_figure(frame: pd.DataFrame, outcome: str = "employed_24") -> tuple[Any, pd.DataFrame]:
     """Estimate minus truth with its 95% interval, per design and instrument
-    (whole samples), and the counts behind each estimate."""
+    (whole samples, each design's headline estimand), and the counts behind
+    each estimate."""
     from matplotlib.figure import Figure
 
     f = frame[(frame["subgroup"] == ALL) & frame["truth"].notna()
-              & (frame["outcome"] == outcome)].reset_index(drop=True)
+              & (frame["outcome"] == outcome)]
+    if "target" in f:   # each design's headline only: other estimands are on other scales
+        f = f[f["target"] == f["design"].map(lambda d: designs.get(d).headline_target)]
+    f = f.reset_index(drop=True)
     labels = [f"{d}: {i}" for d, i in zip(f["design"], f["instrument"], strict=True)]
     fig = Figure(figsize=(6.4, 0.35 * max(len(f), 1) + 1.2), layout="constrained")
     ax = fig.subplots()
