@@ -253,17 +253,28 @@ def test_design_estimates_both_targets_on_a_generated_world(rotterdam):
 
 
 def test_validation_keeps_the_two_estimands_apart():
-    frame = pd.DataFrame({
-        "city": "x", "design": "rollout_did", "instrument": "job_coaching",
-        "outcome": "employed_24", "subgroup": phase2.ALL, "group": phase2.ALL,
-        "target": ["itt", "per_starter"], "estimate": [0.01, 0.1], "std_error": [0.02, 0.3],
-        "ci_low": [-0.03, -0.5], "ci_high": [0.05, 0.7], "n_treated": 100, "n_control": 100,
-        "truth": [0.009, 0.08],
-    })
+    frame = pd.DataFrame(
+        {
+            "city": "x",
+            "design": "rollout_did",
+            "instrument": "job_coaching",
+            "outcome": "employed_24",
+            "subgroup": phase2.ALL,
+            "group": phase2.ALL,
+            "target": ["itt", "per_starter"],
+            "estimate": [0.01, 0.1],
+            "std_error": [0.02, 0.3],
+            "ci_low": [-0.03, -0.5],
+            "ci_high": [0.05, 0.7],
+            "n_treated": 100,
+            "n_control": 100,
+            "truth": [0.009, 0.08],
+        }
+    )
     frame["bias"] = frame["estimate"] - frame["truth"]
     frame["covered"] = 1.0
     table = phase2.coverage_table(frame)
     assert table.loc[("rollout_did", "per_starter", "employed_24"), "mean std. error"] == 0.3
     assert table.loc[("rollout_did", "itt", "employed_24"), "mean bias"] == pytest.approx(0.001)
     _, counts = phase2.bias_figure(frame)
-    assert len(counts) == 1        # the headline only: the ratio is on another scale
+    assert len(counts) == 1  # the headline only: the ratio is on another scale
