@@ -188,7 +188,7 @@ def test_reach_table_says_what_reach_months_does_to_each_team(city, first, reach
     assert (table.loc[list(cfg["rollout"]["teams"]), "role"] == "treated").all()
     others = table.drop(index=[first[0], "Elsewhere"])
     assert (others["reach_months"] == 18).all()
-    assert table.loc["Elsewhere", "role"] == "comparison"
+    assert table.loc["Elsewhere", "role"] == "never treated"
     if reach < 18:
         assert "shortened from 18" in row["why"]
     # asked to drop such teams, the table says so and why
@@ -278,3 +278,35 @@ def test_validation_keeps_the_two_estimands_apart():
     assert table.loc[("rollout_did", "itt", "employed_24"), "mean bias"] == pytest.approx(0.001)
     _, counts = phase2.bias_figure(frame)
     assert len(counts) == 1  # the headline only: the ratio is on another scale
+
+
+def test_reach_table_roles_of_every_kind_of_team():
+    city = {
+        "study": {"inflow_from": "2015-01", "inflow_to": "2021-12"},
+        "rollout": {
+            "instrument": "job_coaching",
+            "teams": {"A": "2015-02", "B": "2016-07", "C": "2019-01", "D": "2024-01"},
+        },
+    }
+    settings = phase2.load_settings()
+    table = rollout.reach_table(city, settings, ["A", "B", "C", "D", "E"]).set_index("team")
+    assert table["role"].to_dict() == {
+        "A": "dropped",
+        "B": "treated",
+        "C": "treated",
+        "D": "not yet treated",
+        "E": "never treated",
+    }
+    assert "first inflow quarter" in table.loc["A", "why"]
+    assert table.loc["B", "reach_months"] == 15 and table.loc["C", "reach_months"] == 18
+    assert table.loc["C", "first_reached"] == "2017Q3"  # 2019-01 minus 18 months
+    assert table.loc["D", "first_reached"] == "2022Q3"  # after the last inflow quarter
+    # the data follow the table: A's clients are left out, D's and E's compare
+    persons = pd.DataFrame(
+        {"team": list("ABCDE") * 2, "inflow_month": ["2015-01"] * 5 + ["2021-12"] * 5}
+    )
+    data = rollout.rollout_settings_data(
+        persons, rollout.rollout_schedule(city), settings, first_month=month_index("2015-01")
+    )
+    assert sorted(data["team"].unique()) == list("BCDE")
+    assert data.loc[data["team"] == "B", "_event_time"].tolist() == [-1, 26]

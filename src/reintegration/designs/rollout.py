@@ -184,9 +184,9 @@ def reach_table(city: dict[str, Any], settings: dict[str, Any],
                 teams: Sequence[str] | None = None) -> pd.DataFrame:
     """What ``reach_months`` does to each team (:func:`first_reached`): its
     roll-out month, the first inflow period reached, the reach in months
-    used, whether it enters the event study as a treated cohort, as a
-    comparison team (no roll-out, or one that reaches no inflow period of
-    the study) or is dropped, and why. ``teams``: the teams in the data
+    used, its role in the event study (``treated``; a comparison team that
+    is ``never treated`` or ``not yet treated``, its roll-out reaching no
+    inflow period of the study; or ``dropped``) and why. ``teams``: the teams in the data
     (default: those of the schedule). Uses the configuration only (no counts
     of persons)."""
     cfg = settings["rollout_did"]
@@ -209,9 +209,9 @@ def reach_table(city: dict[str, Any], settings: dict[str, Any],
                    f"reaching back {m} months goes to or before the first inflow {period}: "
                    "no unreached inflow period (early_teams: drop)")
         elif start > last_m // step:
-            role = "comparison"
-            why = (f"its roll-out reaches no inflow {period} of the study (not yet treated "
-                   "by the end of the inflow window)")
+            role = "not yet treated"
+            why = (f"its roll-out reaches no inflow {period} of the study: a comparison team "
+                   "throughout")
         else:
             role = "treated"
             pre = int(start - first_m // step)
@@ -226,8 +226,8 @@ def reach_table(city: dict[str, Any], settings: dict[str, Any],
                      "reach_months": int(r.reach), "role": role, "why": why})
     for team in sorted(set(teams or []) - set(schedule)):
         rows.append({"team": team, "rollout": None, "first_reached": None,
-                     "reach_months": None, "role": "comparison",
-                     "why": "no roll-out in the study period"})
+                     "reach_months": None, "role": "never treated",
+                     "why": "no roll-out: a comparison team throughout"})
     return pd.DataFrame(rows, columns=["team", "rollout", "first_reached", "reach_months",
                                        "role", "why"])
 
@@ -389,12 +389,17 @@ def diagnose_rollout(inputs: Inputs, instrument: str | None, *, outcome: str,
     study = city["study"]
     first_m, last_m = months.index(study["inflow_from"]), months.index(study["inflow_to"])
     teams_in_data = set(persons["team"].dropna().astype(str))
-    treated = sorted(t for t, m in schedule.items() if t in teams_in_data and m <= last_m)
-    comparison = sorted(t for t in teams_in_data if t not in treated)
+    reach = reach_table(city, inputs.effects, sorted(teams_in_data))
+    role = dict(zip(reach["team"], reach["role"], strict=True))
+    treated = sorted(t for t in teams_in_data if role.get(t) == "treated")
+    dropped = sorted(t for t in teams_in_data if role.get(t) == "dropped")
+    comparison = sorted(t for t in teams_in_data if t not in treated and t not in dropped)
     lim = cfg["teams_per_side"]
     verdict = levels(min(len(treated), len(comparison)), no_go=lim["no_go"],
                      conditional=lim["conditional"])
-    text = f"{len(treated)} teams rolled out and {len(comparison)} did not" + {
+    text = f"{len(treated)} teams rolled out and {len(comparison)} did not" + (
+        f" ({len(dropped)} left out: {', '.join(dropped)}; see the reach table)"
+        if dropped else "") + {
         "pass": f" (at least {lim['conditional']} on each side)",
         "conditional": f" (fewer than {lim['conditional']} on a side): inference from the "
                        "randomisation test over roll-out dates, not from clustered errors",
@@ -409,8 +414,7 @@ def diagnose_rollout(inputs: Inputs, instrument: str | None, *, outcome: str,
                       {"rolled_out": len(treated), "not_rolled_out": len(comparison)}, lim))
     ev_t.update({"teams_rolled_out": treated, "teams_not_rolled_out": comparison,
                  "rollout_months": {t: months.text(schedule[t]) for t in treated},
-                 "reach": reach_table(city, inputs.effects, sorted(teams_in_data))
-                 .to_dict(orient="records")})
+                 "teams_dropped": dropped, "reach": reach.to_dict(orient="records")})
     if not treated:
         out = _no_rollout("no team rolled out during the study", outcome,
                           ("pre_period", "post_period", "takeup", "pretrend"))
