@@ -269,7 +269,7 @@ def placebo_rollouts(persons: pd.DataFrame, schedule: dict[str, int], settings: 
                 res = fit_rollout(data, outcome, settings)
             except ValueError:
                 continue
-            se = res.diagnostics["std_error_clustered"]
+            se = res.diagnostics.get("std_error_clustered", res.std_error)
             rows.append({"draw": k, "outcome": outcome, "estimate": res.estimate,
                          "std_error": se, "t": res.estimate / se,
                          "std_error_randomization": res.std_error,
