@@ -310,3 +310,57 @@ def test_reach_table_roles_of_every_kind_of_team():
     )
     assert sorted(data["team"].unique()) == list("BCDE")
     assert data.loc[data["team"] == "B", "_event_time"].tolist() == [-1, 26]
+
+
+def test_record_checks_and_subgroup_figure_accept_a_second_estimand():
+    base = {
+        "substudy": "rollout_did/job_coaching",
+        "design": "rollout_did",
+        "outcome": "employed_24",
+        "status": "estimated",
+        "n_treated": 40,
+        "n_control": 40,
+        "reasons": [],
+    }
+    records = [
+        {
+            **base,
+            "subgroup": phase2.ALL,
+            "group": phase2.ALL,
+            "target": "itt",
+            "estimate": 0.01,
+            "std_error": 0.02,
+            "ci_low": -0.03,
+            "ci_high": 0.05,
+        },
+        {
+            **base,
+            "subgroup": phase2.ALL,
+            "group": phase2.ALL,
+            "target": "per_starter",
+            "estimate": 0.1,
+            "std_error": None,
+            "ci_low": None,
+            "ci_high": 0.9,
+        },
+        {
+            **base,
+            "subgroup": "sex",
+            "group": "female",
+            "target": "itt",
+            "estimate": 0.02,
+            "std_error": 0.03,
+            "ci_low": -0.04,
+            "ci_high": 0.08,
+        },
+    ]
+    feas = {"substudies": [{"id": base["substudy"]}]}
+    settings = {**phase2.load_settings(), "outcomes": {"employed_24": "x"}}
+    assert all(phase2.check_records(records, feas, settings).values())
+    # a bounded interval without a standard error, or an estimate outside, fails
+    bad = [*records[:1], {**records[1], "ci_low": 0.2}]
+    assert not phase2.check_records(bad, feas, settings)[
+        "every estimate inside its interval, positive standard error"
+    ]
+    _, counts = phase2.subgroup_figure(records, base["substudy"], "employed_24")
+    assert list(counts.index) == ["all", "sex: female"]
