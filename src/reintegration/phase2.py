@@ -338,9 +338,9 @@ def subgroup_figure(records: Sequence[dict[str, Any]], substudy: str, outcome: s
     comparison persons per group), or None when no subgroup was estimated."""
     from matplotlib.figure import Figure
 
+    headline_target = designs.get(substudy.partition("/")[0]).headline_target
     rows = [r for r in records if r["substudy"] == substudy and r["outcome"] == outcome
-            and r["status"] == "estimated"
-            and r.get("target") in (None, designs.get(r["design"]).headline_target)]
+            and r["status"] == "estimated" and r.get("target") in (None, headline_target)]
     if not any(r["subgroup"] != ALL for r in rows):
         return None
     labels = [f"{r['subgroup']}: {r['group']}" if r["subgroup"] != ALL else "all" for r in rows]
