@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import designs, phase2
+from reintegration import designs, labels, phase2
 from reintegration.config import load_city
 from reintegration.designs import rollout
 from reintegration.designs.base import Inputs
@@ -364,3 +364,6 @@ def test_record_checks_and_subgroup_figure_accept_a_second_estimand():
     ]
     _, counts = phase2.subgroup_figure(records, base["substudy"], "employed_24")
     assert list(counts.index) == ["all", "sex: female"]
+    # an unbounded randomisation interval is still named as one
+    unbounded = {**records[1], "diagnostics": {"ci_randomization": [None, 0.9]}}
+    assert labels.interval_method(unbounded) == "randomisation inference over roll-out dates"
