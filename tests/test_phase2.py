@@ -77,8 +77,26 @@ def test_rollout_exposure_coded_at_inflow() -> None:
                             schedule, period="month", reach_months=18)
     assert r["_event_time"].iloc[:3].tolist() == [-1, 0, 2]
     assert r["exposed"].tolist() == [0, 1, 1, 0]
-    rq = rollout.rollout_data(persons, schedule, period="quarter", reach_months=18)
+    # reaching back 18 months from 2017-07 goes to 2016Q1: with the study from 2015-01
+    # on, the first reached quarter is 2016Q1 (event time 0)
+    first = month_index("2015-01")
+    rq = rollout.rollout_data(persons, schedule, period="quarter", reach_months=18,
+                              first_month=first)
     assert rq["_event_time"].iloc[:3].tolist() == [5, 6, 6]
+    # with the study from 2017-06 on, no inflow quarter would be unreached: the reach is
+    # shortened so that the first quarter (2017Q2) is the team's pre-period ...
+    short = rollout.rollout_data(persons, schedule, period="quarter", reach_months=18)
+    assert short["_event_time"].iloc[:3].tolist() == [-1, 0, 0]
+    table = rollout.first_reached(schedule, period="quarter", reach_months=18,
+                                 first_month=month_index("2017-06"))
+    assert table.loc[0, "reach"] == 0 and not table.loc[0, "dropped"]   # 2017-07 - 2017Q3
+    # ... or, when asked, the team is left out (neither treated nor comparison)
+    drop = rollout.rollout_data(persons, schedule, period="quarter", reach_months=18,
+                                early_teams="drop")
+    assert drop["team"].tolist() == ["B"]
+    # a roll-out within the first quarter cannot be shortened: dropped
+    june = rollout.rollout_schedule({"rollout": {"teams": {"A": "2017-05"}}})
+    assert rollout.rollout_data(persons, june, reach_months=18)["team"].tolist() == ["B"]
     with pytest.raises(ValueError, match="reach_months"):
         rollout.rollout_data(persons, schedule, reach_months=-1)
 
@@ -204,7 +222,11 @@ def test_estimates_file(small, city: str) -> None:
     for r in data["records"]:
         assert set(r) == set(phase2.RECORD_FIELDS)
         assert r["status"] in phase2.STATUSES
-        if r["status"] == "estimated":
+        if r["status"] == "estimated" and r["std_error"] is None:
+            # an unbounded randomisation interval (e.g. per starter when the take-up
+            # change cannot be told from zero) has no finite standard error either
+            assert None in (r["ci_low"], r["ci_high"]) and r["estimate"] is not None
+        elif r["status"] == "estimated":
             assert r["ci_low"] <= r["estimate"] <= r["ci_high"]
             assert r["std_error"] > 0
         else:

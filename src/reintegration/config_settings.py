@@ -234,6 +234,9 @@ class RolloutEstimate(Strict):
 
     period: Literal["month", "quarter"] = _d("Calendar period of the event study.")
     reach_months: int = _d("Months before a roll-out an inflow cohort can still be reached.", ge=0)
+    early_teams: Literal["shorten", "drop"] = _d(
+        "A team whose reach goes back to the first inflow period: reach shortened, or dropped."
+    )
     leads: int = _d("Periods before the roll-out shown (earlier ones left out).", ge=1)
     lags: int = _d("Periods from the roll-out on (later ones left out).", ge=1)
     reference: int = _d("Reference period of the event-time plot.", lt=0)
@@ -241,6 +244,9 @@ class RolloutEstimate(Strict):
         "Headline effect against the mean of the pre-period or the reference period."
     )
     permutations: int = _d("Randomisation-inference assignments (0: none).", ge=0)
+    statistic: Literal["raw", "studentized"] = _d(
+        "Randomisation-test statistic of the effect: the estimate, or over its clustered SE."
+    )
     subgroup_permutations: int = _d("The same for subgroup estimates.", ge=0)
     seed: int = _d("Seed of the assignments.")
     placebo: Placebo = _d("Placebo check.")

@@ -99,6 +99,7 @@ COLUMNS: dict[str, str] = {
     "not_employed": "not employed",
     "not_on_benefit": "not on bijstand",
     "not_in_instrument": "not in an instrument",
+    "per_starter": "per additional starter",
 }
 
 #: terms for counts: persons and person-months are named as such
@@ -401,7 +402,11 @@ def interval_method(record: Mapping[str, Any]) -> str:
     randomisation interval where it is the one given, else the standard
     error it rests on (clustered on what, or robust)."""
     rand = (record.get("diagnostics") or {}).get("ci_randomization")
-    if rand and [float(record["ci_low"]), float(record["ci_high"])] == [float(x) for x in rand]:
+
+    def ends(values: Iterable[Any]) -> list[float | None]:   # None: an unbounded end
+        return [None if v is None else float(v) for v in values]
+
+    if rand and ends([record["ci_low"], record["ci_high"]]) == ends(rand):
         return "randomisation inference over roll-out dates"
     cov = str(record.get("cov_type") or "")
     cluster = OBSERVATIONS.get(str(record.get("design")), ("", ""))[1]

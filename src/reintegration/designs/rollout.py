@@ -9,7 +9,16 @@ interaction-weighted estimator on the team x quarter cell means, with
 p-values and intervals from a randomisation test over re-assignments of the
 roll-out dates across teams (:func:`reintegration.effects.event_study`).
 Event time is counted from the first inflow quarter a roll-out can reach
-(``reach_months`` of config/effects.yml).
+(``reach_months`` of config/effects.yml; a team whose reach goes back to the
+study's first inflow quarter is kept with a shortened reach or dropped,
+``early_teams``, and :func:`reach_table` says what happens to each team).
+Two estimands (:attr:`Rollout.targets`): the intention-to-treat effect
+(``itt``, the headline) and the effect per additional starter
+(``per_starter``, :func:`per_starter`: the same event study of the outcome
+over that of take-up, a fuzzy difference in differences, with the interval
+of the inverted randomisation test). Both records' ``std_error`` is the one
+their randomisation interval implies (half-width / 1.96); the clustered one
+is in the diagnostics.
 
 Phase 1 (:func:`diagnose_rollout`) runs the same estimator on the same
 prepared data (:meth:`Rollout.prepare`):
@@ -43,6 +52,7 @@ from scipy import stats
 
 from .. import effects, months
 from ..effects import EventStudyResult
+from ..effects.fuzzy import wald_ratio
 from ..effects.randomization import design_power
 from .base import (
     Check,
@@ -71,12 +81,59 @@ def rollout_schedule(city: dict[str, Any]) -> dict[str, int]:
     return {str(team): months.index(month) for team, month in teams.items()}
 
 
+#: what :func:`rollout_data` does with a team whose reach goes back to the
+#: first inflow period of the data
+EARLY_TEAMS = ("shorten", "drop")
+
+
+def first_reached(schedule: dict[str, int], *, period: str, reach_months: int,
+                  first_month: int, early_teams: str = "shorten") -> pd.DataFrame:
+    """Per team of ``schedule``: the roll-out month, the first inflow period
+    its roll-out reaches (``start``; periods as in :func:`rollout_data`) and
+    the reach in months that gives it (``reach``); ``start`` is missing for a
+    team the design cannot use.
+
+    With ``reach_months`` :math:`m`, a roll-out in month :math:`R` reaches
+    the inflow period holding month :math:`R - m` and every later one. A team
+    whose first reached period would be the data's first inflow period (the
+    one holding ``first_month``) or earlier has no unreached inflow period to
+    compare with: every cohort of its clients in the data was already partly
+    reached. With ``early_teams="shorten"`` (and a roll-out after the first
+    inflow period) its reach is shortened so that the first inflow period is
+    its only pre-period: its clients with the longest waits in that period
+    could still start the instrument, so its reference is slightly exposed
+    (the truth of the estimand counts this the same way). With ``"drop"``, or
+    when the roll-out itself falls in the first inflow period, the team
+    cannot be used (``start`` missing, ``dropped`` true)."""
+    if early_teams not in EARLY_TEAMS:
+        raise ValueError(f"early_teams must be one of {EARLY_TEAMS}, not {early_teams!r}")
+    step = 3 if period == "quarter" else 1
+    first = first_month // step
+    rows = []
+    for team, month in schedule.items():
+        start = (month - reach_months) // step
+        reach, dropped = reach_months, False
+        if start <= first:
+            if early_teams == "shorten" and month // step > first:
+                start = first + 1
+                reach = month - start * step
+            else:
+                start, dropped = math.nan, True
+        rows.append({"team": team, "rollout_month": month, "start": start,
+                     "reach": reach, "dropped": dropped})
+    return pd.DataFrame(rows, columns=["team", "rollout_month", "start", "reach", "dropped"])
+
+
 def rollout_data(persons: pd.DataFrame, schedule: dict[str, int], *,
-                 period: str = "quarter", reach_months: int = 0) -> pd.DataFrame:
+                 period: str = "quarter", reach_months: int = 0,
+                 first_month: int | None = None, early_teams: str = "shorten") -> pd.DataFrame:
     """Clients with their team, inflow period (``_period``), the first
     inflow period the team's roll-out can reach (``_start``, missing for
     teams without a roll-out) and whether their inflow period is reached
     (``exposed``). Periods are months or quarters since 1970-01 (:mod:`reintegration.months`).
+    The clients of a team that cannot be used (:func:`first_reached`) are
+    left out, neither treated nor comparison; ``first_month`` is the first
+    inflow month of the study (default: the earliest in ``persons``).
 
     A client who flowed in shortly before the roll-out is still on bijstand
     when it happens and can start the instrument afterwards: a roll-out in
@@ -93,19 +150,86 @@ def rollout_data(persons: pd.DataFrame, schedule: dict[str, int], *,
     step = 3 if period == "quarter" else 1
     inflow = months.indices(df["inflow_month"])
     df["_period"] = inflow // step
-    start = df["team"].astype(str).map(schedule).astype(float) - reach_months
-    df["_start"] = np.floor(start / step)
+    first = int(inflow.min()) if first_month is None else int(first_month)
+    reach = first_reached(schedule, period=period, reach_months=reach_months,
+                          first_month=first, early_teams=early_teams).set_index("team")
+    team = df["team"].astype(str)
+    df = df[~team.isin(reach.index[reach["dropped"]])]
+    df["_start"] = df["team"].astype(str).map(reach["start"]).astype(float)
     df["exposed"] = (df["_period"] >= df["_start"]).fillna(False).astype(int)
     df["_event_time"] = df["_period"] - df["_start"]
     return df
 
 
 def rollout_settings_data(persons: pd.DataFrame, schedule: dict[str, int],
-                          settings: dict[str, Any]) -> pd.DataFrame:
+                          settings: dict[str, Any], first_month: int | None = None
+                          ) -> pd.DataFrame:
     """:func:`rollout_data` with the period and reach of ``config/effects.yml``."""
     cfg = settings["rollout_did"]
     return rollout_data(persons, schedule, period=cfg["period"],
-                        reach_months=int(cfg["reach_months"]))
+                        reach_months=int(cfg["reach_months"]), first_month=first_month,
+                        early_teams=cfg.get("early_teams", "shorten"))
+
+
+def _period_text(p: float, period: str) -> str | None:
+    if not math.isfinite(p):
+        return None
+    if period == "quarter":
+        m = int(p) * 3
+        return f"{months.text(m)[:4]}Q{(m % 12) // 3 + 1}"
+    return months.text(int(p))
+
+
+def reach_table(city: dict[str, Any], settings: dict[str, Any],
+                teams: Sequence[str] | None = None) -> pd.DataFrame:
+    """What ``reach_months`` does to each team (:func:`first_reached`): its
+    roll-out month, the first inflow period reached, the reach in months
+    used, its role in the event study (``treated``; a comparison team that
+    is ``never treated`` or ``not yet treated``, its roll-out reaching no
+    inflow period of the study; or ``dropped``) and why. ``teams``: the teams in the data
+    (default: those of the schedule). Uses the configuration only (no counts
+    of persons)."""
+    cfg = settings["rollout_did"]
+    period, m = cfg["period"], int(cfg["reach_months"])
+    study = city["study"]
+    first_m, last_m = months.index(study["inflow_from"]), months.index(study["inflow_to"])
+    schedule = rollout_schedule(city)
+    step = 3 if period == "quarter" else 1
+    table = first_reached(schedule, period=period, reach_months=m, first_month=first_m,
+                          early_teams=cfg.get("early_teams", "shorten"))
+    lead, lag = int(cfg["leads"]), int(cfg["lags"])
+    rows = []
+    for r in table.itertuples():
+        start = r.start
+        if r.dropped:
+            role = "dropped"
+            why = (f"its roll-out falls in the first inflow {period} of the study: no client "
+                   "of its was unreached, so there is nothing to compare with"
+                   if cfg.get("early_teams", "shorten") == "shorten" else
+                   f"reaching back {m} months goes to or before the first inflow {period}: "
+                   "no unreached inflow period (early_teams: drop)")
+        elif start > last_m // step:
+            role = "not yet treated"
+            why = (f"its roll-out reaches no inflow {period} of the study: a comparison team "
+                   "throughout")
+        else:
+            role = "treated"
+            pre = int(start - first_m // step)
+            why = (f"{min(pre, lead)} {period}s before the first reached one in the window "
+                   f"(event times -{min(pre, lead)} to -1), up to {lag + 1} from it on")
+            if r.reach < m:
+                why += (f"; reach shortened from {m} to {r.reach} months so that the first "
+                        f"inflow {period} of the study is its pre-period (its clients with "
+                        f"the longest waits there could still start after the roll-out)")
+        rows.append({"team": r.team, "rollout": months.text(r.rollout_month),
+                     "first_reached": _period_text(float(start), period),
+                     "reach_months": int(r.reach), "role": role, "why": why})
+    for team in sorted(set(teams or []) - set(schedule)):
+        rows.append({"team": team, "rollout": None, "first_reached": None,
+                     "reach_months": None, "role": "never treated",
+                     "why": "no roll-out: a comparison team throughout"})
+    return pd.DataFrame(rows, columns=["team", "rollout", "first_reached", "reach_months",
+                                       "role", "why"])
 
 
 def placebo_rollouts(persons: pd.DataFrame, schedule: dict[str, int], settings: dict[str, Any],
@@ -120,7 +244,9 @@ def placebo_rollouts(persons: pd.DataFrame, schedule: dict[str, int], settings: 
     the draws.
 
     Returns one row per draw and outcome: ``draw``, ``outcome``,
-    ``estimate``, ``std_error`` (cluster-robust), ``t``, ``pvalue`` and
+    ``estimate``, ``std_error`` (cluster-robust), ``t``,
+    ``std_error_randomization`` (the one the randomisation interval implies,
+    the standard error Phase 2 reports), ``pvalue`` and
     ``pretrend_pvalue`` (randomisation test) and ``pretrend_pvalue_f`` (the
     cluster-robust Wald test against F); draws the estimator cannot fit are
     left out."""
@@ -143,12 +269,15 @@ def placebo_rollouts(persons: pd.DataFrame, schedule: dict[str, int], settings: 
                 res = fit_rollout(data, outcome, settings)
             except ValueError:
                 continue
+            se = res.diagnostics.get("std_error_clustered", res.std_error)
             rows.append({"draw": k, "outcome": outcome, "estimate": res.estimate,
-                         "std_error": res.std_error, "t": res.estimate / res.std_error,
+                         "std_error": se, "t": res.estimate / se,
+                         "std_error_randomization": res.std_error,
                          "pvalue": res.pvalue, "pretrend_pvalue": res.pretrend_pvalue,
                          "pretrend_pvalue_f": res.pretrend.get("pvalue_f", math.nan)})
-    return pd.DataFrame(rows, columns=["draw", "outcome", "estimate", "std_error", "t", "pvalue",
-                                       "pretrend_pvalue", "pretrend_pvalue_f"])
+    return pd.DataFrame(rows, columns=["draw", "outcome", "estimate", "std_error", "t",
+                                       "std_error_randomization", "pvalue", "pretrend_pvalue",
+                                       "pretrend_pvalue_f"])
 
 
 def untreated_rollout_outcomes(po: pd.DataFrame) -> pd.DataFrame:
@@ -186,7 +315,9 @@ def placebo_summary(placebo: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
     """Per outcome: draws, and the share of draws in which the cluster-robust
     interval and the randomisation test reject a zero effect, and the
     cluster-robust and randomisation pre-trend tests reject, at ``level``;
-    with the spread of the estimates over their mean standard error."""
+    with the spread of the estimates over their mean standard error
+    (cluster-robust, and the one Phase 2 reports from the randomisation
+    interval)."""
     z = float(stats.norm.isf(level / 2))
     rows = []
     for outcome, g in placebo.groupby("outcome", sort=False):
@@ -198,21 +329,39 @@ def placebo_summary(placebo: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
             "pretrend_rejected_clustered": float((g["pretrend_pvalue_f"] < level).mean()),
             "pretrend_rejected_randomization": float((g["pretrend_pvalue"] <= level).mean()),
             "sd_estimate_over_mean_se": float(g["estimate"].std() / g["std_error"].mean()),
+            **({"sd_estimate_over_mean_se_randomization": float(
+                g["estimate"].std() / g["std_error_randomization"].mean())}
+               if "std_error_randomization" in g else {}),
         })
     return pd.DataFrame(rows).set_index("outcome")
 
 
-def fit_rollout(data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> EventStudyResult:
+def fit_rollout(data: pd.DataFrame, outcome: str, settings: dict[str, Any], *,
+                takeup: str | None = None) -> EventStudyResult:
+    """The event study of ``outcome`` on prepared data (:meth:`Rollout.prepare`)
+    with the settings of ``rollout_did``; with ``takeup``, the take-up column
+    fitted beside it for :func:`per_starter`."""
     cfg = settings["rollout_did"]
     res = effects.event_study(
         data, outcome=outcome, entity="team", time="_period", treatment_start="_start",
         leads=int(cfg["leads"]), lags=int(cfg["lags"]), reference=int(cfg["reference"]),
         baseline=cfg.get("baseline", "reference"), collapse=True, wild_bootstrap=0,
-        permutations=int(cfg["permutations"]), seed=int(cfg["seed"]))
+        permutations=int(cfg["permutations"]), seed=int(cfg["seed"]), takeup=takeup,
+        statistic=cfg.get("statistic", "studentized"))
     exposed = int(data.loc[data[outcome].notna(), "exposed"].sum())
+    if "reach" in data.attrs:
+        res.diagnostics["reach"] = data.attrs["reach"]
     res.diagnostics["n_treated"] = exposed
     res.diagnostics["n_control"] = int(data[outcome].notna().sum()) - exposed
     return res
+
+
+def per_starter(data: pd.DataFrame, outcome: str, settings: dict[str, Any]) -> EventStudyResult:
+    """The effect per additional starter (:func:`reintegration.effects.fuzzy.wald_ratio`):
+    the event study of ``outcome`` over the same event study of take-up
+    (``_started``, the roll-out instrument started), with the interval of the
+    inverted randomisation test over the same roll-out date assignments."""
+    return wald_ratio(fit_rollout(data, outcome, settings, takeup=STARTED))
 
 
 def _no_rollout(reason: str, outcome: str, names: Sequence[str]) -> Diagnosis:
@@ -240,12 +389,17 @@ def diagnose_rollout(inputs: Inputs, instrument: str | None, *, outcome: str,
     study = city["study"]
     first_m, last_m = months.index(study["inflow_from"]), months.index(study["inflow_to"])
     teams_in_data = set(persons["team"].dropna().astype(str))
-    treated = sorted(t for t, m in schedule.items() if t in teams_in_data and m <= last_m)
-    comparison = sorted(t for t in teams_in_data if t not in treated)
+    reach = reach_table(city, inputs.effects, sorted(teams_in_data))
+    role = dict(zip(reach["team"], reach["role"], strict=True))
+    treated = sorted(t for t in teams_in_data if role.get(t) == "treated")
+    dropped = sorted(t for t in teams_in_data if role.get(t) == "dropped")
+    comparison = sorted(t for t in teams_in_data if t not in treated and t not in dropped)
     lim = cfg["teams_per_side"]
     verdict = levels(min(len(treated), len(comparison)), no_go=lim["no_go"],
                      conditional=lim["conditional"])
-    text = f"{len(treated)} teams rolled out and {len(comparison)} did not" + {
+    text = f"{len(treated)} teams rolled out and {len(comparison)} did not" + (
+        f" ({len(dropped)} left out: {', '.join(dropped)}; see the reach table)"
+        if dropped else "") + {
         "pass": f" (at least {lim['conditional']} on each side)",
         "conditional": f" (fewer than {lim['conditional']} on a side): inference from the "
                        "randomisation test over roll-out dates, not from clustered errors",
@@ -259,7 +413,8 @@ def diagnose_rollout(inputs: Inputs, instrument: str | None, *, outcome: str,
     theo.append(Check("teams_per_side", verdict, text,
                       {"rolled_out": len(treated), "not_rolled_out": len(comparison)}, lim))
     ev_t.update({"teams_rolled_out": treated, "teams_not_rolled_out": comparison,
-                 "rollout_months": {t: months.text(schedule[t]) for t in treated}})
+                 "rollout_months": {t: months.text(schedule[t]) for t in treated},
+                 "teams_dropped": dropped, "reach": reach.to_dict(orient="records")})
     if not treated:
         out = _no_rollout("no team rolled out during the study", outcome,
                           ("pre_period", "post_period", "takeup", "pretrend"))
@@ -364,41 +519,18 @@ def _power(res: EventStudyResult, delta: float, pcfg: dict[str, Any], draws: int
             "null_sd_itt": rounded(dp.null_sd, 5), "power_draws": dp.draws}
 
 
-def rollout_truth(po: pd.DataFrame, schedule: dict[str, int], outcome: str,
-                  settings: dict[str, Any], mask: np.ndarray | None = None) -> float:
-    """The roll-out effect aggregated the way the event study aggregates it:
-    per roll-out cohort :math:`e` and event time :math:`l` from 0 to
-    ``lags`` (later periods left out), the mean of the effect of the
-    roll-out as it happened on the cohort's clients at :math:`l` minus that
-    at the reference event time (``baseline: reference``) or over the
-    cohort's pre-period event times ``-leads`` to -1 (``baseline:
-    pre_mean``); averaged over cohorts at each event time with their shares
-    of the clients there, and over event times 0 to ``lags`` with equal
-    weight.
-
-    The effect as it happened is :math:`Y(D^{R=1}) - Y(D^{R=0})` for clients
-    the roll-out reached (``rollout_exposed``) and zero for the others: their
-    observed outcome is :math:`Y(D^{R=0})`. The truth files also hold
-    :math:`Y(D^{R=1})` for clients it never reached (what they would have had
-    with the instrument available at inflow); counting those would put a
-    hypothetical effect into the pre-period baseline that no data set shows."""
-    cfg = settings["rollout_did"]
-    h = outcome.rsplit("_", 1)[-1]
-    frame = po if mask is None else po.loc[mask]
-    data = rollout_settings_data(frame.assign(inflow_month=frame["inflow_month"].astype(str)),
-                                 schedule, settings)
-    data = data[data["_start"].notna()]
-    reached = data["rollout_exposed"].astype(bool)
-    itt = (data[f"employed_rollout_on_{h}"] - data[f"employed_rollout_off_{h}"]).where(reached, 0)
-    et = data["_event_time"].to_numpy()
-    tab = pd.DataFrame({"e": data["_start"].to_numpy(), "l": et, "itt": itt.to_numpy()})
+def _aggregate_truth(data: pd.DataFrame, effect: pd.Series, cfg: dict[str, Any]) -> float:
+    """An effect per client aggregated as the event study aggregates it (see
+    :func:`rollout_truth`)."""
+    tab = pd.DataFrame({"e": data["_start"].to_numpy(), "l": data["_event_time"].to_numpy(),
+                        "v": effect.to_numpy(dtype=float)})
     tab = tab[(tab["l"] >= -int(cfg["leads"])) & (tab["l"] <= int(cfg["lags"]))]
-    ref = tab[tab["l"] == int(cfg["reference"])].groupby("e")["itt"].mean()
+    ref = tab[tab["l"] == int(cfg["reference"])].groupby("e")["v"].mean()
     if cfg.get("baseline", "reference") == "pre_mean":
-        base = tab[tab["l"] < 0].groupby("e")["itt"].mean()
+        base = tab[tab["l"] < 0].groupby("e")["v"].mean()
     else:
         base = ref
-    post = tab[tab["l"] >= 0].groupby(["e", "l"])["itt"].agg(["mean", "size"]).reset_index()
+    post = tab[tab["l"] >= 0].groupby(["e", "l"])["v"].agg(["mean", "size"]).reset_index()
     post = post[post["e"].isin(ref.index)]   # the estimator drops cohorts without a reference
     if post.empty:
         return math.nan
@@ -406,6 +538,58 @@ def rollout_truth(po: pd.DataFrame, schedule: dict[str, int], outcome: str,
     per_l = post.groupby("l").apply(lambda g: np.average(g["catt"], weights=g["size"]),
                                     include_groups=False)
     return float(per_l.mean())
+
+
+def rollout_truth(po: pd.DataFrame, schedule: dict[str, int], outcome: str,
+                  settings: dict[str, Any], mask: np.ndarray | None = None, *,
+                  target: str = "itt", instrument: str | None = None) -> float:
+    r"""The roll-out effect aggregated the way the event study aggregates it:
+    per roll-out cohort :math:`e` and event time :math:`l` from 0 to
+    ``lags`` (later periods left out), the mean of the effect of the
+    roll-out as it happened on the cohort's clients at :math:`l` minus that
+    at the reference event time (``baseline: reference``) or over the
+    cohort's pre-period event times ``-leads`` to -1 (``baseline:
+    pre_mean``); averaged over cohorts at each event time with their shares
+    of the clients there, and over event times 0 to ``lags`` with equal
+    weight. Teams, reach and event times as in the estimate
+    (:func:`rollout_settings_data`, the first inflow month taken from the
+    whole of ``po`` before ``mask`` selects a subgroup).
+
+    The effect as it happened is :math:`Y(D^{R=1}) - Y(D^{R=0})` for clients
+    the roll-out reached (``rollout_exposed``) and zero for the others: their
+    observed outcome is :math:`Y(D^{R=0})`. The truth files also hold
+    :math:`Y(D^{R=1})` for clients it never reached (what they would have had
+    with the instrument available at inflow); counting those would put a
+    hypothetical effect into the pre-period baseline that no data set shows.
+
+    ``target="per_starter"``: that intention-to-treat truth divided by the
+    true take-up change aggregated the same way, the change in
+    :math:`1\{D^{R=1} = j\} - 1\{D^{R=0} = j\}` (``instrument_rollout_on``
+    / ``_off``) for the reached clients, :math:`j` = ``instrument``: the
+    estimand of the fuzzy difference in differences (a ratio of two
+    aggregates, as the estimate)."""
+    cfg = settings["rollout_did"]
+    h = outcome.rsplit("_", 1)[-1]
+    frame = po.assign(inflow_month=po["inflow_month"].astype(str))
+    first = int(months.indices(frame["inflow_month"]).min())
+    data = rollout_settings_data(frame.assign(_row=np.arange(len(frame))), schedule, settings,
+                                 first_month=first)
+    if mask is not None:
+        data = data[np.asarray(mask, dtype=bool)[data["_row"].to_numpy()]]
+    data = data[data["_start"].notna()]
+    reached = data["rollout_exposed"].astype(bool)
+    itt = (data[f"employed_rollout_on_{h}"] - data[f"employed_rollout_off_{h}"]).where(reached, 0)
+    value = _aggregate_truth(data, itt, cfg)
+    if target == "itt":
+        return value
+    if target != "per_starter":
+        raise KeyError(f"rollout_did: no estimand {target!r}")
+    if instrument is None:
+        raise ValueError("the per-starter truth needs the roll-out instrument")
+    on = (data["instrument_rollout_on"].astype(str) == instrument).astype(float)
+    off = (data["instrument_rollout_off"].astype(str) == instrument).astype(float)
+    change = _aggregate_truth(data, (on - off).where(reached, 0), cfg)
+    return value / change if change != 0 else math.nan
 
 
 class Rollout(Design):
@@ -416,15 +600,27 @@ class Rollout(Design):
     treated = "exposed"
     cluster = "team"
     fit = staticmethod(fit_rollout)
+    targets = {
+        "itt": "intention-to-treat effect of the instrument's availability: the roll-out's "
+               "effect on all clients it reached, starters or not",
+        "per_starter": "effect per additional starter: the intention-to-treat effect over the "
+                       "change in take-up of the instrument (fuzzy difference in differences)",
+    }
 
     def instruments(self, city: dict[str, Any], instruments: Sequence[str]) -> list[str | None]:
         rollout = city.get("rollout")
         return [rollout["instrument"] if rollout else None]
 
     def prepare(self, inputs: Inputs, instrument: str) -> pd.DataFrame:
+        study = inputs.city.get("study") or {}
+        first = months.index(study["inflow_from"]) if "inflow_from" in study else None
         data = rollout_settings_data(inputs.persons, rollout_schedule(inputs.city),
-                                     inputs.effects).reset_index(drop=True)
+                                     inputs.effects, first_month=first).reset_index(drop=True)
         data[STARTED] = (data["instrument"] == instrument).astype(float)
+        if "study" in inputs.city:
+            teams = sorted(inputs.persons["team"].dropna().astype(str).unique())
+            data.attrs["reach"] = reach_table(inputs.city, inputs.effects, teams).to_dict(
+                orient="records")
         data["group"] = np.where(data["_start"].isna(), "team did not roll out",
                                  np.where(data["exposed"] == 1, "reached by the roll-out",
                                           "before the roll-out"))
@@ -434,9 +630,20 @@ class Rollout(Design):
                  threshold: int) -> Diagnosis:
         return diagnose_rollout(inputs, instrument, outcome=outcome, threshold=threshold)
 
+    def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any],
+                 target: str | None = None) -> EventStudyResult:
+        """The intention-to-treat effect (``itt``, the headline) or the
+        effect per additional starter (``per_starter``, :func:`per_starter`)."""
+        if target in (None, "itt"):
+            return fit_rollout(data, outcome, settings)
+        if target == "per_starter":
+            return per_starter(data, outcome, settings)
+        raise KeyError(f"{self.name}: no estimand {target!r}; known: {', '.join(self.targets)}")
+
     def truth(self, po: pd.DataFrame, record: dict[str, Any], mask: np.ndarray | None,
               context: dict[str, Any]) -> float:
         if not record["outcome"].startswith("employed_"):
             return math.nan
         return rollout_truth(po, context["schedule"], record["outcome"], context["settings"],
-                             mask)
+                             mask, target=record.get("target") or "itt",
+                             instrument=record.get("instrument"))

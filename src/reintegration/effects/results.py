@@ -239,9 +239,10 @@ class EventStudyResult(EffectResult):
     randomization : RandomizationTest or None
         With ``permutations``: the randomisation test over re-assignments of
         the adoption dates. It then supplies :meth:`conf_int`,
-        :attr:`pvalue` and :attr:`pretrend_pvalue`; ``std_error`` stays the
-        cluster-robust one, and the normal interval from it is in
-        ``diagnostics["ci_clustered"]``.
+        :attr:`pvalue` and :attr:`pretrend_pvalue`; ``std_error`` is the one
+        the interval implies (half its width over 1.96), the cluster-robust
+        one is ``diagnostics["std_error_clustered"]`` and the normal interval
+        from it ``diagnostics["ci_clustered"]``.
     """
 
     event_time: pd.DataFrame | None = None

@@ -147,7 +147,8 @@ def _wild_pretrend(
     beta = a @ (xw.T @ yt)
     if not np.allclose(beta, params, rtol=1e-5, atol=1e-7 * max(1.0, np.abs(params).max())):
         return math.nan
-    return wild_cluster_pvalue(yt, xt, restriction, clusters, weights=weights, reps=reps, seed=seed)
+    return wild_cluster_pvalue(yt, xt, restriction, clusters, weights=weights, reps=reps,
+                               seed=seed)
 
 
 def _permutation_cells(
@@ -160,13 +161,15 @@ def _permutation_cells(
     cluster: str,
     path: dict[int, float],
     lags: int,
+    extra: Sequence[str] = (),
 ) -> Cells:
     """Entity x period cells of every usable row for the randomisation test:
     the outcome, the exposure indicator of the actual assignment (at or after
     adoption) and the outcome minus the estimated path at the row's event
     time where exposed; beyond ``lags``, where the path is not estimated
     (rows left out by ``bin="trim"``, or binned), the effect at ``lags`` is
-    removed, an approximation when effects keep changing."""
+    removed, an approximation when effects keep changing; then the cell means
+    of the ``extra`` columns."""
     ent = codes(sample, [entity])
     clus = codes(sample, [cluster])
     if (pd.Series(clus).groupby(ent).nunique() > 1).any():
@@ -180,26 +183,20 @@ def _permutation_cells(
     binned = np.clip(np.nan_to_num(rel, nan=-1.0), None, lags).astype(int)
     removed = np.array([path.get(int(k), 0.0) for k in binned]) * exposed
     y = sample[outcome].to_numpy(dtype=float)
-    frame = pd.DataFrame(
-        {
-            "g": ent,
-            "t": t,
-            "c": clus,
-            "y": y,
-            "d": exposed.astype(float),
-            "adj": y - removed,
-            "w": 1.0,
-        }
-    )
+    frame = pd.DataFrame({"g": ent, "t": t, "c": clus, "y": y, "d": exposed.astype(float),
+                          "adj": y - removed, "w": 1.0})
+    names = [f"x{i}" for i in range(len(extra))]
+    for name, col in zip(names, extra, strict=True):
+        frame[name] = sample[col].to_numpy(dtype=float)
     cells = frame.groupby(["g", "t"], sort=True).agg(
-        y=("y", "mean"), d=("d", "mean"), adj=("adj", "mean"), c=("c", "first"), w=("w", "sum")
-    )
+        y=("y", "mean"), d=("d", "mean"), adj=("adj", "mean"), c=("c", "first"), w=("w", "sum"),
+        **{name: (name, "mean") for name in names})
     start = pd.Series(e).groupby(ent).first().sort_index().to_numpy(dtype=float)
     return Cells(
         entity=cells.index.get_level_values("g").to_numpy(),
         period=cells.index.get_level_values("t").to_numpy(dtype=float),
         weight=cells["w"].to_numpy(),
-        y=cells[["y", "d", "adj"]].to_numpy(),
+        y=cells[["y", "d", "adj", *names]].to_numpy(),
         cluster=cells["c"].to_numpy(),
         start=start,
     )
@@ -226,6 +223,8 @@ def event_study(
     wild_bootstrap: int | None = None,
     permutations: int = 0,
     seed: int = 0,
+    takeup: str | None = None,
+    statistic: str = "studentized",
 ) -> EventStudyResult:
     r"""Event study of a staggered adoption, robust to effects that differ
     across adoption cohorts (Sun and Abraham's interaction-weighted
@@ -333,9 +332,22 @@ def event_study(
         ``pretrend_pvalue`` then come from this test (studentised with the
         cluster-robust standard error; interval by test inversion under a
         constant effect on exposed observations); see
-        :mod:`reintegration.effects.randomization`. Valid when the dates could
-        as well have fallen to other entities. Needs ``controls=()`` and
-        clusters constant within entities.
+        :mod:`reintegration.effects.randomization`. ``std_error`` is then the
+        one the interval implies (its half-width over 1.96 at 95%), the
+        cluster-robust one is ``diagnostics["std_error_clustered"]`` and the
+        spread of the estimate over the assignments
+        ``diagnostics["std_error_randomization_sd"]``. Valid when the dates
+        could as well have fallen to other entities. Needs ``controls=()``
+        and clusters constant within entities.
+    takeup : str, optional
+        A second outcome (e.g. "started the treatment") fitted with the same
+        sample, aggregation and assignments as ``outcome``; needs
+        ``permutations``. Its estimates are kept in the randomisation test
+        for the per-starter Wald ratio (:func:`reintegration.effects.fuzzy.wald_ratio`).
+    statistic : {"studentized", "raw"}
+        The randomisation test's statistic of the effect: the estimate over
+        its cluster-robust standard error, or the estimate itself (see
+        :mod:`reintegration.effects.randomization`).
     seed : int
         Seed of the bootstrap weights and of the random permutations.
     post_weights : {"equal", "observations"}
@@ -429,7 +441,11 @@ def event_study(
             "permutations need controls=() and clustered standard errors (cluster=None "
             "or a column constant within each entity)"
         )
-    used = [outcome, entity, time, *ctrl_cols, *as_list(cluster_col)]
+    if takeup is not None:
+        if not permutations:
+            raise EffectInputError("takeup= needs permutations (its inference is randomisation)")
+        require_columns(data, [takeup], role="takeup")
+    used = [outcome, entity, time, *ctrl_cols, *as_list(cluster_col), *as_list(takeup)]
     sample, n_missing = complete_cases(data, used)
     if not pd.api.types.is_numeric_dtype(sample[outcome]):
         raise EffectInputError(f"outcome column {outcome!r} must be numeric")
@@ -442,25 +458,10 @@ def event_study(
             f"treatment_start column {treatment_start!r} varies within entity {entity!r} "
             f"(e.g. {bad[bad > 1].index[0]!r}); adoption must be one period per entity"
         )
-    spec = Spec(
-        leads=int(leads),
-        lags=int(lags),
-        reference=int(reference),
-        bin=bin,
-        control_cohort=control_cohort,
-        post_weights=post_weights,
-        baseline=baseline,
-    )
-    asg = _sa.assign(
-        t,
-        e,
-        leads=spec.leads,
-        lags=spec.lags,
-        reference=spec.reference,
-        bin=bin,
-        control_cohort=control_cohort,
-        name=treatment_start,
-    )
+    spec = Spec(leads=int(leads), lags=int(lags), reference=int(reference), bin=bin,
+                control_cohort=control_cohort, post_weights=post_weights, baseline=baseline)
+    asg = _sa.assign(t, e, leads=spec.leads, lags=spec.lags, reference=spec.reference, bin=bin,
+                     control_cohort=control_cohort, name=treatment_start)
     keep = asg.keep
     full_sample, t_all, e_all = sample, t, e
     sample = sample.loc[keep]
@@ -503,21 +504,12 @@ def event_study(
         wts = means["w"].to_numpy()
 
     # one indicator per (cohort, event time), reference left out
-    fitted = dataclasses.replace(
-        asg, keep=np.ones(len(yv), bool), cohort=e, treated=treated, binned=lb, exact=exact
-    )
+    fitted = dataclasses.replace(asg, keep=np.ones(len(yv), bool), cohort=e, treated=treated,
+                                 binned=lb, exact=exact)
     inter = _sa.interactions(fitted, spec.reference)
     names = inter.names
-    agg = _sa.aggregate(
-        fitted,
-        inter,
-        wts,
-        leads=spec.leads,
-        lags=spec.lags,
-        reference=spec.reference,
-        post_weights=post_weights,
-        baseline=baseline,
-    )
+    agg = _sa.aggregate(fitted, inter, wts, leads=spec.leads, lags=spec.lags,
+                        reference=spec.reference, post_weights=post_weights, baseline=baseline)
     exog = pd.DataFrame(inter.matrix(), columns=names)
     if xc is not None:
         clash = set(xc.columns) & set(names)
@@ -601,17 +593,11 @@ def event_study(
     randomization = None
     if permutations:
         path = {l_: float(beta[i]) for i, l_ in enumerate(shown) if l_ >= 0}
-        cells = _permutation_cells(
-            full_sample,
-            t_all,
-            e_all,
-            outcome=outcome,
-            entity=entity,
-            cluster=cluster_col,
-            path=path,
-            lags=spec.lags,
-        )
-        randomization = randomization_test(cells, spec, reps=int(permutations), seed=seed)
+        cells = _permutation_cells(full_sample, t_all, e_all, outcome=outcome, entity=entity,
+                                   cluster=cluster_col, path=path, lags=spec.lags,
+                                   extra=as_list(takeup))
+        randomization = randomization_test(cells, spec, reps=int(permutations), seed=seed,
+                                           statistic=statistic)
         if not math.isclose(randomization.theta_y[0], theta, rel_tol=1e-6, abs_tol=1e-9):
             raise EffectInputError(  # pragma: no cover - a guard on the cell-level refit
                 "internal: the cell-level refit of the randomisation test does not reproduce "
@@ -685,18 +671,21 @@ def event_study(
         ri = randomization.to_dict()
         pretrend["pvalue_randomization"] = ri["pretrend_pvalue"]
         z = float(stats.norm.ppf(0.975))
-        diagnostics.update(
-            {
-                "pretrend_pvalue_randomization": ri["pretrend_pvalue"],
-                "pvalue_randomization": ri["pvalue"],
-                "ci_randomization": [ri["ci_low"], ri["ci_high"]],
-                "ci_clustered": [theta - z * se_theta, theta + z * se_theta],
-                "randomization_assignments": ri["assignments"],
-                "randomization_possible": ri["possible_assignments"],
-                "randomization_exact": ri["exact"],
-                "randomization_skipped": ri["skipped"],
-            }
-        )
+        diagnostics.update({
+            "pretrend_pvalue_randomization": ri["pretrend_pvalue"],
+            "pvalue_randomization": ri["pvalue"],
+            "ci_randomization": [ri["ci_low"], ri["ci_high"]],
+            "ci_clustered": [theta - z * se_theta, theta + z * se_theta],
+            "randomization_assignments": ri["assignments"],
+            "randomization_possible": ri["possible_assignments"],
+            "randomization_exact": ri["exact"],
+            "randomization_skipped": ri["skipped"],
+            "std_error_clustered": se_theta,
+            "std_error_randomization_sd": randomization.null_sd(),
+            "std_error_method": "randomisation interval half-width / 1.96",
+        })
+        if takeup is not None:
+            diagnostics["takeup"] = takeup
     weighting = (
         "averaged over treated observations"
         if post_weights == "observations"
@@ -707,17 +696,14 @@ def event_study(
         f"{' (the last binning all later periods)' if bin == 'endpoints' else ''}, "
         f"{weighting}, cohorts averaged at each event time by their share of its "
         "observations, relative to "
-        + (
-            f"event time {reference}"
-            if baseline == "reference"
-            else f"the mean of the cohort's pre-period event times -{leads} to -1"
-        )
+        + (f"event time {reference}" if baseline == "reference"
+           else f"the mean of the cohort's pre-period event times -{leads} to -1")
         + " (Sun and Abraham interaction-weighted estimator); assumes "
         "parallel trends with the control cohort and no anticipation"
     )
     return EventStudyResult(
         estimate=theta,
-        std_error=se_theta,
+        std_error=se_theta if randomization is None else randomization.interval_std_error(),
         n=n_rows,
         design="event_study",
         estimand=estimand,
