@@ -183,3 +183,34 @@ def test_unknown_engine_and_missing_file_name_the_choices(tmp_path, nation):
         panel_sources.read_cbs_file(out / "SPOLISBUS.parquet", "SPOLISBUS", engine="polars")
     with pytest.raises(FileNotFoundError, match=r"SPOLISBUS\.parquet or SPOLISBUS\.sav"):
         panel_sources.cbs_file(tmp_path, "SPOLISBUS")
+
+
+def test_bench_grid_copies_and_targets():
+    from reintegration import bench_scale as b
+
+    assert b.grid("450000, 12000", "1e7") == ([12_000, 450_000], [10_000_000])
+    with pytest.raises(ValueError, match="BENCH_PERSONS"):
+        b.grid(None, "ten")
+    assert b.copies_for(12_000) == (1, 12_000)
+    assert b.copies_for(160_000) == (4, 40_000)
+    assert b.copies_for(450_000) == (9, 50_000)
+
+    def row(cohort, persons, seconds, mib):
+        return {
+            "cohort_target": cohort,
+            "persons_other": persons,
+            "seconds": seconds,
+            "peak_rss_mib": mib,
+            "linked_clients": cohort,
+            "ms_per_client": 1000 * seconds / cohort,
+        }
+
+    ok = b.summarise([row(40_000, 10**7, 40.0, 900), row(450_000, 10**7, 170.0, 3900)])
+    assert ok["target_450k_from_10M"]["met"] is True
+    assert ok["linear_in_cohort"]["ratio"] == pytest.approx(170 / 450 / (40 / 40), rel=1e-3)
+    assert ok["met"] is True
+    slow = b.summarise([row(40_000, 10**7, 10.0, 900), row(450_000, 10**7, 190.0, 3900)])
+    assert slow["target_450k_from_10M"]["met"] is False
+    assert slow["linear_in_cohort"]["met"] is False  # 0.42 ms against 0.25 ms per client
+    part = b.summarise([row(12_000, 10**6, 5.0, 400)])
+    assert part["met"] is None and part["target_450k_from_10M"]["met"] is None
