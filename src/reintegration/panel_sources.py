@@ -216,22 +216,26 @@ def _read_parquet(
 
 def _duckdb_scan(path: Path, cols: list[str] | None, wanted: Any) -> Any:
     """The DuckDB scan of :func:`_read_parquet`: a semi-join on RINPERSOON
-    with the cohort's keys, in file order; an Arrow table."""
+    with the cohort's keys, in file order (``file_row_number``); an Arrow
+    table."""
     try:
         import duckdb
     except ImportError as exc:  # optional: pyarrow does the same scan
         raise ImportError("engine='duckdb' needs the duckdb package (pip install duckdb)") from exc
     import pyarrow as pa
 
-    select = ", ".join(f'"{c}"' for c in cols) if cols else "*"
+    select = ", ".join(f't."{c}"' for c in cols) if cols else "t.* EXCLUDE (file_row_number)"
+    literal = str(path).replace("'", "''")
+    sql = f"SELECT {select} FROM read_parquet('{literal}', file_row_number = true) AS t"
     con = duckdb.connect()
     try:
-        sql = f"SELECT {select} FROM read_parquet(?, file_row_number = true) AS t"
         if wanted is not None:
             con.register("cohort_keys", pa.table({"RINPERSOON": wanted}))
             sql += " WHERE t.RINPERSOON IN (SELECT RINPERSOON FROM cohort_keys)"
-        sql += " ORDER BY t.file_row_number"
-        return con.execute(sql, [str(path)]).fetch_arrow_table()
+        result = con.execute(sql + " ORDER BY t.file_row_number")
+        # DuckDB 2 names it to_arrow_table; 1.x fetch_arrow_table
+        fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+        return fetch()
     finally:
         con.close()
 
