@@ -207,10 +207,22 @@ def test_bench_grid_copies_and_targets():
 
     ok = b.summarise([row(40_000, 10**7, 40.0, 900), row(450_000, 10**7, 170.0, 3900)])
     assert ok["target_450k_from_10M"]["met"] is True
-    assert ok["linear_in_cohort"]["ratio"] == pytest.approx(170 / 450 / (40 / 40), rel=1e-3)
+    ratio = ok["linear_in_cohort"]["ratio_by_persons_other"]["10000000"]
+    assert ratio == pytest.approx(170 / 450 / (40 / 40), rel=1e-3)
     assert ok["met"] is True
     slow = b.summarise([row(40_000, 10**7, 10.0, 900), row(450_000, 10**7, 190.0, 3900)])
     assert slow["target_450k_from_10M"]["met"] is False
     assert slow["linear_in_cohort"]["met"] is False  # 0.42 ms against 0.25 ms per client
+    # every file size must meet it: linear at 10M, not at 1M
+    mixed = b.summarise(
+        [
+            row(40_000, 10**7, 40.0, 900),
+            row(450_000, 10**7, 170.0, 3900),
+            row(40_000, 10**6, 4.0, 700),
+            row(450_000, 10**6, 90.0, 3500),
+        ]
+    )
+    assert mixed["linear_in_cohort"]["ratio_by_persons_other"]["1000000"] == pytest.approx(2.0)
+    assert mixed["linear_in_cohort"]["met"] is False and mixed["met"] is False
     part = b.summarise([row(12_000, 10**6, 5.0, 400)])
     assert part["met"] is None and part["target_450k_from_10M"]["met"] is None
