@@ -292,10 +292,10 @@ def other_persons(
     end_year = int(str(city.period[1])[:4])
     birth_year = (end_year - age).astype(int)
     birth_month = rng.integers(1, 13, n)
-    birth_day = (
-        np.char.add(birth_year.astype(str), "-").astype(object)
-        + np.char.zfill(birth_month.astype(str), 2).astype(object)
-    ).astype("datetime64[M]").astype("datetime64[D]").astype(int) + rng.integers(0, 28, n)
+    months = (birth_year - 1970) * 12 + birth_month - 1  # months since 1970-01
+    birth_day = months.astype("datetime64[M]").astype("datetime64[D]").astype(int) + rng.integers(
+        0, 28, n
+    )
     gba_city = city.tables["GBAPERSOONTAB"]
     origin = rng.integers(0, len(gba_city), n)
     everyone = np.arange(n)
