@@ -34,8 +34,13 @@ READERS = {
 INFRASTRUCTURE = {"step", "custody", "paths", "config", "atomic", "provenance", "__init__"}
 #: (module, function) -> why its direct read is within custody
 ALLOWED = {
-    ("panel_sources.py", "read_sav_file"): "its one caller, panel_sources.read_sav, passes "
-    "ctx.check_read(path)",
+    ("panel_sources.py", "read_sav_file"): "its callers, panel_sources.read_sav and "
+    "read_cbs_file, pass ctx.check_read(path) (read_sav)",
+    ("panel_sources.py", "_read_sav_filtered"): "reached from read_cbs_file only: read_sav "
+    "passes ctx.check_read(path); read_sources_from serves the benchmark's and tests' own "
+    "temporary files",
+    ("panel_sources.py", "_arrow_scan"): "the same as _read_sav_filtered (through "
+    "_read_parquet)",
     ("phase2.py", "load_settings"): "config/effects.yml: public configuration",
     ("record.py", "read"): "build/<size>/<city>/research/feasibility.json: the research "
     "domain a researcher step reads (Phase 2 and tests)",

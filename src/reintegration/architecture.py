@@ -60,7 +60,8 @@ ROOMS: dict[str, tuple[str, str]] = {
     "Pipeline machinery": (
         "configuration, custody, running steps, make rules, provenance, audit",
         "__init__ __main__ config* paths atomic step steplog runner kernel sandbox custody "
-        "makefile depgraph provenance publish audit cli bench pipeline run lockfile killcheck",
+        "makefile depgraph provenance publish audit cli bench bench_scale pipeline run lockfile "
+        "killcheck",
     ),
     "Book": (
         "the book's generated pages, figures and checks",
