@@ -171,7 +171,7 @@ bench: $(VENV_STAMP) ## Benchmarks (speed, memory) to build/bench.json
 # build/montecarlo/; the validation chapter shows them at the next book build.
 MC_CITY ?= rotterdam
 MC_REPS ?= 100
-MC_CLIENTS ?= 10000
+MC_CLIENTS ?= 8000
 MC_JOBS ?= 2
 MC_SCHEDULER ?=
 montecarlo: $(VENV_STAMP) ## Monte Carlo validation of every design over many worlds

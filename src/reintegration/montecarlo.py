@@ -73,7 +73,7 @@ class Plan:
     city: str
     replications: int = 100
     size: str = "full"
-    clients: int | None = 10000
+    clients: int | None = 8000
     modes: tuple[str, ...] = MODES
     outcomes: tuple[str, ...] = ("employed_24",)
     #: randomisation draws of the roll-out's test (fewer than the published 499:
@@ -529,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--city", default="rotterdam")
     parser.add_argument("--replications", type=int, default=100)
     parser.add_argument("--size", default="full")
-    parser.add_argument("--clients", type=int, default=10000)
+    parser.add_argument("--clients", type=int, default=8000)
     parser.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
     parser.add_argument("--outcomes", nargs="*", default=["employed_24"])
     parser.add_argument("--permutations", type=int, default=199)
