@@ -102,7 +102,8 @@ def test_family_tests_adjust_every_contrast_of_every_instrument():
         results.append(whom.analyse(data, groups, inst, "employed_24", ["x1", "x2"],
                                     learner="linear"))
     fam = whom.family_tests(results, draws=500)
-    assert len(fam) == 4 and set(fam["instrument"]) == {"a", "b"}
+    # one two-level characteristic per instrument: one comparison each, tested once
+    assert len(fam) == 2 and set(fam["instrument"]) == {"a", "b"}
     assert (fam["pvalue_holm"] >= fam["pvalue"] - 1e-12).all()
     assert (fam["pvalue_romano_wolf"] >= fam["pvalue"] - 0.01).all()
 
@@ -144,3 +145,19 @@ def test_truth_table_holds_each_group_effect_against_its_starters_truth():
     assert "50 and over" not in t.index  # no estimate, no row
     cov = whom.coverage_by_size(t.reset_index(), threshold=30)
     assert cov.loc["training", "group effects"] == 2
+
+
+def test_a_characteristic_is_shown_whole_or_not_at_all():
+    data, _, _ = _rows(n=20_000)
+    rng = np.random.default_rng(5)
+    # three levels, one of them with very few starters
+    level = np.where(rng.random(len(data)) < 0.01, "rare", np.where(data["x1"] == 1, "a", "b"))
+    groups = pd.DataFrame({"kind": level, "distance": np.where(data["x1"] == 1, "large",
+                                                                 "other")})
+    res = whom.analyse(data, groups, "x", "employed_24", ["x1", "x2"], learner="linear")
+    g = res.groups.set_index(["group", "level"])
+    # the rare level would follow from the two shown ones and the overall effect:
+    # none of the three is shown
+    assert g.loc["kind", "estimate"].isna().all()
+    assert g.loc["distance", "estimate"].notna().all()
+    assert [c.name for c in res.contrasts] == ["distance=large vs others"]

@@ -328,7 +328,8 @@ def at_truth(inputs, po: pd.DataFrame, substudies, settings, truth) -> pd.DataFr
     factor (the confounder the design cannot see), the bounds a confounder of
     exactly that strength allows, and whether they contain the true effect
     (``truth``: a function (instrument, outcome) -> the true value of the
-    estimand)."""
+    estimand); and whether any published benchmark range at the largest
+    multiple contains it (the yardsticks a reader sees)."""
     from . import designs
     from .designs.base import Inputs
 
@@ -347,15 +348,48 @@ def at_truth(inputs, po: pd.DataFrame, substudies, settings, truth) -> pd.DataFr
             continue
         data = design.prepare(with_eta, sub["instrument"])
         for outcome in cfg["outcomes"]:
-            sens = analyse(data, outcome, covariates, benchmarks=[])
+            sens = analyse(data, outcome, covariates, cfg["benchmarks"], cfg["multiples"])
             r2dz, r2yz = at_confounder(data, outcome, covariates, "eta")
             low, high = sens.interval_at(r2dz, r2yz)
             true = truth(sub["instrument"], outcome)
+            top = sens.benchmarks[sens.benchmarks["multiple"] == max(cfg["multiples"])]
+            in_benchmark = bool(((top["estimate_low"] <= true)
+                                 & (true <= top["estimate_high"])).any()) \
+                if math.isfinite(true) else None
             rows.append({"sub-study": sub["id"], "outcome": outcome,
                          "estimate": sens.estimate, "r2_treatment": r2dz, "r2_outcome": r2yz,
                          "bound_low": low, "bound_high": high, "truth": true,
                          "contains_truth": bool(low <= true <= high)
-                         if math.isfinite(true) else None})
+                         if math.isfinite(true) else None,
+                         "a benchmark range contains the truth": in_benchmark})
     return pd.DataFrame(rows, columns=["sub-study", "outcome", "estimate", "r2_treatment",
                                        "r2_outcome", "bound_low", "bound_high", "truth",
-                                       "contains_truth"])
+                                       "contains_truth",
+                                       "a benchmark range contains the truth"])
+
+
+def plain_words(table: pd.DataFrame, label) -> str:
+    """A few sentences per sub-study for readers without statistics: how
+    strong a hidden factor would have to be, and how weak the observed
+    yardsticks are (from :func:`city_analyses`' table)."""
+    one = table[table["multiple"] == 1]
+    out = []
+    for (sub, outcome), g in one.groupby(["sub-study", "outcome"], sort=False):
+        first = g.iloc[0]
+        strongest = g.loc[(g["r2_treatment"] + g["r2_outcome"]).idxmax()]
+        rv, est = float(first["robustness_value"]), float(first["estimate"])
+        text = [f"**{label(sub)}** ({label(outcome)}, {100 * est:+.1f} percentage points):"]
+        if float(first["robustness_value_alpha"]) <= 0:
+            text.append("even without any hidden factor, the estimate is not clearly "
+                        "different from zero (its interval includes zero).")
+        text.append(f"A hidden factor that explains {100 * rv:.2f}% of what the "
+                    "characteristics leave unexplained, both in who starts and in who "
+                    "finds work, would erase it.")
+        text.append(f"The strongest observed characteristic, {label(strongest['covariate'])}, "
+                    f"explains {100 * strongest['r2_treatment']:.2f}% of who starts and "
+                    f"{100 * strongest['r2_outcome']:.1f}% of the outcome. These are weak "
+                    "yardsticks: what a case manager sees in a client, or a client's "
+                    "motivation, can matter far more, so this check cannot show that the "
+                    "estimate is safe; it shows how little it would take.")
+        out.append(" ".join(text))
+    return "\n\n".join(out)

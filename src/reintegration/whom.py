@@ -317,21 +317,29 @@ def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: 
     rows, contrasts = [], []
     for col in grp.columns:
         levels = sorted(grp[col].dropna().unique())
+        known = grp[col].notna().to_numpy()
+        parts = []
         for level in levels:
             inside = (grp[col] == level).fillna(False).to_numpy()
-            est = att(psi, d, pid, inside, name=f"{col}={level}")
-            outside = att(psi, d, pid, ~inside & grp[col].notna().to_numpy())
-            small = est.n_treated < min_treated or outside.n_treated < min_treated
-            diff = None if small else est.minus(outside, f"{col}={level} vs others")
+            parts.append((level, inside, att(psi, d, pid, inside, name=f"{col}={level}"),
+                          att(psi, d, pid, ~inside & known)))
+        # a characteristic is shown whole or not at all: with one level held back,
+        # its effect would follow from the others' effects and differences
+        shown = len(parts) > 1 and all(
+            e.n_treated >= min_treated and o.n_treated >= min_treated for _, _, e, o in parts)
+        for k, (level, inside, est, outside) in enumerate(parts):
+            # with two levels the two contrasts are one comparison: test it once
+            diff = (est.minus(outside, f"{col}={level} vs others")
+                    if shown and not (len(parts) == 2 and k == 1) else None)
             if diff is not None:
                 contrasts.append(diff)
             rows.append({"group": col, "level": str(level), "n_treated": est.n_treated,
                          "n_control": int(((d == 0) & inside).sum()),
                          "n_rows": int(inside.sum()),
-                         "estimate": None if small else est.estimate,
-                         "std_error": None if small else est.se,
-                         "difference": None if diff is None else diff.estimate,
-                         "difference_se": None if diff is None else diff.se})
+                         "estimate": est.estimate if shown else None,
+                         "std_error": est.se if shown else None,
+                         "difference": (est.estimate - outside.estimate) if shown else None,
+                         "difference_se": est.minus(outside, "").se if shown else None})
     table = pd.DataFrame(rows)
     g_table, g_diff = gates(psi, d, pid, proxy, quantiles)
     treated_proxy = proxy[d == 1]
@@ -446,27 +454,48 @@ def certainty(pvalue: float, adjusted: float, level: float = 0.05) -> str:
 
 
 def sentences(res: Heterogeneity, family: pd.DataFrame, label) -> list[str]:
-    """Plain sentences for one instrument and outcome, from the numbers."""
+    """Plain sentences for one instrument and outcome, from the numbers, with
+    fixed words for how sure a difference is (:func:`certainty`)."""
     fam = family[(family["instrument"] == res.instrument) & (family["outcome"] == res.outcome)]
+    groups = res.groups.set_index(["group", "level"])
     words = []
     for r in fam.itertuples(index=False):
         how = certainty(r.pvalue, r.pvalue_romano_wolf)
         if how == NONE:
             continue
         group, level = r.contrast.split(" vs ")[0].split("=", 1)
-        more = "more" if r.difference > 0 else "less"
-        tail = ("" if how == CLEAR else
-                " (not beyond chance once all comparisons are taken into account)")
-        words.append(f"Starters whose {label(group)} is \"{label(level)}\" {how} gain {more} "
-                     f"than other starters: {100 * r.difference:+.1f} percentage points{tail}.")
-    p = res.blp.get("beta2_pvalue", math.nan)
-    if math.isfinite(p):
-        words.append("Across all characteristics together, the data "
-                     + ("show" if p < 0.05 else "do not show")
-                     + f" that the effect differs between starters (BLP test, p = {p:.2f}).")
+        own = groups.loc[(group, level), "estimate"]
+        others = own - r.difference
+        higher = "higher" if r.difference > 0 else "lower"
+        lead = "Clearly" if how == CLEAR else "Possibly, but this may be chance (it does not " \
+            "pass the correction for the many comparisons on this page)"
+        words.append(f"{lead}: for starters whose {label(group)} is \"{label(level)}\" the "
+                     f"effect is {abs(100 * r.difference):.1f} percentage points {higher} than "
+                     f"for the other starters ({100 * own:+.1f} against {100 * others:+.1f}).")
     if not words:
-        words.append("No group differs clearly from the other starters.")
+        words.append("No group of starters differs clearly from the others." if len(fam) else
+                     "No characteristic has enough starters in every group to compare.")
+    words.append(prediction_verdict(res))
     return words
+
+
+def prediction_verdict(res: Heterogeneity) -> str:
+    """One sentence on whether the predicted individual effects carry
+    information (the BLP slope: 1 calibrated, 0 no information, below 0 the
+    wrong way round)."""
+    b, p = res.blp.get("beta2", math.nan), res.blp.get("beta2_pvalue", math.nan)
+    if not (math.isfinite(b) and math.isfinite(p)):
+        return "The predicted effects per person could not be checked."
+    if p < 0.05 and b > 0:
+        return (f"The model's predictions of who gains most point the right way (slope "
+                f"{b:.2f}, p = {p:.3f}), but they are predictions for groups of similar "
+                "starters, not a basis for decisions about one person.")
+    if p < 0.05 and b < 0:
+        return (f"The model's predictions of who gains most point the wrong way (slope "
+                f"{b:.2f}, p = {p:.3f}): they must not be used to choose anyone.")
+    return (f"The model's predictions of who gains most carry no clear information (slope "
+            f"{b:.2f}, p = {p:.2f}): on these data the effect cannot be told apart between "
+            "persons beyond the groups above.")
 
 
 def calibration_figure(res: Heterogeneity, ax=None):
@@ -507,7 +536,10 @@ def groups_in_words(res: Heterogeneity, family: pd.DataFrame, label) -> pd.DataF
         if r.estimate is None or not math.isfinite(r.estimate):
             continue
         key = f"{r.group}={r.level} vs others"
-        f = fam.loc[key] if key in fam.index else None
+        same = [k for k in fam.index if k.startswith(f"{r.group}=")]
+        # two levels: one comparison, tested once (under the first level)
+        key = key if key in fam.index else (same[0] if len(same) == 1 else None)
+        f = fam.loc[key] if key is not None else None
         rows.append({
             "characteristic": label(r.group), "group": label(r.level),
             "effect (pp)": _pp_interval(r.estimate, r.std_error),
@@ -515,7 +547,8 @@ def groups_in_words(res: Heterogeneity, family: pd.DataFrame, label) -> pd.DataF
             "p-value": _p(None if f is None else f["pvalue"]),
             "Holm": _p(None if f is None else f["pvalue_holm"]),
             "Romano-Wolf": _p(None if f is None else f["pvalue_romano_wolf"]),
-            "reading": NONE if f is None else certainty(f["pvalue"], f["pvalue_romano_wolf"]),
+            "does the group differ from the other starters?": "–" if f is None else
+            certainty(f["pvalue"], f["pvalue_romano_wolf"]),
         })
     return pd.DataFrame(rows).set_index(["characteristic", "group"]) if rows else pd.DataFrame()
 
@@ -531,7 +564,8 @@ def gates_table(res: Heterogeneity) -> pd.DataFrame:
     rows.append({"fifth of the predicted effect": "top minus bottom",
                  "predicted (pp)": None, "estimated (pp)": _pp_interval(d.estimate, d.se)})
     b = res.blp
-    rows.append({"fifth of the predicted effect": "BLP slope (1: predictions exact, 0: none)",
+    rows.append({"fifth of the predicted effect":
+                 "BLP slope (1: predictions calibrated, 0: no information, below 0: wrong way)",
                  "predicted (pp)": None,
                  "estimated (pp)": f"{b['beta2']:.2f} (p = {b['beta2_pvalue']:.3f})"})
     return pd.DataFrame(rows).set_index("fifth of the predicted effect")
@@ -575,7 +609,7 @@ def truth_table(analyses: Sequence[dict[str, Any]], persons: pd.DataFrame, po: p
         starters = (persons["instrument"] == a["instrument"]).to_numpy()
         effect = joined[f"employed_{a['instrument']}_{h}"] - joined[notnow]
         for g in a["groups"]:
-            if g["estimate"] is None:
+            if g["estimate"] is None or not math.isfinite(float(g["estimate"])):
                 continue
             inside = starters & (grp[g["group"]] == g["level"]).fillna(False).to_numpy()
             truth = float(effect[inside].mean()) if inside.any() else math.nan
