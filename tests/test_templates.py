@@ -115,6 +115,8 @@ def test_design_sections_are_tagged_to_adapt_to_the_city(root, name):
             "## Bias",
             "## Placebo roll-outs",
             "## Estimates with their true values",
+            "## Who benefits: group effects against their truth",
+            "## Sensitivity at the true strength of the hidden factor",
         ],
     }
     assert tagged == expected[name]

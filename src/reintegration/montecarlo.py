@@ -396,8 +396,10 @@ def write(plan: Plan, rows: pd.DataFrame, cost: dict[str, Any], root: Path | Non
     folder.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows)
     checks = acceptance(summary, valid=VALID_BY_CONSTRUCTION)
+    from .screening import csv_bytes
+
     atomic.write_bytes(folder / f"{plan.city}_rows.csv",
-                       rows.to_csv(index=False, float_format="%.6g").encode())
+                       csv_bytes(rows, index=False, float_format="%.6g"))
     path = folder / f"{plan.city}.json"
     atomic.write_json(path, {
         "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(plan).items()},

@@ -393,3 +393,25 @@ def plain_words(table: pd.DataFrame, label) -> str:
                     "estimate is safe; it shows how little it would take.")
         out.append(" ".join(text))
     return "\n\n".join(out)
+
+
+#: the table's columns for readers
+WORDS = {"estimate": "linear estimate", "std_error": "standard error",
+         "robustness_value": "robustness value",
+         "robustness_value_alpha": "robustness value (to reach the interval's edge)",
+         "r2_treatment": "share of starting explained",
+         "r2_outcome": "share of the outcome explained",
+         "estimate_low": "lowest estimate", "estimate_high": "highest estimate"}
+
+
+def table_in_words(table: pd.DataFrame, label) -> pd.DataFrame:
+    """The table of :func:`city_analyses` for readers (and as the data of the
+    contour figures): sub-study, outcome, benchmark and multiple in words as
+    the index, the columns named in words."""
+    out = table.assign(**{
+        "sub-study": table["sub-study"].map(label),
+        "outcome": table["outcome"].map(label),
+        "as strong as": [f"{m:g} x {label(c)}" for c, m in
+                         zip(table["covariate"], table["multiple"], strict=True)]})
+    out = out.drop(columns=["covariate", "multiple"]).rename(columns=WORDS)
+    return out.set_index(["sub-study", "outcome", "as strong as"])
