@@ -518,9 +518,14 @@ def markdown(root: Path | None = None) -> str:
                     "SD / SE within 0.85-1.15 for the designs valid by construction; "
                     "at most 7% of intervals excluding zero in the null world).", ""]
             failed = checks[~checks["met"].astype(bool)]
+            from .labels import label
+
+            what = {"coverage": "coverage", "sd_over_se": "SD / SE",
+                    "null_rejection": "intervals excluding zero"}
             for c in failed.itertuples(index=False):
-                out.append(f"* not met: {c.check} of {designs.get(c.design).label}, "
-                           f"{c.instrument}, {c.target}, {c.mode} world: {_float(c.value):.3f}")
+                out.append(f"* not met: {what.get(c.check, c.check)} of "
+                           f"{designs.get(c.design).label}, {label(c.instrument, root)} "
+                           f"(estimand `{c.target}`), {c.mode} world: {_float(c.value):.3f}")
             out.append("")
     return "\n".join(out)
 
