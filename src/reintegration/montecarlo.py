@@ -144,16 +144,6 @@ def world_panel(city: str, plan: Plan, replication: int, mode: str, data_dir: Pa
     return cfg, built, po, truth
 
 
-def _aligned_truth(po: pd.DataFrame, persons: pd.DataFrame) -> pd.DataFrame:
-    """The potential outcomes in the row order of the panel's persons (the
-    validation step joins them the same way, on the pseudonymised keys)."""
-    keys = ["RINPERSOONS", "RINPERSOON"]
-    left = persons[keys].astype(str)
-    right = po.astype({k: str for k in keys})
-    out = left.merge(right, on=keys, how="left", validate="1:1")
-    return out
-
-
 def replicate(plan: Plan, mode: str, replication: int, root: Path | None = None
               ) -> list[dict[str, Any]]:
     """The rows of one replication of one kind of world (see the module text)."""
@@ -163,7 +153,7 @@ def replicate(plan: Plan, mode: str, replication: int, root: Path | None = None
     settings = settings_for(plan, mode, root)
     persons = built.persons
     if mode == "oracle":
-        persons = persons.assign(eta=_aligned_truth(po, persons)["eta"].to_numpy())
+        persons = persons.assign(eta=phase2.aligned_truth(persons, po, ["eta"])["eta"].to_numpy())
     inputs = Inputs(persons=persons, city=cfg, effects=settings,
                     person_months=built.person_months)
     context = {"schedule": rollout_schedule(cfg), "settings": settings, "truth": truth}

@@ -375,6 +375,16 @@ def _is_headline(record: dict[str, Any]) -> bool:
     return target is None or target == designs.get(record["design"]).headline_target
 
 
+def aligned_truth(persons: pd.DataFrame, po: pd.DataFrame,
+                  columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The potential outcomes (``columns`` of them, or all) in the row order
+    of the panel's persons, joined on the pseudonymised keys (validation only;
+    missing where a person has no truth row)."""
+    right = po if columns is None else po[[*KEY, *columns]]
+    return persons[KEY].astype(str).merge(right.astype({k: str for k in KEY}), on=KEY,
+                                          how="left", validate="1:1")
+
+
 def validation_frame(records: Sequence[dict[str, Any]], po: pd.DataFrame,
                      truth: dict[str, Any], city: dict[str, Any], settings: dict[str, Any]
                      ) -> pd.DataFrame:

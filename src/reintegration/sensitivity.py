@@ -332,11 +332,9 @@ def at_truth(inputs, po: pd.DataFrame, substudies, settings, truth) -> pd.DataFr
     multiple contains it (the yardsticks a reader sees)."""
     from . import designs
     from .designs.base import Inputs
+    from .phase2 import aligned_truth
 
-    keys = ["RINPERSOONS", "RINPERSOON"]
-    eta = inputs.persons[keys].astype(str).merge(
-        po[[*keys, "eta"]].astype({k: str for k in keys}), on=keys, how="left",
-        validate="1:1")["eta"].to_numpy()
+    eta = aligned_truth(inputs.persons, po, ["eta"])["eta"].to_numpy()
     with_eta = Inputs(persons=inputs.persons.assign(eta=eta), city=inputs.city,
                       effects=inputs.effects, person_months=inputs.person_months)
     cfg = settings["sensitivity"]

@@ -402,14 +402,14 @@ def city_analyses(inputs, substudies: Sequence[dict[str, Any]], settings: dict[s
     covariates = [*settings["covariates"],
                   *settings["selection_on_observables"].get("extra_covariates", [])]
     results = []
+    # the persons' groups once; each instrument's risk sets pick their rows
+    all_groups = group_frame(inputs.persons.reset_index(drop=True), list(cfg["groups"]))
     for sub in substudies:
         design = designs.get(sub["design"])
         if not design.observational or sub["decision"] not in ("go", "conditional"):
             continue
         data = design.prepare(inputs, sub["instrument"])
-        persons = inputs.persons.reset_index(drop=True)
-        groups = group_frame(persons, list(cfg["groups"])).iloc[
-            data[PID].to_numpy()].reset_index(drop=True)
+        groups = all_groups.iloc[data[PID].to_numpy()].reset_index(drop=True)
         for outcome in cfg["outcomes"]:
             results.append(analyse(
                 data.reset_index(drop=True), groups, sub["instrument"], outcome, covariates,
@@ -596,9 +596,9 @@ def truth_table(analyses: Sequence[dict[str, Any]], persons: pd.DataFrame, po: p
     starters of employment with the instrument started when it started minus
     employment had that start been blocked (the generator's not-now path).
     Groups are those of the panel's persons, the ones the estimate used."""
-    keys = ["RINPERSOONS", "RINPERSOON"]
-    joined = persons[keys].astype(str).merge(po.astype({k: str for k in keys}), on=keys,
-                                             how="left", validate="1:1")
+    from .phase2 import aligned_truth
+
+    joined = aligned_truth(persons, po)
     grp = group_frame(persons, list(groups))
     rows = []
     for a in analyses:
