@@ -37,7 +37,7 @@ def test_flows_follow_steps_yml_and_custody(root):
     assert rows["01_delivery_check"]["reads"] == ["municipal", "public"]
     assert rows["02_pseudonymise_link"]["writes"] == {"research": 5, "ttp": 2, "release": 1}
     assert "municipal" not in rows["03_panel"]["reads"]
-    assert rows["08_validation"]["reads"] == ["research", "release", "truth", "public"]
+    assert rows["09_validation"]["reads"] == ["research", "release", "truth", "public"]
 
 
 def test_person_level_data_flow_one_way(root):
@@ -56,7 +56,7 @@ def test_person_level_data_flow_one_way(root):
     assert readers == {
         "municipal": ["01_delivery_check", "02_pseudonymise_link"],
         "ttp": ["02_pseudonymise_link"],
-        "truth": ["08_validation"],
+        "truth": ["09_validation"],
     }
 
 

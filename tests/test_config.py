@@ -88,7 +88,7 @@ def test_steps_must_declare_needs_in_order(tmp_root):
         {"name": "01_next", "title": "Next", "role": "researcher", "needs": ["02_later"]}
     )
     path.write_text(yaml.safe_dump(steps))
-    with pytest.raises(ConfigError, match=r"steps\[9\]: needs '02_later', which is not declared"):
+    with pytest.raises(ConfigError, match=r"steps\[10\]: needs '02_later', which is not declared"):
         load_steps(tmp_root)
 
 

@@ -122,7 +122,7 @@ def test_steps_write_their_records_to_research_only(tmp_root, monkeypatch):
         ("02_pseudonymise_link", "linkage.json"),
         ("05_feasibility", "feasibility.json"),
         ("06_effects", "estimates.json"),
-        ("08_validation", "validation.json"),
+        ("09_validation", "validation.json"),
     ):
         ctx = StepContext(step_name, city="rotterdam", size="small", root=tmp_root)
         with pytest.raises(ValueError, match="would be in domain 'research'"):
@@ -130,7 +130,7 @@ def test_steps_write_their_records_to_research_only(tmp_root, monkeypatch):
         written[record] = ctx.write_json(record, {"n": 12}, domain="research")
         assert ctx.io_log()["writes"] == {str(written[record].resolve()): "research"}
     # the reads of the steps that need them are role-checked
-    validator = StepContext("08_validation", city="rotterdam", size="small", root=tmp_root)
+    validator = StepContext("09_validation", city="rotterdam", size="small", root=tmp_root)
     assert validator.read_json(validator.upstream_path("estimates.json", "research")) == {"n": 12}
     for role in ("publisher", "municipality"):
         with pytest.raises(CustodyError, match=f"role '{role}' may not read"):

@@ -260,13 +260,14 @@ def test_make_reruns_no_step_for_the_book_renderer_and_only_users_of_the_estimat
             for s in load_steps(tmp_path)
             if module in _prereqs(text, c, s["name"])
         }
-        # 07_who_benefits prepares selection on observables' data through the
-        # designs' registry, which holds the roll-out design too
+        # 07_who_benefits and 08_advice ask the designs' registry which designs are
+        # observational, and the registry holds the roll-out design too
         assert rerun == expected and {s for _, s in rerun} == {
             "05_feasibility",
             "06_effects",
             "07_who_benefits",
-            "08_validation",
+            "08_advice",
+            "09_validation",
         }, module
 
 

@@ -98,7 +98,7 @@ def test_a_section_without_output_is_dropped_from_the_page():
     assert "tags" not in nb.cells[4].metadata
 
 
-@pytest.mark.parametrize("name", ["05_feasibility", "06_effects", "08_validation"])
+@pytest.mark.parametrize("name", ["05_feasibility", "06_effects", "09_validation"])
 def test_design_sections_are_tagged_to_adapt_to_the_city(root, name):
     nb = nbformat.read(root / "notebooks" / f"{name}.ipynb", as_version=4)
     tagged = [
@@ -110,7 +110,7 @@ def test_design_sections_are_tagged_to_adapt_to_the_city(root, name):
         ],
         "06_effects": ["## Roll-out event study", "## Subgroups",
                        "## How strong would a hidden factor have to be?"],
-        "08_validation": [
+        "09_validation": [
             "## Coverage",
             "## Bias",
             "## Placebo roll-outs",

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .config_models import Month, Num, Share, Strict, Synthetic
+from .config_models import Month, Num, Share, Strict, Synthetic, _opt
 
 
 def _d(description: str, **limits: object) -> object:
@@ -289,6 +289,35 @@ class HeterogeneitySettings(Strict):
     bootstrap: int = _d("Romano-Wolf multiplier draws.", ge=99)
 
 
+class AdviceFeature(Strict):
+    """One data item a rule may ask about."""
+
+    column: str = _d("Column of the persons file.")
+    source: Literal["register", "municipal"] = _d("Where the item comes from.")
+    kind: Literal["ordered", "categorical"] = _d("Ordered levels or numbers, or categories.")
+    label: str = _d("The item in words.")
+    levels: list[str] | None = _opt("An ordered item's levels, low to high.")
+    unit: Literal["share", "euro", "months"] | None = _opt("A numeric item's unit.")
+
+
+class AdviceSettings(Strict):
+    """Advice for case managers (step 08_advice)."""
+
+    outcome: str = _d("The outcome the rule maximises (a persons column).")
+    depth: int = _d("Depth of the rule's tree (1 or 2).", ge=1, le=2)
+    folds: int = _d("Cross-fitting folds of persons.", ge=2)
+    seed: int = _d("Seed of the folds and learners.")
+    learner: Literal["boosting", "linear"] = _d("Learner of the nuisance models.")
+    capacity: Literal["today"] | dict[str, Num] = _d("Places: today's take-up or a share each.")
+    capacity_factor: Num = _d("Places as a multiple of today's take-up.", ge=1)
+    min_leaf_share: Num = _d("Smallest share of persons in a leaf.", gt=0, lt=0.5)
+    protected: list[str] = _d("Protected items, never asked unless allowed.")
+    allow_protected: list[str] = _d("Protected items the rule may ask after all.")
+    features: dict[str, AdviceFeature] = _d("Items the rule may ask about.", min_length=1)
+    data_groups: dict[str, list[str]] = _d("Minimisation rows: data group -> items.")
+    fairness: list[str] = _d("Groupings of the fairness audit.", min_length=1)
+
+
 class Effects(Strict):
     """``config/effects.yml``: Phase 2 settings."""
 
@@ -301,6 +330,7 @@ class Effects(Strict):
     min_group: MinGroup = _d("Smallest subgroup estimated.")
     sensitivity: SensitivitySettings = _d("Sensitivity to a hidden confounder.")
     heterogeneity: HeterogeneitySettings = _d("What works for whom.")
+    advice: AdviceSettings = _d("Advice for case managers.")
 
 
 # ---------------------------------------------------------------------------

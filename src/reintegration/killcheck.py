@@ -92,7 +92,7 @@ POINTS = (
     Point("book", _touch("book", "intro.md"), re.compile(r"jupyter[-_]book|sphinx"), 5.0),
     Point("audit", _touch("release", "{size}", "{city}", "SHA256SUMS"),
           re.compile(r"reintegration audit"), 1.0),
-    Point("release", _touch("book", "results", "{city}", "08_validation.ipynb"),
+    Point("release", _touch("book", "results", "{city}", "09_validation.ipynb"),
           re.compile(r"reintegration release"), 0.5),
 )
 

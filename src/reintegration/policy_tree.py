@@ -1,0 +1,416 @@
+r"""Shallow multi-action policy trees by exact search, with capacity limits.
+
+A rule assigns one action (no instrument, or one instrument) to every
+person from a few characteristics. Given a reward per person and action
+(doubly robust scores, or in the validation the true potential outcomes), the
+tree of depth at most two with the largest total reward is found by trying
+every split at the root and every split in each child (exact search, as in
+Zhou, Athey and Wager's multi-action policy trees, restricted to depth two so
+a case manager can read the rule at a glance).
+
+Splits are on a fixed list of candidate questions about a person
+(:class:`Split`): "is the distance to the labour market large?", "was the
+person employed in at most a quarter of the 24 months before inflow?". Persons
+with the same answers to every question form a *cell*; the search runs on
+cell sums, so its cost depends on the number of distinct answer patterns,
+not on the number of persons.
+
+Capacity: an instrument has a limited number of places (``capacity``: the
+largest share of persons it may be advised to). A rule that advises an
+instrument to more persons than it has places is not allowed; a person
+advised "as today" (:data:`TODAY`: the case manager decides as now) keeps
+their current instrument and its place.
+
+Per leaf the search tries the ``top`` actions with the largest reward
+(always including "as today", which keeps every rule within the places), in
+every combination over the four leaves; with ``top`` equal to the number of
+actions the search is exhaustive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+NONE = "none"  # no instrument
+#: the action "as today": the case manager decides as now (the person's own current action)
+TODAY = "as today"
+
+
+@dataclass(frozen=True)
+class Split:
+    """One yes/no question: ``column <= value`` (numeric), ``column == value``
+    or ``column in value`` (a tuple of levels: the lower levels of an ordered one)."""
+
+    feature: str  # the data item the question uses (a key of the feature table)
+    column: str
+    op: str  # "<=", "==" or "in"
+    value: Any
+    text: str  # the question in words, answered "yes" on the left branch
+
+    def answer(self, frame: pd.DataFrame) -> np.ndarray:
+        col = frame[self.column]
+        if self.op == "<=":
+            out = pd.to_numeric(col, errors="coerce") <= self.value
+        elif self.op == "in":
+            out = col.astype("string").isin([str(v) for v in self.value])
+        else:
+            out = col.astype("string") == str(self.value)
+        return out.fillna(False).to_numpy(dtype=bool)
+
+
+@dataclass
+class Node:
+    """A leaf (``action`` set) or a split with two children (yes, no)."""
+
+    split: Split | None = None
+    yes: Node | None = None
+    no: Node | None = None
+    action: int | None = None
+
+    def leaves(self) -> list[Node]:
+        if self.split is None:
+            return [self]
+        assert self.yes is not None and self.no is not None
+        return [*self.yes.leaves(), *self.no.leaves()]
+
+    def features(self) -> set[str]:
+        if self.split is None:
+            return set()
+        assert self.yes is not None and self.no is not None
+        return {self.split.feature, *self.yes.features(), *self.no.features()}
+
+
+@dataclass
+class Tree:
+    """A fitted rule: its root and the action names."""
+
+    root: Node
+    actions: list[str]
+
+    def effective(self, frame: pd.DataFrame, today: np.ndarray | None) -> np.ndarray:
+        """The action each row gets before the capacity draw: the advice, or
+        for "as today" the row's own current action (``today``: its index in
+        :attr:`actions`, or the index of none when today's action is not one)."""
+        a = self.advice(frame)
+        if TODAY in self.actions:
+            if today is None:
+                raise ValueError("a rule with the action 'as today' needs today's actions")
+            a = np.where(a == self.actions.index(TODAY), today, a)
+        return a
+
+    def usage(self, frame: pd.DataFrame, today: np.ndarray | None = None) -> np.ndarray:
+        """The share of rows taking a place of each action under the rule."""
+        return np.bincount(self.effective(frame, today), minlength=len(self.actions)) / max(
+            len(frame), 1
+        )
+
+    def leaf_of(self, frame: pd.DataFrame) -> np.ndarray:
+        """The leaf number (0 .. leaves - 1, left to right) of every row."""
+        out = np.zeros(len(frame), dtype=int)
+        leaves = self.root.leaves()
+        index = {id(leaf): k for k, leaf in enumerate(leaves)}
+
+        def walk(node: Node, rows: np.ndarray) -> None:
+            if node.split is None:
+                out[rows] = index[id(node)]
+                return
+            assert node.yes is not None and node.no is not None
+            ans = node.split.answer(frame.iloc[rows]) if len(rows) else np.zeros(0, bool)
+            walk(node.yes, rows[ans])
+            walk(node.no, rows[~ans])
+
+        walk(self.root, np.arange(len(frame)))
+        return out
+
+    def advice(self, frame: pd.DataFrame) -> np.ndarray:
+        """The advised action (index into :attr:`actions`) of every row."""
+        actions = np.array([leaf.action for leaf in self.root.leaves()], dtype=int)
+        return actions[self.leaf_of(frame)]
+
+    def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
+        """(n, A): one where the rule's advice is (for "as today": the
+        "as today" column, whose reward is the outcome under today's
+        allocation)."""
+        P = np.zeros((len(frame), len(self.actions)))
+        P[np.arange(len(frame)), self.advice(frame)] = 1.0
+        return P
+
+    def rules(self) -> list[tuple[list[str], str]]:
+        """Every leaf as (the answers leading to it, in words; the advice)."""
+        out: list[tuple[list[str], str]] = []
+
+        def walk(node: Node, path: list[str]) -> None:
+            if node.split is None:
+                out.append((path, self.actions[int(node.action or 0)]))
+                return
+            assert node.yes is not None and node.no is not None
+            walk(node.yes, [*path, f"{node.split.text}: yes"])
+            walk(node.no, [*path, f"{node.split.text}: no"])
+
+        walk(self.root, [])
+        return out
+
+
+# ---------------------------------------------------------------------------
+# exact search on cells
+# ---------------------------------------------------------------------------
+
+
+def _cells(
+    answers: np.ndarray, rewards: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct answer patterns: (patterns (C, S) bool, reward sums (C, A),
+    persons per cell (C,), the cell of every row)."""
+    if answers.shape[1] == 0:
+        return (
+            np.zeros((1, 0), bool),
+            rewards.sum(0, keepdims=True),
+            np.array([len(rewards)]),
+            np.zeros(len(rewards), int),
+        )
+    packed = np.packbits(answers, axis=1)
+    _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    C = len(first)
+    sums = np.zeros((C, rewards.shape[1]))
+    np.add.at(sums, inverse, rewards)
+    counts = np.bincount(inverse, minlength=C)
+    return answers[first], sums, counts, inverse
+
+
+def _leaf_stats(
+    M: np.ndarray, stats: np.ndarray, n: np.ndarray, min_leaf: float
+) -> tuple[np.ndarray, list[tuple]]:
+    """Every tree of depth at most two as four leaves (yes-yes, yes-no,
+    no-yes, no-no; an unsplit child leaves its second leaf empty) and each
+    leaf's sums of ``stats`` (cells x K). Trees with a leaf of fewer than
+    ``min_leaf`` persons (and more than none) are left out. Returns (stats
+    per tree and leaf (T, 4, K), shapes (root, left split, right split) with
+    None for no split)."""
+    S = M.shape[1]
+    out, shapes = [], []
+    total = stats.sum(0)
+    if n.sum() >= min_leaf:  # the single leaf (depth zero)
+        out.append(
+            np.stack([total, np.zeros_like(total), np.zeros_like(total), np.zeros_like(total)])
+        )
+        shapes.append((None, None, None))
+    for r in range(S):
+        yes = M[:, r]
+        side = [stats[yes], stats[~yes]]
+        masks = [M[yes], M[~yes]]
+        children = []
+        for k in range(2):
+            tot = side[k].sum(0)
+            if 0 < tot[0] < min_leaf or tot[0] == 0:
+                children = []
+                break
+            split = masks[k].T.astype(float) @ side[k]  # (S, K)
+            opts = [(None, tot, np.zeros_like(tot))]
+            for s2 in range(S):
+                a, b = split[s2], tot - split[s2]
+                if min(a[0], b[0]) >= min_leaf:
+                    opts.append((s2, a, b))
+            children.append(opts)
+        if not children:
+            continue
+        for sl, a1, a2 in children[0]:
+            for sr, b1, b2 in children[1]:
+                out.append(np.stack([a1, a2, b1, b2]))
+                shapes.append((r, sl, sr))
+    return np.array(out), shapes
+
+
+def _best_assignment(
+    L: np.ndarray, A: int, cap_n: np.ndarray, t: int, top: int = 4, chunk: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
+    """For every tree (leaf sums ``L`` (T, 4, K), K = 1 + 2A: persons,
+    reward sums per action, persons per own current action) the best
+    assignment of actions to its four leaves that stays within the places
+    ``cap_n`` (persons per action; inf: unlimited). Per leaf the ``top``
+    actions with the largest reward, and "as today" (column ``t``), are
+    tried in every combination."""
+    T = len(L)
+    nl, R, own = L[:, :, 0], L[:, :, 1 : 1 + A], L[:, :, 1 + A : 1 + 2 * A]
+    order = np.argsort(-R, axis=2, kind="stable")
+    if t >= 0:  # "as today" first: it keeps every rule within the places
+        order = np.concatenate(
+            [np.full(order.shape[:2] + (1,), t), order[order != t].reshape(T, 4, A - 1)], axis=2
+        )
+    top = min(top, A)
+    cand = order[:, :, :top]  # (T, 4, top)
+    combos = np.stack(
+        [g.ravel() for g in np.meshgrid(*[np.arange(top)] * 4, indexing="ij")], axis=1
+    )  # (G, 4)
+    best_v = np.full(T, -np.inf)
+    best_a = np.zeros((T, 4), dtype=int)
+    eye = np.eye(A)
+    for lo in range(0, T, chunk):
+        sl = slice(lo, lo + chunk)
+        c = len(nl[sl])
+        rows = np.arange(c)[:, None]
+        asg = np.stack(
+            [cand[sl, leaf, :][:, combos[:, leaf]] for leaf in range(4)], axis=2
+        )  # (c, G, 4)
+        value = sum(R[sl][rows, leaf, asg[:, :, leaf]] for leaf in range(4))
+        is_t = asg == t if t >= 0 else np.zeros_like(asg, dtype=bool)
+        usage = (eye[asg] * (nl[sl][:, None, :, None] * ~is_t[..., None])).sum(2)
+        if t >= 0:
+            usage += (is_t[..., None] * own[sl][:, None, :, :]).sum(2)
+        value = np.where((usage <= cap_n + 1e-9).all(axis=2), value, -np.inf)
+        k = value.argmax(axis=1)
+        best_v[sl] = value[np.arange(c), k]
+        best_a[sl] = asg[np.arange(c), k]
+    return best_v, best_a
+
+
+def _node(shape: tuple, leaves: np.ndarray, splits: Sequence[Split]) -> Node:
+    r, sl, sr = shape
+    if r is None:
+        return Node(action=int(leaves[0]))
+
+    def child(s, a, b) -> Node:
+        if s is None or a == b:
+            return Node(action=int(a))
+        return Node(split=splits[s], yes=Node(action=int(a)), no=Node(action=int(b)))
+
+    yes, no = child(sl, leaves[0], leaves[1]), child(sr, leaves[2], leaves[3])
+    if yes.split is None and no.split is None and yes.action == no.action:
+        return Node(action=yes.action)
+    return Node(split=splits[r], yes=yes, no=no)
+
+
+def fit(
+    frame: pd.DataFrame,
+    rewards: np.ndarray,
+    actions: Sequence[str],
+    splits: Sequence[Split],
+    *,
+    depth: int = 2,
+    capacity: np.ndarray | None = None,
+    min_leaf: float = 1.0,
+    today: np.ndarray | None = None,
+    top: int = 4,
+) -> Tree:
+    """The best tree of depth at most ``depth`` (2; 1 leaves the children
+    unsplit) for per-person ``rewards`` (n, A) over ``actions`` (optionally
+    :data:`TODAY`, then ``today`` gives each row's current action as an
+    index into ``actions``; a row whose current action is none of them
+    points at "as today" itself), with at least ``min_leaf`` persons per
+    leaf, advising no action to more than its ``capacity`` (share of the
+    persons; inf: unlimited). Every tree is tried; per leaf its ``top`` best
+    actions (and "as today") in every combination."""
+    actions = list(actions)
+    A, N = len(actions), len(frame)
+    if rewards.shape != (N, A):
+        raise ValueError(f"rewards have shape {rewards.shape}, expected {(N, A)}")
+    if depth not in (1, 2):
+        raise ValueError(
+            f"policy trees of depth {depth}: only depth 1 or 2 is searched "
+            "(a deeper tree is also harder to read)"
+        )
+    t = actions.index(TODAY) if TODAY in actions else -1
+    if t >= 0 and (today is None or len(today) != N):
+        raise ValueError("the action 'as today' needs today's action of every row")
+    cap = (
+        np.full(A, np.inf)
+        if capacity is None
+        else np.where(np.isfinite(capacity), capacity, np.inf).astype(float)
+    )
+    if t >= 0:
+        cap[t] = np.inf
+    own = np.eye(A)[np.asarray(today)] if t >= 0 else np.zeros((N, A))
+    per_row = np.column_stack([np.ones(N), np.asarray(rewards, dtype=float), own])
+    answers = (
+        np.column_stack([s.answer(frame) for s in splits]) if splits else np.zeros((N, 0), bool)
+    )
+    M, stats, n, _ = _cells(answers, per_row)
+    L, shapes = _leaf_stats(M, stats, n, min_leaf)
+    if depth == 1:
+        keep = [k for k, sh in enumerate(shapes) if sh[1] is None and sh[2] is None]
+        L, shapes = L[keep], [shapes[k] for k in keep]
+    places = cap * N
+    if t >= 0:  # never fewer places than today's use by these persons (a sample's
+        places = np.maximum(places, own.sum(0))  # shares differ from the whole's)
+    values, assigned = _best_assignment(L, A, places, t, top=top)
+    if not np.isfinite(values).any():
+        raise ValueError("no rule fits within the places: allow 'as today' or more places")
+    k = int(np.argmax(values))
+    return Tree(_node(shapes[k], assigned[k], splits), actions)
+
+
+def value(tree: Tree, frame: pd.DataFrame, rewards: np.ndarray) -> np.ndarray:
+    """Each person's reward under the rule."""
+    return rewards[np.arange(len(frame)), tree.advice(frame)]
+
+
+def candidate_splits(
+    frame: pd.DataFrame,
+    features: dict[str, dict[str, Any]],
+    quantiles: Sequence[float] = (0.2, 0.4, 0.6, 0.8),
+) -> list[Split]:
+    """The questions a rule may ask, from the feature table (config): an
+    ``ordered`` feature is split at its observed levels (``levels``: their
+    order, low to high) or, when numeric, at the given quantiles; a
+    ``categorical`` one asks "is it level v?" for each level."""
+    out: list[Split] = []
+    for name, spec in features.items():
+        col, label = spec["column"], spec.get("label", name)
+        if col not in frame:
+            raise ValueError(f"advice feature {name!r}: no column {col!r} in persons.parquet")
+        kind = spec.get("kind", "ordered")
+        if kind == "categorical":
+            for level in sorted(frame[col].dropna().astype(str).unique()):
+                out.append(Split(name, col, "==", level, f"{label} is {level}"))
+        elif "levels" in spec:
+            levels = [str(v) for v in spec["levels"]]
+            for k, level in enumerate(levels[:-1]):
+                upto = levels[0] if k == 0 else f"{levels[0]} to {level}"
+                out.append(Split(name, col, "in", tuple(levels[: k + 1]), f"{label}: {upto}"))
+        else:
+            values = pd.to_numeric(frame[col], errors="coerce").dropna()
+            cuts = sorted({float(np.quantile(values, q)) for q in quantiles}) if len(values) else []
+            for c in cuts:
+                if (values <= c).all() or (values > c).all():
+                    continue
+                out.append(Split(name, col, "<=", c, f"{label} at most {_fmt(c, spec)}"))
+    return out
+
+
+def _fmt(x: float, spec: dict[str, Any]) -> str:
+    unit = spec.get("unit", "")
+    if unit == "share":
+        return f"{100 * x:.0f}%"
+    if unit == "euro":
+        return f"EUR {1000 * round(x / 1000):,.0f}" if x >= 1000 else f"EUR {x:,.0f}"
+    return f"{x:g}{(' ' + unit) if unit else ''}"
+
+
+def describe(tree: Tree, label) -> list[str]:
+    """Each leaf's rule in words: "If ... and ...: advise X."."""
+    out = []
+    for path, action in tree.rules():
+        cond = " and ".join(path) if path else "for everyone"
+        cond = cond[0].upper() + cond[1:]
+        if action == TODAY:
+            out.append(f"{cond}: no specific advice (the case manager decides as today).")
+            continue
+        what = "no instrument" if action == NONE else label(action)
+        out.append(f"{cond}: advise {what}.")
+    return out
+
+
+def leaf_count(tree: Tree) -> int:
+    return len(tree.root.leaves())
+
+
+def depth_of(node: Node) -> int:
+    if node.split is None:
+        return 0
+    assert node.yes is not None and node.no is not None
+    return 1 + max(depth_of(node.yes), depth_of(node.no))
