@@ -45,7 +45,7 @@ CITY_FILES := $(sort $(wildcard config/cities/*.yml))
 SRC_FILES := $(sort $(shell find src -name '*.py' -not -path '*/__pycache__/*'))
 BOOK_SOURCES := book/_config.yml $(sort $(shell find book -name '*.md' \
 	-not -path 'book/_build/*' -not -path 'book/results/*' -not -path 'book/_generated/*')) \
-	$(sort $(wildcard build/montecarlo/*.json))
+	$(sort $(wildcard build/montecarlo/*.json)) $(sort $(wildcard build/montecarlo_advice/*.json))
 
 # One BLAS thread per step: with two cores and `make -j2` (or anything else
 # running) threaded BLAS oversubscribes the machine and the estimators slow down.
@@ -61,7 +61,7 @@ $(shell mkdir -p $(RESULTS) && [ "$$(cat $(SIZE_STAMP) 2>/dev/null)" = "$(SIZE)"
 	|| echo "$(SIZE)" > $(SIZE_STAMP))
 endif
 
-.PHONY: all help venv lock data notebooks city release audit book pdf test test-pytest test-nbval bench montecarlo kill-check templates lab clean clean-data distclean
+.PHONY: all help venv lock data notebooks city release audit book pdf test test-pytest test-nbval bench montecarlo montecarlo-advice kill-check templates lab clean clean-data distclean
 
 all: book pdf ## Build everything: environment, data, every city's steps, the book and its PDF
 	@echo "Book: file://$(abspath $(BOOK_HTML))/index.html"
@@ -177,6 +177,13 @@ MC_SCHEDULER ?=
 montecarlo: $(VENV_STAMP) ## Monte Carlo validation of every design over many worlds
 	$(PY) -m reintegration.montecarlo --city $(MC_CITY) --replications $(MC_REPS) \
 		--clients $(MC_CLIENTS) --jobs $(MC_JOBS) $(if $(MC_SCHEDULER),--scheduler $(MC_SCHEDULER))
+
+# The advice rule over many worlds of one city: coverage of its value's interval and
+# its regret against the best rule of its kind (build/montecarlo_advice/).
+MC_ADVICE_REPS ?= 50
+montecarlo-advice: $(VENV_STAMP) ## Monte Carlo check of the advice rule (value, regret)
+	$(ONE_THREAD) $(PY) -m reintegration.montecarlo_advice --city $(MC_CITY) \
+		--replications $(MC_ADVICE_REPS) --clients $(MC_CLIENTS) --jobs $(MC_JOBS)
 
 # Interrupt make all with SIGKILL at five points (data generation, a step, the book
 # build, the audit, release finalisation) in a fresh clone under KILL_WORK, and check

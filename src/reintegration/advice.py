@@ -576,10 +576,14 @@ def city_advice(
     substudies: Sequence[dict[str, Any]],
     config: dict[str, Any],
     never: dict[str, tuple[float, float]] | None = None,
+    *,
+    audit: bool = True,
 ) -> Advice | None:
     """The rule, its values, the fairness audit and the minimisation table
     for one city's starters (None when Phase 1 let fewer than two
-    selection-on-observables studies run: there is nothing to choose)."""
+    selection-on-observables studies run: there is nothing to choose).
+    ``audit=False`` leaves out the fairness and minimisation tables (the
+    Monte Carlo harness needs the rule and its value only)."""
     from .whom import group_frame
 
     settings = Settings.from_config(config)
@@ -604,10 +608,12 @@ def city_advice(
         frame, rewards, actions, settings.default_features(), settings, sc.fold, cap, current
     )
     today = np.array(sc.actions)[sc.action]
-    fair = fairness(rule, sc.y, today, actions, group_frame(group, list(settings.fairness)))
-    mini, alternatives = minimisation(
-        frame, rewards, actions, settings, sc.fold, cap, current, rule
-    )
+    fair, mini, alternatives = pd.DataFrame(), pd.DataFrame(), {}
+    if audit:
+        fair = fairness(rule, sc.y, today, actions, group_frame(group, list(settings.fairness)))
+        mini, alternatives = minimisation(
+            frame, rewards, actions, settings, sc.fold, cap, current, rule
+        )
     return Advice(
         actions=actions,
         settings=settings,
@@ -748,3 +754,56 @@ def never_effects(
         ):
             out[str(r["instrument"])] = (float(r["estimate"]), float(r["std_error"]))
     return out
+
+
+def validation_table(adv: Advice, truth: dict[str, Any]) -> pd.DataFrame:
+    """The rule's estimates beside their true values (:func:`true_values`),
+    in percentage points: its held-out value and its gain over today's
+    choices with their intervals, and the true values of the rule shown,
+    of the best rule of its kind and of today's choices, with the regret."""
+    v = adv.values
+    rule = v[(v["policy"] == "the rule") & v["versus"].isna()].iloc[0]
+    gain = v[v["versus"] == "today's allocation"].iloc[0]
+    rows = []
+    for name, est, truth_value in (
+        ("employment under the rule (held-out)", rule, truth["rule_heldout"]),
+        ("gain over today's choices (held-out)", gain, truth["rule_heldout"] - truth["status_quo"]),
+    ):
+        covered = est["ci_low"] <= truth_value <= est["ci_high"]
+        rows.append(
+            {
+                "quantity": name,
+                "estimate": 100 * est["estimate"],
+                "95% interval": f"{100 * est['ci_low']:.1f} to {100 * est['ci_high']:.1f}",
+                "true value": 100 * truth_value,
+                "interval covers the truth": covered,
+            }
+        )
+    for name, key in (
+        ("employment under the rule shown", "rule"),
+        ("employment under the best rule of its kind", "oracle"),
+        ("employment under today's choices", "status_quo"),
+        ("regret: best rule minus the rule shown", "regret"),
+        ("gain of the best rule over today's choices", "oracle_gain"),
+    ):
+        rows.append(
+            {
+                "quantity": name,
+                "estimate": None,
+                "95% interval": "",
+                "true value": 100 * truth[key],
+                "interval covers the truth": None,
+            }
+        )
+    share = truth["regret_share"]
+    rows.append(
+        {
+            "quantity": "regret as a share of the best rule's gain (%)",
+            "estimate": None,
+            "95% interval": "",
+            "true value": 100 * share if math.isfinite(share) else None,
+            "interval covers the truth": None,
+        }
+    )
+    out = pd.DataFrame(rows).set_index("quantity")
+    return out.round(2)

@@ -20,6 +20,7 @@ from . import (
     atomic,
     feasibility,
     montecarlo,
+    montecarlo_advice,
     provenance,
     summary,
     synthesis,
@@ -251,6 +252,7 @@ def generated_pages(paths: Paths) -> dict[str, str]:
     pages.update(werkwijzer.generated_pages(paths))
     pages["protection.md"] = protection_markdown(paths)
     pages["montecarlo.md"] = montecarlo.markdown(paths.root)
+    pages["montecarlo_advice.md"] = montecarlo_advice.markdown(paths.root)
     pages.update(synthesis.generated_pages(paths))
     pages.update(summary.generated_pages(paths))
     pages.update(architecture.generated_pages(paths))
