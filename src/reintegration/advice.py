@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from . import labels
 from . import policy_tree as pt
 from .policy_tree import NONE, TODAY
 
@@ -278,7 +279,7 @@ def learn(
     """The rule on all persons and the held-out probabilities (the rule
     learned without each fold, applied to it)."""
     spec = {f: settings.features[f] for f in features}
-    splits = pt.candidate_splits(frame, spec)
+    splits = pt.candidate_splits(frame, spec, level_label=labels.label)
     min_leaf = max(1.0, settings.min_leaf_share * len(frame))
     P = np.zeros_like(rewards)
     for k in np.unique(fold):
@@ -709,7 +710,9 @@ def true_values(adv: Advice, po: pd.DataFrame) -> dict[str, Any]:
     if np.isnan(Y).any():
         raise ValueError(f"potential outcomes missing for {int(np.isnan(Y).any(1).sum())} starters")
     base, h = s.outcome.rsplit("_", 1)
-    splits = pt.candidate_splits(adv.frame, {f: s.features[f] for f in adv.rule.features})
+    splits = pt.candidate_splits(
+        adv.frame, {f: s.features[f] for f in adv.rule.features}, level_label=labels.label
+    )
     current = adv.scores.today(actions)
     oracle = pt.fit(
         adv.frame,

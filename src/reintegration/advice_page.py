@@ -145,6 +145,11 @@ def leaf_results(adv: Advice) -> dict[str, Any]:
     return out
 
 
+def _feature(adv: Advice, name: str) -> str:
+    """A data item in the configuration's words."""
+    return str(adv.settings.features.get(name, {}).get("label", name))
+
+
 def _advice_words(action: str, label) -> str:
     return (
         "no specific advice: the case manager decides as today"
@@ -382,7 +387,7 @@ def minimisation_in_words(
         used = (
             "none"
             if r.used_by_rule == "none"
-            else ", ".join(label(f) for f in r.used_by_rule.split(", "))
+            else ", ".join(_feature(adv, f) for f in r.used_by_rule.split(", "))
         )
         rows.append(
             {
@@ -423,7 +428,7 @@ def sentences(adv: Advice, label) -> list[str]:
     used = sorted(adv.rule.tree.root.features())
     out.append(
         "The rule asks about: "
-        + (", ".join(label(f) for f in used) or "nothing")
+        + (", ".join(_feature(adv, f) for f in used) or "nothing")
         + ". It never asks about sex, migration background or health unless the "
         "configuration allows it."
     )

@@ -298,6 +298,7 @@ class AdviceFeature(Strict):
     label: str = _d("The item in words.")
     levels: list[str] | None = _opt("An ordered item's levels, low to high.")
     unit: Literal["share", "euro", "months"] | None = _opt("A numeric item's unit.")
+    level_labels: dict[str, str] | None = _opt("Words for the item's levels.")
 
 
 class AdviceSettings(Strict):

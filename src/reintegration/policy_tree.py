@@ -353,32 +353,41 @@ def candidate_splits(
     frame: pd.DataFrame,
     features: dict[str, dict[str, Any]],
     quantiles: Sequence[float] = (0.2, 0.4, 0.6, 0.8),
+    level_label=str,
 ) -> list[Split]:
     """The questions a rule may ask, from the feature table (config): an
     ``ordered`` feature is split at its observed levels (``levels``: their
     order, low to high) or, when numeric, at the given quantiles; a
-    ``categorical`` one asks "is it level v?" for each level."""
+    ``categorical`` one asks "is it level v?" for each level. A level is
+    written by ``level_labels`` of the feature, else by ``level_label``."""
     out: list[Split] = []
     for name, spec in features.items():
         col, label = spec["column"], spec.get("label", name)
         if col not in frame:
             raise ValueError(f"advice feature {name!r}: no column {col!r} in persons.parquet")
+        words = dict(spec.get("level_labels") or {})
+
+        def said(level: str, words=words) -> str:
+            return str(words.get(level, level_label(level)))
+
         kind = spec.get("kind", "ordered")
         if kind == "categorical":
             for level in sorted(frame[col].dropna().astype(str).unique()):
-                out.append(Split(name, col, "==", level, f"{label} is {level}"))
+                out.append(Split(name, col, "==", level, f"{label} is {said(level)}"))
         elif "levels" in spec:
             levels = [str(v) for v in spec["levels"]]
-            for k, level in enumerate(levels[:-1]):
-                upto = levels[0] if k == 0 else f"{levels[0]} to {level}"
-                out.append(Split(name, col, "in", tuple(levels[: k + 1]), f"{label}: {upto}"))
+            for k in range(len(levels) - 1):
+                lower = [said(v) for v in levels[: k + 1]]
+                text = lower[0] if k == 0 else f"{', '.join(lower[:-1])} or {lower[-1]}"
+                out.append(Split(name, col, "in", tuple(levels[: k + 1]), f"{label} is {text}"))
         else:
             values = pd.to_numeric(frame[col], errors="coerce").dropna()
             cuts = sorted({float(np.quantile(values, q)) for q in quantiles}) if len(values) else []
             for c in cuts:
                 if (values <= c).all() or (values > c).all():
                     continue
-                out.append(Split(name, col, "<=", c, f"{label} at most {_fmt(c, spec)}"))
+                bound = f"is {_fmt(c, spec)}" if c == 0 else f"at most {_fmt(c, spec)}"
+                out.append(Split(name, col, "<=", c, f"{label} {bound}"))
     return out
 
 
