@@ -252,7 +252,9 @@ DRAWS_SUPPRESSED = {
 #: count below the threshold withholds the figure): nothing in them is suppressed
 ALL_OR_NOTHING = {"es.plot", "phase2.subgroup_figure", "phase2.bias_figure",
                   # drawn from released tables of statistics, which hold no counts
-                  "sensitivity.contour_figure", "whom.calibration_figure"}
+                  "sensitivity.contour_figure", "whom.calibration_figure",
+                  # the rule's questions and advice, with leaf shares rounded to 5%
+                  "advice_page.tree_figure"}
 
 
 def test_every_registered_figure_is_known_to_draw_suppressed_cells() -> None:
