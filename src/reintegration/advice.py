@@ -404,15 +404,22 @@ def nobody_treated(
 
 
 def fairness(
-    learned: Learned, y: np.ndarray, today: np.ndarray, actions: Sequence[str], groups: pd.DataFrame
+    learned: Learned,
+    y: np.ndarray,
+    today: np.ndarray,
+    actions: Sequence[str],
+    groups: pd.DataFrame,
+    frame: pd.DataFrame,
 ) -> pd.DataFrame:
-    """Per group level: the share whose instrument the rule changes, the
-    instrument it advises most, the expected employment today and under the
-    rule, the gain, and the gap to the other starters today and under the
-    rule (with the change's interval). ``today``: each starter's current
+    """Per group level: the share whose instrument the rule shown changes
+    and the instrument it advises most there (``frame``: the starters'
+    features); the expected employment today and under the rule, the gain,
+    and the gap to the other starters today and under the rule with the
+    change's interval, all estimated held out (each starter scored under
+    the rule learned without their fold). ``today``: each starter's current
     instrument (names)."""
-    advised = np.array(actions)[learned.heldout.argmax(axis=1)]
-    changed = ((advised != TODAY) & (advised != today)).astype(float)
+    shown = np.array(actions)[learned.tree.advice(frame)]
+    changed = ((shown != TODAY) & (shown != today)).astype(float)
     gain = learned.value - y
     rows = []
     for col in groups.columns:
@@ -425,8 +432,7 @@ def fairness(
             ch = _diff(gain, g, rest)
             gap_today = float(y[g].mean() - y[rest].mean())
             gap_rule = float(learned.value[g].mean() - learned.value[rest].mean())
-            main = learned.heldout[g].sum(axis=0)
-            main[[k for k, a in enumerate(actions) if a == TODAY]] = -1
+            main = np.array([(shown[g] == a).sum() if a != TODAY else -1 for a in actions])
             rows.append(
                 {
                     "group": col,
@@ -441,11 +447,19 @@ def fairness(
                     "gap_today": gap_today,
                     "gap_rule": gap_rule,
                     **{f"gap_change_{k}": v for k, v in ch.items()},
-                    "widens": bool(abs(gap_rule) > abs(gap_today) + 1e-12),
+                    # a gap that changes sign is reversed, not widened: the group
+                    # overtakes the others (or falls behind them)
+                    "reverses": bool(gap_today * gap_rule < 0),
+                    "widens": bool(
+                        gap_today * gap_rule >= 0 and abs(gap_rule) > abs(gap_today) + 1e-12
+                    ),
+                    # clearly: the gap grows in its own direction with an interval
+                    # of the change that excludes zero
                     "widens_clearly": bool(
-                        abs(gap_rule) > abs(gap_today)
+                        gap_today * gap_rule >= 0
+                        and abs(gap_rule) > abs(gap_today)
                         and (ch["ci_low"] > 0 or ch["ci_high"] < 0)
-                        and np.sign(ch["estimate"]) == np.sign(gap_rule)
+                        and np.sign(ch["estimate"]) == np.sign(gap_today)
                     ),
                 }
             )
@@ -611,7 +625,9 @@ def city_advice(
     today = np.array(sc.actions)[sc.action]
     fair, mini, alternatives = pd.DataFrame(), pd.DataFrame(), {}
     if audit:
-        fair = fairness(rule, sc.y, today, actions, group_frame(group, list(settings.fairness)))
+        fair = fairness(
+            rule, sc.y, today, actions, group_frame(group, list(settings.fairness)), frame
+        )
         mini, alternatives = minimisation(
             frame, rewards, actions, settings, sc.fold, cap, current, rule
         )
@@ -759,6 +775,20 @@ def never_effects(
     return out
 
 
+def _benchmarks(adv: Advice, truth: dict[str, Any]) -> list[tuple[str, str | None, float]]:
+    """The alternatives the page compares with: nobody starting, and every
+    starter the best single instrument (places not limited)."""
+    best = adv.values["best_single"].iloc[0]
+    return [
+        ("employment had nobody started an instrument", "nobody treated", truth["nobody"]),
+        (
+            f"employment had every starter started {best} (no limit on places)",
+            f"everybody: {best}",
+            truth["best_single"],
+        ),
+    ]
+
+
 def validation_table(adv: Advice, truth: dict[str, Any]) -> pd.DataFrame:
     """The rule's estimates beside their true values (:func:`true_values`),
     in percentage points: its held-out value and its gain over today's
@@ -809,4 +839,27 @@ def validation_table(adv: Advice, truth: dict[str, Any]) -> pd.DataFrame:
         }
     )
     out = pd.DataFrame(rows).set_index("quantity")
-    return out.round(2)
+    return out.round(1)
+
+
+def validation_sentence(truth: dict[str, Any]) -> str:
+    """The validation of the rule in plain words, from its true values."""
+    gain = 100 * (truth["rule"] - truth["status_quo"])
+    best = 100 * truth["oracle_gain"]
+    if gain < 0:
+        head = (
+            f"In truth the rule shown is worse than today's choices: {gain:+.1f} "
+            "percentage points of the starters in work."
+        )
+    else:
+        head = (
+            f"In truth the rule shown raises the share of starters in work by "
+            f"{gain:.1f} percentage points over today's choices."
+        )
+    if best <= 0:
+        return head + " No rule of its kind does better than today's choices."
+    return (
+        head + f" The best rule of its kind would raise it by {best:.1f} points, so the "
+        f"learned rule recovers {max(gain, 0.0) / best:.0%} of what a rule with these "
+        "questions and places could gain."
+    )

@@ -98,7 +98,25 @@ def _pp(est: float, se: float | None = None, sign: bool = True) -> str:
     text = f"{100 * est:+.1f}" if sign else f"{100 * est:.1f}"
     if se is None or not math.isfinite(se):
         return text
-    return f"{text} ({100 * (est - Z * se):+.1f} to {100 * (est + Z * se):+.1f})"
+    low, high = est - Z * se, est + Z * se
+    if low < -1 or high > 1:  # beyond what a share can change: too few starters to say
+        return "too uncertain to show (the interval is wider than the scale)"
+    return f"{text} ({100 * low:+.1f} to {100 * high:+.1f})"
+
+
+def whole(items: dict[str, Any], held: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Fairness results shown whole per characteristic or not at all: with
+    one group of a characteristic held back, its gain would follow from the
+    others' gains, their changes of the gap and the overall gain."""
+    blocked = {k.split("=", 1)[0] for k in held}
+    keep = {k: v for k, v in items.items() if k.split("=", 1)[0] not in blocked}
+    more = {
+        k: "not shown: another group of this characteristic is not shown, and its "
+        "values would follow from these"
+        for k in items
+        if k not in keep
+    }
+    return keep, {**held, **more}
 
 
 def values_in_words(adv: Advice, label) -> pd.DataFrame:
@@ -107,11 +125,21 @@ def values_in_words(adv: Advice, label) -> pd.DataFrame:
     for r in adv.values.itertuples(index=False):
         if r.versus is None:
             continue
-        versus = str(r.versus).replace("everybody: ", "every starter: ")
-        if versus.startswith("every starter: "):
-            versus = "every starter: " + label(versus.split(": ", 1)[1])
+        versus = str(r.versus)
+        if versus.startswith("everybody: "):
+            versus = (
+                f"every starter starting {label(versus.split(': ', 1)[1])} (no limit on places)"
+            )
+        elif versus == "nobody treated":
+            versus = "nobody starting an instrument"
         low, high = r.estimate - Z * r.std_error, r.estimate + Z * r.std_error
-        verdict = "better" if low > 0 else "worse" if high < 0 else "no clear difference"
+        verdict = (
+            "better"
+            if low > 0
+            else "worse"
+            if high < 0
+            else "cannot tell: the interval includes zero"
+        )
         rows.append(
             {
                 "the rule compared with": versus,
@@ -248,6 +276,9 @@ def fairness_results(adv: Advice) -> dict[str, Any]:
     from .whom import group_frame
 
     changed = _changed(adv)
+    shown_rule = np.array(adv.actions)[adv.rule.tree.advice(adv.frame)]
+    today = np.array(adv.scores.actions)[adv.scores.action]
+    moved = (shown_rule != TODAY) & (shown_rule != today)
     groups = group_frame(adv.persons, list(adv.settings.fairness))
     y = adv.scores.y
     out = {}
@@ -255,11 +286,15 @@ def fairness_results(adv: Advice) -> dict[str, Any]:
         inside = (groups[r.group] == r.level).fillna(False).to_numpy()
         rest = groups[r.group].notna().to_numpy() & ~inside
         key = f"{r.group}={r.level}"
+        # the gain rests on the starters the held-out rules move; the share moved
+        # shown beside it on those the rule shown moves: both must reach the threshold
+        held_out, by_shown = int(changed[inside].sum()), int(moved[inside].sum())
+        n_moved = held_out if abs(held_out - r.n / 2) > abs(by_shown - r.n / 2) else by_shown
         out[f"{key}: gain"] = _result(
             r.gain_estimate,
             r.gain_std_error,
             r.n,
-            int(changed[inside].sum()),
+            n_moved,
             "employment under the rule minus today's, in the group",
             adv.settings.outcome,
         )
@@ -303,7 +338,9 @@ def fairness_in_words(adv: Advice, label, released: set[str]) -> pd.DataFrame:
             if r.widens_clearly
             else "widens the gap (may be chance)"
             if r.widens
-            else "does not widen the gap"
+            else "reverses the gap (the group overtakes or falls behind the others)"
+            if r.reverses
+            else "narrows the gap"
         )
         rows.append(
             {
@@ -348,41 +385,34 @@ def minimisation_in_words(
     adv: Advice, label, released: set[str], held: dict[str, str]
 ) -> pd.DataFrame:
     """The minimisation table for readers (the evidence a DPIA needs for
-    "necessary data"), from the released results."""
+    "necessary data"), from the released results. Each row's difference is
+    the value of the rule with more data minus the rule with less: without
+    an item, the default rule minus the rule without it; with a protected
+    item, the rule with it minus the default; from one source only, the
+    default rule minus the rule from that source."""
     rows = []
     for r in adv.minimisation.itertuples(index=False):
         what = {
-            "without": f"the rule without {r.data}",
-            "with": f"the rule with {r.data} (a protected item it does not use)",
-            "only": f"the rule from {r.data}",
+            "without": f"without {r.data}",
+            "with": f"with {r.data} (a protected item the rule does not use)",
+            "only": f"{r.data} only (the difference is what the other data add)",
         }[r.how]
-        low = r.adds_ci_low
+        low, high = r.adds_ci_low, r.adds_ci_high
         if r.n_changed == 0:
-            adds, reading = (
-                "0.0 (the same rule)",
-                (
-                    "not needed: the rule does not use it"
-                    if r.how == "without"
-                    else "adds nothing: the rule stays the same"
-                ),
-            )
+            adds = "0.0 (the same advice for every starter)"
+            reading = "no difference: the rule does not need it"
         elif r.data not in released:
             adds, reading = held.get(r.data, "not shown"), "–"
         else:
             adds = _pp(r.adds_estimate, r.adds_std_error)
-            if r.how == "with":
-                reading = "would add employment" if low > 0 else "adds nothing clear: not needed"
-            elif r.how == "only":
-                reading = (
-                    "the other data add employment"
-                    if low > 0
-                    else "this data alone does as well, within the uncertainty"
-                )
+            if low > 0:
+                reading = "more data, clearly more employment: the data are needed"
+            elif high < 0:
+                reading = "more data, clearly less employment: the larger rule overfits"
             else:
                 reading = (
-                    "needed: the rule is clearly worse without it"
-                    if low > 0
-                    else "not shown to be needed"
+                    "no clear difference: not shown to be needed (nor shown to be "
+                    "unneeded; the interval is wide)"
                 )
         used = (
             "none"
@@ -391,13 +421,13 @@ def minimisation_in_words(
         )
         rows.append(
             {
-                "data": what,
-                "questions the rule then asks": used,
-                "what the data adds (pp, 95% interval)": adds,
+                "the rule learned": what,
+                "questions it then asks": used,
+                "more data minus less (pp, 95% interval)": adds,
                 "reading": reading,
             }
         )
-    return pd.DataFrame(rows).set_index("data")
+    return pd.DataFrame(rows).set_index("the rule learned")
 
 
 def sentences(adv: Advice, label) -> list[str]:
@@ -416,15 +446,6 @@ def sentences(adv: Advice, label) -> list[str]:
             f"compared with today's choices: {_pp(r.estimate, r.std_error)} percentage "
             "points (95% interval), estimated on starters the rule was not learned on."
         )
-    widen = adv.fairness[adv.fairness["widens_clearly"]]
-    if len(widen):
-        groups = ", ".join(
-            f"{label(g)} ({label(lv)})"
-            for g, lv in zip(widen["group"], widen["level"], strict=True)
-        )
-        out.append(f"The rule clearly widens the gap in employment for: {groups}.")
-    else:
-        out.append("The rule does not clearly widen any gap between the groups audited.")
     used = sorted(adv.rule.tree.root.features())
     out.append(
         "The rule asks about: "
@@ -432,4 +453,35 @@ def sentences(adv: Advice, label) -> list[str]:
         + ". It never asks about sex, migration background or health unless the "
         "configuration allows it."
     )
+    return out
+
+
+def fairness_sentences(adv: Advice, label, released: set[str]) -> list[str]:
+    """The fairness audit in plain words, over the released groups only:
+    gaps the rule widens clearly, gaps it may widen, and groups that may lose."""
+    rows = [
+        r for r in adv.fairness.itertuples(index=False) if f"{r.group}={r.level}: gain" in released
+    ]
+    if not rows:
+        return []
+
+    def names(items) -> str:
+        return ", ".join(f"{label(r.group)} {label(r.level)}" for r in items)
+
+    clearly = [r for r in rows if r.widens_clearly]
+    maybe = [r for r in rows if r.widens and not r.widens_clearly]
+    lose = [r for r in rows if r.gain_ci_low < -0.05]
+    out = [
+        f"The rule clearly widens the gap in employment for: {names(clearly)}."
+        if clearly
+        else "No gap between the groups audited clearly widens."
+    ]
+    if maybe:
+        out.append(f"It may widen the gap (this may be chance) for: {names(maybe)}.")
+    if lose:
+        out.append(
+            "These groups may lose from the rule (the interval of their gain reaches "
+            f"below -5 percentage points; the data cannot rule a loss out): "
+            f"{names(lose)}."
+        )
     return out
