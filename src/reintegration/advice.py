@@ -760,13 +760,15 @@ def never_effects(
     records: Sequence[dict[str, Any]], outcome: str
 ) -> dict[str, tuple[float, float]]:
     """From the effects step's records (estimates.json): each instrument's
-    effect on its starters against never starting (selection on
-    observables, whole cohort) as (estimate, standard error)."""
+    effect on its starters against never starting (the observational
+    design's ``vs_never`` target, whole cohort) as (estimate, standard error)."""
+    from . import designs
+
     out = {}
     for r in records:
         if (
-            r.get("design") == "selection_on_observables"
-            and r.get("target") == "vs_never"
+            r.get("target") == "vs_never"
+            and designs.get(str(r.get("design"))).observational
             and r.get("subgroup") == "all"
             and r.get("outcome") == outcome
             and r.get("status") == "estimated"
