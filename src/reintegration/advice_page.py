@@ -395,7 +395,8 @@ def minimisation_in_words(
         what = {
             "without": f"without {r.data}",
             "with": f"with {r.data} (a protected item the rule does not use)",
-            "only": f"{r.data} only (the difference is what the other data add)",
+            "only": f"from {r.data.removeprefix('only ')} only (the difference is what the "
+            "other data add)",
         }[r.how]
         low, high = r.adds_ci_low, r.adds_ci_high
         if r.n_changed == 0:
@@ -466,7 +467,7 @@ def fairness_sentences(adv: Advice, label, released: set[str]) -> list[str]:
         return []
 
     def names(items) -> str:
-        return ", ".join(f"{label(r.group)} {label(r.level)}" for r in items)
+        return "; ".join(f"{label(r.group)}: {label(r.level)}" for r in items)
 
     clearly = [r for r in rows if r.widens_clearly]
     maybe = [r for r in rows if r.widens and not r.widens_clearly]
