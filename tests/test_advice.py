@@ -274,3 +274,30 @@ def test_a_protected_feature_must_be_a_feature():
     cfg["advice"] = {**cfg["advice"], "protected": ["religion"]}
     with pytest.raises(ValueError, match="'religion' is not a feature"):
         advice.Settings.from_config(cfg)
+
+
+def test_the_harness_summary_counts_coverage_and_regret():
+    from reintegration import montecarlo_advice as mca
+
+    rows = pd.DataFrame({
+        "mode": ["planted"] * 4, "replication": [1, 2, 3, 4], "starters": [100] * 4,
+        "value": [0.30, 0.30, 0.30, 0.30], "value_se": [0.01] * 4,
+        # the first three truths inside the interval, the last outside
+        "value_truth": [0.30, 0.31, 0.29, 0.40],
+        "gain": [0.01] * 4, "gain_se": [0.01] * 4, "gain_truth": [0.01, 0.01, 0.01, 0.01],
+        "rule_truth": [0.31] * 4, "oracle_truth": [0.32] * 4, "status_quo": [0.30] * 4,
+        "regret": [0.01] * 4, "oracle_gain": [0.02] * 4, "regret_share": [0.5] * 4,
+        "leaves_as_today": [1] * 4,
+    })
+    s = mca.summarise(rows).iloc[0]
+    assert s["value_coverage"] == pytest.approx(0.75)
+    assert s["gain_coverage"] == pytest.approx(1.0)
+    assert s["regret_share_of_means"] == pytest.approx(0.5)
+    assert s["rule_gain_truth_mean"] == pytest.approx(0.01)
+
+
+def test_the_validation_sentence_says_when_the_rule_is_worse_than_today():
+    worse = {"rule": 0.26, "status_quo": 0.27, "oracle_gain": 0.03}
+    assert "worse than today's choices: -1.0" in advice.validation_sentence(worse)
+    better = {"rule": 0.28, "status_quo": 0.27, "oracle_gain": 0.02}
+    assert "recovers 50%" in advice.validation_sentence(better)
