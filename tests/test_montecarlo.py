@@ -114,11 +114,12 @@ def test_dask_cluster_and_joblib_give_the_same_rows():
     distributed = pytest.importorskip("distributed")
     # the same world twice, in two executors: the rows are equal (determinism)
     plan = mc.Plan(replications=1, modes=("null",), **TINY)
-    local, cost = mc.run(plan, n_jobs=1)
+    local, cost, local_het = mc.run(plan, n_jobs=1)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
-        remote, rcost = mc.run(plan, scheduler=cluster.scheduler_address)
+        remote, rcost, remote_het = mc.run(plan, scheduler=cluster.scheduler_address)
     pd.testing.assert_frame_equal(local, remote)
+    pd.testing.assert_frame_equal(local_het, remote_het)
     assert cost["tasks"] == rcost["tasks"] == 1 and rcost["where"].startswith("dask")
     assert math.isfinite(cost["seconds"])
 

@@ -237,7 +237,7 @@ def bench_montecarlo(root: Path, size: str = "full") -> dict:
     from . import montecarlo as mc
 
     plan = mc.Plan(city="rotterdam", replications=4)
-    _, cost = mc.run(plan, n_jobs=2, root=root)
+    _, cost, _ = mc.run(plan, n_jobs=2, root=root)
     per_task = cost["seconds_per_replication_mean"]
     projected = per_task * len(mc.Plan(city="rotterdam", replications=100).tasks()) / 2
     return {"seconds": cost["seconds"], "tasks": cost["tasks"], "clients": plan.clients,
