@@ -141,3 +141,80 @@ def test_decomposition_adds_mismatch_and_confounding_up_to_the_old_error():
     assert d["confounding"] == pytest.approx(0.02 - 0.05)
     assert d["estimand_mismatch"] + d["confounding"] == pytest.approx(d["error_vs_never"])
     assert d["oracle_error"] == pytest.approx(0.002)
+
+
+@pytest.fixture(scope="module")
+def het_worlds() -> dict[str, mc.Replication]:
+    plan = mc.Plan(replications=1, **{**TINY, "clients": 2000})
+    return {mode: mc.replication_rows(plan, mode, 1) for mode in ("null", "oracle")}
+
+
+def test_every_world_runs_who_benefits_against_its_truths(het_worlds):
+    from reintegration import montecarlo_whom as mw
+
+    for mode, rep in het_worlds.items():
+        het = mw.frame(rep.heterogeneity)
+        assert list(het.columns) == list(mw.HET_FIELDS) and rep.heterogeneity_seconds > 0
+        soo = {r["instrument"] for r in rep.rows if r["design"] == "selection_on_observables"}
+        blp = het[het["kind"] == "blp"]
+        assert set(blp["instrument"]) == soo and (blp["status"] == "estimated").all()
+        assert blp["pvalue"].between(0, 1).all() and blp["std_error"].gt(0).all()
+        gate = het[het["kind"] == "gate"]
+        assert len(gate) > 0 and gate["truth"].notna().all()
+        assert (gate["ci_high"] - gate["ci_low"]).round(9).eq(
+            (2 * 1.96 * gate["std_error"]).round(9)).all()
+        rank = het[het["kind"] == "rank"]
+        assert set(rank["instrument"]) == soo
+        if mode == "null":  # no effects: every truth zero, no ranks to correlate
+            assert np.allclose(gate["truth"], 0.0) and rank["estimate"].isna().all()
+        else:
+            assert rank["estimate"].between(-1, 1).all() and (gate["truth"] != 0).any()
+
+
+def _het_rows(mode, pvalues, covered_large, covered_small=0):
+    rows = []
+    for r, p in enumerate(pvalues, start=1):
+        rows.append({"mode": mode, "replication": r, "instrument": "training",
+                     "outcome": "employed_24", "kind": "blp", "status": "estimated",
+                     "estimate": 0.1, "std_error": 0.1, "pvalue": p})
+        rows.append({"mode": mode, "replication": r, "instrument": "training",
+                     "outcome": "employed_24", "kind": "rank", "status": "estimated",
+                     "estimate": 0.05 if r % 2 else -0.01})
+    for k in range(10):  # ten cells of 250 starters, ten of 50
+        for n, covered in ((250, k < covered_large), (50, k < covered_small)):
+            rows.append({"mode": mode, "replication": 1, "instrument": "training",
+                         "outcome": "employed_24", "kind": "gate", "group": "sex",
+                         "level": str(k), "status": "estimated", "n_treated": n,
+                         "estimate": 0.1, "std_error": 0.01, "ci_low": 0.08, "ci_high": 0.12,
+                         "truth": 0.1 if covered else 0.3})
+    from reintegration import montecarlo_whom as mw
+
+    return mw.frame(rows)
+
+
+def test_heterogeneity_summary_and_its_two_criteria():
+    from reintegration import montecarlo_whom as mw
+
+    null = _het_rows("null", [0.01] * 6 + [0.5] * 94, covered_large=9)
+    oracle = _het_rows("oracle", [0.5] * 100, covered_large=9, covered_small=2)
+    s = mw.summarise(pd.concat([null, oracle], ignore_index=True))
+    assert s["null"]["blp"]["rejection"] == pytest.approx(0.06)
+    assert s["null"]["blp"]["per_instrument"] == [
+        {"instrument": "training", "tests": 100, "rejection": pytest.approx(0.06)}]
+    g = s["oracle"]["gate"]
+    assert (g["cells"], g["cells_large"]) == (20, 10)
+    assert g["coverage_large"] == pytest.approx(0.9) and g["coverage"] == pytest.approx(0.55)
+    assert s["oracle"]["rank"][0]["positive"] == pytest.approx(0.5)
+    checks = {c["check"]: c for c in mw.acceptance(s)}
+    assert checks["blp_size"]["met"] and checks["gate_coverage"]["met"]
+    # seven rejections in 100 worlds, or 6% in only 50 worlds: not met
+    worse = mw.summarise(_het_rows("null", [0.01] * 7 + [0.5] * 93, 9))
+    assert not mw.acceptance(worse)[0]["met"]
+    few = mw.acceptance(mw.summarise(_het_rows("null", [0.01] * 3 + [0.5] * 47, 9)))[0]
+    assert few["value"] == pytest.approx(0.06) and not few["enough_worlds"] and not few["met"]
+    low = mw.summarise(_het_rows("oracle", [0.5] * 10, covered_large=8))
+    assert not mw.acceptance(low)[0]["met"]
+    text = "\n".join(mw.markdown({"heterogeneity": {"summary": s, "acceptance": mw.acceptance(s),
+                                                    "cost": {"share": 0.25,
+                                                             "seconds_mean": 3.0}}}))
+    assert "6% of 100" in text and "90% of 10" in text and "not met" not in text
