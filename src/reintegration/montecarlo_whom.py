@@ -226,19 +226,21 @@ def acceptance(summary: dict[str, Any]) -> list[dict[str, Any]]:
     oracle world's coverage of the group truths in cells with at least 200
     starters (at least 90%)."""
     out = []
-    null = summary.get("null")
-    if null and null["blp"]["tests"]:
-        v = null["blp"]["rejection"]
-        out.append(
-            {
-                "check": "blp_size",
-                "mode": "null",
-                "value": v,
-                "worlds": null["worlds"],
-                "enough_worlds": null["worlds"] >= MIN_WORLDS,
-                "met": bool(v <= BLP_SIZE and null["worlds"] >= MIN_WORLDS),
-            }
-        )
+    for mode in ("null", "null_oracle"):
+        null = summary.get(mode)
+        if null and null["blp"]["tests"]:
+            v = null["blp"]["rejection"]
+            enough = null["worlds"] >= MIN_WORLDS
+            out.append(
+                {
+                    "check": "blp_size",
+                    "mode": mode,
+                    "value": v,
+                    "worlds": null["worlds"],
+                    "enough_worlds": enough,
+                    "met": bool(v <= BLP_SIZE and enough),
+                }
+            )
     oracle = summary.get("oracle")
     if oracle and oracle["gate"]["cells_large"]:
         v = oracle["gate"]["coverage_large"]
@@ -315,17 +317,24 @@ def markdown(data: dict[str, Any], root=None) -> list[str]:
                 f"{sd} | {_share(r['positive'])} |"
             )
     lines.append("")
+    worlds = {
+        "null": "the null world",
+        "null_oracle": "the null world seen by the oracle",
+        "oracle": "the oracle world",
+    }
     words = {
-        "blp_size": f"BLP test's size in the null world at most {_share(BLP_SIZE)} "
+        "blp_size": f"rejection rate of the BLP test (its size) at most {_share(BLP_SIZE)} "
         f"over at least {MIN_WORLDS} worlds",
-        "gate_coverage": f"coverage of the group truths in the oracle world at least "
-        f"{_share(GATE_COVERAGE)} (cells with {GATE_MIN_TREATED}+ "
-        "starters)",
+        "gate_coverage": f"coverage of the group truths at least {_share(GATE_COVERAGE)} "
+        f"(cells with {GATE_MIN_TREATED}+ starters)",
     }
     for c in checks:
         state = "met" if c["met"] else "not met"
         extra = "" if c["enough_worlds"] else f" (only {c['worlds']} worlds: too few to judge)"
-        lines.append(f"* {words[c['check']]}: {state}, {_share(c['value'])}{extra}")
+        lines.append(
+            f"* {words[c['check']]}, {worlds.get(c['mode'], c['mode'])}: {state}, "
+            f"{_share(c['value'])}{extra}"
+        )
     if checks:
         lines.append("")
     return lines
