@@ -146,7 +146,7 @@ def test_decomposition_adds_mismatch_and_confounding_up_to_the_old_error():
 @pytest.fixture(scope="module")
 def het_worlds() -> dict[str, mc.Replication]:
     plan = mc.Plan(replications=1, **{**TINY, "clients": 2000})
-    return {mode: mc.replication_rows(plan, mode, 1) for mode in ("null", "oracle")}
+    return {mode: mc.replication_rows(plan, mode, 1) for mode in ("null", "oracle", "null_oracle")}
 
 
 def test_every_world_runs_who_benefits_against_its_truths(het_worlds):
@@ -165,7 +165,7 @@ def test_every_world_runs_who_benefits_against_its_truths(het_worlds):
             (2 * 1.96 * gate["std_error"]).round(9)).all()
         rank = het[het["kind"] == "rank"]
         assert set(rank["instrument"]) == soo
-        if mode == "null":  # no effects: every truth zero, no ranks to correlate
+        if mode in mc.NULL_MODES:  # no effects: every truth zero, no ranks to correlate
             assert np.allclose(gate["truth"], 0.0) and rank["estimate"].isna().all()
         else:
             assert rank["estimate"].between(-1, 1).all() and (gate["truth"] != 0).any()
@@ -199,6 +199,7 @@ def test_heterogeneity_summary_and_its_two_criteria():
     oracle = _het_rows("oracle", [0.5] * 100, covered_large=9, covered_small=2)
     s = mw.summarise(pd.concat([null, oracle], ignore_index=True))
     assert s["null"]["blp"]["rejection"] == pytest.approx(0.06)
+    assert s["null"]["blp"]["sd_t"] == pytest.approx(0.0)  # every slope 0.1 with SE 0.1
     assert s["null"]["blp"]["per_instrument"] == [
         {"instrument": "training", "tests": 100, "rejection": pytest.approx(0.06)}]
     g = s["oracle"]["gate"]
@@ -218,3 +219,15 @@ def test_heterogeneity_summary_and_its_two_criteria():
                                                     "cost": {"share": 0.25,
                                                              "seconds_mean": 3.0}}}))
     assert "6% of 100" in text and "90% of 10" in text and "not met" not in text
+
+
+def test_the_null_world_seen_by_the_oracle_runs_only_selection_with_zero_truths(het_worlds):
+    rows = pd.DataFrame(het_worlds["null_oracle"].rows)
+    assert set(rows["design"]) == {"selection_on_observables"}
+    assert set(rows["target"]) == {"now_vs_later"} and np.allclose(rows["truth"], 0.0)
+    # the same world as the plain null one, other estimates (the factor is a covariate)
+    plain = pd.DataFrame(het_worlds["null"].rows)
+    plain = plain[plain["design"] == "selection_on_observables"].reset_index(drop=True)
+    assert list(plain["instrument"]) == list(rows["instrument"])
+    assert not np.allclose(plain["estimate"].astype(float), rows["estimate"].astype(float))
+    assert "null_oracle" not in mc.Plan(city="rotterdam").modes  # only when asked for

@@ -56,6 +56,13 @@ HET_FIELDS = (
 #: criteria of issue "What works for whom" (see the module text)
 BLP_SIZE, MIN_WORLDS, GATE_COVERAGE, GATE_MIN_TREATED = 0.06, 100, 0.90, 200
 LEARNER = "linear"
+#: the kinds of world in the tables (the section above describes them)
+SHORT = {
+    "planted": "planted",
+    "null": "null",
+    "oracle": "oracle",
+    "null_oracle": "null, seen by the oracle",
+}
 
 
 def rows(
@@ -191,6 +198,10 @@ def summarise(het: pd.DataFrame) -> dict[str, Any]:
                 "rejection": _mean(rej),
                 "rejection_low": lo,
                 "rejection_high": hi,
+                # the spread of beta2 / SE over the tests: 1 when the SE is right
+                "sd_t": float((blp["estimate"] / blp["std_error"]).std(ddof=1))
+                if len(blp) > 1
+                else None,
                 "per_instrument": per,
             },
             "gate": {
@@ -260,7 +271,7 @@ def acceptance(summary: dict[str, Any]) -> list[dict[str, Any]]:
 def markdown(data: dict[str, Any], root=None) -> list[str]:
     """The heterogeneity part of the Monte Carlo section (plain words)."""
     from .labels import label
-    from .montecarlo import MODE_WORDS, _share
+    from .montecarlo import _share
 
     het = data.get("heterogeneity")
     if not het:
@@ -282,17 +293,19 @@ def markdown(data: dict[str, Any], root=None) -> list[str]:
             "",
         ]
     lines += [
-        "| world | BLP slope rejecting at 5% | group intervals covering their truth "
-        "(cells with 200+ starters) | all group cells | mean bias of the group "
+        "| world | BLP slope rejecting at 5% | SD of slope / SE | group intervals covering "
+        "their truth (cells with 200+ starters) | all group cells | mean bias of the group "
         "effects (pp) |",
-        "|---|---|---|---|---:|",
+        "|---|---|---:|---|---|---:|",
     ]
     for mode, s in summary.items():
         b, g = s["blp"], s["gate"]
         bias = g["mean_bias"]
+        sd_t = "–" if b.get("sd_t") is None else f"{b['sd_t']:.2f}"
         lines.append(
-            f"| {MODE_WORDS.get(mode, mode)} | {_share(b['rejection'])} of {b['tests']} "
+            f"| {SHORT.get(mode, mode)} | {_share(b['rejection'])} of {b['tests']} "
             f"[{_share(b['rejection_low'])}-{_share(b['rejection_high'])}] | "
+            f"{sd_t} | "
             f"{_share(g['coverage_large'])} of {g['cells_large']} "
             f"[{_share(g['coverage_large_low'])}-{_share(g['coverage_large_high'])}] | "
             f"{_share(g['coverage'])} of {g['cells']} | "
@@ -313,7 +326,7 @@ def markdown(data: dict[str, Any], root=None) -> list[str]:
         for r in s["rank"]:
             sd = "–" if r["sd"] is None else f"{r['sd']:.3f}"
             lines.append(
-                f"| {mode} | {label(r['instrument'], root)} | {r['mean']:+.3f} | "
+                f"| {SHORT.get(mode, mode)} | {label(r['instrument'], root)} | {r['mean']:+.3f} | "
                 f"{sd} | {_share(r['positive'])} |"
             )
     lines.append("")
@@ -330,7 +343,11 @@ def markdown(data: dict[str, Any], root=None) -> list[str]:
     }
     for c in checks:
         state = "met" if c["met"] else "not met"
-        extra = "" if c["enough_worlds"] else f" (only {c['worlds']} worlds: too few to judge)"
+        extra = (
+            ""
+            if c["enough_worlds"]
+            else f" (over {c['worlds']} worlds, fewer than the {MIN_WORLDS} the criterion asks for)"
+        )
         lines.append(
             f"* {words[c['check']]}, {worlds.get(c['mode'], c['mode'])}: {state}, "
             f"{_share(c['value'])}{extra}"
