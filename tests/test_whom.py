@@ -233,3 +233,19 @@ def test_the_analysis_keeps_each_starters_prediction_in_memory_only():
     x1 = data.set_index("_pid").loc[res.starters.index, "x1"].to_numpy()
     assert res.starters[x1 == 1].mean() - res.starters[x1 == 0].mean() > 0.05
     assert "starters" not in whom.summary_record(res)
+
+
+def test_rank_correlations_in_words_say_which_side_of_zero():
+    table = pd.DataFrame([
+        {"instrument": "a", "outcome": "employed_24", "starters": 500, "rank_correlation": 0.1,
+         "low": 0.02, "high": 0.18, "above_zero": True},
+        {"instrument": "b", "outcome": "employed_24", "starters": 500,
+         "rank_correlation": -0.2, "low": -0.3, "high": -0.1, "above_zero": False},
+        {"instrument": "c", "outcome": "employed_24", "starters": 500,
+         "rank_correlation": 0.01, "low": -0.05, "high": 0.07, "above_zero": False}])
+    w = whom.iate_truth_in_words(table, 100, str).reset_index().set_index("instrument")
+    assert w.loc["a", "above zero?"] == "yes"
+    assert w.loc["b", "above zero?"].startswith("no: below zero")
+    assert w.loc["c", "above zero?"] == "no (the interval reaches zero)"
+    # no cell starts with a minus sign (the CSV neutraliser would quote it)
+    assert w.loc["b", "95% interval (bootstrap over starters)"] == "from -0.300 to -0.100"

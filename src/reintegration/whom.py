@@ -742,7 +742,7 @@ def iate_truth_in_words(table: pd.DataFrame, min_starters: int, label) -> pd.Dat
             "rank correlation, predicted and true effect": "–" if few
             else f"{r.rank_correlation:.3f}",
             "95% interval (bootstrap over starters)": "–" if few or not math.isfinite(r.low)
-            else f"{r.low:.3f} to {r.high:.3f}",
+            else f"from {r.low:.3f} to {r.high:.3f}",
             "above zero?": "too few starters" if few else "yes" if r.above_zero else
             "no: below zero (the predictions point the wrong way)" if r.high < 0 else
             "no (the interval reaches zero)"})
