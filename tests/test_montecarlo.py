@@ -159,6 +159,9 @@ def test_every_world_runs_who_benefits_against_its_truths(het_worlds):
         blp = het[het["kind"] == "blp"]
         assert set(blp["instrument"]) == soo and (blp["status"] == "estimated").all()
         assert blp["pvalue"].between(0, 1).all() and blp["std_error"].gt(0).all()
+        split = het[het["kind"] == "blp_split"]
+        assert list(split["instrument"]) == list(blp["instrument"])
+        assert split["pvalue"].between(0, 1).all()
         gate = het[het["kind"] == "gate"]
         assert len(gate) > 0 and gate["truth"].notna().all()
         assert (gate["ci_high"] - gate["ci_low"]).round(9).eq(
@@ -206,7 +209,9 @@ def test_heterogeneity_summary_and_its_two_criteria():
     assert (g["cells"], g["cells_large"]) == (20, 10)
     assert g["coverage_large"] == pytest.approx(0.9) and g["coverage"] == pytest.approx(0.55)
     assert s["oracle"]["rank"][0]["positive"] == pytest.approx(0.5)
+    assert s["null"]["blp_split"]["tests"] == 0  # no split rows in these hand-made ones
     checks = {c["check"]: c for c in mw.acceptance(s)}
+    assert "blp_size_split" not in checks
     assert checks["blp_size"]["met"] and checks["gate_coverage"]["met"]
     # seven rejections in 100 worlds, or 6% in only 50 worlds: not met
     worse = mw.summarise(_het_rows("null", [0.01] * 7 + [0.5] * 93, 9))

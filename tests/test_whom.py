@@ -249,3 +249,21 @@ def test_rank_correlations_in_words_say_which_side_of_zero():
     assert w.loc["c", "above zero?"] == "no (the interval reaches zero)"
     # no cell starts with a minus sign (the CSV neutraliser would quote it)
     assert w.loc["b", "95% interval (bootstrap over starters)"] == "from -0.300 to -0.100"
+
+
+def test_the_split_rule_takes_the_median_fold_and_doubles_its_p_value():
+    data, groups, _ = _rows(n=8_000, het=0.0, seed=11)
+    f = whom.cross_fit(data, "employed_24", ["x1", "x2"], folds=3, learner="linear")
+    psi, proxy = whom.scores(f), (f["mu1"] - f["mu0"]).to_numpy()
+    e, d, pid, fold = (f[c].to_numpy() for c in ("e", "d", "_pid", "fold"))
+    per = [whom.blp(psi[fold == k], e[fold == k], proxy[fold == k], d[fold == k],
+                    pid[fold == k]) for k in range(3)]
+    got = whom.blp_split(psi, e, proxy, d, pid, fold)
+    assert got["beta2_split"] == pytest.approx(np.median([b["beta2"] for b in per]))
+    assert got["beta2_pvalue_split"] == pytest.approx(
+        min(1.0, 2 * np.median([b["beta2_pvalue"] for b in per])))
+    # every row belongs to one fold, and a person's rows to the same one
+    assert set(np.unique(fold)) == {0, 1, 2}
+    assert (pd.Series(fold).groupby(pid).nunique() == 1).all()
+    res = whom.analyse(data, groups, "x", "employed_24", ["x1", "x2"], learner="linear")
+    assert res.blp["beta2_pvalue_split"] == pytest.approx(got["beta2_pvalue_split"])
