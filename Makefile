@@ -166,7 +166,8 @@ bench: $(VENV_STAMP) ## Benchmarks (speed, memory) to build/bench.json
 	$(PY) -m reintegration.bench --size $(SIZE)
 
 # The Monte Carlo validation (never part of make test): MC_REPS worlds of MC_CITY with
-# MC_CLIENTS clients each, per kind of world (planted, null, oracle), on MC_JOBS local
+# MC_CLIENTS clients each, per kind of world (planted, null, oracle; MC_MODES to choose,
+# e.g. MC_MODES="null null_oracle"), on MC_JOBS local
 # workers, or on a Dask cluster with MC_SCHEDULER=tcp://host:8786. Results in
 # build/montecarlo/; the validation chapter shows them at the next book build.
 MC_CITY ?= rotterdam
@@ -174,9 +175,11 @@ MC_REPS ?= 100
 MC_CLIENTS ?= 8000
 MC_JOBS ?= 2
 MC_SCHEDULER ?=
+MC_MODES ?=
 montecarlo: $(VENV_STAMP) ## Monte Carlo validation of every design over many worlds
 	$(PY) -m reintegration.montecarlo --city $(MC_CITY) --replications $(MC_REPS) \
-		--clients $(MC_CLIENTS) --jobs $(MC_JOBS) $(if $(MC_SCHEDULER),--scheduler $(MC_SCHEDULER))
+		--clients $(MC_CLIENTS) --jobs $(MC_JOBS) $(if $(MC_SCHEDULER),--scheduler $(MC_SCHEDULER)) \
+		$(if $(MC_MODES),--modes $(MC_MODES))
 
 # The advice rule over many worlds of one city: coverage of its value's interval and
 # its regret against the best rule of its kind (build/montecarlo_advice/).

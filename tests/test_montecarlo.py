@@ -114,11 +114,12 @@ def test_dask_cluster_and_joblib_give_the_same_rows():
     distributed = pytest.importorskip("distributed")
     # the same world twice, in two executors: the rows are equal (determinism)
     plan = mc.Plan(replications=1, modes=("null",), **TINY)
-    local, cost = mc.run(plan, n_jobs=1)
+    local, cost, local_het = mc.run(plan, n_jobs=1)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
-        remote, rcost = mc.run(plan, scheduler=cluster.scheduler_address)
+        remote, rcost, remote_het = mc.run(plan, scheduler=cluster.scheduler_address)
     pd.testing.assert_frame_equal(local, remote)
+    pd.testing.assert_frame_equal(local_het, remote_het)
     assert cost["tasks"] == rcost["tasks"] == 1 and rcost["where"].startswith("dask")
     assert math.isfinite(cost["seconds"])
 
@@ -140,3 +141,98 @@ def test_decomposition_adds_mismatch_and_confounding_up_to_the_old_error():
     assert d["confounding"] == pytest.approx(0.02 - 0.05)
     assert d["estimand_mismatch"] + d["confounding"] == pytest.approx(d["error_vs_never"])
     assert d["oracle_error"] == pytest.approx(0.002)
+
+
+@pytest.fixture(scope="module")
+def het_worlds() -> dict[str, mc.Replication]:
+    plan = mc.Plan(replications=1, **{**TINY, "clients": 2000})
+    return {mode: mc.replication_rows(plan, mode, 1) for mode in ("null", "oracle", "null_oracle")}
+
+
+def test_every_world_runs_who_benefits_against_its_truths(het_worlds):
+    from reintegration import montecarlo_whom as mw
+
+    for mode, rep in het_worlds.items():
+        het = mw.frame(rep.heterogeneity)
+        assert list(het.columns) == list(mw.HET_FIELDS) and rep.heterogeneity_seconds > 0
+        soo = {r["instrument"] for r in rep.rows if r["design"] == "selection_on_observables"}
+        blp = het[het["kind"] == "blp"]
+        assert set(blp["instrument"]) == soo and (blp["status"] == "estimated").all()
+        assert blp["pvalue"].between(0, 1).all() and blp["std_error"].gt(0).all()
+        split = het[het["kind"] == "blp_split"]
+        assert list(split["instrument"]) == list(blp["instrument"])
+        assert split["pvalue"].between(0, 1).all()
+        gate = het[het["kind"] == "gate"]
+        assert len(gate) > 0 and gate["truth"].notna().all()
+        assert (gate["ci_high"] - gate["ci_low"]).round(9).eq(
+            (2 * 1.96 * gate["std_error"]).round(9)).all()
+        rank = het[het["kind"] == "rank"]
+        assert set(rank["instrument"]) == soo
+        if mode in mc.NULL_MODES:  # no effects: every truth zero, no ranks to correlate
+            assert np.allclose(gate["truth"], 0.0) and rank["estimate"].isna().all()
+        else:
+            assert rank["estimate"].between(-1, 1).all() and (gate["truth"] != 0).any()
+
+
+def _het_rows(mode, pvalues, covered_large, covered_small=0):
+    rows = []
+    for r, p in enumerate(pvalues, start=1):
+        rows.append({"mode": mode, "replication": r, "instrument": "training",
+                     "outcome": "employed_24", "kind": "blp", "status": "estimated",
+                     "estimate": 0.1, "std_error": 0.1, "pvalue": p})
+        rows.append({"mode": mode, "replication": r, "instrument": "training",
+                     "outcome": "employed_24", "kind": "rank", "status": "estimated",
+                     "estimate": 0.05 if r % 2 else -0.01})
+    for k in range(10):  # ten cells of 250 starters, ten of 50
+        for n, covered in ((250, k < covered_large), (50, k < covered_small)):
+            rows.append({"mode": mode, "replication": 1, "instrument": "training",
+                         "outcome": "employed_24", "kind": "gate", "group": "sex",
+                         "level": str(k), "status": "estimated", "n_treated": n,
+                         "estimate": 0.1, "std_error": 0.01, "ci_low": 0.08, "ci_high": 0.12,
+                         "truth": 0.1 if covered else 0.3})
+    from reintegration import montecarlo_whom as mw
+
+    return mw.frame(rows)
+
+
+def test_heterogeneity_summary_and_its_two_criteria():
+    from reintegration import montecarlo_whom as mw
+
+    null = _het_rows("null", [0.01] * 6 + [0.5] * 94, covered_large=9)
+    oracle = _het_rows("oracle", [0.5] * 100, covered_large=9, covered_small=2)
+    s = mw.summarise(pd.concat([null, oracle], ignore_index=True))
+    assert s["null"]["blp"]["rejection"] == pytest.approx(0.06)
+    assert s["null"]["blp"]["sd_t"] == pytest.approx(0.0)  # every slope 0.1 with SE 0.1
+    assert s["null"]["blp"]["per_instrument"] == [
+        {"instrument": "training", "tests": 100, "rejection": pytest.approx(0.06)}]
+    g = s["oracle"]["gate"]
+    assert (g["cells"], g["cells_large"]) == (20, 10)
+    assert g["coverage_large"] == pytest.approx(0.9) and g["coverage"] == pytest.approx(0.55)
+    assert s["oracle"]["rank"][0]["positive"] == pytest.approx(0.5)
+    assert s["null"]["blp_split"]["tests"] == 0  # no split rows in these hand-made ones
+    checks = {c["check"]: c for c in mw.acceptance(s)}
+    assert "blp_size_split" not in checks
+    assert checks["blp_size"]["met"] and checks["gate_coverage"]["met"]
+    # seven rejections in 100 worlds, or 6% in only 50 worlds: not met
+    worse = mw.summarise(_het_rows("null", [0.01] * 7 + [0.5] * 93, 9))
+    assert not mw.acceptance(worse)[0]["met"]
+    few = mw.acceptance(mw.summarise(_het_rows("null", [0.01] * 3 + [0.5] * 47, 9)))[0]
+    assert few["value"] == pytest.approx(0.06) and not few["enough_worlds"] and not few["met"]
+    low = mw.summarise(_het_rows("oracle", [0.5] * 10, covered_large=8))
+    assert not mw.acceptance(low)[0]["met"]
+    text = "\n".join(mw.markdown({"heterogeneity": {"summary": s, "acceptance": mw.acceptance(s),
+                                                    "cost": {"share": 0.25,
+                                                             "seconds_mean": 3.0}}}))
+    assert "6% of 100" in text and "90% of 10" in text and "not met" not in text
+
+
+def test_the_null_world_seen_by_the_oracle_runs_only_selection_with_zero_truths(het_worlds):
+    rows = pd.DataFrame(het_worlds["null_oracle"].rows)
+    assert set(rows["design"]) == {"selection_on_observables"}
+    assert set(rows["target"]) == {"now_vs_later"} and np.allclose(rows["truth"], 0.0)
+    # the same world as the plain null one, other estimates (the factor is a covariate)
+    plain = pd.DataFrame(het_worlds["null"].rows)
+    plain = plain[plain["design"] == "selection_on_observables"].reset_index(drop=True)
+    assert list(plain["instrument"]) == list(rows["instrument"])
+    assert not np.allclose(plain["estimate"].astype(float), rows["estimate"].astype(float))
+    assert "null_oracle" not in mc.Plan(city="rotterdam").modes  # only when asked for

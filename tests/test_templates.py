@@ -117,6 +117,7 @@ def test_design_sections_are_tagged_to_adapt_to_the_city(root, name):
             "## Estimates with their true values",
             "## Who benefits: group effects against their truth",
             "## Sensitivity at the true strength of the hidden factor",
+            "## Who benefits: predicted against true effects per starter",
             "## Advice for case managers: the rule against its truth",
         ],
     }

@@ -161,3 +161,109 @@ def test_a_characteristic_is_shown_whole_or_not_at_all():
     assert g.loc["kind", "estimate"].isna().all()
     assert g.loc["distance", "estimate"].notna().all()
     assert [c.name for c in res.contrasts] == ["distance=large vs others"]
+
+
+def test_person_sums_match_a_groupby_per_person():
+    rng = np.random.default_rng(2)
+    pid = rng.integers(0, 50, 600)
+    psi, d = rng.standard_normal(600), rng.binomial(1, 0.3, 600)
+    mask = rng.random(600) < 0.5
+    est = whom.att(psi, d, whom.PersonIndex.of(pid), mask)
+    theta = psi[mask].sum() / d[mask].sum()
+    expected = pd.Series(np.where(mask, (psi - d * theta) / d[mask].sum(), 0.0)).groupby(pid).sum()
+    assert est.estimate == pytest.approx(theta)
+    pd.testing.assert_series_equal(est.influence, expected, check_names=False,
+                                   check_index_type=False)
+
+
+def test_rank_correlation_is_spearman_with_a_bootstrap_interval():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(400)
+    y = x + rng.standard_normal(400)
+    rc = whom.rank_correlation(x, y, draws=500, seed=1)
+    assert rc["rank_correlation"] == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert rc["low"] < rc["rank_correlation"] < rc["high"] and rc["low"] > 0.5
+    assert rc["n"] == 400
+    # ties (a true effect of 0 or 1) use mid-ranks, like scipy
+    t = (y > 0.5).astype(float)
+    assert whom.rank_correlation(x, t, draws=0)["rank_correlation"] == pytest.approx(
+        stats.spearmanr(x, t).statistic)
+    # the wrong way round, and no relation: the interval says so
+    assert whom.rank_correlation(x, -y, draws=200)["high"] < 0
+    noise = whom.rank_correlation(x, rng.standard_normal(400), draws=500, seed=2)
+    assert noise["low"] < 0 < noise["high"]
+    # no spread on one side (a world without effects): no correlation, not zero
+    flat = whom.rank_correlation(x, np.zeros(400), draws=100)
+    assert np.isnan(flat["rank_correlation"]) and np.isnan(flat["low"])
+    # missing values are dropped pairwise
+    assert whom.rank_correlation([1, 2, np.nan, 4], [1, 2, 3, 4], draws=0)["n"] == 3
+
+
+def test_iate_truth_table_holds_each_starters_prediction_against_its_true_effect():
+    n = 300
+    rng = np.random.default_rng(7)
+    keys = {"RINPERSOONS": ["R"] * n, "RINPERSOON": [str(i) for i in range(n)]}
+    persons = pd.DataFrame({**keys, "instrument": np.where(np.arange(n) < 200, "training",
+                                                           "none")})
+    gain = rng.random(n)  # the expected gain: the prediction tracks it
+    po = pd.DataFrame({**keys, "employed_training_24": (rng.random(n) < 0.3 + 0.5 * gain),
+                       "employed_notnow_24": (rng.random(n) < 0.3)}).astype(
+        {"employed_training_24": int, "employed_notnow_24": int})
+    po = po.iloc[::-1]  # the join is on the keys, not the row order
+    res = whom.Heterogeneity(
+        "training", "employed_24", None, pd.DataFrame(), [], {}, pd.DataFrame(), None, {},
+        starters=pd.Series(gain[:200], index=np.arange(200)))
+    t = whom.iate_truth_table([res], persons, po, draws=300).iloc[0]
+    truth = (po.set_index("RINPERSOON").loc[[str(i) for i in range(200)]]
+             .eval("employed_training_24 - employed_notnow_24"))
+    assert t["starters"] == 200
+    assert t["rank_correlation"] == pytest.approx(stats.spearmanr(gain[:200], truth).statistic)
+    assert t["rank_correlation"] > 0 and bool(t["above_zero"]) == (t["low"] > 0)
+    words = whom.iate_truth_in_words(pd.DataFrame([t]), 250, str)
+    assert words.iloc[0]["above zero?"] == "too few starters"  # 200 < 250: not shown
+    assert words.iloc[0]["rank correlation, predicted and true effect"] == "–"
+
+
+def test_the_analysis_keeps_each_starters_prediction_in_memory_only():
+    data, groups, tau = _rows(n=10_000)
+    res = whom.analyse(data, groups, "x", "employed_24", ["x1", "x2"], learner="linear")
+    d = data["treated"].to_numpy() == 1
+    assert sorted(res.starters.index) == sorted(data.loc[d, "_pid"])
+    # the linear proxy mu1 - mu0 tracks the planted effect 0.05 + 0.10 * x1
+    x1 = data.set_index("_pid").loc[res.starters.index, "x1"].to_numpy()
+    assert res.starters[x1 == 1].mean() - res.starters[x1 == 0].mean() > 0.05
+    assert "starters" not in whom.summary_record(res)
+
+
+def test_rank_correlations_in_words_say_which_side_of_zero():
+    table = pd.DataFrame([
+        {"instrument": "a", "outcome": "employed_24", "starters": 500, "rank_correlation": 0.1,
+         "low": 0.02, "high": 0.18, "above_zero": True},
+        {"instrument": "b", "outcome": "employed_24", "starters": 500,
+         "rank_correlation": -0.2, "low": -0.3, "high": -0.1, "above_zero": False},
+        {"instrument": "c", "outcome": "employed_24", "starters": 500,
+         "rank_correlation": 0.01, "low": -0.05, "high": 0.07, "above_zero": False}])
+    w = whom.iate_truth_in_words(table, 100, str).reset_index().set_index("instrument")
+    assert w.loc["a", "above zero?"] == "yes"
+    assert w.loc["b", "above zero?"].startswith("no: below zero")
+    assert w.loc["c", "above zero?"] == "no (the interval reaches zero)"
+    # no cell starts with a minus sign (the CSV neutraliser would quote it)
+    assert w.loc["b", "95% interval (bootstrap over starters)"] == "from -0.300 to -0.100"
+
+
+def test_the_split_rule_takes_the_median_fold_and_doubles_its_p_value():
+    data, groups, _ = _rows(n=8_000, het=0.0, seed=11)
+    f = whom.cross_fit(data, "employed_24", ["x1", "x2"], folds=3, learner="linear")
+    psi, proxy = whom.scores(f), (f["mu1"] - f["mu0"]).to_numpy()
+    e, d, pid, fold = (f[c].to_numpy() for c in ("e", "d", "_pid", "fold"))
+    per = [whom.blp(psi[fold == k], e[fold == k], proxy[fold == k], d[fold == k],
+                    pid[fold == k]) for k in range(3)]
+    got = whom.blp_split(psi, e, proxy, d, pid, fold)
+    assert got["beta2_split"] == pytest.approx(np.median([b["beta2"] for b in per]))
+    assert got["beta2_pvalue_split"] == pytest.approx(
+        min(1.0, 2 * np.median([b["beta2_pvalue"] for b in per])))
+    # every row belongs to one fold, and a person's rows to the same one
+    assert set(np.unique(fold)) == {0, 1, 2}
+    assert (pd.Series(fold).groupby(pid).nunique() == 1).all()
+    res = whom.analyse(data, groups, "x", "employed_24", ["x1", "x2"], learner="linear")
+    assert res.blp["beta2_pvalue_split"] == pytest.approx(got["beta2_pvalue_split"])

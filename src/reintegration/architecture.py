@@ -70,7 +70,7 @@ ROOMS: dict[str, tuple[str, str]] = {
     ),
     "Synthetic data": ("the synthetic world with planted effects, and the Monte Carlo "
                        "harness that checks every estimator over many such worlds",
-                       "synth/* montecarlo montecarlo_advice"),
+                       "synth/* montecarlo montecarlo_advice montecarlo_whom"),
 }
 
 

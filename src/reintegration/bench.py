@@ -19,6 +19,10 @@ Speed and memory targets are checked here, never by timed tests:
     targets: 450,000 from 10 million within 180 s and 4 GiB, time per client
     at the largest cohort within 1.5x that at 40,000. The grid is set by
     ``--cohorts`` / ``--persons`` (or ``BENCH_COHORTS`` / ``BENCH_PERSONS``).
+``heterogeneity_full_rotterdam``
+    the Who benefits step's computation (:func:`reintegration.whom.city_analyses`)
+    on full-size Rotterdam, every selection-on-observables instrument; target
+    120 s (the step's budget per full-size city on two cores).
 ``event_study_full_rotterdam``
     the roll-out event study of full-size Rotterdam (clients by team and inflow
     quarter, one row per client) fitted by :func:`reintegration.effects.event_study`
@@ -237,7 +241,7 @@ def bench_montecarlo(root: Path, size: str = "full") -> dict:
     from . import montecarlo as mc
 
     plan = mc.Plan(city="rotterdam", replications=4)
-    _, cost = mc.run(plan, n_jobs=2, root=root)
+    _, cost, _ = mc.run(plan, n_jobs=2, root=root)
     per_task = cost["seconds_per_replication_mean"]
     projected = per_task * len(mc.Plan(city="rotterdam", replications=100).tasks()) / 2
     return {"seconds": cost["seconds"], "tasks": cost["tasks"], "clients": plan.clients,
@@ -248,12 +252,49 @@ def bench_montecarlo(root: Path, size: str = "full") -> dict:
             "note": "projected from four replications per kind of world on 2 workers"}
 
 
+def bench_heterogeneity_full_rotterdam(root: Path, size: str = "full") -> dict:
+    """The Who benefits step's computation (:func:`reintegration.whom.city_analyses`:
+    cross-fitted scores, group effects, BLP, GATES and the family's
+    Romano-Wolf bootstrap) for full-size Rotterdam, on every
+    selection-on-observables instrument the city offers (as if Phase 1 let
+    all of them run: an upper bound of the step's work), from a panel built
+    into a temporary folder, untimed; target 120 s. Always full size."""
+    import pandas as pd
+
+    from . import phase2, whom
+    from .config import load_city
+    from .designs import Inputs
+    from .feasibility.criteria import offered_instruments, substudy_ids
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _full_rotterdam_panel(root, tmp)
+        research = Path(tmp) / "full" / "rotterdam" / "research"
+        persons = pd.read_parquet(research / "persons.parquet")
+        person_months = pd.read_parquet(research / "person_months.parquet")
+    city = load_city("rotterdam", root)
+    settings = phase2.load_settings(root)
+    substudies = [{"design": name, "instrument": inst, "decision": "go"}
+                  for name, inst in substudy_ids(city, offered_instruments(city))
+                  if inst is not None]
+    inputs = Inputs(persons=persons, city=city, effects=settings, person_months=person_months)
+    started = time.perf_counter()
+    results, family = whom.city_analyses(inputs, substudies, settings)
+    seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 2), "target_seconds": 120, "met": seconds <= 120,
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "clients": int(len(persons)), "analyses": len(results),
+            "contrasts": int(len(family)), "learner": settings["heterogeneity"]["learner"],
+            "note": "every selection-on-observables instrument of the city, each outcome of "
+                    "heterogeneity: in config/effects.yml; one run, in this process"}
+
+
 BENCHES = {
     "montecarlo": bench_montecarlo,
     "data_full": bench_data_full,
     "noop_make": bench_noop_make,
     "panel_full_rotterdam": bench_panel_full_rotterdam,
     "event_study_full_rotterdam": bench_event_study_full_rotterdam,
+    "heterogeneity_full_rotterdam": bench_heterogeneity_full_rotterdam,
     "panel_national": bench_panel_national,
 }
 

@@ -20,6 +20,10 @@ potential outcomes (``Design.truth``). Three kinds of world:
     selection on observables' covariates (``extra_covariates: [eta]``):
     the design's assumption then holds by construction, so it shows the
     estimator is right when its assumption is.
+``null_oracle`` (only when asked for: ``--modes null_oracle``)
+    the null world seen with the oracle's covariates: no effect anywhere and
+    selection on observables' assumption holding, so its intervals' and the
+    BLP test's rejection rates are their sizes, free of confounding.
 
 Replications run in parallel with joblib on this machine, or on a Dask
 cluster when a scheduler address is given (the same function per task).
@@ -56,9 +60,14 @@ from .designs.rollout import rollout_schedule
 from .feasibility.criteria import offered_instruments, substudy_ids
 from .paths import repo_root
 
-MODES = ("planted", "null", "oracle")
+MODES = ("planted", "null", "oracle", "null_oracle")
+#: the kinds of world ``make montecarlo`` runs unless told otherwise
+DEFAULT_MODES = ("planted", "null", "oracle")
 #: the designs each kind of world runs (the oracle only changes the observational ones)
-MODE_DESIGNS = {"planted": None, "null": None, "oracle": ("selection_on_observables",)}
+MODE_DESIGNS = {"planted": None, "null": None, "oracle": ("selection_on_observables",),
+                "null_oracle": ("selection_on_observables",)}
+#: worlds without effects, and worlds where selection on observables sees the factor
+NULL_MODES, ORACLE_MODES = ("null", "null_oracle"), ("oracle", "null_oracle")
 #: the columns of one replication's rows, in order (no run-time fields)
 ROW_FIELDS = ("mode", "replication", "design", "instrument", "target", "outcome", "status",
               "estimate", "std_error", "ci_low", "ci_high", "truth")
@@ -74,13 +83,15 @@ class Plan:
     replications: int = 100
     size: str = "full"
     clients: int | None = 8000
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = DEFAULT_MODES
     outcomes: tuple[str, ...] = ("employed_24",)
     #: randomisation draws of the roll-out's test (fewer than the published 499:
     #: the harness needs each interval, not a p-value to three decimals)
     permutations: int = 199
     first: int = 1
     effects: dict[str, Any] = field(default_factory=dict)
+    #: also the Who benefits analysis per world (:mod:`reintegration.montecarlo_whom`)
+    heterogeneity: bool = True
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.modes) - set(MODES))
@@ -108,7 +119,7 @@ def settings_for(plan: Plan, mode: str, root: Path | None = None) -> dict[str, A
     for key, value in plan.effects.items():
         settings[key] = {**settings.get(key, {}), **value}
     settings["rollout_did"] = {**settings["rollout_did"], "permutations": plan.permutations}
-    if mode == "oracle":
+    if mode in ORACLE_MODES:
         soo = settings["selection_on_observables"]
         soo["extra_covariates"] = [*soo.get("extra_covariates", []), "eta"]
     return settings
@@ -123,7 +134,7 @@ def world_panel(city: str, plan: Plan, replication: int, mode: str, data_dir: Pa
 
     generate_city(city, plan.size, root=root, data_dir=data_dir, replication=replication,
                   clients=plan.clients,
-                  overrides=null_overrides(root) if mode == "null" else None)
+                  overrides=null_overrides(root) if mode in NULL_MODES else None)
     cfg = load_city(city, root)
     exports = ingest.read_delivery(cfg, data_dir / "municipal" / city)
     checked = quality.check_delivery(exports, cfg, root=root)
@@ -144,33 +155,59 @@ def world_panel(city: str, plan: Plan, replication: int, mode: str, data_dir: Pa
     return cfg, built, po, truth
 
 
+@dataclass
+class Replication:
+    """One world's rows: the designs' estimates, the heterogeneity rows
+    (:mod:`reintegration.montecarlo_whom`) and the seconds the latter took."""
+
+    rows: list[dict[str, Any]]
+    heterogeneity: list[dict[str, Any]] = field(default_factory=list)
+    heterogeneity_seconds: float = 0.0
+
+
 def replicate(plan: Plan, mode: str, replication: int, root: Path | None = None
               ) -> list[dict[str, Any]]:
-    """The rows of one replication of one kind of world (see the module text)."""
+    """The design rows of one replication of one kind of world."""
+    return replication_rows(plan, mode, replication, root).rows
+
+
+def replication_rows(plan: Plan, mode: str, replication: int, root: Path | None = None
+                     ) -> Replication:
+    """Every row of one replication of one kind of world (see the module text)."""
     root = (root or repo_root()).resolve()
     with tempfile.TemporaryDirectory(prefix="montecarlo-") as tmp:
         cfg, built, po, truth = world_panel(plan.city, plan, replication, mode, Path(tmp), root)
     settings = settings_for(plan, mode, root)
     persons = built.persons
-    if mode == "oracle":
+    if mode in ORACLE_MODES:
         persons = persons.assign(eta=phase2.aligned_truth(persons, po, ["eta"])["eta"].to_numpy())
     inputs = Inputs(persons=persons, city=cfg, effects=settings,
                     person_months=built.person_months)
     context = {"schedule": rollout_schedule(cfg), "settings": settings, "truth": truth}
     wanted = MODE_DESIGNS[mode]
-    rows = []
+    rows, observational = [], {}
     for name, instrument in substudy_ids(cfg, offered_instruments(cfg)):
         if instrument is None or (wanted is not None and name not in wanted):
             continue
         design = designs.get(name)
         data = design.prepare(inputs, instrument)
+        if design.observational:
+            observational[instrument] = data
         # the null world checks each design's headline test; the others all estimands
-        targets = [design.headline_target] if mode == "null" else list(design.targets)
+        targets = [design.headline_target] if mode in NULL_MODES else list(design.targets)
         for target in targets:
             for outcome in plan.outcomes:
                 rows.append(_row(design, data, po, context, settings, mode, replication,
                                  instrument, target, outcome))
-    return rows
+    out = Replication(rows)
+    if plan.heterogeneity and observational:
+        from . import montecarlo_whom
+
+        started = time.perf_counter()
+        out.heterogeneity = montecarlo_whom.rows(inputs, po, settings, observational, mode,
+                                                 replication)
+        out.heterogeneity_seconds = time.perf_counter() - started
+    return out
 
 
 def _row(design: designs.Design, data: pd.DataFrame | None, po: pd.DataFrame,
@@ -205,9 +242,13 @@ def _float(x: Any) -> float | None:
 
 
 def run(plan: Plan, *, n_jobs: int = 2, scheduler: str | None = None,
-        root: Path | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """All replications of ``plan``: rows (sorted, no run-time fields) and
-    the cost (seconds in all and per replication, where they ran)."""
+        root: Path | None = None) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame]:
+    """All replications of ``plan``: the design rows (sorted, no run-time
+    fields), the cost (seconds in all and per replication, where they ran,
+    and the share of a replication the heterogeneity rows took) and the
+    heterogeneity rows (:func:`reintegration.montecarlo_whom.frame`)."""
+    from . import montecarlo_whom
+
     root = (root or repo_root()).resolve()
     tasks = plan.tasks()
     started = time.perf_counter()
@@ -225,22 +266,29 @@ def run(plan: Plan, *, n_jobs: int = 2, scheduler: str | None = None,
         results = Parallel(n_jobs=n_jobs)(delayed(_timed)(plan, m, r, root) for m, r in tasks)
         where = f"joblib, {n_jobs} worker(s)"
     seconds = time.perf_counter() - started
-    rows = [row for part, _ in results for row in part]
+    rows = [row for part, _ in results for row in part.rows]
+    het = montecarlo_whom.frame([row for part, _ in results for row in part.heterogeneity])
     per_task = [s for _, s in results]
+    het_seconds = [part.heterogeneity_seconds for part, _ in results]
     frame = pd.DataFrame(rows, columns=list(ROW_FIELDS))
     frame = frame.sort_values(["mode", "design", "instrument", "target", "outcome",
                                "replication"], kind="stable").reset_index(drop=True)
     cost = {"seconds": round(seconds, 1), "tasks": len(tasks), "where": where,
             "seconds_per_replication_mean": round(float(np.mean(per_task)), 2),
-            "seconds_per_replication_max": round(float(np.max(per_task)), 2)}
-    return frame, cost
+            "seconds_per_replication_max": round(float(np.max(per_task)), 2),
+            "heterogeneity_seconds_mean": round(float(np.mean(het_seconds)), 2),
+            # the heterogeneity rows' time against the rest of a replication
+            "heterogeneity_added": round(float(np.sum(het_seconds))
+                                         / max(float(np.sum(per_task) - np.sum(het_seconds)),
+                                               1e-9), 3)}
+    return frame, cost, het
 
 
 def _timed(plan: Plan, mode: str, replication: int, root: Path
-           ) -> tuple[list[dict[str, Any]], float]:
+           ) -> tuple[Replication, float]:
     started = time.perf_counter()
-    rows = replicate(plan, mode, replication, root)
-    return rows, time.perf_counter() - started
+    part = replication_rows(plan, mode, replication, root)
+    return part, time.perf_counter() - started
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -323,7 +371,7 @@ def acceptance(summary: pd.DataFrame, *, valid: Iterable[tuple[str, str, str]] =
                          "instrument": r.instrument, "target": r.target, "outcome": r.outcome,
                          "value": r.sd_over_se,
                          "met": bool(sd_ratio[0] <= r.sd_over_se <= sd_ratio[1])})
-        if r.mode == "null" and r.replications:
+        if r.mode in NULL_MODES and r.replications:
             rows.append({"check": "null_rejection", "mode": r.mode, "design": r.design,
                          "instrument": r.instrument, "target": r.target, "outcome": r.outcome,
                          "value": r.reject_zero, "met": bool(r.reject_zero <= null_rejection)})
@@ -371,6 +419,7 @@ VALID_BY_CONSTRUCTION = (
     ("planted", "rollout_did", "per_starter"),
     ("planted", "case_manager_iv", "versus_none"),
     ("oracle", "selection_on_observables", "now_vs_later"),
+    ("null_oracle", "selection_on_observables", "now_vs_later"),
 )
 
 
@@ -378,18 +427,28 @@ def output_dir(root: Path | None = None) -> Path:
     return (root or repo_root()).resolve() / "build" / "montecarlo"
 
 
-def write(plan: Plan, rows: pd.DataFrame, cost: dict[str, Any], root: Path | None = None
-          ) -> Path:
-    """``build/montecarlo/<city>.json`` (plan, summary, acceptance, cost) and
-    ``<city>_rows.csv`` (every replication's row)."""
+def write(plan: Plan, rows: pd.DataFrame, cost: dict[str, Any], root: Path | None = None,
+          heterogeneity: pd.DataFrame | None = None) -> Path:
+    """``build/montecarlo/<city>.json`` (plan, summary, acceptance, cost, and
+    the heterogeneity rows' summary and criteria), ``<city>_rows.csv`` (every
+    replication's row) and ``<city>_heterogeneity_rows.csv``."""
+    from . import montecarlo_whom
+    from .screening import csv_bytes
+
     folder = output_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows)
     checks = acceptance(summary, valid=VALID_BY_CONSTRUCTION)
-    from .screening import csv_bytes
-
     atomic.write_bytes(folder / f"{plan.city}_rows.csv",
                        csv_bytes(rows, index=False, float_format="%.6g"))
+    het: dict[str, Any] | None = None
+    if heterogeneity is not None and len(heterogeneity):
+        atomic.write_bytes(folder / f"{plan.city}_heterogeneity_rows.csv",
+                           csv_bytes(heterogeneity, index=False, float_format="%.6g"))
+        het_summary = montecarlo_whom.summarise(heterogeneity)
+        het = {"summary": het_summary, "acceptance": montecarlo_whom.acceptance(het_summary),
+               "cost": {"seconds_mean": cost.get("heterogeneity_seconds_mean"),
+                        "share": cost.get("heterogeneity_added")}}
     path = folder / f"{plan.city}.json"
     atomic.write_json(path, {
         "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(plan).items()},
@@ -398,6 +457,7 @@ def write(plan: Plan, rows: pd.DataFrame, cost: dict[str, Any], root: Path | Non
                                                                 double_precision=6)),
         "acceptance": json.loads(checks.to_json(orient="records", double_precision=6)),
         "cost": cost,
+        "heterogeneity": het,
     })
     return path
 
@@ -409,6 +469,8 @@ def write(plan: Plan, rows: pd.DataFrame, cost: dict[str, Any], root: Path | Non
 MODE_WORDS = {
     "planted": "the planted world (the city's configuration)",
     "null": "the null world (every instrument effect switched off)",
+    "null_oracle": "the null world seen by the oracle (no effects, and selection on "
+                   "observables also sees the unobserved employability factor)",
     "oracle": "the oracle world (selection on observables also sees the unobserved "
               "employability factor)",
 }
@@ -517,6 +579,9 @@ def markdown(root: Path | None = None) -> str:
                            f"{designs.get(c.design).label}, {label(c.instrument, root)} "
                            f"(estimand `{c.target}`), {c.mode} world: {_float(c.value):.3f}")
             out.append("")
+        from . import montecarlo_whom
+
+        out += montecarlo_whom.markdown(data, root)
     return "\n".join(out)
 
 
@@ -527,23 +592,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--replications", type=int, default=100)
     parser.add_argument("--size", default="full")
     parser.add_argument("--clients", type=int, default=8000)
-    parser.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
+    parser.add_argument("--modes", nargs="*", default=list(DEFAULT_MODES), choices=MODES)
     parser.add_argument("--outcomes", nargs="*", default=["employed_24"])
     parser.add_argument("--permutations", type=int, default=199)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--no-heterogeneity", action="store_true",
+                        help="skip the Who benefits analysis in each world")
+    parser.add_argument("--first", type=int, default=1, help="number of the first world")
     parser.add_argument("--scheduler", default=None,
                         help="address of a Dask scheduler (tcp://host:8786); local joblib "
                         "workers when absent")
     args = parser.parse_args(argv)
     plan = Plan(city=args.city, replications=args.replications, size=args.size,
                 clients=args.clients, modes=tuple(args.modes), outcomes=tuple(args.outcomes),
-                permutations=args.permutations)
-    rows, cost = run(plan, n_jobs=args.jobs, scheduler=args.scheduler)
-    path = write(plan, rows, cost)
+                permutations=args.permutations, first=args.first,
+                heterogeneity=not args.no_heterogeneity)
+    rows, cost, het = run(plan, n_jobs=args.jobs, scheduler=args.scheduler)
+    path = write(plan, rows, cost, heterogeneity=het)
     data = json.loads(path.read_text(encoding="utf-8"))
     met = sum(c["met"] for c in data["acceptance"])
     print(f"{len(rows)} estimates from {cost['tasks']} replications in {cost['seconds']} s "
           f"({cost['where']}); acceptance checks met: {met} of {len(data['acceptance'])}")
+    for c in (data.get("heterogeneity") or {}).get("acceptance", []):
+        print(f"heterogeneity {c['check']} ({c['mode']} world, {c['worlds']} worlds): "
+              f"{c['value']:.3f}, {'met' if c['met'] else 'not met'}")
+    print(f"heterogeneity rows added {cost['heterogeneity_added']:.0%} to a replication")
     print(f"wrote {path}")
     return 0
 

@@ -135,7 +135,7 @@ def cross_fit(data: pd.DataFrame, outcome: str, covariates: Sequence[str], *,
     with threadpool_limits(limits=1):
         _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0, mu1)
     out = pd.DataFrame({"y": y, "d": d, "e": np.clip(e, *E_BOUNDS), "mu0": mu0, "mu1": mu1,
-                        PID: pid}, index=sample.index)
+                        PID: pid, "fold": fold}, index=sample.index)
     return out
 
 
@@ -184,17 +184,38 @@ class Estimate:
                         min(self.n_treated, other.n_treated))
 
 
-def att(psi: np.ndarray, d: np.ndarray, pid: np.ndarray, mask: np.ndarray | None = None,
-        name: str = "all") -> Estimate:
+@dataclass(frozen=True)
+class PersonIndex:
+    """Each row's person as an integer code (factorised once per analysis:
+    the influence functions of many group effects are summed per person)."""
+
+    codes: np.ndarray
+    persons: pd.Index
+
+    @classmethod
+    def of(cls, pid: np.ndarray | PersonIndex) -> PersonIndex:
+        if isinstance(pid, PersonIndex):
+            return pid
+        codes, persons = pd.factorize(np.asarray(pid), sort=True)
+        return cls(codes, pd.Index(persons))
+
+    def sum(self, values: np.ndarray) -> pd.Series:
+        return pd.Series(np.bincount(self.codes, weights=values, minlength=len(self.persons)),
+                         index=self.persons)
+
+
+def att(psi: np.ndarray, d: np.ndarray, pid: np.ndarray | PersonIndex,
+        mask: np.ndarray | None = None, name: str = "all") -> Estimate:
     """theta = sum psi / sum d over the rows in ``mask``, with its influence
-    function summed per person."""
+    function summed per person (``pid``: each row's person, or a
+    :class:`PersonIndex` of them)."""
     m = np.ones(len(psi), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     n1 = float(d[m].sum())
     if n1 == 0:
         return Estimate(name, math.nan, pd.Series(dtype=float), 0)
     theta = float(psi[m].sum() / n1)
     contrib = np.where(m, (psi - d * theta) / n1, 0.0)
-    inf = pd.Series(contrib).groupby(pid).sum()
+    inf = PersonIndex.of(pid).sum(contrib)
     return Estimate(name, theta, inf, int(n1))
 
 
@@ -218,7 +239,31 @@ def blp(psi: np.ndarray, e: np.ndarray, proxy: np.ndarray, d: np.ndarray, pid: n
             else math.nan}
 
 
-def gates(psi: np.ndarray, d: np.ndarray, pid: np.ndarray, proxy: np.ndarray,
+def blp_split(psi: np.ndarray, e: np.ndarray, proxy: np.ndarray, d: np.ndarray,
+              pid: np.ndarray, fold: np.ndarray) -> dict[str, float]:
+    """The BLP slope per cross-fitting fold (each fold's rows were scored by
+    models that never saw them, a clean sample split) combined by the rule
+    of Chernozhukov, Demirer, Duflo and Fernandez-Val for many splits: the
+    median slope, and twice the median p-value (at most 1). The pooled slope
+    of :func:`blp` over-rejects without heterogeneity (the folds' proxies
+    are built from each other's outcomes); this one is conservative."""
+    slopes, pvalues = [], []
+    for k in np.unique(fold):
+        m = fold == k
+        if d[m].sum() < 3:
+            continue
+        try:
+            b = blp(psi[m], e[m], proxy[m], d[m], pid[m])
+        except np.linalg.LinAlgError:
+            continue
+        slopes.append(b["beta2"])
+        pvalues.append(b["beta2_pvalue"])
+    ok = [p for p in pvalues if math.isfinite(p)]
+    return {"beta2_split": float(np.median(slopes)) if slopes else math.nan,
+            "beta2_pvalue_split": min(1.0, 2 * float(np.median(ok))) if ok else math.nan}
+
+
+def gates(psi: np.ndarray, d: np.ndarray, pid: np.ndarray | PersonIndex, proxy: np.ndarray,
           quantiles: int = 5) -> tuple[pd.DataFrame, Estimate]:
     """The effect on the starters in each quantile of the proxy among the
     starters, with the mean proxy there (predicted) beside it, and the top
@@ -300,6 +345,10 @@ class Heterogeneity:
     gates_difference: Estimate
     iate_quantiles: dict[str, float]
     tests: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: the cross-fitted proxy mu1 - mu0 per starter, indexed by the person's
+    #: row in the panel's persons: kept in memory for the validation, never
+    #: written (see :func:`summary_record`)
+    starters: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
 
 
 def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: str,
@@ -313,16 +362,18 @@ def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: 
     grp = groups.loc[data[outcome].notna()].reset_index(drop=True)
     psi, d, pid = scores(fitted), fitted["d"].to_numpy(), fitted[PID].to_numpy()
     proxy = (fitted["mu1"] - fitted["mu0"]).to_numpy()
-    overall = att(psi, d, pid)
+    people = PersonIndex.of(pid)
+    overall = att(psi, d, people)
     rows, contrasts = [], []
     for col in grp.columns:
-        levels = sorted(grp[col].dropna().unique())
-        known = grp[col].notna().to_numpy()
+        # integer codes (sorted levels, -1 missing): much faster masks than strings
+        codes, levels = pd.factorize(grp[col], sort=True)
+        known = codes >= 0
         parts = []
-        for level in levels:
-            inside = (grp[col] == level).fillna(False).to_numpy()
-            parts.append((level, inside, att(psi, d, pid, inside, name=f"{col}={level}"),
-                          att(psi, d, pid, ~inside & known)))
+        for k_level, level in enumerate(levels):
+            inside = codes == k_level
+            parts.append((level, inside, att(psi, d, people, inside, name=f"{col}={level}"),
+                          att(psi, d, people, ~inside & known)))
         # a characteristic is shown whole or not at all: with one level held back,
         # its effect would follow from the others' effects and differences
         shown = len(parts) > 1 and all(
@@ -341,14 +392,17 @@ def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: 
                          "difference": (est.estimate - outside.estimate) if shown else None,
                          "difference_se": est.minus(outside, "").se if shown else None})
     table = pd.DataFrame(rows)
-    g_table, g_diff = gates(psi, d, pid, proxy, quantiles)
+    g_table, g_diff = gates(psi, d, people, proxy, quantiles)
     treated_proxy = proxy[d == 1]
     return Heterogeneity(
         instrument=instrument, outcome=outcome, overall=overall, groups=table,
-        contrasts=contrasts, blp=blp(psi, fitted["e"].to_numpy(), proxy, d, pid),
+        contrasts=contrasts, blp={**blp(psi, fitted["e"].to_numpy(), proxy, d, pid),
+                                  **blp_split(psi, fitted["e"].to_numpy(), proxy, d, pid,
+                                              fitted["fold"].to_numpy())},
         gates=g_table, gates_difference=g_diff,
         iate_quantiles={f"p{int(q * 100)}": float(np.quantile(treated_proxy, q))
-                        for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(treated_proxy) else {})
+                        for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(treated_proxy) else {},
+        starters=pd.Series(treated_proxy, index=pid[d == 1], name="proxy"))
 
 
 def family_tests(results: Sequence[Heterogeneity], *, draws: int = 999, seed: int = 0
@@ -396,6 +450,17 @@ def city_analyses(inputs, substudies: Sequence[dict[str, Any]], settings: dict[s
     """:func:`analyse` for every selection-on-observables sub-study Phase 1
     let run and every outcome of ``settings["heterogeneity"]``, and the
     family's adjusted p-values (:func:`family_tests`)."""
+    cfg = settings["heterogeneity"]
+    results = analyses(inputs, substudies, settings)
+    return results, family_tests(results, draws=int(cfg["bootstrap"]), seed=int(cfg["seed"]))
+
+
+def analyses(inputs, substudies: Sequence[dict[str, Any]], settings: dict[str, Any],
+             prepared: dict[str, pd.DataFrame] | None = None) -> list[Heterogeneity]:
+    """:func:`analyse` per selection-on-observables sub-study with decision go
+    or conditional and per outcome of ``settings["heterogeneity"]`` (its
+    folds, seed, learner and quantiles), without the family's tests.
+    ``prepared``: risk sets already built by the design, per instrument."""
     from . import designs
 
     cfg = settings["heterogeneity"]
@@ -408,7 +473,9 @@ def city_analyses(inputs, substudies: Sequence[dict[str, Any]], settings: dict[s
         design = designs.get(sub["design"])
         if not design.observational or sub["decision"] not in ("go", "conditional"):
             continue
-        data = design.prepare(inputs, sub["instrument"])
+        data = (prepared or {}).get(sub["instrument"])
+        if data is None:  # not prepared by the caller
+            data = design.prepare(inputs, sub["instrument"])
         groups = all_groups.iloc[data[PID].to_numpy()].reset_index(drop=True)
         for outcome in cfg["outcomes"]:
             results.append(analyse(
@@ -416,7 +483,7 @@ def city_analyses(inputs, substudies: Sequence[dict[str, Any]], settings: dict[s
                 folds=int(cfg["folds"]), seed=int(cfg["seed"]), learner=cfg["learner"],
                 quantiles=int(cfg["quantiles"]),
                 min_treated=int(settings["min_group"]["treated"])))
-    return results, family_tests(results, draws=int(cfg["bootstrap"]), seed=int(cfg["seed"]))
+    return results
 
 
 def effect_results(res: Heterogeneity) -> dict[str, Any]:
@@ -602,12 +669,10 @@ def truth_table(analyses: Sequence[dict[str, Any]], persons: pd.DataFrame, po: p
     grp = group_frame(persons, list(groups))
     rows = []
     for a in analyses:
-        h = a["outcome"].rsplit("_", 1)[-1]
-        notnow = f"employed_notnow_{h}"
-        if not a["outcome"].startswith("employed_") or notnow not in joined:
+        effect = true_effects(joined, a["instrument"], a["outcome"])
+        if effect is None:
             continue
         starters = (persons["instrument"] == a["instrument"]).to_numpy()
-        effect = joined[f"employed_{a['instrument']}_{h}"] - joined[notnow]
         for g in a["groups"]:
             if g["estimate"] is None or not math.isfinite(float(g["estimate"])):
                 continue
@@ -621,6 +686,93 @@ def truth_table(analyses: Sequence[dict[str, Any]], persons: pd.DataFrame, po: p
                          "covered": bool(abs(est - truth) <= 1.96 * se)})
     return pd.DataFrame(rows, columns=["instrument", "outcome", "group", "level", "n_treated",
                                        "estimate", "std_error", "truth", "bias", "covered"])
+
+
+def true_effects(joined: pd.DataFrame, instrument: str, outcome: str) -> pd.Series | None:
+    """Each person's true effect of starting ``instrument`` when they started
+    against that start blocked (the not-now path): employment at the
+    outcome's horizon in the world with the instrument minus in the not-now
+    world, from the potential outcomes aligned with the panel's persons
+    (:func:`reintegration.phase2.aligned_truth`). The estimand of the group
+    truths; meaningful for the starters. None for an outcome without it."""
+    h = outcome.rsplit("_", 1)[-1]
+    with_it, notnow = f"employed_{instrument}_{h}", f"employed_notnow_{h}"
+    if not outcome.startswith("employed_") or notnow not in joined or with_it not in joined:
+        return None
+    return (joined[with_it] - joined[notnow]).reset_index(drop=True)
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float], *, draws: int = 999,
+                     seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """Spearman's rank correlation of ``x`` and ``y`` (pairs with both
+    values), with a percentile bootstrap interval over the pairs (persons)
+    when ``draws`` > 0; NaN where a side has no spread."""
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    out = {"rank_correlation": math.nan, "low": math.nan, "high": math.nan, "n": int(len(a))}
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return out
+    out["rank_correlation"] = _spearman(a, b)
+    if draws > 0:
+        rng = np.random.default_rng(seed)
+        boot = np.array([_spearman(a[i], b[i]) for i in
+                         (rng.integers(0, len(a), len(a)) for _ in range(draws))])
+        boot = boot[np.isfinite(boot)]
+        if len(boot):
+            tail = 100 * (1 - level) / 2
+            out["low"], out["high"] = (float(v) for v in np.percentile(boot, [tail, 100 - tail]))
+    return out
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = stats.rankdata(a), stats.rankdata(b)  # mid-ranks for ties
+    if ra.std() == 0 or rb.std() == 0:
+        return math.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def iate_truth_table(results: Sequence[Heterogeneity], persons: pd.DataFrame,
+                     po: pd.DataFrame, *, draws: int = 999, seed: int = 0) -> pd.DataFrame:
+    """Per instrument and outcome, the rank correlation between the starters'
+    predicted effects (the cross-fitted proxy mu1 - mu0 at their start) and
+    their true effects (:func:`true_effects`, the estimand of the group
+    truths), with a 95% bootstrap interval over the starters and whether it
+    lies above zero."""
+    from .phase2 import aligned_truth
+
+    joined = aligned_truth(persons.reset_index(drop=True), po)
+    rows = []
+    for res in results:
+        effect = true_effects(joined, res.instrument, res.outcome)
+        if effect is None or res.starters.empty:
+            continue
+        truth = effect.to_numpy()[res.starters.index.to_numpy()]
+        rc = rank_correlation(res.starters.to_numpy(), truth, draws=draws, seed=seed)
+        rows.append({"instrument": res.instrument, "outcome": res.outcome,
+                     "starters": rc["n"], "rank_correlation": rc["rank_correlation"],
+                     "low": rc["low"], "high": rc["high"],
+                     "above_zero": bool(rc["low"] > 0) if math.isfinite(rc["low"]) else None})
+    return pd.DataFrame(rows, columns=["instrument", "outcome", "starters", "rank_correlation",
+                                       "low", "high", "above_zero"])
+
+
+def iate_truth_in_words(table: pd.DataFrame, min_starters: int, label) -> pd.DataFrame:
+    """:func:`iate_truth_table` for readers: no counts; instruments with
+    fewer than ``min_starters`` starters shown as too few."""
+    rows = []
+    for r in table.itertuples(index=False):
+        few = r.starters < min_starters or not math.isfinite(r.rank_correlation)
+        rows.append({
+            "instrument": label(r.instrument), "outcome": label(r.outcome),
+            "rank correlation, predicted and true effect": "–" if few
+            else f"{r.rank_correlation:.3f}",
+            "95% interval (bootstrap over starters)": "–" if few or not math.isfinite(r.low)
+            else f"from {r.low:.3f} to {r.high:.3f}",
+            "above zero?": "too few starters" if few else "yes" if r.above_zero else
+            "no: below zero (the predictions point the wrong way)" if r.high < 0 else
+            "no (the interval reaches zero)"})
+    return pd.DataFrame(rows).set_index(["instrument", "outcome"]) if rows else pd.DataFrame()
 
 
 def coverage_by_size(table: pd.DataFrame, threshold: int = 200) -> pd.DataFrame:
