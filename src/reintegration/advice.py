@@ -814,6 +814,20 @@ def validation_table(adv: Advice, truth: dict[str, Any]) -> pd.DataFrame:
                 "interval covers the truth": covered,
             }
         )
+    for label_, est_key, truth_value in _benchmarks(adv, truth):
+        match = v[(v["policy"] == est_key) & v["versus"].isna()]
+        if not len(match):  # nobody treated needs the effects against never starting
+            continue
+        est = match.iloc[0]
+        rows.append(
+            {
+                "quantity": label_,
+                "estimate": 100 * est["estimate"],
+                "95% interval": f"{100 * est['ci_low']:.1f} to {100 * est['ci_high']:.1f}",
+                "true value": 100 * truth_value,
+                "interval covers the truth": est["ci_low"] <= truth_value <= est["ci_high"],
+            }
+        )
     for name, key in (
         ("employment under the rule shown", "rule"),
         ("employment under the best rule of its kind", "oracle"),
