@@ -1,12 +1,13 @@
-r"""Shallow multi-action policy trees by exact search, with capacity limits.
+r"""Shallow multi-action policy trees by search over every tree, with capacity limits.
 
-A rule assigns one action (no instrument, or one instrument) to every
-person from a few characteristics. Given a reward per person and action
-(doubly robust scores, or in the validation the true potential outcomes), the
-tree of depth at most two with the largest total reward is found by trying
-every split at the root and every split in each child (exact search, as in
-Zhou, Athey and Wager's multi-action policy trees, restricted to depth two so
-a case manager can read the rule at a glance).
+A rule assigns one action (an instrument, or "as today") to every person
+from a few characteristics. Given a reward per person and action (doubly
+robust scores, or in the validation the true potential outcomes), the tree of
+depth at most two with the largest total reward is searched by trying every
+split at the root and every split in each child (the tree search of Zhou,
+Athey and Wager's multi-action policy trees, restricted to depth two so a case
+manager can read the rule at a glance; with the places limited, each leaf's
+actions are searched as described below).
 
 Splits are on a fixed list of candidate questions about a person
 (:class:`Split`): "is the distance to the labour market large?", "was the
@@ -398,28 +399,3 @@ def _fmt(x: float, spec: dict[str, Any]) -> str:
     if unit == "euro":
         return f"EUR {1000 * round(x / 1000):,.0f}" if x >= 1000 else f"EUR {x:,.0f}"
     return f"{x:g}{(' ' + unit) if unit else ''}"
-
-
-def describe(tree: Tree, label) -> list[str]:
-    """Each leaf's rule in words: "If ... and ...: advise X."."""
-    out = []
-    for path, action in tree.rules():
-        cond = " and ".join(path) if path else "for everyone"
-        cond = cond[0].upper() + cond[1:]
-        if action == TODAY:
-            out.append(f"{cond}: no specific advice (the case manager decides as today).")
-            continue
-        what = "no instrument" if action == NONE else label(action)
-        out.append(f"{cond}: advise {what}.")
-    return out
-
-
-def leaf_count(tree: Tree) -> int:
-    return len(tree.root.leaves())
-
-
-def depth_of(node: Node) -> int:
-    if node.split is None:
-        return 0
-    assert node.yes is not None and node.no is not None
-    return 1 + max(depth_of(node.yes), depth_of(node.no))
