@@ -89,6 +89,12 @@ class Settings:
     data_groups: dict[str, list[str]]
     fairness: list[str]
     covariates: list[str] = field(default_factory=list)
+    #: the fewest persons in an advice group, whatever its share (min_group.treated)
+    min_leaf_persons: int = 1
+
+    def min_leaf(self, n: int) -> float:
+        """The fewest persons a leaf may hold among ``n``."""
+        return max(float(self.min_leaf_persons), self.min_leaf_share * n)
 
     @classmethod
     def from_config(cls, settings: dict[str, Any]) -> Settings:
@@ -117,6 +123,7 @@ class Settings:
             *settings["covariates"],
             *settings["selection_on_observables"].get("extra_covariates", []),
         ]
+        out.min_leaf_persons = int(settings["min_group"]["treated"])
         out.check()
         return out
 
@@ -280,7 +287,7 @@ def learn(
     learned without each fold, applied to it)."""
     spec = {f: settings.features[f] for f in features}
     splits = pt.candidate_splits(frame, spec, level_label=labels.label)
-    min_leaf = max(1.0, settings.min_leaf_share * len(frame))
+    min_leaf = settings.min_leaf(len(frame))
     P = np.zeros_like(rewards)
     for k in np.unique(fold):
         train, test = fold != k, fold == k
@@ -291,7 +298,7 @@ def learn(
             splits,
             depth=settings.depth,
             capacity=cap,
-            min_leaf=settings.min_leaf_share * train.sum(),
+            min_leaf=settings.min_leaf(int(train.sum())),
             today=today[train],
         )
         P[test] = tr.probabilities(frame[test])
@@ -737,7 +744,7 @@ def true_values(adv: Advice, po: pd.DataFrame) -> dict[str, Any]:
         splits,
         depth=s.depth,
         capacity=adv.capacity,
-        min_leaf=max(1.0, s.min_leaf_share * len(Y)),
+        min_leaf=s.min_leaf(len(Y)),
         today=current,
     )
     best = adv.values["best_single"].iloc[0]
