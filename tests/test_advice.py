@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import advice, advice_page, phase2
+from reintegration import advice, advice_page, advice_truth, phase2
 from reintegration import policy_tree as pt
 from reintegration.policy_tree import TODAY
 
@@ -298,6 +298,6 @@ def test_the_harness_summary_counts_coverage_and_regret():
 
 def test_the_validation_sentence_says_when_the_rule_is_worse_than_today():
     worse = {"rule": 0.26, "status_quo": 0.27, "oracle_gain": 0.03}
-    assert "worse than today's choices: -1.0" in advice.validation_sentence(worse)
+    assert "worse than today's choices: -1.0" in advice_truth.validation_sentence(worse)
     better = {"rule": 0.28, "status_quo": 0.27, "oracle_gain": 0.02}
-    assert "recovers 50%" in advice.validation_sentence(better)
+    assert "recovers 50%" in advice_truth.validation_sentence(better)

@@ -39,12 +39,8 @@ Its value
     starting, weighted by take-up. The rule shown is learned on all
     starters; its leaf values are in-sample and therefore optimistic.
 Truths (validation only)
-    The true value of a rule is the mean of each person's potential outcome
-    under the action the rule gives them (:func:`true_values`), from the
-    synthetic world's potential outcomes ("start *j* at the month the case
-    manager decided", the start month of today's starters). The *oracle* rule is the best tree
-    of the same class learned on the potential outcomes themselves; regret is
-    the oracle's true value minus the learned rule's.
+    in :mod:`reintegration.advice_truth`: the rule's value on the starters'
+    potential outcomes, the best rule of its kind, and the regret.
 """
 
 from __future__ import annotations
@@ -315,17 +311,21 @@ def learn(
     return Learned(list(features), tree, P, (P * rewards).sum(axis=1))
 
 
+def interval(estimate: float, se: float) -> dict[str, float]:
+    """An estimate with its standard error and normal 95% interval."""
+    return {
+        "estimate": estimate,
+        "std_error": se,
+        "ci_low": estimate - 1.959964 * se,
+        "ci_high": estimate + 1.959964 * se,
+    }
+
+
 def mean_ci(x: np.ndarray) -> dict[str, float]:
     """Mean, standard error and 95% interval of a per-person quantity."""
     n = len(x)
     m = float(np.mean(x)) if n else math.nan
-    se = float(np.std(x, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    return {
-        "estimate": m,
-        "std_error": se,
-        "ci_low": m - 1.959964 * se,
-        "ci_high": m + 1.959964 * se,
-    }
+    return interval(m, float(np.std(x, ddof=1) / math.sqrt(n)) if n > 1 else math.nan)
 
 
 def comparisons(
@@ -361,16 +361,7 @@ def comparisons(
         rows.insert(2, {"policy": "nobody treated", "versus": None, **nobody["value"]})
         est = rule_gain["estimate"] + nobody["effect"]
         se = math.sqrt(rule_gain["std_error"] ** 2 + nobody["effect_se"] ** 2)
-        rows.append(
-            {
-                "policy": "the rule",
-                "versus": "nobody treated",
-                "estimate": est,
-                "std_error": se,
-                "ci_low": est - 1.959964 * se,
-                "ci_high": est + 1.959964 * se,
-            }
-        )
+        rows.append({"policy": "the rule", "versus": "nobody treated", **interval(est, se)})
     out = pd.DataFrame(rows)
     out["best_single"] = actions[best]
     return out
@@ -393,16 +384,7 @@ def nobody_treated(
     base = mean_ci(y)
     est = base["estimate"] - effect
     se = math.sqrt(base["std_error"] ** 2 + effect_se**2)
-    return {
-        "effect": effect,
-        "effect_se": effect_se,
-        "value": {
-            "estimate": est,
-            "std_error": se,
-            "ci_low": est - 1.959964 * se,
-            "ci_high": est + 1.959964 * se,
-        },
-    }
+    return {"effect": effect, "effect_se": effect_se, "value": interval(est, se)}
 
 
 # ---------------------------------------------------------------------------
@@ -480,12 +462,7 @@ def _diff(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
         if a.sum() > 1 and b.sum() > 1
         else math.nan
     )
-    return {
-        "estimate": m,
-        "std_error": se,
-        "ci_low": m - 1.959964 * se,
-        "ci_high": m + 1.959964 * se,
-    }
+    return interval(m, se)
 
 
 def minimisation_sets(settings: Settings) -> dict[str, tuple[str, list[str]]]:
@@ -706,63 +683,6 @@ def summary_record(adv: Advice) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------------
-# truths (validation only)
-# ---------------------------------------------------------------------------
-
-
-def potential_matrix(po: pd.DataFrame, actions: Sequence[str], outcome: str) -> np.ndarray:
-    """(n, A): each person's potential outcome under each action (rows of
-    the aligned potential outcomes: ``employed_<action>_<h>``)."""
-    base, h = outcome.rsplit("_", 1)
-    cols = [f"{base}_{'obs' if a == TODAY else a}_{h}" for a in actions]
-    missing = [c for c in cols if c not in po]
-    if missing:
-        raise ValueError(f"potential outcomes: no column(s) {missing}")
-    return po[cols].to_numpy(dtype=float)
-
-
-def true_values(adv: Advice, po: pd.DataFrame) -> dict[str, Any]:
-    """The true values of the learned rule (held out, as estimated; and as
-    shown, learned on all starters), of the oracle rule of the same class
-    (the same items and places, learned on the potential outcomes), of
-    today's allocation, nobody treated and the best single instrument; and
-    the regret. ``po`` is aligned with the starters (phase2.aligned_truth)."""
-    actions, s = adv.actions, adv.settings
-    Y = potential_matrix(po, actions, s.outcome)
-    if np.isnan(Y).any():
-        raise ValueError(f"potential outcomes missing for {int(np.isnan(Y).any(1).sum())} starters")
-    base, h = s.outcome.rsplit("_", 1)
-    splits = pt.candidate_splits(
-        adv.frame, {f: s.features[f] for f in adv.rule.features}, level_label=labels.label
-    )
-    current = adv.scores.today(actions)
-    oracle = pt.fit(
-        adv.frame,
-        Y,
-        actions,
-        splits,
-        depth=s.depth,
-        capacity=adv.capacity,
-        min_leaf=s.min_leaf(len(Y)),
-        today=current,
-    )
-    best = adv.values["best_single"].iloc[0]
-    out: dict[str, Any] = {
-        "rule_heldout": float((adv.rule.heldout * Y).sum(axis=1).mean()),
-        "rule": float(pt.value(adv.rule.tree, adv.frame, Y).mean()),
-        "oracle": float(pt.value(oracle, adv.frame, Y).mean()),
-        "status_quo": float(po[f"{base}_obs_{h}"].astype(float).mean()),
-        "nobody": float(po[f"{base}_none_{h}"].astype(float).mean()),
-        "best_single": float(Y[:, actions.index(best)].mean()),
-    }
-    out["regret"] = out["oracle"] - out["rule"]
-    out["oracle_gain"] = out["oracle"] - out["status_quo"]
-    out["regret_share"] = out["regret"] / out["oracle_gain"] if out["oracle_gain"] > 0 else math.nan
-    out["oracle_rule"] = [{"path": p, "advice": a} for p, a in oracle.rules()]
-    return out
-
-
 def never_effects(
     records: Sequence[dict[str, Any]], outcome: str
 ) -> dict[str, tuple[float, float]]:
@@ -782,107 +702,3 @@ def never_effects(
         ):
             out[str(r["instrument"])] = (float(r["estimate"]), float(r["std_error"]))
     return out
-
-
-def _benchmarks(adv: Advice, truth: dict[str, Any]) -> list[tuple[str, str | None, float]]:
-    """The alternatives the page compares with: nobody starting, and every
-    starter the best single instrument (places not limited)."""
-    best = adv.values["best_single"].iloc[0]
-    return [
-        ("employment had nobody started an instrument", "nobody treated", truth["nobody"]),
-        (
-            f"employment had every starter started {best} (no limit on places)",
-            f"everybody: {best}",
-            truth["best_single"],
-        ),
-    ]
-
-
-def validation_table(adv: Advice, truth: dict[str, Any]) -> pd.DataFrame:
-    """The rule's estimates beside their true values (:func:`true_values`),
-    in percentage points: its held-out value and its gain over today's
-    choices with their intervals, and the true values of the rule shown,
-    of the best rule of its kind and of today's choices, with the regret."""
-    v = adv.values
-    rule = v[(v["policy"] == "the rule") & v["versus"].isna()].iloc[0]
-    gain = v[v["versus"] == "today's allocation"].iloc[0]
-    rows = []
-    for name, est, truth_value in (
-        ("employment under the rule (held-out)", rule, truth["rule_heldout"]),
-        ("gain over today's choices (held-out)", gain, truth["rule_heldout"] - truth["status_quo"]),
-    ):
-        covered = est["ci_low"] <= truth_value <= est["ci_high"]
-        rows.append(
-            {
-                "quantity": name,
-                "estimate": 100 * est["estimate"],
-                "95% interval": f"{100 * est['ci_low']:.1f} to {100 * est['ci_high']:.1f}",
-                "true value": 100 * truth_value,
-                "interval covers the truth": covered,
-            }
-        )
-    for label_, est_key, truth_value in _benchmarks(adv, truth):
-        match = v[(v["policy"] == est_key) & v["versus"].isna()]
-        if not len(match):  # nobody treated needs the effects against never starting
-            continue
-        est = match.iloc[0]
-        rows.append(
-            {
-                "quantity": label_,
-                "estimate": 100 * est["estimate"],
-                "95% interval": f"{100 * est['ci_low']:.1f} to {100 * est['ci_high']:.1f}",
-                "true value": 100 * truth_value,
-                "interval covers the truth": est["ci_low"] <= truth_value <= est["ci_high"],
-            }
-        )
-    for name, key in (
-        ("employment under the rule shown", "rule"),
-        ("employment under the best rule of its kind", "oracle"),
-        ("employment under today's choices", "status_quo"),
-        ("regret: best rule minus the rule shown", "regret"),
-        ("gain of the best rule over today's choices", "oracle_gain"),
-    ):
-        rows.append(
-            {
-                "quantity": name,
-                "estimate": None,
-                "95% interval": "",
-                "true value": 100 * truth[key],
-                "interval covers the truth": None,
-            }
-        )
-    share = truth["regret_share"]
-    rows.append(
-        {
-            "quantity": "regret as a share of the best rule's gain (%)",
-            "estimate": None,
-            "95% interval": "",
-            "true value": 100 * share if math.isfinite(share) else None,
-            "interval covers the truth": None,
-        }
-    )
-    out = pd.DataFrame(rows).set_index("quantity")
-    return out.round(1)
-
-
-def validation_sentence(truth: dict[str, Any]) -> str:
-    """The validation of the rule in plain words, from its true values."""
-    gain = 100 * (truth["rule"] - truth["status_quo"])
-    best = 100 * truth["oracle_gain"]
-    if gain < 0:
-        head = (
-            f"In truth the rule shown is worse than today's choices: {gain:+.1f} "
-            "percentage points of the starters in work."
-        )
-    else:
-        head = (
-            f"In truth the rule shown raises the share of starters in work by "
-            f"{gain:.1f} percentage points over today's choices."
-        )
-    if best <= 0:
-        return head + " No rule of its kind does better than today's choices."
-    return (
-        head + f" The best rule of its kind would raise it by {best:.1f} points, so the "
-        f"learned rule recovers {max(gain, 0.0) / best:.0%} of what a rule with these "
-        "questions and places could gain."
-    )

@@ -7,7 +7,7 @@ One replication draws a fresh world (the same generator and panel as
 :mod:`reintegration.montecarlo`), learns the rule on today's starters as the
 step ``08_advice`` does (:func:`reintegration.advice.city_advice`, without the
 fairness and minimisation tables), and compares with the world's potential
-outcomes (:func:`reintegration.advice.true_values`):
+outcomes (:func:`reintegration.advice_truth.true_values`):
 
 value
     the held-out estimate of the starters' employment under the rule against
@@ -40,7 +40,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import advice, atomic, phase2
+from . import advice, advice_truth, atomic, phase2
 from .config import load_city
 from .feasibility.criteria import offered_instruments
 from .montecarlo import Plan, clopper_pearson, nominal_band, world_panel
@@ -73,7 +73,7 @@ def replicate(city: str, mode: str, replication: int, clients: int | None = 8000
     if adv is None:
         return {"mode": mode, "replication": replication, "starters": 0}
     keep = persons["instrument"].astype("string").fillna("none").ne("none").to_numpy()
-    truth = advice.true_values(adv, aligned[keep].reset_index(drop=True))
+    truth = advice_truth.true_values(adv, aligned[keep].reset_index(drop=True))
     values = adv.values.set_index(["policy", "versus"], drop=False)
     rule = values[(values["policy"] == "the rule") & values["versus"].isna()].iloc[0]
     gain = values[values["versus"] == "today's allocation"].iloc[0]
