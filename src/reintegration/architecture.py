@@ -52,7 +52,8 @@ ROOMS: dict[str, tuple[str, str]] = {
     ),
     "Phase 1": ("feasibility: possible, allowed, wanted", "feasibility/*"),
     "Phase 2": ("the effects, Phase 1's obligations, sensitivity to a hidden factor, advice",
-                "phase2 obligations sensitivity whom advice advice_page advice_truth policy_tree"),
+                "phase2 obligations sensitivity whom whom_truth advice advice_page advice_truth "
+                "policy_tree"),
     "Output control": (
         "statistical disclosure control and the release bundle",
         "disclosure* suppression protection linked_tables register_* release_bundle release_check",

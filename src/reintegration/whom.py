@@ -239,6 +239,59 @@ def blp(psi: np.ndarray, e: np.ndarray, proxy: np.ndarray, d: np.ndarray, pid: n
             else math.nan}
 
 
+def blp_groups(psi: np.ndarray, e: np.ndarray, groups: pd.DataFrame, d: np.ndarray,
+               pid: np.ndarray | PersonIndex, min_treated: int = 30) -> dict[str, float]:
+    r"""The heterogeneity test on the pre-registered characteristics: the best
+    linear predictor of the effect by every characteristic's levels at once
+    (Semenova and Chernozhukov 2021, "Debiased machine learning of
+    conditional average treatment effects and other causal functions"), the
+    moment :math:`E[Z(\psi - e Z'\beta)] = 0` with :math:`Z` a constant and
+    each characteristic's level indicators, centred on the starters, and a
+    Wald test that every slope is zero (chi-squared with one degree of
+    freedom per slope; person-clustered sandwich). The basis is fixed before
+    the data are seen, so pooling the cross-fitting folds is valid here,
+    unlike for the slope on the fitted proxy (:func:`blp`). Per
+    characteristic the most common level among the starters is the
+    reference; levels with fewer than ``min_treated`` starters join it, and
+    a missing value is a level of its own."""
+    people = PersonIndex.of(pid)
+    cols, names = [], []
+    starters = d == 1
+    for col in groups.columns:
+        values = groups[col].astype("string").fillna("missing").to_numpy(dtype=object)
+        levels, counts = np.unique(values[starters], return_counts=True)
+        if len(levels) < 2:
+            continue
+        reference = levels[np.argmax(counts)]
+        for level, count in zip(levels, counts, strict=True):
+            if level != reference and count >= min_treated:
+                cols.append((values == level).astype(float))
+                names.append(f"{col}={level}")
+    if not cols:
+        return {"groups_wald": math.nan, "groups_df": 0, "groups_pvalue": math.nan}
+    X = np.column_stack(cols)
+    X = X - np.average(X, axis=0, weights=e)
+    # drop indicators that the others determine (nested or identical levels)
+    gram = (X * e[:, None]).T @ X
+    keep: list[int] = []
+    for j in range(X.shape[1]):
+        idx = [*keep, j]
+        if np.linalg.matrix_rank(gram[np.ix_(idx, idx)], hermitian=True) == len(idx):
+            keep.append(j)
+    Z = np.column_stack([np.ones(len(psi)), X[:, keep]])
+    A = (Z * e[:, None]).T @ Z
+    beta = np.linalg.solve(A, Z.T @ psi)
+    resid = psi - e * (Z @ beta)
+    g = np.column_stack([people.sum(Z[:, k] * resid).to_numpy() for k in range(Z.shape[1])])
+    ainv = np.linalg.inv(A)
+    cov = ainv @ (g.T @ g) @ ainv.T
+    slopes, vs = beta[1:], cov[1:, 1:]
+    wald = float(slopes @ np.linalg.solve(vs, slopes))
+    return {"groups_wald": wald, "groups_df": len(keep),
+            "groups_pvalue": float(stats.chi2.sf(wald, len(keep))),
+            "groups_terms": ";".join(names[j] for j in keep)}
+
+
 def blp_split(psi: np.ndarray, e: np.ndarray, proxy: np.ndarray, d: np.ndarray,
               pid: np.ndarray, fold: np.ndarray) -> dict[str, float]:
     """The BLP slope per cross-fitting fold (each fold's rows were scored by
@@ -361,7 +414,7 @@ def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: 
     fitted = cross_fit(data, outcome, covariates, folds=folds, seed=seed, learner=learner)
     grp = groups.loc[data[outcome].notna()].reset_index(drop=True)
     psi, d, pid = scores(fitted), fitted["d"].to_numpy(), fitted[PID].to_numpy()
-    proxy = (fitted["mu1"] - fitted["mu0"]).to_numpy()
+    proxy, e = (fitted["mu1"] - fitted["mu0"]).to_numpy(), fitted["e"].to_numpy()
     people = PersonIndex.of(pid)
     overall = att(psi, d, people)
     rows, contrasts = [], []
@@ -396,9 +449,9 @@ def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: 
     treated_proxy = proxy[d == 1]
     return Heterogeneity(
         instrument=instrument, outcome=outcome, overall=overall, groups=table,
-        contrasts=contrasts, blp={**blp(psi, fitted["e"].to_numpy(), proxy, d, pid),
-                                  **blp_split(psi, fitted["e"].to_numpy(), proxy, d, pid,
-                                              fitted["fold"].to_numpy())},
+        contrasts=contrasts, blp={**blp(psi, e, proxy, d, pid),
+                                  **blp_split(psi, e, proxy, d, pid, fitted["fold"].to_numpy()),
+                                  **blp_groups(psi, e, grp, d, people, min_treated)},
         gates=g_table, gates_difference=g_diff,
         iate_quantiles={f"p{int(q * 100)}": float(np.quantile(treated_proxy, q))
                         for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(treated_proxy) else {},
@@ -542,15 +595,28 @@ def sentences(res: Heterogeneity, family: pd.DataFrame, label) -> list[str]:
     if not words:
         words.append("No group of starters differs clearly from the others." if len(fam) else
                      "No characteristic has enough starters in every group to compare.")
-    words.append(prediction_verdict(res))
-    return words
+    return [groups_test_sentence(res), *words, prediction_verdict(res)]
+
+
+def groups_test_sentence(res: Heterogeneity) -> str:
+    """The heterogeneity test of all pre-registered characteristics at once
+    (:func:`blp_groups`) in one sentence."""
+    p, df = res.blp.get("groups_pvalue", math.nan), int(res.blp.get("groups_df", 0))
+    if not math.isfinite(p) or df == 0:
+        return "The effect could not be tested for differences between groups."
+    if p < 0.05:
+        return (f"Taken together, the characteristics clearly go with differences in the "
+                f"effect (one test of all {df} group differences at once, {_p_is(p)}).")
+    return (f"Taken together, the characteristics show no clear differences in the effect "
+            f"(one test of all {df} group differences at once, {_p_is(p)}).")
 
 
 def prediction_verdict(res: Heterogeneity) -> str:
     """One sentence on whether the predicted individual effects carry
-    information (the BLP slope: 1 calibrated, 0 no information, below 0 the
-    wrong way round)."""
-    b, p = res.blp.get("beta2", math.nan), res.blp.get("beta2_pvalue", math.nan)
+    information (the BLP slope by the split rule, :func:`blp_split`: 1
+    calibrated, 0 no information, below 0 the wrong way round)."""
+    b = res.blp.get("beta2_split", math.nan)
+    p = res.blp.get("beta2_pvalue_split", math.nan)
     if not (math.isfinite(b) and math.isfinite(p)):
         return "The predicted effects per person could not be checked."
     if p < 0.05 and b > 0:
@@ -632,9 +698,15 @@ def gates_table(res: Heterogeneity) -> pd.DataFrame:
                  "predicted (pp)": None, "estimated (pp)": _pp_interval(d.estimate, d.se)})
     b = res.blp
     rows.append({"fifth of the predicted effect":
-                 "BLP slope (1: predictions calibrated, 0: no information, below 0: wrong way)",
+                 "BLP slope (1: predictions calibrated, 0: no information, below 0: wrong "
+                 "way; median over the folds, p-value by the split rule)",
                  "predicted (pp)": None,
-                 "estimated (pp)": f"{b['beta2']:.2f} (p = {b['beta2_pvalue']:.3f})"})
+                 "estimated (pp)": f"{b['beta2_split']:.2f} (p = {b['beta2_pvalue_split']:.3f})"})
+    rows.append({"fifth of the predicted effect":
+                 "all pre-registered groups at once (Wald test, degrees of freedom)",
+                 "predicted (pp)": None,
+                 "estimated (pp)": f"{b['groups_wald']:.1f} on {b['groups_df']} "
+                 f"(p = {b['groups_pvalue']:.3f})"})
     return pd.DataFrame(rows).set_index("fifth of the predicted effect")
 
 
@@ -645,147 +717,11 @@ def _pp_interval(value: Any, se: Any) -> str:
             f"{100 * (value + 1.96 * se):+.1f})")
 
 
+def _p_is(value: float) -> str:
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
 def _p(value: Any) -> str:
     if value is None or not math.isfinite(float(value)):
         return "–"
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
-
-
-# ---------------------------------------------------------------------------
-# validation (synthetic data only): each group effect against its truth
-# ---------------------------------------------------------------------------
-
-
-def truth_table(analyses: Sequence[dict[str, Any]], persons: pd.DataFrame, po: pd.DataFrame,
-                groups: Sequence[str]) -> pd.DataFrame:
-    """Each group effect of ``heterogeneity.json`` (``analyses``) beside the
-    true effect on the starters in the group: the mean over the group's
-    starters of employment with the instrument started when it started minus
-    employment had that start been blocked (the generator's not-now path).
-    Groups are those of the panel's persons, the ones the estimate used."""
-    from .phase2 import aligned_truth
-
-    joined = aligned_truth(persons, po)
-    grp = group_frame(persons, list(groups))
-    rows = []
-    for a in analyses:
-        effect = true_effects(joined, a["instrument"], a["outcome"])
-        if effect is None:
-            continue
-        starters = (persons["instrument"] == a["instrument"]).to_numpy()
-        for g in a["groups"]:
-            if g["estimate"] is None or not math.isfinite(float(g["estimate"])):
-                continue
-            inside = starters & (grp[g["group"]] == g["level"]).fillna(False).to_numpy()
-            truth = float(effect[inside].mean()) if inside.any() else math.nan
-            est, se = float(g["estimate"]), float(g["std_error"])
-            rows.append({"instrument": a["instrument"], "outcome": a["outcome"],
-                         "group": g["group"], "level": g["level"],
-                         "n_treated": int(g["n_treated"]), "estimate": est, "std_error": se,
-                         "truth": truth, "bias": est - truth,
-                         "covered": bool(abs(est - truth) <= 1.96 * se)})
-    return pd.DataFrame(rows, columns=["instrument", "outcome", "group", "level", "n_treated",
-                                       "estimate", "std_error", "truth", "bias", "covered"])
-
-
-def true_effects(joined: pd.DataFrame, instrument: str, outcome: str) -> pd.Series | None:
-    """Each person's true effect of starting ``instrument`` when they started
-    against that start blocked (the not-now path): employment at the
-    outcome's horizon in the world with the instrument minus in the not-now
-    world, from the potential outcomes aligned with the panel's persons
-    (:func:`reintegration.phase2.aligned_truth`). The estimand of the group
-    truths; meaningful for the starters. None for an outcome without it."""
-    h = outcome.rsplit("_", 1)[-1]
-    with_it, notnow = f"employed_{instrument}_{h}", f"employed_notnow_{h}"
-    if not outcome.startswith("employed_") or notnow not in joined or with_it not in joined:
-        return None
-    return (joined[with_it] - joined[notnow]).reset_index(drop=True)
-
-
-def rank_correlation(x: Sequence[float], y: Sequence[float], *, draws: int = 999,
-                     seed: int = 0, level: float = 0.95) -> dict[str, float]:
-    """Spearman's rank correlation of ``x`` and ``y`` (pairs with both
-    values), with a percentile bootstrap interval over the pairs (persons)
-    when ``draws`` > 0; NaN where a side has no spread."""
-    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ok = np.isfinite(a) & np.isfinite(b)
-    a, b = a[ok], b[ok]
-    out = {"rank_correlation": math.nan, "low": math.nan, "high": math.nan, "n": int(len(a))}
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return out
-    out["rank_correlation"] = _spearman(a, b)
-    if draws > 0:
-        rng = np.random.default_rng(seed)
-        boot = np.array([_spearman(a[i], b[i]) for i in
-                         (rng.integers(0, len(a), len(a)) for _ in range(draws))])
-        boot = boot[np.isfinite(boot)]
-        if len(boot):
-            tail = 100 * (1 - level) / 2
-            out["low"], out["high"] = (float(v) for v in np.percentile(boot, [tail, 100 - tail]))
-    return out
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = stats.rankdata(a), stats.rankdata(b)  # mid-ranks for ties
-    if ra.std() == 0 or rb.std() == 0:
-        return math.nan
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def iate_truth_table(results: Sequence[Heterogeneity], persons: pd.DataFrame,
-                     po: pd.DataFrame, *, draws: int = 999, seed: int = 0) -> pd.DataFrame:
-    """Per instrument and outcome, the rank correlation between the starters'
-    predicted effects (the cross-fitted proxy mu1 - mu0 at their start) and
-    their true effects (:func:`true_effects`, the estimand of the group
-    truths), with a 95% bootstrap interval over the starters and whether it
-    lies above zero."""
-    from .phase2 import aligned_truth
-
-    joined = aligned_truth(persons.reset_index(drop=True), po)
-    rows = []
-    for res in results:
-        effect = true_effects(joined, res.instrument, res.outcome)
-        if effect is None or res.starters.empty:
-            continue
-        truth = effect.to_numpy()[res.starters.index.to_numpy()]
-        rc = rank_correlation(res.starters.to_numpy(), truth, draws=draws, seed=seed)
-        rows.append({"instrument": res.instrument, "outcome": res.outcome,
-                     "starters": rc["n"], "rank_correlation": rc["rank_correlation"],
-                     "low": rc["low"], "high": rc["high"],
-                     "above_zero": bool(rc["low"] > 0) if math.isfinite(rc["low"]) else None})
-    return pd.DataFrame(rows, columns=["instrument", "outcome", "starters", "rank_correlation",
-                                       "low", "high", "above_zero"])
-
-
-def iate_truth_in_words(table: pd.DataFrame, min_starters: int, label) -> pd.DataFrame:
-    """:func:`iate_truth_table` for readers: no counts; instruments with
-    fewer than ``min_starters`` starters shown as too few."""
-    rows = []
-    for r in table.itertuples(index=False):
-        few = r.starters < min_starters or not math.isfinite(r.rank_correlation)
-        rows.append({
-            "instrument": label(r.instrument), "outcome": label(r.outcome),
-            "rank correlation, predicted and true effect": "–" if few
-            else f"{r.rank_correlation:.3f}",
-            "95% interval (bootstrap over starters)": "–" if few or not math.isfinite(r.low)
-            else f"from {r.low:.3f} to {r.high:.3f}",
-            "above zero?": "too few starters" if few else "yes" if r.above_zero else
-            "no: below zero (the predictions point the wrong way)" if r.high < 0 else
-            "no (the interval reaches zero)"})
-    return pd.DataFrame(rows).set_index(["instrument", "outcome"]) if rows else pd.DataFrame()
-
-
-def coverage_by_size(table: pd.DataFrame, threshold: int = 200) -> pd.DataFrame:
-    """Coverage of the group intervals per instrument, for groups with at
-    least ``threshold`` starters and for all groups (no counts of persons:
-    numbers of group effects)."""
-    out = []
-    for inst, g in table.groupby("instrument", sort=True):
-        big = g[g["n_treated"] >= threshold]
-        out.append({"instrument": inst, "group effects": len(g),
-                    "covered": round(float(g["covered"].mean()), 3) if len(g) else None,
-                    f"with {threshold}+ starters": len(big),
-                    f"covered ({threshold}+)": round(float(big["covered"].mean()), 3)
-                    if len(big) else None,
-                    "mean bias": round(float(g["bias"].mean()), 4) if len(g) else None})
-    return pd.DataFrame(out).set_index("instrument") if out else pd.DataFrame()
