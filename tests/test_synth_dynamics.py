@@ -331,3 +331,57 @@ def test_oracle_weighting_recovers_the_not_now_truth_in_the_planted_world() -> N
     assert abs(est_w - never) > 3.5 * se_w, (est_w, never, se_w)  # not "versus never"
     est_u, se_u = est["unweighted"]
     assert est_u - truth < -5 * se_u, (est_u, truth, se_u)  # dynamic selection on eta
+
+
+def _brute_force_effect(w: World, i: int, h: int, reps: int, seed: int) -> tuple[float, float]:
+    """Starter ``i``'s expected effect at ``h`` by simulation: fresh draws of
+    the chain and of later opportunities, kept where the person is on benefit
+    just before their start month (mean and its standard error)."""
+    from dataclasses import replace
+
+    from reintegration.synth.dynamics import E
+
+    rng = np.random.default_rng(seed)
+    m, asg = w.model, w.assignment
+    rows, K = np.full(reps, i), m.K
+    mm = replace(m, base=m.base[rows], p_lose=m.p_lose[rows], after=m.after[:, rows],
+                 U=rng.random((reps, K + 1)), V=rng.random((reps, K + 1)))
+    idx = np.arange(reps)
+    none = mm.simulate(idx, np.zeros(reps, dtype=np.int64), np.zeros(reps, dtype=np.int64))
+    S, j = w.real_start[i], w.instrument[i]
+    keep = none[:, S - 1] == B
+    with_it = mm.simulate(idx, np.full(reps, j), np.full(reps, S))
+    a = replace(asg, base=asg.base[rows], rollout_month=asg.rollout_month[rows],
+                opportunity=rng.random((reps, asg.K)) < asg.q,
+                gumbel=rng.gumbel(size=(reps, asg.K, asg.base.shape[1] + 1)))
+    own = w.theta[w.cm_cells[i, w.slot[i]]]
+    inst, start = a.first_start(np.broadcast_to(own, (reps, len(own))), none[:, :K] == B,
+                                after=np.full(reps, S))
+    later = mm.paths(none, inst, start)
+    eff = (with_it[keep, h] == E).astype(float) - (later[keep, h] == E)
+    return float(eff.mean()), float(eff.std() / np.sqrt(keep.sum()))
+
+
+def test_expected_effects_are_exact_and_average_to_the_realised_ones():
+    from reintegration.synth.dynamics import E
+    from reintegration.synth.tables import _expected
+
+    w = world("rotterdam", clients=3000)
+    horizons = list(w.p.horizons)
+    c = horizons.index(24)
+    ex = _expected(w, horizons)
+    starters = w.instrument > 0
+    assert np.isnan(ex[~starters]).all() and np.isfinite(ex[starters]).all()
+    # the exact chain against simulation for starters at early and late months
+    order = np.flatnonzero(starters)[np.argsort(w.real_start[starters], kind="stable")]
+    for i in (order[0], order[len(order) // 2], order[-1]):
+        mean, se = _brute_force_effect(w, int(i), 24, reps=30_000, seed=int(i))
+        assert abs(ex[i, c] - mean) < 4 * se + 1e-9, (i, ex[i, c], mean, se)
+    # over the starters, the expected effects average to the realised ones (the
+    # same draws' coin flips are the only difference)
+    realised = ((w.hist[w.instrument, np.arange(w.n), 24] == E).astype(float)
+                - (w.notnow_path[:, 24] == E))[starters]
+    diff = realised - ex[starters, c]
+    assert abs(diff.mean()) < 4 * diff.std() / np.sqrt(starters.sum())
+    # persons differ in what they gain: the expected effects are not one number
+    assert ex[starters, c].std() > 0.01

@@ -262,6 +262,15 @@ def test_iate_truth_table_holds_each_starters_prediction_against_its_true_effect
     words = whom_truth.iate_truth_in_words(pd.DataFrame([t]), 250, str)
     assert words.iloc[0]["above zero?"] == "too few starters"  # 200 < 250: not shown
     assert words.iloc[0]["rank correlation, predicted and true effect"] == "–"
+    assert t["truth"] == "realised"  # this world has no expected effects
+    # with each starter's expected effect in the world, that is the truth
+    expected = np.where(np.arange(n) < 200, gain + 0.1 * rng.standard_normal(n), np.nan)
+    po = po.assign(expected_effect_notnow_24=expected[::-1])  # po's rows are reversed
+    t = whom_truth.iate_truth_table([res], persons, po, draws=0).iloc[0]
+    assert t["truth"] == "expected"
+    assert t["rank_correlation"] == pytest.approx(
+        stats.spearmanr(gain[:200], expected[:200]).statistic)
+    assert t["rank_correlation"] > 0.9
 
 
 def test_the_analysis_keeps_each_starters_prediction_in_memory_only():

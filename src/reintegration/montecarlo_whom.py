@@ -370,9 +370,10 @@ def markdown(data: dict[str, Any], root=None) -> list[str]:
         "",
         "Rank correlation between the predicted and the true effect per starter "
         "(Spearman; mean over the worlds, with the share of worlds in which it is "
-        "positive). The true effect per starter is 0 or ±1 (employed or not in two "
-        "worlds), so even a perfect prediction of the expected effect correlates "
-        "far below 1 with it; what matters is the sign.",
+        "positive). The true effect per starter is their expected effect given "
+        "everything the generator knows about them, the unobserved factor included "
+        "(exact, from the world's monthly chain), which no prediction from the "
+        "observed characteristics can match fully.",
         "",
         "| world | instrument | mean rank correlation | SD over worlds | positive in |",
         "|---|---|---:|---:|---:|",

@@ -62,6 +62,20 @@ def true_effects(joined: pd.DataFrame, instrument: str, outcome: str) -> pd.Seri
     return (joined[with_it] - joined[notnow]).reset_index(drop=True)
 
 
+def conditional_effects(joined: pd.DataFrame, outcome: str) -> pd.Series | None:
+    """Each starter's true conditional effect: the expected effect of their
+    start against that start blocked, given everything the generator knows
+    about them (``expected_effect_notnow_<h>``, exact from the monthly
+    chain; :mod:`reintegration.synth.expected`). What a prediction per
+    person can at best recover, where :func:`true_effects` (0 or ±1) also
+    holds the luck of the draws. NaN for non-starters; None for an outcome
+    or a world without it."""
+    column = f"expected_effect_notnow_{outcome.rsplit('_', 1)[-1]}"
+    if not outcome.startswith("employed_") or column not in joined:
+        return None
+    return joined[column].astype(float).reset_index(drop=True)
+
+
 def rank_correlation(x: Sequence[float], y: Sequence[float], *, draws: int = 999,
                      seed: int = 0, level: float = 0.95) -> dict[str, float]:
     """Spearman's rank correlation of ``x`` and ``y`` (pairs with both
@@ -96,15 +110,18 @@ def iate_truth_table(results: Sequence[Heterogeneity], persons: pd.DataFrame,
                      po: pd.DataFrame, *, draws: int = 999, seed: int = 0) -> pd.DataFrame:
     """Per instrument and outcome, the rank correlation between the starters'
     predicted effects (the cross-fitted proxy mu1 - mu0 at their start) and
-    their true effects (:func:`true_effects`, the estimand of the group
-    truths), with a 95% bootstrap interval over the starters and whether it
-    lies above zero."""
+    their true conditional effects (:func:`conditional_effects`; where the
+    world lacks them, the realised effects of :func:`true_effects`, column
+    ``truth``), with a 95% bootstrap interval over the starters and whether
+    it lies above zero."""
     from .phase2 import aligned_truth
 
     joined = aligned_truth(persons.reset_index(drop=True), po)
     rows = []
     for res in results:
-        effect = true_effects(joined, res.instrument, res.outcome)
+        effect, kind = conditional_effects(joined, res.outcome), "expected"
+        if effect is None:
+            effect, kind = true_effects(joined, res.instrument, res.outcome), "realised"
         if effect is None or res.starters.empty:
             continue
         truth = effect.to_numpy()[res.starters.index.to_numpy()]
@@ -112,9 +129,10 @@ def iate_truth_table(results: Sequence[Heterogeneity], persons: pd.DataFrame,
         rows.append({"instrument": res.instrument, "outcome": res.outcome,
                      "starters": rc["n"], "rank_correlation": rc["rank_correlation"],
                      "low": rc["low"], "high": rc["high"],
-                     "above_zero": bool(rc["low"] > 0) if math.isfinite(rc["low"]) else None})
+                     "above_zero": bool(rc["low"] > 0) if math.isfinite(rc["low"]) else None,
+                     "truth": kind})
     return pd.DataFrame(rows, columns=["instrument", "outcome", "starters", "rank_correlation",
-                                       "low", "high", "above_zero"])
+                                       "low", "high", "above_zero", "truth"])
 
 
 def iate_truth_in_words(table: pd.DataFrame, min_starters: int, label) -> pd.DataFrame:

@@ -39,7 +39,8 @@ class Assignment:
     the shared draws; ``rollout_month`` (n,): the elapsed month from which the
     person's team has the roll-out in place (a large number if never);
     ``rollout_j`` and ``shift``: the rolled-out instrument (0-based) and its
-    utility shift; ``cap``: the last month with opportunities."""
+    utility shift; ``cap``: the last month with opportunities; ``q``: the
+    chance of an opportunity in a month."""
 
     base: np.ndarray
     elapsed: np.ndarray
@@ -49,6 +50,7 @@ class Assignment:
     rollout_j: int | None
     shift: float
     cap: int
+    q: float = float("nan")  # the monthly chance of an opportunity (drawn into opportunity)
 
     @property
     def K(self) -> int:

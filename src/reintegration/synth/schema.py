@@ -306,6 +306,10 @@ TRUTH: tuple[Table, ...] = (
               "start at the realised month blocked, later opportunities and draws unchanged "
               "(any instrument may start later); the realised world for non-starters"),
             C("on_benefit_notnow_<h>", "int", "benefit status likewise"),
+            C("expected_effect_notnow_<h>", "float", "a starter's expected effect on "
+              "employment h months after inflow of their start against that start blocked, "
+              "given everything the generator knows about them (exact, from the monthly "
+              "chain: synth/expected.py); empty for non-starters"),
             C("employed_rollout_<r>_<h>", "int", "employment if the roll-out were in place "
               "(r = on) or not (r = off); equal to the realised world where there is no roll-out"),
             C("on_benefit_rollout_<r>_<h>", "int", "benefit status likewise"),

@@ -548,6 +548,17 @@ def municipal_tables(
     }
 
 
+def _expected(w: World, horizons: list[int]) -> np.ndarray:
+    """(n, horizons): each starter's expected effect against the start
+    blocked (:mod:`.expected`); NaN for the others."""
+    from .expected import expected_effects
+
+    assert w.model is not None and w.assignment is not None
+    own = w.cm_cells[np.arange(w.n), w.slot]
+    return expected_effects(w.model, w.assignment, w.assignment.q, w.theta[own],
+                            w.instrument, w.real_start, list(horizons))
+
+
 def truth_tables(
     w: World, ident: Identity, ids: MunicipalIds, spells: Spells
 ) -> dict[str, pd.DataFrame]:
@@ -602,6 +613,9 @@ def truth_tables(
             cols[f"{outcome}_obs_{h}"] = (hist[w.instrument, rows, h] == state).astype("int8")
         for h in p.horizons:
             cols[f"{outcome}_notnow_{h}"] = (w.notnow_path[:, h] == state).astype("int8")
+        if outcome == "employed":
+            for h, values in zip(p.horizons, _expected(w, p.horizons).T, strict=True):
+                cols[f"expected_effect_notnow_{h}"] = values
         # without a roll-out these equal the realised world
         for tag in ("on", "off"):
             path = w.rollout_paths[tag]

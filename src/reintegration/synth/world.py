@@ -136,6 +136,7 @@ class World:
     rollout_paths: dict[str, np.ndarray] = field(default_factory=dict)  # (n, K+1)
     hist: np.ndarray | None = None  # (J+1, n, K+1): none and each j started at S*
     assignment: Assignment | None = None  # utilities and shared draws (for checks)
+    model: PathModel | None = None  # the monthly chain (expected effects per starter)
     worlds: list[str] = field(default_factory=list)
 
     @property
@@ -393,7 +394,7 @@ def build_world(p: CityParams, streams: dict[str, np.random.Generator]) -> World
         cell_paths=model.paths(none, inst_cells, start_cells),
         instrument_rollout=ro_inst, start_rollout=ro_start,
         rollout_paths={"on": ro_paths[:, 0], "off": ro_paths[:, 1]},
-        assignment=asg,
+        assignment=asg, model=model,
     )
     return world
 
@@ -448,7 +449,7 @@ def assignment_inputs(
     return Assignment(
         base=base, elapsed=elapsed, opportunity=opportunity, gumbel=gumbel,
         rollout_month=rollout_month, rollout_j=ro_j, shift=float(asg.get("rollout_shift", 0.0)),
-        cap=int(sm["max"]),
+        cap=int(sm["max"]), q=q,
     )
 
 
