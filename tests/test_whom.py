@@ -4,6 +4,8 @@ effect per person."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -316,3 +318,22 @@ def test_the_split_rule_takes_the_median_fold_and_doubles_its_p_value():
     assert (pd.Series(fold).groupby(pid).nunique() == 1).all()
     res = whom.analyse(data, groups, "x", "employed_24", ["x1", "x2"], learner="linear")
     assert res.blp["beta2_pvalue_split"] == pytest.approx(got["beta2_pvalue_split"])
+
+
+def test_the_heterogeneity_sentence_follows_the_test_of_all_groups():
+    def res(**blp):
+        return whom.Heterogeneity("training", "employed_24", None, pd.DataFrame(), [], blp,
+                                  pd.DataFrame(), None, {})
+
+    clear = whom.groups_test_sentence(res(groups_pvalue=0.0004, groups_df=7))
+    assert "clearly go with differences" in clear and "all 7 group differences" in clear
+    assert "p < 0.001" in clear
+    none = whom.groups_test_sentence(res(groups_pvalue=0.31, groups_df=1))
+    assert "no clear differences" in none and "the one group difference" in none
+    assert "p = 0.310" in none
+    assert "could not be tested" in whom.groups_test_sentence(res(groups_pvalue=math.nan,
+                                                                  groups_df=0))
+    # the predictions' verdict reads the split rule, not the pooled slope
+    verdict = whom.prediction_verdict(res(beta2=0.9, beta2_pvalue=0.001, beta2_split=0.2,
+                                          beta2_pvalue_split=0.6))
+    assert "no clear information" in verdict and "slope 0.20" in verdict

@@ -604,11 +604,13 @@ def groups_test_sentence(res: Heterogeneity) -> str:
     p, df = res.blp.get("groups_pvalue", math.nan), int(res.blp.get("groups_df", 0))
     if not math.isfinite(p) or df == 0:
         return "The effect could not be tested for differences between groups."
+    what = ("one test of the one group difference large enough to test" if df == 1 else
+            f"one test of all {df} group differences at once")
     if p < 0.05:
         return (f"Taken together, the characteristics clearly go with differences in the "
-                f"effect (one test of all {df} group differences at once, {_p_is(p)}).")
+                f"effect ({what}, {_p_is(p)}).")
     return (f"Taken together, the characteristics show no clear differences in the effect "
-            f"(one test of all {df} group differences at once, {_p_is(p)}).")
+            f"({what}, {_p_is(p)}).")
 
 
 def prediction_verdict(res: Heterogeneity) -> str:
