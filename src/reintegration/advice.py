@@ -59,6 +59,7 @@ from . import policy_tree as pt
 from .policy_tree import NONE, TODAY
 
 PID = "_pid"
+NESTED = __import__("os").environ.get("ADVICE_NESTED") == "1"  # EXPERIMENT
 E_FLOOR = 0.01  # lower bound of a cross-fitted action probability (scores divide by it)
 
 
@@ -278,9 +279,12 @@ def learn(
     fold: np.ndarray,
     cap: np.ndarray,
     today: np.ndarray,
+    inner: dict[int, np.ndarray] | None = None,
 ) -> Learned:
     """The rule on all persons and the held-out probabilities (the rule
-    learned without each fold, applied to it)."""
+    learned without each fold, applied to it). ``inner``: per fold, the
+    other folds' rewards from nuisance models fitted on those folds only
+    (nested cross-fitting: no trace of the held-out fold in its rule)."""
     spec = {f: settings.features[f] for f in features}
     splits = pt.candidate_splits(frame, spec, level_label=labels.label)
     min_leaf = settings.min_leaf(len(frame))
@@ -289,7 +293,7 @@ def learn(
         train, test = fold != k, fold == k
         tr = pt.fit(
             frame[train],
-            rewards[train],
+            rewards[train] if inner is None else inner[int(k)],
             actions,
             splits,
             depth=settings.depth,
@@ -491,12 +495,13 @@ def minimisation(
     cap: np.ndarray,
     today: np.ndarray,
     default: Learned,
+    inner: dict[int, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Learned]]:
     """Each row's rule re-learned and its held-out value, with the paired
     difference from the default rule ("what this data item adds")."""
     rows, rules = [], {}
     for name, (how, features) in minimisation_sets(settings).items():
-        learned = learn(frame, rewards, actions, features, settings, fold, cap, today)
+        learned = learn(frame, rewards, actions, features, settings, fold, cap, today, inner)
         rules[name] = learned
         value, diff = mean_ci(learned.value), mean_ci(default.value - learned.value)
         # the starters whose held-out advice differs: the value difference rests on them
@@ -603,8 +608,22 @@ def city_advice(
     cap = capacity(settings, sc, actions)
     frame = group[[s["column"] for s in settings.features.values()]].copy()
     current = sc.today(actions)
+    inner = None
+    if NESTED:
+        inner = {
+            int(k): scores(
+                group[sc.fold != k],
+                settings.covariates,
+                settings.outcome,
+                folds=settings.folds,
+                seed=settings.seed + 1000 + int(k),
+                learner=settings.learner,
+            ).rewards(actions)
+            for k in np.unique(sc.fold)
+        }
     rule = learn(
-        frame, rewards, actions, settings.default_features(), settings, sc.fold, cap, current
+        frame, rewards, actions, settings.default_features(), settings, sc.fold, cap, current,
+        inner,
     )
     today = np.array(sc.actions)[sc.action]
     fair, mini, alternatives = pd.DataFrame(), pd.DataFrame(), {}
@@ -613,7 +632,7 @@ def city_advice(
             rule, sc.y, today, actions, group_frame(group, list(settings.fairness)), frame
         )
         mini, alternatives = minimisation(
-            frame, rewards, actions, settings, sc.fold, cap, current, rule
+            frame, rewards, actions, settings, sc.fold, cap, current, rule, inner
         )
     return Advice(
         actions=actions,

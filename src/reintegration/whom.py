@@ -286,7 +286,10 @@ def blp_groups(psi: np.ndarray, e: np.ndarray, groups: pd.DataFrame, d: np.ndarr
     ainv = np.linalg.inv(A)
     cov = ainv @ (g.T @ g) @ ainv.T
     slopes, vs = beta[1:], cov[1:, 1:]
-    wald = float(slopes @ np.linalg.solve(vs, slopes))
+    try:
+        wald = float(slopes @ np.linalg.solve(vs, slopes))
+    except np.linalg.LinAlgError:  # no spread left in some direction: no test
+        return {"groups_wald": math.nan, "groups_df": 0, "groups_pvalue": math.nan}
     return {"groups_wald": wald, "groups_df": len(keep),
             "groups_pvalue": float(stats.chi2.sf(wald, len(keep))),
             "groups_terms": ";".join(names[j] for j in keep)}
@@ -708,7 +711,7 @@ def gates_table(res: Heterogeneity) -> pd.DataFrame:
                  "all pre-registered groups at once (Wald test, degrees of freedom)",
                  "predicted (pp)": None,
                  "estimated (pp)": f"{b['groups_wald']:.1f} on {b['groups_df']} "
-                 f"(p = {b['groups_pvalue']:.3f})"})
+                 f"(p = {b['groups_pvalue']:.3f})" if b.get("groups_df") else "–"})
     return pd.DataFrame(rows).set_index("fifth of the predicted effect")
 
 
