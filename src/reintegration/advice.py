@@ -30,8 +30,10 @@ The rule
     configuration allows it, and advising no instrument to more starters
     than its places (today's take-up by default).
 Its value
-    Estimated out of sample: the rule is learned on all folds but one and
-    scored on the held-out fold; the person-level held-out scores give the
+    Estimated out of sample: the rule is learned on all folds but one, from
+    scores whose models were fitted on those folds only (nested
+    cross-fitting), and scored on the held-out fold; the person-level
+    held-out scores give the
     value and its interval, and the paired differences with today's
     allocation (the observed outcomes) and the best single instrument for
     every starter. Nobody treated is today's employment minus the effects
@@ -59,7 +61,6 @@ from . import policy_tree as pt
 from .policy_tree import NONE, TODAY
 
 PID = "_pid"
-NESTED = __import__("os").environ.get("ADVICE_NESTED") == "1"  # EXPERIMENT
 E_FLOOR = 0.01  # lower bound of a cross-fitted action probability (scores divide by it)
 
 
@@ -608,19 +609,19 @@ def city_advice(
     cap = capacity(settings, sc, actions)
     frame = group[[s["column"] for s in settings.features.values()]].copy()
     current = sc.today(actions)
-    inner = None
-    if NESTED:
-        inner = {
-            int(k): scores(
-                group[sc.fold != k],
-                settings.covariates,
-                settings.outcome,
-                folds=settings.folds,
-                seed=settings.seed + 1000 + int(k),
-                learner=settings.learner,
-            ).rewards(actions)
-            for k in np.unique(sc.fold)
-        }
+    # nested cross-fitting: each fold's rule learns from scores whose models never saw
+    # that fold (the all-persons scores' models did), so its held-out value is clean
+    inner = {
+        int(k): scores(
+            group[sc.fold != k],
+            settings.covariates,
+            settings.outcome,
+            folds=settings.folds,
+            seed=settings.seed + 1000 + int(k),
+            learner=settings.learner,
+        ).rewards(actions)
+        for k in np.unique(sc.fold)
+    }
     rule = learn(
         frame, rewards, actions, settings.default_features(), settings, sc.fold, cap, current,
         inner,
