@@ -8,6 +8,7 @@ python -m reintegration run-step --size small --city rotterdam --step 00_city_pr
 python -m reintegration book --size small
 python -m reintegration publish --size small [--verify]
 python -m reintegration run [--size small] [--city NAME]... [--steps STEP...] [--jobs N]
+python -m reintegration cbs-files [--size small] [--city NAME]... [--config FILE]
 """
 
 from __future__ import annotations
@@ -50,11 +51,19 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument(
         "--verify", action="store_true", help="only check the published book is the audited one"
     )
+    cbs = sub.add_parser(
+        "cbs-files",
+        help="check the CBS files config/cbs_files.yml names: every table, year and column",
+    )
+    cbs.add_argument(
+        "--city", action="append", metavar="NAME", help="one city (repeat for more); default all"
+    )
+    cbs.add_argument("--config", type=Path, help="another file than config/cbs_files.yml")
     tpl = sub.add_parser(
         "refresh-templates", help="store the outputs of NBVAL_CHECK_OUTPUT cells, strip the rest"
     )
     tpl.add_argument("templates", nargs="+", type=Path)
-    for s in (mk, data, run, rel, aud, pub, sub.choices["data-manifest"], sub.choices["book"]):
+    for s in (mk, data, run, rel, aud, pub, cbs, sub.choices["data-manifest"], sub.choices["book"]):
         s.add_argument("--size", choices=SIZES, default="small")
     return p
 
@@ -240,6 +249,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         if not problems and args.verify:
             print(f"book: {published(paths)} is the audited build")
         return 1 if problems else 0
+    elif args.command == "cbs-files":
+        from .cbs_files import run_check
+
+        return run_check(args.size, cities=args.city, config=args.config)
     elif args.command == "refresh-templates":
         from .runner import refresh_checked_outputs
 
