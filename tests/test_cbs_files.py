@@ -212,6 +212,18 @@ PROBLEMS = {
         "(top level): tables.HOOGSTEOPLTAB has a file per year ({year}) but no years: set "
         "years (or the table's years)",
     ),
+    "a version without {version}": (
+        lambda d: d["tables"]["SPOLISBUS"].update(file="SPOLISBUS{year}V3.sav"),
+        "tables.SPOLISBUS: version or versions set, but the file name has no {version}",
+    ),
+    "{version} without a version": (
+        lambda d: d["tables"]["SPOLISBUS"].pop("version"),
+        "tables.SPOLISBUS: the file name has {version}: set version",
+    ),
+    "years for a table in one file": (
+        lambda d: d["tables"]["GBAPERSOONTAB"].update(years={"first": 2020, "last": 2021}),
+        "tables.GBAPERSOONTAB: years needs a file per year",
+    ),
     "a column the panel does not read": (
         lambda d: d["tables"]["SPOLISBUS"].update(columns={"SBASISUREN": "x"}),
         "tables.SPOLISBUS.columns: 'SBASISUREN' is no column the panel reads",
@@ -248,3 +260,57 @@ def test_cbs_folders_outside_every_domain_become_research(tmp_path) -> None:
     assert cbs_files.research_roots(inside, known=known, **where) == {}
     # the default folders are research already
     assert cbs_files.research_roots(cbs_files.load(ROOT), known=known, **where) == {}
+
+
+def test_a_job_cut_at_year_ends_keeps_its_days_and_wage() -> None:
+    from reintegration.synth.cbs_layout import spell_part
+
+    jobs = pd.DataFrame(
+        {
+            "RINPERSOONS": ["R", "R"],
+            "RINPERSOON": ["000000001", "000000002"],
+            "SDATUMAANVANGIKO": pd.to_datetime(["2019-11-01", "2020-12-01"]),
+            "SDATUMEINDEIKO": pd.to_datetime(["2021-01-31", None]),
+            "SBASISLOON": [4560.0, 1000.0],  # 457 days; the open job runs to 2021-12-31
+            "SBASISUREN": [914.0, 0.0],
+        }
+    )
+    parts = {y: spell_part(jobs, "SPOLISBUS", y, last_year=2021) for y in (2019, 2020, 2021)}
+    first = [p[p["RINPERSOON"] == "000000001"] for p in parts.values()]
+    assert [str(p["SDATUMAANVANGIKO"].iloc[0].date()) for p in first] == [
+        "2019-11-01",
+        "2020-01-01",
+        "2021-01-01",
+    ]
+    assert [str(p["SDATUMEINDEIKO"].iloc[0].date()) for p in first] == [
+        "2019-12-31",
+        "2020-12-31",
+        "2021-01-31",
+    ]
+    # 61, 366 and 31 days of 458: the wage and hours follow the days
+    assert [round(p["SBASISLOON"].iloc[0], 6) for p in first] == [
+        round(4560 * d / 458, 6) for d in (61, 366, 31)
+    ]
+    assert sum(p["SBASISUREN"].iloc[0] for p in first) == pytest.approx(914)
+    # the open job: closed at the end of 2020, open in the last year
+    second = [p[p["RINPERSOON"] == "000000002"] for p in parts.values()]
+    assert [len(p) for p in second] == [0, 1, 1]
+    assert str(second[1]["SDATUMEINDEIKO"].iloc[0].date()) == "2020-12-31"
+    assert pd.isna(second[2]["SDATUMEINDEIKO"].iloc[0])
+    assert second[1]["SBASISLOON"].iloc[0] + second[2]["SBASISLOON"].iloc[0] == pytest.approx(1000)
+
+
+def test_the_same_panel_from_parquet_year_files(worlds, tmp_path) -> None:
+    study, delivery, plain, _, _ = worlds
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["root"] = "{data_dir}/G"
+    data["years"] = dict(zip(("first", "last"), cbs_files.years_needed(study), strict=True))
+    for spec in data["tables"].values():
+        spec["file"] = spec["file"].replace(".sav", ".parquet")
+    cfg = CbsFiles.model_validate(data)
+    generate_city(CITY, "small", root=ROOT, data_dir=tmp_path, cbs_files=cfg)
+    assert len(list((tmp_path / "G").rglob("*.parquet"))) == 1 + 4 * 8
+    a = _panel(study, delivery, cbs_files.load(ROOT), plain)
+    b = _panel(study, delivery, cfg, tmp_path)
+    for name, frame in a.frames.items():
+        pd.testing.assert_frame_equal(b.frames[name], frame, check_exact=True, obj=name)

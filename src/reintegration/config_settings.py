@@ -480,9 +480,18 @@ class CbsTable(Strict):
         return value
 
     @model_validator(mode="after")
-    def _year_column(self) -> CbsTable:
-        if self.year_column is not None and not self.per_year:
-            raise ValueError("year_column needs a file per year ({year} in folder or file)")
+    def _consistent(self) -> CbsTable:
+        """Settings that would be silently ignored are errors."""
+        if not self.per_year:
+            for key in ("year_column", "years"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key} needs a file per year ({{year}} in folder or file)")
+        if "{version}" in self.file and not self.version:
+            raise ValueError(
+                "the file name has {version}: set version (and versions for years that differ)"
+            )
+        if "{version}" not in self.file and (self.version or self.versions):
+            raise ValueError("version or versions set, but the file name has no {version}")
         return self
 
     @property

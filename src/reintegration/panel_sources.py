@@ -227,7 +227,8 @@ def _arrow_scan(path: Path, cols: list[str] | None, wanted: Any, key: str = "RIN
     parts = []
     for i in range(f.num_row_groups):
         group = f.read_row_group(i, columns=read)
-        parts.append(group.filter(pc.is_in(group[key], value_set=wanted)))
+        # as text: an empty file's key column has no type (null) in Parquet
+        parts.append(group.filter(pc.is_in(group[key].cast(pa.string()), value_set=wanted)))
     table = pa.concat_tables(parts) if parts else f.schema_arrow.empty_table()
     return table.select(cols) if cols else table
 
