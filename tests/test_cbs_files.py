@@ -12,6 +12,7 @@ must be the same, row for row and value for value.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -314,3 +315,35 @@ def test_the_same_panel_from_parquet_year_files(worlds, tmp_path) -> None:
     b = _panel(study, delivery, cfg, tmp_path)
     for name, frame in a.frames.items():
         pd.testing.assert_frame_equal(b.frames[name], frame, check_exact=True, obj=name)
+
+
+def test_the_panel_step_may_read_the_configured_folders(tmp_root, tmp_path, monkeypatch):
+    """In a step that declares config/cbs_files.yml, the configured folders are
+    research data; other steps do not see them, and a folder of another domain
+    keeps it."""
+    from reintegration.custody import CustodyError
+    from reintegration.step import StepContext
+
+    monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["root"] = str(tmp_path / "G")
+    (tmp_root / "config" / "cbs_files.yml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    year_file = tmp_path / "G" / "Spolis" / "SPOLISBUS" / "2020" / "SPOLISBUS2020V5.sav"
+    year_file.parent.mkdir(parents=True)
+    year_file.write_bytes(b"")
+    ctx = StepContext("03_panel", city=CITY, size="small", root=tmp_root)
+    assert ctx.check_read(year_file) == year_file
+    assert ctx.io_log()["reads"][str(year_file.resolve())] == "research"
+    other = StepContext("04_describe", city=CITY, size="small", root=tmp_root)
+    with pytest.raises(CustodyError, match="not inside any custody domain"):
+        other.check_read(year_file)
+    # pointed at the municipal exports, the folders stay municipal: refused
+    data["root"] = str(tmp_root / "synthetic_data" / "small" / "municipal" / CITY)
+    config = tmp_root / "config" / "cbs_files.yml"
+    before = config.stat().st_mtime_ns
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    os.utime(config, ns=(before + 10**9, before + 10**9))  # a new version for the cache
+    municipal = Path(data["root"]) / "Spolis" / "SPOLISBUS" / "2020" / "SPOLISBUS2020V5.sav"
+    ctx = StepContext("03_panel", city=CITY, size="small", root=tmp_root)
+    with pytest.raises(CustodyError, match="role 'researcher' may not read"):
+        ctx.check_read(municipal)
