@@ -154,6 +154,20 @@ def test_the_check_finds_missing_columns_and_years_that_fall_short(worlds) -> No
                for p in problems)  # fmt: skip
 
 
+def test_a_column_the_file_lacks_names_table_year_file_and_setting(worlds) -> None:
+    study, delivery, _, remote, cfg = worlds
+    data = cfg.model_dump(mode="python")
+    data["tables"]["SPOLISBUS"]["columns"] = {"SBASISLOON": "SLNINGLD"}
+    wrong = CbsFiles.model_validate(data)
+    path = remote / "G" / "Spolis" / "SPOLISBUS" / "2016" / "SPOLISBUS2016V3.sav"
+    with pytest.raises(ValueError) as info:
+        _panel(study, delivery, wrong, remote)
+    assert str(info.value) == (
+        f"CBS table SPOLISBUS 2016: {path} has no column SLNINGLD; where the file names it "
+        "differently, set it under tables.SPOLISBUS.columns in config/cbs_files.yml"
+    )
+
+
 def test_the_check_command(worlds, tmp_path, monkeypatch, capsys) -> None:
     _, _, _, remote, _ = worlds
     path, _ = remote_access_config(tmp_path, (2016, 2023))

@@ -157,6 +157,12 @@ def read_cbs_table(
             )
         except ValueError as exc:  # a column the file lacks: name the table and year
             raise ValueError(f"CBS table {f.label} ({CONFIG} tables.{table}): {exc}") from None
+        lacks = [c for c in in_file if c not in df.columns]  # pyreadstat skips them silently
+        if lacks:
+            raise ValueError(
+                f"CBS table {f.label}: {path} has no column {', '.join(lacks)}; where the file "
+                f"names it differently, set it under tables.{table}.columns in {CONFIG}"
+            )
         df = df.rename(columns=back)
         if spec.year_column is not None:
             df[spec.year_column] = float(f.year)  # as a numeric SPSS column reads
