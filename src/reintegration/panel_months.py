@@ -112,8 +112,11 @@ def monthly_status(
     return np.cumsum(diff.reshape(n, width + 1), axis=1)[:, :width] > 0
 
 
-#: decimals of the monthly earnings before the panel rounds them to cents
-EARNINGS_DECIMALS = 6
+#: decimals of the monthly earnings before the panel rounds them to cents: far
+#: above the floating-point noise of a wage split over parts (about 1e-12 euro),
+#: and fine enough that an exact value rarely ends on a tie of this grid (at six
+#: decimals one person of the full-size synthetic Den Haag did)
+EARNINGS_DECIMALS = 9
 
 
 def _earnings(
