@@ -186,6 +186,20 @@ def test_the_check_command(worlds, tmp_path, monkeypatch, capsys) -> None:
     )
 
 
+def test_the_data_command_writes_the_remote_access_layout(tmp_root, tmp_path, monkeypatch):
+    """A rehearsal from the command line: the generator writes the example's
+    layout under a folder of its own, and the check finds every file."""
+    monkeypatch.setenv("REINTEGRATION_ROOT", str(tmp_root))
+    path, _ = remote_access_config(tmp_path, (2016, 2023))
+    text = path.read_text(encoding="utf-8").replace("{data_dir}/G", str(tmp_path / "G"))
+    path.write_text(text, encoding="utf-8")
+    assert cli.main(["data", "--city", CITY, "--cbs-files", str(path)]) == 0
+    spolis = sorted((tmp_path / "G" / "Spolis" / "SPOLISBUS").glob("*/*.sav"))
+    assert [p.parent.name for p in spolis] == [str(y) for y in range(2016, 2024)]
+    assert not list((tmp_root / "synthetic_data" / "small" / "research").rglob("*.sav"))
+    assert cli.main(["cbs-files", "--city", CITY, "--config", str(path)]) == 0
+
+
 # ---------------------------------------------------------------------------
 # the configuration
 # ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 python -m reintegration cities
 python -m reintegration makefile --size small -o build/small/steps.mk
-python -m reintegration data --size small --city rotterdam
+python -m reintegration data --size small --city rotterdam [--cbs-files FILE]
 python -m reintegration data-manifest --size small
 python -m reintegration run-step --size small --city rotterdam --step 00_city_profile
 python -m reintegration book --size small
@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     mk.add_argument("-o", "--output", type=Path, required=True)
     data = sub.add_parser("data", help="generate one city's synthetic data")
     data.add_argument("--city", required=True)
+    data.add_argument(
+        "--cbs-files",
+        type=Path,
+        metavar="FILE",
+        help="write the CBS files where this configuration says (for example a .sav per "
+        "year, as in config/examples/cbs_files.remote_access.yml)",
+    )
     sub.add_parser("data-manifest", help="merge the per-city data manifests")
     run = sub.add_parser("run-step", help="execute one step's notebook for one city")
     run.add_argument("--city", required=True)
@@ -184,8 +191,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "data":
         from .synth import generate_city
 
+        cbs = None
+        if args.cbs_files is not None:
+            from .cbs_files import load
+
+            cbs = load(path=args.cbs_files)
         started = time.perf_counter()
-        manifest = generate_city(args.city, args.size)
+        manifest = generate_city(args.city, args.size, cbs_files=cbs)
         print(
             f"{args.city}: synthetic data ({args.size}) in {time.perf_counter() - started:.1f} s"
             f" -> {manifest}"
