@@ -35,7 +35,7 @@ import pandas as pd
 from .. import cbs_files
 from ..config_settings import CbsFiles
 from .schema import table as schema_table
-from .writers import Writer
+from .writers import Writer, _check_columns
 
 #: spell tables: start column, end column, amounts split over a spell's parts
 SPELLS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -104,8 +104,12 @@ def write_cbs_layout(
 ) -> None:
     """Write the CBS tables of ``research`` where ``cfg`` says, a file per
     year where it names one, with its column names."""
+    unknown = sorted(set(research) - set(cbs_files.CBS_COLUMNS))
+    if unknown:
+        raise ValueError(f"no configured place for the CBS tables {', '.join(unknown)}")
     for table in cbs_files.CBS_COLUMNS:
         df = research[table]
+        _check_columns(df, schema_table(table, "research"))
         spec = cbs_files.table_settings(cfg, table)
         years = cbs_files.years_of(cfg, table)
         for f in cbs_files.files(cfg, table, city=city, data_dir=data_dir, root=root):
