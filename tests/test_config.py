@@ -206,6 +206,10 @@ SHARED_PROBLEMS = {
         lambda d: d["instruments"]["training"].pop("dutch"),
         "instruments.training.dutch: missing required key",
     ),
+    "cbs_files": (
+        lambda d: d["tables"]["SPOLISBUS"].update(fiel="SPOLISBUS.sav"),
+        "tables.SPOLISBUS.fiel: unknown key (did you mean file?)",
+    ),
 }
 
 
@@ -249,7 +253,7 @@ def test_check_config_command(root):
         text=True,
         check=True,
     )
-    assert out.stdout.strip() == f"config: {len(list_cities(root)) + 6} files valid"
+    assert out.stdout.strip() == f"config: {len(list_cities(root)) + 7} files valid"
 
 
 # ---------------------------------------------------------------------------

@@ -34,11 +34,11 @@ READERS = {
 INFRASTRUCTURE = {"step", "custody", "paths", "config", "atomic", "provenance", "__init__"}
 #: (module, function) -> why its direct read is within custody
 ALLOWED = {
-    ("panel_sources.py", "read_sav_file"): "its callers, panel_sources.read_sav and "
-    "read_cbs_file, pass ctx.check_read(path) (read_sav)",
-    ("panel_sources.py", "_read_sav_filtered"): "reached from read_cbs_file only: read_sav "
-    "passes ctx.check_read(path); read_sources_from serves the benchmark's and tests' own "
-    "temporary files",
+    ("panel_sources.py", "read_sav_file"): "reached through read_cbs_file, to which "
+    "cbs_files.read_cbs_table passes the path after the step's ctx.check_read(path)",
+    ("panel_sources.py", "_read_sav_filtered"): "reached from read_cbs_file only: "
+    "cbs_files.read_cbs_table passes ctx.check_read(path); read_sources_from and "
+    "read_sources_config serve the benchmark's and tests' own temporary files",
     ("panel_sources.py", "_arrow_scan"): "the same as _read_sav_filtered (through "
     "_read_parquet)",
     ("phase2.py", "load_settings"): "config/effects.yml: public configuration",

@@ -45,7 +45,7 @@ ROOMS: dict[str, tuple[str, str]] = {
         "ingest quality* screening bsn profile",
     ),
     "Linking": ("pseudonymisation and linkage (linking unit role)", "linkage"),
-    "Research data": ("the analysis panel and its description", "panel* describe months"),
+    "Research data": ("the analysis panel and its description", "panel* cbs_files describe months"),
     "Designs and estimators": (
         "one module per design for both phases, the estimators, shared numerics",
         "designs/* effects/* numerics",

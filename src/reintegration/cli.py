@@ -2,12 +2,13 @@
 
 python -m reintegration cities
 python -m reintegration makefile --size small -o build/small/steps.mk
-python -m reintegration data --size small --city rotterdam
+python -m reintegration data --size small --city rotterdam [--cbs-files FILE]
 python -m reintegration data-manifest --size small
 python -m reintegration run-step --size small --city rotterdam --step 00_city_profile
 python -m reintegration book --size small
 python -m reintegration publish --size small [--verify]
 python -m reintegration run [--size small] [--city NAME]... [--steps STEP...] [--jobs N]
+python -m reintegration cbs-files [--size small] [--city NAME]... [--config FILE]
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     mk.add_argument("-o", "--output", type=Path, required=True)
     data = sub.add_parser("data", help="generate one city's synthetic data")
     data.add_argument("--city", required=True)
+    data.add_argument(
+        "--cbs-files",
+        type=Path,
+        metavar="FILE",
+        help="write the CBS files where this configuration says (for example a .sav per "
+        "year, as in config/examples/cbs_files.remote_access.yml)",
+    )
     sub.add_parser("data-manifest", help="merge the per-city data manifests")
     run = sub.add_parser("run-step", help="execute one step's notebook for one city")
     run.add_argument("--city", required=True)
@@ -50,11 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument(
         "--verify", action="store_true", help="only check the published book is the audited one"
     )
+    cbs = sub.add_parser(
+        "cbs-files",
+        help="check the CBS files config/cbs_files.yml names: every table, year and column",
+    )
+    cbs.add_argument(
+        "--city", action="append", metavar="NAME", help="one city (repeat for more); default all"
+    )
+    cbs.add_argument("--config", type=Path, help="another file than config/cbs_files.yml")
     tpl = sub.add_parser(
         "refresh-templates", help="store the outputs of NBVAL_CHECK_OUTPUT cells, strip the rest"
     )
     tpl.add_argument("templates", nargs="+", type=Path)
-    for s in (mk, data, run, rel, aud, pub, sub.choices["data-manifest"], sub.choices["book"]):
+    for s in (mk, data, run, rel, aud, pub, cbs, sub.choices["data-manifest"], sub.choices["book"]):
         s.add_argument("--size", choices=SIZES, default="small")
     return p
 
@@ -175,8 +191,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "data":
         from .synth import generate_city
 
+        cbs = None
+        if args.cbs_files is not None:
+            from .cbs_files import load
+
+            cbs = load(path=args.cbs_files)
         started = time.perf_counter()
-        manifest = generate_city(args.city, args.size)
+        manifest = generate_city(args.city, args.size, cbs_files=cbs)
         print(
             f"{args.city}: synthetic data ({args.size}) in {time.perf_counter() - started:.1f} s"
             f" -> {manifest}"
@@ -240,6 +261,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         if not problems and args.verify:
             print(f"book: {published(paths)} is the audited build")
         return 1 if problems else 0
+    elif args.command == "cbs-files":
+        from .cbs_files import run_check
+
+        return run_check(args.size, cities=args.city, config=args.config)
     elif args.command == "refresh-templates":
         from .runner import refresh_checked_outputs
 

@@ -44,6 +44,7 @@ SHARED: dict[str, type[BaseModel]] = {
     "effects": cs.Effects,
     "disclosure": cs.Disclosure,
     "synthetic": cs.SyntheticFile,
+    "cbs_files": cs.CbsFiles,
 }
 
 M = TypeVar("M", bound=BaseModel)

@@ -1,4 +1,5 @@
-"""Typed models of the shared settings: feasibility, effects, disclosure, synthetic.
+"""Typed models of the shared settings: feasibility, effects, disclosure, synthetic,
+CBS files.
 
 See :mod:`reintegration.config_models` for the conventions (frozen, unknown
 keys rejected, descriptions document the keys). The comments in each YAML
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .config_models import Month, Num, Share, Strict, Synthetic, _opt
 
@@ -208,17 +209,24 @@ class SelectionOnObservablesEstimate(Strict):
     method: Method = _d("ra, ipw or aipw (cross-fitted doubly robust).")
     folds: int = _d("Cross-fitting folds.", ge=2)
     seed: int = _d("Seed of the fold split.")
-    trim: Num = _d("Rows with a propensity score above 1 - trim are dropped (upper tail "
-                   "only, no clipping).", ge=0, lt=0.5)
+    trim: Num = _d(
+        "Rows with a propensity score above 1 - trim are dropped (upper tail only, no clipping).",
+        ge=0,
+        lt=0.5,
+    )
     max_month: int = _d("Risk sets for elapsed months 0 .. max_month.", ge=0)
     min_stratum_treated: int = _d("Starters per band of elapsed months, at least.", ge=1)
     subgroup_method: Method = _d("Method of the subgroup estimates.")
     learner: Literal["linear", "boosting"] = Field(
-        "linear", description="Nuisance models of aipw: linear (OLS and logit) or "
-        "boosting (scikit-learn histogram gradient boosting), cross-fitted.")
+        "linear",
+        description="Nuisance models of aipw: linear (OLS and logit) or "
+        "boosting (scikit-learn histogram gradient boosting), cross-fitted.",
+    )
     extra_covariates: list[str] = Field(
-        default_factory=list, description="Further columns of the panel's persons used as "
-        "covariates by both models (the Monte Carlo oracle adds the unobserved factor).")
+        default_factory=list,
+        description="Further columns of the panel's persons used as "
+        "covariates by both models (the Monte Carlo oracle adds the unobserved factor).",
+    )
 
 
 class Placebo(Strict):
@@ -257,8 +265,10 @@ class CaseManagerIVEstimate(Strict):
 
     cells: list[str] = _d("Cells of as-if random allocation (absorbed).", min_length=1)
     monotonicity_subgroups: list[str] | None = Field(
-        None, description="Subgroups in which the first stage must be positive (the "
-        "monotonicity check); default: the subgroups of Phase 2.")
+        None,
+        description="Subgroups in which the first stage must be positive (the "
+        "monotonicity check); default: the subgroups of Phase 2.",
+    )
 
 
 class MinGroup(Strict):
@@ -376,3 +386,156 @@ class SyntheticFile(Strict):
     seed: int = _d("Global seed; each city's streams derive from it and the city's name.")
     horizons: list[int] = _d("Months after inflow recorded in the truth files.", min_length=1)
     defaults: Synthetic = _d("The synthetic world every city's synthetic section is merged over.")
+
+
+# ---------------------------------------------------------------------------
+# config/cbs_files.yml
+# ---------------------------------------------------------------------------
+
+#: placeholders allowed in the folder settings and in a file name pattern
+FOLDER_FIELDS = ("data_dir", "city", "table", "year")
+FILE_FIELDS = ("table", "year", "version")
+
+
+def _placeholders(text: str, allowed: tuple[str, ...]) -> str:
+    """``text`` when its ``{placeholders}`` are all in ``allowed``."""
+    import string
+
+    try:
+        names = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+    for name in names:
+        if name not in allowed:
+            valid = ", ".join(f"{{{a}}}" for a in allowed)
+            raise ValueError(f"unknown placeholder {{{name}}} in {text!r}; use {valid}")
+    return text
+
+
+class Years(Strict):
+    """The calendar years whose files are read (both included)."""
+
+    first: int = _d("First year.", ge=1900, le=2200)
+    last: int = _d("Last year.", ge=1900, le=2200)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Years:
+        if self.first > self.last:
+            raise ValueError(f"first ({self.first}) is after last ({self.last})")
+        return self
+
+
+class CbsTable(Strict):
+    """Where one CBS table's files are and how its columns are named."""
+
+    folder: str = Field(
+        "",
+        description="Folder of the table's files, inside `root` unless absolute; may hold "
+        "{table} and {year} (a folder per year) and {city}.",
+    )
+    file: str = _d(
+        "File name: ends in .sav or .parquet; {year} makes one file per year of `years`, "
+        "{version} is the year's version, {table} the table's name."
+    )
+    version: str = Field("", description="The version in the file name ({version}), e.g. V1.")
+    versions: dict[int, str] = Field(
+        default_factory=dict, description="Year -> version, for years whose version differs."
+    )
+    years: Years | None = Field(None, description="This table's years, instead of `years`.")
+    year_column: str | None = Field(
+        None,
+        description="A column the panel reads that the files do not hold because the year "
+        "is in the file name (MEDICIJNTAB's JAAR): filled with the file's year.",
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Column the panel reads -> its name in the file, where they differ "
+        "(the person key RINPERSOON/RINPERSOONS included).",
+    )
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        return _placeholders(value, FOLDER_FIELDS)
+
+    @field_validator("file")
+    @classmethod
+    def _file(cls, value: str) -> str:
+        _placeholders(value, FILE_FIELDS)
+        if not value.lower().endswith((".sav", ".parquet")):
+            raise ValueError(f"{value!r}: a CBS file name ends in .sav or .parquet")
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: dict[str, str]) -> dict[str, str]:
+        from .panel_sources import CBS_COLUMNS
+
+        read = {c for cols in CBS_COLUMNS.values() for c in cols}
+        for name in value:
+            if name not in read:
+                raise ValueError(
+                    f"{name!r} is no column the panel reads; columns: {', '.join(sorted(read))}"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CbsTable:
+        """Settings that would be silently ignored are errors."""
+        if not self.per_year:
+            for key in ("year_column", "years"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key} needs a file per year ({{year}} in folder or file)")
+        if "{version}" in self.file and not self.version:
+            raise ValueError(
+                "the file name has {version}: set version (and versions for years that differ)"
+            )
+        if "{version}" not in self.file and (self.version or self.versions):
+            raise ValueError("version or versions set, but the file name has no {version}")
+        return self
+
+    @property
+    def per_year(self) -> bool:
+        """One file per year: {year} in the folder or the file name."""
+        return "{year}" in self.folder or "{year}" in self.file
+
+
+class CbsTables(Strict):
+    """The five CBS tables the panel reads (see the book's panel methods)."""
+
+    GBAPERSOONTAB: CbsTable = _d("Persons: sex, birth year and month, origin, generation.")
+    HOOGSTEOPLTAB: CbsTable = _d("Highest education level attained.")
+    SPOLISBUS: CbsTable = _d("Job spells with wages (Polis administration).")
+    BIJSTANDUITKERINGTAB: CbsTable = _d("Social-assistance benefit spells.")
+    MEDICIJNTAB: CbsTable = _d("Medication by ATC4 group and year (health proxy).")
+
+
+class CbsFiles(Strict):
+    """``config/cbs_files.yml``: where the CBS files are, per table and year.
+    The default points at the synthetic files; inside CBS Remote Access this
+    file (and nothing in the code) names the project's files."""
+
+    root: str = _d(
+        "Folder the tables' folders start from: absolute, or relative to the compendium "
+        "root; {data_dir} is synthetic_data/<size>, {city} the city."
+    )
+    years: Years | None = Field(
+        None, description="The years read from tables with a file per year."
+    )
+    tables: CbsTables = _d("Each table's folder, file name, versions and columns.")
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        return _placeholders(value, ("data_dir", "city"))
+
+    @model_validator(mode="after")
+    def _years_given(self) -> CbsFiles:
+        for name in CbsTables.model_fields:
+            table = getattr(self.tables, name)
+            if table.per_year and table.years is None and self.years is None:
+                raise ValueError(
+                    f"tables.{name} has a file per year ({{year}}) but no years: "
+                    "set years (or the table's years)"
+                )
+        return self

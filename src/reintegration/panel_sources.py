@@ -74,20 +74,6 @@ class Sources:
     medication: pd.DataFrame
 
 
-def read_sav(
-    ctx: Any,
-    table: str,
-    columns: Sequence[str] | None = None,
-    keys: Collection[str] | None = None,
-) -> pd.DataFrame:
-    """One CBS file of the step's city (:func:`cbs_file`), read through the
-    step context's custody check and, when ``keys`` are given, filtered to
-    those person keys (see :func:`read_cbs_file`)."""
-    folder = Path(ctx.paths.data_domain_dir("research", ctx.city_name))
-    path = ctx.check_read(cbs_file(folder, table))
-    return read_cbs_file(path, table, columns, keys=keys)
-
-
 def cbs_file(folder: str | Path, table: str) -> Path:
     """The file of CBS table ``table`` in ``folder``: ``<table>.parquet`` when
     present, else ``<table>.sav`` (:data:`CBS_SUFFIXES`)."""
@@ -108,25 +94,26 @@ def read_cbs_file(
     keys: Collection[str] | None = None,
     engine: str = "pyarrow",
     chunk_rows: int = SAV_CHUNK_ROWS,
+    key: str = "RINPERSOON",
 ) -> pd.DataFrame:
     """A CBS file (``.sav`` or ``.parquet``) with the columns the panel needs
     (:data:`CBS_COLUMNS`), as :func:`read_sav_file` returns it (dates as
     datetime64[ns], the person key as strings, rows in file order).
 
-    With ``keys`` (RINPERSOON values) only the rows of those persons are
-    kept, and the file is never held in memory whole: a ``.sav`` file is read
-    ``chunk_rows`` rows at a time, a Parquet file one row group at a time
-    (``engine="pyarrow"``) or by DuckDB with the filter in the scan
+    With ``keys`` (RINPERSOON values, in the column ``key`` of the file) only
+    the rows of those persons are kept, and the file is never held in memory
+    whole: a ``.sav`` file is read ``chunk_rows`` rows at a time, a Parquet
+    file one row group at a time (``engine="pyarrow"``) or by DuckDB with the filter in the scan
     (``engine="duckdb"``)."""
     path = Path(path)
     cols = list(columns) if columns is not None else list(CBS_COLUMNS.get(table, ())) or None
-    if path.suffix == ".parquet":
-        return _read_parquet(path, cols, keys, engine)
-    if path.suffix != ".sav":
+    if path.suffix.lower() == ".parquet":
+        return _read_parquet(path, cols, keys, engine, key)
+    if path.suffix.lower() != ".sav":
         raise ValueError(f"{path}: a CBS file must end in .sav or .parquet")
     if keys is None:
         return read_sav_file(path, table, cols)
-    return _read_sav_filtered(path, cols, keys, chunk_rows)
+    return _read_sav_filtered(path, cols, keys, chunk_rows, key)
 
 
 def read_sav_file(
@@ -153,9 +140,14 @@ def _key_column(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _read_sav_filtered(
-    path: Path, cols: list[str] | None, keys: Collection[str], chunk_rows: int
+    path: Path,
+    cols: list[str] | None,
+    keys: Collection[str],
+    chunk_rows: int,
+    key: str = "RINPERSOON",
 ) -> pd.DataFrame:
-    """The rows of a .sav file whose RINPERSOON is in ``keys``, read in chunks."""
+    """The rows of a .sav file whose person key (column ``key``) is in
+    ``keys``, read in chunks."""
     import pyreadstat
 
     wanted = pd.Index(pd.unique(pd.Series(list(keys), dtype=object).astype(str)))
@@ -169,12 +161,12 @@ def _read_sav_filtered(
         dates_as_pandas_datetime=True,
     )
     for chunk, meta in chunks:
-        if "RINPERSOON" not in chunk.columns:
-            raise ValueError(f"{path}: no column RINPERSOON to filter the cohort on")
+        if key not in chunk.columns:
+            raise ValueError(f"{path}: no column {key} to filter the cohort on")
         date_cols |= {
             c for c, f in meta.original_variable_types.items() if str(f).upper().startswith("DATE")
         }
-        keep = wanted.get_indexer(chunk["RINPERSOON"].astype(str)) >= 0
+        keep = wanted.get_indexer(chunk[key].astype(str)) >= 0
         parts.append(chunk.loc[keep])
     if not parts:  # no rows at all: the whole (empty) file
         return read_sav_file(path, path.stem, cols)
@@ -185,7 +177,11 @@ def _read_sav_filtered(
 
 
 def _read_parquet(
-    path: Path, cols: list[str] | None, keys: Collection[str] | None, engine: str
+    path: Path,
+    cols: list[str] | None,
+    keys: Collection[str] | None,
+    engine: str,
+    key: str = "RINPERSOON",
 ) -> pd.DataFrame:
     """A Parquet CBS file, filtered to ``keys`` inside the scan, with the
     dtypes of a .sav read (strings as objects, dates as datetime64[ns])."""
@@ -197,9 +193,9 @@ def _read_parquet(
     if keys is not None:
         wanted = pa.array(pd.unique(pd.Series(list(keys), dtype=object).astype(str)), pa.string())
     if engine == "duckdb":
-        table = _duckdb_scan(path, cols, wanted)
+        table = _duckdb_scan(path, cols, wanted, key)
     else:
-        table = _arrow_scan(path, cols, wanted)
+        table = _arrow_scan(path, cols, wanted, key)
     df = table.to_pandas()
     for c in df.columns:
         if pd.api.types.is_datetime64_any_dtype(df[c]):
@@ -209,7 +205,7 @@ def _read_parquet(
     return _key_column(df)
 
 
-def _arrow_scan(path: Path, cols: list[str] | None, wanted: Any) -> Any:
+def _arrow_scan(path: Path, cols: list[str] | None, wanted: Any, key: str = "RINPERSOON") -> Any:
     """The pyarrow scan of :func:`_read_parquet`: one row group at a time,
     each filtered to the cohort's keys before the next is read, so memory
     holds one decoded row group and the kept rows (a dataset scan with its
@@ -225,20 +221,21 @@ def _arrow_scan(path: Path, cols: list[str] | None, wanted: Any) -> Any:
         raise ValueError(f"{path}: columns missing: {missing}")
     if wanted is None:
         return f.read(columns=cols)
-    if "RINPERSOON" not in f.schema_arrow.names:
-        raise ValueError(f"{path}: no column RINPERSOON to filter the cohort on")
-    read = cols if cols is None or "RINPERSOON" in cols else [*cols, "RINPERSOON"]
+    if key not in f.schema_arrow.names:
+        raise ValueError(f"{path}: no column {key} to filter the cohort on")
+    read = cols if cols is None or key in cols else [*cols, key]
     parts = []
     for i in range(f.num_row_groups):
         group = f.read_row_group(i, columns=read)
-        parts.append(group.filter(pc.is_in(group["RINPERSOON"], value_set=wanted)))
+        # as text: an empty file's key column has no type (null) in Parquet
+        parts.append(group.filter(pc.is_in(group[key].cast(pa.string()), value_set=wanted)))
     table = pa.concat_tables(parts) if parts else f.schema_arrow.empty_table()
     return table.select(cols) if cols else table
 
 
-def _duckdb_scan(path: Path, cols: list[str] | None, wanted: Any) -> Any:
-    """The DuckDB scan of :func:`_read_parquet`: a semi-join on RINPERSOON
-    with the cohort's keys, in file order (``file_row_number``); an Arrow
+def _duckdb_scan(path: Path, cols: list[str] | None, wanted: Any, key: str = "RINPERSOON") -> Any:
+    """The DuckDB scan of :func:`_read_parquet`: a semi-join on the person
+    key with the cohort's keys, in file order (``file_row_number``); an Arrow
     table."""
     try:
         import duckdb
@@ -252,8 +249,8 @@ def _duckdb_scan(path: Path, cols: list[str] | None, wanted: Any) -> Any:
     con = duckdb.connect()
     try:
         if wanted is not None:
-            con.register("cohort_keys", pa.table({"RINPERSOON": wanted}))
-            sql += " WHERE t.RINPERSOON IN (SELECT RINPERSOON FROM cohort_keys)"
+            con.register("cohort_keys", pa.table({"k": wanted}))
+            sql += f' WHERE t."{key}" IN (SELECT k FROM cohort_keys)'
         result = con.execute(sql + " ORDER BY t.file_row_number")
         # DuckDB 2 names it to_arrow_table; 1.x fetch_arrow_table
         fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
@@ -270,17 +267,11 @@ def cohort_keys(clients: pd.DataFrame) -> pd.Index:
 
 def read_sources(ctx: Any) -> Sources:
     """The linked delivery and the CBS files of the step's city, the CBS
-    files filtered to the linked clients' keys."""
-    delivery = {
-        t: ctx.read_parquet(ctx.upstream_path(f"{t}.parquet", "research")) for t in DELIVERY
-    }
-    keys = cohort_keys(delivery["clients"])
-    return Sources(
-        clients=delivery["clients"],
-        benefit_spells=delivery["benefit_spells"],
-        instruments=delivery["instruments"],
-        **{f: read_sav(ctx, t, keys=keys) for f, t in SOURCE_TABLES.items()},
-    )
+    files where ``config/cbs_files.yml`` says, filtered to the linked
+    clients' keys (:func:`reintegration.cbs_files.read_sources`)."""
+    from .cbs_files import read_sources as read_configured
+
+    return read_configured(ctx)
 
 
 #: the fields of :class:`Sources` and the CBS table each comes from

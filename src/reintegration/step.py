@@ -62,7 +62,7 @@ class StepContext:
         #: the same as a dict (the view most modules still take)
         self.city = as_dict(self.city_config, city_file)
         self.out_dir = self.paths.city_build(city)
-        self.domains = DomainMap.for_paths(self.paths, self.city.get("data_roots"))
+        self.domains = _domains(self.paths, self.city.get("data_roots"), self.spec, city)
         self._reads: dict[str, str] = {}
         self._writes: dict[str, str] = {}
         self._log_path = self.paths.provenance_dir(city) / f"{name}{IO_LOG_SUFFIX}"
@@ -179,6 +179,24 @@ class StepContext:
 
     def _flush(self) -> None:
         atomic.write_json(self._log_path, self.io_log())
+
+
+def _domains(
+    paths: Paths, data_roots: dict[str, str] | None, spec: dict[str, Any], city: str
+) -> DomainMap:
+    """The custody domains of a step: the compendium's, the city's
+    ``data_roots`` and, for a step that reads config/cbs_files.yml, the
+    folders of the CBS files outside every other domain as research
+    (:func:`reintegration.cbs_files.research_roots`)."""
+    base = DomainMap.for_paths(paths, data_roots)
+    if "config/cbs_files.yml" not in spec["reads"]:
+        return base
+    from . import cbs_files
+
+    cfg = cbs_files.load(paths.root)
+    where = {"city": city, "data_dir": paths.data_dir, "root": paths.root}
+    extra = cbs_files.research_roots(cfg, known=base, **where)
+    return DomainMap.for_paths(paths, {**extra, **(data_roots or {})}) if extra else base
 
 
 def _observe(ref: weakref.ref[StepContext], path: Path) -> None:

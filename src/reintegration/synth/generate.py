@@ -5,7 +5,8 @@ Layout under ``synthetic_data/<size>/`` (or ``data_dir``)::
     municipal/<city>/      the city's exports (CSV or SPSS, as its YAML declares)
     ttp/<city>/            key_table.parquet, person_register.parquet
     research/cbs/<city>/   GBAPERSOONTAB.sav, HOOGSTEOPLTAB.sav, SPOLISBUS.sav,
-                           BIJSTANDUITKERINGTAB.sav, MEDICIJNTAB.sav
+                           BIJSTANDUITKERINGTAB.sav, MEDICIJNTAB.sav (or, with
+                           ``cbs_files``, where that configuration says)
     truth/<city>/          potential_outcomes.parquet, potential_assignment.parquet,
                            effects.json
     manifests/<city>.json  written last: path, domain, table, format, rows, sha256
@@ -21,10 +22,13 @@ from typing import Any
 import pandas as pd
 
 from ..atomic import dumps_json, write_if_changed, write_json
+from ..cbs_files import research_roots
 from ..config import list_cities
+from ..config_settings import CbsFiles
 from ..custody import CustodyError, DomainMap, check_access
 from ..paths import Paths
 from . import schema
+from .cbs_layout import write_cbs_layout
 from .params import CityParams, load_params
 from .tables import (
     make_identity,
@@ -76,13 +80,21 @@ def _city_dir(data_dir: Path, domain: str, city: str) -> Path:
 def generate_city(
     city: str, size: str, *, root: Path | None = None, data_dir: Path | None = None,
     replication: int | None = None, clients: int | None = None,
-    overrides: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None, cbs_files: CbsFiles | None = None,
 ) -> Path:
     """Generate every file of ``city`` at ``size`` and return the path of its
     manifest, which is written last (so a finished manifest means a finished
     city). ``replication``, ``clients`` and ``overrides`` draw a Monte Carlo
-    world instead of the published one (:func:`.params.load_params`)."""
+    world instead of the published one (:func:`.params.load_params`).
+    ``cbs_files`` writes the CBS files where that configuration says (for
+    example a file per year, as in CBS Remote Access: :mod:`.cbs_layout`)
+    instead of one ``.sav`` per table in ``research/cbs/<city>/``."""
     paths, data_dir, dmap = _layout(size, root, data_dir)
+    if cbs_files is not None:
+        where = {"city": city, "data_dir": data_dir, "root": paths.root}
+        extra = research_roots(cbs_files, known=dmap, **where)
+        dmap = DomainMap(dmap.roots + tuple((Path(r).resolve(), d) for r, d in extra.items()),
+                         build_dir=dmap.build_dir)
     p = load_params(city, size, root=paths.root, replication=replication, clients=clients,
                     overrides=overrides)
     manifest = data_dir / "manifests" / f"{city}.json"
@@ -112,8 +124,11 @@ def generate_city(
     for table, df in ttp.items():
         w.parquet(tdir / f"{table}.parquet", df, schema.table(table, "ttp"))
     rdir = _city_dir(data_dir, "research", city)
-    for table, df in research.items():
-        write_research_sav(w, rdir / f"{table}.sav", df, schema.table(table, "research"))
+    if cbs_files is None:
+        for table, df in research.items():
+            write_research_sav(w, rdir / f"{table}.sav", df, schema.table(table, "research"))
+    else:
+        write_cbs_layout(w, cbs_files, research, city=city, data_dir=data_dir, root=paths.root)
     xdir = _city_dir(data_dir, "truth", city)
     for table, df in truth.items():
         w.parquet(xdir / f"{table}.parquet", df, schema.table(table, "truth"))

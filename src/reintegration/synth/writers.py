@@ -62,7 +62,7 @@ class Writer:
 
     def _record(self, path: Path, domain: str, table: str, fmt: str, rows: int | None) -> None:
         self.entries.append({
-            "path": path.relative_to(self.data_dir).as_posix(),
+            "path": _relative(path, self.data_dir),
             "domain": domain,
             "table": table,
             "format": fmt,
@@ -133,6 +133,15 @@ class Writer:
         raw = text.encode(encoding, errors=errors)
         write_via_temp(path, lambda tmp: tmp.write_bytes(raw))
         self._record(path, domain, table, "csv", len(df))
+
+
+def _relative(path: Path, data_dir: Path) -> str:
+    """``path`` relative to ``data_dir``; absolute when outside it (CBS files
+    written in a layout of their own, :mod:`.cbs_layout`)."""
+    try:
+        return path.relative_to(data_dir).as_posix()
+    except ValueError:
+        return Path(path).resolve().as_posix()
 
 
 def _check_columns(df: pd.DataFrame, spec: Table) -> None:
