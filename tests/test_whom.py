@@ -336,4 +336,22 @@ def test_the_heterogeneity_sentence_follows_the_test_of_all_groups():
     # the predictions' verdict reads the split rule, not the pooled slope
     verdict = whom.prediction_verdict(res(beta2=0.9, beta2_pvalue=0.001, beta2_split=0.2,
                                           beta2_pvalue_split=0.6))
-    assert "no clear information" in verdict and "slope 0.20" in verdict
+    assert "no reliable sign" in verdict and "slope 0.20" in verdict
+
+
+def test_fifths_of_the_predicted_effect_are_shown_only_with_enough_starters_each():
+    blp = {"beta2_split": 0.1, "beta2_pvalue_split": 0.5, "groups_wald": 3.2, "groups_df": 4,
+           "groups_pvalue": 0.52}
+    fifths = pd.DataFrame({"group": [f"Q{k}" for k in range(1, 6)],
+                           "predicted": [0.01, 0.02, 0.03, 0.04, 0.05],
+                           "estimate": [0.0, 0.01, 0.02, 0.03, 0.04], "std_error": [0.02] * 5,
+                           "n_treated": [40, 40, 40, 40, 29]})
+    res = whom.Heterogeneity("training", "employed_24", None, pd.DataFrame(), [], blp, fifths,
+                             None, {})
+    table = whom.gates_table(res, min_treated=30)
+    assert not whom.gates_shown(res, 30) and len(table) == 2  # the slope and the joint test
+    assert not any(str(i).startswith("Q") for i in table.index)
+    assert "3.2 on 4" in table.iloc[1]["estimated (pp)"]
+    shown = whom.gates_table(res, min_treated=29)
+    assert [i for i in shown.index if str(i).startswith("Q")] == ["Q1", "Q2", "Q3", "Q4", "Q5"]
+    assert not any("top minus bottom" in str(i) for i in shown.index)

@@ -174,8 +174,14 @@ def validation_sentence(truth: dict[str, Any]) -> str:
         )
     if best <= 0:
         return head + " No rule of its kind does better than today's choices."
+    if gain < 0:
+        return head + (
+            f" The best rule of its kind would raise it by {best:.1f} points: the learned "
+            "rule does worse than today's choices, where a rule with these questions and "
+            "places could do better."
+        )
     return (
         head + f" The best rule of its kind would raise it by {best:.1f} points, so the "
-        f"learned rule recovers {max(gain, 0.0) / best:.0%} of what a rule with these "
+        f"learned rule recovers {gain / best:.0%} of what a rule with these "
         "questions and places could gain."
     )

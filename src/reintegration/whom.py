@@ -598,17 +598,21 @@ def sentences(res: Heterogeneity, family: pd.DataFrame, label) -> list[str]:
     if not words:
         words.append("No group of starters differs clearly from the others." if len(fam) else
                      "No characteristic has enough starters in every group to compare.")
-    return [groups_test_sentence(res), *words, prediction_verdict(res)]
+    return [groups_test_sentence(res, len(fam)), *words, prediction_verdict(res)]
 
 
-def groups_test_sentence(res: Heterogeneity) -> str:
+def groups_test_sentence(res: Heterogeneity, shown: int | None = None) -> str:
     """The heterogeneity test of all pre-registered characteristics at once
-    (:func:`blp_groups`) in one sentence."""
+    (:func:`blp_groups`) in one sentence; ``shown``: the differences the page
+    shows (the test also holds groups of characteristics not shown)."""
     p, df = res.blp.get("groups_pvalue", math.nan), int(res.blp.get("groups_df", 0))
     if not math.isfinite(p) or df == 0:
         return "The effect could not be tested for differences between groups."
     what = ("one test of the one group difference large enough to test" if df == 1 else
             f"one test of all {df} group differences at once")
+    if shown is not None and df > shown:
+        what += (", including groups of characteristics not shown below because one of "
+                 "their groups is too small")
     if p < 0.05:
         return (f"Taken together, the characteristics clearly go with differences in the "
                 f"effect ({what}, {_p_is(p)}).")
@@ -631,9 +635,11 @@ def prediction_verdict(res: Heterogeneity) -> str:
     if p < 0.05 and b < 0:
         return (f"The model's predictions of who gains most point the wrong way (slope "
                 f"{b:.2f}, p = {p:.3f}): they must not be used to choose anyone.")
-    return (f"The model's predictions of who gains most carry no clear information (slope "
-            f"{b:.2f}, p = {p:.2f}): on these data the effect cannot be told apart between "
-            "persons beyond the groups above.")
+    capped = " (the largest value the rule gives)" if p >= 1 else ""
+    return (f"This check found no reliable sign that the model's predictions sort starters "
+            f"by what they gain (slope {b:.2f}, p = {p:.2f}{capped}). That is not proof that "
+            "all starters gain alike: the check is cautious and has little power at this "
+            "size.")
 
 
 def calibration_figure(res: Heterogeneity, ax=None):
@@ -691,16 +697,22 @@ def groups_in_words(res: Heterogeneity, family: pd.DataFrame, label) -> pd.DataF
     return pd.DataFrame(rows).set_index(["characteristic", "group"]) if rows else pd.DataFrame()
 
 
-def gates_table(res: Heterogeneity) -> pd.DataFrame:
-    """GATES per fifth (predicted and estimated effect, percentage points),
-    the top-minus-bottom difference and the BLP slope: no counts."""
+def gates_shown(res: Heterogeneity, min_treated: int) -> bool:
+    """Whether every fifth holds at least ``min_treated`` starters (else no
+    fifth is shown: an effect of fewer starters is not published)."""
+    return bool(len(res.gates)) and bool((res.gates["n_treated"] >= min_treated).all())
+
+
+def gates_table(res: Heterogeneity, min_treated: int = 0) -> pd.DataFrame:
+    """GATES per fifth (predicted and estimated effect, percentage points)
+    when every fifth holds ``min_treated`` starters, and the BLP slope and
+    the test of all groups: no counts. The top-minus-bottom difference is not
+    shown: the fifths are sorted by predictions built from the other folds'
+    outcomes, so its interval is too narrow, as the pooled slope's is."""
     rows = [{"fifth of the predicted effect": r.group,
              "predicted (pp)": round(100 * r.predicted, 1),
              "estimated (pp)": _pp_interval(r.estimate, r.std_error)}
-            for r in res.gates.itertuples(index=False)]
-    d = res.gates_difference
-    rows.append({"fifth of the predicted effect": "top minus bottom",
-                 "predicted (pp)": None, "estimated (pp)": _pp_interval(d.estimate, d.se)})
+            for r in res.gates.itertuples(index=False)] if gates_shown(res, min_treated) else []
     b = res.blp
     rows.append({"fifth of the predicted effect":
                  "BLP slope (1: predictions calibrated, 0: no information, below 0: wrong "
