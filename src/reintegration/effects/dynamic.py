@@ -23,9 +23,34 @@ import numpy as np
 import pandas as pd
 
 from ._data import EffectInputError, as_list, numeric_design, require_columns, require_frame
+from ._memo import ContentMemo
 from .learners import LogitLearner
 
 __all__ = ["censoring_weights", "dynamic_risk_set"]
+
+
+#: fitted hazards by content of (covariates, risk set, starts): every instrument of a
+#: city has the same persons at risk of starting any instrument, so the hazard model of
+#: an outcome horizon is fitted once
+_HAZARD = ContentMemo(size=8)
+
+
+def _hazard(x: np.ndarray, risk: np.ndarray, event: np.ndarray, learner: Any) -> np.ndarray:
+    """The monthly hazard of starting (persons x months) from a discrete-time
+    model on the person-months at risk: the covariates and one indicator per
+    month after the first."""
+    n, n_months = risk.shape
+    rows, cols = np.nonzero(risk)
+    dummies = np.eye(n_months)[:, 1:]
+    model = copy.deepcopy(learner) if learner is not None else LogitLearner()
+    model.fit(np.column_stack([x[rows], dummies[cols]]), event[rows, cols].astype(float))
+    grid_rows = np.repeat(np.arange(n), n_months)
+    grid_cols = np.tile(np.arange(n_months), n)
+    lam = np.asarray(
+        model.predict_proba(np.column_stack([x[grid_rows], dummies[grid_cols]])), dtype=float
+    )[:, 1].reshape(n, n_months)
+    lam.setflags(write=False)
+    return lam
 
 
 def dynamic_risk_set(
@@ -223,14 +248,10 @@ def censoring_weights(
     info.update({"hazard_person_months": len(rows), "hazard_starts": n_events})
     if n_events == 0:
         return weights, info
-    dummies = np.eye(len(months))[:, 1:]
-    model = copy.deepcopy(learner) if learner is not None else LogitLearner()
-    model.fit(np.column_stack([x[rows], dummies[cols]]), event[rows, cols].astype(float))
-    grid_rows = np.repeat(np.arange(n), len(months))
-    grid_cols = np.tile(np.arange(len(months)), n)
-    lam = np.asarray(
-        model.predict_proba(np.column_stack([x[grid_rows], dummies[grid_cols]])), dtype=float
-    )[:, 1].reshape(n, len(months))
+    if learner is None:  # the default logit is deterministic: one fit per distinct input
+        lam = _HAZARD.get([x, risk, event], "logit", lambda: _hazard(x, risk, event, None))
+    else:
+        lam = _hazard(x, risk, event, learner)
     log_keep = np.where(risk, np.log1p(-np.clip(lam, 0.0, 1 - 1e-6)), 0.0)
     cum = np.column_stack([np.zeros(n), np.cumsum(log_keep, axis=1)])  # cum[:, k]: months < k
     pos = pd.Index(people[person]).get_indexer(data[person])

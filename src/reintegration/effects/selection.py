@@ -78,6 +78,7 @@ from ._data import (
     require_columns,
     require_frame,
 )
+from ._memo import ContentMemo
 from .dynamic import censoring_weights, dynamic_risk_set
 from .learners import LogitLearner, OLSLearner, learners
 from .results import SelectionResult
@@ -213,33 +214,61 @@ def _aipw(
 ) -> dict[str, Any]:
     fold = _fold_ids(d, groups, folds, seed)
     g0 = np.empty(len(y))
-    p = np.empty(len(y))
     weighted = bool(np.any(c != 1))
     for k in range(folds):
         test = fold == k
         train = ~test
-        if not test.any():
-            continue
-        train_ctrl = train & (d == 0) & (c > 0)
-        if d[train].min() == d[train].max() or not train_ctrl.any():
+        if test.any() and (d[train].min() == d[train].max()
+                           or not (train & (d == 0) & (c > 0)).any()):
             raise EffectInputError(
                 f"cross-fitting fold {k} leaves no treated or no controls to train on; "
                 "use fewer folds or a larger sample"
             )
+    p = _cross_fitted_propensity(x, d, fold, folds, propensity_learner)
+    for k in range(folds):
+        test = fold == k
+        if not test.any():
+            continue
+        train_ctrl = ~test & (d == 0) & (c > 0)
         om = copy.deepcopy(outcome_learner)
         if weighted:
             om.fit(x[train_ctrl], y[train_ctrl], sample_weight=c[train_ctrl])
         else:
             om.fit(x[train_ctrl], y[train_ctrl])
-        pm = copy.deepcopy(propensity_learner).fit(x[train], d[train])
         g0[test] = np.asarray(om.predict(x[test]), dtype=float).ravel()
-        p[test] = np.asarray(pm.predict_proba(x[test]), dtype=float)[:, 1]
     return _weighting(y - g0, d, p, trim, c)
 
 
-def _balance(x: pd.DataFrame, d: np.ndarray, weights: np.ndarray | None) -> pd.DataFrame:
+#: cross-fitted propensity scores by content of (covariates, treatment, folds): the
+#: propensity model does not depend on the outcome or on the control weights, so the
+#: two estimands of an outcome (and outcomes with the same complete rows) share it
+_PROPENSITY = ContentMemo(size=64)
+
+
+def _cross_fitted_propensity(x: np.ndarray, d: np.ndarray, fold: np.ndarray, folds: int,
+                             learner: Any) -> np.ndarray:
+    """The propensity score of each row from the model fitted on the other
+    folds (rows of an empty fold keep no score: they are never used)."""
+
+    def compute() -> np.ndarray:
+        p = np.empty(len(d))
+        for k in range(folds):
+            test = fold == k
+            if not test.any():
+                continue
+            pm = copy.deepcopy(learner).fit(x[~test], d[~test])
+            p[test] = np.asarray(pm.predict_proba(x[test]), dtype=float)[:, 1]
+        return p
+
+    if type(learner) is not LogitLearner:  # only a learner known to be deterministic
+        return compute()
+    return _PROPENSITY.get([x, d, fold], ("logit", folds), compute).copy()
+
+
+def _balance(x: np.ndarray, columns: Sequence[str], d: np.ndarray,
+             weights: np.ndarray | None) -> pd.DataFrame:
     trt, ctrl = d == 1, d == 0
-    xt, xc = x.to_numpy()[trt], x.to_numpy()[ctrl]
+    xt, xc = x[trt], x[ctrl]
     sd = np.sqrt((xt.var(axis=0, ddof=1) + xc.var(axis=0, ddof=1)) / 2)
     sd = np.where(sd > 0, sd, np.nan)
     out = pd.DataFrame(
@@ -248,7 +277,7 @@ def _balance(x: pd.DataFrame, d: np.ndarray, weights: np.ndarray | None) -> pd.D
             "mean_control": xc.mean(axis=0),
             "smd_raw": (xt.mean(axis=0) - xc.mean(axis=0)) / sd,
         },
-        index=pd.Index(x.columns, name="covariate"),
+        index=pd.Index(columns, name="covariate"),
     )
     if weights is not None:
         wc = weights[ctrl]
@@ -485,7 +514,7 @@ def selection_on_observables(
     se = math.sqrt(var)
     trt, ctrl = used & (d == 1), used & (d == 0)
     n_treated, n_control = int(trt.sum()), int(ctrl.sum())
-    balance = _balance(xdf.loc[used], d[used], weights[used])
+    balance = _balance(xall[used], list(xdf.columns), d[used], weights[used])
     wc = weights[ctrl]
     diagnostics: dict[str, Any] = {
         "n_treated": n_treated,
