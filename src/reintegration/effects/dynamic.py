@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from ._data import EffectInputError, as_list, numeric_design, require_columns, require_frame
 from ._memo import ContentMemo
@@ -44,11 +45,20 @@ def _hazard(x: np.ndarray, risk: np.ndarray, event: np.ndarray, learner: Any) ->
     dummies = np.eye(n_months)[:, 1:]
     model = copy.deepcopy(learner) if learner is not None else LogitLearner()
     model.fit(np.column_stack([x[rows], dummies[cols]]), event[rows, cols].astype(float))
-    grid_rows = np.repeat(np.arange(n), n_months)
-    grid_cols = np.tile(np.arange(n_months), n)
-    lam = np.asarray(
-        model.predict_proba(np.column_stack([x[grid_rows], dummies[grid_cols]])), dtype=float
-    )[:, 1].reshape(n, n_months)
+    if type(model) is LogitLearner:
+        # the linear predictor of person i in month t is a person part plus a month
+        # part: no persons x months design matrix is built
+        keep, coef = model.keep, model.coef_
+        kx, nx = x.shape[1], int(keep[: x.shape[1]].sum())
+        person = coef[0] + x[:, keep[:kx]] @ coef[1 : 1 + nx]
+        month = dummies[:, keep[kx:]] @ coef[1 + nx :]
+        lam = expit(person[:, None] + month[None, :])
+    else:
+        grid_rows = np.repeat(np.arange(n), n_months)
+        grid_cols = np.tile(np.arange(n_months), n)
+        lam = np.asarray(
+            model.predict_proba(np.column_stack([x[grid_rows], dummies[grid_cols]])), dtype=float
+        )[:, 1].reshape(n, n_months)
     lam.setflags(write=False)
     return lam
 

@@ -113,13 +113,14 @@ ESTIMAND_STRATA = (
 def _ra(y: np.ndarray, d: np.ndarray, x: np.ndarray, c: np.ndarray) -> dict[str, Any]:
     xc = np.column_stack([np.ones(len(y)), x])
     trt, ctrl = d == 1, (d == 0) & (c > 0)
-    if np.linalg.matrix_rank(xc[ctrl]) < xc.shape[1]:
+    xctrl = xc[ctrl]
+    if not _full_column_rank(xctrl):
         raise EffectInputError(
             "the covariates are collinear among the controls, so the control outcome "
             "regression is not identified; drop a covariate or merge sparse categories"
         )
-    xw = xc[ctrl] * c[ctrl, None]
-    a = xw.T @ xc[ctrl]
+    xw = xctrl * c[ctrl, None]
+    a = xw.T @ xctrl
     b = np.linalg.solve(a, xw.T @ y[ctrl])
     e = y - xc @ b
     n1 = trt.sum()
@@ -130,6 +131,22 @@ def _ra(y: np.ndarray, d: np.ndarray, x: np.ndarray, c: np.ndarray) -> dict[str,
     phi = np.where(trt, (e - tau) / n1, -(xc @ h) * e * np.where(d == 0, c, 0.0))
     w = np.where(ctrl, c * n1 / c[ctrl].sum(), 0.0)
     return {"tau": tau, "phi": phi, "weights": w, "used": trt | ctrl}
+
+
+def _full_column_rank(a: np.ndarray) -> bool:
+    """``numpy.linalg.matrix_rank(a) == a.shape[1]``, without the singular
+    value decomposition of the tall matrix where the cross product settles
+    it: when the smallest eigenvalue of :math:`A'A` exceeds 1e-8 of its trace
+    (far above the rounding of the cross product and far above the squared
+    rank tolerance), every singular value is above the tolerance; otherwise
+    the decomposition decides, as before."""
+    n, k = a.shape
+    if n >= k > 0 and n * np.finfo(float).eps < 1e-9 and np.all(np.isfinite(a)):
+        gram = a.T @ a
+        low = np.linalg.eigvalsh(gram)[0]
+        if low > 1e-8 * np.trace(gram) and low > 0:
+            return True
+    return bool(np.linalg.matrix_rank(a) == k)
 
 
 def _ipw(y: np.ndarray, d: np.ndarray, x: np.ndarray, trim: float, c: np.ndarray) -> dict[str, Any]:
@@ -479,8 +496,8 @@ def selection_on_observables(
         nuisance["propensity_learner"] = propensity_learner
 
     def run(mask: np.ndarray) -> dict[str, Any]:
-        xm = xall[mask]
-        xm = xm[:, np.ptp(xm, axis=0) > 0] if xm.shape[1] else xm
+        xfull = xall[mask]
+        xm = xfull[:, np.ptp(xfull, axis=0) > 0] if xfull.shape[1] else xfull
         dm, ym, cm = d[mask], y[mask], c[mask]
         if method == "ra":
             fit = _ra(ym, dm, xm, cm)
@@ -491,7 +508,7 @@ def selection_on_observables(
             fit = _aipw(
                 ym, dm, xm, cm, trim=trim, folds=folds, groups=groups, seed=seed, **nuisance
             )
-        fit["max_abs_smd_weighted"] = _max_smd(xall[mask], dm, fit["weights"], fit["used"])
+        fit["max_abs_smd_weighted"] = _max_smd(xfull, dm, fit["weights"], fit["used"])
         fit["ess_control"] = _kish(fit["weights"][fit["used"] & (dm == 0)])
         return fit
 
@@ -600,9 +617,10 @@ def _max_smd(x: np.ndarray, d: np.ndarray, w: np.ndarray, used: np.ndarray) -> f
     trt, ctrl = used & (d == 1), used & (d == 0)
     if trt.sum() < 2 or ctrl.sum() < 2 or x.shape[1] == 0 or w[ctrl].sum() <= 0:
         return None
-    sd = np.sqrt((x[trt].var(axis=0, ddof=1) + x[ctrl].var(axis=0, ddof=1)) / 2)
-    mw = (w[ctrl, None] * x[ctrl]).sum(axis=0) / w[ctrl].sum()
-    smd = np.abs(x[trt].mean(axis=0) - mw)[sd > 0] / sd[sd > 0]
+    xt, xc = x[trt], x[ctrl]
+    sd = np.sqrt((xt.var(axis=0, ddof=1) + xc.var(axis=0, ddof=1)) / 2)
+    mw = (w[ctrl, None] * xc).sum(axis=0) / w[ctrl].sum()
+    smd = np.abs(xt.mean(axis=0) - mw)[sd > 0] / sd[sd > 0]
     return float(smd.max()) if len(smd) else None
 
 
