@@ -19,7 +19,6 @@ from reintegration import designs, effects, phase2
 from reintegration.designs import selection as soo
 from reintegration.effects import _memo
 from reintegration.effects import dynamic as dyn
-from reintegration.effects._data import codes
 from reintegration.effects.learners import LogitLearner
 from reintegration.effects.selection import _full_column_rank
 
@@ -151,21 +150,6 @@ def test_full_column_rank_decides_as_matrix_rank() -> None:
         assert _full_column_rank(a) == (np.linalg.matrix_rank(a) == k)
     ones = np.column_stack([np.ones(50), rng.integers(0, 2, 50), np.zeros(50)])
     assert not _full_column_rank(ones)
-
-
-def test_group_codes_are_those_of_groupby() -> None:
-    rng = np.random.default_rng(2)
-    for values in (
-        rng.integers(-5, 50, 500),
-        rng.random(500).round(1),
-        rng.integers(0, 2, 500).astype(bool),
-    ):
-        frame = pd.DataFrame({"g": values})
-        expected = frame.groupby(["g"], sort=True, observed=True).ngroup().to_numpy()
-        np.testing.assert_array_equal(codes(frame, ["g"]), expected)
-    frame = pd.DataFrame({"g": ["b", "a", None, "b"], "h": [1, 1, 2, 2]})
-    expected = frame.groupby(["g", "h"], sort=True, observed=True).ngroup().to_numpy()
-    np.testing.assert_array_equal(codes(frame, ["g", "h"]), expected)
 
 
 def test_censoring_hazard_split_into_person_and_month_parts() -> None:

@@ -101,16 +101,8 @@ def numeric_design(data: pd.DataFrame, columns: Sequence[str], *, role: str) -> 
 
 
 def codes(data: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """Integer group codes for the combinations of ``columns`` (in sorted
-    order of the groups, as ``groupby(..., sort=True).ngroup()``; one numeric
-    column without missing values is factorised directly, with the same
-    codes)."""
-    cols = list(columns)
-    if len(cols) == 1:
-        values = data[cols[0]].to_numpy()
-        if values.dtype.kind in "iub" or (values.dtype.kind == "f" and not np.isnan(values).any()):
-            return pd.factorize(values, sort=True)[0].astype(np.int64)
-    return data.groupby(cols, sort=True, observed=True).ngroup().to_numpy()
+    """Integer group codes for the combinations of ``columns``."""
+    return data.groupby(list(columns), sort=True, observed=True).ngroup().to_numpy()
 
 
 def if_variance(phi: np.ndarray, clusters: np.ndarray | None) -> float:

@@ -283,9 +283,11 @@ def _cross_fitted_propensity(x: np.ndarray, d: np.ndarray, fold: np.ndarray, fol
 
 
 def _balance(x: np.ndarray, columns: Sequence[str], d: np.ndarray,
-             weights: np.ndarray | None) -> pd.DataFrame:
+             weights: np.ndarray | None, used: np.ndarray) -> pd.DataFrame:
+    """Means and standardised differences of the ``used`` rows of ``x``
+    (``d`` and ``weights`` of the used rows)."""
     trt, ctrl = d == 1, d == 0
-    xt, xc = x[trt], x[ctrl]
+    xt, xc = x[_rows(used, trt)], x[_rows(used, ctrl)]
     sd = np.sqrt((xt.var(axis=0, ddof=1) + xc.var(axis=0, ddof=1)) / 2)
     sd = np.where(sd > 0, sd, np.nan)
     out = pd.DataFrame(
@@ -495,7 +497,7 @@ def selection_on_observables(
     if propensity_learner is not None:
         nuisance["propensity_learner"] = propensity_learner
 
-    def run(mask: np.ndarray) -> dict[str, Any]:
+    def run(mask: np.ndarray | slice) -> dict[str, Any]:
         xfull = xall[mask]
         xm = xfull[:, np.ptp(xfull, axis=0) > 0] if xfull.shape[1] else xfull
         dm, ym, cm = d[mask], y[mask], c[mask]
@@ -531,7 +533,7 @@ def selection_on_observables(
     se = math.sqrt(var)
     trt, ctrl = used & (d == 1), used & (d == 0)
     n_treated, n_control = int(trt.sum()), int(ctrl.sum())
-    balance = _balance(xall[used], list(xdf.columns), d[used], weights[used])
+    balance = _balance(xall, list(xdf.columns), d[used], weights[used], used)
     wc = weights[ctrl]
     diagnostics: dict[str, Any] = {
         "n_treated": n_treated,
@@ -602,6 +604,13 @@ def selection_on_observables(
     )
 
 
+def _rows(used: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """The rows of a full-length array that are ``among`` the used ones."""
+    out = np.zeros(len(used), dtype=bool)
+    out[np.flatnonzero(used)[among]] = True
+    return out
+
+
 def _kish(w: np.ndarray) -> float | None:
     r"""Kish's effective sample size :math:`(\sum w)^2 / \sum w^2` (None
     without weights)."""
@@ -624,14 +633,26 @@ def _max_smd(x: np.ndarray, d: np.ndarray, w: np.ndarray, used: np.ndarray) -> f
     return float(smd.max()) if len(smd) else None
 
 
+def _stratum_rows(s: np.ndarray) -> Any:
+    """A function from a stratum to its rows: a slice when the strata are
+    sorted (the stacked risk sets are, by elapsed month), so that a stratum's
+    arrays are views rather than copies with the same values; else a boolean
+    mask."""
+    if s.dtype.kind in "iuf" and (len(s) < 2 or bool(np.all(s[1:] >= s[:-1]))):
+        return lambda value: slice(int(np.searchsorted(s, value, "left")),
+                                   int(np.searchsorted(s, value, "right")))
+    return lambda value: s == value
+
+
 def _stratified(run: Any, s: np.ndarray, d: np.ndarray, name: str) -> tuple:
     """The estimator within each stratum, averaged with the treated's shares:
     the estimate, influence values, control weights (summing to the treated
     of each stratum), rows used, rows of the strata, the table of strata and
     the number of strata without treated."""
     rows, fits, n_dropped = [], {}, 0
+    rows_of = _stratum_rows(s)
     for value in pd.unique(s):
-        mask = s == value
+        mask = rows_of(value)
         n1s, n0s = int(d[mask].sum()), int((d[mask] == 0).sum())
         if n1s == 0:
             n_dropped += 1
@@ -667,13 +688,13 @@ def _stratified(run: Any, s: np.ndarray, d: np.ndarray, name: str) -> tuple:
     phi, weights = np.zeros(len(d)), np.zeros(len(d))
     used, keep = np.zeros(len(d), dtype=bool), np.zeros(len(d), dtype=bool)
     for value, fit in fits.items():
-        mask = s == value
+        mask = rows_of(value)
         phi[mask] = (
             table.loc[value, "weight"] * fit["phi"]
             + (fit["used"] & (d[mask] == 1)) * (fit["tau"] - tau) / n1
         )
         weights[mask] = fit["weights"]
         used[mask] = fit["used"]
-        keep |= mask
+        keep[mask] = True
     table["std_error"] = [math.sqrt(if_variance(fits[v]["phi"], None)) for v in table.index]
     return tau, phi, weights, used, keep, table, n_dropped
