@@ -249,7 +249,7 @@ def _strata_design(data: pd.DataFrame, names: Sequence[str], cfg: dict[str, Any]
     rows, the elapsed-month band of each row and the month indicators
     (:func:`fit_selection`)."""
     varying = [c for c in names if c in data.columns and data[c].nunique(dropna=True) > 1]
-    covs = independent_columns(data.loc[data["treated"] == 0], varying)
+    covs = independent_columns(data.loc[data["treated"] == 0, varying], varying)
     bands = elapsed_bands(data["elapsed_month"], data["treated"], int(cfg["min_stratum_treated"]))
     months = month_indicators(data["elapsed_month"].to_numpy(), bands,
                               data["treated"].to_numpy()).set_axis(data.index)
