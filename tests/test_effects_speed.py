@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import designs, effects, phase2
+from reintegration import designs, effects, phase2, sensitivity
 from reintegration.designs import selection as soo
 from reintegration.effects import _memo
 from reintegration.effects import dynamic as dyn
@@ -245,3 +245,24 @@ def test_prepared_risk_sets_are_built_once_and_copied() -> None:
         pd.testing.assert_frame_equal(a, design.prepare(inputs, "training"))
     a.loc[0, "x"] = 99.0  # a caller's change does not reach the next caller
     assert design.prepare(inputs, "training").loc[0, "x"] != 99.0
+
+
+def test_sensitivity_fits_from_one_decomposition_equal_the_two_regressions() -> None:
+    rng = np.random.default_rng(4)
+    n = 3000
+    months = np.eye(4)[rng.integers(0, 4, n)]
+    X = np.column_stack(
+        [months, rng.gamma(2.0, 9000.0, n), rng.integers(0, 2, n), rng.normal(size=n)]
+    )
+    names = ["month_1", "month_2", "month_3", "month_4", "earnings", "female", "x"]
+    d = (rng.random(n) < 0.2).astype(float)
+    y = 0.1 * d + 0.00001 * X[:, 4] + rng.normal(size=n)
+    fit_y, fit_d = sensitivity.paired_fits(y, d, X, names)
+    ref_y = sensitivity.ols(y, np.column_stack([d, X]), [sensitivity.TREATED, *names])
+    ref_d = sensitivity.ols(d, X, names)
+    for got, ref in ((fit_y, ref_y), (fit_d, ref_d)):
+        assert got.names == ref.names and got.dof == ref.dof
+        np.testing.assert_allclose(got.coef, ref.coef, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(got.se, ref.se, rtol=1e-8, atol=0)
+        for name in got.names:
+            assert got.t(name) == pytest.approx(ref.t(name), rel=1e-8)
