@@ -233,20 +233,6 @@ def test_effects_step_records_equal_the_direct_computation() -> None:
     numbers_close(fast, slow)
 
 
-def test_prepared_risk_sets_are_built_once_and_copied() -> None:
-    persons = world(n=600)
-    s = settings()
-    inputs = designs.Inputs(persons=persons, city={}, effects=s, person_months=month_panel(persons))
-    design = designs.get("selection_on_observables")
-    a, b = design.prepare(inputs, "training"), design.prepare(inputs, "training")
-    assert a is not b
-    pd.testing.assert_frame_equal(a, b)
-    with _memo.disabled():
-        pd.testing.assert_frame_equal(a, design.prepare(inputs, "training"))
-    a.loc[0, "x"] = 99.0  # a caller's change does not reach the next caller
-    assert design.prepare(inputs, "training").loc[0, "x"] != 99.0
-
-
 def test_sensitivity_fits_from_one_decomposition_equal_the_two_regressions() -> None:
     rng = np.random.default_rng(4)
     n = 3000

@@ -32,7 +32,6 @@ in means between the treated and the odds-weighted comparison group
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -236,8 +235,6 @@ def month_indicators(months: np.ndarray, bands: np.ndarray,
     return pd.DataFrame(cols, index=pd.RangeIndex(len(months)))
 
 
-#: the prepared risk sets per panel (persons, person_months) and instrument
-_PREPARED = FrameMemo()
 #: the covariates, strata and month indicators of each prepared frame (they do not
 #: depend on the outcome or the estimand): computed once per frame
 _FRAMES = FrameMemo()
@@ -484,21 +481,9 @@ class SelectionOnObservables(Design):
         if missing:
             raise ValueError(f"selection_on_observables.extra_covariates {missing} of "
                              "config/effects.yml are not columns of the panel's persons")
-        pm, max_month = inputs.person_months, int(cfg["max_month"])
-
-        def build() -> pd.DataFrame:
-            data = selection_data(inputs.persons, inputs.exits(), instrument,
-                                  max_month=max_month)
-            return data.reset_index(drop=True)
-
-        if pm is None:
-            return build()
-        # the stacked risk sets of the same panel are built once (the effects, the
-        # sensitivity analysis and the obligations all prepare them); each caller gets
-        # its own copy
-        ref, data = _PREPARED.get(inputs.persons, ("risk_sets", instrument, max_month, id(pm)),
-                                  lambda: (weakref.ref(pm), build()))
-        return data.copy() if ref() is pm else build()
+        data = selection_data(inputs.persons, inputs.exits(), instrument,
+                              max_month=int(cfg["max_month"]))
+        return data.reset_index(drop=True)
 
     def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any],
                  target: str | None = None) -> EffectResult:
