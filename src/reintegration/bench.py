@@ -23,6 +23,11 @@ Speed and memory targets are checked here, never by timed tests:
     the Who benefits step's computation (:func:`reintegration.whom.city_analyses`)
     on full-size Rotterdam, every selection-on-observables instrument; target
     120 s (the step's budget per full-size city on two cores).
+``effects_full_rotterdam``
+    the effects step's computation (:func:`reintegration.phase2.city_estimates`,
+    the sensitivity analysis and Phase 1's obligations) on full-size Rotterdam,
+    every sub-study the city offers, each outcome and subgroup; target 60 s (the
+    step's budget per full-size city on two cores).
 ``event_study_full_rotterdam``
     the roll-out event study of full-size Rotterdam (clients by team and inflow
     quarter, one row per client) fitted by :func:`reintegration.effects.event_study`
@@ -288,6 +293,52 @@ def bench_heterogeneity_full_rotterdam(root: Path, size: str = "full") -> dict:
                     "heterogeneity: in config/effects.yml; one run, in this process"}
 
 
+def bench_effects_full_rotterdam(root: Path, size: str = "full") -> dict:
+    """The effects step's computation (:func:`reintegration.phase2.city_estimates`,
+    :func:`reintegration.sensitivity.city_analyses` and
+    :func:`reintegration.obligations.evaluate`, what ``06_effects`` computes) for
+    full-size Rotterdam, on every sub-study the city offers (as if Phase 1 let all of
+    them run: an upper bound of the step's work), from a panel built into a temporary
+    folder, untimed; target 60 s (the step's budget per full-size city on two cores).
+    The notebook's own work (kernel start, disclosure checks, figures) is not
+    included. Always full size."""
+    import pandas as pd
+
+    from . import obligations, phase2, sensitivity
+    from .config import load_city
+    from .designs import Inputs
+    from .feasibility.criteria import offered_instruments, substudy_ids
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _full_rotterdam_panel(root, tmp)
+        research = Path(tmp) / "full" / "rotterdam" / "research"
+        persons = pd.read_parquet(research / "persons.parquet")
+        person_months = pd.read_parquet(research / "person_months.parquet")
+    city = load_city("rotterdam", root)
+    settings = phase2.load_settings(root)
+    substudies = [{"id": f"{name}/{inst}", "design": name, "instrument": inst,
+                   "decision": "go"}
+                  for name, inst in substudy_ids(city, offered_instruments(city))
+                  if inst is not None]
+    started = time.perf_counter()
+    records, _ = phase2.city_estimates(city, persons, person_months, substudies, settings)
+    estimated = time.perf_counter() - started
+    inputs = Inputs(persons=persons, city=city, effects=settings, person_months=person_months)
+    table, _ = sensitivity.city_analyses(inputs, substudies, settings)
+    obligations.evaluate(substudies, records, inputs, sensitivity=table)
+    seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 2), "target_seconds": 60, "met": seconds <= 60,
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "clients": int(len(persons)), "substudies": len(substudies),
+            "records": len(records),
+            "estimated": sum(r["status"] == "estimated" for r in records),
+            "seconds_estimates": round(estimated, 2),
+            "seconds_sensitivity_and_obligations": round(seconds - estimated, 2),
+            "note": "every sub-study of the city run (an upper bound of the step's work), "
+                    "every outcome and subgroup; the step's computation only, one run, in "
+                    "this process"}
+
+
 BENCHES = {
     "montecarlo": bench_montecarlo,
     "data_full": bench_data_full,
@@ -295,6 +346,7 @@ BENCHES = {
     "panel_full_rotterdam": bench_panel_full_rotterdam,
     "event_study_full_rotterdam": bench_event_study_full_rotterdam,
     "heterogeneity_full_rotterdam": bench_heterogeneity_full_rotterdam,
+    "effects_full_rotterdam": bench_effects_full_rotterdam,
     "panel_national": bench_panel_national,
 }
 

@@ -191,16 +191,26 @@ def run_substudy(city: str, sub: dict[str, Any], data: pd.DataFrame, design: Des
                 groups.append((col, str(level), (subgroups[col] == level).fillna(False)
                                .to_numpy()))
     extra = [t for t in design.targets if t != design.headline_target]
-    for outcome in settings["outcomes"]:
-        for subgroup, group, mask in groups:
-            part = data if mask is None else data.loc[mask]
-            use = settings if mask is None else sub_settings
-            for target in [design.headline_target, *(extra if mask is None else [])]:
+    outcomes = list(settings["outcomes"])
+    done: dict[tuple[int, int, int], tuple[dict[str, Any], EffectResult | None]] = {}
+    # each group's rows are taken once and estimated for every outcome (a design may
+    # share its work across the outcomes of one frame); records keep the order
+    # outcome, group, target
+    for j, (subgroup, group, mask) in enumerate(groups):
+        part = data if mask is None else data.loc[mask]
+        use = settings if mask is None else sub_settings
+        for i, outcome in enumerate(outcomes):
+            for k, target in enumerate([design.headline_target,
+                                        *(extra if mask is None else [])]):
                 rec, res = _record(city, sub, part, design, use, outcome, (subgroup, group),
                                    target, check)
-                records.append(rec)
-                if res is not None and target == design.headline_target:
-                    results[(outcome, subgroup, group)] = res
+                done[(i, j, k)] = (rec, res if k == 0 else None)
+        del part
+    for i, j, k in sorted(done):
+        rec, res = done[(i, j, k)]
+        records.append(rec)
+        if res is not None and k == 0:
+            results[(outcomes[i], groups[j][0], groups[j][1])] = res
     return records, results
 
 

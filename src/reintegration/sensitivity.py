@@ -119,6 +119,33 @@ def ols(y: np.ndarray, X: np.ndarray, names: Sequence[str]) -> LinearFit:
     return LinearFit(list(names), coef, se, dof)
 
 
+def paired_fits(y: np.ndarray, d: np.ndarray, X: np.ndarray, names: Sequence[str]
+                ) -> tuple[LinearFit, LinearFit]:
+    """``ols(y, [d, X])`` and ``ols(d, X)`` from one QR decomposition of
+    :math:`[X, d, y]` (only R is formed): the leading block of R is that of
+    X, its next column holds :math:`Q_X' d` and the residual norm of d, and
+    the last column the same for y on :math:`[X, d]`. Equal to the two
+    separate fits up to rounding."""
+    n, k = X.shape
+    if n < k + 2:
+        return ols(y, np.column_stack([d, X]), [TREATED, *names]), ols(d, X, names)
+    r = np.linalg.qr(np.column_stack([X, d, y]), mode="r")
+
+    def fit(m: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Coefficients and standard errors of column m on the columns before it."""
+        rm = r[:m, :m]
+        coef = np.linalg.solve(rm, r[:m, m])
+        dof = n - m
+        rinv = np.linalg.inv(rm)
+        return coef, np.sqrt(r[m, m] ** 2 / dof * np.sum(rinv**2, axis=1)), dof
+
+    coef_d, se_d, dof_d = fit(k)
+    coef_y, se_y, dof_y = fit(k + 1)
+    order = [k, *range(k)]  # the treatment first, as in ols(y, [d, X])
+    return (LinearFit([TREATED, *names], coef_y[order], se_y[order], dof_y),
+            LinearFit(list(names), coef_d, se_d, dof_d))
+
+
 def _design(data: pd.DataFrame, covariates: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """Elapsed-month indicators (the first is the constant) and covariates,
     leaving out covariates without variation or that repeat others."""
@@ -175,8 +202,7 @@ def analyse(data: pd.DataFrame, outcome: str, covariates: Sequence[str],
     X, names = _design(sample, covariates)
     d = sample[TREATED].to_numpy(dtype=float)
     y = sample[outcome].to_numpy(dtype=float)
-    fit_y = ols(y, np.column_stack([d, X]), [TREATED, *names])
-    fit_d = ols(d, X, names)
+    fit_y, fit_d = paired_fits(y, d, X, names)
     t = fit_y.t(TREATED)
     est, se, dof = float(fit_y.coef[0]), float(fit_y.se[0]), fit_y.dof
     rows = []

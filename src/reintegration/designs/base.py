@@ -312,10 +312,10 @@ class Design:
     def counts(self, data: pd.DataFrame, outcome: str) -> tuple[int, int, int | None]:
         """Treated, comparison and clusters (None: not clustered) of the rows
         with the outcome."""
-        sample = data[data[outcome].notna()]
-        n1 = int(sample[self.treated].sum())
-        clusters = None if self.cluster is None else int(sample[self.cluster].nunique())
-        return n1, len(sample) - n1, clusters
+        has = data[outcome].notna().to_numpy()  # no copy of the other columns
+        n1 = int(data[self.treated][has].sum())
+        clusters = None if self.cluster is None else int(data[self.cluster][has].nunique())
+        return n1, int(has.sum()) - n1, clusters
 
     def truth(self, po: pd.DataFrame, record: dict[str, Any], mask: np.ndarray | None,
               context: dict[str, Any]) -> float:

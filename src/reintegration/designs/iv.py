@@ -65,6 +65,7 @@ import pandas as pd
 
 from .. import effects
 from ..effects import EffectResult
+from ..effects._memo import FrameMemo
 from ..numerics import (
     cluster_ols,
     demean,
@@ -265,19 +266,20 @@ def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
     return dataclasses.replace(res, diagnostics=diag)
 
 
+#: the first stage by subgroup of each prepared frame (it does not depend on the outcome)
+_FIRST_STAGES = FrameMemo()
+
+
 def _cached_first_stages(data: pd.DataFrame, settings: dict[str, Any], names: list[str]
                          ) -> pd.DataFrame | None:
-    """:func:`first_stage_by_group`, computed once per prepared frame (kept
-    in its ``attrs`` as plain values: the table does not depend on the
-    outcome, and pandas compares attrs)."""
-    key = ["first_stage_by_group", len(data), names]
-    cached = data.attrs.get("_iv_first_stage_by_group")
-    if not (cached and cached[0] == key):
-        table = first_stage_by_group(data, settings)
-        rows = None if table is None else table.to_dict(orient="records")
-        data.attrs["_iv_first_stage_by_group"] = [key, rows]
-    rows = data.attrs["_iv_first_stage_by_group"][1]
-    return None if rows is None else pd.DataFrame(rows)
+    """:func:`first_stage_by_group`, computed once per prepared frame and
+    subgroup columns (the table does not depend on the outcome). It was kept in
+    the frame's ``attrs`` before, which pandas deep-copies on every operation
+    on the frame; each caller gets its own copy of the table."""
+    key = ("first_stage_by_group", len(data), tuple(names),
+           repr(settings.get("min_group")), repr(settings["case_manager_iv"]))
+    table = _FIRST_STAGES.get(data, key, lambda: first_stage_by_group(data, settings))
+    return None if table is None else table.copy()
 
 
 def monotonicity_groups(data: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:

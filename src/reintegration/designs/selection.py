@@ -41,6 +41,7 @@ from scipy import stats
 
 from .. import effects
 from ..effects import EffectResult
+from ..effects._memo import FrameMemo
 from ..numerics import propensity_scores
 from .base import (
     Check,
@@ -166,14 +167,38 @@ def elapsed_bands(months: pd.Series | np.ndarray, treated: pd.Series | np.ndarra
 def independent_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     """``columns`` in order, leaving out each one that is a linear combination
     of a constant and the columns kept before it in ``frame`` (for example
-    the migration indicators within a migration subgroup)."""
-    keep: list[str] = []
-    base = np.ones((len(frame), 1))
-    for col in columns:
-        x = np.column_stack([base, frame[[*keep, col]].to_numpy(dtype=float)])
-        if np.linalg.matrix_rank(x.T @ x) == x.shape[1]:
-            keep.append(col)
-    return keep
+    the migration indicators within a migration subgroup).
+
+    The rank of the cross-product matrix of a constant and the columns kept
+    so far plus the next one decides (``numpy.linalg.matrix_rank``). It is
+    read from one cross-product matrix of all columns; where a singular value
+    lies so close to the rank tolerance that rounding could matter, the
+    submatrix is recomputed from the rows, so the columns kept are always
+    those of the direct computation (:func:`_full_rank`)."""
+    columns = list(columns)
+    if not columns:
+        return []
+    x = np.column_stack([np.ones(len(frame)), frame[columns].to_numpy(dtype=float)])
+    gram = x.T @ x
+    keep: list[int] = []
+    for j in range(1, len(columns) + 1):
+        idx = [0, *keep, j]
+        if _full_rank(gram[np.ix_(idx, idx)], x, idx):
+            keep.append(j)
+    return [columns[j - 1] for j in keep]
+
+
+def _full_rank(sub: np.ndarray, x: np.ndarray, idx: list[int]) -> bool:
+    """Whether ``x[:, idx].T @ x[:, idx]`` has full rank by
+    ``numpy.linalg.matrix_rank``'s default tolerance, decided on ``sub`` (the
+    same matrix taken from a larger cross product, equal up to rounding)
+    unless a singular value lies within a relative 1e-6 of the tolerance."""
+    sv = np.linalg.svd(sub, compute_uv=False)
+    tol = sv.max(initial=0.0) * max(sub.shape) * np.finfo(float).eps
+    if np.all(np.abs(sv - tol) > 1e-6 * max(sv.max(initial=0.0), tol)):
+        return int((sv > tol).sum()) == sub.shape[0]
+    part = x[:, idx]
+    return np.linalg.matrix_rank(part.T @ part) == len(idx)
 
 
 #: the estimands of the design, key -> plain words; the first is the headline
@@ -210,6 +235,24 @@ def month_indicators(months: np.ndarray, bands: np.ndarray,
     return pd.DataFrame(cols, index=pd.RangeIndex(len(months)))
 
 
+#: the covariates, strata and month indicators of each prepared frame (they do not
+#: depend on the outcome or the estimand): computed once per frame
+_FRAMES = FrameMemo()
+
+
+def _strata_design(data: pd.DataFrame, names: Sequence[str], cfg: dict[str, Any]
+                   ) -> tuple[list[str], np.ndarray, pd.DataFrame]:
+    """The covariates that vary and are not collinear among the comparison
+    rows, the elapsed-month band of each row and the month indicators
+    (:func:`fit_selection`)."""
+    varying = [c for c in names if c in data.columns and data[c].nunique(dropna=True) > 1]
+    covs = independent_columns(data.loc[data["treated"] == 0, varying], varying)
+    bands = elapsed_bands(data["elapsed_month"], data["treated"], int(cfg["min_stratum_treated"]))
+    months = month_indicators(data["elapsed_month"].to_numpy(), bands,
+                              data["treated"].to_numpy()).set_axis(data.index)
+    return covs, bands, months
+
+
 def outcome_horizon(outcome: str) -> int | None:
     """The month after inflow an outcome is measured in (``employed_24``:
     24), None for outcomes over a period (months employed): then every later
@@ -234,14 +277,15 @@ def fit_selection(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
     if target not in TARGETS:
         raise KeyError(f"selection_on_observables: no estimand {target!r}; known: "
                        f"{', '.join(TARGETS)}")
-    varying = [c for c in covariate_names(settings)
-               if c in data.columns and data[c].nunique(dropna=True) > 1]
-    covs = independent_columns(data.loc[data["treated"] == 0], varying)
-    bands = elapsed_bands(data["elapsed_month"], data["treated"], int(cfg["min_stratum_treated"]))
-    months = month_indicators(data["elapsed_month"].to_numpy(), bands,
-                              data["treated"].to_numpy()).set_axis(data.index)
-    data = pd.concat([data.drop(columns=months.columns, errors="ignore"), months], axis=1)
-    data = data.assign(_stratum=bands)
+    names = covariate_names(settings)
+    key = ("strata", tuple(names), int(cfg["min_stratum_treated"]), len(data),
+           tuple(data.columns))
+    covs, bands, months = _FRAMES.get(data, key, lambda: _strata_design(data, names, cfg))
+    # the columns the estimators read, so that no copy below carries the others
+    used = [outcome, "treated", "elapsed_month", "_pid", *covs,
+            *[c for c in ("_any_start", "benefit_months") if c in data.columns]]
+    used = [c for c in dict.fromkeys(used) if c in data.columns]
+    data = pd.concat([data[used], months], axis=1).assign(_stratum=bands)
     method = method or cfg["method"]
     kw = dict(outcome=outcome, treatment="treated", covariates=[*covs, *months.columns],
               cluster="_pid", strata="_stratum", seed=int(cfg["seed"]), trim=float(cfg["trim"]))

@@ -78,6 +78,13 @@ def binary(series: pd.Series, *, name: str, role: str = "treatment") -> np.ndarr
 def numeric_design(data: pd.DataFrame, columns: Sequence[str], *, role: str) -> pd.DataFrame:
     """Covariates as a float DataFrame; categorical, string and boolean
     columns become 0/1 indicators with the first category left out."""
+    frame = data[list(columns)] if columns else None
+    if frame is not None and all(
+        isinstance(t, np.dtype) and t.kind in "biuf" for t in frame.dtypes
+    ):  # numbers and booleans only: one conversion of all columns, the same values
+        return pd.DataFrame(
+            frame.to_numpy(dtype=float), index=data.index, columns=[str(c) for c in columns]
+        )
     parts: list[pd.DataFrame] = []
     for col in columns:
         s = data[col]

@@ -21,11 +21,94 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from ._data import EffectInputError, as_list, numeric_design, require_columns, require_frame
+from ._memo import ContentMemo
 from .learners import LogitLearner
 
 __all__ = ["censoring_weights", "dynamic_risk_set"]
+
+
+#: fitted hazards by content of (covariates, risk set, starts): every instrument of a
+#: city has the same persons at risk of starting any instrument, so the hazard model of
+#: an outcome horizon is fitted once
+_HAZARD = ContentMemo(size=8)
+
+
+def _hazard(x: np.ndarray, risk: np.ndarray, event: np.ndarray, learner: Any) -> np.ndarray:
+    """The monthly hazard of starting (persons x months) from a discrete-time
+    model on the person-months at risk: the covariates and one indicator per
+    month after the first."""
+    n, n_months = risk.shape
+    dummies = np.eye(n_months)[:, 1:]
+    if learner is None:  # the default logit, fitted on sums over persons and months
+        model = LogitLearner()
+        model.keep, model.coef_ = _person_month_logit(x, risk, event)
+    else:
+        rows, cols = np.nonzero(risk)
+        model = copy.deepcopy(learner)
+        model.fit(np.column_stack([x[rows], dummies[cols]]), event[rows, cols].astype(float))
+    if type(model) is LogitLearner:
+        # the linear predictor of person i in month t is a person part plus a month
+        # part: no persons x months design matrix is built
+        keep, coef = model.keep, model.coef_
+        kx, nx = x.shape[1], int(keep[: x.shape[1]].sum())
+        person = coef[0] + x[:, keep[:kx]] @ coef[1 : 1 + nx]
+        month = dummies[:, keep[kx:]] @ coef[1 + nx :]
+        lam = expit(person[:, None] + month[None, :])
+    else:
+        grid_rows = np.repeat(np.arange(n), n_months)
+        grid_cols = np.tile(np.arange(n_months), n)
+        lam = np.asarray(
+            model.predict_proba(np.column_stack([x[grid_rows], dummies[grid_cols]])), dtype=float
+        )[:, 1].reshape(n, n_months)
+    lam.setflags(write=False)
+    return lam
+
+
+def _person_month_logit(x: np.ndarray, risk: np.ndarray, event: np.ndarray,
+                        *, max_iter: int = 50, tol: float = 1e-8
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """:class:`LogitLearner` on the person-months at risk (a constant, the
+    person's covariates ``x`` and an indicator of each month after the first,
+    columns without variation left out), by the Newton iterations of
+    :func:`reintegration.numerics.logit` (same start, ridge, clipping and
+    stopping rule), with the gradient and the information matrix summed per
+    person and per month instead of over a person-months design matrix: the
+    same maximum likelihood estimate, up to rounding. Returns the columns
+    kept and the coefficients."""
+    rows, cols = np.nonzero(risk)
+    n_rows, n_months = len(rows), risk.shape[1]
+    at_risk = risk.any(axis=1)
+    keep_x = (np.ptp(x[at_risk], axis=0) > 0 if x.shape[1] and at_risk.any()
+              else np.zeros(x.shape[1], bool))
+    per_month = risk.sum(axis=0)[1:]
+    keep_m = (per_month > 0) & (per_month < n_rows)
+    months = np.flatnonzero(keep_m) + 1  # the months with their own indicator
+    a = np.column_stack([np.ones(len(x)), x[:, keep_x]])
+    e = np.where(risk, event, 0.0).astype(float)
+    k_a = a.shape[1]
+    beta = np.zeros(k_a + len(months))
+    ridge = 1e-8 * np.eye(len(beta))
+    for _ in range(max_iter):
+        shift = np.zeros(n_months)
+        shift[months] = beta[k_a:]
+        p = 1.0 / (1.0 + np.exp(-np.clip((a @ beta[:k_a])[:, None] + shift[None, :], -30, 30)))
+        w = np.where(risk, p * (1 - p), 0.0)
+        r = np.where(risk, e - p, 0.0)
+        w_m = w[:, months]
+        info = np.empty((len(beta), len(beta)))
+        info[:k_a, :k_a] = (a * w.sum(axis=1)[:, None]).T @ a
+        info[:k_a, k_a:] = a.T @ w_m
+        info[k_a:, :k_a] = info[:k_a, k_a:].T
+        info[k_a:, k_a:] = np.diag(w_m.sum(axis=0))
+        grad = np.concatenate([a.T @ r.sum(axis=1), r[:, months].sum(axis=0)])
+        step = np.linalg.solve(info + ridge, grad)
+        beta += step
+        if np.max(np.abs(step)) < tol:
+            break
+    return np.concatenate([keep_x, keep_m]), beta
 
 
 def dynamic_risk_set(
@@ -223,14 +306,10 @@ def censoring_weights(
     info.update({"hazard_person_months": len(rows), "hazard_starts": n_events})
     if n_events == 0:
         return weights, info
-    dummies = np.eye(len(months))[:, 1:]
-    model = copy.deepcopy(learner) if learner is not None else LogitLearner()
-    model.fit(np.column_stack([x[rows], dummies[cols]]), event[rows, cols].astype(float))
-    grid_rows = np.repeat(np.arange(n), len(months))
-    grid_cols = np.tile(np.arange(len(months)), n)
-    lam = np.asarray(
-        model.predict_proba(np.column_stack([x[grid_rows], dummies[grid_cols]])), dtype=float
-    )[:, 1].reshape(n, len(months))
+    if learner is None:  # the default logit is deterministic: one fit per distinct input
+        lam = _HAZARD.get([x, risk, event], "logit", lambda: _hazard(x, risk, event, None))
+    else:
+        lam = _hazard(x, risk, event, learner)
     log_keep = np.where(risk, np.log1p(-np.clip(lam, 0.0, 1 - 1e-6)), 0.0)
     cum = np.column_stack([np.zeros(n), np.cumsum(log_keep, axis=1)])  # cum[:, k]: months < k
     pos = pd.Index(people[person]).get_indexer(data[person])

@@ -78,6 +78,7 @@ from ._data import (
     require_columns,
     require_frame,
 )
+from ._memo import ContentMemo
 from .dynamic import censoring_weights, dynamic_risk_set
 from .learners import LogitLearner, OLSLearner, learners
 from .results import SelectionResult
@@ -112,13 +113,14 @@ ESTIMAND_STRATA = (
 def _ra(y: np.ndarray, d: np.ndarray, x: np.ndarray, c: np.ndarray) -> dict[str, Any]:
     xc = np.column_stack([np.ones(len(y)), x])
     trt, ctrl = d == 1, (d == 0) & (c > 0)
-    if np.linalg.matrix_rank(xc[ctrl]) < xc.shape[1]:
+    xctrl = xc[ctrl]
+    if not _full_column_rank(xctrl):
         raise EffectInputError(
             "the covariates are collinear among the controls, so the control outcome "
             "regression is not identified; drop a covariate or merge sparse categories"
         )
-    xw = xc[ctrl] * c[ctrl, None]
-    a = xw.T @ xc[ctrl]
+    xw = xctrl * c[ctrl, None]
+    a = xw.T @ xctrl
     b = np.linalg.solve(a, xw.T @ y[ctrl])
     e = y - xc @ b
     n1 = trt.sum()
@@ -129,6 +131,22 @@ def _ra(y: np.ndarray, d: np.ndarray, x: np.ndarray, c: np.ndarray) -> dict[str,
     phi = np.where(trt, (e - tau) / n1, -(xc @ h) * e * np.where(d == 0, c, 0.0))
     w = np.where(ctrl, c * n1 / c[ctrl].sum(), 0.0)
     return {"tau": tau, "phi": phi, "weights": w, "used": trt | ctrl}
+
+
+def _full_column_rank(a: np.ndarray) -> bool:
+    """``numpy.linalg.matrix_rank(a) == a.shape[1]``, without the singular
+    value decomposition of the tall matrix where the cross product settles
+    it: when the smallest eigenvalue of :math:`A'A` exceeds 1e-8 of its trace
+    (far above the rounding of the cross product and far above the squared
+    rank tolerance), every singular value is above the tolerance; otherwise
+    the decomposition decides, as before."""
+    n, k = a.shape
+    if n >= k > 0 and n * np.finfo(float).eps < 1e-9 and np.all(np.isfinite(a)):
+        gram = a.T @ a
+        low = np.linalg.eigvalsh(gram)[0]
+        if low > 1e-8 * np.trace(gram) and low > 0:
+            return True
+    return bool(np.linalg.matrix_rank(a) == k)
 
 
 def _ipw(y: np.ndarray, d: np.ndarray, x: np.ndarray, trim: float, c: np.ndarray) -> dict[str, Any]:
@@ -213,33 +231,63 @@ def _aipw(
 ) -> dict[str, Any]:
     fold = _fold_ids(d, groups, folds, seed)
     g0 = np.empty(len(y))
-    p = np.empty(len(y))
     weighted = bool(np.any(c != 1))
     for k in range(folds):
         test = fold == k
         train = ~test
-        if not test.any():
-            continue
-        train_ctrl = train & (d == 0) & (c > 0)
-        if d[train].min() == d[train].max() or not train_ctrl.any():
+        if test.any() and (d[train].min() == d[train].max()
+                           or not (train & (d == 0) & (c > 0)).any()):
             raise EffectInputError(
                 f"cross-fitting fold {k} leaves no treated or no controls to train on; "
                 "use fewer folds or a larger sample"
             )
+    p = _cross_fitted_propensity(x, d, fold, folds, propensity_learner)
+    for k in range(folds):
+        test = fold == k
+        if not test.any():
+            continue
+        train_ctrl = ~test & (d == 0) & (c > 0)
         om = copy.deepcopy(outcome_learner)
         if weighted:
             om.fit(x[train_ctrl], y[train_ctrl], sample_weight=c[train_ctrl])
         else:
             om.fit(x[train_ctrl], y[train_ctrl])
-        pm = copy.deepcopy(propensity_learner).fit(x[train], d[train])
         g0[test] = np.asarray(om.predict(x[test]), dtype=float).ravel()
-        p[test] = np.asarray(pm.predict_proba(x[test]), dtype=float)[:, 1]
     return _weighting(y - g0, d, p, trim, c)
 
 
-def _balance(x: pd.DataFrame, d: np.ndarray, weights: np.ndarray | None) -> pd.DataFrame:
+#: cross-fitted propensity scores by content of (covariates, treatment, folds): the
+#: propensity model does not depend on the outcome or on the control weights, so the
+#: two estimands of an outcome (and outcomes with the same complete rows) share it
+_PROPENSITY = ContentMemo(size=64)
+
+
+def _cross_fitted_propensity(x: np.ndarray, d: np.ndarray, fold: np.ndarray, folds: int,
+                             learner: Any) -> np.ndarray:
+    """The propensity score of each row from the model fitted on the other
+    folds (rows of an empty fold keep no score: they are never used)."""
+
+    def compute() -> np.ndarray:
+        p = np.empty(len(d))
+        for k in range(folds):
+            test = fold == k
+            if not test.any():
+                continue
+            pm = copy.deepcopy(learner).fit(x[~test], d[~test])
+            p[test] = np.asarray(pm.predict_proba(x[test]), dtype=float)[:, 1]
+        return p
+
+    if type(learner) is not LogitLearner:  # only a learner known to be deterministic
+        return compute()
+    return _PROPENSITY.get([x, d, fold], ("logit", folds), compute).copy()
+
+
+def _balance(x: np.ndarray, columns: Sequence[str], d: np.ndarray,
+             weights: np.ndarray | None, used: np.ndarray) -> pd.DataFrame:
+    """Means and standardised differences of the ``used`` rows of ``x``
+    (``d`` and ``weights`` of the used rows)."""
     trt, ctrl = d == 1, d == 0
-    xt, xc = x.to_numpy()[trt], x.to_numpy()[ctrl]
+    xt, xc = x[_rows(used, trt)], x[_rows(used, ctrl)]
     sd = np.sqrt((xt.var(axis=0, ddof=1) + xc.var(axis=0, ddof=1)) / 2)
     sd = np.where(sd > 0, sd, np.nan)
     out = pd.DataFrame(
@@ -248,7 +296,7 @@ def _balance(x: pd.DataFrame, d: np.ndarray, weights: np.ndarray | None) -> pd.D
             "mean_control": xc.mean(axis=0),
             "smd_raw": (xt.mean(axis=0) - xc.mean(axis=0)) / sd,
         },
-        index=pd.Index(x.columns, name="covariate"),
+        index=pd.Index(columns, name="covariate"),
     )
     if weights is not None:
         wc = weights[ctrl]
@@ -449,9 +497,9 @@ def selection_on_observables(
     if propensity_learner is not None:
         nuisance["propensity_learner"] = propensity_learner
 
-    def run(mask: np.ndarray) -> dict[str, Any]:
-        xm = xall[mask]
-        xm = xm[:, np.ptp(xm, axis=0) > 0] if xm.shape[1] else xm
+    def run(mask: np.ndarray | slice) -> dict[str, Any]:
+        xfull = xall[mask]
+        xm = xfull[:, np.ptp(xfull, axis=0) > 0] if xfull.shape[1] else xfull
         dm, ym, cm = d[mask], y[mask], c[mask]
         if method == "ra":
             fit = _ra(ym, dm, xm, cm)
@@ -462,7 +510,7 @@ def selection_on_observables(
             fit = _aipw(
                 ym, dm, xm, cm, trim=trim, folds=folds, groups=groups, seed=seed, **nuisance
             )
-        fit["max_abs_smd_weighted"] = _max_smd(xall[mask], dm, fit["weights"], fit["used"])
+        fit["max_abs_smd_weighted"] = _max_smd(xfull, dm, fit["weights"], fit["used"])
         fit["ess_control"] = _kish(fit["weights"][fit["used"] & (dm == 0)])
         return fit
 
@@ -485,7 +533,7 @@ def selection_on_observables(
     se = math.sqrt(var)
     trt, ctrl = used & (d == 1), used & (d == 0)
     n_treated, n_control = int(trt.sum()), int(ctrl.sum())
-    balance = _balance(xdf.loc[used], d[used], weights[used])
+    balance = _balance(xall, list(xdf.columns), d[used], weights[used], used)
     wc = weights[ctrl]
     diagnostics: dict[str, Any] = {
         "n_treated": n_treated,
@@ -556,6 +604,13 @@ def selection_on_observables(
     )
 
 
+def _rows(used: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """The rows of a full-length array that are ``among`` the used ones."""
+    out = np.zeros(len(used), dtype=bool)
+    out[np.flatnonzero(used)[among]] = True
+    return out
+
+
 def _kish(w: np.ndarray) -> float | None:
     r"""Kish's effective sample size :math:`(\sum w)^2 / \sum w^2` (None
     without weights)."""
@@ -571,10 +626,22 @@ def _max_smd(x: np.ndarray, d: np.ndarray, w: np.ndarray, used: np.ndarray) -> f
     trt, ctrl = used & (d == 1), used & (d == 0)
     if trt.sum() < 2 or ctrl.sum() < 2 or x.shape[1] == 0 or w[ctrl].sum() <= 0:
         return None
-    sd = np.sqrt((x[trt].var(axis=0, ddof=1) + x[ctrl].var(axis=0, ddof=1)) / 2)
-    mw = (w[ctrl, None] * x[ctrl]).sum(axis=0) / w[ctrl].sum()
-    smd = np.abs(x[trt].mean(axis=0) - mw)[sd > 0] / sd[sd > 0]
+    xt, xc = x[trt], x[ctrl]
+    sd = np.sqrt((xt.var(axis=0, ddof=1) + xc.var(axis=0, ddof=1)) / 2)
+    mw = (w[ctrl, None] * xc).sum(axis=0) / w[ctrl].sum()
+    smd = np.abs(xt.mean(axis=0) - mw)[sd > 0] / sd[sd > 0]
     return float(smd.max()) if len(smd) else None
+
+
+def _stratum_rows(s: np.ndarray) -> Any:
+    """A function from a stratum to its rows: a slice when the strata are
+    sorted (the stacked risk sets are, by elapsed month), so that a stratum's
+    arrays are views rather than copies with the same values; else a boolean
+    mask."""
+    if s.dtype.kind in "iuf" and (len(s) < 2 or bool(np.all(s[1:] >= s[:-1]))):
+        return lambda value: slice(int(np.searchsorted(s, value, "left")),
+                                   int(np.searchsorted(s, value, "right")))
+    return lambda value: s == value
 
 
 def _stratified(run: Any, s: np.ndarray, d: np.ndarray, name: str) -> tuple:
@@ -583,8 +650,9 @@ def _stratified(run: Any, s: np.ndarray, d: np.ndarray, name: str) -> tuple:
     of each stratum), rows used, rows of the strata, the table of strata and
     the number of strata without treated."""
     rows, fits, n_dropped = [], {}, 0
+    rows_of = _stratum_rows(s)
     for value in pd.unique(s):
-        mask = s == value
+        mask = rows_of(value)
         n1s, n0s = int(d[mask].sum()), int((d[mask] == 0).sum())
         if n1s == 0:
             n_dropped += 1
@@ -620,13 +688,13 @@ def _stratified(run: Any, s: np.ndarray, d: np.ndarray, name: str) -> tuple:
     phi, weights = np.zeros(len(d)), np.zeros(len(d))
     used, keep = np.zeros(len(d), dtype=bool), np.zeros(len(d), dtype=bool)
     for value, fit in fits.items():
-        mask = s == value
+        mask = rows_of(value)
         phi[mask] = (
             table.loc[value, "weight"] * fit["phi"]
             + (fit["used"] & (d[mask] == 1)) * (fit["tau"] - tau) / n1
         )
         weights[mask] = fit["weights"]
         used[mask] = fit["used"]
-        keep |= mask
+        keep[mask] = True
     table["std_error"] = [math.sqrt(if_variance(fits[v]["phi"], None)) for v in table.index]
     return tau, phi, weights, used, keep, table, n_dropped

@@ -1,0 +1,254 @@
+"""The fast paths of the effects step give the numbers of the direct computation.
+
+Phase 2 shares work between the many models of one sub-study (memos of
+:mod:`reintegration.effects._memo`, one cross-product matrix for the
+collinearity check, the censoring hazard without a persons x months design).
+These tests compare each fast path with the direct computation it replaces,
+kept here as small reference functions, on fixed data, to 1e-8.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reintegration import designs, effects, phase2, sensitivity
+from reintegration.designs import selection as soo
+from reintegration.effects import _memo
+from reintegration.effects import dynamic as dyn
+from reintegration.effects.learners import LogitLearner
+from reintegration.effects.selection import _full_column_rank
+
+KEY = ["RINPERSOONS", "RINPERSOON"]
+
+
+def reference_independent_columns(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The collinearity check as it was: the rank of each cross product from the rows."""
+    keep: list[str] = []
+    base = np.ones((len(frame), 1))
+    for col in columns:
+        x = np.column_stack([base, frame[[*keep, col]].to_numpy(dtype=float)])
+        if np.linalg.matrix_rank(x.T @ x) == x.shape[1]:
+            keep.append(col)
+    return keep
+
+
+class GridLogit(LogitLearner):
+    """The default logit, predicted on the full persons x months design (the
+    censoring hazard's computation before the person and month parts were
+    split)."""
+
+
+def world(n: int = 2500, seed: int = 3) -> pd.DataFrame:
+    """Persons who may start training or job coaching in months 1..6, with
+    covariates on very different scales, a covariate that repeats two others,
+    the pre-registered subgroup columns and three outcomes."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    earnings = np.round(rng.gamma(2.0, 8000.0, size=n), 2) * (rng.random(n) < 0.6)
+    female = (rng.random(n) < 0.5).astype(int)
+    start = np.full(n, np.nan)
+    inst = np.full(n, "none", dtype=object)
+    hazard = 1 / (1 + np.exp(2.4 - 0.4 * x - 0.3 * female))
+    for s in range(1, 7):
+        go = np.isnan(start) & (rng.random(n) < hazard)
+        start[go] = s
+        inst[go] = np.where(rng.random(go.sum()) < 0.5, "training", "job_coaching")
+    y0 = 0.5 * x + 0.00001 * earnings + rng.normal(size=n)
+    started = ~np.isnan(start)
+    emp12 = (y0 + 0.3 * started > 0.4).astype(float)
+    emp24 = np.where(rng.random(n) < 0.1, np.nan, (y0 + 0.4 * started > 0.3).astype(float))
+    return pd.DataFrame(
+        {
+            "RINPERSOONS": "R",
+            "RINPERSOON": [f"{i:09d}" for i in range(n)],
+            "instrument": inst,
+            "instrument_elapsed": pd.array(start, dtype="Float64"),
+            "x": x,
+            "prior_earnings": earnings,
+            "female": female,
+            "x_plus_female": x + female,  # collinear with the two before it
+            "age": rng.integers(18, 66, size=n),
+            "sex": np.where(female == 1, "female", "male"),
+            "education": rng.choice(["low", "middle", "high", None], size=n),
+            "prior_employment_months": rng.integers(0, 25, size=n) * (rng.random(n) < 0.5),
+            "migration": rng.choice(["nl", "ma", "western"], size=n),
+            "employed_12": emp12,
+            "employed_24": emp24,
+            "months_employed": np.round(np.clip(12 + 6 * y0 + 3 * started, 0, 24)),
+        }
+    )
+
+
+def month_panel(persons: pd.DataFrame) -> pd.DataFrame:
+    months = pd.DataFrame({"month": range(0, 25)})
+    return persons[KEY].merge(months, how="cross").assign(on_benefit=1)
+
+
+def settings() -> dict:
+    s = phase2.load_settings()
+    cfg = {**s["selection_on_observables"], "max_month": 6, "min_stratum_treated": 15}
+    return {
+        **s,
+        "covariates": ["x", "prior_earnings", "female", "x_plus_female"],
+        "selection_on_observables": cfg,
+    }
+
+
+def numbers_close(a: object, b: object, path: str = "") -> None:
+    """Equal structure, equal text, floats within 1e-8 (relative to max(1, |a|))."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), path
+        for k in a:
+            numbers_close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list | tuple):
+        assert isinstance(b, list | tuple) and len(a) == len(b), path
+        for i, (u, v) in enumerate(zip(a, b, strict=True)):
+            numbers_close(u, v, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a):
+            assert math.isnan(b), path
+        else:
+            assert abs(a - b) <= 1e-8 * max(1.0, abs(a)), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+def test_collinearity_check_keeps_the_columns_of_the_direct_computation() -> None:
+    rng = np.random.default_rng(0)
+    n = 4000
+    frame = pd.DataFrame(
+        {
+            "a": rng.integers(0, 2, n),
+            "earnings": rng.gamma(2.0, 9000.0, n),
+            "b": rng.normal(size=n),
+            "const": 1.0,
+            "tiny": 1e-9 * rng.normal(size=n),
+        }
+    )
+    frame["a_copy"] = frame["a"]
+    frame["sum"] = frame["a"] + 2 * frame["b"]
+    frame["not_a"] = 1 - frame["a"]
+    cols = ["a", "earnings", "a_copy", "b", "const", "sum", "tiny", "not_a"]
+    got = soo.independent_columns(frame, cols)
+    assert got == reference_independent_columns(frame, cols)
+    assert got == ["a", "earnings", "b"]  # "tiny" is below the rank tolerance, as before
+    for m in (3, 40, 400):  # small subgroups, where columns become constant
+        part = frame.iloc[:m]
+        assert soo.independent_columns(part, cols) == reference_independent_columns(part, cols)
+
+
+def test_full_column_rank_decides_as_matrix_rank() -> None:
+    rng = np.random.default_rng(1)
+    for n, k, deficient in ((500, 6, False), (500, 6, True), (20, 8, True), (5, 8, False)):
+        a = rng.normal(size=(n, k)) * np.logspace(0, 5, k)
+        if deficient:
+            a[:, -1] = a[:, 0] * 3 - a[:, 1]
+        assert _full_column_rank(a) == (np.linalg.matrix_rank(a) == k)
+    ones = np.column_stack([np.ones(50), rng.integers(0, 2, 50), np.zeros(50)])
+    assert not _full_column_rank(ones)
+
+
+def test_censoring_hazard_split_into_person_and_month_parts() -> None:
+    persons = world()
+    s = settings()
+    design = designs.get("selection_on_observables")
+    data = design.prepare(
+        designs.Inputs(persons=persons, city={}, effects=s, person_months=month_panel(persons)),
+        "training",
+    )
+    kw = dict(
+        person="_pid",
+        start="_any_start",
+        eligible="benefit_months",
+        covariates=["x", "prior_earnings", "female"],
+    )
+    for horizon in (3, None):
+        with _memo.disabled():
+            fast, info = effects.censoring_weights(data, horizon=horizon, **kw)
+            grid, info_grid = effects.censoring_weights(
+                data, horizon=horizon, learner=GridLogit(), **kw
+            )
+        assert info["hazard_starts"] > 50 and info == pytest.approx(info_grid)
+        np.testing.assert_allclose(fast, grid, rtol=1e-10, atol=0)
+
+
+def reference_records(persons: pd.DataFrame, s: dict, sub: dict) -> list[dict]:
+    """The records of the direct computation: no memo, the collinearity
+    check and the censoring hazard as they were, and one fresh copy of the
+    prepared data for every model."""
+    design = designs.get(sub["design"])
+    inputs = designs.Inputs(persons=persons, city={}, effects=s, person_months=month_panel(persons))
+    with _memo.disabled():
+        data = design.prepare(inputs, sub["instrument"])
+        groups = phase2.subgroup_frame(data)
+        original = soo.independent_columns, dyn._hazard
+
+        def grid_hazard(x, risk, event, learner):
+            return original[1](x, risk, event, learner or GridLogit())
+
+        soo.independent_columns, dyn._hazard = reference_independent_columns, grid_hazard
+        try:
+            records = []
+            for outcome in s["outcomes"]:
+                only = {**s, "outcomes": {outcome: s["outcomes"][outcome]}}
+                recs, _ = phase2.run_substudy("x", sub, data.copy(), design, only, subgroups=groups)
+                records += recs
+        finally:
+            soo.independent_columns, dyn._hazard = original
+    return records
+
+
+def test_effects_step_records_equal_the_direct_computation() -> None:
+    persons = world()
+    s = settings()
+    sub = {
+        "id": "selection_on_observables/training",
+        "design": "selection_on_observables",
+        "instrument": "training",
+        "decision": "go",
+        "reasons": [],
+        "conditions": [],
+    }
+    fast, results = phase2.city_estimates({"name": "x"}, persons, month_panel(persons), [sub], s)
+    assert _memo.enabled()
+    slow = reference_records(persons, s, sub)
+    assert len(fast) == len(slow) > 30
+    # records in the order outcome, group, target; the headline results keyed alike
+    order = [(r["outcome"], r["subgroup"], r["group"], r["target"]) for r in slow]
+    assert [(r["outcome"], r["subgroup"], r["group"], r["target"]) for r in fast] == order
+    headline = [
+        (r["outcome"], r["subgroup"], r["group"])
+        for r in slow
+        if r["target"] == "now_vs_later" and r["status"] == "estimated"
+    ]
+    assert list(results[sub["id"]]) == headline
+    estimated = [r for r in fast if r["status"] == "estimated"]
+    assert len(estimated) > 20
+    assert {r["target"] for r in estimated} == {"now_vs_later", "vs_never"}
+    assert any("x_plus_female" not in r["diagnostics"].get("covariates", []) for r in estimated)
+    numbers_close(fast, slow)
+
+
+def test_sensitivity_fits_from_one_decomposition_equal_the_two_regressions() -> None:
+    rng = np.random.default_rng(4)
+    n = 3000
+    months = np.eye(4)[rng.integers(0, 4, n)]
+    X = np.column_stack(
+        [months, rng.gamma(2.0, 9000.0, n), rng.integers(0, 2, n), rng.normal(size=n)]
+    )
+    names = ["month_1", "month_2", "month_3", "month_4", "earnings", "female", "x"]
+    d = (rng.random(n) < 0.2).astype(float)
+    y = 0.1 * d + 0.00001 * X[:, 4] + rng.normal(size=n)
+    fit_y, fit_d = sensitivity.paired_fits(y, d, X, names)
+    ref_y = sensitivity.ols(y, np.column_stack([d, X]), [sensitivity.TREATED, *names])
+    ref_d = sensitivity.ols(d, X, names)
+    for got, ref in ((fit_y, ref_y), (fit_d, ref_d)):
+        assert got.names == ref.names and got.dof == ref.dof
+        np.testing.assert_allclose(got.coef, ref.coef, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(got.se, ref.se, rtol=1e-8, atol=0)
+        for name in got.names:
+            assert got.t(name) == pytest.approx(ref.t(name), rel=1e-8)
