@@ -635,7 +635,7 @@ def prediction_verdict(res: Heterogeneity) -> str:
     if p < 0.05 and b < 0:
         return (f"The model's predictions of who gains most point the wrong way (slope "
                 f"{b:.2f}, p = {p:.3f}): they must not be used to choose anyone.")
-    capped = " (the largest value the rule gives)" if p >= 1 else ""
+    capped = ", the largest value the rule gives" if p >= 1 else ""
     return (f"This check found no reliable sign that the model's predictions sort starters "
             f"by what they gain (slope {b:.2f}, p = {p:.2f}{capped}). That is not proof that "
             "all starters gain alike: the check is cautious and has little power at this "
