@@ -334,11 +334,14 @@ def markdown(data: dict[str, Any], root=None) -> list[str]:
     summary, checks, cost = het["summary"], het["acceptance"], het.get("cost", {})
     lines = [
         "**Who benefits, over the worlds.** In every world the group effects, the "
-        "best-linear-predictor (BLP) test of heterogeneity and the predicted effects "
-        "per starter of every selection-on-observables instrument (employment 24 "
-        "months after inflow, linear learner), against the world's truths: the true "
-        "effect of a starter is employment with the start minus employment had that "
-        "start been blocked (the estimand of the group truths).",
+        "heterogeneity test of all pre-registered groups at once, the slope on the "
+        "predicted effect per starter (folds pooled, and the split rule) and those "
+        "predictions, for every selection-on-observables instrument (employment 24 "
+        "months after inflow, linear learner), against the world's truths: a group's "
+        "true effect is its starters' mean of employment with the start minus "
+        "employment had that start been blocked; a starter's, for the rank "
+        "correlations, is that difference expected given everything the generator "
+        "knows about them.",
         "",
     ]
     if cost.get("share") is not None:
