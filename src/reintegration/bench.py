@@ -257,6 +257,23 @@ def bench_montecarlo(root: Path, size: str = "full") -> dict:
             "note": "projected from four replications per kind of world on 2 workers"}
 
 
+def _full_rotterdam_research(root: Path) -> tuple:
+    """Full-size Rotterdam's panel (persons, person months; built into a
+    temporary folder, untimed), its city configuration and the effects
+    settings."""
+    import pandas as pd
+
+    from . import phase2
+    from .config import load_city
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _full_rotterdam_panel(root, tmp)
+        research = Path(tmp) / "full" / "rotterdam" / "research"
+        persons = pd.read_parquet(research / "persons.parquet")
+        person_months = pd.read_parquet(research / "person_months.parquet")
+    return persons, person_months, load_city("rotterdam", root), phase2.load_settings(root)
+
+
 def bench_heterogeneity_full_rotterdam(root: Path, size: str = "full") -> dict:
     """The Who benefits step's computation (:func:`reintegration.whom.city_analyses`:
     cross-fitted scores, group effects, BLP, GATES and the family's
@@ -264,20 +281,11 @@ def bench_heterogeneity_full_rotterdam(root: Path, size: str = "full") -> dict:
     selection-on-observables instrument the city offers (as if Phase 1 let
     all of them run: an upper bound of the step's work), from a panel built
     into a temporary folder, untimed; target 120 s. Always full size."""
-    import pandas as pd
-
-    from . import phase2, whom
-    from .config import load_city
+    from . import whom
     from .designs import Inputs
     from .feasibility.criteria import offered_instruments, substudy_ids
 
-    with tempfile.TemporaryDirectory() as tmp:
-        _full_rotterdam_panel(root, tmp)
-        research = Path(tmp) / "full" / "rotterdam" / "research"
-        persons = pd.read_parquet(research / "persons.parquet")
-        person_months = pd.read_parquet(research / "person_months.parquet")
-    city = load_city("rotterdam", root)
-    settings = phase2.load_settings(root)
+    persons, person_months, city, settings = _full_rotterdam_research(root)
     substudies = [{"design": name, "instrument": inst, "decision": "go"}
                   for name, inst in substudy_ids(city, offered_instruments(city))
                   if inst is not None]
@@ -302,20 +310,11 @@ def bench_effects_full_rotterdam(root: Path, size: str = "full") -> dict:
     folder, untimed; target 60 s (the step's budget per full-size city on two cores).
     The notebook's own work (kernel start, disclosure checks, figures) is not
     included. Always full size."""
-    import pandas as pd
-
     from . import obligations, phase2, sensitivity
-    from .config import load_city
     from .designs import Inputs
     from .feasibility.criteria import offered_instruments, substudy_ids
 
-    with tempfile.TemporaryDirectory() as tmp:
-        _full_rotterdam_panel(root, tmp)
-        research = Path(tmp) / "full" / "rotterdam" / "research"
-        persons = pd.read_parquet(research / "persons.parquet")
-        person_months = pd.read_parquet(research / "person_months.parquet")
-    city = load_city("rotterdam", root)
-    settings = phase2.load_settings(root)
+    persons, person_months, city, settings = _full_rotterdam_research(root)
     substudies = [{"id": f"{name}/{inst}", "design": name, "instrument": inst,
                    "decision": "go"}
                   for name, inst in substudy_ids(city, offered_instruments(city))
