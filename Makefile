@@ -7,7 +7,7 @@
 #
 # The rules of the pipeline (data, every city's steps, release bundles, the
 # audit and the book) are generated from config/steps.yml x config/cities/*.yml
-# into build/<SIZE>/steps.mk by reintegration.pipeline, the graph that
+# into build/<SIZE>/steps.mk by reintegration.pipeline.graph, the graph that
 # `python -m reintegration run` (the same pipeline without make) reads too;
 # adding a city or a step needs no edit here.
 
@@ -163,7 +163,7 @@ test-nbval: $(VENV_STAMP)
 
 bench: $(VENV_STAMP) ## Benchmarks (speed, memory) to build/bench.json
 	$(UV) -e '.[test,bench]'
-	$(PY) -m reintegration.bench --size $(SIZE)
+	$(PY) -m reintegration.pipeline.bench --size $(SIZE)
 
 # The Monte Carlo validation (never part of make test): MC_REPS worlds of MC_CITY with
 # MC_CLIENTS clients each, per kind of world (planted, null, oracle; MC_MODES to choose,
@@ -177,7 +177,7 @@ MC_JOBS ?= 2
 MC_SCHEDULER ?=
 MC_MODES ?=
 montecarlo: $(VENV_STAMP) ## Monte Carlo validation of every design over many worlds
-	$(PY) -m reintegration.montecarlo --city $(MC_CITY) --replications $(MC_REPS) \
+	$(PY) -m reintegration.montecarlo.harness --city $(MC_CITY) --replications $(MC_REPS) \
 		--clients $(MC_CLIENTS) --jobs $(MC_JOBS) $(if $(MC_SCHEDULER),--scheduler $(MC_SCHEDULER)) \
 		$(if $(MC_MODES),--modes $(MC_MODES))
 
@@ -185,7 +185,7 @@ montecarlo: $(VENV_STAMP) ## Monte Carlo validation of every design over many wo
 # its regret against the best rule of its kind (build/montecarlo_advice/).
 MC_ADVICE_REPS ?= 50
 montecarlo-advice: $(VENV_STAMP) ## Monte Carlo check of the advice rule (value, regret)
-	$(ONE_THREAD) $(PY) -m reintegration.montecarlo_advice --city $(MC_CITY) \
+	$(ONE_THREAD) $(PY) -m reintegration.montecarlo.advice --city $(MC_CITY) \
 		--replications $(MC_ADVICE_REPS) --clients $(MC_CLIENTS) --jobs $(MC_JOBS)
 
 # Interrupt make all with SIGKILL at five points (data generation, a step, the book
@@ -195,7 +195,7 @@ montecarlo-advice: $(VENV_STAMP) ## Monte Carlo check of the advice rule (value,
 KILL_WORK ?= build/killcheck-work
 kill-check: $(VENV_STAMP) ## SIGKILL make all at five points; check audit and bytes
 	rm -rf $(KILL_WORK)
-	$(PY) -m reintegration.killcheck --size $(SIZE) --work $(KILL_WORK)
+	$(PY) -m reintegration.pipeline.killcheck --size $(SIZE) --work $(KILL_WORK)
 
 templates: $(VENV_STAMP) ## Store the outputs nbval checks in the templates (small data)
 	@$(MAKE) SIZE=small data

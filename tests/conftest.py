@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reintegration.paths import Paths
+from reintegration.core.paths import Paths
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -49,9 +49,9 @@ from test_ingest import (  # noqa: E402
     write_sav,
 )
 
-from reintegration import ingest, quality  # noqa: E402
-from reintegration.config import load_city  # noqa: E402
-from reintegration.ingest import ExportError  # noqa: E402
+from reintegration.core.config import load_city
+from reintegration.intake import ingest, quality
+from reintegration.intake.ingest import ExportError
 
 OUTCOMES = ("error", "quarantine", "flag", "note")
 

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import advice, advice_page, advice_truth, phase2
-from reintegration import policy_tree as pt
-from reintegration.policy_tree import TODAY
+from reintegration.phase2 import advice, advice_page, advice_truth, estimates
+from reintegration.phase2 import policy_tree as pt
+from reintegration.phase2.policy_tree import TODAY
 
 FEATURES = {
     "distance": {
@@ -167,7 +167,7 @@ def _expected_outcomes(persons: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _config() -> dict:
-    settings = phase2.load_settings()
+    settings = estimates.load_settings()
     settings["covariates"] = [
         "female",
         "age_under_27",
@@ -293,7 +293,7 @@ def test_a_protected_feature_must_be_a_feature():
 
 
 def test_the_harness_summary_counts_coverage_and_regret():
-    from reintegration import montecarlo_advice as mca
+    from reintegration.montecarlo import advice as mca
 
     rows = pd.DataFrame({
         "mode": ["planted"] * 4, "replication": [1, 2, 3, 4], "starters": [100] * 4,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from reintegration import bsn
+from reintegration.linking import bsn
 from reintegration.synth.schema import CANONICAL_CODES
 
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from reintegration import atomic
+from reintegration.core import atomic
 
 
 def test_write_if_changed_keeps_mtime_when_equal(tmp_path):
@@ -76,7 +76,7 @@ def test_replace_dir_swaps_a_folder_in_one_step(tmp_path, monkeypatch):
 _SWAPPER = """
 import sys, tempfile
 from pathlib import Path
-from reintegration import atomic
+from reintegration.core import atomic
 
 target = Path(sys.argv[1])
 version = 0

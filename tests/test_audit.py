@@ -9,10 +9,11 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from reintegration import audit, ingest
-from reintegration.config import load_city
-from reintegration.disclosure_rules import META_KEY
-from reintegration.paths import Paths
+from reintegration.core.config import load_city
+from reintegration.core.paths import Paths
+from reintegration.disclosure import audit
+from reintegration.disclosure.rules import META_KEY
+from reintegration.intake import ingest
 from reintegration.synth import generate_city
 
 CITY = "utrecht"
@@ -141,7 +142,7 @@ def test_numbers_that_are_not_identifiers_pass(world):
 
 
 def test_failed_notebooks_are_scanned_and_unreadable_domains_counted(world, monkeypatch):
-    from reintegration.runner import failed_dir
+    from reintegration.pipeline.runner import failed_dir
 
     root, paths, clients = world
     monkeypatch.delenv("REINTEGRATION_BUILD_DIR", raising=False)

@@ -8,9 +8,9 @@ import shutil
 import pytest
 import yaml
 
-from reintegration.book import BookError, toc
-from reintegration.config import list_cities, load_city, load_steps
-from reintegration.paths import Paths
+from reintegration.book.generate import BookError, toc
+from reintegration.core.config import list_cities, load_city, load_steps
+from reintegration.core.paths import Paths
 
 
 def _files(entries):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from reintegration import labels
-from reintegration.config import list_cities
+from reintegration.core.config import list_cities
+from reintegration.research import labels
 
 
 def _pages(built_book: Path) -> list[Path]:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import bsn
+from reintegration.linking import bsn
 
 
 @pytest.mark.parametrize("value", ["111222333", "123456782"])

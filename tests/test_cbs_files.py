@@ -21,11 +21,14 @@ import pyreadstat
 import pytest
 import yaml
 
-from reintegration import cbs_files, cli, ingest, linkage, panel, panel_sources, quality
-from reintegration.config import ConfigError, load_city, validate
-from reintegration.config_settings import CbsFiles
-from reintegration.custody import DomainMap
-from reintegration.paths import Paths
+from reintegration.core.config import ConfigError, load_city, validate
+from reintegration.core.config_settings import CbsFiles
+from reintegration.core.custody import DomainMap
+from reintegration.core.paths import Paths
+from reintegration.intake import ingest, quality
+from reintegration.linking import linkage
+from reintegration.pipeline import cli
+from reintegration.research import cbs_files, panel, panel_sources
 from reintegration.synth import generate_city
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -349,8 +352,8 @@ def test_the_panel_step_may_read_the_configured_folders(tmp_root, tmp_path, monk
     """In a step that declares config/cbs_files.yml, the configured folders are
     research data; other steps do not see them, and a folder of another domain
     keeps it."""
-    from reintegration.custody import CustodyError
-    from reintegration.step import StepContext
+    from reintegration.core.custody import CustodyError
+    from reintegration.core.step import StepContext
 
     monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
     data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from reintegration import feasibility, readability
-from reintegration.book import toc
-from reintegration.config import list_cities, load_steps
-from reintegration.paths import Paths
+from reintegration import feasibility
+from reintegration.book import readability
+from reintegration.book.generate import toc
+from reintegration.core.config import list_cities, load_steps
+from reintegration.core.paths import Paths
 
 PAGES = {"nl": "book/clients/nl.md", "en": "book/clients/en.md"}
 

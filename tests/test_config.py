@@ -9,8 +9,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from reintegration import config_reference
-from reintegration.config import (
+from reintegration.core import config_reference
+from reintegration.core.config import (
     SHARED,
     ConfigError,
     list_cities,
@@ -21,8 +21,8 @@ from reintegration.config import (
     load_steps,
     validate_all,
 )
-from reintegration.config_models import City
-from reintegration.config_reference import SCHEMA_PATH, city_schema_text, reference_markdown
+from reintegration.core.config_models import City
+from reintegration.core.config_reference import SCHEMA_PATH, city_schema_text, reference_markdown
 
 
 def test_cities_are_discovered_from_the_folder(root):
@@ -325,7 +325,7 @@ def _variants(parts: list[str]) -> list[str]:
 
 
 def test_the_book_has_the_configuration_reference(root):
-    from reintegration.book import BACK
+    from reintegration.book.generate import BACK
 
     appendices = dict(BACK)["Appendices"]
     assert "appendices/configuration" in appendices

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from malformed_corpus import OUTCOMES, Case, cases, problems, run
 
-from reintegration import screening
+from reintegration.intake import screening
 
 CASES = cases()
 

@@ -5,16 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from reintegration.config import ConfigError
-from reintegration.custody import (
+from reintegration.core.config import ConfigError
+from reintegration.core.custody import (
     RESEARCH_RECORDS,
     ROLE_ACCESS,
     CustodyError,
     DomainMap,
     check_access,
 )
-from reintegration.paths import Paths
-from reintegration.step import StepContext, UndeclaredWrite
+from reintegration.core.paths import Paths
+from reintegration.core.step import StepContext, UndeclaredWrite
 
 
 @pytest.fixture
@@ -165,7 +165,8 @@ def test_the_book_reads_no_research_file(tmp_root, monkeypatch):
 
     import pandas as pd
 
-    from reintegration import book, disclosure, feasibility
+    from reintegration import disclosure, feasibility
+    from reintegration.book import generate
 
     monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
     paths = Paths.for_size("small", tmp_root)
@@ -220,7 +221,7 @@ def test_the_book_reads_no_research_file(tmp_root, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(builtins, "open", recording(real_open))
         m.setattr(io, "open", recording(real_io_open))
-        pages = book.generated_pages(paths)
+        pages = generate.generated_pages(paths)
 
     assert "released condition text" in pages["phase1.md"]
     assert "Selection on observables" in pages["phase1.md"]
@@ -256,17 +257,18 @@ def test_book_pages_include_only_generated_pages():
 def test_config_read_by_any_module_is_logged_for_provenance(tmp_root, monkeypatch):
     """A module the notebook calls reads config/effects.yml and
     config/disclosure.yml without the context: the context still logs both."""
-    from reintegration import disclosure, phase2
+    from reintegration import disclosure
+    from reintegration.phase2 import estimates
 
     monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
     ctx = StepContext("06_effects", city="rotterdam", size="small", root=tmp_root)
-    phase2.load_settings(tmp_root)
+    estimates.load_settings(tmp_root)
     disclosure.register(ctx)
     reads = set(ctx.io_log()["reads"])
     config = (tmp_root / "config").resolve()
     assert {str(config / "effects.yml"), str(config / "disclosure.yml")} <= reads
     # the runner fails a step that read a config file it does not declare
-    from reintegration.runner import StepFailed, check_config_reads
+    from reintegration.pipeline.runner import StepFailed, check_config_reads
 
     check_config_reads(ctx.spec, "rotterdam", ctx.paths, ctx.io_log()["reads"])
     undeclared = {**ctx.io_log()["reads"], str(config / "feasibility.yml"): "public"}
@@ -321,7 +323,7 @@ def test_step_context_and_domain_map_are_read_only(tmp_root):
 
 
 def test_under_the_runner_a_notebook_cannot_take_another_steps_role(tmp_root, monkeypatch):
-    from reintegration import step
+    from reintegration.core import step
 
     monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
     monkeypatch.setenv(step.STEP_ENV, "03_panel")

@@ -1,4 +1,4 @@
-"""The static import graph behind the make rules (reintegration.depgraph)."""
+"""The static import graph behind the make rules (reintegration.pipeline.depgraph)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reintegration import depgraph
+from reintegration.pipeline import depgraph
 
 
 @pytest.fixture
@@ -17,14 +17,17 @@ def pkg(tmp_path: Path) -> Path:
     root = tmp_path / "src" / "reintegration"
     files = {
         "__init__.py": "",
-        "runner.py": "from . import paths\n",
-        "paths.py": "import os\n",
+        "pipeline/__init__.py": "",
+        "pipeline/runner.py": "from ..core import paths\n",
+        "core/__init__.py": "",
+        "core/paths.py": "import os\n",
         "alpha.py": "from .beta import thing\nfrom reintegration.sub import gamma\n",
         "beta.py": "def thing():\n    from . import lazy\n    return lazy\n",
         "lazy.py": "",
-        "book.py": "from . import alpha\n",
+        "book/__init__.py": "",
+        "book/generate.py": "from .. import alpha\n",
         "sub/__init__.py": "from .delta import x\n",
-        "sub/gamma.py": "from ..paths import os\n",
+        "sub/gamma.py": "from ..core.paths import os\n",
         "sub/delta.py": "x = 1\n",
         "orphan.py": "",
     }
@@ -52,17 +55,18 @@ def test_closure_follows_relative_submodule_and_function_level_imports(pkg):
         "reintegration.sub",  # the package __init__ of an imported submodule
         "reintegration.sub.delta",  # ... and what that __init__ imports
         "reintegration.sub.gamma",
-        "reintegration.paths",  # from ..paths, two levels up
+        "reintegration.core",  # the package __init__ of core.paths
+        "reintegration.core.paths",  # from ..core.paths, two levels up
     }
 
 
 def test_a_step_runs_its_imports_and_the_runners_not_the_rest(pkg, tmp_path):
     nb = _notebook(tmp_path / "t.ipynb", "%matplotlib inline\nfrom reintegration import alpha")
     files = depgraph.step_sources(nb, pkg)
-    assert "src/reintegration/alpha.py" in files and "src/reintegration/runner.py" in files
-    assert "src/reintegration/book.py" not in files  # imports alpha, not imported by it
+    assert "src/reintegration/alpha.py" in files and "src/reintegration/pipeline/runner.py" in files
+    assert "src/reintegration/book/generate.py" not in files  # imports alpha, not imported by it
     assert "src/reintegration/orphan.py" not in files
-    plain = _notebook(tmp_path / "u.ipynb", "import reintegration.runner")
+    plain = _notebook(tmp_path / "u.ipynb", "import reintegration.pipeline.runner")
     assert "src/reintegration/alpha.py" not in depgraph.step_sources(plain, pkg)
 
 

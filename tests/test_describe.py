@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 from test_panel import linked_sources
 
-from reintegration import describe, disclosure, panel, panel_contract, step
+from reintegration import disclosure
+from reintegration.core import step
+from reintegration.research import describe, panel, panel_contract
 
 ROOT = Path(__file__).resolve().parents[1]
 

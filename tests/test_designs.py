@@ -60,7 +60,8 @@ def test_a_city_without_roll_out_has_one_placeholder_sub_study():
 def test_selection_power_comes_from_the_stacked_comparison_when_the_panel_is_there():
     import numpy as np
 
-    from reintegration import feasibility, phase2
+    from reintegration import feasibility
+    from reintegration.phase2 import estimates
 
     rng = np.random.default_rng(3)
     n = 3000
@@ -75,7 +76,7 @@ def test_selection_power_comes_from_the_stacked_comparison_when_the_panel_is_the
     months = persons[["RINPERSOONS", "RINPERSOON"]].merge(
         pd.DataFrame({"month": range(0, 8)}), how="cross").assign(on_benefit=1)
     settings = feasibility.load_settings()
-    effects = {**phase2.load_settings(), "covariates": ["female", "prior_employment"]}
+    effects = {**estimates.load_settings(), "covariates": ["female", "prior_employment"]}
     design = designs.get("selection_on_observables")
     plain = design.diagnose(Inputs(persons=persons, city={}, effects=effects,
                                    feasibility=settings), "training",

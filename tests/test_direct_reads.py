@@ -8,7 +8,7 @@ A line may carry ``# custody: <reason>``, or a function be listed in
 :data:`ALLOWED` with its reason, when the path was checked by the caller, is
 public configuration, or lies in the release domain every role may read: the
 reasons are here so a reviewer can read every exemption in one place. The
-operating-system sandbox (``reintegration.sandbox``) stops what this scan
+operating-system sandbox (``reintegration.pipeline.sandbox``) stops what this scan
 cannot see, such as a path built at run time."""
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ READERS = {
     "open", "read_file_in_chunks", "dataset",
 }  # fmt: skip
 #: modules that are the context and its configuration, not research code
-INFRASTRUCTURE = {"step", "custody", "paths", "config", "atomic", "provenance", "__init__"}
+INFRASTRUCTURE = {"core.step", "core.custody", "core.paths", "core.config", "core.atomic",
+                  "pipeline.provenance", ""}
 #: (module, function) -> why its direct read is within custody
 ALLOWED = {
     ("panel_sources.py", "read_sav_file"): "reached through read_cbs_file, to which "
@@ -135,27 +136,39 @@ def _cells(template: Path) -> str:
     return "\n".join(code)
 
 
-def _imports(source: str, package_level: bool) -> set[str]:
-    """Modules of the package that ``source`` imports."""
+def _imports(source: str, module: str | None) -> set[str]:
+    """Modules of the package that ``source`` imports, as dotted names relative to
+    ``reintegration`` (``research.panel``); ``module`` is the importing module's
+    own name (None for a notebook: only absolute imports)."""
     out = set()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom):
-            mod = node.module or ""
-            if package_level and node.level == 0 and mod.startswith("reintegration"):
-                parts = mod.split(".")[1:]
-            elif not package_level and node.level >= 1:
-                parts = mod.split(".") if mod else []
-            else:
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        mod = node.module or ""
+        if node.level == 0:
+            if not (mod == "reintegration" or mod.startswith("reintegration.")):
                 continue
-            if parts and (PKG / parts[0]).is_dir() and len(parts) == 1 and all(
-                    (PKG / parts[0] / f"{a.name}.py").exists() for a in node.names):
-                # `from .synth import schema`: only those modules of the package
-                out.update(f"{parts[0]}/{a.name}" for a in node.names)
-            elif parts:
-                out.add(parts[0])
-            else:
-                out.update(a.name for a in node.names)
+            base = mod.split(".")[1:]
+        elif module is not None:
+            here = module.split(".")
+            if not (PKG / module.replace(".", "/")).is_dir():
+                here = here[:-1]  # a module's package
+            base = here[: len(here) - (node.level - 1)] + (mod.split(".") if mod else [])
+        else:
+            continue
+        for a in node.names:
+            sub = ".".join([*base, a.name])
+            if _module_files(sub):
+                out.add(sub)
+            elif base:
+                out.add(".".join(base))
     return out
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG).with_suffix("")
+    parts = [p for p in rel.parts if p != "__init__"]
+    return ".".join(parts)
 
 
 def research_modules() -> list[Path]:
@@ -163,7 +176,7 @@ def research_modules() -> list[Path]:
     todo = set()
     for s in steps["steps"]:
         if s["role"] == "researcher":
-            todo |= _imports(_cells(ROOT / "notebooks" / f"{s['name']}.ipynb"), True)
+            todo |= _imports(_cells(ROOT / "notebooks" / f"{s['name']}.ipynb"), None)
     seen: set[str] = set()
     while todo:
         name = todo.pop()
@@ -171,14 +184,17 @@ def research_modules() -> list[Path]:
             continue
         seen.add(name)
         for path in _module_files(name):
-            todo |= _imports(path.read_text(encoding="utf-8"), False)
-    return sorted(p for name in seen for p in _module_files(name))
+            todo |= _imports(path.read_text(encoding="utf-8"), _module_name(path))
+    return sorted({p for name in seen for p in _module_files(name)})
 
 
 def _module_files(name: str) -> list[Path]:
-    if (PKG / name).is_dir():
-        return sorted((PKG / name).glob("*.py"))
-    return [PKG / f"{name}.py"] if (PKG / f"{name}.py").exists() else []
+    """A module's file, or a package's ``__init__.py`` (its modules are scanned when
+    they are imported)."""
+    path = PKG / name.replace(".", "/")
+    if path.is_dir():
+        return [path / "__init__.py"]
+    return [path.with_suffix(".py")] if path.with_suffix(".py").exists() else []
 
 
 TEMPLATES = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -191,7 +207,7 @@ def test_templates_read_only_through_the_step_context(template):
 
 def test_research_modules_read_only_through_the_step_context():
     modules = research_modules()
-    assert PKG / "panel.py" in modules and PKG / "phase2.py" in modules
+    assert PKG / "research/panel.py" in modules and PKG / "phase2/estimates.py" in modules
     found = {
         f"{p.relative_to(ROOT)}:{line}: {call}"
         for p in modules

@@ -24,9 +24,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import disclosure, disclosure_acro, protection, release_check, step
-from reintegration.config import ConfigError
-from reintegration.release_bundle import finalise
+from reintegration import disclosure
+from reintegration.core import step
+from reintegration.core.config import ConfigError
+from reintegration.disclosure import acro as disclosure_acro
+from reintegration.disclosure import protection, release_check
+from reintegration.disclosure.release_bundle import finalise
 
 matplotlib.use("Agg")
 
@@ -498,7 +501,9 @@ def test_importing_acro_leaves_logging_and_warnings_alone(root: Path) -> None:
         import pandas as pd
         root = logging.getLogger()
         before = (root.level, list(root.handlers), list(warnings.filters))
-        from reintegration import protection, disclosure, step
+        from reintegration import disclosure
+        from reintegration.core import step
+        from reintegration.disclosure import protection
         ctx = step.start("{STEP}", city="rotterdam", size="small", root=__import__("pathlib").Path(r"{root}"))
         reg = disclosure.register(ctx)
         df = pd.DataFrame({{"a": ["x"] * 12 + ["y"] * 3, "b": ["u"] * 15}})

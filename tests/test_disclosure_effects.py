@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import disclosure, effects, step
+from reintegration import disclosure, effects
+from reintegration.core import step
 
 ROOT = Path(__file__).resolve().parents[1]
 

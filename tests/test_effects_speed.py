@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import designs, effects, phase2, sensitivity
+from reintegration import designs, effects
 from reintegration.designs import selection as soo
 from reintegration.effects import _memo
 from reintegration.effects import dynamic as dyn
 from reintegration.effects.learners import LogitLearner
 from reintegration.effects.selection import _full_column_rank
+from reintegration.phase2 import estimates, sensitivity
 
 KEY = ["RINPERSOONS", "RINPERSOON"]
 
@@ -89,7 +90,7 @@ def month_panel(persons: pd.DataFrame) -> pd.DataFrame:
 
 
 def settings() -> dict:
-    s = phase2.load_settings()
+    s = estimates.load_settings()
     cfg = {**s["selection_on_observables"], "max_month": 6, "min_stratum_treated": 15}
     return {
         **s,
@@ -184,7 +185,7 @@ def reference_records(persons: pd.DataFrame, s: dict, sub: dict) -> list[dict]:
     inputs = designs.Inputs(persons=persons, city={}, effects=s, person_months=month_panel(persons))
     with _memo.disabled():
         data = design.prepare(inputs, sub["instrument"])
-        groups = phase2.subgroup_frame(data)
+        groups = estimates.subgroup_frame(data)
         original = soo.independent_columns, dyn._hazard
 
         def grid_hazard(x, risk, event, learner):
@@ -195,7 +196,9 @@ def reference_records(persons: pd.DataFrame, s: dict, sub: dict) -> list[dict]:
             records = []
             for outcome in s["outcomes"]:
                 only = {**s, "outcomes": {outcome: s["outcomes"][outcome]}}
-                recs, _ = phase2.run_substudy("x", sub, data.copy(), design, only, subgroups=groups)
+                recs, _ = estimates.run_substudy(
+                    "x", sub, data.copy(), design, only, subgroups=groups
+                )
                 records += recs
         finally:
             soo.independent_columns, dyn._hazard = original
@@ -213,7 +216,7 @@ def test_effects_step_records_equal_the_direct_computation() -> None:
         "reasons": [],
         "conditions": [],
     }
-    fast, results = phase2.city_estimates({"name": "x"}, persons, month_panel(persons), [sub], s)
+    fast, results = estimates.city_estimates({"name": "x"}, persons, month_panel(persons), [sub], s)
     assert _memo.enabled()
     slow = reference_records(persons, s, sub)
     assert len(fast) == len(slow) > 30

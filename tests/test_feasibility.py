@@ -12,17 +12,19 @@ import pandas as pd
 import pytest
 import yaml
 
-from reintegration import disclosure, phase2, step
+from reintegration import disclosure
 from reintegration import feasibility as F
-from reintegration.config import ConfigError, list_cities, load_city, load_instruments
+from reintegration.core import step
+from reintegration.core.config import ConfigError, list_cities, load_city, load_instruments
+from reintegration.core.paths import Paths
 from reintegration.designs.base import json_value
-from reintegration.paths import Paths
+from reintegration.phase2 import estimates
 
 INSTRUMENTS = list(load_instruments())
 LABELS = {k: v["label"] for k, v in load_instruments().items()}
 # The constructed cities' take-up jumps at inflow on the roll-out date: no reach
-EFFECTS = {**phase2.load_settings(), "rollout_did": {
-    **phase2.load_settings()["rollout_did"], "reach_months": 0}}
+EFFECTS = {**estimates.load_settings(), "rollout_did": {
+    **estimates.load_settings()["rollout_did"], "reach_months": 0}}
 
 
 # ---------------------------------------------------------------------------
@@ -297,7 +299,7 @@ def test_every_safeguard_names_code_that_exists(settings):
         for ref in spec["where"]:
             assert F.resolve_safeguard(ref) is not None, (name, ref)
     with pytest.raises(LookupError):
-        F.resolve_safeguard("reintegration.custody.no_such_check")
+        F.resolve_safeguard("reintegration.core.custody.no_such_check")
 
 
 # ---------------------------------------------------------------------------

@@ -13,18 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import (
-    atomic,
-    audit,
-    describe,
-    disclosure,
-    feasibility,
-    figures,
-    linkage,
-    panel,
-    step,
-)
-from reintegration.release_bundle import finalise
+from reintegration import disclosure, feasibility
+from reintegration.core import atomic, step
+from reintegration.disclosure import audit, figures
+from reintegration.disclosure.release_bundle import finalise
+from reintegration.linking import linkage
+from reintegration.research import describe, panel
 
 matplotlib.use("Agg")
 
@@ -250,7 +244,7 @@ DRAWS_SUPPRESSED = {
 }
 #: figures released whole or withheld (their counts are given directly, and one
 #: count below the threshold withholds the figure): nothing in them is suppressed
-ALL_OR_NOTHING = {"es.plot", "phase2.subgroup_figure", "phase2.bias_figure",
+ALL_OR_NOTHING = {"es.plot", "estimates.subgroup_figure", "estimates.bias_figure",
                   # drawn from released tables of statistics, which hold no counts
                   "sensitivity.contour_figure", "whom.calibration_figure",
                   # the rule's questions and advice, with leaf shares rounded to 5%

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reintegration import ingest, quality
-from reintegration.config import load_city
-from reintegration.ingest import ExportError
+from reintegration.core.config import load_city
+from reintegration.intake import ingest, quality
+from reintegration.intake.ingest import ExportError
 
 # ---------------------------------------------------------------------------
 # a small valid delivery in a city's format

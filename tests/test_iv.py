@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import designs, phase2
+from reintegration import designs
 from reintegration.designs import iv
+from reintegration.phase2 import estimates
 
 EFFECT = {"a": 0.10, "b": 0.25}   # each instrument against none
 
@@ -59,7 +60,7 @@ def simulated_persons(seed: int = 0, *, n: int = 24000, managers: int = 96, sd: 
 
 @pytest.fixture(scope="module")
 def settings() -> dict:
-    s = phase2.load_settings()
+    s = estimates.load_settings()
     s["case_manager_iv"] = {**s["case_manager_iv"], "monotonicity_subgroups": ["grp"]}
     return s
 
@@ -111,8 +112,8 @@ def test_record_carries_the_anderson_rubin_set_and_the_monotonicity_table(prepar
     sub = {"id": "case_manager_iv/a", "design": "case_manager_iv", "instrument": "a",
            "decision": "go"}
     one = {**settings, "outcomes": {"y": "outcome"}}
-    records, _ = phase2.run_substudy("sim", sub, prepared, designs.get("case_manager_iv"), one)
-    whole = {r["target"]: r for r in records if r["subgroup"] == phase2.ALL}
+    records, _ = estimates.run_substudy("sim", sub, prepared, designs.get("case_manager_iv"), one)
+    whole = {r["target"]: r for r in records if r["subgroup"] == estimates.ALL}
     assert set(whole) == set(iv.TARGETS)
     kept = whole["versus_none"]["diagnostics"]
     assert kept["ar_bounded"] is True and kept["monotonicity"] == "pass"
@@ -122,11 +123,11 @@ def test_record_carries_the_anderson_rubin_set_and_the_monotonicity_table(prepar
     assert whole["mixed"]["diagnostics"]["ar_kind"] == "interval"
     # subgroups get the headline only; the subgroup figure shows one whole-cohort row
     with_groups = {**one, "subgroups": {"grp": "a group"}}
-    records, _ = phase2.run_substudy("sim", sub, prepared, designs.get("case_manager_iv"),
+    records, _ = estimates.run_substudy("sim", sub, prepared, designs.get("case_manager_iv"),
                                      with_groups, subgroups=prepared[["grp"]])
     assert sorted((r["subgroup"], r["target"]) for r in records if r["subgroup"] != "all") == [
         ("grp", "versus_none"), ("grp", "versus_none")]
-    _, counts = phase2.subgroup_figure(records, sub["id"], "y")
+    _, counts = estimates.subgroup_figure(records, sub["id"], "y")
     assert list(counts.index) == ["all", "grp: x", "grp: y"]
     # a subgroup's own headline record has no AR set (projection: whole samples only)
     assert records[-1]["diagnostics"]["ar_kind"] == "not_computed"
@@ -229,12 +230,13 @@ def rotterdam(tmp_path_factory: pytest.TempPathFactory):
     """A small Rotterdam generated into a temporary folder, its panel built."""
     from test_panel import linked_sources
 
-    from reintegration import feasibility, panel
+    from reintegration import feasibility
     from reintegration.designs import Inputs
+    from reintegration.research import panel
 
     cfg, src = linked_sources("rotterdam", tmp_path_factory.mktemp("data"))
     built = panel.build(src, cfg["study"])
-    return Inputs(persons=built.persons, city=cfg, effects=phase2.load_settings(),
+    return Inputs(persons=built.persons, city=cfg, effects=estimates.load_settings(),
                   feasibility=feasibility.load_settings())
 
 
@@ -270,16 +272,16 @@ def test_validation_tables_keep_targets_apart():
              "truth": 0.1, "bias": e - 0.1, "covered": abs(e - 0.1) <= 0.02}
             for t, e in (("versus_none", 0.11), ("mixed", -0.05))]
     frame = pd.DataFrame(rows)
-    table = phase2.coverage_table(frame)
+    table = estimates.coverage_table(frame)
     assert table.loc[("case_manager_iv", "versus_none", "employed_24"), "covered"] == 1
     assert table.loc[("case_manager_iv", "mixed", "employed_24"), "covered"] == 0
-    _, counts = phase2.bias_figure(frame)
+    _, counts = estimates.bias_figure(frame)
     assert len(counts) == 1                     # the headline only
 
 
 def test_a_conditional_monotonicity_check_is_met_by_the_subgroup_first_stages():
-    from reintegration import obligations
     from reintegration.designs import Inputs
+    from reintegration.phase2 import obligations
 
     sub = {"id": "case_manager_iv/a", "design": "case_manager_iv", "instrument": "a",
            "decision": "conditional", "obligations": [{"check": "monotonicity"}]}

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from reintegration import killcheck
+from reintegration.pipeline import killcheck
 
 
 def test_run_time_fields_do_not_count_as_differences(tmp_path):

@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import feasibility, labels, phase2
-from reintegration.config import load_instruments, read_yaml
+from reintegration import feasibility
+from reintegration.core.config import load_instruments, read_yaml
+from reintegration.phase2 import estimates
+from reintegration.research import labels
 
 matplotlib.use("Agg")
 
@@ -166,11 +168,11 @@ def test_relabelled_figures_show_no_raw_name(raw):
     """The notebooks pass the effects step's figures through relabel_figure
     and pp_axis: what the reader sees has words and percentage points."""
     sub = "case_manager_iv/wage_subsidy"
-    drawn, _ = phase2.subgroup_figure(_subgroup_records(sub), sub, "employed_24")
+    drawn, _ = estimates.subgroup_figure(_subgroup_records(sub), sub, "employed_24")
     before = labels.figure_texts(drawn)
     assert any(labels.find_names(t, raw) for t in before)  # the module speaks in names
     # relabelled before it is ever drawn, as in the notebook (tick labels do not exist yet)
-    fig, _ = phase2.subgroup_figure(_subgroup_records(sub), sub, "employed_24")
+    fig, _ = estimates.subgroup_figure(_subgroup_records(sub), sub, "employed_24")
     labels.pp_axis(labels.relabel_figure(fig, ROOT).axes[0], "x")
     after = labels.figure_texts(fig)
     assert [t for t in after if labels.find_names(t, raw)] == []

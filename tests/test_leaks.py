@@ -18,9 +18,10 @@ import stat
 import pandas as pd
 import pytest
 
-from reintegration import ingest, runner
-from reintegration.config import load_city
-from reintegration.paths import Paths
+from reintegration.core.config import load_city
+from reintegration.core.paths import Paths
+from reintegration.intake import ingest
+from reintegration.pipeline import runner
 from reintegration.synth import generate_city
 
 CITY = "utrecht"

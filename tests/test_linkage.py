@@ -11,10 +11,12 @@ import pytest
 import yaml
 from test_ingest import write_delivery
 
-from reintegration import bsn as bsnlib
-from reintegration import ingest, linkage, quality, step
-from reintegration.config import list_cities, load_city
-from reintegration.custody import CustodyError
+from reintegration.core import step
+from reintegration.core.config import list_cities, load_city
+from reintegration.core.custody import CustodyError
+from reintegration.intake import ingest, quality
+from reintegration.linking import bsn as bsnlib
+from reintegration.linking import linkage
 from reintegration.synth import generate_city
 
 KEY = b"k" * 32

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from reintegration.config import list_cities, load_steps
-from reintegration.makefile import render
+from reintegration.core.config import list_cities, load_steps
+from reintegration.pipeline.makefile import render
 
 
 def _prereqs(text: str, city: str, step: str) -> list[str]:
@@ -117,7 +117,7 @@ def test_touching_one_city_reruns_only_that_city(root, built_book):
 # rules follow what a step really uses
 # ---------------------------------------------------------------------------
 
-BOOK_RENDERER = "src/reintegration/book.py"
+BOOK_RENDERER = "src/reintegration/book/generate.py"
 ROLLOUT_ESTIMATOR = "src/reintegration/effects/staggered.py"
 ROLLOUT_DESIGN = "src/reintegration/designs/rollout.py"
 
@@ -135,7 +135,7 @@ def _runtime_modules(root, template) -> set[str]:
     code = "\n".join(
         [
             *imports,
-            "import sys, reintegration.runner",
+            "import sys, reintegration.pipeline.runner",
             "print('\\n'.join(m for m in sys.modules if m.startswith('reintegration')))",
         ]
     )
@@ -323,7 +323,7 @@ def test_the_data_rule_follows_the_generators_imports(root):
     text = render(root)
     data_src = re.search(r"^DATA_SRC := (.*)$", text, re.MULTILINE).group(1).split()
     assert "src/reintegration/synth/world.py" in data_src
-    assert "src/reintegration/config_models.py" in data_src  # imported through config
-    assert BOOK_RENDERER not in data_src and "src/reintegration/phase2.py" not in data_src
+    assert "src/reintegration/core/config_models.py" in data_src  # imported through config
+    assert BOOK_RENDERER not in data_src and "src/reintegration/phase2/estimates.py" not in data_src
     rule = re.search(r"^\$\(DATA\)/manifests/utrecht\.json: (.*)$", text, re.MULTILINE)
     assert "$(DATA_SRC)" in rule.group(1).split()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from reintegration import montecarlo as mc
+from reintegration.montecarlo import harness as mc
 
 TINY = {"city": "rotterdam", "size": "small", "clients": 500, "outcomes": ("employed_24",),
         "permutations": 19}
@@ -150,7 +150,7 @@ def het_worlds() -> dict[str, mc.Replication]:
 
 
 def test_every_world_runs_who_benefits_against_its_truths(het_worlds):
-    from reintegration import montecarlo_whom as mw
+    from reintegration.montecarlo import whom as mw
 
     for mode, rep in het_worlds.items():
         het = mw.frame(rep.heterogeneity)
@@ -190,13 +190,13 @@ def _het_rows(mode, pvalues, covered_large, covered_small=0):
                          "level": str(k), "status": "estimated", "n_treated": n,
                          "estimate": 0.1, "std_error": 0.01, "ci_low": 0.08, "ci_high": 0.12,
                          "truth": 0.1 if covered else 0.3})
-    from reintegration import montecarlo_whom as mw
+    from reintegration.montecarlo import whom as mw
 
     return mw.frame(rows)
 
 
 def test_heterogeneity_summary_and_its_two_criteria():
-    from reintegration import montecarlo_whom as mw
+    from reintegration.montecarlo import whom as mw
 
     null = _het_rows("null", [0.01] * 6 + [0.5] * 94, covered_large=9)
     oracle = _het_rows("oracle", [0.5] * 100, covered_large=9, covered_small=2)

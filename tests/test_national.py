@@ -20,7 +20,8 @@ import pyreadstat
 import pytest
 from test_panel import linked_sources
 
-from reintegration import bsn, panel, panel_sources
+from reintegration.linking import bsn
+from reintegration.research import panel, panel_sources
 from reintegration.synth import national
 
 KEY = ["RINPERSOONS", "RINPERSOON"]
@@ -186,7 +187,7 @@ def test_unknown_engine_and_missing_file_name_the_choices(tmp_path, nation):
 
 
 def test_bench_grid_copies_and_targets():
-    from reintegration import bench_scale as b
+    from reintegration.pipeline import bench_scale as b
 
     assert b.grid("450000, 12000", "1e7") == ([12_000, 450_000], [10_000_000])
     with pytest.raises(ValueError, match="BENCH_PERSONS"):

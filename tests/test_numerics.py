@@ -11,8 +11,8 @@ import pytest
 import statsmodels.api as sm
 from linearmodels.iv import IV2SLS
 
-from reintegration import numerics
 from reintegration.designs import base, iv, selection
+from reintegration.effects import numerics
 
 # ---------------------------------------------------------------------------
 # the minimum detectable effect

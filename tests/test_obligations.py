@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import audit, obligations, phase2
 from reintegration.designs import Inputs
 from reintegration.designs.base import Check
 from reintegration.designs.selection import robustness_value
+from reintegration.disclosure import audit
 from reintegration.feasibility.criteria import SubStudy
+from reintegration.phase2 import estimates, obligations
 
 
 def test_robustness_value_against_hand_computation():
@@ -75,7 +76,7 @@ def _record(**diagnostics) -> dict:
 
 def test_evaluate_meets_what_phase2_did_and_not_what_it_did_not():
     persons, months = _persons()
-    inputs = Inputs(persons=persons, city={"name": "x"}, effects=phase2.load_settings(),
+    inputs = Inputs(persons=persons, city={"name": "x"}, effects=estimates.load_settings(),
                     person_months=months)
     conds = [{"check": "unconfoundedness"}, {"check": "mde"},
              {"check": "column_completeness", "value": {"instruments.end_date": 0.8}},
@@ -98,7 +99,7 @@ def test_evaluate_meets_what_phase2_did_and_not_what_it_did_not():
 
 def test_the_sensitivity_condition_needs_the_benchmarked_analysis_when_given():
     persons, months = _persons()
-    inputs = Inputs(persons=persons, city={"name": "x"}, effects=phase2.load_settings(),
+    inputs = Inputs(persons=persons, city={"name": "x"}, effects=estimates.load_settings(),
                     person_months=months)
     conds = [{"check": "unconfoundedness"}]
     table = pd.DataFrame([{"sub-study": "selection_on_observables/training",

@@ -16,16 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import (
-    ingest,
-    linkage,
-    panel,
-    panel_contract,
-    panel_months,
-    panel_sources,
-    quality,
-)
-from reintegration.config import load_city
+from reintegration.core.config import load_city
+from reintegration.intake import ingest, quality
+from reintegration.linking import linkage
+from reintegration.research import panel, panel_contract, panel_months, panel_sources
 from reintegration.synth import generate_city
 
 ROOT = Path(__file__).resolve().parents[1]

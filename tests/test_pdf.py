@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reintegration import pdf
+from reintegration.book import pdf
 
 
 def test_outline_titles_reads_literal_hex_and_compressed_strings():

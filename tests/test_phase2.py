@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import phase2
-from reintegration.config import list_cities
+from reintegration.core.config import list_cities
+from reintegration.core.months import index as month_index
 from reintegration.designs import iv, rollout, selection
-from reintegration.months import index as month_index
+from reintegration.phase2 import estimates
 
-KEY = phase2.KEY
+KEY = estimates.KEY
 
 
 def persons_frame(n: int = 6) -> pd.DataFrame:
@@ -119,18 +119,18 @@ def test_iv_propensity_leaves_the_clients_cell_out() -> None:
 
 
 def test_no_go_gives_reasons_and_no_estimate() -> None:
-    settings = phase2.load_settings()
+    settings = estimates.load_settings()
     sub = {"id": "case_manager_iv/training", "design": "case_manager_iv",
            "instrument": "training", "decision": "no-go",
            "reasons": ["theoretical: no case-manager identifiers"], "conditions": []}
-    recs, results = phase2.city_estimates({"name": "x"}, pd.DataFrame(), pd.DataFrame(),
+    recs, results = estimates.city_estimates({"name": "x"}, pd.DataFrame(), pd.DataFrame(),
                                           [sub], settings)
     assert results == {}
     assert len(recs) == len(settings["outcomes"])
     for r in recs:
         assert r["status"] == "no-go" and r["estimate"] is None
         assert r["reasons"] == ["theoretical: no case-manager identifiers"]
-        assert set(r) == set(phase2.RECORD_FIELDS)
+        assert set(r) == set(estimates.RECORD_FIELDS)
 
 
 def test_selection_records_schema_and_small_groups() -> None:
@@ -150,16 +150,16 @@ def test_selection_records_schema_and_small_groups() -> None:
     persons["employed_24"] = persons["employed_12"]
     persons["months_employed"] = persons["employed_12"] * 5
     pm = persons[KEY].assign(month=0, on_benefit=1)
-    settings = phase2.load_settings()
+    settings = estimates.load_settings()
     settings = {**settings, "selection_on_observables": {
         **settings["selection_on_observables"], "max_month": 4}}
     sub = {"id": "selection_on_observables/training", "design": "selection_on_observables",
            "instrument": "training", "decision": "go", "reasons": [], "conditions": []}
-    recs, results = phase2.city_estimates({"name": "x"}, persons, pm, [sub], settings)
+    recs, results = estimates.city_estimates({"name": "x"}, persons, pm, [sub], settings)
     est = [r for r in recs if r["status"] == "estimated"]
     assert {r["outcome"] for r in est if r["subgroup"] == "all"} == set(settings["outcomes"])
     for r in est:
-        assert set(r) == set(phase2.RECORD_FIELDS)
+        assert set(r) == set(estimates.RECORD_FIELDS)
         assert r["ci_low"] < r["estimate"] < r["ci_high"]
         assert r["n_treated"] >= settings["min_group"]["treated"]
     assert any(r["subgroup"] != "all" for r in est)
@@ -170,7 +170,7 @@ def test_selection_records_schema_and_small_groups() -> None:
 
 
 def test_rollout_truth_aggregates_like_the_estimator() -> None:
-    settings = phase2.load_settings()
+    settings = estimates.load_settings()
     settings = {**settings, "rollout_did": {**settings["rollout_did"], "reach_months": 0}}
     # team A rolls out in 2017Q3; effect 0.2 from the roll-out on, 0 before
     months = [f"2017-{m:02d}" for m in (1, 4, 7, 10)] * 2
@@ -212,7 +212,7 @@ def test_rollout_truth_aggregates_like_the_estimator() -> None:
 @pytest.mark.parametrize("city", list_cities())
 def test_estimates_file(small, city: str) -> None:
     records = small.city_build_domain(city, "research")  # exact counts: research domain
-    path = records / phase2.FILE_NAME
+    path = records / estimates.FILE_NAME
     assert path.exists(), f"{path} is missing"
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["city"] == city and data["records"]
@@ -220,8 +220,8 @@ def test_estimates_file(small, city: str) -> None:
     ids = {s["id"] for s in feas["substudies"]}
     assert {r["substudy"] for r in data["records"]} == ids    # none silently missing
     for r in data["records"]:
-        assert set(r) == set(phase2.RECORD_FIELDS)
-        assert r["status"] in phase2.STATUSES
+        assert set(r) == set(estimates.RECORD_FIELDS)
+        assert r["status"] in estimates.STATUSES
         if r["status"] == "estimated" and r["std_error"] is None:
             # an unbounded randomisation interval (e.g. per starter when the take-up
             # change cannot be told from zero) has no finite standard error either
@@ -246,7 +246,7 @@ def test_placebo_rollouts_refit_with_dates_given_to_random_teams() -> None:
     persons = pd.DataFrame({"team": rng.choice(teams, n), "inflow_month": rng.choice(months, n)})
     team_level = persons["team"].map(dict(zip(teams, rng.normal(0, 0.1, 8), strict=True)))
     persons["employed_12"] = (rng.random(n) < 0.3 + team_level).astype(int)
-    settings = phase2.load_settings()
+    settings = estimates.load_settings()
     schedule = rollout.rollout_schedule({"rollout": {"teams": {
         "A": "2017-01", "B": "2017-07", "C": "2018-01", "D": "2018-07"}}})
     kw = {"draws": 6, "outcomes": ["employed_12"], "seed": 3, "permutations": 19}

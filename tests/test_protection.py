@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import protection as P
-from reintegration.audit import scan_differencing
+from reintegration.disclosure import protection as P
+from reintegration.disclosure.audit import scan_differencing
 
 T = 10
 NA = np.nan
@@ -398,7 +398,7 @@ def test_stacked_blocks_join_the_population_block_by_block():
 
 
 def test_shares_are_computed_from_the_released_counts():
-    from reintegration import describe
+    from reintegration.research import describe
 
     table = pd.DataFrame(
         {

@@ -8,10 +8,10 @@ import subprocess
 import nbformat
 import pytest
 
-from reintegration.atomic import sha256_file
-from reintegration.config import list_cities, load_city, load_steps
-from reintegration.provenance import git_state, read_record
-from reintegration.runner import retitle
+from reintegration.core.atomic import sha256_file
+from reintegration.core.config import list_cities, load_city, load_steps
+from reintegration.pipeline.provenance import git_state, read_record
+from reintegration.pipeline.runner import retitle
 
 
 def test_git_state_in_this_checkout(root):
@@ -83,7 +83,7 @@ def config_inputs_problems(paths, city: str, step: dict) -> list[str]:
     """What is wrong with the config inputs of one step's record: a declared
     config file it does not list, or a config file the step read (its I/O log)
     that the record does not list."""
-    from reintegration.step import read_io_log
+    from reintegration.core.step import read_io_log
 
     rec = read_record(paths.provenance_dir(city) / f"{step['name']}.json")
     listed = {i["path"] for i in rec["inputs"] if i["path"].startswith("config/")}

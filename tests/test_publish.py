@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from reintegration import publish
-from reintegration.paths import Paths
+from reintegration.core.paths import Paths
+from reintegration.pipeline import publish
 
 PLANTED = "123456782"  # passes the elfproef
 
@@ -124,8 +124,8 @@ import sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_publish import fake_build, fake_audit
-from reintegration import publish
-from reintegration.paths import Paths
+from reintegration.pipeline import publish
+from reintegration.core.paths import Paths
 root = Path({root!r})
 pages = {{f"p{{i}}.html": f"<p>{{i}} {planted}</p>" for i in range(6)}}
 pages["index.html"] = "new, never audited"
@@ -169,8 +169,9 @@ def test_a_release_bundle_that_fails_its_audit_in_staging_is_not_published(tmp_p
 
     import pandas as pd
 
-    from reintegration import disclosure, step
-    from reintegration.release_bundle import finalise
+    from reintegration import disclosure
+    from reintegration.core import step
+    from reintegration.disclosure.release_bundle import finalise
 
     shutil.copytree(Path(__file__).resolve().parents[1] / "config", tmp_path / "config")
     monkeypatch.delenv("REINTEGRATION_BUILD_DIR", raising=False)

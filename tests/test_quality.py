@@ -17,8 +17,8 @@ from test_ingest import (
     write_sav,
 )
 
-from reintegration import ingest, quality, quality_report, quality_rules, quality_schema
-from reintegration.config import list_cities, load_city
+from reintegration.core.config import list_cities, load_city
+from reintegration.intake import ingest, quality, quality_report, quality_rules, quality_schema
 from reintegration.synth import generate_city
 
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import yaml
 
-from reintegration import atomic, book, provenance
-from reintegration.config import list_cities, load_steps
-from reintegration.paths import Paths
+from reintegration.book import generate
+from reintegration.core import atomic
+from reintegration.core.config import list_cities, load_steps
+from reintegration.core.paths import Paths
+from reintegration.pipeline import provenance
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -68,7 +70,7 @@ def test_appendix_shows_every_run_in_full(tmp_root: Path):
         atomic.write_json(
             paths.provenance_dir(city) / f"{s['name']}.json", _record(city, s["name"], seeds)
         )
-    text = book.provenance_markdown(paths)
+    text = generate.provenance_markdown(paths)
     assert f"`{COMMIT}`" in text  # the full commit, not a prefix
     assert "uncommitted changes" in text
     assert f"`city={city}`, `size=small`" in text
@@ -87,7 +89,7 @@ def test_release_checksum_files_are_shown_whole(tmp_root: Path):
     folder = tmp_root / "release" / "small" / cities[0]
     folder.mkdir(parents=True)
     (folder / "SHA256SUMS").write_text(sums)
-    text = book.release_checksums_markdown(paths)
+    text = generate.release_checksums_markdown(paths)
     assert sums.rstrip("\n") in text
     assert hashlib.sha256(sums.encode()).hexdigest() in text
     assert "2 files" in text

@@ -13,13 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import designs, labels, phase2
-from reintegration.config import load_city
+from reintegration import designs
+from reintegration.core.config import load_city
+from reintegration.core.months import index as month_index
 from reintegration.designs import rollout
 from reintegration.designs.base import Inputs
 from reintegration.effects import EffectInputError, event_study
 from reintegration.effects.fuzzy import wald_ratio
-from reintegration.months import index as month_index
+from reintegration.phase2 import estimates
+from reintegration.research import labels
 
 ROOT = Path(__file__).resolve().parents[1]
 DATES = {0: 6.0, 1: 8.0, 2: 10.0, 3: 12.0, 4: 14.0}
@@ -129,7 +131,7 @@ def test_itt_standard_error_follows_its_interval():
 
 
 def test_per_starter_truth_is_the_ratio_of_two_aggregated_truths():
-    settings = phase2.load_settings()
+    settings = estimates.load_settings()
     settings = {
         **settings,
         "rollout_did": {**settings["rollout_did"], "reach_months": 0, "baseline": "reference"},
@@ -178,7 +180,7 @@ def test_per_starter_truth_is_the_ratio_of_two_aggregated_truths():
 )
 def test_reach_table_says_what_reach_months_does_to_each_team(city, first, reach):
     cfg = load_city(city, ROOT)
-    settings = phase2.load_settings()
+    settings = estimates.load_settings()
     teams = [*cfg["rollout"]["teams"], "Elsewhere"]
     table = rollout.reach_table(cfg, settings, teams).set_index("team")
     row = table.loc[first[0]]
@@ -207,7 +209,7 @@ def rotterdam(tmp_path_factory: pytest.TempPathFactory):
     sys.path.insert(0, str(ROOT / "tests"))
     from test_panel import linked_sources
 
-    from reintegration import panel
+    from reintegration.research import panel
 
     data = tmp_path_factory.mktemp("data")
     cfg, src = linked_sources("rotterdam", data)
@@ -218,7 +220,7 @@ def rotterdam(tmp_path_factory: pytest.TempPathFactory):
 
 def test_design_estimates_both_targets_on_a_generated_world(rotterdam):
     cfg, persons, po = rotterdam
-    settings = phase2.load_settings()
+    settings = estimates.load_settings()
     settings = {**settings, "rollout_did": {**settings["rollout_did"], "permutations": 99}}
     design = designs.get("rollout_did")
     instrument = cfg["rollout"]["instrument"]
@@ -236,7 +238,7 @@ def test_design_estimates_both_targets_on_a_generated_world(rotterdam):
     assert set(roles) == set(persons["team"].dropna().astype(str))
     assert "dropped" not in roles.values()
     # the record keeps the clustered standard error and the per-team table
-    rec = phase2.result_record({"diagnostics": {}}, ps)
+    rec = estimates.result_record({"diagnostics": {}}, ps)
     if math.isfinite(ps.std_error):
         assert rec["std_error"] == pytest.approx(ps.std_error)
     else:  # an unbounded interval (take-up change not told from zero): no standard error
@@ -259,8 +261,8 @@ def test_validation_keeps_the_two_estimands_apart():
             "design": "rollout_did",
             "instrument": "job_coaching",
             "outcome": "employed_24",
-            "subgroup": phase2.ALL,
-            "group": phase2.ALL,
+            "subgroup": estimates.ALL,
+            "group": estimates.ALL,
             "target": ["itt", "per_starter"],
             "estimate": [0.01, 0.1],
             "std_error": [0.02, 0.3],
@@ -273,10 +275,10 @@ def test_validation_keeps_the_two_estimands_apart():
     )
     frame["bias"] = frame["estimate"] - frame["truth"]
     frame["covered"] = 1.0
-    table = phase2.coverage_table(frame)
+    table = estimates.coverage_table(frame)
     assert table.loc[("rollout_did", "per_starter", "employed_24"), "mean std. error"] == 0.3
     assert table.loc[("rollout_did", "itt", "employed_24"), "mean bias"] == pytest.approx(0.001)
-    _, counts = phase2.bias_figure(frame)
+    _, counts = estimates.bias_figure(frame)
     assert len(counts) == 1  # the headline only: the ratio is on another scale
 
 
@@ -288,7 +290,7 @@ def test_reach_table_roles_of_every_kind_of_team():
             "teams": {"A": "2015-02", "B": "2016-07", "C": "2019-01", "D": "2024-01"},
         },
     }
-    settings = phase2.load_settings()
+    settings = estimates.load_settings()
     table = rollout.reach_table(city, settings, ["A", "B", "C", "D", "E"]).set_index("team")
     assert table["role"].to_dict() == {
         "A": "dropped",
@@ -325,8 +327,8 @@ def test_record_checks_and_subgroup_figure_accept_a_second_estimand():
     records = [
         {
             **base,
-            "subgroup": phase2.ALL,
-            "group": phase2.ALL,
+            "subgroup": estimates.ALL,
+            "group": estimates.ALL,
             "target": "itt",
             "estimate": 0.01,
             "std_error": 0.02,
@@ -335,8 +337,8 @@ def test_record_checks_and_subgroup_figure_accept_a_second_estimand():
         },
         {
             **base,
-            "subgroup": phase2.ALL,
-            "group": phase2.ALL,
+            "subgroup": estimates.ALL,
+            "group": estimates.ALL,
             "target": "per_starter",
             "estimate": 0.1,
             "std_error": None,
@@ -355,14 +357,14 @@ def test_record_checks_and_subgroup_figure_accept_a_second_estimand():
         },
     ]
     feas = {"substudies": [{"id": base["substudy"]}]}
-    settings = {**phase2.load_settings(), "outcomes": {"employed_24": "x"}}
-    assert all(phase2.check_records(records, feas, settings).values())
+    settings = {**estimates.load_settings(), "outcomes": {"employed_24": "x"}}
+    assert all(estimates.check_records(records, feas, settings).values())
     # a bounded interval without a standard error, or an estimate outside, fails
     bad = [*records[:1], {**records[1], "ci_low": 0.2}]
-    assert not phase2.check_records(bad, feas, settings)[
+    assert not estimates.check_records(bad, feas, settings)[
         "every estimate inside its interval, positive standard error"
     ]
-    _, counts = phase2.subgroup_figure(records, base["substudy"], "employed_24")
+    _, counts = estimates.subgroup_figure(records, base["substudy"], "employed_24")
     assert list(counts.index) == ["all", "sex: female"]
     # an unbounded randomisation interval is still named as one
     unbounded = {**records[1], "diagnostics": {"ci_randomization": [None, 0.9]}}

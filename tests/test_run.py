@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from reintegration.makefile import render
-from reintegration.paths import Paths
-from reintegration.pipeline import Graph, Task, build
-from reintegration.run import (
+from reintegration.core.paths import Paths
+from reintegration.pipeline.graph import Graph, Task, build
+from reintegration.pipeline.makefile import render
+from reintegration.pipeline.run import (
     Progress,
     RunError,
     closure,

@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from reintegration import runner
-from reintegration.paths import Paths
+from reintegration.core.paths import Paths
+from reintegration.pipeline import runner
 
 
 def _template(tmp_path: Path) -> Path:

@@ -9,8 +9,8 @@ import sys
 import nbformat
 import pytest
 
-from reintegration import kernel, runner, sandbox
-from reintegration.paths import Paths
+from reintegration.core.paths import Paths
+from reintegration.pipeline import kernel, runner, sandbox
 
 SANDBOX, WHY = sandbox.available()
 EXPORT = "synthetic_data/small/municipal/rotterdam/klanten.csv"
@@ -22,8 +22,8 @@ CELLS = [
     'city = "rotterdam"\nsize = "small"',
     """import os
 import pandas as pd
-from reintegration import step
-from reintegration.custody import CustodyError
+from reintegration.core import step
+from reintegration.core.custody import CustodyError
 root = os.environ["REINTEGRATION_ROOT"]
 try:
     step.start("02_pseudonymise_link", city=city, size=size)
@@ -149,7 +149,8 @@ def test_kernel_log_lives_in_the_steps_own_person_domain():
 def test_launcher_refuses_to_start_a_kernel_without_its_sandbox(tmp_path):
     log = tmp_path / "k.log"
     missing = tmp_path / "not-a-folder"
-    cmd = [sys.executable, "-m", "reintegration.kernel", "--hide", str(missing), "--", "true"]
+    cmd = [sys.executable, "-m", "reintegration.pipeline.kernel", "--hide", str(missing),
+           "--", "true"]
     with log.open("w") as fh:
         done = subprocess.run(cmd, check=False, stderr=fh)
     assert done.returncode == 70

@@ -8,7 +8,7 @@ import io
 
 import pandas as pd
 
-from reintegration import screening
+from reintegration.intake import screening
 
 
 def test_formulas_are_recognised_and_numbers_are_not():
@@ -62,7 +62,7 @@ def test_every_csv_the_package_writes_goes_through_the_neutraliser(root):
         for p in src.rglob("*.py")
         if ".to_csv(" in p.read_text(encoding="utf-8")
     )
-    assert users == ["screening.py", "synth/writers.py"]
+    assert users == ["intake/screening.py", "synth/writers.py"]
     writer = (src / "synth" / "writers.py").read_text(encoding="utf-8")
     assert "out = neutralise_frame(out)" in writer
 

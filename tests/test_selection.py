@@ -12,9 +12,10 @@ import pytest
 import statsmodels.api as sm
 from scipy.special import expit
 
-from reintegration import designs, effects, phase2
+from reintegration import designs, effects
 from reintegration.designs import Inputs
 from reintegration.designs import selection as soo
+from reintegration.phase2 import estimates
 
 KEY = ["RINPERSOONS", "RINPERSOON"]
 
@@ -70,7 +71,7 @@ def month_panel(persons: pd.DataFrame) -> pd.DataFrame:
 
 
 def settings_for(extra: list[str] | None = None, **soo_cfg) -> dict:
-    s = phase2.load_settings()
+    s = estimates.load_settings()
     cfg = {
         **s["selection_on_observables"],
         "max_month": 6,
@@ -309,7 +310,7 @@ def test_month_indicators_within_pooled_bands_and_in_the_record() -> None:
     assert [c for c in res.diagnostics["covariates"] if c.startswith("_month_")] == [
         f"_month_{u}" for u in range(2, 7)
     ]
-    rec = phase2.result_record({"diagnostics": {}}, res)
+    rec = estimates.result_record({"diagnostics": {}}, res)
     for key in (
         "ess_treated",
         "ess_control",
@@ -342,17 +343,19 @@ def test_phase2_records_both_targets_for_the_whole_sample_only() -> None:
         "reasons": [],
         "conditions": [],
     }
-    recs, _ = phase2.city_estimates({"name": "x"}, persons, month_panel(persons), [sub], settings)
+    recs, _ = estimates.city_estimates(
+        {"name": "x"}, persons, month_panel(persons), [sub], settings
+    )
     whole = [r for r in recs if r["subgroup"] == "all"]
     assert [r["target"] for r in whole] == ["now_vs_later", "vs_never"]
     assert all(r["status"] == "estimated" for r in whole)
     assert {r["target"] for r in recs if r["subgroup"] != "all"} == {"now_vs_later"}
     # the subgroup figure shows the headline; the bias figure labels the other target
-    drawn = phase2.subgroup_figure(recs, sub["id"], "employed_12")
+    drawn = estimates.subgroup_figure(recs, sub["id"], "employed_12")
     if drawn is not None:
         assert list(drawn[1].index).count("all") == 1
     po = persons.assign(employed_training_12=persons["employed_12"], employed_none_12=persons["y0"])
-    frame = phase2.validation_frame(recs, po, {}, {"name": "x"}, settings)
+    frame = estimates.validation_frame(recs, po, {}, {"name": "x"}, settings)
     whole = frame[frame["subgroup"] == "all"]
     assert whole.set_index("target")["truth"].isna().to_dict() == {
         "now_vs_later": True,
@@ -360,8 +363,8 @@ def test_phase2_records_both_targets_for_the_whole_sample_only() -> None:
     }
     # the bias figure shows each design's headline only (the table holds every target)
     po = po.assign(employed_notnow_12=persons["y0"])
-    frame = phase2.validation_frame(recs, po, {}, {"name": "x"}, settings)
-    _, counts = phase2.bias_figure(frame, "employed_12")
+    frame = estimates.validation_frame(recs, po, {}, {"name": "x"}, settings)
+    _, counts = estimates.bias_figure(frame, "employed_12")
     assert list(counts.index) == ["selection_on_observables: training"]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import sensitivity as sa
+from reintegration.phase2 import sensitivity as sa
 
 
 def _world(n=40_000, gamma=0.6, seed=1):
@@ -95,12 +95,13 @@ def test_every_selection_sub_study_of_a_generated_city_gets_its_analysis(tmp_pat
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     from test_panel import linked_sources
 
-    from reintegration import panel, phase2
     from reintegration.designs import Inputs
+    from reintegration.phase2 import estimates
+    from reintegration.research import panel
 
     cfg, src = linked_sources("utrecht", tmp_path)
     built = panel.build(src, cfg["study"])
-    settings = phase2.load_settings()
+    settings = estimates.load_settings()
     inputs = Inputs(persons=built.persons, city=cfg, effects=settings,
                     person_months=built.person_months)
     subs = [{"id": f"selection_on_observables/{i}", "design": "selection_on_observables",

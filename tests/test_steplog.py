@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from reintegration.paths import Paths
-from reintegration.steplog import step_line
+from reintegration.core.paths import Paths
+from reintegration.core.steplog import step_line
 
 
 def test_step_line_counts_the_registered_outputs_by_status(tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
-"""The summary page that opens each city's results (reintegration.summary) and
-the synthetic-data banner (reintegration.banner)."""
+"""The summary page that opens each city's results (reintegration.book.summary) and
+the synthetic-data banner (reintegration.book.banner)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from docutils.frontend import get_default_settings
 from docutils.parsers.rst import Parser
 from docutils.utils import new_document
 
-from reintegration import banner, summary, synthesis
-from reintegration.config import ConfigError, list_cities
-from reintegration.paths import Paths
-from reintegration.readability import split_sentences, words
+from reintegration.book import banner, summary
+from reintegration.book.readability import split_sentences, words
+from reintegration.core.config import ConfigError, list_cities
+from reintegration.core.paths import Paths
+from reintegration.phase2 import synthesis
 
 POLICY = 0.05
 

@@ -1,6 +1,6 @@
 """The pure parts of disclosure control, without a step run or a register:
-cell suppression of one table (``reintegration.suppression``) and the checks
-of models and counts (``reintegration.disclosure_checks``)."""
+cell suppression of one table (``reintegration.disclosure.suppression``) and the checks
+of models and counts (``reintegration.disclosure.checks``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reintegration import disclosure_checks as C
-from reintegration import suppression as S
-from reintegration.disclosure_rules import DisclosureError, Rules
+from reintegration.disclosure import checks as C
+from reintegration.disclosure import suppression as S
+from reintegration.disclosure.rules import DisclosureError, Rules
 
 RULES = Rules()  # threshold 10, residual dof 10, zeros disclosive
 

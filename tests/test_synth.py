@@ -17,9 +17,9 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from reintegration import bsn as bsnlib
-from reintegration.atomic import sha256_file
-from reintegration.months import index as month_index
+from reintegration.core.atomic import sha256_file
+from reintegration.core.months import index as month_index
+from reintegration.linking import bsn as bsnlib
 from reintegration.synth import (
     data_dictionary_markdown,
     generate_city,

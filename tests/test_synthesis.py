@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reintegration import meta, synthesis
-from reintegration.paths import Paths
+from reintegration.core.paths import Paths
+from reintegration.phase2 import meta, synthesis
 
 # BCG vaccine trials (dat.bcg of the R package metafor): tpos, tneg, cpos, cneg
 BCG = [

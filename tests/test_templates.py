@@ -5,8 +5,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from reintegration.config import load_steps
-from reintegration.notebook_tags import (
+from reintegration.book.notebook_tags import (
     HIDE,
     HIDING,
     NEEDS_OUTPUT,
@@ -14,6 +13,7 @@ from reintegration.notebook_tags import (
     hides_source,
     tag_templates,
 )
+from reintegration.core.config import load_steps
 
 
 def _templates(root):
@@ -56,12 +56,12 @@ def test_template_is_committed_without_outputs(root, name):
 @pytest.mark.parametrize("name", [s["name"] for s in load_steps()])
 def test_every_code_cell_is_hidden_in_the_book(root, name):
     """The book shows no code: every code cell carries a tag that keeps its
-    source out of the rendered page (set by reintegration.notebook_tags)."""
+    source out of the rendered page (set by reintegration.book.notebook_tags)."""
     nb = nbformat.read(root / "notebooks" / f"{name}.ipynb", as_version=4)
     shown = [i for i, c in enumerate(nb.cells) if not hides_source(c)]
     assert shown == [], (
         f"code cells {shown} of notebooks/{name}.ipynb show their source in the book: "
-        "run `python -m reintegration.notebook_tags notebooks/*.ipynb`"
+        "run `python -m reintegration.book.notebook_tags notebooks/*.ipynb`"
     )
 
 

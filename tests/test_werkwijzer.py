@@ -8,9 +8,10 @@ import re
 import pytest
 import yaml
 
-from reintegration import feasibility, werkwijzer
-from reintegration.config import load_city
-from reintegration.paths import Paths
+from reintegration import feasibility
+from reintegration.book import werkwijzer
+from reintegration.core.config import load_city
+from reintegration.core.paths import Paths
 from reintegration.synth.schema import MUNICIPAL
 
 

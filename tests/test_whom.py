@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from reintegration import whom, whom_truth
+from reintegration.phase2 import whom, whom_truth
 
 
 def _rows(n=30_000, het=0.10, seed=3):

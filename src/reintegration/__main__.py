@@ -1,7 +1,7 @@
-"""``python -m reintegration``: the command line (:mod:`reintegration.cli`)."""
+"""``python -m reintegration``: the command line (:mod:`reintegration.pipeline.cli`)."""
 
 import sys
 
-from .cli import main
+from .pipeline.cli import main
 
 sys.exit(main())

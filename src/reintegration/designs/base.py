@@ -139,7 +139,7 @@ class Inputs:
 
     persons: pd.DataFrame
     city: dict[str, Any]
-    #: config/effects.yml (:func:`reintegration.phase2.load_settings`)
+    #: config/effects.yml (:func:`reintegration.phase2.estimates.load_settings`)
     effects: dict[str, Any]
     #: config/feasibility.yml (:func:`reintegration.feasibility.load_settings`); may be
     #: empty in Phase 2

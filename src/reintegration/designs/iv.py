@@ -32,7 +32,7 @@ the verdict of that monotonicity check (``monotonicity``).
 Phase 1 (:func:`diagnose_iv`) judges the same prepared data
 (:meth:`CaseManagerIV.prepare`): identifier coverage, clients per case
 manager, cells with several case managers, the first-stage F
-(:func:`reintegration.numerics.first_stage`, clustered on case managers),
+(:func:`reintegration.effects.numerics.first_stage`, clustered on case managers),
 the first stage per subgroup (monotonicity) and the balance of covariates
 across the propensity within cells. Its minimum detectable effect uses the
 variance of the headline 2SLS estimate under no effect
@@ -66,7 +66,7 @@ import pandas as pd
 from .. import effects
 from ..effects import EffectResult
 from ..effects._memo import FrameMemo
-from ..numerics import (
+from ..effects.numerics import (
     cluster_ols,
     demean,
     first_stage,
@@ -76,7 +76,7 @@ from ..numerics import (
     partial_out,
     propensity_scores,
 )
-from ..panel_contract import NO_INSTRUMENT
+from ..research.panel_contract import NO_INSTRUMENT
 from .base import (
     Check,
     Design,
@@ -97,7 +97,7 @@ NO_IDENTIFIERS = "no case-manager identifiers"
 #: prefixes of the prepared data's columns of the other alternatives: started it, and
 #: the case manager's leave-out-cell propensity for it
 OTHER_D, OTHER_Z = "_d:", "_z:"
-#: prefix of the prepared data's subgroup columns (reintegration.phase2.subgroup_frame)
+#: prefix of the prepared data's subgroup columns (reintegration.phase2.estimates.subgroup_frame)
 SUBGROUP = "_sg:"
 #: a column of the data used as a subgroup as it is has at most this many groups
 MAX_GROUPS = 20
@@ -117,7 +117,7 @@ METHODS = {"versus_none": "joint", "versus_none_controls": "controls", "mixed": 
 #: the truth key (effects.json, case_manager_iv.instruments.<j>) of each target
 TRUTH_KEYS = {"versus_none": "estimand_joint", "versus_none_controls": "estimand_controls",
               "mixed": "estimand"}
-#: the panel columns reintegration.phase2.subgroup_frame derives the subgroups from
+#: the panel columns reintegration.phase2.estimates.subgroup_frame derives the subgroups from
 SUBGROUP_INPUTS = ("age", "sex", "female", "education", "prior_employment_months",
                    "prior_employment", "migration")
 #: bands of the number of cohort clients per case manager (caseload table)
@@ -199,7 +199,7 @@ def iv_data(persons: pd.DataFrame, instrument: str, *,
     df["_cell"] = df[list(cells)].astype(str).agg("|".join, axis=1)
     df["_z"] = case_manager_propensity(df, case_manager="case_manager", treatment="_d",
                                       cells="_cell")
-    from ..phase2 import subgroup_frame
+    from ..phase2.estimates import subgroup_frame
 
     try:  # the pre-registered subgroups, derived once (the monotonicity check)
         groups = subgroup_frame(df[[c for c in SUBGROUP_INPUTS if c in df]])
@@ -241,7 +241,7 @@ def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
     interval; for the headline on a whole sample, the first stage in each
     pre-registered subgroup (:func:`first_stage_by_group`) and the
     monotonicity verdict. The headline's Anderson-Rubin set (a projection,
-    :func:`reintegration.numerics.anderson_rubin_projection`) is computed for
+    :func:`reintegration.effects.numerics.anderson_rubin_projection`) is computed for
     whole samples only (a subgroup is recognised by a pre-registered
     subgroup with one group left). ``inference=False`` leaves out the
     Anderson-Rubin set and the subgroup table (Phase 1 needs only the

@@ -50,7 +50,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .. import effects, months
+from .. import effects
+from ..core import months
 from ..effects import EventStudyResult
 from ..effects.fuzzy import wald_ratio
 from ..effects.randomization import design_power
@@ -76,7 +77,7 @@ STARTED = "_started"
 
 def rollout_schedule(city: dict[str, Any]) -> dict[str, int]:
     """Team -> month index of its roll-out (``rollout.teams`` of the city's
-    configuration, :mod:`reintegration.months`); empty without a roll-out."""
+    configuration, :mod:`reintegration.core.months`); empty without a roll-out."""
     teams = ((city.get("rollout") or {}).get("teams")) or {}
     return {str(team): months.index(month) for team, month in teams.items()}
 
@@ -130,7 +131,7 @@ def rollout_data(persons: pd.DataFrame, schedule: dict[str, int], *,
     """Clients with their team, inflow period (``_period``), the first
     inflow period the team's roll-out can reach (``_start``, missing for
     teams without a roll-out) and whether their inflow period is reached
-    (``exposed``). Periods are months or quarters since 1970-01 (:mod:`reintegration.months`).
+    (``exposed``). Periods are months or quarters since 1970-01 (:mod:`reintegration.core.months`).
     The clients of a team that cannot be used (:func:`first_reached`) are
     left out, neither treated nor comparison; ``first_month`` is the first
     inflow month of the study (default: the earliest in ``persons``).

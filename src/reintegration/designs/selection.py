@@ -42,7 +42,7 @@ from scipy import stats
 from .. import effects
 from ..effects import EffectResult
 from ..effects._memo import FrameMemo
-from ..numerics import propensity_scores
+from ..effects.numerics import propensity_scores
 from .base import (
     Check,
     Design,

@@ -22,7 +22,7 @@ functions of the package allowed to exceed 120 lines: each validates its
 inputs with messages naming the column, fits, and assembles the diagnostics a
 reader needs in one place, in the order the docstring documents. The
 numerics they share (covariances, first stage, logit, demeaning, wild
-bootstrap) live in :mod:`reintegration.numerics`; the designs that prepare
+bootstrap) live in :mod:`reintegration.effects.numerics`; the designs that prepare
 their data and judge them live in :mod:`reintegration.designs`.
 """
 

@@ -73,7 +73,7 @@ def _person_month_logit(x: np.ndarray, risk: np.ndarray, event: np.ndarray,
     """:class:`LogitLearner` on the person-months at risk (a constant, the
     person's covariates ``x`` and an indicator of each month after the first,
     columns without variation left out), by the Newton iterations of
-    :func:`reintegration.numerics.logit` (same start, ridge, clipping and
+    :func:`reintegration.effects.numerics.logit` (same start, ridge, clipping and
     stopping rule), with the gradient and the information matrix summed per
     person and per month instead of over a person-months design matrix: the
     same maximum likelihood estimate, up to rounding. Returns the columns

@@ -45,13 +45,6 @@ import numpy as np
 import pandas as pd
 from linearmodels.iv import IV2SLS
 
-from ..numerics import (
-    anderson_rubin_projection,
-    anderson_rubin_set,
-    first_stage_f,
-    tsls,
-)
-from ..numerics import demean as _demean
 from ._data import (
     EffectInputError,
     as_list,
@@ -61,6 +54,8 @@ from ._data import (
     require_columns,
     require_frame,
 )
+from .numerics import anderson_rubin_projection, anderson_rubin_set, first_stage_f, tsls
+from .numerics import demean as _demean
 from .results import IVResult
 
 __all__ = ["instrumental_variable", "leave_one_out_propensity", "leave_out_cell_propensity",
@@ -417,9 +412,9 @@ def multi_instrument_iv(
     are left out (listed in ``diagnostics["others_dropped"]``). The
     Anderson-Rubin set uses the covariance of the reported standard error:
     exact for the one-endogenous methods (``single``, ``controls``;
-    :func:`reintegration.numerics.anderson_rubin_set`), the projection of the
+    :func:`reintegration.effects.numerics.anderson_rubin_set`), the projection of the
     joint set for ``joint``
-    (:func:`reintegration.numerics.anderson_rubin_projection`).
+    (:func:`reintegration.effects.numerics.anderson_rubin_projection`).
     """
     if method not in MULTI_METHODS:
         raise EffectInputError(f"method must be one of {sorted(MULTI_METHODS)}, not {method!r}")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
-from ..numerics import logit
+from .numerics import logit
 
 __all__ = ["LEARNERS", "LogitLearner", "OLSLearner", "learners"]
 
@@ -54,7 +54,7 @@ class OLSLearner(_Columns):
 
 class LogitLearner(_Columns):
     """Logit propensity model with a constant
-    (:func:`reintegration.numerics.logit`), ``fit``/``predict_proba``."""
+    (:func:`reintegration.effects.numerics.logit`), ``fit``/``predict_proba``."""
 
     def fit(self, x: np.ndarray, d: np.ndarray) -> LogitLearner:
         xc = self._design(x, fit=True)

@@ -66,7 +66,6 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from ..numerics import logit
 from ._data import (
     EffectInputError,
     as_list,
@@ -81,6 +80,7 @@ from ._data import (
 from ._memo import ContentMemo
 from .dynamic import censoring_weights, dynamic_risk_set
 from .learners import LogitLearner, OLSLearner, learners
+from .numerics import logit
 from .results import SelectionResult
 
 __all__ = [

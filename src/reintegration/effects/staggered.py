@@ -58,7 +58,6 @@ import pandas as pd
 from linearmodels import PanelOLS
 from scipy import sparse, stats
 
-from ..numerics import wild_cluster_pvalue
 from . import _sa
 from ._data import (
     EffectInputError,
@@ -69,6 +68,7 @@ from ._data import (
     require_columns,
     require_frame,
 )
+from .numerics import wild_cluster_pvalue
 from .randomization import Cells, Spec, randomization_test
 from .results import EventStudyResult
 

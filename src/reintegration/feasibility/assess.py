@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .. import designs
-from ..config import ConfigError
+from ..core.config import ConfigError
 from ..designs.base import Check, Inputs, Model
 from .criteria import Assessment, SubStudy, offered_instruments, substudy_ids
 from .legal import legal_checklist
@@ -45,13 +45,13 @@ def assess_city(
     persons
         The panel's ``persons.parquet`` (one row per cohort member).
     city
-        The city's configuration (:func:`reintegration.config.load_city`).
+        The city's configuration (:func:`reintegration.core.config.load_city`).
     quality, linkage
         ``quality.json`` and ``linkage.json`` of steps 01 and 02.
     settings
         ``config/feasibility.yml`` (:func:`load_settings`).
     effects
-        ``config/effects.yml`` (:func:`reintegration.phase2.load_settings`):
+        ``config/effects.yml`` (:func:`reintegration.phase2.estimates.load_settings`):
         the designs prepare their data as Phase 2 will.
     instruments
         Instrument keys of the taxonomy, in order.

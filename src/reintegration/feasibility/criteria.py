@@ -12,15 +12,15 @@ from typing import Any
 import pandas as pd
 
 from .. import designs
-from ..config import as_dict, load_shared
+from ..core.config import as_dict, load_shared
+from ..core.paths import repo_root
 from ..designs.base import (
     Check,
     Model,
     criterion_verdict,
     json_value,
 )
-from ..obligations import obligation_for
-from ..paths import repo_root
+from ..phase2.obligations import obligation_for
 
 #: the designs, in report order (:data:`reintegration.designs.REGISTRY`)
 DESIGNS = designs.names()
@@ -53,7 +53,7 @@ def settings_path(root: Path | None = None) -> Path:
 
 def load_settings(root: Path | None = None, path: Path | None = None) -> dict[str, Any]:
     """``config/feasibility.yml``, validated against
-    :class:`reintegration.config_settings.Feasibility` (a problem is one line
+    :class:`reintegration.core.config_settings.Feasibility` (a problem is one line
     naming the file and the key), as a dict with ``_path``."""
     path = Path(path) if path is not None else settings_path(root)
     return as_dict(load_shared("feasibility", root, path), path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import ConfigError
+from ..core.config import ConfigError
 from ..designs.base import (
     Check,
 )

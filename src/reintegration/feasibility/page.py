@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 
 from .. import designs
-from ..config import list_cities, load_city, load_instruments
+from ..core.config import list_cities, load_city, load_instruments
+from ..core.paths import Paths
 from ..designs.base import (
     criterion_verdict,
 )
-from ..paths import Paths
 from .criteria import (
     CRITERIA,
     DECISIONS,
@@ -203,7 +203,7 @@ def matrix_figure(paths: Paths, out_png: str | Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from .. import atomic
+    from ..core import atomic
 
     root = paths.root
     labels = {k: v["label"] for k, v in load_instruments(root).items()}
@@ -326,7 +326,7 @@ def power_markdown(paths: Paths) -> str:
     """The chapter's power section: per city, the MDE table of
     :func:`power_table` for the roll-out and case-manager sub-studies, as
     released."""
-    from .. import released
+    from ..book import released
 
     lines: list[str] = []
     for city in list_cities(paths.root):
@@ -534,7 +534,7 @@ CASELOAD_BANDS = ("1-9", "10-19", "20-29", "30-49", "50-99", "100 or more")
 
 
 #: how the overlap table's blocks join the cohort's other tables (see
-#: :func:`reintegration.protection.split_blocks`): per instrument, its
+#: :func:`reintegration.disclosure.protection.split_blocks`): per instrument, its
 #: "treated" are the persons whose first instrument it is and its "no
 #: instrument" the persons without one, so each block's columns add up to
 #: counts the take-up table publishes
@@ -550,10 +550,10 @@ def overlap_figure(released: Any, *, threshold: int | None = None) -> Any:
     and of the persons without an instrument, per instrument, drawn from the
     released overlap table. Shares are of the persons in the cells shown; a
     suppressed cell is a hatched box of one nominal height for the whole
-    figure (see :mod:`reintegration.figures`), not a share."""
+    figure (see :mod:`reintegration.disclosure.figures`), not a share."""
     import matplotlib.pyplot as plt
 
-    from .. import figures
+    from ..disclosure import figures
 
     threshold = figures.threshold_of(released, threshold)
     table = getattr(released, "table", released)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import months
+from ..core import months
 from ..designs.base import (
     Check,
     levels,

@@ -7,8 +7,8 @@ import argparse
 import json
 import time
 
-from ..config import list_cities
-from ..paths import SIZES
+from ..core.config import list_cities
+from ..core.paths import SIZES
 from .generate import generate_city, merge_manifests
 
 

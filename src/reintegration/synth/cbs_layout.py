@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import cbs_files
-from ..config_settings import CbsFiles
+from ..core.config_settings import CbsFiles
+from ..research import cbs_files
 from .schema import table as schema_table
 from .writers import Writer, _check_columns
 

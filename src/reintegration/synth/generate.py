@@ -21,12 +21,12 @@ from typing import Any
 
 import pandas as pd
 
-from ..atomic import dumps_json, write_if_changed, write_json
-from ..cbs_files import research_roots
-from ..config import list_cities
-from ..config_settings import CbsFiles
-from ..custody import CustodyError, DomainMap, check_access
-from ..paths import Paths
+from ..core.atomic import dumps_json, write_if_changed, write_json
+from ..core.config import list_cities
+from ..core.config_settings import CbsFiles
+from ..core.custody import CustodyError, DomainMap, check_access
+from ..core.paths import Paths
+from ..research.cbs_files import research_roots
 from . import schema
 from .cbs_layout import write_cbs_layout
 from .params import CityParams, load_params

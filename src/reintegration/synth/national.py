@@ -49,8 +49,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import bsn as bsnlib
-from ..atomic import write_json
+from ..core.atomic import write_json
+from ..linking import bsn as bsnlib
 
 #: persons besides the embedded city, by default
 DEFAULT_PERSONS = 10_000_000

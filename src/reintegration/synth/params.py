@@ -22,9 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConfigError, as_dict, list_cities, load_city, load_instruments, load_shared
-from ..months import index as month_index
-from ..paths import check_size, repo_root
+from ..core.config import (
+    ConfigError,
+    as_dict,
+    list_cities,
+    load_city,
+    load_instruments,
+    load_shared,
+)
+from ..core.months import index as month_index
+from ..core.paths import check_size, repo_root
 from .schema import CANONICAL_CODES, COVARIATES, MUNICIPAL
 
 #: the named random streams, in spawn order (append only: never reorder)
@@ -49,7 +56,7 @@ def stable_int(text: str, nbytes: int = 8) -> int:
 
 def load_synthetic_config(root: Path | None = None) -> dict[str, Any]:
     """``config/synthetic.yml``, validated against
-    :class:`reintegration.config_settings.SyntheticFile`, as a dict."""
+    :class:`reintegration.core.config_settings.SyntheticFile`, as a dict."""
     return as_dict(load_shared("synthetic", root))
 
 

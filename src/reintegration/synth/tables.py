@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import bsn as bsnlib
-from ..months import text as month_text
+from ..core.months import text as month_text
+from ..linking import bsn as bsnlib
 from .names import (
     ACUTE_ATC4,
     CHRONIC_ATC4,
@@ -521,7 +521,7 @@ def municipal_tables(
 
     # duplicates from a system migration: clients on benefit in that month
     if d["duplicate_rate"] and d.get("duplicate_month"):
-        from ..months import index as month_index
+        from ..core.months import index as month_index
 
         mm = month_index(str(d["duplicate_month"]))
         day0 = month_first_day(np.array([mm]))[0]

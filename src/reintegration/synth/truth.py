@@ -152,7 +152,7 @@ def compute_effects(w: World, *, case_manager_exported: bool) -> dict[str, Any]:
 
 
 def _rollout(w: World, Yobs: dict[str, np.ndarray]) -> dict[str, Any]:
-    from ..months import index as month_index
+    from ..core.months import index as month_index
 
     p = w.p
     assert p.rollout is not None

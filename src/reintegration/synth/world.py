@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import ConfigError
+from ..core.config import ConfigError
 from .dynamics import OUT, Assignment, B, E, PathModel, sigmoid
 from .params import CityParams
 from .schema import COVARIATES
@@ -437,7 +437,7 @@ def assignment_inputs(
     ro_month = np.full(len(p.syn["teams"]), never, dtype=np.int64)
     ro_j = None
     if p.rollout:
-        from ..months import index as month_index
+        from ..core.months import index as month_index
 
         ro_j = p.instruments.index(p.rollout["instrument"])
         for t, team in enumerate(p.syn["teams"]):

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..atomic import sha256_file, write_json, write_via_temp
-from ..custody import DomainMap, check_access
-from ..screening import neutralise_frame
+from ..core.atomic import sha256_file, write_json, write_via_temp
+from ..core.custody import DomainMap, check_access
+from ..intake.screening import neutralise_frame
 from .schema import Table
 
 SAV_STAMP = slice(92, 109)

@@ -1,0 +1,3 @@
+"""Intake of the municipal exports (municipality role): reading, screening and the delivery
+check.
+"""

@@ -1,0 +1,1 @@
+"""The linking unit (trusted third party): BSN checks, pseudonymisation, linkage."""

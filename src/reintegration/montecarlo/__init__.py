@@ -1,0 +1,3 @@
+"""The Monte Carlo harness: every estimator over many synthetic worlds, against the truth
+of its own estimand.
+"""

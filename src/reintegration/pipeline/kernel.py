@@ -1,0 +1,244 @@
+"""How the runner starts a step's kernel: its identity, its sandbox, its log.
+
+papermill hands ``kernel_manager_class`` to nbclient; :func:`manager_class`
+builds one per step run. Its kernel
+
+1. gets the step, city and size the runner executes in its environment, where
+   :func:`reintegration.core.step.start` reads them (a notebook cannot name another
+   step to take its role);
+2. writes its own stdout and stderr to a log inside the step's own
+   person-level domain folder (``build/<size>/<city>/<domain>/logs/``,
+   owner-only), never the release domain: ipykernel's start-up and shut-down
+   messages stay out of the terminal, while cell errors still reach the runner
+   through the kernel protocol;
+3. on Linux, starts through this module's launcher, which enters the sandbox of
+   :mod:`reintegration.pipeline.sandbox` and then replaces itself with the kernel::
+
+       python -m reintegration.pipeline.kernel [--hide <folder>]... [--read-only <folder>]...
+           -- <the kernelspec's command>
+
+The kernel talks to the runner over Unix sockets (ZeroMQ ``ipc`` transport) in
+an owner-only temporary folder on Linux and macOS, not over TCP on localhost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .sandbox import PERSON_DOMAINS, Plan
+
+LOG_DIR = "logs"
+
+
+def log_domain(role: str) -> str:
+    """The person-level domain whose folder holds the step's kernel log: the
+    same owner-only domain as the step's failed runs (the data the role works
+    on; the validator's is the truth), never the release domain."""
+    from .runner import FAILED_DOMAIN
+
+    return FAILED_DOMAIN.get(role, "research")
+
+
+def log_path(paths: Any, city: str, step: str, role: str) -> Path:
+    folder = paths.city_build_domain(city, log_domain(role)) / LOG_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in (folder.parent, folder):
+        os.chmod(d, 0o700)
+    return folder / f"{step}.kernel.log"
+
+
+def custody_folders(paths: Any, cities: list[str]) -> list[tuple[Path, str, bool]]:
+    """Every folder of a person-level domain, as (path, domain, is_input): the
+    data inputs (synthetic, and any ``data_roots`` of a city's configuration)
+    and each city's build folders, created owner-only when missing so that
+    nothing can appear in them unhidden while a kernel runs."""
+    from ..core.config import load_city
+
+    folders: list[tuple[Path, str, bool]] = []
+    for domain in PERSON_DOMAINS:
+        folders.append((paths.data_dir / domain, domain, True))
+    for city in cities:
+        roots = load_city(city, paths.root).get("data_roots") or {}
+        folders += [(Path(r), d, True) for r, d in roots.items() if d in PERSON_DOMAINS]
+        for domain in PERSON_DOMAINS:
+            folder = paths.city_build_domain(city, domain)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            folders.append((folder, domain, False))
+    return folders
+
+
+def manager_class(
+    launch: list[str],
+    *,
+    env: dict[str, str],
+    log: Path,
+    ipc: bool = sys.platform != "win32",
+) -> tuple[type, Path | None]:
+    """An AsyncKernelManager subclass whose kernel command starts with
+    ``launch`` (empty: no launcher), with ``env`` added to its environment and
+    its output in ``log``; and the temporary socket folder to remove after the
+    run (None for TCP)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    sockets = Path(tempfile.mkdtemp(prefix="reintegration-kernel-")) if ipc else None
+    prefix = list(launch)
+    extra = dict(env)
+
+    class StepKernelManager(AsyncKernelManager):
+        def __init__(self, **kw: Any) -> None:
+            if sockets is not None:
+                kw.setdefault("transport", "ipc")
+                kw.setdefault("ip", str(sockets / "k"))
+            super().__init__(**kw)
+
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            cmd = super().format_kernel_cmd(extra_arguments)
+            return [*prefix, "--", *cmd] if prefix else cmd
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw["env"] = {**(kw.get("env") or os.environ), **extra}
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                kw["stdout"] = kw["stderr"] = fd
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+            finally:
+                os.close(fd)  # the kernel has its own copy
+
+    return StepKernelManager, sockets
+
+
+def launch_command(plan: Plan | None) -> list[str]:
+    """The launcher prefix for ``plan``; none without a sandbox."""
+    if plan is None:
+        return []
+    return [sys.executable, "-m", "reintegration.pipeline.kernel", *plan.args()]
+
+
+def remove_sockets(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+NOTICE = ".sandbox-unavailable"
+
+
+def prepare(paths: Any, step: str, city: str, size: str, role: str) -> dict[str, Any]:
+    """Everything the runner needs to start the kernel of one step run: the
+    manager class for papermill, its socket folder, the log, and which
+    guarantee holds (``sandbox``: ``os`` or ``code``, with the reason)."""
+    from ..core.config import list_cities
+    from . import sandbox
+
+    wanted = sandbox.mode()
+    plan = None
+    how = "code"
+    reason = f"{sandbox.MODE_ENV}=off"
+    if wanted != "off":
+        ok, reason = sandbox.available()
+        if ok:
+            plan = sandbox.plan_for(role, custody_folders(paths, list_cities(paths.root)))
+            how = "os"
+        elif wanted == "required":
+            raise sandbox.SandboxError(
+                f"{sandbox.MODE_ENV}=required but no sandbox is available here: {reason}"
+            )
+        else:
+            _say_once(paths, reason)
+    log = log_path(paths, city, step, role)
+    env = {
+        "REINTEGRATION_ROOT": str(paths.root),
+        "REINTEGRATION_STEP": step,
+        "REINTEGRATION_CITY": city,
+        "REINTEGRATION_SIZE": size,
+    }
+    cls, sockets = manager_class(launch_command(plan), env=env, log=log)
+    return {
+        "manager": cls,
+        "sockets": sockets,
+        "log": log,
+        "custody": {"enforced_by": how, "detail": reason, "plan": plan},
+    }
+
+
+def _say_once(paths: Any, reason: str) -> None:
+    """Print, once per build folder, that only the checks in code hold."""
+    marker = paths.build_dir / NOTICE
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(reason + "\n", encoding="utf-8")
+    print(
+        f"warning: no operating-system sandbox for the steps ({reason}); custody is "
+        "enforced only by the checks in the step context. See the book's ethics appendix.",
+        file=sys.stderr,
+    )
+
+
+def failure(step: str, city: str, log: Path, exc: BaseException) -> str:
+    """The runner's message when the kernel died or never started. Only the
+    launcher's own lines (``sandbox: ...``) are quoted from the log: the rest of
+    the kernel's output may show data, so the message names the log instead."""
+    own = []
+    if log.exists():
+        text = log.read_text(encoding="utf-8", errors="replace")
+        own = [ln for ln in text.splitlines() if ln.startswith(("sandbox:", "kernel launcher:"))]
+    detail = "; ".join(own) or f"{type(exc).__name__}: {exc}"
+    return f"step {step} for {city} did not run to its end ({detail}); the kernel's log is {log}"
+
+
+def custody_record(custody: dict[str, Any], root: Path) -> dict[str, Any]:
+    """What the provenance record says about the guarantee of one step run."""
+
+    def rel(paths: tuple[Path, ...]) -> list[str]:
+        out = []
+        for p in paths:
+            try:
+                out.append(str(p.relative_to(root)))
+            except ValueError:
+                out.append(str(p))
+        return sorted(out)
+
+    plan = custody["plan"]
+    return {
+        "enforced_by": custody["enforced_by"],
+        "detail": custody["detail"],
+        "hidden": rel(plan.hide) if plan else [],
+        "read_only": rel(plan.read_only) if plan else [],
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m reintegration.pipeline.kernel")
+    p.add_argument("--hide", action="append", type=Path, default=[])
+    p.add_argument("--read-only", action="append", type=Path, default=[])
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Enter the sandbox, then become the kernel. A sandbox that cannot be
+    set up stops here (exit 70): the kernel never runs without it."""
+    args = _parser().parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("kernel launcher: no kernel command after --", file=sys.stderr)
+        return 2
+    from .sandbox import SandboxError, enter
+
+    try:
+        enter(Plan(tuple(args.hide), tuple(args.read_only)))
+    except SandboxError as exc:
+        print(f"sandbox: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        return 70
+    os.execvp(command[0], command)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

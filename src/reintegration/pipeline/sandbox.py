@@ -1,0 +1,190 @@
+"""Custody enforced by the operating system: what a step's kernel can see.
+
+:mod:`reintegration.core.custody` checks every file a step opens *through its
+context*. Code that bypasses the context (``pd.read_csv`` on a path it made up,
+``open()``, a symlink) is not stopped by it. On Linux the runner therefore
+starts each step's kernel in its own mount namespace (``unshare(2)`` with
+``CLONE_NEWNS``) in which
+
+- every folder of a custody domain the step's role may not read is covered by
+  an empty, read-only ``tmpfs``: the files are not there for the kernel, whatever
+  code asks for them;
+- every input folder (synthetic or real exports, CBS files) and every build
+  folder of a domain the role may read but not write is bind-mounted read-only.
+
+Mounting needs ``CAP_SYS_ADMIN``: as root the namespace is created directly;
+an ordinary account gets it inside a new user namespace that maps the account
+onto itself, where the kernel allows unprivileged user namespaces (most Linux
+distributions do). Where neither works (Windows, macOS, a locked-down kernel
+or container) :func:`available` says why, the runner says so once, and only the
+checks in code hold. ``REINTEGRATION_SANDBOX`` chooses:
+``auto`` (default: use it when available), ``required`` (fail the step when it
+is not) or ``off``.
+
+This module only uses the standard library: the kernel launcher imports it
+before the kernel starts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+MODE_ENV = "REINTEGRATION_SANDBOX"
+MODES = ("auto", "required", "off")
+PERSON_DOMAINS = ("municipal", "ttp", "research", "truth")
+
+_CLONE_NEWNS, _CLONE_NEWUSER = 0x00020000, 0x10000000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_NOATIME, _MS_NODIRATIME = 1024, 2048
+_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
+
+
+class SandboxError(OSError):
+    """The mount namespace or one of its mounts could not be set up."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Folders to hide (empty read-only tmpfs) and to make read-only."""
+
+    hide: tuple[Path, ...] = ()
+    read_only: tuple[Path, ...] = ()
+
+    def args(self) -> list[str]:
+        out: list[str] = []
+        for d in self.hide:
+            out += ["--hide", str(d)]
+        for d in self.read_only:
+            out += ["--read-only", str(d)]
+        return out
+
+
+def mode() -> str:
+    value = os.environ.get(MODE_ENV, "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ValueError(f"{MODE_ENV}={value!r}: choose one of {', '.join(MODES)}")
+    return value
+
+
+def plan_for(role: str, folders: list[tuple[Path, str, bool]]) -> Plan:
+    """The plan for ``role`` over ``folders``: (path, domain, is_input) triples.
+
+    A folder of a domain the role may not read is hidden (a build folder only
+    when the role may not write it either: the linking unit writes research
+    files it may not read back); an input folder the role may read, or a build
+    folder of a domain it may read but not write, becomes read-only. Folders
+    that do not exist are skipped (create build folders first, so nothing can
+    appear in them later); a folder inside one already hidden needs no mount of
+    its own."""
+    from ..core.custody import ROLE_ACCESS
+
+    readable, writable = ROLE_ACCESS[role]
+    hide: list[Path] = []
+    read_only: list[Path] = []
+    for path, domain, is_input in sorted(folders, key=lambda f: len(Path(f[0]).parts)):
+        real = Path(os.path.realpath(path))
+        if not real.is_dir() or any(h == real or h in real.parents for h in hide):
+            continue
+        if domain not in readable and (is_input or domain not in writable):
+            hide.append(real)
+        elif is_input or domain not in writable:
+            read_only.append(real)
+    hidden = set(hide)
+    read_only = [r for r in dict.fromkeys(read_only) if r not in hidden]
+    return Plan(tuple(dict.fromkeys(hide)), tuple(read_only))
+
+
+def _libc() -> ctypes.CDLL:
+    if not sys.platform.startswith("linux"):
+        raise SandboxError(f"mount namespaces exist only on Linux, not on {sys.platform}")
+    return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(err, f"sandbox: {what}: {os.strerror(err)}")
+
+
+def _unshare(libc: ctypes.CDLL) -> None:
+    """A new mount namespace: directly as root (``CAP_SYS_ADMIN``), otherwise
+    inside a new user namespace that maps the account onto itself, where
+    the kernel allows unprivileged user namespaces."""
+    if libc.unshare(_CLONE_NEWNS) == 0:
+        return
+    first = ctypes.get_errno()
+    if os.geteuid() == 0:
+        raise SandboxError(first, f"sandbox: unshare(CLONE_NEWNS): {os.strerror(first)}")
+    uid, gid = os.geteuid(), os.getegid()
+    _check(libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS), "unshare(CLONE_NEWUSER | CLONE_NEWNS)")
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"{uid} {uid} 1"),
+        ("gid_map", f"{gid} {gid} 1"),
+    ):
+        with open(f"/proc/self/{name}", "w", encoding="ascii") as fh:
+            fh.write(text)
+
+
+def _locked_flags(path: Path) -> int:
+    """The flags of the mount ``path`` is on that a read-only remount must keep
+    (in a user namespace they are locked). ST_* and MS_* share these values."""
+    keep = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC | _MS_NOATIME | _MS_NODIRATIME
+    return os.statvfs(path).f_flag & keep
+
+
+def enter(plan: Plan) -> None:
+    """Move this process into a new mount namespace and apply ``plan``.
+
+    Mounts are private to the namespace: nothing changes for any other process,
+    and the mounts disappear with the kernel."""
+    libc = _libc()
+    libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+    _unshare(libc)
+    _check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
+    for d in plan.read_only:
+        b = os.fsencode(d)
+        _check(libc.mount(b, b, None, _MS_BIND | _MS_REC, None), f"bind {d}")
+        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _locked_flags(d)
+        _check(libc.mount(None, b, None, flags, None), f"make {d} read-only")
+    for d in plan.hide:
+        flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+        _check(
+            libc.mount(b"tmpfs", os.fsencode(d), b"tmpfs", flags, b"size=4k,mode=0500"),
+            f"hide {d}",
+        )
+
+
+_PROBE = (
+    "import sys; from reintegration.pipeline import sandbox; "
+    "sandbox.enter(sandbox.Plan(hide=(sandbox.Path(sys.argv[1]),)))"
+)
+
+
+def available() -> tuple[bool, str]:
+    """Whether :func:`enter` works here, tried in a child process (the probe's
+    namespace dies with it); the reason when it does not."""
+    if not sys.platform.startswith("linux"):
+        return False, f"no mount namespaces on {sys.platform}"
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory() as probe_dir:
+            done = subprocess.run(
+                [sys.executable, "-c", _PROBE, probe_dir],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"the probe could not run: {exc}"
+    if done.returncode == 0:
+        return True, "mount namespace with hidden and read-only custody folders"
+    lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+    return False, lines[-1] if lines else f"the probe exited with {done.returncode}"
