@@ -32,7 +32,7 @@ READERS = {
 }  # fmt: skip
 #: modules that are the context and its configuration, not research code
 INFRASTRUCTURE = {"core.step", "core.custody", "core.paths", "core.config", "core.atomic",
-                  "pipeline.provenance", ""}
+                  "core.provenance", ""}
 #: (module, function) -> why its direct read is within custody
 ALLOWED = {
     ("panel_sources.py", "read_sav_file"): "reached through read_cbs_file, to which "

@@ -14,7 +14,7 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from reintegration.pipeline.lockfile import LOCK, canonical, installed, pins, write_environment
+from reintegration.core.lockfile import LOCK, canonical, installed, pins, write_environment
 
 
 def _project(root):

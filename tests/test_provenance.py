@@ -10,7 +10,7 @@ import pytest
 
 from reintegration.core.atomic import sha256_file
 from reintegration.core.config import list_cities, load_city, load_steps
-from reintegration.pipeline.provenance import git_state, read_record
+from reintegration.core.provenance import git_state, read_record
 from reintegration.pipeline.runner import retitle
 
 

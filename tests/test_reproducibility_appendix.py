@@ -10,10 +10,9 @@ from pathlib import Path
 import yaml
 
 from reintegration.book import generate
-from reintegration.core import atomic
+from reintegration.core import atomic, provenance
 from reintegration.core.config import list_cities, load_steps
 from reintegration.core.paths import Paths
-from reintegration.pipeline import provenance
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -16,13 +16,12 @@ from typing import Any
 import yaml
 
 from .. import feasibility
-from ..core import atomic
+from ..core import atomic, provenance
 from ..core.config import list_cities, load_city, load_steps
 from ..core.config_reference import reference_markdown
 from ..core.paths import Paths
 from ..montecarlo import advice, harness
 from ..phase2 import synthesis
-from ..pipeline import provenance
 from ..synth import data_dictionary_markdown, planted_parameters_markdown
 from . import architecture, summary, werkwijzer
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from ..core import atomic
 from ..core.config import load_steps
+from ..core.lockfile import write_environment
 from ..core.paths import Paths
-from ..pipeline.lockfile import write_environment
 from .rules import STATUSES, load_rules
 
 

@@ -326,7 +326,7 @@ def power_markdown(paths: Paths) -> str:
     """The chapter's power section: per city, the MDE table of
     :func:`power_table` for the roll-out and case-manager sub-studies, as
     released."""
-    from ..book import released
+    from ..disclosure import released
 
     lines: list[str] = []
     for city in list_cities(paths.root):

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..book import released
 from ..core.config import list_cities, load_city, load_instruments
 from ..core.paths import Paths
 from ..designs.base import (
     json_value,
 )
+from ..disclosure import released
 from .criteria import (
     CRITERIA,
     DECISIONS,
@@ -92,7 +92,7 @@ def released_record(paths: Paths, city: str, labels: dict[str, str]) -> dict[str
     feasibility step has not run: decisions and verdicts from the registered
     table ``decisions``, reasons and conditions from ``reasons``, both read
     as released (role ``publisher``, checksums verified; see
-    :mod:`reintegration.book.released`). It has the keys of :func:`record` that
+    :mod:`reintegration.disclosure.released`). It has the keys of :func:`record` that
     the chapter uses; the criteria carry their verdicts only."""
     decisions = released.read_table(paths, city, f"{STEP}/decisions")
     if decisions is None:

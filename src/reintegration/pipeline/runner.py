@@ -23,12 +23,11 @@ import nbformat
 import yaml
 
 from ..book import notebook_tags
-from ..core import atomic
+from ..core import atomic, provenance
 from ..core.config import get_step, load_city
 from ..core.paths import Paths
 from ..core.step import read_io_log
 from . import kernel as kernel_launch
-from . import provenance
 
 KERNEL = "reintegration"
 

@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..core.atomic import sha256_file
+from .atomic import sha256_file
 
 #: packages whose versions the Reproducibility appendix lists
 KEY_PACKAGES = (

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..core import atomic
+from . import atomic
 
 LOCK = "requirements.lock"
 RECORD = "ENVIRONMENT.json"
