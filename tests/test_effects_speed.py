@@ -22,6 +22,7 @@ from reintegration.effects import dynamic as dyn
 from reintegration.effects.learners import LogitLearner
 from reintegration.effects.selection import _full_column_rank
 from reintegration.phase2 import estimates, sensitivity
+from reintegration.research.subgroups import subgroup_frame
 
 KEY = ["RINPERSOONS", "RINPERSOON"]
 
@@ -185,7 +186,7 @@ def reference_records(persons: pd.DataFrame, s: dict, sub: dict) -> list[dict]:
     inputs = designs.Inputs(persons=persons, city={}, effects=s, person_months=month_panel(persons))
     with _memo.disabled():
         data = design.prepare(inputs, sub["instrument"])
-        groups = estimates.subgroup_frame(data)
+        groups = subgroup_frame(data)
         original = soo.independent_columns, dyn._hazard
 
         def grid_hazard(x, risk, event, learner):

@@ -77,6 +77,7 @@ from ..effects.numerics import (
     propensity_scores,
 )
 from ..research.panel_contract import NO_INSTRUMENT
+from ..research.subgroups import subgroup_frame
 from .base import (
     Check,
     Design,
@@ -97,7 +98,7 @@ NO_IDENTIFIERS = "no case-manager identifiers"
 #: prefixes of the prepared data's columns of the other alternatives: started it, and
 #: the case manager's leave-out-cell propensity for it
 OTHER_D, OTHER_Z = "_d:", "_z:"
-#: prefix of the prepared data's subgroup columns (reintegration.phase2.estimates.subgroup_frame)
+#: prefix of the prepared data's subgroup columns (reintegration.research.subgroups.subgroup_frame)
 SUBGROUP = "_sg:"
 #: a column of the data used as a subgroup as it is has at most this many groups
 MAX_GROUPS = 20
@@ -117,7 +118,7 @@ METHODS = {"versus_none": "joint", "versus_none_controls": "controls", "mixed": 
 #: the truth key (effects.json, case_manager_iv.instruments.<j>) of each target
 TRUTH_KEYS = {"versus_none": "estimand_joint", "versus_none_controls": "estimand_controls",
               "mixed": "estimand"}
-#: the panel columns reintegration.phase2.estimates.subgroup_frame derives the subgroups from
+#: the panel columns reintegration.research.subgroups.subgroup_frame derives the subgroups from
 SUBGROUP_INPUTS = ("age", "sex", "female", "education", "prior_employment_months",
                    "prior_employment", "migration")
 #: bands of the number of cohort clients per case manager (caseload table)
@@ -199,7 +200,6 @@ def iv_data(persons: pd.DataFrame, instrument: str, *,
     df["_cell"] = df[list(cells)].astype(str).agg("|".join, axis=1)
     df["_z"] = case_manager_propensity(df, case_manager="case_manager", treatment="_d",
                                       cells="_cell")
-    from ..phase2.estimates import subgroup_frame
 
     try:  # the pre-registered subgroups, derived once (the monotonicity check)
         groups = subgroup_frame(df[[c for c in SUBGROUP_INPUTS if c in df]])

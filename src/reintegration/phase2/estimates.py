@@ -47,6 +47,7 @@ from ..designs import Design, Inputs
 from ..designs.rollout import rollout_schedule
 from ..effects import EffectResult, EventStudyResult
 from ..effects._data import json_safe
+from ..research.subgroups import subgroup_frame
 
 FILE_NAME = "estimates.json"
 ALL = "all"
@@ -63,9 +64,6 @@ RECORD_FIELDS = (
 #: withheld by disclosure control
 STATUSES = ("estimated", "no-go", "too_small", "failed", "withheld")
 
-MIGRATION_GROUPS = {"nl": "none", "western": "western", "ma": "non-western",
-                    "tr": "non-western", "sr": "non-western", "an": "non-western",
-                    "other_nonwestern": "non-western"}
 
 
 # ---------------------------------------------------------------------------
@@ -81,36 +79,6 @@ def load_settings(root: Path | None = None) -> dict[str, Any]:
     """``config/effects.yml``, validated against
     :class:`reintegration.core.config_settings.Effects`, as a dict."""
     return as_dict(load_shared("effects", root))
-
-
-# ---------------------------------------------------------------------------
-# subgroups
-# ---------------------------------------------------------------------------
-
-
-def subgroup_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The pre-specified subgroup columns (age_band, sex, education,
-    prior_employment, migration) as strings, from the panel's persons or from
-    the truth's potential outcomes (their column names differ); missing where
-    unknown."""
-    out = pd.DataFrame(index=frame.index)
-    age = frame["age"].astype("Float64")
-    out["age_band"] = pd.Series(
-        np.select([age < 27, age < 50, age >= 50], ["under 27", "27-49", "50 and over"],
-                  default=""), index=frame.index).replace("", pd.NA)
-    if "sex" in frame:
-        out["sex"] = frame["sex"].astype("string")
-    else:
-        out["sex"] = np.where(frame["female"].astype(int) == 1, "female", "male")
-    edu = frame["education"].astype("string").fillna("missing")
-    out["education"] = edu
-    if "prior_employment_months" in frame:
-        months = frame["prior_employment_months"].astype(float)
-    else:
-        months = (frame["prior_employment"].astype(float) * 24).round()
-    out["prior_employment"] = np.where(months > 0, "some", "none")
-    out["migration"] = frame["migration"].astype("string").map(MIGRATION_GROUPS)
-    return out.astype("string")
 
 
 # ---------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from ..effects.learners import learners
+from ..research.subgroups import subgroup_frame
 
 TREATED, MONTH, PID = "treated", "elapsed_month", "_pid"
 #: bounds on the cross-fitted propensity (the scores divide by 1 - e)
@@ -85,8 +86,6 @@ def group_frame(frame: pd.DataFrame, names: Sequence[str] | None = None) -> pd.D
     Phase 2's subgroups (age band, sex, education, prior employment,
     migration) and the municipal rating of the distance to the labour
     market, chronic health, household type and language level."""
-    from .estimates import subgroup_frame
-
     unknown = sorted(set(names or ()) - set(KNOWN_GROUPS))
     if unknown:
         raise ValueError(f"config/effects.yml: heterogeneity.groups names unknown groupings "
