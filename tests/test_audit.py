@@ -142,7 +142,7 @@ def test_numbers_that_are_not_identifiers_pass(world):
 
 
 def test_failed_notebooks_are_scanned_and_unreadable_domains_counted(world, monkeypatch):
-    from reintegration.pipeline.runner import failed_dir
+    from reintegration.core.custody import failed_dir
 
     root, paths, clients = world
     monkeypatch.delenv("REINTEGRATION_BUILD_DIR", raising=False)

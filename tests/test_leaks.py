@@ -18,6 +18,7 @@ import stat
 import pandas as pd
 import pytest
 
+from reintegration.core import custody
 from reintegration.core.config import load_city
 from reintegration.core.paths import Paths
 from reintegration.intake import ingest
@@ -97,7 +98,7 @@ def test_a_failed_run_leaks_nothing_and_a_rerun_cleans_up(world, monkeypatch):
         runner.run_step(STEP, city=CITY, size="small", root=root)
     message = str(info.value)
     assert "ExportError" in message and "exports.date_format" in message, message
-    failed = runner.failed_dir(paths, CITY, "municipality") / f"{STEP}.ipynb"
+    failed = custody.failed_dir(paths, CITY, "municipality") / f"{STEP}.ipynb"
     assert failed.exists() and f"at {failed}" in message
     assert stat.S_IMODE(failed.stat().st_mode) == 0o600
     assert stat.S_IMODE(failed.parent.stat().st_mode) == 0o700

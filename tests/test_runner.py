@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from reintegration.core import custody
 from reintegration.core.paths import Paths
 from reintegration.pipeline import runner
 
@@ -51,13 +52,13 @@ def test_executed_notebooks_are_byte_identical_across_runs(tmp_path):
 
 def test_failed_runs_are_kept_owner_only_in_the_domain_of_the_role(tmp_path):
     paths = Paths.for_size("small", tmp_path)
-    assert runner.failed_dir(paths, "utrecht", "municipality") == (
+    assert custody.failed_dir(paths, "utrecht", "municipality") == (
         paths.city_build("utrecht") / "municipal" / "failed"
     )
-    assert runner.failed_dir(paths, "utrecht", "linking_unit").parent.name == "ttp"
-    assert runner.failed_dir(paths, "utrecht", "researcher").parent.name == "research"
-    assert runner.failed_dir(paths, "utrecht", "validator").parent.name == "truth"
-    folder = runner.failed_dir(paths, "utrecht", "researcher")
+    assert custody.failed_dir(paths, "utrecht", "linking_unit").parent.name == "ttp"
+    assert custody.failed_dir(paths, "utrecht", "researcher").parent.name == "research"
+    assert custody.failed_dir(paths, "utrecht", "validator").parent.name == "truth"
+    folder = custody.failed_dir(paths, "utrecht", "researcher")
     runner._private_dir(folder)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     for name in ("03_panel.ipynb", "04_describe.ipynb"):
@@ -65,9 +66,9 @@ def test_failed_runs_are_kept_owner_only_in_the_domain_of_the_role(tmp_path):
     legacy = paths.city_build("utrecht") / "failed" / "03_panel.ipynb"
     legacy.parent.mkdir(parents=True)
     legacy.write_text("{}")
-    assert len(runner.failed_notebooks(paths, "utrecht")) == 3
+    assert len(custody.failed_notebooks(paths, "utrecht")) == 3
     runner.remove_failed(paths, "utrecht", "03_panel")
-    assert [p.name for p in runner.failed_notebooks(paths, "utrecht")] == ["04_describe.ipynb"]
+    assert [p.name for p in custody.failed_notebooks(paths, "utrecht")] == ["04_describe.ipynb"]
 
 
 class _Exc:

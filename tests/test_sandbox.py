@@ -9,6 +9,7 @@ import sys
 import nbformat
 import pytest
 
+from reintegration.core import custody
 from reintegration.core.paths import Paths
 from reintegration.pipeline import kernel, runner, sandbox
 
@@ -72,7 +73,7 @@ def test_researcher_step_cannot_read_a_municipal_file_directly(tmp_root, monkeyp
     # the real error still reaches the runner: the cell and the exception
     assert "failed in cell 4" in msg and "FileNotFoundError" in msg, msg
     assert "111222333" not in msg
-    printed = _outputs(runner.failed_dir(paths, "rotterdam", "researcher") / "03_panel.ipynb")
+    printed = _outputs(custody.failed_dir(paths, "rotterdam", "researcher") / "03_panel.ipynb")
     assert "role: refused" in printed
     assert "cbs rows: 3" in printed  # its own domain stays readable
     # inputs are read-only; the key table is not even there
@@ -102,7 +103,7 @@ def test_without_the_sandbox_the_same_read_succeeds_and_logs_stay_quiet(
     monkeypatch.setenv(sandbox.MODE_ENV, "off")
     with pytest.raises(runner.StepFailed, match=r"cell 4 \(ValueError"):
         runner.run_step("03_panel", city="rotterdam", size="small", root=tmp_root)
-    printed = _outputs(runner.failed_dir(paths, "rotterdam", "researcher") / "03_panel.ipynb")
+    printed = _outputs(custody.failed_dir(paths, "rotterdam", "researcher") / "03_panel.ipynb")
     assert "role: refused" in printed and "export rows: 1" in printed
     quiet = capfd.readouterr()
     for noise in ("without encryption", "KeyboardInterrupt"):

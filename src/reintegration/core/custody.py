@@ -158,3 +158,27 @@ def check_access(role: str, path: str | os.PathLike, mode: str, dmap: DomainMap)
             f"and this role may {mode} only {', '.join(sorted(allowed))}"
         )
     return domain
+
+
+#: the person-level domain a failed run of a role is kept in: the domain of the
+#: data the step could read, so a failed notebook never moves data to a wider audience
+FAILED_DOMAIN = {"municipality": "municipal", "linking_unit": "ttp", "validator": "truth"}
+
+
+def failed_dir(paths: Paths, city: str, role: str) -> Path:
+    """``build/<size>/<city>/<domain>/failed``: where a failed run of a step
+    with ``role`` is kept (owner-only), and where it runs."""
+    domain = FAILED_DOMAIN.get(role, "research")
+    return paths.city_build_domain(city, domain) / "failed"
+
+
+def failed_notebooks(paths: Paths, city: str) -> list[Path]:
+    """Every failed notebook kept for ``city``, in any domain."""
+    domains = {*FAILED_DOMAIN.values(), "research"}
+    found = [
+        p
+        for d in sorted(domains)
+        for p in (paths.city_build_domain(city, d) / "failed").glob("*.ipynb")
+    ]
+    legacy = paths.city_build(city) / "failed"  # before failed runs were kept per domain
+    return sorted(found + list(legacy.glob("*.ipynb")))

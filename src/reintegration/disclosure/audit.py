@@ -37,11 +37,10 @@ import pandas as pd
 
 from ..core import atomic
 from ..core.config import list_cities, load_city
-from ..core.custody import CustodyError, DomainMap, check_access
+from ..core.custody import CustodyError, DomainMap, check_access, failed_notebooks
 from ..core.paths import Paths
 from ..intake import ingest
 from ..linking import bsn
-from ..pipeline.runner import failed_notebooks
 from . import protection, release_check
 from .rules import load_rules
 

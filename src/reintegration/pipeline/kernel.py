@@ -31,6 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..core.custody import FAILED_DOMAIN
 from .sandbox import PERSON_DOMAINS, Plan
 
 LOG_DIR = "logs"
@@ -40,8 +41,6 @@ def log_domain(role: str) -> str:
     """The person-level domain whose folder holds the step's kernel log: the
     same owner-only domain as the step's failed runs (the data the role works
     on; the validator's is the truth), never the release domain."""
-    from .runner import FAILED_DOMAIN
-
     return FAILED_DOMAIN.get(role, "research")
 
 

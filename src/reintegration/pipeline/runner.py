@@ -25,6 +25,7 @@ import yaml
 from ..book import notebook_tags
 from ..core import atomic, provenance
 from ..core.config import get_step, load_city
+from ..core.custody import failed_dir, failed_notebooks
 from ..core.paths import Paths
 from ..core.step import read_io_log
 from . import kernel as kernel_launch
@@ -158,30 +159,8 @@ def run_step(
     return target
 
 
-#: the person-level domain a failed run of a role is kept in: the domain of the
-#: data the step could read, so a failed notebook never moves data to a wider audience
-FAILED_DOMAIN = {"municipality": "municipal", "linking_unit": "ttp", "validator": "truth"}
 #: exceptions whose messages the compendium writes itself and which never quote a value
 _OWN_ERRORS = ("ExportError", "ConfigError", "CustodyError", "StepFailed")
-
-
-def failed_dir(paths: Paths, city: str, role: str) -> Path:
-    """``build/<size>/<city>/<domain>/failed``: where a failed run of a step
-    with ``role`` is kept (owner-only), and where it runs."""
-    domain = FAILED_DOMAIN.get(role, "research")
-    return paths.city_build_domain(city, domain) / "failed"
-
-
-def failed_notebooks(paths: Paths, city: str) -> list[Path]:
-    """Every failed notebook kept for ``city``, in any domain."""
-    domains = {*FAILED_DOMAIN.values(), "research"}
-    found = [
-        p
-        for d in sorted(domains)
-        for p in (paths.city_build_domain(city, d) / "failed").glob("*.ipynb")
-    ]
-    legacy = paths.city_build(city) / "failed"  # before failed runs were kept per domain
-    return sorted(found + list(legacy.glob("*.ipynb")))
 
 
 def remove_failed(paths: Paths, city: str, step: str) -> None:
