@@ -126,3 +126,13 @@ def test_every_path_in_the_page_exists(root):
         assert include in architecture.generated_pages(Paths.for_size("small", root)) or (
             include == "architecture_flow.png"
         )
+
+
+def test_no_module_sits_loose_at_the_top_of_the_package():
+    """Every module lives in the folder of its part of the pipeline; only the
+    package's face and ``python -m reintegration`` stay at the top."""
+    mods = architecture.modules(PACKAGE_DIR)
+    assert sorted(m for m in mods if "/" not in m) == ["__init__", "__main__"]
+    folders = {m.split("/")[0] for m in mods if "/" in m}
+    assert {"core", "intake", "linking", "research", "designs", "effects", "feasibility",
+            "phase2", "disclosure", "book", "synth", "montecarlo", "pipeline"} == folders
