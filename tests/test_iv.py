@@ -334,6 +334,7 @@ def test_joint_model_reports_the_conditional_first_stage_f():
     assert fits[0.0]["first_stage_f"] > 1000 and fits[1.0]["first_stage_f"] > 1000
     assert fits[0.0]["first_stage_f_conditional"] > 1000
     assert fits[1.0]["first_stage_f_conditional"] < 10
+    assert fits[1.0]["weak_instrument"] and not fits[0.0]["weak_instrument"]
     df = _two_alternatives(0.0)
     x, z = df[["d"]].to_numpy(), df[["z", "z2"]].to_numpy()
     x, z = x - x.mean(axis=0), z - z.mean(axis=0)

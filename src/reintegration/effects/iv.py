@@ -421,7 +421,7 @@ def multi_instrument_iv(
     which can pass 10 while the joint model identifies the coefficient
     weakly. Then the coefficients' errors enter the residuals
     :math:`y - X\hat\beta` and the Wald standard error overstates the spread
-    of the estimate.
+    of the estimate. ``weak_instrument`` is set when either F is below 10.
 
     Alternatives whose treatment or instrument does not vary within cells
     are left out (listed in ``diagnostics["others_dropped"]``). The
@@ -458,7 +458,8 @@ def multi_instrument_iv(
         "method": method,
         "first_stage_f": f,
         "first_stage_f_conditional": f_cond,
-        "weak_instrument": bool(f < 10),
+        # for joint, weak when either F is below 10 (a NaN conditional F counts as weak)
+        "weak_instrument": bool(f < 10 or (f_cond is not None and not f_cond >= 10)),
         "first_stage": {instrument: {"estimate": float(pi[0]),
                                      "std_error": float(math.sqrt(vpi[0, 0]))}},
         "reduced_form": {instrument: {"estimate": float(fit.reduced_form[0])}},
