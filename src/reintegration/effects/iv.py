@@ -54,12 +54,18 @@ from ._data import (
     require_columns,
     require_frame,
 )
-from .numerics import anderson_rubin_projection, anderson_rubin_set, first_stage_f, tsls
+from .numerics import (
+    anderson_rubin_projection,
+    anderson_rubin_set,
+    first_stage_f,
+    sandwich_cov,
+    tsls,
+)
 from .numerics import demean as _demean
 from .results import IVResult
 
-__all__ = ["instrumental_variable", "leave_one_out_propensity", "leave_out_cell_propensity",
-           "multi_instrument_iv"]
+__all__ = ["conditional_first_stage_f", "instrumental_variable", "leave_one_out_propensity",
+           "leave_out_cell_propensity", "multi_instrument_iv"]
 
 ABSORB_METHODS = ("within", "dummies")
 
@@ -408,6 +414,15 @@ def multi_instrument_iv(
         probability limit does not depend on noise in the propensities that
         is independent of the client.
 
+    For ``joint`` the diagnostics add ``first_stage_f_conditional``, the
+    Sanderson-Windmeijer F of the treatment given the other alternatives
+    (:func:`conditional_first_stage_f`; None for the other methods):
+    ``first_stage_f`` is the own propensity's F with the others held fixed,
+    which can pass 10 while the joint model identifies the coefficient
+    weakly. Then the coefficients' errors enter the residuals
+    :math:`y - X\hat\beta` and the Wald standard error overstates the spread
+    of the estimate. ``weak_instrument`` is set when either F is below 10.
+
     Alternatives whose treatment or instrument does not vary within cells
     are left out (listed in ``diagnostics["others_dropped"]``). The
     Anderson-Rubin set uses the covariance of the reported standard error:
@@ -433,14 +448,18 @@ def multi_instrument_iv(
     use_c = cl is not None and se_c >= se_r
     se = se_c if use_c else se_r
     # the first stage of the own instrument: with the other propensities held fixed
-    # (controls and joint; for joint this is not the Sanderson-Windmeijer F)
+    # (controls and joint; for joint the Sanderson-Windmeijer F is first_stage_f_conditional)
     fs_w = zo if method != "single" and zo.shape[1] else None
     pi, vpi, f = first_stage_f(d, z[:, None], fs_w, clusters=cl if use_c else None,
                                debiased=False)
+    f_cond = (conditional_first_stage_f(x, zz, clusters=cl if use_c else None)
+              if method == "joint" else None)
     diagnostics: dict[str, object] = {
         "method": method,
         "first_stage_f": f,
-        "weak_instrument": bool(f < 10),
+        "first_stage_f_conditional": f_cond,
+        # for joint, weak when either F is below 10 (a NaN conditional F counts as weak)
+        "weak_instrument": bool(f < 10 or (f_cond is not None and not f_cond >= 10)),
         "first_stage": {instrument: {"estimate": float(pi[0]),
                                      "std_error": float(math.sqrt(vpi[0, 0]))}},
         "reduced_form": {instrument: {"estimate": float(fit.reduced_form[0])}},
@@ -469,6 +488,35 @@ def multi_instrument_iv(
         outcome=outcome, treatment=treatment, cov_type="clustered" if use_c else "robust",
         n_clusters=int(len(np.unique(cl))) if cl is not None else None,
         diagnostics=diagnostics, first_stage=first, first_stage_f=f, reduced_form=reduced)
+
+
+def conditional_first_stage_f(x: np.ndarray, z: np.ndarray, *,
+                              clusters: np.ndarray | None = None) -> float:
+    r"""The conditional first-stage F of the first of several endogenous
+    columns ``x`` (n x m) given the others, with instruments ``z`` (n x q, q >=
+    m; all already net of controls and cells): Sanderson and Windmeijer
+    (2016). The first column is regressed on the others by 2SLS with ``z``,
+    :math:`\hat u = x_1 - X_{-1}\hat\delta`, and the F is the robust (or,
+    with ``clusters``, clustered) Wald statistic of ``z`` in the regression of
+    :math:`\hat u` on ``z``, divided by :math:`q - m + 1`. It measures how
+    well the instruments predict :math:`x_1` apart from what they predict of
+    the other endogenous columns: a model whose instruments each pass a
+    first-stage F of 10 on their own can still identify one coefficient
+    weakly. With one endogenous column it is the ordinary first-stage F."""
+    x = np.asarray(x, dtype=float).reshape(len(x), -1)
+    z = np.asarray(z, dtype=float).reshape(len(x), -1)
+    q, m = z.shape[1], x.shape[1]
+    u = x[:, 0]
+    if m > 1:
+        xo = x[:, 1:]
+        xo_hat = z @ np.linalg.lstsq(z, xo, rcond=None)[0]
+        u = u - xo @ np.linalg.solve(xo_hat.T @ xo, xo_hat.T @ u)
+    g = np.linalg.lstsq(z, u, rcond=None)[0]
+    v = sandwich_cov(z, u - z @ g, clusters)
+    try:
+        return float(g @ np.linalg.solve(v, g)) / (q - m + 1)
+    except np.linalg.LinAlgError:
+        return math.nan
 
 
 def _multi_arrays(data: pd.DataFrame, outcome: str, treatment: str, instrument: str,

@@ -124,7 +124,7 @@ def result_record(rec: dict[str, Any], result: EffectResult) -> dict[str, Any]:
     rec["diagnostics"] = {k: diag[k] for k in keep if k in diag}
     # case-manager IV: the weak-instrument-robust interval and the monotonicity check
     keep_iv = ("ci_anderson_rubin", "ar_bounded", "ar_kind", "first_stage_by_group",
-               "monotonicity", "others_dropped")
+               "monotonicity", "others_dropped", "first_stage_f_conditional")
     rec["diagnostics"].update({k: diag[k] for k in keep_iv if k in diag})
     if isinstance(result, EventStudyResult):
         rec["diagnostics"]["pretrend_pvalue_used"] = result.pretrend_pvalue
