@@ -19,6 +19,7 @@ from reintegration import designs, effects, phase2, sensitivity
 from reintegration.designs import selection as soo
 from reintegration.effects import _memo
 from reintegration.effects import dynamic as dyn
+from reintegration.effects import selection as sel
 from reintegration.effects.learners import LogitLearner
 from reintegration.effects.selection import _full_column_rank
 
@@ -252,3 +253,121 @@ def test_sensitivity_fits_from_one_decomposition_equal_the_two_regressions() -> 
         np.testing.assert_allclose(got.se, ref.se, rtol=1e-8, atol=0)
         for name in got.names:
             assert got.t(name) == pytest.approx(ref.t(name), rel=1e-8)
+
+
+def reference_balance(x, columns, d, weights, used):
+    """The balance table as it was: numpy's mean and var of row copies."""
+    trt, ctrl = d == 1, d == 0
+    xt, xc = x[sel._rows(used, trt)], x[sel._rows(used, ctrl)]
+    sd = np.sqrt((xt.var(axis=0, ddof=1) + xc.var(axis=0, ddof=1)) / 2)
+    sd = np.where(sd > 0, sd, np.nan)
+    out = pd.DataFrame(
+        {
+            "mean_treated": xt.mean(axis=0),
+            "mean_control": xc.mean(axis=0),
+            "smd_raw": (xt.mean(axis=0) - xc.mean(axis=0)) / sd,
+        },
+        index=pd.Index(columns, name="covariate"),
+    )
+    if weights is not None:
+        wc = weights[ctrl]
+        mw = (wc[:, None] * xc).sum(axis=0) / wc.sum()
+        out["mean_control_weighted"] = mw
+        out["smd_weighted"] = (xt.mean(axis=0) - mw) / sd
+    return out
+
+
+def reference_max_smd(x, d, w, used):
+    trt, ctrl = used & (d == 1), used & (d == 0)
+    if trt.sum() < 2 or ctrl.sum() < 2 or x.shape[1] == 0 or w[ctrl].sum() <= 0:
+        return None
+    xt, xc = x[trt], x[ctrl]
+    sd = np.sqrt((xt.var(axis=0, ddof=1) + xc.var(axis=0, ddof=1)) / 2)
+    mw = (w[ctrl, None] * xc).sum(axis=0) / w[ctrl].sum()
+    smd = np.abs(xt.mean(axis=0) - mw)[sd > 0] / sd[sd > 0]
+    return float(smd.max()) if len(smd) else None
+
+
+def reference_selection_patches() -> dict:
+    """The estimator's helpers as they were: the rank from the singular values,
+    cluster codes from a group-by, the cluster sums of pandas, numpy's moments."""
+    return {
+        "_full_column_rank": lambda a, gram=None: bool(np.linalg.matrix_rank(a) == a.shape[1]),
+        "_cluster_codes": lambda v: (
+            pd.DataFrame({"c": v}).groupby(["c"], sort=True, observed=True).ngroup().to_numpy()
+        ),
+        "_cluster_variance": lambda phi, cl: (
+            effects._data.if_variance(phi, cl),
+            len(np.unique(cl)),
+        ),
+        "_balance": reference_balance,
+        "_max_smd": reference_max_smd,
+    }
+
+
+def stacked_sample(seed: int = 5) -> pd.DataFrame:
+    """Stacked risk sets of 3000 persons over months 0..5 with covariates on
+    very different scales, a constant covariate, an indicator that is constant
+    within some strata, case weights with zeros and two outcomes."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    persons = pd.DataFrame(
+        {
+            "pid": rng.permutation(n) * 7 + 11,
+            "x": rng.normal(size=n),
+            "earnings": np.round(rng.gamma(2.0, 8000.0, n), 2) * (rng.random(n) < 0.6),
+            "female": (rng.random(n) < 0.5).astype(float),
+            "age": rng.integers(18, 66, n).astype(float),
+            "one": 1.0,
+            "start": np.where(rng.random(n) < 0.5, rng.integers(0, 6, n), np.nan),
+            "exit": np.where(rng.random(n) < 0.3, rng.integers(1, 8, n), np.nan),
+        }
+    )
+    data = effects.dynamic_risk_set(persons, start="start", exit="exit", max_month=5)
+    m = len(data)
+    data["late"] = (data["elapsed_month"] >= 3).astype(float)  # constant within strata
+    data["band"] = np.minimum(data["elapsed_month"], 4)
+    data["w"] = np.where(rng.random(m) < 0.1, 0.0, rng.gamma(2.0, 0.5, m))
+    base = 0.3 * data["x"] + 0.00002 * data["earnings"] + 0.01 * data["age"]
+    data["y"] = base + 0.2 * data["treated"] + rng.normal(size=m)
+    data["emp"] = (base + 0.3 * data["treated"] + rng.normal(size=m) > 0.5).astype(float)
+    data.loc[rng.random(m) < 0.05, "emp"] = np.nan
+    return data
+
+
+@pytest.mark.parametrize("method", ["ra", "ipw", "aipw"])
+def test_selection_on_observables_equals_the_direct_computation(method, monkeypatch) -> None:
+    data = stacked_sample()
+    covs = ["x", "earnings", "female", "age", "one", "late"]
+    cases = [
+        dict(outcome="y"),
+        dict(outcome="emp", cluster="pid"),
+        dict(outcome="y", cluster="pid", strata="band"),
+        dict(outcome="emp", cluster="pid", strata="band", control_weights="w"),
+        dict(outcome="y", strata="elapsed_month", control_weights="w"),
+    ]
+    fits = []
+    for kw in cases:
+        with _memo.disabled():
+            fits.append(
+                sel.selection_on_observables(
+                    data, treatment="treated", covariates=covs, method=method, **kw
+                )
+            )
+    with monkeypatch.context() as m:
+        for name, ref in reference_selection_patches().items():
+            m.setattr(sel, name, ref)
+        for kw, fast in zip(cases, fits, strict=True):
+            with _memo.disabled():
+                slow = sel.selection_on_observables(
+                    data, treatment="treated", covariates=covs, method=method, **kw
+                )
+            assert fast.estimate == pytest.approx(slow.estimate, rel=1e-8, abs=1e-10)
+            assert fast.std_error == pytest.approx(slow.std_error, rel=1e-8)
+            assert fast.n_clusters == slow.n_clusters and fast.nobs == slow.nobs
+            numbers_close(fast.diagnostics, slow.diagnostics)
+            pd.testing.assert_frame_equal(fast.balance, slow.balance, rtol=1e-8, atol=1e-10)
+            if slow.strata is not None:
+                pd.testing.assert_frame_equal(fast.strata, slow.strata, rtol=1e-8, atol=1e-10)
+            np.testing.assert_allclose(fast.influence, slow.influence, rtol=1e-8, atol=1e-12)
+    assert fits[3].strata is not None and fits[3].n_clusters > 1000

@@ -71,7 +71,6 @@ from ._data import (
     EffectInputError,
     as_list,
     binary,
-    codes,
     complete_cases,
     if_variance,
     numeric_design,
@@ -114,13 +113,15 @@ def _ra(y: np.ndarray, d: np.ndarray, x: np.ndarray, c: np.ndarray) -> dict[str,
     xc = np.column_stack([np.ones(len(y)), x])
     trt, ctrl = d == 1, (d == 0) & (c > 0)
     xctrl = xc[ctrl]
-    if not _full_column_rank(xctrl):
+    cc = c[ctrl]
+    unit = bool(np.all(cc == 1))
+    xw = xctrl if unit else xctrl * cc[:, None]
+    a = xw.T @ xctrl
+    if not _full_column_rank(xctrl, a if unit else None):
         raise EffectInputError(
             "the covariates are collinear among the controls, so the control outcome "
             "regression is not identified; drop a covariate or merge sparse categories"
         )
-    xw = xctrl * c[ctrl, None]
-    a = xw.T @ xctrl
     b = np.linalg.solve(a, xw.T @ y[ctrl])
     e = y - xc @ b
     n1 = trt.sum()
@@ -133,19 +134,28 @@ def _ra(y: np.ndarray, d: np.ndarray, x: np.ndarray, c: np.ndarray) -> dict[str,
     return {"tau": tau, "phi": phi, "weights": w, "used": trt | ctrl}
 
 
-def _full_column_rank(a: np.ndarray) -> bool:
+def _full_column_rank(a: np.ndarray, gram: np.ndarray | None = None) -> bool:
     """``numpy.linalg.matrix_rank(a) == a.shape[1]``, without the singular
     value decomposition of the tall matrix where the cross product settles
-    it: when the smallest eigenvalue of :math:`A'A` exceeds 1e-8 of its trace
-    (far above the rounding of the cross product and far above the squared
-    rank tolerance), every singular value is above the tolerance; otherwise
-    the decomposition decides, as before."""
+    it (``gram``: :math:`A'A` when the caller has it). With :math:`A = BD`,
+    :math:`D` the column norms, :math:`\\sigma_{min}(A) \\ge \\sigma_{min}(B)
+    \\min_j D_j` and :math:`\\sigma_{max}(A) \\le \\|A\\|_F`: when the smallest
+    eigenvalue of :math:`B'B` is far above its rounding (each entry is off by
+    at most :math:`n\\epsilon`, so the eigenvalue by :math:`kn\\epsilon`) and this lower
+    bound exceeds a thousand times matrix_rank's tolerance
+    :math:`\\|A\\|_F \\max(n, k)\\,\\epsilon`, every singular value is above the
+    tolerance; otherwise the decomposition decides, as before."""
     n, k = a.shape
     if n >= k > 0 and n * np.finfo(float).eps < 1e-9 and np.all(np.isfinite(a)):
-        gram = a.T @ a
-        low = np.linalg.eigvalsh(gram)[0]
-        if low > 1e-8 * np.trace(gram) and low > 0:
-            return True
+        if gram is None:
+            gram = a.T @ a
+        norms = np.sqrt(np.diag(gram))
+        if norms.min() > 0:
+            low = np.linalg.eigvalsh(gram / np.outer(norms, norms))[0]
+            tol = math.sqrt(np.trace(gram)) * max(n, k) * np.finfo(float).eps
+            bound = max(1e-6, 10 * k * n * np.finfo(float).eps)
+            if low > bound and math.sqrt(low) * norms.min() > 1e3 * tol:
+                return True
     return bool(np.linalg.matrix_rank(a) == k)
 
 
@@ -282,27 +292,39 @@ def _cross_fitted_propensity(x: np.ndarray, d: np.ndarray, fold: np.ndarray, fol
     return _PROPENSITY.get([x, d, fold], ("logit", folds), compute).copy()
 
 
+def _moments(x: np.ndarray, rows: np.ndarray, w: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The mean and the variance (ddof 1) of each column of ``x`` over
+    ``rows`` as numpy's ``mean`` and ``var`` compute them (column sums over
+    the rows, then the squares of the deviations from that mean), from one
+    copy of the rows centred in place instead of numpy's temporaries; with
+    ``w`` (one weight per row of ``rows``), also the ``w``-weighted mean."""
+    xs = x[rows]
+    n = xs.shape[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        wmean = (w @ xs) / w.sum() if w is not None else None
+        mean = xs.sum(axis=0) / n
+        xs -= mean
+        var = np.einsum("ij,ij->j", xs, xs) / max(n - 1, 0)
+    return mean, var, wmean
+
+
 def _balance(x: np.ndarray, columns: Sequence[str], d: np.ndarray,
              weights: np.ndarray | None, used: np.ndarray) -> pd.DataFrame:
     """Means and standardised differences of the ``used`` rows of ``x``
     (``d`` and ``weights`` of the used rows)."""
     trt, ctrl = d == 1, d == 0
-    xt, xc = x[_rows(used, trt)], x[_rows(used, ctrl)]
-    sd = np.sqrt((xt.var(axis=0, ddof=1) + xc.var(axis=0, ddof=1)) / 2)
+    mt, vt, _ = _moments(x, _rows(used, trt))
+    mc, vc, mw = _moments(x, _rows(used, ctrl), None if weights is None else weights[ctrl])
+    sd = np.sqrt((vt + vc) / 2)
     sd = np.where(sd > 0, sd, np.nan)
     out = pd.DataFrame(
-        {
-            "mean_treated": xt.mean(axis=0),
-            "mean_control": xc.mean(axis=0),
-            "smd_raw": (xt.mean(axis=0) - xc.mean(axis=0)) / sd,
-        },
+        {"mean_treated": mt, "mean_control": mc, "smd_raw": (mt - mc) / sd},
         index=pd.Index(columns, name="covariate"),
     )
     if weights is not None:
-        wc = weights[ctrl]
-        mw = (wc[:, None] * xc).sum(axis=0) / wc.sum()
         out["mean_control_weighted"] = mw
-        out["smd_weighted"] = (xt.mean(axis=0) - mw) / sd
+        out["smd_weighted"] = (mt - mw) / sd
     return out
 
 
@@ -490,7 +512,7 @@ def selection_on_observables(
             )
     xdf = numeric_design(sample, covs, role="covariate")
     xall = xdf.to_numpy()
-    clusters = codes(sample, [cluster]) if cluster is not None else None
+    clusters = _cluster_codes(sample[cluster]) if cluster is not None else None
     nuisance = learners("linear")
     if outcome_learner is not None:
         nuisance["outcome_learner"] = outcome_learner
@@ -529,7 +551,10 @@ def selection_on_observables(
         )
         n_trimmed = int(strata_table["n_trimmed"].sum())
         n_trimmed_treated = int(strata_table["n_trimmed_treated"].sum())
-    var = if_variance(phi[keep], clusters[keep] if clusters is not None else None)
+    if clusters is None:
+        var, n_clusters = if_variance(phi[keep], None), None
+    else:
+        var, n_clusters = _cluster_variance(phi[keep], clusters[keep])
     se = math.sqrt(var)
     trt, ctrl = used & (d == 1), used & (d == 0)
     n_treated, n_control = int(trt.sum()), int(ctrl.sum())
@@ -593,7 +618,7 @@ def selection_on_observables(
         outcome=outcome,
         treatment=treatment,
         cov_type="clustered" if cluster is not None else "robust",
-        n_clusters=int(len(np.unique(clusters[keep]))) if clusters is not None else None,
+        n_clusters=n_clusters,
         diagnostics=diagnostics,
         n_treated=n_treated,
         n_control=n_control,
@@ -602,6 +627,25 @@ def selection_on_observables(
         influence=phi[keep],
         sample_index=sample.index[keep],
     )
+
+
+def _cluster_codes(values: pd.Series) -> np.ndarray:
+    """Integer codes of the clusters in sorted order (the codes of
+    :func:`reintegration.effects._data.codes` for one complete column, by one
+    factorisation instead of a group-by)."""
+    return pd.factorize(values, sort=True)[0]
+
+
+def _cluster_variance(phi: np.ndarray, clusters: np.ndarray) -> tuple[float, int]:
+    """:func:`reintegration.effects._data.if_variance` with integer cluster
+    codes (sums per cluster by one ``bincount``), and the number of clusters
+    present."""
+    sums = np.bincount(clusters, weights=phi)
+    present = np.bincount(clusters) > 0
+    g = int(present.sum())
+    if g < 2:
+        raise EffectInputError("cluster-robust standard errors need at least 2 clusters")
+    return float(g / (g - 1) * np.sum(sums[present] ** 2)), g
 
 
 def _rows(used: np.ndarray, among: np.ndarray) -> np.ndarray:
@@ -626,10 +670,10 @@ def _max_smd(x: np.ndarray, d: np.ndarray, w: np.ndarray, used: np.ndarray) -> f
     trt, ctrl = used & (d == 1), used & (d == 0)
     if trt.sum() < 2 or ctrl.sum() < 2 or x.shape[1] == 0 or w[ctrl].sum() <= 0:
         return None
-    xt, xc = x[trt], x[ctrl]
-    sd = np.sqrt((xt.var(axis=0, ddof=1) + xc.var(axis=0, ddof=1)) / 2)
-    mw = (w[ctrl, None] * xc).sum(axis=0) / w[ctrl].sum()
-    smd = np.abs(xt.mean(axis=0) - mw)[sd > 0] / sd[sd > 0]
+    mt, vt, _ = _moments(x, trt)
+    _, vc, mw = _moments(x, ctrl, w[ctrl])
+    sd = np.sqrt((vt + vc) / 2)
+    smd = np.abs(mt - mw)[sd > 0] / sd[sd > 0]
     return float(smd.max()) if len(smd) else None
 
 
