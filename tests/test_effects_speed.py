@@ -290,7 +290,8 @@ def reference_max_smd(x, d, w, used):
 
 def reference_selection_patches() -> dict:
     """The estimator's helpers as they were: the rank from the singular values,
-    cluster codes from a group-by, the cluster sums of pandas, numpy's moments."""
+    cluster codes from a group-by, the cluster sums of pandas, numpy's moments,
+    a copy of the complete rows."""
     return {
         "_full_column_rank": lambda a, gram=None: bool(np.linalg.matrix_rank(a) == a.shape[1]),
         "_cluster_codes": lambda v: (
@@ -301,6 +302,7 @@ def reference_selection_patches() -> dict:
             len(np.unique(cl)),
         ),
         "_balance": reference_balance,
+        "_complete_rows": effects._data.complete_cases,
         "_max_smd": reference_max_smd,
     }
 

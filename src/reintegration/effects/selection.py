@@ -71,7 +71,6 @@ from ._data import (
     EffectInputError,
     as_list,
     binary,
-    complete_cases,
     if_variance,
     numeric_design,
     require_columns,
@@ -496,7 +495,7 @@ def selection_on_observables(
         *as_list(strata),
         *as_list(control_weights),
     ]
-    sample, n_missing = complete_cases(data, used_cols)
+    sample, n_missing = _complete_rows(data, used_cols)
     if len(sample) == 0:
         raise EffectInputError("no complete rows in the used columns")
     if not (pd.api.types.is_numeric_dtype(sample[outcome]) or sample[outcome].dtype == bool):
@@ -627,6 +626,18 @@ def selection_on_observables(
         influence=phi[keep],
         sample_index=sample.index[keep],
     )
+
+
+def _complete_rows(data: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, int]:
+    """:func:`reintegration.effects._data.complete_cases` without copies: the
+    rows without a missing value in ``columns`` (the frame itself when none
+    is missing, which is only read) and the number dropped."""
+    cols = list(dict.fromkeys(columns))
+    keep = np.ones(len(data), dtype=bool)
+    for col in cols:
+        keep &= data[col].notna().to_numpy()
+    n_missing = int(len(keep) - keep.sum())
+    return (data if n_missing == 0 else data.loc[keep, cols]), n_missing
 
 
 def _cluster_codes(values: pd.Series) -> np.ndarray:
