@@ -255,7 +255,7 @@ def test_sensitivity_fits_from_one_decomposition_equal_the_two_regressions() -> 
             assert got.t(name) == pytest.approx(ref.t(name), rel=1e-8)
 
 
-def reference_balance(x, columns, d, weights, used):
+def reference_balance(x, columns, d, weights, used, parts=None):
     """The balance table as it was: numpy's mean and var of row copies."""
     trt, ctrl = d == 1, d == 0
     xt, xc = x[sel._rows(used, trt)], x[sel._rows(used, ctrl)]
@@ -277,7 +277,7 @@ def reference_balance(x, columns, d, weights, used):
     return out
 
 
-def reference_max_smd(x, d, w, used):
+def reference_max_smd(x, d, w, used, moments=None):
     trt, ctrl = used & (d == 1), used & (d == 0)
     if trt.sum() < 2 or ctrl.sum() < 2 or x.shape[1] == 0 or w[ctrl].sum() <= 0:
         return None

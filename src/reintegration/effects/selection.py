@@ -60,7 +60,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -244,8 +244,9 @@ def _aipw(
     for k in range(folds):
         test = fold == k
         train = ~test
-        if test.any() and (d[train].min() == d[train].max()
-                           or not (train & (d == 0) & (c > 0)).any()):
+        if test.any() and (
+            d[train].min() == d[train].max() or not (train & (d == 0) & (c > 0)).any()
+        ):
             raise EffectInputError(
                 f"cross-fitting fold {k} leaves no treated or no controls to train on; "
                 "use fewer folds or a larger sample"
@@ -271,8 +272,9 @@ def _aipw(
 _PROPENSITY = ContentMemo(size=64)
 
 
-def _cross_fitted_propensity(x: np.ndarray, d: np.ndarray, fold: np.ndarray, folds: int,
-                             learner: Any) -> np.ndarray:
+def _cross_fitted_propensity(
+    x: np.ndarray, d: np.ndarray, fold: np.ndarray, folds: int, learner: Any
+) -> np.ndarray:
     """The propensity score of each row from the model fitted on the other
     folds (rows of an empty fold keep no score: they are never used)."""
 
@@ -291,31 +293,90 @@ def _cross_fitted_propensity(x: np.ndarray, d: np.ndarray, fold: np.ndarray, fol
     return _PROPENSITY.get([x, d, fold], ("logit", folds), compute).copy()
 
 
-def _moments(x: np.ndarray, rows: np.ndarray, w: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The mean and the variance (ddof 1) of each column of ``x`` over
-    ``rows`` as numpy's ``mean`` and ``var`` compute them (column sums over
-    the rows, then the squares of the deviations from that mean), from one
-    copy of the rows centred in place instead of numpy's temporaries; with
-    ``w`` (one weight per row of ``rows``), also the ``w``-weighted mean."""
+class Moments(NamedTuple):
+    """Count, column means and sums of squared deviations from them of some
+    rows, with the sum of their weights and the weighted column means (NaN
+    without weights)."""
+
+    n: int
+    mean: np.ndarray
+    m2: np.ndarray
+    w_sum: float
+    w_mean: np.ndarray
+
+    @property
+    def var(self) -> np.ndarray:
+        """The variance with ddof 1 (NaN below two rows, as numpy's ``var``)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.m2 / max(self.n - 1, 0)
+
+
+def _moments(x: np.ndarray, rows: np.ndarray, w: np.ndarray | None = None) -> Moments:
+    """The moments of the columns of ``x`` over ``rows`` as numpy's ``mean``
+    and ``var`` compute them (column sums over the rows, then the squares of
+    the deviations from that mean), from one copy of the rows centred in
+    place instead of numpy's temporaries; ``w``: one weight per row of
+    ``rows``."""
     xs = x[rows]
     n = xs.shape[0]
     with np.errstate(invalid="ignore", divide="ignore"):
-        wmean = (w @ xs) / w.sum() if w is not None else None
+        w_sum = float(w.sum()) if w is not None else math.nan
+        w_mean = (w @ xs) / w_sum if w is not None else np.full(x.shape[1], np.nan)
         mean = xs.sum(axis=0) / n
         xs -= mean
-        var = np.einsum("ij,ij->j", xs, xs) / max(n - 1, 0)
-    return mean, var, wmean
+    return Moments(n, mean, np.einsum("ij,ij->j", xs, xs), w_sum, w_mean)
 
 
-def _balance(x: np.ndarray, columns: Sequence[str], d: np.ndarray,
-             weights: np.ndarray | None, used: np.ndarray) -> pd.DataFrame:
+def _pooled(parts: Sequence[Moments]) -> Moments:
+    """The moments of the union of disjoint row sets from theirs (Chan, Golub
+    and LeVeque's pairwise update of the mean and the sum of squared
+    deviations); sets without rows are left out."""
+    parts = [m for m in parts if m.n > 0]
+    if not parts:
+        return Moments(0, np.nan, np.nan, 0.0, np.nan)
+    n, mean, m2 = parts[0].n, parts[0].mean.copy(), parts[0].m2.copy()
+    for m in parts[1:]:
+        delta = m.mean - mean
+        total = n + m.n
+        mean = mean + delta * (m.n / total)
+        m2 = m2 + m.m2 + delta**2 * (n * m.n / total)
+        n = total
+    w_sum = float(sum(m.w_sum for m in parts))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w_mean = sum(m.w_mean * m.w_sum for m in parts) / w_sum
+    return Moments(n, mean, m2, w_sum, w_mean)
+
+
+def _group_moments(
+    x: np.ndarray, d: np.ndarray, w: np.ndarray, used: np.ndarray
+) -> tuple[Moments, Moments]:
+    """The moments of the used treated rows and of the used controls (with
+    their weights ``w``)."""
+    trt, ctrl = used & (d == 1), used & (d == 0)
+    return _moments(x, trt), _moments(x, ctrl, w[ctrl])
+
+
+def _balance(
+    x: np.ndarray,
+    columns: Sequence[str],
+    d: np.ndarray,
+    weights: np.ndarray | None,
+    used: np.ndarray,
+    *,
+    parts: Sequence[tuple[Moments, Moments]] | None = None,
+) -> pd.DataFrame:
     """Means and standardised differences of the ``used`` rows of ``x``
-    (``d`` and ``weights`` of the used rows)."""
-    trt, ctrl = d == 1, d == 0
-    mt, vt, _ = _moments(x, _rows(used, trt))
-    mc, vc, mw = _moments(x, _rows(used, ctrl), None if weights is None else weights[ctrl])
-    sd = np.sqrt((vt + vc) / 2)
+    (``d`` and ``weights`` of the used rows); ``parts``: the moments of the
+    treated and the controls of disjoint row sets that make up the used rows
+    (the strata), pooled instead of computed again from ``x``."""
+    if parts is not None:
+        mom_t, mom_c = _pooled([p[0] for p in parts]), _pooled([p[1] for p in parts])
+    else:
+        trt, ctrl = d == 1, d == 0
+        mom_t = _moments(x, _rows(used, trt))
+        mom_c = _moments(x, _rows(used, ctrl), None if weights is None else weights[ctrl])
+    mt, mc, mw = mom_t.mean, mom_c.mean, mom_c.w_mean
+    sd = np.sqrt((mom_t.var + mom_c.var) / 2)
     sd = np.where(sd > 0, sd, np.nan)
     out = pd.DataFrame(
         {"mean_treated": mt, "mean_control": mc, "smd_raw": (mt - mc) / sd},
@@ -518,6 +579,8 @@ def selection_on_observables(
     if propensity_learner is not None:
         nuisance["propensity_learner"] = propensity_learner
 
+    parts: list[tuple[Moments, Moments]] = []  # the balance moments of each fitted sample
+
     def run(mask: np.ndarray | slice) -> dict[str, Any]:
         xfull = xall[mask]
         xm = xfull[:, np.ptp(xfull, axis=0) > 0] if xfull.shape[1] else xfull
@@ -531,7 +594,11 @@ def selection_on_observables(
             fit = _aipw(
                 ym, dm, xm, cm, trim=trim, folds=folds, groups=groups, seed=seed, **nuisance
             )
-        fit["max_abs_smd_weighted"] = _max_smd(xfull, dm, fit["weights"], fit["used"])
+        fit["moments"] = _group_moments(xfull, dm, fit["weights"], fit["used"])
+        fit["max_abs_smd_weighted"] = _max_smd(
+            xfull, dm, fit["weights"], fit["used"], moments=fit["moments"]
+        )
+        parts.append(fit["moments"])
         fit["ess_control"] = _kish(fit["weights"][fit["used"] & (dm == 0)])
         return fit
 
@@ -557,7 +624,7 @@ def selection_on_observables(
     se = math.sqrt(var)
     trt, ctrl = used & (d == 1), used & (d == 0)
     n_treated, n_control = int(trt.sum()), int(ctrl.sum())
-    balance = _balance(xall, list(xdf.columns), d[used], weights[used], used)
+    balance = _balance(xall, list(xdf.columns), d[used], weights[used], used, parts=parts)
     wc = weights[ctrl]
     diagnostics: dict[str, Any] = {
         "n_treated": n_treated,
@@ -674,17 +741,24 @@ def _kish(w: np.ndarray) -> float | None:
     return float(w.sum() ** 2 / s2) if s2 > 0 else None
 
 
-def _max_smd(x: np.ndarray, d: np.ndarray, w: np.ndarray, used: np.ndarray) -> float | None:
+def _max_smd(
+    x: np.ndarray,
+    d: np.ndarray,
+    w: np.ndarray,
+    used: np.ndarray,
+    *,
+    moments: tuple[Moments, Moments] | None = None,
+) -> float | None:
     """The largest absolute standardised mean difference between the treated
     and the weighted controls among the ``used`` rows (pooled standard
-    deviation of the unweighted groups); None when no covariate varies."""
+    deviation of the unweighted groups); None when no covariate varies.
+    ``moments``: those of :func:`_group_moments`, when the caller has them."""
     trt, ctrl = used & (d == 1), used & (d == 0)
     if trt.sum() < 2 or ctrl.sum() < 2 or x.shape[1] == 0 or w[ctrl].sum() <= 0:
         return None
-    mt, vt, _ = _moments(x, trt)
-    _, vc, mw = _moments(x, ctrl, w[ctrl])
-    sd = np.sqrt((vt + vc) / 2)
-    smd = np.abs(mt - mw)[sd > 0] / sd[sd > 0]
+    mom_t, mom_c = moments if moments is not None else _group_moments(x, d, w, used)
+    sd = np.sqrt((mom_t.var + mom_c.var) / 2)
+    smd = np.abs(mom_t.mean - mom_c.w_mean)[sd > 0] / sd[sd > 0]
     return float(smd.max()) if len(smd) else None
 
 
@@ -694,8 +768,9 @@ def _stratum_rows(s: np.ndarray) -> Any:
     arrays are views rather than copies with the same values; else a boolean
     mask."""
     if s.dtype.kind in "iuf" and (len(s) < 2 or bool(np.all(s[1:] >= s[:-1]))):
-        return lambda value: slice(int(np.searchsorted(s, value, "left")),
-                                   int(np.searchsorted(s, value, "right")))
+        return lambda value: slice(
+            int(np.searchsorted(s, value, "left")), int(np.searchsorted(s, value, "right"))
+        )
     return lambda value: s == value
 
 
