@@ -9,6 +9,7 @@ kept here as small reference functions, on fixed data, to 1e-8.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -288,10 +289,28 @@ def reference_max_smd(x, d, w, used, moments=None):
     return float(smd.max()) if len(smd) else None
 
 
+def reference_cross_fitted_outcome(x, y, d, c, fold, folds, learner):
+    """The outcome model fitted afresh on the controls of the other folds."""
+    g0 = np.empty(len(y))
+    weighted = bool(np.any(c != 1))
+    for k in range(folds):
+        test = fold == k
+        if not test.any():
+            continue
+        train_ctrl = ~test & (d == 0) & (c > 0)
+        om = copy.deepcopy(learner)
+        if weighted:
+            om.fit(x[train_ctrl], y[train_ctrl], sample_weight=c[train_ctrl])
+        else:
+            om.fit(x[train_ctrl], y[train_ctrl])
+        g0[test] = np.asarray(om.predict(x[test]), dtype=float).ravel()
+    return g0
+
+
 def reference_selection_patches() -> dict:
     """The estimator's helpers as they were: the rank from the singular values,
     cluster codes from a group-by, the cluster sums of pandas, numpy's moments,
-    a copy of the complete rows."""
+    a copy of the complete rows, one least-squares fit per cross-fitting fold."""
     return {
         "_full_column_rank": lambda a, gram=None: bool(np.linalg.matrix_rank(a) == a.shape[1]),
         "_cluster_codes": lambda v: (
@@ -303,6 +322,7 @@ def reference_selection_patches() -> dict:
         ),
         "_balance": reference_balance,
         "_complete_rows": effects._data.complete_cases,
+        "_cross_fitted_outcome": reference_cross_fitted_outcome,
         "_max_smd": reference_max_smd,
     }
 

@@ -239,8 +239,6 @@ def _aipw(
     propensity_learner: Any,
 ) -> dict[str, Any]:
     fold = _fold_ids(d, groups, folds, seed)
-    g0 = np.empty(len(y))
-    weighted = bool(np.any(c != 1))
     for k in range(folds):
         test = fold == k
         train = ~test
@@ -252,18 +250,101 @@ def _aipw(
                 "use fewer folds or a larger sample"
             )
     p = _cross_fitted_propensity(x, d, fold, folds, propensity_learner)
+    g0 = _cross_fitted_outcome(x, y, d, c, fold, folds, outcome_learner)
+    return _weighting(y - g0, d, p, trim, c)
+
+
+def _cross_fitted_outcome(
+    x: np.ndarray,
+    y: np.ndarray,
+    d: np.ndarray,
+    c: np.ndarray,
+    fold: np.ndarray,
+    folds: int,
+    learner: Any,
+) -> np.ndarray:
+    """The control outcome of each row predicted by the model fitted on the
+    controls (with a positive weight ``c``) of the other folds."""
+    g0 = np.empty(len(y))
+    weighted = bool(np.any(c != 1))
+    fast = _FoldGrams(x, y, d, c, fold, folds) if type(learner) is OLSLearner else None
     for k in range(folds):
         test = fold == k
         if not test.any():
             continue
+        if fast is not None:
+            got = fast.predict(k, x[test])
+            if got is not None:
+                g0[test] = got
+                continue
         train_ctrl = ~test & (d == 0) & (c > 0)
-        om = copy.deepcopy(outcome_learner)
+        om = copy.deepcopy(learner)
         if weighted:
             om.fit(x[train_ctrl], y[train_ctrl], sample_weight=c[train_ctrl])
         else:
             om.fit(x[train_ctrl], y[train_ctrl])
         g0[test] = np.asarray(om.predict(x[test]), dtype=float).ravel()
-    return _weighting(y - g0, d, p, trim, c)
+    return g0
+
+
+class _FoldGrams:
+    """:class:`OLSLearner` on the controls of all folds but one, from the
+    weighted cross products of each fold's controls (one pass over the rows
+    for all folds instead of one least-squares decomposition per fold): the
+    normal equations of the training folds are the sums of theirs, solved
+    after scaling the columns to unit length. The least-squares solution,
+    up to rounding, when the scaled cross product is well conditioned (its
+    smallest eigenvalue above 1e-4, so that rounding moves the predictions
+    by far less than 1e-8); otherwise :meth:`predict` returns None and the
+    caller fits the learner."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        d: np.ndarray,
+        c: np.ndarray,
+        fold: np.ndarray,
+        folds: int,
+    ) -> None:
+        k = x.shape[1]
+        self.gram = np.zeros((folds, k + 1, k + 1))
+        self.xty = np.zeros((folds, k + 1))
+        self.low = np.full((folds, k), np.inf)
+        self.high = np.full((folds, k), -np.inf)
+        self.count = np.zeros(folds, dtype=int)
+        ctrl = (d == 0) & (c > 0)
+        for j in range(folds):
+            rows = ctrl & (fold == j)
+            if not rows.any():
+                continue
+            xr = np.column_stack([np.ones(int(rows.sum())), x[rows]])
+            xw = xr * c[rows, None]
+            self.gram[j] = xw.T @ xr
+            self.xty[j] = xw.T @ y[rows]
+            if k:
+                self.low[j], self.high[j] = xr[:, 1:].min(axis=0), xr[:, 1:].max(axis=0)
+            self.count[j] = int(rows.sum())
+
+    def predict(self, k: int, x_test: np.ndarray) -> np.ndarray | None:
+        train = np.arange(len(self.count)) != k
+        n = int(self.count[train].sum())
+        if n == 0:
+            return None
+        keep = self.high[train].max(axis=0) > self.low[train].min(axis=0)
+        cols = np.concatenate([[True], keep])
+        if n < cols.sum():
+            return None
+        a = self.gram[train].sum(axis=0)[np.ix_(cols, cols)]
+        b = self.xty[train].sum(axis=0)[cols]
+        norms = np.sqrt(np.diag(a))
+        if not np.all(norms > 0) or not np.all(np.isfinite(a)):
+            return None
+        scaled = a / np.outer(norms, norms)
+        if np.linalg.eigvalsh(scaled)[0] <= 1e-4:
+            return None
+        coef = np.linalg.solve(scaled, b / norms) / norms
+        return np.column_stack([np.ones(len(x_test)), x_test[:, keep]]) @ coef
 
 
 #: cross-fitted propensity scores by content of (covariates, treatment, folds): the
