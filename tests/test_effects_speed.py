@@ -393,3 +393,31 @@ def test_selection_on_observables_equals_the_direct_computation(method, monkeypa
                 pd.testing.assert_frame_equal(fast.strata, slow.strata, rtol=1e-8, atol=1e-10)
             np.testing.assert_allclose(fast.influence, slow.influence, rtol=1e-8, atol=1e-12)
     assert fits[3].strata is not None and fits[3].n_clusters > 1000
+
+
+def reference_risk_set(data, *, start, exit, max_month, min_month=0):
+    """The stacked risk sets as they were built: one copied block per month."""
+    s = data[start].to_numpy(dtype=float)
+    e = data[exit].to_numpy(dtype=float)
+    blocks = []
+    for u in range(int(min_month), int(max_month) + 1):
+        at_risk = (np.isnan(e) | (e > u)) & (np.isnan(s) | (s >= u))
+        block = data.loc[at_risk].copy()
+        block["elapsed_month"] = u
+        block["treated"] = (s[at_risk] == u).astype(int)
+        blocks.append(block)
+    return pd.concat(blocks, ignore_index=True)
+
+
+def test_risk_sets_taken_in_one_go_equal_the_blocks() -> None:
+    persons = world().set_index(pd.RangeIndex(5, 2505))
+    rng = np.random.default_rng(2)
+    persons["exit"] = np.where(
+        rng.random(len(persons)) < 0.4, rng.integers(1, 9, len(persons)), np.nan
+    )
+    persons["education"] = persons["education"].astype("category")
+    for lo, hi in ((0, 6), (2, 4), (3, 3)):
+        kw = dict(start="instrument_elapsed", exit="exit", max_month=hi, min_month=lo)
+        got = effects.dynamic_risk_set(persons, **kw)
+        pd.testing.assert_frame_equal(got, reference_risk_set(persons, **kw))
+        assert len(got) > 1000

@@ -193,16 +193,20 @@ def dynamic_risk_set(
         raise EffectInputError(f"max_month ({max_month}) is below min_month ({min_month})")
     s = data[start].to_numpy(dtype=float)
     e = data[exit].to_numpy(dtype=float)
-    blocks = []
+    rows, us = [], []
     for u in range(int(min_month), int(max_month) + 1):
-        at_risk = (np.isnan(e) | (e > u)) & (np.isnan(s) | (s >= u))
-        block = data.loc[at_risk].copy()
-        block[month] = u
-        block[treated] = (s[at_risk] == u).astype(int)
-        blocks.append(block)
-    if not blocks:
+        at_risk = np.flatnonzero((np.isnan(e) | (e > u)) & (np.isnan(s) | (s >= u)))
+        rows.append(at_risk)
+        us.append(np.full(len(at_risk), u, dtype=int))
+    if not rows:
         return data.iloc[0:0].assign(**{month: 0, treated: 0})
-    return pd.concat(blocks, ignore_index=True)
+    # the risk sets one after the other, taken from the rows in one go
+    take = np.concatenate(rows)
+    u_row = np.concatenate(us)
+    stacked = data.take(take).reset_index(drop=True)
+    stacked[month] = u_row
+    stacked[treated] = (s[take] == u_row).astype(int)
+    return stacked
 
 
 def censoring_weights(
