@@ -421,3 +421,17 @@ def test_risk_sets_taken_in_one_go_equal_the_blocks() -> None:
         got = effects.dynamic_risk_set(persons, **kw)
         pd.testing.assert_frame_equal(got, reference_risk_set(persons, **kw))
         assert len(got) > 1000
+
+
+def test_varying_columns_as_nunique_says() -> None:
+    frame = world()
+    frame["nan_and_one"] = np.where(np.arange(len(frame)) % 3 == 0, np.nan, 1.0)
+    frame["all_nan"] = np.nan
+    frame["zeros"] = np.zeros(len(frame))
+    frame["signed_zero"] = np.where(np.arange(len(frame)) % 2 == 0, -0.0, 0.0)
+    frame["flag"] = frame["female"] == 1
+    frame["one_flag"] = True
+    frame["cat"] = frame["education"].astype("category")
+    for col in frame.columns:
+        for part in (frame, frame.iloc[:1], frame.iloc[:0]):
+            assert soo._varies(part[col]) == (part[col].nunique(dropna=True) > 1), col
