@@ -423,8 +423,13 @@ def _pooled(parts: Sequence[Moments]) -> Moments:
         m2 = m2 + m.m2 + delta**2 * (n * m.n / total)
         n = total
     w_sum = float(sum(m.w_sum for m in parts))
+    weighted = [m for m in parts if m.w_sum > 0]  # sets whose weights are all 0 add nothing
     with np.errstate(invalid="ignore", divide="ignore"):
-        w_mean = sum(m.w_mean * m.w_sum for m in parts) / w_sum
+        w_mean = (
+            sum(m.w_mean * m.w_sum for m in weighted) / w_sum
+            if weighted
+            else np.full(len(mean), np.nan)
+        )
     return Moments(n, mean, m2, w_sum, w_mean)
 
 
