@@ -294,9 +294,10 @@ class _FoldGrams:
     normal equations of the training folds are the sums of theirs, solved
     after scaling the columns to unit length. The least-squares solution,
     up to rounding, when the scaled cross product is well conditioned (its
-    smallest eigenvalue above 1e-4, so that rounding moves the predictions
-    by far less than 1e-8); otherwise :meth:`predict` returns None and the
-    caller fits the learner."""
+    smallest eigenvalue above 1e-4, so its condition number is below 1e4
+    times the number of columns and rounding moves the predictions by that
+    many machine epsilons, far below 1e-8); otherwise :meth:`predict`
+    returns None and the caller fits the learner, as before."""
 
     def __init__(
         self,
