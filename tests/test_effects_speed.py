@@ -152,6 +152,21 @@ def test_full_column_rank_decides_as_matrix_rank() -> None:
         assert _full_column_rank(a) == (np.linalg.matrix_rank(a) == k)
     ones = np.column_stack([np.ones(50), rng.integers(0, 2, 50), np.zeros(50)])
     assert not _full_column_rank(ones)
+    # columns on very different scales (a constant, indicators, earnings in euros):
+    # the scaled cross product settles these without the decomposition
+    n = 20000
+    mixed = np.column_stack(
+        [np.ones(n), rng.integers(0, 2, n), rng.gamma(2.0, 9000.0, n), rng.integers(18, 66, n)]
+    )
+    nearly = mixed.copy()
+    nearly[:, 3] = 3 * nearly[:, 1] + 1e-11 * rng.normal(size=n)  # numerically collinear
+    for a in (mixed, nearly, mixed[:, [0, 1, 1]]):
+        gram = a.T @ a
+        assert (
+            _full_column_rank(a)
+            == _full_column_rank(a, gram)
+            == (np.linalg.matrix_rank(a) == a.shape[1])
+        )
 
 
 def test_censoring_hazard_split_into_person_and_month_parts() -> None:
