@@ -9,6 +9,7 @@ kept here as small reference functions, on fixed data, to 1e-8.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -19,6 +20,7 @@ from reintegration import designs, effects
 from reintegration.designs import selection as soo
 from reintegration.effects import _memo
 from reintegration.effects import dynamic as dyn
+from reintegration.effects import selection as sel
 from reintegration.effects.learners import LogitLearner
 from reintegration.effects.selection import _full_column_rank
 from reintegration.phase2 import estimates, sensitivity
@@ -152,6 +154,21 @@ def test_full_column_rank_decides_as_matrix_rank() -> None:
         assert _full_column_rank(a) == (np.linalg.matrix_rank(a) == k)
     ones = np.column_stack([np.ones(50), rng.integers(0, 2, 50), np.zeros(50)])
     assert not _full_column_rank(ones)
+    # columns on very different scales (a constant, indicators, earnings in euros):
+    # the scaled cross product settles these without the decomposition
+    n = 20000
+    mixed = np.column_stack(
+        [np.ones(n), rng.integers(0, 2, n), rng.gamma(2.0, 9000.0, n), rng.integers(18, 66, n)]
+    )
+    nearly = mixed.copy()
+    nearly[:, 3] = 3 * nearly[:, 1] + 1e-11 * rng.normal(size=n)  # numerically collinear
+    for a in (mixed, nearly, mixed[:, [0, 1, 1]]):
+        gram = a.T @ a
+        assert (
+            _full_column_rank(a)
+            == _full_column_rank(a, gram)
+            == (np.linalg.matrix_rank(a) == a.shape[1])
+        )
 
 
 def test_censoring_hazard_split_into_person_and_month_parts() -> None:
@@ -256,3 +273,184 @@ def test_sensitivity_fits_from_one_decomposition_equal_the_two_regressions() -> 
         np.testing.assert_allclose(got.se, ref.se, rtol=1e-8, atol=0)
         for name in got.names:
             assert got.t(name) == pytest.approx(ref.t(name), rel=1e-8)
+
+
+def reference_balance(x, columns, d, weights, used, parts=None):
+    """The balance table as it was: numpy's mean and var of row copies."""
+    trt, ctrl = d == 1, d == 0
+    xt, xc = x[sel._rows(used, trt)], x[sel._rows(used, ctrl)]
+    sd = np.sqrt((xt.var(axis=0, ddof=1) + xc.var(axis=0, ddof=1)) / 2)
+    sd = np.where(sd > 0, sd, np.nan)
+    out = pd.DataFrame(
+        {
+            "mean_treated": xt.mean(axis=0),
+            "mean_control": xc.mean(axis=0),
+            "smd_raw": (xt.mean(axis=0) - xc.mean(axis=0)) / sd,
+        },
+        index=pd.Index(columns, name="covariate"),
+    )
+    if weights is not None:
+        wc = weights[ctrl]
+        mw = (wc[:, None] * xc).sum(axis=0) / wc.sum()
+        out["mean_control_weighted"] = mw
+        out["smd_weighted"] = (xt.mean(axis=0) - mw) / sd
+    return out
+
+
+def reference_max_smd(x, d, w, used, moments=None):
+    trt, ctrl = used & (d == 1), used & (d == 0)
+    if trt.sum() < 2 or ctrl.sum() < 2 or x.shape[1] == 0 or w[ctrl].sum() <= 0:
+        return None
+    xt, xc = x[trt], x[ctrl]
+    sd = np.sqrt((xt.var(axis=0, ddof=1) + xc.var(axis=0, ddof=1)) / 2)
+    mw = (w[ctrl, None] * xc).sum(axis=0) / w[ctrl].sum()
+    smd = np.abs(xt.mean(axis=0) - mw)[sd > 0] / sd[sd > 0]
+    return float(smd.max()) if len(smd) else None
+
+
+def reference_cross_fitted_outcome(x, y, d, c, fold, folds, learner):
+    """The outcome model fitted afresh on the controls of the other folds."""
+    g0 = np.empty(len(y))
+    weighted = bool(np.any(c != 1))
+    for k in range(folds):
+        test = fold == k
+        if not test.any():
+            continue
+        train_ctrl = ~test & (d == 0) & (c > 0)
+        om = copy.deepcopy(learner)
+        if weighted:
+            om.fit(x[train_ctrl], y[train_ctrl], sample_weight=c[train_ctrl])
+        else:
+            om.fit(x[train_ctrl], y[train_ctrl])
+        g0[test] = np.asarray(om.predict(x[test]), dtype=float).ravel()
+    return g0
+
+
+def reference_selection_patches() -> dict:
+    """The estimator's helpers as they were: the rank from the singular values,
+    cluster codes from a group-by, the cluster sums of pandas, numpy's moments,
+    a copy of the complete rows, one least-squares fit per cross-fitting fold."""
+    return {
+        "_full_column_rank": lambda a, gram=None: bool(np.linalg.matrix_rank(a) == a.shape[1]),
+        "_cluster_codes": lambda v: (
+            pd.DataFrame({"c": v}).groupby(["c"], sort=True, observed=True).ngroup().to_numpy()
+        ),
+        "_cluster_variance": lambda phi, cl: (
+            effects._data.if_variance(phi, cl),
+            len(np.unique(cl)),
+        ),
+        "_balance": reference_balance,
+        "_complete_rows": effects._data.complete_cases,
+        "_cross_fitted_outcome": reference_cross_fitted_outcome,
+        "_max_smd": reference_max_smd,
+    }
+
+
+def stacked_sample(seed: int = 5) -> pd.DataFrame:
+    """Stacked risk sets of 3000 persons over months 0..5 with covariates on
+    very different scales, a constant covariate, an indicator that is constant
+    within some strata, case weights with zeros and two outcomes."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    persons = pd.DataFrame(
+        {
+            "pid": rng.permutation(n) * 7 + 11,
+            "x": rng.normal(size=n),
+            "earnings": np.round(rng.gamma(2.0, 8000.0, n), 2) * (rng.random(n) < 0.6),
+            "female": (rng.random(n) < 0.5).astype(float),
+            "age": rng.integers(18, 66, n).astype(float),
+            "one": 1.0,
+            "start": np.where(rng.random(n) < 0.5, rng.integers(0, 6, n), np.nan),
+            "exit": np.where(rng.random(n) < 0.3, rng.integers(1, 8, n), np.nan),
+        }
+    )
+    data = effects.dynamic_risk_set(persons, start="start", exit="exit", max_month=5)
+    m = len(data)
+    data["late"] = (data["elapsed_month"] >= 3).astype(float)  # constant within strata
+    data["band"] = np.minimum(data["elapsed_month"], 4)
+    data["w"] = np.where(rng.random(m) < 0.1, 0.0, rng.gamma(2.0, 0.5, m))
+    base = 0.3 * data["x"] + 0.00002 * data["earnings"] + 0.01 * data["age"]
+    data["y"] = base + 0.2 * data["treated"] + rng.normal(size=m)
+    data["emp"] = (base + 0.3 * data["treated"] + rng.normal(size=m) > 0.5).astype(float)
+    data.loc[rng.random(m) < 0.05, "emp"] = np.nan
+    return data
+
+
+@pytest.mark.parametrize("method", ["ra", "ipw", "aipw"])
+def test_selection_on_observables_equals_the_direct_computation(method, monkeypatch) -> None:
+    data = stacked_sample()
+    covs = ["x", "earnings", "female", "age", "one", "late"]
+    cases = [
+        dict(outcome="y"),
+        dict(outcome="emp", cluster="pid"),
+        dict(outcome="y", cluster="pid", strata="band"),
+        dict(outcome="emp", cluster="pid", strata="band", control_weights="w"),
+        dict(outcome="y", strata="elapsed_month", control_weights="w"),
+    ]
+    fits = []
+    for kw in cases:
+        with _memo.disabled():
+            fits.append(
+                sel.selection_on_observables(
+                    data, treatment="treated", covariates=covs, method=method, **kw
+                )
+            )
+    with monkeypatch.context() as m:
+        for name, ref in reference_selection_patches().items():
+            m.setattr(sel, name, ref)
+        for kw, fast in zip(cases, fits, strict=True):
+            with _memo.disabled():
+                slow = sel.selection_on_observables(
+                    data, treatment="treated", covariates=covs, method=method, **kw
+                )
+            assert fast.estimate == pytest.approx(slow.estimate, rel=1e-8, abs=1e-10)
+            assert fast.std_error == pytest.approx(slow.std_error, rel=1e-8)
+            assert fast.n_clusters == slow.n_clusters and fast.nobs == slow.nobs
+            numbers_close(fast.diagnostics, slow.diagnostics)
+            pd.testing.assert_frame_equal(fast.balance, slow.balance, rtol=1e-8, atol=1e-10)
+            if slow.strata is not None:
+                pd.testing.assert_frame_equal(fast.strata, slow.strata, rtol=1e-8, atol=1e-10)
+            np.testing.assert_allclose(fast.influence, slow.influence, rtol=1e-8, atol=1e-12)
+    assert fits[3].strata is not None and fits[3].n_clusters > 1000
+
+
+def reference_risk_set(data, *, start, exit, max_month, min_month=0):
+    """The stacked risk sets as they were built: one copied block per month."""
+    s = data[start].to_numpy(dtype=float)
+    e = data[exit].to_numpy(dtype=float)
+    blocks = []
+    for u in range(int(min_month), int(max_month) + 1):
+        at_risk = (np.isnan(e) | (e > u)) & (np.isnan(s) | (s >= u))
+        block = data.loc[at_risk].copy()
+        block["elapsed_month"] = u
+        block["treated"] = (s[at_risk] == u).astype(int)
+        blocks.append(block)
+    return pd.concat(blocks, ignore_index=True)
+
+
+def test_risk_sets_taken_in_one_go_equal_the_blocks() -> None:
+    persons = world().set_index(pd.RangeIndex(5, 2505))
+    rng = np.random.default_rng(2)
+    persons["exit"] = np.where(
+        rng.random(len(persons)) < 0.4, rng.integers(1, 9, len(persons)), np.nan
+    )
+    persons["education"] = persons["education"].astype("category")
+    for lo, hi in ((0, 6), (2, 4), (3, 3)):
+        kw = dict(start="instrument_elapsed", exit="exit", max_month=hi, min_month=lo)
+        got = effects.dynamic_risk_set(persons, **kw)
+        pd.testing.assert_frame_equal(got, reference_risk_set(persons, **kw))
+        assert len(got) > 1000
+
+
+def test_varying_columns_as_nunique_says() -> None:
+    frame = world()
+    frame["nan_and_one"] = np.where(np.arange(len(frame)) % 3 == 0, np.nan, 1.0)
+    frame["all_nan"] = np.nan
+    frame["zeros"] = np.zeros(len(frame))
+    frame["signed_zero"] = np.where(np.arange(len(frame)) % 2 == 0, -0.0, 0.0)
+    frame["flag"] = frame["female"] == 1
+    frame["one_flag"] = True
+    frame["cat"] = frame["education"].astype("category")
+    for col in frame.columns:
+        for part in (frame, frame.iloc[:1], frame.iloc[:0]):
+            assert soo._varies(part[col]) == (part[col].nunique(dropna=True) > 1), col

@@ -245,12 +245,24 @@ def _strata_design(data: pd.DataFrame, names: Sequence[str], cfg: dict[str, Any]
     """The covariates that vary and are not collinear among the comparison
     rows, the elapsed-month band of each row and the month indicators
     (:func:`fit_selection`)."""
-    varying = [c for c in names if c in data.columns and data[c].nunique(dropna=True) > 1]
+    varying = [c for c in names if c in data.columns and _varies(data[c])]
     covs = independent_columns(data.loc[data["treated"] == 0, varying], varying)
     bands = elapsed_bands(data["elapsed_month"], data["treated"], int(cfg["min_stratum_treated"]))
     months = month_indicators(data["elapsed_month"].to_numpy(), bands,
                               data["treated"].to_numpy()).set_axis(data.index)
     return covs, bands, months
+
+
+def _varies(column: pd.Series) -> bool:
+    """Whether ``column`` holds at least two distinct values, missing values
+    left out (``nunique(dropna=True) > 1``; for numpy numbers and booleans
+    from the smallest and largest value, without hashing every row)."""
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
+        values = column.to_numpy()
+        if values.dtype.kind == "f":
+            values = values[~np.isnan(values)]
+        return len(values) > 1 and bool(values.min() < values.max())
+    return column.nunique(dropna=True) > 1
 
 
 def outcome_horizon(outcome: str) -> int | None:

@@ -67,9 +67,9 @@ def _hazard(x: np.ndarray, risk: np.ndarray, event: np.ndarray, learner: Any) ->
     return lam
 
 
-def _person_month_logit(x: np.ndarray, risk: np.ndarray, event: np.ndarray,
-                        *, max_iter: int = 50, tol: float = 1e-8
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def _person_month_logit(
+    x: np.ndarray, risk: np.ndarray, event: np.ndarray, *, max_iter: int = 50, tol: float = 1e-8
+) -> tuple[np.ndarray, np.ndarray]:
     """:class:`LogitLearner` on the person-months at risk (a constant, the
     person's covariates ``x`` and an indicator of each month after the first,
     columns without variation left out), by the Newton iterations of
@@ -81,8 +81,11 @@ def _person_month_logit(x: np.ndarray, risk: np.ndarray, event: np.ndarray,
     rows, cols = np.nonzero(risk)
     n_rows, n_months = len(rows), risk.shape[1]
     at_risk = risk.any(axis=1)
-    keep_x = (np.ptp(x[at_risk], axis=0) > 0 if x.shape[1] and at_risk.any()
-              else np.zeros(x.shape[1], bool))
+    keep_x = (
+        np.ptp(x[at_risk], axis=0) > 0
+        if x.shape[1] and at_risk.any()
+        else np.zeros(x.shape[1], bool)
+    )
     per_month = risk.sum(axis=0)[1:]
     keep_m = (per_month > 0) & (per_month < n_rows)
     months = np.flatnonzero(keep_m) + 1  # the months with their own indicator
@@ -190,16 +193,20 @@ def dynamic_risk_set(
         raise EffectInputError(f"max_month ({max_month}) is below min_month ({min_month})")
     s = data[start].to_numpy(dtype=float)
     e = data[exit].to_numpy(dtype=float)
-    blocks = []
+    rows, us = [], []
     for u in range(int(min_month), int(max_month) + 1):
-        at_risk = (np.isnan(e) | (e > u)) & (np.isnan(s) | (s >= u))
-        block = data.loc[at_risk].copy()
-        block[month] = u
-        block[treated] = (s[at_risk] == u).astype(int)
-        blocks.append(block)
-    if not blocks:
+        at_risk = np.flatnonzero((np.isnan(e) | (e > u)) & (np.isnan(s) | (s >= u)))
+        rows.append(at_risk)
+        us.append(np.full(len(at_risk), u, dtype=int))
+    if not rows:
         return data.iloc[0:0].assign(**{month: 0, treated: 0})
-    return pd.concat(blocks, ignore_index=True)
+    # the risk sets one after the other, taken from the rows in one go
+    take = np.concatenate(rows)
+    u_row = np.concatenate(us)
+    stacked = data.take(take).reset_index(drop=True)
+    stacked[month] = u_row
+    stacked[treated] = (s[take] == u_row).astype(int)
+    return stacked
 
 
 def censoring_weights(
@@ -267,23 +274,14 @@ def censoring_weights(
     """
     data = require_frame(data)
     covs = as_list(covariates)
-    for col, role in (
-        (person, "person"),
-        (start, "start"),
-        (eligible, "eligible"),
-        (month, "month"),
-    ):
-        require_columns(data, [col], role=role)
-    require_columns(data, covs, role="covariate")
+    _require_censoring_columns(
+        data, person=person, start=start, eligible=eligible, month=month, covariates=covs
+    )
     u = data[month].to_numpy(dtype=int)
     s_row = data[start].to_numpy(dtype=float, na_value=np.nan)
     people = data.drop_duplicates(person)
     s = people[start].to_numpy(dtype=float, na_value=np.nan)
-    last = int(np.nanmax(s)) if np.isfinite(s).any() else int(u.max())
-    if horizon is not None:
-        last = min(last, int(horizon))
-    months = np.arange(int(u.min()) + 1, last + 1)
-    n = len(people)
+    months = _hazard_months(s, u, horizon)
     weights = np.ones(len(data))
     censored = (s_row > u) & (s_row <= (np.inf if horizon is None else horizon))
     weights[censored] = 0.0
@@ -295,11 +293,7 @@ def censoring_weights(
     }
     if len(months) == 0:
         return weights, info
-    mask = people[eligible].to_numpy(dtype=np.int64)
-    on = (mask[:, None] >> (months[None, :] - 1)) & 1 == 1
-    not_started = np.isnan(s)[:, None] | (s[:, None] >= months[None, :])
-    risk = on & not_started  # (persons, months)
-    event = s[:, None] == months[None, :]
+    risk, event = _risk_and_starts(people[eligible].to_numpy(dtype=np.int64), s, months)
     x = numeric_design(people, covs, role="covariate").to_numpy(dtype=float)
     rows, cols = np.nonzero(risk)
     n_events = int(event[rows, cols].sum())
@@ -310,14 +304,59 @@ def censoring_weights(
         lam = _HAZARD.get([x, risk, event], "logit", lambda: _hazard(x, risk, event, None))
     else:
         lam = _hazard(x, risk, event, learner)
-    log_keep = np.where(risk, np.log1p(-np.clip(lam, 0.0, 1 - 1e-6)), 0.0)
-    cum = np.column_stack([np.zeros(n), np.cumsum(log_keep, axis=1)])  # cum[:, k]: months < k
     pos = pd.Index(people[person]).get_indexer(data[person])
-    # months u + 1 .. last of each row: columns (u + 1 - first) .. end
-    first = int(months[0])
-    k = np.clip(u + 1 - first, 0, len(months))
-    log_w = -(cum[pos, -1] - cum[pos, k])
+    log_w = _log_inverse_survival(lam, risk, pos, u, int(months[0]))
     free = ~censored & ~(s_row == u)
     weights[free] = np.exp(log_w[free])
     info["max_weight"] = float(weights.max())
     return weights, info
+
+
+def _require_censoring_columns(
+    data: pd.DataFrame, *, person: str, start: str, eligible: str, month: str, covariates: list[str]
+) -> None:
+    """Raise, naming the column and its role, when a column of
+    :func:`censoring_weights` is missing."""
+    for col, role in (
+        (person, "person"),
+        (start, "start"),
+        (eligible, "eligible"),
+        (month, "month"),
+    ):
+        require_columns(data, [col], role=role)
+    require_columns(data, covariates, role="covariate")
+
+
+def _hazard_months(s: np.ndarray, u: np.ndarray, horizon: int | None) -> np.ndarray:
+    """The months whose start can censor a row: from the first risk set's
+    month + 1 to the last start (or the last risk set's month when nobody
+    starts), at most ``horizon``."""
+    last = int(np.nanmax(s)) if np.isfinite(s).any() else int(u.max())
+    if horizon is not None:
+        last = min(last, int(horizon))
+    return np.arange(int(u.min()) + 1, last + 1)
+
+
+def _risk_and_starts(
+    eligible: np.ndarray, s: np.ndarray, months: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Persons x ``months`` indicators: at risk of starting (could start,
+    bit ``month - 1`` of the ``eligible`` mask set, and not started before)
+    and starting (the first start ``s`` in that month)."""
+    on = (eligible[:, None] >> (months[None, :] - 1)) & 1 == 1
+    not_started = np.isnan(s)[:, None] | (s[:, None] >= months[None, :])
+    return on & not_started, s[:, None] == months[None, :]
+
+
+def _log_inverse_survival(
+    lam: np.ndarray, risk: np.ndarray, pos: np.ndarray, u: np.ndarray, first: int
+) -> np.ndarray:
+    r"""For each row (person ``pos``, risk-set month ``u``), the log of
+    :math:`\prod_{s > u} (1 - \hat\lambda_s)^{-E_s}` over the hazard's months
+    (the first is ``first``) where the person is at risk."""
+    n, n_months = risk.shape
+    log_keep = np.where(risk, np.log1p(-np.clip(lam, 0.0, 1 - 1e-6)), 0.0)
+    cum = np.column_stack([np.zeros(n), np.cumsum(log_keep, axis=1)])  # cum[:, k]: months < k
+    # months u + 1 .. last of each row: columns (u + 1 - first) .. end
+    k = np.clip(u + 1 - first, 0, n_months)
+    return -(cum[pos, -1] - cum[pos, k])

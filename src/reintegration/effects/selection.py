@@ -70,14 +70,23 @@ from ._data import (
     EffectInputError,
     as_list,
     binary,
-    codes,
-    complete_cases,
     if_variance,
     numeric_design,
     require_columns,
     require_frame,
 )
 from ._memo import ContentMemo
+from ._sums import (
+    Moments,
+    _cluster_codes,
+    _cluster_variance,
+    _complete_rows,
+    _FoldGrams,
+    _full_column_rank,
+    _group_moments,
+    _moments,
+    _pooled,
+)
 from .dynamic import censoring_weights, dynamic_risk_set
 from .learners import LogitLearner, OLSLearner, learners
 from .numerics import logit
@@ -114,13 +123,15 @@ def _ra(y: np.ndarray, d: np.ndarray, x: np.ndarray, c: np.ndarray) -> dict[str,
     xc = np.column_stack([np.ones(len(y)), x])
     trt, ctrl = d == 1, (d == 0) & (c > 0)
     xctrl = xc[ctrl]
-    if not _full_column_rank(xctrl):
+    cc = c[ctrl]
+    unit = bool(np.all(cc == 1))
+    xw = xctrl if unit else xctrl * cc[:, None]
+    a = xw.T @ xctrl
+    if not _full_column_rank(xctrl, a if unit else None):
         raise EffectInputError(
             "the covariates are collinear among the controls, so the control outcome "
             "regression is not identified; drop a covariate or merge sparse categories"
         )
-    xw = xctrl * c[ctrl, None]
-    a = xw.T @ xctrl
     b = np.linalg.solve(a, xw.T @ y[ctrl])
     e = y - xc @ b
     n1 = trt.sum()
@@ -131,22 +142,6 @@ def _ra(y: np.ndarray, d: np.ndarray, x: np.ndarray, c: np.ndarray) -> dict[str,
     phi = np.where(trt, (e - tau) / n1, -(xc @ h) * e * np.where(d == 0, c, 0.0))
     w = np.where(ctrl, c * n1 / c[ctrl].sum(), 0.0)
     return {"tau": tau, "phi": phi, "weights": w, "used": trt | ctrl}
-
-
-def _full_column_rank(a: np.ndarray) -> bool:
-    """``numpy.linalg.matrix_rank(a) == a.shape[1]``, without the singular
-    value decomposition of the tall matrix where the cross product settles
-    it: when the smallest eigenvalue of :math:`A'A` exceeds 1e-8 of its trace
-    (far above the rounding of the cross product and far above the squared
-    rank tolerance), every singular value is above the tolerance; otherwise
-    the decomposition decides, as before."""
-    n, k = a.shape
-    if n >= k > 0 and n * np.finfo(float).eps < 1e-9 and np.all(np.isfinite(a)):
-        gram = a.T @ a
-        low = np.linalg.eigvalsh(gram)[0]
-        if low > 1e-8 * np.trace(gram) and low > 0:
-            return True
-    return bool(np.linalg.matrix_rank(a) == k)
 
 
 def _ipw(y: np.ndarray, d: np.ndarray, x: np.ndarray, trim: float, c: np.ndarray) -> dict[str, Any]:
@@ -230,30 +225,52 @@ def _aipw(
     propensity_learner: Any,
 ) -> dict[str, Any]:
     fold = _fold_ids(d, groups, folds, seed)
-    g0 = np.empty(len(y))
-    weighted = bool(np.any(c != 1))
     for k in range(folds):
         test = fold == k
         train = ~test
-        if test.any() and (d[train].min() == d[train].max()
-                           or not (train & (d == 0) & (c > 0)).any()):
+        if test.any() and (
+            d[train].min() == d[train].max() or not (train & (d == 0) & (c > 0)).any()
+        ):
             raise EffectInputError(
                 f"cross-fitting fold {k} leaves no treated or no controls to train on; "
                 "use fewer folds or a larger sample"
             )
     p = _cross_fitted_propensity(x, d, fold, folds, propensity_learner)
+    g0 = _cross_fitted_outcome(x, y, d, c, fold, folds, outcome_learner)
+    return _weighting(y - g0, d, p, trim, c)
+
+
+def _cross_fitted_outcome(
+    x: np.ndarray,
+    y: np.ndarray,
+    d: np.ndarray,
+    c: np.ndarray,
+    fold: np.ndarray,
+    folds: int,
+    learner: Any,
+) -> np.ndarray:
+    """The control outcome of each row predicted by the model fitted on the
+    controls (with a positive weight ``c``) of the other folds."""
+    g0 = np.empty(len(y))
+    weighted = bool(np.any(c != 1))
+    fast = _FoldGrams(x, y, d, c, fold, folds) if type(learner) is OLSLearner else None
     for k in range(folds):
         test = fold == k
         if not test.any():
             continue
+        if fast is not None:
+            got = fast.predict(k, x[test])
+            if got is not None:
+                g0[test] = got
+                continue
         train_ctrl = ~test & (d == 0) & (c > 0)
-        om = copy.deepcopy(outcome_learner)
+        om = copy.deepcopy(learner)
         if weighted:
             om.fit(x[train_ctrl], y[train_ctrl], sample_weight=c[train_ctrl])
         else:
             om.fit(x[train_ctrl], y[train_ctrl])
         g0[test] = np.asarray(om.predict(x[test]), dtype=float).ravel()
-    return _weighting(y - g0, d, p, trim, c)
+    return g0
 
 
 #: cross-fitted propensity scores by content of (covariates, treatment, folds): the
@@ -262,8 +279,9 @@ def _aipw(
 _PROPENSITY = ContentMemo(size=64)
 
 
-def _cross_fitted_propensity(x: np.ndarray, d: np.ndarray, fold: np.ndarray, folds: int,
-                             learner: Any) -> np.ndarray:
+def _cross_fitted_propensity(
+    x: np.ndarray, d: np.ndarray, fold: np.ndarray, folds: int, learner: Any
+) -> np.ndarray:
     """The propensity score of each row from the model fitted on the other
     folds (rows of an empty fold keep no score: they are never used)."""
 
@@ -282,27 +300,35 @@ def _cross_fitted_propensity(x: np.ndarray, d: np.ndarray, fold: np.ndarray, fol
     return _PROPENSITY.get([x, d, fold], ("logit", folds), compute).copy()
 
 
-def _balance(x: np.ndarray, columns: Sequence[str], d: np.ndarray,
-             weights: np.ndarray | None, used: np.ndarray) -> pd.DataFrame:
+def _balance(
+    x: np.ndarray,
+    columns: Sequence[str],
+    d: np.ndarray,
+    weights: np.ndarray | None,
+    used: np.ndarray,
+    *,
+    parts: Sequence[tuple[Moments, Moments]] | None = None,
+) -> pd.DataFrame:
     """Means and standardised differences of the ``used`` rows of ``x``
-    (``d`` and ``weights`` of the used rows)."""
-    trt, ctrl = d == 1, d == 0
-    xt, xc = x[_rows(used, trt)], x[_rows(used, ctrl)]
-    sd = np.sqrt((xt.var(axis=0, ddof=1) + xc.var(axis=0, ddof=1)) / 2)
+    (``d`` and ``weights`` of the used rows); ``parts``: the moments of the
+    treated and the controls of disjoint row sets that make up the used rows
+    (the strata), pooled instead of computed again from ``x``."""
+    if parts is not None:
+        mom_t, mom_c = _pooled([p[0] for p in parts]), _pooled([p[1] for p in parts])
+    else:
+        trt, ctrl = d == 1, d == 0
+        mom_t = _moments(x, _rows(used, trt))
+        mom_c = _moments(x, _rows(used, ctrl), None if weights is None else weights[ctrl])
+    mt, mc, mw = mom_t.mean, mom_c.mean, mom_c.w_mean
+    sd = np.sqrt((mom_t.var + mom_c.var) / 2)
     sd = np.where(sd > 0, sd, np.nan)
     out = pd.DataFrame(
-        {
-            "mean_treated": xt.mean(axis=0),
-            "mean_control": xc.mean(axis=0),
-            "smd_raw": (xt.mean(axis=0) - xc.mean(axis=0)) / sd,
-        },
+        {"mean_treated": mt, "mean_control": mc, "smd_raw": (mt - mc) / sd},
         index=pd.Index(columns, name="covariate"),
     )
     if weights is not None:
-        wc = weights[ctrl]
-        mw = (wc[:, None] * xc).sum(axis=0) / wc.sum()
         out["mean_control_weighted"] = mw
-        out["smd_weighted"] = (xt.mean(axis=0) - mw) / sd
+        out["smd_weighted"] = (mt - mw) / sd
     return out
 
 
@@ -474,7 +500,7 @@ def selection_on_observables(
         *as_list(strata),
         *as_list(control_weights),
     ]
-    sample, n_missing = complete_cases(data, used_cols)
+    sample, n_missing = _complete_rows(data, used_cols)
     if len(sample) == 0:
         raise EffectInputError("no complete rows in the used columns")
     if not (pd.api.types.is_numeric_dtype(sample[outcome]) or sample[outcome].dtype == bool):
@@ -490,12 +516,14 @@ def selection_on_observables(
             )
     xdf = numeric_design(sample, covs, role="covariate")
     xall = xdf.to_numpy()
-    clusters = codes(sample, [cluster]) if cluster is not None else None
+    clusters = _cluster_codes(sample[cluster]) if cluster is not None else None
     nuisance = learners("linear")
     if outcome_learner is not None:
         nuisance["outcome_learner"] = outcome_learner
     if propensity_learner is not None:
         nuisance["propensity_learner"] = propensity_learner
+
+    parts: list[tuple[Moments, Moments]] = []  # the balance moments of each fitted sample
 
     def run(mask: np.ndarray | slice) -> dict[str, Any]:
         xfull = xall[mask]
@@ -510,7 +538,11 @@ def selection_on_observables(
             fit = _aipw(
                 ym, dm, xm, cm, trim=trim, folds=folds, groups=groups, seed=seed, **nuisance
             )
-        fit["max_abs_smd_weighted"] = _max_smd(xfull, dm, fit["weights"], fit["used"])
+        fit["moments"] = _group_moments(xfull, dm, fit["weights"], fit["used"])
+        fit["max_abs_smd_weighted"] = _max_smd(
+            xfull, dm, fit["weights"], fit["used"], moments=fit["moments"]
+        )
+        parts.append(fit["moments"])
         fit["ess_control"] = _kish(fit["weights"][fit["used"] & (dm == 0)])
         return fit
 
@@ -529,11 +561,14 @@ def selection_on_observables(
         )
         n_trimmed = int(strata_table["n_trimmed"].sum())
         n_trimmed_treated = int(strata_table["n_trimmed_treated"].sum())
-    var = if_variance(phi[keep], clusters[keep] if clusters is not None else None)
+    if clusters is None:
+        var, n_clusters = if_variance(phi[keep], None), None
+    else:
+        var, n_clusters = _cluster_variance(phi[keep], clusters[keep])
     se = math.sqrt(var)
     trt, ctrl = used & (d == 1), used & (d == 0)
     n_treated, n_control = int(trt.sum()), int(ctrl.sum())
-    balance = _balance(xall, list(xdf.columns), d[used], weights[used], used)
+    balance = _balance(xall, list(xdf.columns), d[used], weights[used], used, parts=parts)
     wc = weights[ctrl]
     diagnostics: dict[str, Any] = {
         "n_treated": n_treated,
@@ -593,7 +628,7 @@ def selection_on_observables(
         outcome=outcome,
         treatment=treatment,
         cov_type="clustered" if cluster is not None else "robust",
-        n_clusters=int(len(np.unique(clusters[keep]))) if clusters is not None else None,
+        n_clusters=n_clusters,
         diagnostics=diagnostics,
         n_treated=n_treated,
         n_control=n_control,
@@ -619,17 +654,24 @@ def _kish(w: np.ndarray) -> float | None:
     return float(w.sum() ** 2 / s2) if s2 > 0 else None
 
 
-def _max_smd(x: np.ndarray, d: np.ndarray, w: np.ndarray, used: np.ndarray) -> float | None:
+def _max_smd(
+    x: np.ndarray,
+    d: np.ndarray,
+    w: np.ndarray,
+    used: np.ndarray,
+    *,
+    moments: tuple[Moments, Moments] | None = None,
+) -> float | None:
     """The largest absolute standardised mean difference between the treated
     and the weighted controls among the ``used`` rows (pooled standard
-    deviation of the unweighted groups); None when no covariate varies."""
+    deviation of the unweighted groups); None when no covariate varies.
+    ``moments``: those of :func:`_group_moments`, when the caller has them."""
     trt, ctrl = used & (d == 1), used & (d == 0)
     if trt.sum() < 2 or ctrl.sum() < 2 or x.shape[1] == 0 or w[ctrl].sum() <= 0:
         return None
-    xt, xc = x[trt], x[ctrl]
-    sd = np.sqrt((xt.var(axis=0, ddof=1) + xc.var(axis=0, ddof=1)) / 2)
-    mw = (w[ctrl, None] * xc).sum(axis=0) / w[ctrl].sum()
-    smd = np.abs(xt.mean(axis=0) - mw)[sd > 0] / sd[sd > 0]
+    mom_t, mom_c = moments if moments is not None else _group_moments(x, d, w, used)
+    sd = np.sqrt((mom_t.var + mom_c.var) / 2)
+    smd = np.abs(mom_t.mean - mom_c.w_mean)[sd > 0] / sd[sd > 0]
     return float(smd.max()) if len(smd) else None
 
 
@@ -639,8 +681,9 @@ def _stratum_rows(s: np.ndarray) -> Any:
     arrays are views rather than copies with the same values; else a boolean
     mask."""
     if s.dtype.kind in "iuf" and (len(s) < 2 or bool(np.all(s[1:] >= s[:-1]))):
-        return lambda value: slice(int(np.searchsorted(s, value, "left")),
-                                   int(np.searchsorted(s, value, "right")))
+        return lambda value: slice(
+            int(np.searchsorted(s, value, "left")), int(np.searchsorted(s, value, "right"))
+        )
     return lambda value: s == value
 
 
