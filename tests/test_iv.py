@@ -318,10 +318,9 @@ def test_joint_model_reports_the_conditional_first_stage_f():
     the Sanderson-Windmeijer F of the joint model tells the weakly identified
     one (fitted treatments nearly collinear) from the strong one, and with one
     endogenous treatment it is the ordinary first-stage F."""
-    from reintegration.effects.numerics import first_stage_f
-
     from reintegration.effects import multi_instrument_iv
     from reintegration.effects.iv import conditional_first_stage_f
+    from reintegration.effects.numerics import first_stage_f
 
     fits = {}
     for cross in (0.0, 1.0):
