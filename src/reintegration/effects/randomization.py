@@ -348,6 +348,20 @@ def _inverse(a: np.ndarray) -> np.ndarray:
     return inv_low.T @ inv_low
 
 
+def _definite_inverse(a: np.ndarray, rtol: float = 1e-10) -> np.ndarray | None:
+    """Inverse of a symmetric positive definite matrix by its Cholesky
+    factor; None when it is not clearly definite (a pivot below ``rtol``
+    times the largest diagonal element)."""
+    try:
+        low = np.linalg.cholesky(a)
+    except np.linalg.LinAlgError:
+        return None
+    if np.diag(low).min() ** 2 < rtol * np.diag(a).max():
+        return None
+    inv_low = scipy.linalg.solve_triangular(low, np.eye(len(a)), lower=True)
+    return inv_low.T @ inv_low
+
+
 class _Fitter:
     """Refits the interaction-weighted event study on cells for one
     assignment at a time; two-way fixed effects are partialled out with a
@@ -380,8 +394,17 @@ class _Fitter:
             f = self.fe[keep]
             f = f[:, f.any(axis=0)]
             w = self.cells.weight[keep]
-            fw = f * w[:, None]
-            inner = np.linalg.pinv(f.T @ fw)
+            # one period indicator left out (the entity indicators span the
+            # constant): F'WF is then definite when the cells connect every
+            # entity and period, and a Cholesky factor inverts it; the
+            # projection does not depend on the generalised inverse
+            fw = f[:, :-1] * w[:, None]
+            inner = _definite_inverse(f[:, :-1].T @ fw)
+            if inner is None:
+                fw = f * w[:, None]
+                inner = np.linalg.pinv(f.T @ fw)
+            else:
+                f = f[:, :-1]
             y = self.cells.y[keep]
             self._proj[key] = (f, inner, fw, y - f @ (inner @ (fw.T @ y)))
         return self._proj[key]
