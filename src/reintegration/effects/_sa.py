@@ -123,15 +123,15 @@ class Interactions:
 
 def interactions(a: Assignment, reference: int) -> Interactions:
     has_dummy = a.treated & (a.binned != reference)
-    pairs = list(zip(a.cohort[has_dummy], a.binned[has_dummy], strict=True))
-    keys = sorted(set(pairs))
-    col_of = {k: i for i, k in enumerate(keys)}
+    pairs = np.column_stack([a.cohort[has_dummy], a.binned[has_dummy]]).astype(float)
+    # sorted by cohort, then event time
+    uniq, column = np.unique(pairs.reshape(-1, 2), axis=0, return_inverse=True)
     return Interactions(
-        keys=keys,
+        keys=[(float(c), float(l_)) for c, l_ in uniq],
         has_dummy=has_dummy,
-        column=np.array([col_of[k] for k in pairs], dtype=int),
-        cohort_of=np.array([k[0] for k in keys], dtype=float),
-        et_of=np.array([k[1] for k in keys], dtype=float),
+        column=column.reshape(-1).astype(int),
+        cohort_of=uniq[:, 0].copy(),
+        et_of=uniq[:, 1].copy(),
     )
 
 
