@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
 from scipy import sparse
 
 from ..numerics import sandwich_cov
@@ -42,6 +43,9 @@ from ._data import EffectInputError
 #: a column is absorbed by the effects when less than this share of its norm is left
 #: (linearmodels' tolerance)
 ABSORBED_TOL = 1e-5
+#: below this condition number (of the unit-scaled cross-products) the normal
+#: equations are solved by Cholesky
+CHOLESKY_MAX_COND = 1e6
 
 
 def absorb_two_way(
@@ -92,6 +96,22 @@ def _check_absorbed(xt: np.ndarray, x: np.ndarray, names: list[str]) -> None:
             )
         low[j, j] = size
         low[j + 1 :, j] = (gram[j + 1 :, j] - low[j + 1 :, :j] @ low[j, :j]) / size
+
+
+def _least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares coefficients: by the Cholesky factor of the normal
+    equations when the columns, scaled to unit length, have a condition
+    number below :data:`CHOLESKY_MAX_COND` (rounding error then far below
+    1e-8, at a tenth of the cost of an SVD of the rows), else by
+    ``numpy.linalg.lstsq``."""
+    gram = x.T @ x
+    scale = np.sqrt(np.diag(gram))
+    if np.all(scale > 0):
+        scaled = gram / np.outer(scale, scale)
+        if np.linalg.cond(scaled) < CHOLESKY_MAX_COND:
+            factor = scipy.linalg.cho_factor(scaled)
+            return scipy.linalg.cho_solve(factor, (x.T @ y) / scale) / scale
+    return np.linalg.lstsq(x, y, rcond=None)[0]
 
 
 @dataclass
@@ -148,7 +168,7 @@ def fit_two_way(
     root = np.sqrt(w)
     ys, xs = yt * root, xt * root[:, None]
     _check_absorbed(xs, x * root[:, None], names)
-    params = np.linalg.lstsq(xs, ys, rcond=None)[0]
+    params = _least_squares(xs, ys)
     eps = ys - xs @ params
     n, k = xs.shape
     effects = int(ent.max()) + int(per.max()) + 1  # G + T - 1
