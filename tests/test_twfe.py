@@ -175,3 +175,18 @@ def test_the_pretrend_wald_statistic_ignores_rounding_noise():
     stat, df = staggered._wald(b, v)
     assert df == 1
     assert stat == pytest.approx(float(u @ b) ** 2 / 4e-4, rel=1e-12)
+
+
+def test_least_squares_uses_lstsq_when_the_design_is_ill_conditioned():
+    from reintegration.effects._twfe import _least_squares
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 3))
+    y = x @ np.array([1.0, -2.0, 0.5]) + rng.normal(size=200)
+    np.testing.assert_allclose(
+        _least_squares(x, y), np.linalg.lstsq(x, y, rcond=None)[0], atol=1e-12
+    )
+    bad = np.column_stack([x[:, 0], x[:, 0] + 1e-9 * x[:, 1], x[:, 2]])
+    np.testing.assert_allclose(
+        _least_squares(bad, y), np.linalg.lstsq(bad, y, rcond=None)[0], rtol=1e-6
+    )
