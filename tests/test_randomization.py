@@ -177,8 +177,12 @@ def test_randomization_keeps_its_size_where_clustered_errors_do_not():
         randomised += res.pvalue <= 0.05
         pretrend += res.pretrend_pvalue <= 0.05
         # Fisher's raw statistic (the estimate itself) keeps its size too
-        raw += event_study(df, **KW, baseline="pre_mean", permutations=39, seed=k,
-                           statistic="raw").pvalue <= 0.05
+        raw += (
+            event_study(
+                df, **KW, baseline="pre_mean", permutations=39, seed=k, statistic="raw"
+            ).pvalue
+            <= 0.05
+        )
     assert clustered >= 4
     assert randomised <= 2 and pretrend <= 3 and reported <= 2 and raw <= 2
 
@@ -194,3 +198,38 @@ def test_randomization_input_errors():
     df["region"] = np.where(df["period"] < 10, "a", "b")
     with pytest.raises(EffectInputError, match="constant within each entity"):
         event_study(df, **KW, cluster="region", permutations=19)
+
+
+def _dense_projection(self, keep):
+    """The refit's former projection, the cells-by-cells matrix
+    F (F'WF)^+ (WF)' formed in full, in the factored form the fitter uses."""
+    f = self.fe[keep]
+    f = f[:, f.any(axis=0)]
+    fw = f * self.cells.weight[keep][:, None]
+    p = f @ np.linalg.pinv(f.T @ fw) @ fw.T
+    y = self.cells.y[keep]
+    eye = np.eye(len(p))
+    return p, eye, eye, y - p @ y
+
+
+@pytest.mark.parametrize(
+    "options", [{"baseline": "pre_mean"}, {"statistic": "raw"}, {"bin": "endpoints", "lags": 2}]
+)
+def test_the_factored_projection_gives_the_dense_projections_inference(options, monkeypatch):
+    """The refits share the fixed-effects projection in factored form; the
+    statistics, p-values and intervals equal those of the full
+    cells-by-cells projection to 1e-8."""
+    from reintegration.effects import randomization
+
+    df = teams_by_period(4, dates={1: 6.0, 3: 9.0, 5: 12.0}, effect=0.2)
+    kw = {**KW, **options}
+    fast = event_study(df, **kw, permutations=99).randomization
+    monkeypatch.setattr(randomization._Fitter, "_projection", _dense_projection)
+    slow = event_study(df, **kw, permutations=99).randomization
+    for name in ("theta_y", "theta_d", "c_y", "c_d"):
+        np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(fast.pre_stat, slow.pre_stat, rtol=1e-8)
+    assert fast.pvalue() == slow.pvalue()
+    assert fast.pretrend_pvalue == slow.pretrend_pvalue
+    np.testing.assert_allclose(fast.conf_int(), slow.conf_int(), rtol=0, atol=1e-8)
+    assert np.isfinite(fast.conf_int()).all() and fast.n_assignments == 100

@@ -123,15 +123,15 @@ class Interactions:
 
 def interactions(a: Assignment, reference: int) -> Interactions:
     has_dummy = a.treated & (a.binned != reference)
-    pairs = list(zip(a.cohort[has_dummy], a.binned[has_dummy], strict=True))
-    keys = sorted(set(pairs))
-    col_of = {k: i for i, k in enumerate(keys)}
+    pairs = np.column_stack([a.cohort[has_dummy], a.binned[has_dummy]]).astype(float)
+    # sorted by cohort, then event time
+    uniq, column = np.unique(pairs.reshape(-1, 2), axis=0, return_inverse=True)
     return Interactions(
-        keys=keys,
+        keys=[(float(c), float(l_)) for c, l_ in uniq],
         has_dummy=has_dummy,
-        column=np.array([col_of[k] for k in pairs], dtype=int),
-        cohort_of=np.array([k[0] for k in keys], dtype=float),
-        et_of=np.array([k[1] for k in keys], dtype=float),
+        column=column.reshape(-1).astype(int),
+        cohort_of=uniq[:, 0].copy(),
+        et_of=uniq[:, 1].copy(),
     )
 
 
@@ -175,10 +175,14 @@ def aggregate(
     window = [l_ for l_ in range(-leads, lags + 1) if l_ != reference]
     shown = [l_ for l_ in window if (x.et_of == l_).any()]
     wmat = np.zeros((len(shown), len(x.keys)))
-    for i, l_ in enumerate(shown):
-        m = x.et_of == l_
-        count = n_own[m] if n_own[m].sum() > 0 else n_el[m]
-        wmat[i, m] = count / count.sum()
+    # per event time shown (row), the cohorts' shares of its own observations
+    # (of the binned ones when it has none of its own)
+    row = np.searchsorted(np.array(shown, dtype=float), x.et_of)
+    cols = np.flatnonzero(np.isin(x.et_of, shown))
+    row = row[cols]
+    own_total = np.bincount(row, weights=n_own[cols], minlength=len(shown))
+    count = np.where(own_total[row] > 0, n_own[cols], n_el[cols])
+    wmat[row, cols] = count / np.bincount(row, weights=count, minlength=len(shown))[row]
     post = (x.et_of >= 0) & (x.et_of <= lags)
     if not post.any():
         raise EffectInputError("no treated observations at or after adoption within the window")
@@ -197,13 +201,18 @@ def aggregate(
         # coefficients (the reference, with coefficient zero, in the weights;
         # a binned first lead weighted by its own event time's observations)
         pre_k = (x.et_of < 0) & (x.et_of >= -leads)
-        for cohort in np.unique(x.cohort_of):
-            in_c = x.cohort_of == cohort
-            share = w[in_c & post].sum()
-            if share == 0:
-                continue
-            n_ref = float(weights[(a.binned == reference) & a.treated & (a.cohort == cohort)].sum())
-            denom = n_ref + n_own[in_c & pre_k].sum()
-            if denom > 0:
-                w[in_c & pre_k] -= share * n_own[in_c & pre_k] / denom
+        cohorts, col_cohort = np.unique(x.cohort_of, return_inverse=True)
+        share = np.bincount(col_cohort, weights=np.where(post, w, 0.0), minlength=len(cohorts))
+        at_ref = (a.binned == reference) & a.treated & np.isin(a.cohort, cohorts)
+        n_ref = np.bincount(
+            np.searchsorted(cohorts, a.cohort[at_ref]),
+            weights=weights[at_ref],
+            minlength=len(cohorts),
+        )
+        denom = n_ref + np.bincount(
+            col_cohort, weights=np.where(pre_k, n_own, 0.0), minlength=len(cohorts)
+        )
+        ok = (share != 0) & (denom > 0)
+        factor = np.divide(share, denom, out=np.zeros_like(share), where=ok)
+        w = np.where(pre_k, w - factor[col_cohort] * n_own, w)
     return Aggregation(n_el=n_el, shown=shown, wmat=wmat, post=w)

@@ -240,8 +240,14 @@ class RandomizationTest:
         if self.theta_x is None or self.c_x is None:
             raise EffectInputError("internal: the test has no further outcome column")
         return dataclasses.replace(
-            self, theta_d=self.theta_x[:, column], c_d=self.c_x[:, :, column],
-            theta_x=None, c_x=None, is_ratio=True, _cache={})
+            self,
+            theta_d=self.theta_x[:, column],
+            c_d=self.c_x[:, :, column],
+            theta_x=None,
+            c_x=None,
+            is_ratio=True,
+            _cache={},
+        )
 
     def column(self, column: int = 0) -> RandomizationTest:
         """The test of the effect on a further outcome column (e.g. the
@@ -249,8 +255,14 @@ class RandomizationTest:
         if self.theta_x is None or self.c_x is None:
             raise EffectInputError("internal: the test has no further outcome column")
         return dataclasses.replace(
-            self, theta_y=self.theta_x[:, column], c_y=self.c_x[:, :, column],
-            theta_x=None, c_x=None, pre_stat=np.full(len(self.theta_y), math.nan), _cache={})
+            self,
+            theta_y=self.theta_x[:, column],
+            c_y=self.c_x[:, :, column],
+            theta_x=None,
+            c_x=None,
+            pre_stat=np.full(len(self.theta_y), math.nan),
+            _cache={},
+        )
 
     @property
     def pretrend_pvalue(self) -> float:
@@ -336,6 +348,20 @@ def _inverse(a: np.ndarray) -> np.ndarray:
     return inv_low.T @ inv_low
 
 
+def _definite_inverse(a: np.ndarray, rtol: float = 1e-10) -> np.ndarray | None:
+    """Inverse of a symmetric positive definite matrix by its Cholesky
+    factor; None when it is not clearly definite (a pivot below ``rtol``
+    times the largest diagonal element)."""
+    try:
+        low = np.linalg.cholesky(a)
+    except np.linalg.LinAlgError:
+        return None
+    if np.diag(low).min() ** 2 < rtol * np.diag(a).max():
+        return None
+    inv_low = scipy.linalg.solve_triangular(low, np.eye(len(a)), lower=True)
+    return inv_low.T @ inv_low
+
+
 class _Fitter:
     """Refits the interaction-weighted event study on cells for one
     assignment at a time; two-way fixed effects are partialled out with a
@@ -353,18 +379,34 @@ class _Fitter:
         ncl = int(cells.cluster.max()) + 1
         self.cl = np.zeros((n, ncl))
         self.cl[np.arange(n), cells.cluster] = 1.0
-        self._proj: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._proj: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def _projection(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _projection(
+        self, keep: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The pieces of the weighted projection on the fixed effects of the
+        kept cells, :math:`F (F'WF)^+ (WF)'`, kept as its three factors (the
+        cells-by-cells matrix itself is never formed), and the outcomes with
+        the effects partialled out; shared by every assignment that keeps
+        the same cells."""
         key = keep.tobytes()
         if key not in self._proj:
             f = self.fe[keep]
             f = f[:, f.any(axis=0)]
             w = self.cells.weight[keep]
-            fw = f * w[:, None]
-            p = f @ np.linalg.pinv(f.T @ fw) @ fw.T
+            # one period indicator left out (the entity indicators span the
+            # constant): F'WF is then definite when the cells connect every
+            # entity and period, and a Cholesky factor inverts it; the
+            # projection does not depend on the generalised inverse
+            fw = f[:, :-1] * w[:, None]
+            inner = _definite_inverse(f[:, :-1].T @ fw)
+            if inner is None:
+                fw = f * w[:, None]
+                inner = np.linalg.pinv(f.T @ fw)
+            else:
+                f = f[:, :-1]
             y = self.cells.y[keep]
-            self._proj[key] = (p, y - p @ y)
+            self._proj[key] = (f, inner, fw, y - f @ (inner @ (fw.T @ y)))
         return self._proj[key]
 
     def fit(self, start: np.ndarray, pre_column: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -373,15 +415,30 @@ class _Fitter:
         statistic of column ``pre_column``."""
         c, s = self.cells, self.spec
         e = start[c.entity]
-        a = _sa.assign(c.period, e, leads=s.leads, lags=s.lags, reference=s.reference,
-                       bin=s.bin, control_cohort=s.control_cohort)
-        p, yt = self._projection(a.keep)
+        a = _sa.assign(
+            c.period,
+            e,
+            leads=s.leads,
+            lags=s.lags,
+            reference=s.reference,
+            bin=s.bin,
+            control_cohort=s.control_cohort,
+        )
+        f, inner, fw, yt = self._projection(a.keep)
         inter = _sa.interactions(a, s.reference)
         w = c.weight[a.keep]
-        agg = _sa.aggregate(a, inter, w, leads=s.leads, lags=s.lags, reference=s.reference,
-                            post_weights=s.post_weights, baseline=s.baseline)
+        agg = _sa.aggregate(
+            a,
+            inter,
+            w,
+            leads=s.leads,
+            lags=s.lags,
+            reference=s.reference,
+            post_weights=s.post_weights,
+            baseline=s.baseline,
+        )
         x = inter.matrix()
-        xt = x - p @ x
+        xt = x - f @ (inner @ (fw.T @ x))
         xw = xt * w[:, None]
         b = _inverse(xt.T @ xw)
         delta = b @ (xw.T @ yt)
@@ -403,8 +460,9 @@ class _Fitter:
 STATISTICS = ("studentized", "raw")
 
 
-def randomization_test(cells: Cells, spec: Spec, *, reps: int, seed: int,
-                       statistic: str = "studentized") -> RandomizationTest:
+def randomization_test(
+    cells: Cells, spec: Spec, *, reps: int, seed: int, statistic: str = "studentized"
+) -> RandomizationTest:
     """Run the test; ``cells.y`` holds three columns: the outcome, the
     exposure indicator of the actual assignment, and the outcome with the
     estimated post-period path removed (for the pre-trend statistic); and
@@ -474,8 +532,14 @@ class DesignPower:
     draws: int
 
 
-def design_power(test: RandomizationTest, *, alpha: float = 0.05, power: float = 0.80,
-                 draws: int = 200, seed: int = 0) -> DesignPower:
+def design_power(
+    test: RandomizationTest,
+    *,
+    alpha: float = 0.05,
+    power: float = 0.80,
+    draws: int = 200,
+    seed: int = 0,
+) -> DesignPower:
     r"""Design-based power of the randomisation test: what it would detect,
     and how wide its interval would be, had the adoption dates fallen
     otherwise. Uses no estimate of the effect.
@@ -511,7 +575,7 @@ def design_power(test: RandomizationTest, *, alpha: float = 0.05, power: float =
         index[np.nan_to_num(start, nan=-1.0).tobytes()] = len(theta)
         theta.append(th_a)
         contrib.append(cb_a)
-    th, cb = np.array(theta), np.array(contrib)          # A x (1+K), A x G x (1+K)
+    th, cb = np.array(theta), np.array(contrib)  # A x (1+K), A x G x (1+K)
     own = np.array([index.get(np.nan_to_num(b, nan=-1.0).tobytes(), -1) for b in truth])
     keep = np.flatnonzero(own >= 0)
     sd = float(np.std(th[:, 0], ddof=1))
@@ -521,16 +585,15 @@ def design_power(test: RandomizationTest, *, alpha: float = 0.05, power: float =
 
     # per assignment and draw: the sums of squares and cross products of the
     # clusters' score contributions, so that the variance at any tau is a quadratic
-    syy = (cb[:, :, 0] ** 2).sum(axis=1)                # A
+    syy = (cb[:, :, 0] ** 2).sum(axis=1)  # A
     syd = np.einsum("ag,agk->ak", cb[:, :, 0], cb[:, :, 1:])
-    sdd = (cb[:, :, 1:] ** 2).sum(axis=1)               # A x K
+    sdd = (cb[:, :, 1:] ** 2).sum(axis=1)  # A x K
 
     def pvalues(tau: np.ndarray, k: int) -> np.ndarray:
         """p-values of "no effect" on the outcome shifted by each tau on b_k's
         exposure (equivalently: of "effect -tau" on the unshifted outcome)."""
         num = np.abs(th[:, [0]] + tau[None, :] * th[:, [k + 1]])
-        var = (syy[:, None] + 2 * tau[None, :] * syd[:, [k]]
-               + tau[None, :] ** 2 * sdd[:, [k]])
+        var = syy[:, None] + 2 * tau[None, :] * syd[:, [k]] + tau[None, :] ** 2 * sdd[:, [k]]
         if test.statistic == "raw":
             var = np.ones_like(var)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -538,7 +601,7 @@ def design_power(test: RandomizationTest, *, alpha: float = 0.05, power: float =
         return (t >= t[own[k]][None, :] * (1 - 1e-10)).mean(axis=0)
 
     grid = sd * np.linspace(-100, 100, 1601)
-    p = np.array([pvalues(grid, k) for k in keep])      # K x grid
+    p = np.array([pvalues(grid, k) for k in keep])  # K x grid
     rejected = (p[:, grid > 0] <= alpha).mean(axis=0)
     pos = grid[grid > 0]
     hit = np.flatnonzero(rejected >= power)
@@ -547,7 +610,8 @@ def design_power(test: RandomizationTest, *, alpha: float = 0.05, power: float =
     for row in p:
         accepted = grid[row > alpha]
         edge = len(accepted) and (accepted.min() <= grid[0] or accepted.max() >= grid[-1])
-        widths.append(math.inf if edge else (accepted.max() - accepted.min()) / 2
-                      if len(accepted) else 0.0)
+        widths.append(
+            math.inf if edge else (accepted.max() - accepted.min()) / 2 if len(accepted) else 0.0
+        )
     q = np.quantile(np.array(widths), [0.1, 0.5, 0.9])
     return DesignPower(mde, (float(q[0]), float(q[1]), float(q[2])), sd, len(keep))

@@ -234,8 +234,10 @@ class EventStudyResult(EffectResult):
         F(df, G - 1)) and ``pvalue_wild`` (wild cluster bootstrap; NaN when
         not run). With few clusters the chi2 p-value is too small; read
         :attr:`pretrend_pvalue`.
-    model_results : linearmodels PanelEffectsResults
-        The fitted interacted two-way fixed-effects regression.
+    model_results : reintegration.effects._twfe.PanelFit
+        The fitted interacted two-way fixed-effects regression (``params``,
+        ``cov``, ``std_errors``, ``nobs``, ``df_resid`` as linearmodels'
+        ``PanelOLS`` reports them, and the regression's data).
     randomization : RandomizationTest or None
         With ``permutations``: the randomisation test over re-assignments of
         the adoption dates. It then supplies :meth:`conf_int`,

@@ -1,5 +1,7 @@
 r"""Event study for staggered adoption: Sun and Abraham's interaction-weighted
-estimator on a two-way fixed-effects regression (linearmodels ``PanelOLS``).
+estimator on a two-way fixed-effects regression (entity and period effects
+absorbed exactly, :mod:`reintegration.effects._twfe`; the numbers of
+linearmodels' ``PanelOLS``, which a reference test compares).
 
 Units (for example teams, or the clients of teams) adopt a treatment at
 different calendar periods :math:`E_i` (the *cohort*); some never adopt in
@@ -55,8 +57,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from linearmodels import PanelOLS
-from scipy import sparse, stats
+from scipy import stats
 
 from . import _sa
 from ._data import (
@@ -68,6 +69,7 @@ from ._data import (
     require_columns,
     require_frame,
 )
+from ._twfe import PanelFit, fit_two_way
 from .numerics import wild_cluster_pvalue
 from .randomization import Cells, Spec, randomization_test
 from .results import EventStudyResult
@@ -100,55 +102,42 @@ def _periods(series: pd.Series, *, name: str, allow_missing: bool = False) -> np
     return np.round(values)
 
 
-def _demean_two_way(
-    a: np.ndarray, g1: np.ndarray, g2: np.ndarray, w: np.ndarray, *, tol: float = 1e-11
-) -> np.ndarray:
-    """Weighted residuals of the columns of ``a`` on two sets of fixed effects,
-    by alternating projections."""
-    d1 = sparse.csr_array((w, (np.arange(len(w)), g1)))
-    d2 = sparse.csr_array((w, (np.arange(len(w)), g2)))
-    o1 = sparse.csr_array((np.ones(len(w)), (np.arange(len(w)), g1)))
-    o2 = sparse.csr_array((np.ones(len(w)), (np.arange(len(w)), g2)))
-    w1, w2 = d1.sum(axis=0), d2.sum(axis=0)
-    out = a.astype(float, copy=True)
-    scale = max(float(np.abs(out).max()), 1.0)
-    for _ in range(5000):
-        m1 = (d1.T @ out) / w1[:, None]
-        out -= o1 @ m1
-        m2 = (d2.T @ out) / w2[:, None]
-        out -= o2 @ m2
-        if np.abs(m2).max() < tol * scale:
-            break
-    return out
+#: eigenvalues of a covariance below this share of its largest are rounding noise
+WALD_RTOL = 1e-10
+
+
+def _wald(b: np.ndarray, v: np.ndarray) -> tuple[float, int]:
+    """Wald statistic :math:`b' V^+ b` and the rank of ``V``, counting only
+    eigenvalues above :data:`WALD_RTOL` times the largest. A cluster-robust
+    covariance from few clusters is often singular; with the default
+    tolerances of ``pinv`` and ``matrix_rank`` its rounding noise (around
+    1e-20 next to 1e-4) decides the rank, and inverting it gives statistics
+    of 1e14, even negative ones."""
+    vals, vecs = np.linalg.eigh((v + v.T) / 2)
+    top = float(vals.max()) if len(vals) else 0.0
+    if not top > 0:
+        return math.nan, 0
+    big = vals > WALD_RTOL * top
+    proj = vecs[:, big].T @ b
+    return float(proj @ (proj / vals[big])), int(big.sum())
 
 
 def _wild_pretrend(
-    y: np.ndarray,
-    x: np.ndarray,
+    fit: PanelFit,
     *,
-    entity: np.ndarray,
-    period: np.ndarray,
-    weights: np.ndarray,
     clusters: np.ndarray,
     restriction: np.ndarray,
-    params: np.ndarray,
     reps: int,
     seed: int,
 ) -> float:
     """Wild cluster bootstrap p-value of the Wald test R beta = 0, with the
     null imposed (restricted residuals) and Webb's six-point weights
-    (Cameron, Gelbach and Miller 2008; Webb 2023). Computed on the
-    regression after the two-way fixed effects are partialled out; returns
-    NaN if that does not reproduce the linearmodels coefficients."""
-    both = _demean_two_way(np.column_stack([y, x]), entity, period, weights)
-    yt, xt = both[:, 0], both[:, 1:]
-    xw = xt * weights[:, None]
-    a = np.linalg.pinv(xt.T @ xw)
-    beta = a @ (xw.T @ yt)
-    if not np.allclose(beta, params, rtol=1e-5, atol=1e-7 * max(1.0, np.abs(params).max())):
-        return math.nan
-    return wild_cluster_pvalue(yt, xt, restriction, clusters, weights=weights, reps=reps,
-                               seed=seed)
+    (Cameron, Gelbach and Miller 2008; Webb 2023), on the regression after
+    the two-way fixed effects are partialled out."""
+    yt, xt = fit.demeaned
+    return wild_cluster_pvalue(
+        yt, xt, restriction, clusters, weights=fit.weights, reps=reps, seed=seed
+    )
 
 
 def _permutation_cells(
@@ -183,14 +172,28 @@ def _permutation_cells(
     binned = np.clip(np.nan_to_num(rel, nan=-1.0), None, lags).astype(int)
     removed = np.array([path.get(int(k), 0.0) for k in binned]) * exposed
     y = sample[outcome].to_numpy(dtype=float)
-    frame = pd.DataFrame({"g": ent, "t": t, "c": clus, "y": y, "d": exposed.astype(float),
-                          "adj": y - removed, "w": 1.0})
+    frame = pd.DataFrame(
+        {
+            "g": ent,
+            "t": t,
+            "c": clus,
+            "y": y,
+            "d": exposed.astype(float),
+            "adj": y - removed,
+            "w": 1.0,
+        }
+    )
     names = [f"x{i}" for i in range(len(extra))]
     for name, col in zip(names, extra, strict=True):
         frame[name] = sample[col].to_numpy(dtype=float)
     cells = frame.groupby(["g", "t"], sort=True).agg(
-        y=("y", "mean"), d=("d", "mean"), adj=("adj", "mean"), c=("c", "first"), w=("w", "sum"),
-        **{name: (name, "mean") for name in names})
+        y=("y", "mean"),
+        d=("d", "mean"),
+        adj=("adj", "mean"),
+        c=("c", "first"),
+        w=("w", "sum"),
+        **{name: (name, "mean") for name in names},
+    )
     start = pd.Series(e).groupby(ent).first().sort_index().to_numpy(dtype=float)
     return Cells(
         entity=cells.index.get_level_values("g").to_numpy(),
@@ -381,7 +384,10 @@ def event_study(
         ``permutations``, a randomisation p-value; see ``pretrend_pvalue``);
         ``randomization``: the randomisation test, or None;
         ``cohort_effects``: the :math:`\hat\delta_{e,l}` and weights;
-        ``model_results``: the linearmodels fit; ``plot()`` draws the path.
+        ``model_results``: the fitted regression (a
+        :class:`~reintegration.effects._twfe.PanelFit` with linearmodels'
+        ``params``, ``cov``, ``std_errors``, ``nobs``, ``df_resid``);
+        ``plot()`` draws the path.
 
     Raises
     ------
@@ -393,9 +399,11 @@ def event_study(
     Notes
     -----
     The cohort-specific coefficients are those of Sun and Abraham (2021),
-    estimated in one regression with linearmodels' ``PanelOLS``
-    (``entity_effects`` and ``time_effects``, or ``other_effects`` for the
-    entity when a unit has several rows per period). The interaction-weighted
+    estimated in one regression with entity and period effects absorbed in
+    closed form (whether a unit has one row per period or several); the
+    coefficients, covariance and degrees of freedom are those of linearmodels'
+    ``PanelOLS`` with ``entity_effects`` and ``time_effects`` (or
+    ``other_effects`` for the entity), to rounding. The interaction-weighted
     path uses observation shares :math:`N_{e,l}/\sum_{e'} N_{e',l}`; the
     standard errors treat these shares as fixed (Sun and Abraham also give a
     variance term for estimated shares, which is small when cohorts are
@@ -458,10 +466,25 @@ def event_study(
             f"treatment_start column {treatment_start!r} varies within entity {entity!r} "
             f"(e.g. {bad[bad > 1].index[0]!r}); adoption must be one period per entity"
         )
-    spec = Spec(leads=int(leads), lags=int(lags), reference=int(reference), bin=bin,
-                control_cohort=control_cohort, post_weights=post_weights, baseline=baseline)
-    asg = _sa.assign(t, e, leads=spec.leads, lags=spec.lags, reference=spec.reference, bin=bin,
-                     control_cohort=control_cohort, name=treatment_start)
+    spec = Spec(
+        leads=int(leads),
+        lags=int(lags),
+        reference=int(reference),
+        bin=bin,
+        control_cohort=control_cohort,
+        post_weights=post_weights,
+        baseline=baseline,
+    )
+    asg = _sa.assign(
+        t,
+        e,
+        leads=spec.leads,
+        lags=spec.lags,
+        reference=spec.reference,
+        bin=bin,
+        control_cohort=control_cohort,
+        name=treatment_start,
+    )
     keep = asg.keep
     full_sample, t_all, e_all = sample, t, e
     sample = sample.loc[keep]
@@ -504,12 +527,21 @@ def event_study(
         wts = means["w"].to_numpy()
 
     # one indicator per (cohort, event time), reference left out
-    fitted = dataclasses.replace(asg, keep=np.ones(len(yv), bool), cohort=e, treated=treated,
-                                 binned=lb, exact=exact)
+    fitted = dataclasses.replace(
+        asg, keep=np.ones(len(yv), bool), cohort=e, treated=treated, binned=lb, exact=exact
+    )
     inter = _sa.interactions(fitted, spec.reference)
     names = inter.names
-    agg = _sa.aggregate(fitted, inter, wts, leads=spec.leads, lags=spec.lags,
-                        reference=spec.reference, post_weights=post_weights, baseline=baseline)
+    agg = _sa.aggregate(
+        fitted,
+        inter,
+        wts,
+        leads=spec.leads,
+        lags=spec.lags,
+        reference=spec.reference,
+        post_weights=post_weights,
+        baseline=baseline,
+    )
     exog = pd.DataFrame(inter.matrix(), columns=names)
     if xc is not None:
         clash = set(xc.columns) & set(names)
@@ -517,30 +549,11 @@ def event_study(
             raise EffectInputError(f"control columns clash with event-time names: {clash}")
         exog = pd.concat([exog, xc.reset_index(drop=True)], axis=1)
 
-    unique_cells = not pd.DataFrame({"g": ent, "t": t}).duplicated().any()
-    if unique_cells:
-        index = pd.MultiIndex.from_arrays([ent, t.astype(np.int64)], names=[entity, time])
-        effects = {"entity_effects": True, "time_effects": True}
-    else:
-        rowid = np.arange(len(yv))
-        index = pd.MultiIndex.from_arrays([rowid, t.astype(np.int64)], names=["row", time])
-        effects = {
-            "time_effects": True,
-            "other_effects": pd.DataFrame({entity: ent}, index=index),
-        }
-    if collapse:
-        effects["weights"] = pd.Series(wts, index=index)
-    y = pd.Series(yv, index=index, name=outcome)
-    exog.index = index
-    cov: dict[str, object]
-    if clus is None:
-        cov = {"cov_type": "robust"}
-    else:
-        cov = {"cov_type": "clustered", "clusters": pd.DataFrame({"cluster": clus}, index=index)}
     try:
-        model = PanelOLS(y, exog, **effects)
-        res = model.fit(debiased=debiased, **cov)
-    except Exception as exc:  # linearmodels' absorbing/rank errors
+        res = fit_two_way(
+            yv, exog, entity=ent, period=t, weights=wts, clusters=clus, debiased=debiased
+        )
+    except (EffectInputError, np.linalg.LinAlgError) as exc:
         raise EffectInputError(
             f"the event-study regression could not be estimated: {exc}. Usually a cohort or "
             "event time is absorbed by the fixed effects (too few periods or control units)"
@@ -562,8 +575,7 @@ def event_study(
     if pre:
         bp = beta[pre]
         vp = vbeta[np.ix_(pre, pre)]
-        stat = float(bp @ np.linalg.pinv(vp) @ bp)
-        df = int(np.linalg.matrix_rank(vp))
+        stat, df = _wald(bp, vp)
         pretrend = {"stat": stat, "df": df, "pvalue": float(stats.chi2.sf(stat, df))}
         if n_clusters is not None:
             pretrend["pvalue_f"] = float(stats.f.sf(stat / df, df, n_clusters - 1))
@@ -572,16 +584,7 @@ def event_study(
             restriction = np.zeros((len(pre), exog.shape[1]))
             restriction[:, : len(names)] = wmat[pre]
             pretrend["pvalue_wild"] = _wild_pretrend(
-                yv,
-                exog.to_numpy(),
-                entity=np.unique(ent, return_inverse=True)[1],
-                period=np.unique(t, return_inverse=True)[1],
-                weights=wts,
-                clusters=clus,
-                restriction=restriction,
-                params=res.params.to_numpy(),
-                reps=int(wild_bootstrap),
-                seed=seed,
+                res, clusters=clus, restriction=restriction, reps=int(wild_bootstrap), seed=seed
             )
             pretrend["wild_reps"] = int(wild_bootstrap)
     else:
@@ -593,11 +596,20 @@ def event_study(
     randomization = None
     if permutations:
         path = {l_: float(beta[i]) for i, l_ in enumerate(shown) if l_ >= 0}
-        cells = _permutation_cells(full_sample, t_all, e_all, outcome=outcome, entity=entity,
-                                   cluster=cluster_col, path=path, lags=spec.lags,
-                                   extra=as_list(takeup))
-        randomization = randomization_test(cells, spec, reps=int(permutations), seed=seed,
-                                           statistic=statistic)
+        cells = _permutation_cells(
+            full_sample,
+            t_all,
+            e_all,
+            outcome=outcome,
+            entity=entity,
+            cluster=cluster_col,
+            path=path,
+            lags=spec.lags,
+            extra=as_list(takeup),
+        )
+        randomization = randomization_test(
+            cells, spec, reps=int(permutations), seed=seed, statistic=statistic
+        )
         if not math.isclose(randomization.theta_y[0], theta, rel_tol=1e-6, abs_tol=1e-9):
             raise EffectInputError(  # pragma: no cover - a guard on the cell-level refit
                 "internal: the cell-level refit of the randomisation test does not reproduce "
@@ -671,19 +683,21 @@ def event_study(
         ri = randomization.to_dict()
         pretrend["pvalue_randomization"] = ri["pretrend_pvalue"]
         z = float(stats.norm.ppf(0.975))
-        diagnostics.update({
-            "pretrend_pvalue_randomization": ri["pretrend_pvalue"],
-            "pvalue_randomization": ri["pvalue"],
-            "ci_randomization": [ri["ci_low"], ri["ci_high"]],
-            "ci_clustered": [theta - z * se_theta, theta + z * se_theta],
-            "randomization_assignments": ri["assignments"],
-            "randomization_possible": ri["possible_assignments"],
-            "randomization_exact": ri["exact"],
-            "randomization_skipped": ri["skipped"],
-            "std_error_clustered": se_theta,
-            "std_error_randomization_sd": randomization.null_sd(),
-            "std_error_method": "randomisation interval half-width / 1.96",
-        })
+        diagnostics.update(
+            {
+                "pretrend_pvalue_randomization": ri["pretrend_pvalue"],
+                "pvalue_randomization": ri["pvalue"],
+                "ci_randomization": [ri["ci_low"], ri["ci_high"]],
+                "ci_clustered": [theta - z * se_theta, theta + z * se_theta],
+                "randomization_assignments": ri["assignments"],
+                "randomization_possible": ri["possible_assignments"],
+                "randomization_exact": ri["exact"],
+                "randomization_skipped": ri["skipped"],
+                "std_error_clustered": se_theta,
+                "std_error_randomization_sd": randomization.null_sd(),
+                "std_error_method": "randomisation interval half-width / 1.96",
+            }
+        )
         if takeup is not None:
             diagnostics["takeup"] = takeup
     weighting = (
@@ -696,8 +710,11 @@ def event_study(
         f"{' (the last binning all later periods)' if bin == 'endpoints' else ''}, "
         f"{weighting}, cohorts averaged at each event time by their share of its "
         "observations, relative to "
-        + (f"event time {reference}" if baseline == "reference"
-           else f"the mean of the cohort's pre-period event times -{leads} to -1")
+        + (
+            f"event time {reference}"
+            if baseline == "reference"
+            else f"the mean of the cohort's pre-period event times -{leads} to -1"
+        )
         + " (Sun and Abraham interaction-weighted estimator); assumes "
         "parallel trends with the control cohort and no anticipation"
     )
@@ -710,7 +727,7 @@ def event_study(
         method="sun_abraham",
         outcome=outcome,
         treatment=treatment_start,
-        cov_type=cov["cov_type"],  # type: ignore[arg-type]
+        cov_type=res.cov_type,  # type: ignore[arg-type]
         n_clusters=n_clusters,
         diagnostics=diagnostics,
         event_time=event_time,
