@@ -121,3 +121,19 @@ def test_every_page_lists_every_city_in_its_navigation(small, built_book):
             )
         ]
         assert missing == [], f"{page.relative_to(built_book)} does not list {missing}"
+
+
+def test_no_hand_written_page_holds_a_control_character(root):
+    """A backslash lost on the way (``\\frac`` written as a form feed and
+    ``rac``) garbles a formula without any build warning."""
+    import re
+
+    pages = sorted((root / "book").glob("**/*.md"))
+    pages = [p for p in pages if "_build" not in p.parts and "_generated" not in p.parts]
+    assert len(pages) > 20
+    bad = {
+        str(p.relative_to(root)): sorted({hex(ord(c)) for c in found})
+        for p in pages
+        if (found := re.findall(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", p.read_text(encoding="utf-8")))
+    }
+    assert bad == {}

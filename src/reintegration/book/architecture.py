@@ -55,9 +55,10 @@ ROOMS: dict[str, tuple[str, str]] = {
         "statistical disclosure control, the release bundle and the release audit",
         "disclosure/*",
     ),
-    "Core": ("configuration, paths, custody domains, the step context, months", "core/*"),
+    "Core": ("configuration, paths, custody domains, the step context, provenance, months",
+             "core/*"),
     "Pipeline machinery": (
-        "the task graph, make rules, running steps, provenance, publishing, command line, "
+        "the task graph, make rules, running steps, publishing, command line, "
         "benchmarks",
         "pipeline/* __init__ __main__",
     ),

@@ -537,7 +537,8 @@ def markdown(root: Path | None = None) -> str:
         lo, hi = nominal_band(int(plan["replications"]))
         out += [f"### {city}: {plan['replications']} worlds of each kind", "",
                 f"Each world has {plan['clients'] or 'the size`s'} clients "
-                f"(size {plan['size']}); outcome: {', '.join(plan['outcomes'])}. "
+                f"(generated with the {plan['size']} world's settings and this many clients); "
+                f"outcome: {', '.join(plan['outcomes'])}. "
                 f"Computed in {cost['seconds']:.0f} seconds ({cost['where']}). "
                 f"With {plan['replications']} worlds, a correct 95% interval covers the "
                 f"truth in {_share(lo)} to {_share(hi)} of them in 95 of 100 such runs; the "

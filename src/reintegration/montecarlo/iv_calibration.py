@@ -38,9 +38,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core import atomic
 from ..designs.iv import OTHER_D, other_pairs
 from ..effects.iv import _multi_arrays, conditional_first_stage_f
 from ..effects.numerics import first_stage_f, sandwich_cov, tsls
+from ..intake.screening import csv_bytes
 
 
 def world_rows(frames: dict[str, pd.DataFrame], truth: dict[str, Any], outcome: str,
@@ -148,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = run(args.first, args.replications, city=args.city, clients=args.clients)
     if args.out:
-        rows.to_csv(args.out, index=False)
+        atomic.write_bytes(args.out, csv_bytes(rows, index=False))
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(summarise(rows).round(3).to_string())
     return 0
