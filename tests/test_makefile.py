@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import re
@@ -122,8 +123,11 @@ ROLLOUT_ESTIMATOR = "src/reintegration/effects/staggered.py"
 ROLLOUT_DESIGN = "src/reintegration/designs/rollout.py"
 
 
-def _runtime_modules(root, template) -> set[str]:
-    """The package modules a template's import statements load when run."""
+@functools.cache
+def _runtime_modules(root, template) -> frozenset[str]:
+    """The package modules a template's import statements load when run (one
+    subprocess per template and test session: both parameters of the test
+    below ask for the same ten)."""
     nb = json.loads(template.read_text(encoding="utf-8"))
     imports = []
     for cell in nb["cells"]:
@@ -148,7 +152,7 @@ def _runtime_modules(root, template) -> set[str]:
         check=True,
         timeout=120,
     ).stdout
-    return set(out.split())
+    return frozenset(out.split())
 
 
 def _as_file(root, module: str) -> str:
