@@ -335,8 +335,9 @@ def reference_selection_patches() -> dict:
         "_cluster_codes": lambda v: (
             pd.DataFrame({"c": v}).groupby(["c"], sort=True, observed=True).ngroup().to_numpy()
         ),
-        "_cluster_variance": lambda phi, cl: (
-            effects._data.if_variance(phi, cl),
+        "cluster_variance": lambda phi, cl: (
+            len(np.unique(cl)) / (len(np.unique(cl)) - 1)
+            * float(np.sum(pd.Series(phi).groupby(cl).sum().to_numpy() ** 2)),
             len(np.unique(cl)),
         ),
         "_balance": reference_balance,

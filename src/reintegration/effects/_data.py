@@ -123,11 +123,21 @@ def if_variance(phi: np.ndarray, clusters: np.ndarray | None) -> float:
     if clusters is None:
         n = phi.shape[0]
         return float(n / (n - 1) * np.sum(phi**2))
-    sums = pd.Series(phi).groupby(clusters).sum().to_numpy()
-    g = sums.shape[0]
+    codes = pd.factorize(np.asarray(clusters), sort=True)[0]
+    known = codes >= 0  # a missing cluster label contributes to no cluster's sum
+    return cluster_variance(phi[known], codes[known])[0]
+
+
+def cluster_variance(phi: np.ndarray, clusters: np.ndarray) -> tuple[float, int]:
+    """The cluster-robust variance of :func:`if_variance` with integer cluster
+    codes (sums per cluster by one ``bincount``), and the number of clusters
+    present."""
+    sums = np.bincount(clusters, weights=phi)
+    present = np.bincount(clusters) > 0
+    g = int(present.sum())
     if g < 2:
         raise EffectInputError("cluster-robust standard errors need at least 2 clusters")
-    return float(g / (g - 1) * np.sum(sums**2))
+    return float(g / (g - 1) * np.sum(sums[present] ** 2)), g
 
 
 def json_safe(value: object) -> object:

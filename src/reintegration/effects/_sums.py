@@ -10,9 +10,9 @@ of the direct computation, up to rounding, from fewer passes over the rows:
   product per fold instead of one least-squares decomposition per training set;
 * :class:`Moments`, :func:`_moments`, :func:`_pooled`: means and variances of
   the balance table from one centred copy of the rows, pooled over strata;
-* :func:`_complete_rows`, :func:`_cluster_codes`, :func:`_cluster_variance`:
-  the complete rows, the cluster codes and the cluster-robust variance without
-  copies or group-bys.
+* :func:`_complete_rows`, :func:`_cluster_codes`: the complete rows and the
+  cluster codes without copies or group-bys (the cluster-robust variance from
+  integer codes is :func:`reintegration.effects._data.cluster_variance`).
 
 ``tests/test_effects_speed.py`` compares each with the computation it replaces.
 """
@@ -26,13 +26,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ._data import EffectInputError
-
 __all__ = [
     "Moments",
     "_FoldGrams",
     "_cluster_codes",
-    "_cluster_variance",
     "_complete_rows",
     "_full_column_rank",
     "_group_moments",
@@ -212,15 +209,3 @@ def _cluster_codes(values: pd.Series) -> np.ndarray:
     :func:`reintegration.effects._data.codes` for one complete column, by one
     factorisation instead of a group-by)."""
     return pd.factorize(values, sort=True)[0]
-
-
-def _cluster_variance(phi: np.ndarray, clusters: np.ndarray) -> tuple[float, int]:
-    """:func:`reintegration.effects._data.if_variance` with integer cluster
-    codes (sums per cluster by one ``bincount``), and the number of clusters
-    present."""
-    sums = np.bincount(clusters, weights=phi)
-    present = np.bincount(clusters) > 0
-    g = int(present.sum())
-    if g < 2:
-        raise EffectInputError("cluster-robust standard errors need at least 2 clusters")
-    return float(g / (g - 1) * np.sum(sums[present] ** 2)), g

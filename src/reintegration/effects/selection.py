@@ -70,6 +70,7 @@ from ._data import (
     EffectInputError,
     as_list,
     binary,
+    cluster_variance,
     if_variance,
     numeric_design,
     require_columns,
@@ -79,7 +80,6 @@ from ._memo import ContentMemo
 from ._sums import (
     Moments,
     _cluster_codes,
-    _cluster_variance,
     _complete_rows,
     _FoldGrams,
     _full_column_rank,
@@ -564,7 +564,7 @@ def selection_on_observables(
     if clusters is None:
         var, n_clusters = if_variance(phi[keep], None), None
     else:
-        var, n_clusters = _cluster_variance(phi[keep], clusters[keep])
+        var, n_clusters = cluster_variance(phi[keep], clusters[keep])
     se = math.sqrt(var)
     trt, ctrl = used & (d == 1), used & (d == 0)
     n_treated, n_control = int(trt.sum()), int(ctrl.sum())
