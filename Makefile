@@ -53,10 +53,17 @@ ONE_THREAD := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 # Goals that need neither the environment nor the generated rules.
 LIGHT_GOALS := help clean clean-data distclean venv lock
-ifneq ($(filter-out $(LIGHT_GOALS),$(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))),)
+# Goals that run no step: `make data SIZE=full` leaves the executed notebooks
+# of the other size (and so the built book) up to date.
+NO_STEP_GOALS := $(LIGHT_GOALS) data bench montecarlo montecarlo-advice kill-check lab
+GOALS := $(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))
+ifneq ($(filter-out $(LIGHT_GOALS),$(GOALS)),)
 include $(BUILD)/steps.mk
+endif
 # The executed notebooks in book/results/ belong to one SIZE at a time: this
-# stamp changes (and so reruns them) only when SIZE differs from the last run.
+# stamp changes (and so reruns them) only when a goal that runs steps asks for
+# another SIZE than the last run.
+ifneq ($(filter-out $(NO_STEP_GOALS),$(GOALS)),)
 $(shell mkdir -p $(RESULTS) && [ "$$(cat $(SIZE_STAMP) 2>/dev/null)" = "$(SIZE)" ] \
 	|| echo "$(SIZE)" > $(SIZE_STAMP))
 endif
@@ -152,8 +159,11 @@ test: $(VENV_STAMP) ## Lint, tests, notebook validation and the book on SIZE=sma
 # The two halves of `make test` after the book, side by side (two cores); each
 # one's output is printed whole when it ends. One BLAS thread each, as for the
 # steps: with threaded BLAS beside each other, nbval took 468 s instead of 102 s.
+# pytest spreads its test files over JOBS workers (pytest-xdist, a file's tests
+# in one worker): nbval ends after about two minutes, and a single pytest
+# process left the second core idle for the remaining four to five.
 test-pytest: $(VENV_STAMP)
-	@$(ONE_THREAD) $(PY) -m pytest --durations=10 tests; rc=$$?; if [ $$rc -eq 5 ]; then \
+	@$(ONE_THREAD) $(PY) -m pytest -n $(JOBS) --dist loadfile --durations=10 tests; rc=$$?; if [ $$rc -eq 5 ]; then \
 		echo "error: pytest collected no tests in tests/"; exit 1; fi; exit $$rc
 
 test-nbval: $(VENV_STAMP)

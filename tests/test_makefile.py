@@ -275,6 +275,28 @@ def test_make_reruns_no_step_for_the_book_renderer_and_only_users_of_the_estimat
         }, module
 
 
+def test_data_for_another_size_leaves_the_built_steps_up_to_date(root, tmp_path):
+    """The executed notebooks belong to the SIZE of the last run of the steps;
+    generating the data of another size runs no step and must not make them
+    stale (it did: the size stamp was rewritten by every goal)."""
+    py, env = _fake_build(root, tmp_path)
+
+    def make(*args):
+        out = subprocess.run(["make", "-n", py, *args], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    stamp = tmp_path / "book" / "results" / ".size"
+    assert stamp.read_text().strip() == "small"
+    assert "reintegration data --size full" in make("SIZE=full", "data")
+    assert stamp.read_text().strip() == "small"
+    assert "run-step" not in make("SIZE=small", "book")
+    # a goal that runs steps for the other size does claim the stamp
+    make("SIZE=full", "city", "CITY=utrecht")
+    assert stamp.read_text().strip() == "full"
+
+
 # ---------------------------------------------------------------------------
 # a bad config file stops make before any work
 # ---------------------------------------------------------------------------
