@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,3 +24,12 @@ def step_line(paths: Any, city: str, step: str, seconds: float, custody: str | N
     counts = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())) or "none"
     line = f"{city}/{step}: {seconds:.1f} s, {n} outputs registered ({counts})"
     return line + (f", custody: {custody}" if custody else "")
+
+
+_LINE = re.compile(r"^(?P<city>\w+)/(?P<step>\d\d_\w+): (?P<seconds>[0-9.]+) s, ", re.M)
+
+
+def step_times(text: str) -> dict[str, float]:
+    """The seconds of every :func:`step_line` in ``text`` (a run's output),
+    keyed ``<city>/<step>``."""
+    return {f"{m['city']}/{m['step']}": float(m["seconds"]) for m in _LINE.finditer(text)}
