@@ -106,9 +106,18 @@ def _fresh_copy(root: Path, copy: Path) -> dict[str, str]:
     when = max((copy / f).stat().st_mtime
                for f in ("pyproject.toml", "requirements.lock", "uv-overrides.txt")) + 1
     os.utime(stamp, (when, when))
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REINTEGRATION_BUILD_DIR", "REINTEGRATION_ROOT")}
-    return {**env, "PYTHONPATH": str(copy / "src")}
+    return {**_top_level_env(), "PYTHONPATH": str(copy / "src")}
+
+
+def _top_level_env() -> dict[str, str]:
+    """This process's environment without what a calling make passes down (its
+    job server and level: a make started from ``make bench`` would otherwise
+    run one job at a time) or the pipeline's folder overrides."""
+    import os
+
+    drop = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES",
+            "REINTEGRATION_BUILD_DIR", "REINTEGRATION_ROOT")
+    return {k: v for k, v in os.environ.items() if k not in drop}
 
 
 def bench_make_all(root: Path, size: str) -> dict:
@@ -139,11 +148,14 @@ def bench_make_all(root: Path, size: str) -> dict:
 
 
 def bench_noop_make(root: Path, size: str) -> dict:
-    subprocess.run(["make", f"SIZE={size}", "all"], cwd=root, check=True, capture_output=True)
+    env = _top_level_env()
+    subprocess.run(["make", f"SIZE={size}", "all"], cwd=root, check=True, capture_output=True,
+                   env=env)
     results = root / "book" / "results"
     before = {p: p.stat().st_mtime_ns for p in results.rglob("*.ipynb")}
     started = time.perf_counter()
-    subprocess.run(["make", f"SIZE={size}", "all"], cwd=root, check=True, capture_output=True)
+    subprocess.run(["make", f"SIZE={size}", "all"], cwd=root, check=True, capture_output=True,
+                   env=env)
     seconds = time.perf_counter() - started
     rerun = sorted(str(p) for p, m in before.items() if p.stat().st_mtime_ns != m)
     return {
