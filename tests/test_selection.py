@@ -16,6 +16,7 @@ from reintegration import designs, effects
 from reintegration.designs import Inputs
 from reintegration.designs import selection as soo
 from reintegration.phase2 import estimates
+from reintegration.research.panel_months import benefit_exit
 
 KEY = ["RINPERSOONS", "RINPERSOON"]
 
@@ -388,7 +389,7 @@ def test_benefit_exit_keeps_the_months_on_benefit_as_bits() -> None:
             "on_benefit": [0, 1, 1, 0, 1, 1, 1, 1],
         }
     )
-    got = soo.benefit_exit(pm).set_index("RINPERSOON")
+    got = benefit_exit(pm).set_index("RINPERSOON")
     assert got.loc["a", "exit_month"] == 2 and np.isnan(got.loc["b", "exit_month"])
     # a: months 0, 1 and 3 (back on benefit after leaving); b: months 0-2
     assert got["benefit_months"].to_dict() == {"a": 0b1011, "b": 0b111}

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from .cbs_columns import CBS_COLUMNS
 from .config_models import Month, Num, Share, Strict, Synthetic, _opt
 
 
@@ -469,8 +470,6 @@ class CbsTable(Strict):
     @field_validator("columns")
     @classmethod
     def _columns(cls, value: dict[str, str]) -> dict[str, str]:
-        from ..research.panel_sources import CBS_COLUMNS
-
         read = {c for cols in CBS_COLUMNS.values() for c in cols}
         for name in value:
             if name not in read:

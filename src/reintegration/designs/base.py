@@ -43,6 +43,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..research.panel_months import benefit_exit
+
 VERDICTS = ("pass", "conditional", "fail", "not_assessed")
 _ORDER = {"pass": 0, "not_assessed": 0, "conditional": 1, "fail": 2}
 
@@ -151,8 +153,6 @@ class Inputs:
         if self._exits is None:
             if self.person_months is None:
                 raise ValueError("this design needs the panel's person_months")
-            from .selection import benefit_exit
-
             self._exits = benefit_exit(self.person_months)
         return self._exits
 

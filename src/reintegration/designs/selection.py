@@ -99,25 +99,6 @@ def robustness_value(t: float, df: float, alpha: float | None = None) -> float:
     return 0.5 * (math.sqrt(f ** 4 + 4 * f ** 2) - f ** 2)
 
 
-def benefit_exit(person_months: pd.DataFrame) -> pd.DataFrame:
-    """Per person, the first month k >= 0 after inflow without bijstand
-    (``exit_month``; missing when on bijstand through month 24) and the
-    months on bijstand as a bit mask (``benefit_months``: bit k set when on
-    bijstand in month k, k = 0 .. 62), which says in which months an
-    instrument could start (the month after one on bijstand)."""
-    pm = person_months[person_months["month"] >= 0]
-    off = pm[pm["on_benefit"] == 0]
-    first = off.groupby(KEY, observed=True)["month"].min().rename("exit_month")
-    on = pm[(pm["on_benefit"] == 1) & (pm["month"] < 63)]
-    bits = (np.int64(1) << on["month"].to_numpy(dtype=np.int64))
-    mask = pd.Series(bits, index=pd.MultiIndex.from_frame(on[KEY])).groupby(
-        level=[0, 1], observed=True).sum().rename("benefit_months")
-    people = pm[KEY].drop_duplicates().set_index(KEY)
-    out = people.join(first).join(mask)
-    out["benefit_months"] = out["benefit_months"].fillna(0).astype(np.int64)
-    return out.reset_index()
-
-
 def selection_data(persons: pd.DataFrame, exits: pd.DataFrame, instrument: str, *,
                    max_month: int, min_month: int = 1) -> pd.DataFrame:
     """The stacked risk sets of :func:`reintegration.effects.dynamic_risk_set`

@@ -23,7 +23,6 @@ against the output contract (:func:`output_schema`) before they are written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,10 +31,11 @@ import pandas as pd
 from ..core.config import ConfigError, load_instruments
 from ..linking import bsn as bsnlib
 from . import screening
+from .checked import CheckedDelivery
 from .ingest import CODED_COLUMNS, DATE_COLUMNS, Export
+from .quality_report import _assess, quality_report
 from .quality_rules import (
     CANONICAL_CODES,
-    DIMENSIONS,
     DUPLICATE_RULES,
     EARLIEST_DATE,
     EVENT_HISTORY_YEARS,
@@ -55,89 +55,6 @@ from .quality_schema import (
     output_schema,
     row_schema,
 )
-
-# ---------------------------------------------------------------------------
-# result
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class CheckedDelivery:
-    """The checked delivery of one city (see the module docstring)."""
-
-    city: str
-    reference_date: pd.Timestamp
-    window_start: pd.Timestamp
-    tables: dict[str, pd.DataFrame]
-    quarantine: pd.DataFrame
-    flags: pd.DataFrame
-    rows_in: dict[str, int]
-    files: dict[str, str]
-    notes: dict[str, list[str]] = field(default_factory=dict)
-    assessment: dict[str, pd.DataFrame] = field(default_factory=dict)
-    completeness_by_column: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def accounting(self) -> pd.DataFrame:
-        """Rows in, kept and quarantined per table (the invariant of the check)."""
-        rows = []
-        for table, n in self.rows_in.items():
-            q = int((self.quarantine["table"] == table).sum())
-            rows.append({"table": table, "rows_in": n, "kept": len(self.tables[table]),
-                         "quarantined": q})
-        return pd.DataFrame(rows).set_index("table")
-
-    def accounting_ok(self) -> bool:
-        acc = self.accounting()
-        return bool((acc["rows_in"] == acc["kept"] + acc["quarantined"]).all())
-
-    def row_outcomes(self) -> pd.DataFrame:
-        """One row per delivered row: table, year and outcome ('kept' or the
-        quarantine reason), for aggregate tables."""
-        frames = []
-        for table, a in self.assessment.items():
-            frames.append(pd.DataFrame({
-                "table": table,
-                "year": a["year"].to_numpy(),
-                "outcome": a["outcome"].to_numpy(),
-            }))
-        return pd.concat(frames, ignore_index=True)
-
-    def flag_rows(self) -> pd.DataFrame:
-        """One row per (delivered row, flag reason); rows without a flag appear
-        once as 'no flag'."""
-        frames = []
-        for table, a in self.assessment.items():
-            f = self.flags[self.flags["table"] == table][["row", "reason"]].drop_duplicates()
-            flagged = set(f["row"])
-            none = a.loc[~a["_row"].isin(flagged), ["_row"]].assign(reason="no flag")
-            both = pd.concat([f.rename(columns={"row": "_row"}), none], ignore_index=True)
-            frames.append(both.assign(table=table)[["table", "reason"]])
-        return pd.concat(frames, ignore_index=True)
-
-    def dimension_rows(self) -> pd.DataFrame:
-        """Long format: one row per delivered row and pass/fail dimension
-        (validity, uniqueness, consistency, timeliness), with its score: 1 if
-        the row passes, 0 if not. Its mean is a share of rows, so disclosure
-        control treats it as a proportion."""
-        frames = []
-        for table, a in self.assessment.items():
-            for dim in DIMENSIONS[1:]:
-                frames.append(pd.DataFrame({
-                    "table": table, "year": a["year"].to_numpy(), "dimension": dim,
-                    "score": a[dim].astype("int64").to_numpy(),
-                }))
-        return pd.concat(frames, ignore_index=True)
-
-    def completeness_rows(self) -> pd.DataFrame:
-        """One row per delivered row: table, year and the share of its expected
-        values that are present."""
-        return pd.concat(
-            [pd.DataFrame({"table": t, "year": a["year"].to_numpy(),
-                           "completeness": a["completeness"].to_numpy()})
-             for t, a in self.assessment.items()],
-            ignore_index=True,
-        )
-
 
 # ---------------------------------------------------------------------------
 # the check
@@ -206,7 +123,6 @@ def check_delivery(
         files={t: exports[t].file for t in TABLES if t in exports},
         notes={t: list(exports[t].notes) for t in TABLES if t in exports},
     )
-    from .quality_report import _assess
 
     _assess(checked, exports)
     if not checked.accounting_ok():  # pragma: no cover - a bug, never a data problem
@@ -610,8 +526,6 @@ def write_checked(ctx: Any, checked: CheckedDelivery) -> dict[str, Any]:
     """Write the checked tables, the quarantine and the flags to the municipal
     domain (``build/<size>/<city>/municipal/``) and ``quality.json`` (research: it
     holds exact counts; it travels with the delivery to the researcher)."""
-    from .quality_report import quality_report
-
     written = {}
     for table, df in checked.tables.items():
         written[table] = ctx.write_parquet(CHECKED_FILES[table], df, domain="municipal")

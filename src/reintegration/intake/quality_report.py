@@ -7,11 +7,12 @@ nothing about a person.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .checked import CheckedDelivery
 from .ingest import Export
 from .quality_rules import (
     DIMENSIONS,
@@ -21,9 +22,6 @@ from .quality_rules import (
     REFERENCE_DATE_COLUMN,
     TABLES,
 )
-
-if TYPE_CHECKING:  # quality imports this module when it writes the report
-    from .quality import CheckedDelivery
 
 # ---------------------------------------------------------------------------
 # the quality report

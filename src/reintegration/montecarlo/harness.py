@@ -51,7 +51,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .. import designs
 from ..core import atomic
@@ -64,6 +63,8 @@ from ..intake import ingest, quality
 from ..linking import linkage
 from ..phase2 import estimates
 from ..research import panel, panel_sources
+from . import whom
+from .shares import clopper_pearson, finite, nominal_band, percent
 
 MODES = ("planted", "null", "oracle", "null_oracle")
 #: the kinds of world ``make montecarlo`` runs unless told otherwise
@@ -207,8 +208,6 @@ def replication_rows(plan: Plan, mode: str, replication: int, root: Path | None 
                                  instrument, target, outcome))
     out = Replication(rows)
     if plan.heterogeneity and observational:
-        from . import whom
-
         started = time.perf_counter()
         out.heterogeneity = whom.rows(inputs, po, settings, observational, mode,
                                                  replication)
@@ -224,7 +223,7 @@ def _row(design: designs.Design, data: pd.DataFrame | None, po: pd.DataFrame,
                target=target, outcome=outcome)
     record = {"design": design.name, "instrument": instrument, "outcome": outcome,
               "subgroup": estimates.ALL, "group": estimates.ALL, "target": target}
-    row["truth"] = _float(design.truth(po, record, None, context))
+    row["truth"] = finite(design.truth(po, record, None, context))
     if data is None:
         row["status"] = "no data"
         return row
@@ -234,17 +233,9 @@ def _row(design: designs.Design, data: pd.DataFrame | None, po: pd.DataFrame,
         row["status"] = "failed: " + " ".join(str(exc).split())[:120]
         return row
     rec = res.to_record()  # the interval Phase 2 reports (randomisation where it applies)
-    row.update(status="estimated", **{k: _float(rec[k]) for k in
+    row.update(status="estimated", **{k: finite(rec[k]) for k in
                                       ("estimate", "std_error", "ci_low", "ci_high")})
     return row
-
-
-def _float(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def run(plan: Plan, *, n_jobs: int = 2, scheduler: str | None = None,
@@ -253,8 +244,6 @@ def run(plan: Plan, *, n_jobs: int = 2, scheduler: str | None = None,
     fields), the cost (seconds in all and per replication, where they ran,
     and the share of a replication the heterogeneity rows took) and the
     heterogeneity rows (:func:`reintegration.montecarlo.whom.frame`)."""
-    from . import whom
-
     root = (root or repo_root()).resolve()
     tasks = plan.tasks()
     started = time.perf_counter()
@@ -295,26 +284,6 @@ def _timed(plan: Plan, mode: str, replication: int, root: Path
     started = time.perf_counter()
     part = replication_rows(plan, mode, replication, root)
     return part, time.perf_counter() - started
-
-
-def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact binomial interval of a share k/n."""
-    if n == 0:
-        return math.nan, math.nan
-    a = (1 - level) / 2
-    lo = 0.0 if k == 0 else float(stats.beta.ppf(a, k, n - k + 1))
-    hi = 1.0 if k == n else float(stats.beta.ppf(1 - a, k + 1, n - k))
-    return lo, hi
-
-
-def nominal_band(n: int, level: float = 0.95, nominal: float = 0.95) -> tuple[float, float]:
-    """The coverage range a correct 95% interval shows in 95% of runs of n
-    replications (binomial quantiles of the count, as shares)."""
-    if n == 0:
-        return math.nan, math.nan
-    a = (1 - level) / 2
-    return (float(stats.binom.ppf(a, n, nominal)) / n,
-            float(stats.binom.ppf(1 - a, n, nominal)) / n)
 
 
 SUMMARY_COLUMNS = ("mode", "design", "instrument", "target", "outcome", "replications",
@@ -439,8 +408,6 @@ def write(plan: Plan, rows: pd.DataFrame, cost: dict[str, Any], root: Path | Non
     the heterogeneity rows' summary and criteria), ``<city>_rows.csv`` (every
     replication's row) and ``<city>_heterogeneity_rows.csv``."""
     from ..intake.screening import csv_bytes
-    from . import whom
-
     folder = output_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows)
@@ -483,15 +450,10 @@ MODE_WORDS = {
 
 
 def _pp(x: Any, sign: bool = True) -> str:
-    v = _float(x)
+    v = finite(x)
     if v is None:
         return "–"
     return f"{100 * v:+.1f}" if sign else f"{100 * v:.1f}"
-
-
-def _share(x: Any) -> str:
-    v = _float(x)
-    return "–" if v is None else f"{100 * v:.0f}%"
 
 
 def _results_table(summary: pd.DataFrame, root: Path | None) -> list[str]:
@@ -504,17 +466,17 @@ def _results_table(summary: pd.DataFrame, root: Path | None) -> list[str]:
     for r in summary.itertuples(index=False):
         design = designs.get(r.design)
         target = design.targets.get(r.target, r.target)
-        band = (f"{_share(r.coverage)} [{_share(r.coverage_low)}-{_share(r.coverage_high)}]"
+        band = (f"{percent(r.coverage)} [{percent(r.coverage_low)}-{percent(r.coverage_high)}]"
                 if r.replications else "–")
-        unb = f" ({r.unbounded} unbounded)" if _float(r.unbounded) else ""
+        unb = f" ({r.unbounded} unbounded)" if finite(r.unbounded) else ""
         bias = (f"{_pp(r.bias)} ± {_pp(1.96 * r.bias_se, sign=False)}"
-                if _float(r.bias_se) is not None else _pp(r.bias))
-        sd = _float(r.sd_over_se)
+                if finite(r.bias_se) is not None else _pp(r.bias))
+        sd = finite(r.sd_over_se)
         lines.append(
             f"| {design.label} | {label(r.instrument, root)} | {target} | {r.replications} "
             f"| {_pp(r.mean_truth)} | {bias} | {band} | "
             f"{'–' if sd is None else f'{sd:.2f}'} | {_pp(r.interval_length, sign=False)}{unb} "
-            f"| {_share(r.reject_zero)} |")
+            f"| {percent(r.reject_zero)} |")
     return lines
 
 
@@ -541,7 +503,7 @@ def markdown(root: Path | None = None) -> str:
                 f"outcome: {', '.join(plan['outcomes'])}. "
                 f"Computed in {cost['seconds']:.0f} seconds ({cost['where']}). "
                 f"With {plan['replications']} worlds, a correct 95% interval covers the "
-                f"truth in {_share(lo)} to {_share(hi)} of them in 95 of 100 such runs; the "
+                f"truth in {percent(lo)} to {percent(hi)} of them in 95 of 100 such runs; the "
                 "band after each coverage is its exact (Clopper-Pearson) 95% interval. "
                 "Bias is in percentage points with its Monte Carlo 95% margin; SD / SE is "
                 "the spread of the estimates over the worlds divided by their mean "
@@ -584,10 +546,8 @@ def markdown(root: Path | None = None) -> str:
             for c in failed.itertuples(index=False):
                 out.append(f"* not met: {what.get(c.check, c.check)} of "
                            f"{designs.get(c.design).label}, {label(c.instrument, root)} "
-                           f"(estimand `{c.target}`), {c.mode} world: {_float(c.value):.3f}")
+                           f"(estimand `{c.target}`), {c.mode} world: {finite(c.value):.3f}")
             out.append("")
-        from . import whom
-
         out += whom.markdown(data, root)
     return "\n".join(out)
 

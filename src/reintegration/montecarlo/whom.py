@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ..phase2 import whom, whom_truth
+from .shares import clopper_pearson, percent
 
 #: the columns of one replication's heterogeneity rows, in order
 HET_FIELDS = (
@@ -195,8 +196,6 @@ def summarise(het: pd.DataFrame) -> dict[str, Any]:
     """Per mode: the BLP slope's rejection share at 5% (per instrument and
     pooled), the coverage of the group intervals (cells with at least 200
     starters and all), the mean rank correlation per instrument."""
-    from .harness import clopper_pearson
-
     out: dict[str, Any] = {}
     for mode, m in het.groupby("mode", sort=True):
         ok = m[m["status"] == "estimated"]
@@ -256,18 +255,14 @@ def summarise(het: pd.DataFrame) -> dict[str, Any]:
 
 
 def _rejected(part: dict[str, Any] | None) -> str:
-    from .harness import _share
-
     if not part or not part.get("tests"):
         return "–"
-    return (f"{_share(part['rejection'])} of {part['tests']} "
-            f"[{_share(part['rejection_low'])}-{_share(part['rejection_high'])}]")
+    return (f"{percent(part['rejection'])} of {part['tests']} "
+            f"[{percent(part['rejection_low'])}-{percent(part['rejection_high'])}]")
 
 
 def _rejections(ok: pd.DataFrame, kind: str) -> dict[str, Any]:
     """The share of ``kind``'s tests rejecting at 5%, with its exact interval."""
-    from .harness import clopper_pearson
-
     rows = ok[(ok["kind"] == kind) & ok["pvalue"].notna()]
     rej = rows["pvalue"].astype(float) < 0.05
     lo, hi = clopper_pearson(int(rej.sum()), int(len(rej)))
@@ -326,8 +321,6 @@ def acceptance(summary: dict[str, Any]) -> list[dict[str, Any]]:
 def markdown(data: dict[str, Any], root=None) -> list[str]:
     """The heterogeneity part of the Monte Carlo section (plain words)."""
     from ..research.labels import label
-    from .harness import _share
-
     het = data.get("heterogeneity")
     if not het:
         return []
@@ -346,7 +339,7 @@ def markdown(data: dict[str, Any], root=None) -> list[str]:
     ]
     if cost.get("share") is not None:
         lines += [
-            f"This analysis took {_share(cost['share'])} of the time of a world "
+            f"This analysis took {percent(cost['share'])} of the time of a world "
             f"({cost['seconds_mean']:.1f} seconds on average).",
             "",
         ]
@@ -364,9 +357,9 @@ def markdown(data: dict[str, Any], root=None) -> list[str]:
         lines.append(
             f"| {SHORT.get(mode, mode)} | {_rejected(s.get('blp_groups'))} | "
             f"{_rejected(b)} | {sd_t} | {_rejected(s.get('blp_split'))} | "
-            f"{_share(g['coverage_large'])} of {g['cells_large']} "
-            f"[{_share(g['coverage_large_low'])}-{_share(g['coverage_large_high'])}] | "
-            f"{_share(g['coverage'])} of {g['cells']} | "
+            f"{percent(g['coverage_large'])} of {g['cells_large']} "
+            f"[{percent(g['coverage_large_low'])}-{percent(g['coverage_large_high'])}] | "
+            f"{percent(g['coverage'])} of {g['cells']} | "
             f"{'–' if bias is None else f'{100 * bias:+.1f}'} |"
         )
     lines += [
@@ -386,7 +379,7 @@ def markdown(data: dict[str, Any], root=None) -> list[str]:
             sd = "–" if r["sd"] is None else f"{r['sd']:.3f}"
             lines.append(
                 f"| {SHORT.get(mode, mode)} | {label(r['instrument'], root)} | {r['mean']:+.3f} | "
-                f"{sd} | {_share(r['positive'])} |"
+                f"{sd} | {percent(r['positive'])} |"
             )
     lines.append("")
     worlds = {
@@ -396,13 +389,13 @@ def markdown(data: dict[str, Any], root=None) -> list[str]:
     }
     words = {
         "groups_size": "rejection rate of the published heterogeneity test (all "
-        f"pre-registered groups at once; its size) at most {_share(BLP_SIZE)} over at least "
+        f"pre-registered groups at once; its size) at most {percent(BLP_SIZE)} over at least "
         f"{MIN_WORLDS} worlds",
         "blp_size": "the same for the slope on the predicted effect, folds pooled "
         "(recorded, not published as a test)",
         "blp_size_split": "the same for that slope's split rule (median of the folds' "
         "p-values, doubled; the page's check of the predictions)",
-        "gate_coverage": f"coverage of the group truths at least {_share(GATE_COVERAGE)} "
+        "gate_coverage": f"coverage of the group truths at least {percent(GATE_COVERAGE)} "
         f"(cells with {GATE_MIN_TREATED}+ starters)",
     }
     for c in checks:
@@ -414,7 +407,7 @@ def markdown(data: dict[str, Any], root=None) -> list[str]:
         )
         lines.append(
             f"* {words[c['check']]}, {worlds.get(c['mode'], c['mode'])}: {state}, "
-            f"{_share(c['value'])}{extra}"
+            f"{percent(c['value'])}{extra}"
         )
     if checks:
         lines.append("")

@@ -59,6 +59,7 @@ import pandas as pd
 from ..core.months import index as month_index
 from ..core.months import quarter_labels
 from ..core.months import texts as month_text
+from .cbs_files import read_sources
 from .panel_contract import (
     CONTRACT,
     HORIZONS,
@@ -71,7 +72,7 @@ from .panel_contract import (
 from .panel_covariates import covariates_at_inflow
 from .panel_episodes import instrument_columns, instrument_months, split_episodes
 from .panel_months import benefit_months, job_months, merge_spells
-from .panel_sources import Sources, read_sources
+from .panel_sources import Sources
 
 #: statistic codes of BIJSTANDUITKERINGTAB that count as bijstand
 BIJSTAND_CODES = ("PW",)

@@ -198,3 +198,22 @@ def job_months(
     employed = monthly_status(jp, j_sm - t0[jp], j_em - t0[jp], n, lo, hi)
     earnings = _earnings(jp, j_start, j_end, np.nan_to_num(wage), t0, n, lo, hi)
     return employed, earnings
+
+
+def benefit_exit(person_months: pd.DataFrame) -> pd.DataFrame:
+    """Per person, the first month k >= 0 after inflow without bijstand
+    (``exit_month``; missing when on bijstand through month 24) and the
+    months on bijstand as a bit mask (``benefit_months``: bit k set when on
+    bijstand in month k, k = 0 .. 62), which says in which months an
+    instrument could start (the month after one on bijstand)."""
+    pm = person_months[person_months["month"] >= 0]
+    off = pm[pm["on_benefit"] == 0]
+    first = off.groupby(KEY, observed=True)["month"].min().rename("exit_month")
+    on = pm[(pm["on_benefit"] == 1) & (pm["month"] < 63)]
+    bits = (np.int64(1) << on["month"].to_numpy(dtype=np.int64))
+    mask = pd.Series(bits, index=pd.MultiIndex.from_frame(on[KEY])).groupby(
+        level=[0, 1], observed=True).sum().rename("benefit_months")
+    people = pm[KEY].drop_duplicates().set_index(KEY)
+    out = people.join(first).join(mask)
+    out["benefit_months"] = out["benefit_months"].fillna(0).astype(np.int64)
+    return out.reset_index()

@@ -26,30 +26,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..core.cbs_columns import CBS_COLUMNS
 from .panel_contract import KEY
 
-#: CBS files and the columns the panel reads from them
-CBS_COLUMNS: dict[str, tuple[str, ...]] = {
-    "GBAPERSOONTAB": (
-        "RINPERSOONS",
-        "RINPERSOON",
-        "GBAGESLACHT",
-        "GBAGEBOORTEJAAR",
-        "GBAGEBOORTEMAAND",
-        "GBAHERKOMSTGROEPERING",
-        "GBAGENERATIE",
-    ),
-    "HOOGSTEOPLTAB": ("RINPERSOONS", "RINPERSOON", "OPLNIVSOI2016AGG4HBMETNIRWO"),
-    "SPOLISBUS": ("RINPERSOONS", "RINPERSOON", "SDATUMAANVANGIKO", "SDATUMEINDEIKO", "SBASISLOON"),
-    "BIJSTANDUITKERINGTAB": (
-        "RINPERSOONS",
-        "RINPERSOON",
-        "BIJSTANDAanvangUitkeringPersoon1A",
-        "BIJSTANDEindeUitkeringPersoon1A",
-        "BIJSTANDSTATCODE",
-    ),
-    "MEDICIJNTAB": ("RINPERSOONS", "RINPERSOON", "JAAR", "ATC4"),
-}
 #: the linked delivery the panel reads
 DELIVERY = ("clients", "benefit_spells", "instruments")
 #: rows per chunk when a .sav file is read filtered to the cohort
@@ -265,15 +244,6 @@ def cohort_keys(clients: pd.DataFrame) -> pd.Index:
     return pd.Index(pd.unique(clients["RINPERSOON"].astype(str).to_numpy(dtype=object)))
 
 
-def read_sources(ctx: Any) -> Sources:
-    """The linked delivery and the CBS files of the step's city, the CBS
-    files where ``config/cbs_files.yml`` says, filtered to the linked
-    clients' keys (:func:`reintegration.research.cbs_files.read_sources`)."""
-    from .cbs_files import read_sources as read_configured
-
-    return read_configured(ctx)
-
-
 #: the fields of :class:`Sources` and the CBS table each comes from
 SOURCE_TABLES = {
     "gba": "GBAPERSOONTAB",
@@ -291,10 +261,11 @@ def read_sources_from(
     engine: str = "pyarrow",
     chunk_rows: int = SAV_CHUNK_ROWS,
 ) -> Sources:
-    """:func:`read_sources` without a step context: the frames of the linked
-    delivery and the folder of the CBS files (``.parquet`` or ``.sav``,
-    :func:`cbs_file`), read filtered to the cohort. For the national-scale
-    benchmark and tests, which read their own temporary files."""
+    """:func:`reintegration.research.cbs_files.read_sources` without a step
+    context: the frames of the linked delivery and the folder of the CBS
+    files (``.parquet`` or ``.sav``, :func:`cbs_file`), read filtered to the
+    cohort. For the national-scale benchmark and tests, which read their own
+    temporary files."""
     keys = cohort_keys(delivery["clients"])
     cbs = {
         f: read_cbs_file(

@@ -12,7 +12,8 @@ and prints the time each took.
 """
 
 from .generate import generate_city, merge_manifests
-from .schema import data_dictionary_markdown, planted_parameters_markdown
+from .parameters_page import planted_parameters_markdown
+from .schema import data_dictionary_markdown
 
 __all__ = [
     "data_dictionary_markdown",

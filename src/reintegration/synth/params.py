@@ -33,6 +33,7 @@ from ..core.config import (
 from ..core.months import index as month_index
 from ..core.paths import check_size, repo_root
 from .schema import CANONICAL_CODES, COVARIATES, MUNICIPAL
+from .schema import table as schema_table
 
 #: the named random streams, in spawn order (append only: never reorder)
 STREAMS = (
@@ -143,8 +144,6 @@ class CityParams:
         """canonical column -> export name, for the columns the city delivers."""
         spec = self.exports["files"][table]
         mapping = spec.get("columns") or {}
-        from .schema import table as schema_table
-
         out = {}
         for col in schema_table(table, "municipal").column_names:
             name = mapping.get(col, col)
@@ -201,8 +200,6 @@ def load_params(city: str, size: str, *, root: Path | None = None,
     for table, spec in cfg["exports"]["files"].items():
         if table not in valid_tables:
             raise ConfigError(f"{path}: exports.files.{table}: unknown table")
-        from .schema import table as schema_table
-
         cols = set(schema_table(table, "municipal").column_names)
         extra = sorted(set(spec.get("columns") or {}) - cols)
         if extra:
