@@ -26,7 +26,10 @@ group effects (GATEs)
     :math:`g` ("gains more or less than the others").
 BLP
     the best linear predictor of :math:`\tau` by the cross-fitted proxy
-    :math:`S = \mu_1 - \mu_0` over the starters (Chernozhukov, Demirer, Duflo and
+    :math:`S` over the starters (the DR-learner of
+    :mod:`reintegration.phase2.whom_dr`, or the T-learner :math:`\mu_1 - \mu_0`;
+    a person's :math:`S` never used the outcomes of the person's fold;
+    Chernozhukov, Demirer, Duflo and
     Fernandez-Val, "Generic machine learning inference on heterogeneous
     treatment effects"): :math:`\beta_2 = 0` means the proxy finds no
     heterogeneity; the moment :math:`E[Z(\psi - e Z'\beta)] = 0` with
