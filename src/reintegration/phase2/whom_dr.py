@@ -88,10 +88,12 @@ def second_stage(kind: str, seed: int) -> Callable[[np.ndarray, np.ndarray, np.n
 
 
 def _weighted_least_squares(Z, target, weight, Z_new):
+    """Weighted least squares with a constant, by its normal equations (a
+    minimum-norm solution where columns are collinear)."""
     keep = np.ptp(Z, axis=0) > 0
     A = np.column_stack([np.ones(len(Z)), Z[:, keep]])
-    root = np.sqrt(weight)
-    beta = np.linalg.lstsq(A * root[:, None], target * root, rcond=None)[0]
+    gram = (A * weight[:, None]).T @ A
+    beta = np.linalg.lstsq(gram, A.T @ (weight * target), rcond=None)[0]
     return np.column_stack([np.ones(len(Z_new)), Z_new[:, keep]]) @ beta
 
 
