@@ -280,7 +280,7 @@ def test_the_analysis_keeps_each_starters_prediction_in_memory_only():
     res = whom.analyse(data, groups, "x", "employed_24", ["x1", "x2"], learner="linear")
     d = data["treated"].to_numpy() == 1
     assert sorted(res.starters.index) == sorted(data.loc[d, "_pid"])
-    # the linear proxy mu1 - mu0 tracks the planted effect 0.05 + 0.10 * x1
+    # the DR-learner's proxy tracks the planted effect 0.05 + 0.10 * x1
     x1 = data.set_index("_pid").loc[res.starters.index, "x1"].to_numpy()
     assert res.starters[x1 == 1].mean() - res.starters[x1 == 0].mean() > 0.05
     assert "starters" not in whom.summary_record(res)
@@ -305,7 +305,7 @@ def test_rank_correlations_in_words_say_which_side_of_zero():
 def test_the_split_rule_takes_the_median_fold_and_doubles_its_p_value():
     data, groups, _ = _rows(n=8_000, het=0.0, seed=11)
     f = whom.cross_fit(data, "employed_24", ["x1", "x2"], folds=3, learner="linear")
-    psi, proxy = whom.scores(f), (f["mu1"] - f["mu0"]).to_numpy()
+    psi, proxy = whom.scores(f), f["proxy"].to_numpy()
     e, d, pid, fold = (f[c].to_numpy() for c in ("e", "d", "_pid", "fold"))
     per = [whom.blp(psi[fold == k], e[fold == k], proxy[fold == k], d[fold == k],
                     pid[fold == k]) for k in range(3)]

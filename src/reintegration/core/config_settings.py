@@ -294,6 +294,8 @@ class HeterogeneitySettings(Strict):
     outcomes: list[str] = _d("Outcomes analysed (columns of the persons file).", min_length=1)
     groups: dict[str, str] = _d("Pre-registered grouping -> its meaning.", min_length=1)
     learner: Literal["boosting", "linear"] = _d("Learner of the nuisance models.")
+    iate: Literal["dr_linear", "dr_boosting", "t_learner"] = _d(
+        "Predicted individual effect: DR-learner (linear or boosted second stage) or T-learner.")
     folds: int = _d("Cross-fitting folds of persons.", ge=2)
     seed: int = _d("Seed of the folds and learners.")
     quantiles: int = _d("GATES quantile groups.", ge=2)

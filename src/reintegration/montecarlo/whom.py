@@ -13,9 +13,10 @@ Per replication and instrument these kinds of row:
     the test's size (criterion: at most 6% over at least 100 worlds).
 ``blp`` and ``blp_split``
     the slope beta2 of the best linear predictor by the predicted effect
-    (mu1 - mu0), with the folds pooled (SE and p-value; oversized, recorded
-    to show it) and by the split rule (median slope and doubled median
-    p-value over the folds; the page's check of the predictions).
+    (``heterogeneity.iate``: the DR-learner by default), with the folds
+    pooled (SE and p-value; oversized, recorded to show it) and by the
+    split rule (median slope and doubled median p-value over the folds; the
+    page's check of the predictions).
 ``gate``
     each group effect shown (every level of every pre-registered
     characteristic) with its 95% interval and its true value
@@ -25,8 +26,9 @@ Per replication and instrument these kinds of row:
     starters should cover in at least 90%.
 ``rank``
     Spearman's rank correlation between the starters' cross-fitted predicted
-    effects (mu1 - mu0) and their true effects (the same estimand as the
-    group truths: :func:`reintegration.phase2.whom_truth.true_effects`).
+    effects (:func:`reintegration.phase2.whom.cross_fit`'s proxy) and their
+    true effects (the same estimand as the group truths:
+    :func:`reintegration.phase2.whom_truth.true_effects`).
 """
 
 from __future__ import annotations

@@ -26,7 +26,10 @@ group effects (GATEs)
     :math:`g` ("gains more or less than the others").
 BLP
     the best linear predictor of :math:`\tau` by the cross-fitted proxy
-    :math:`S = \mu_1 - \mu_0` over the starters (Chernozhukov, Demirer, Duflo and
+    :math:`S` over the starters (the DR-learner of
+    :mod:`reintegration.phase2.whom_dr`, or the T-learner :math:`\mu_1 - \mu_0`;
+    a person's :math:`S` never used the outcomes of the person's fold;
+    Chernozhukov, Demirer, Duflo and
     Fernandez-Val, "Generic machine learning inference on heterogeneous
     treatment effects"): :math:`\beta_2 = 0` means the proxy finds no
     heterogeneity; the moment :math:`E[Z(\psi - e Z'\beta)] = 0` with
@@ -58,6 +61,7 @@ from threadpoolctl import threadpool_limits
 
 from ..effects.learners import learners
 from ..research.subgroups import subgroup_frame
+from .whom_dr import IATE_LEARNERS, honest_proxy
 
 TREATED, MONTH, PID = "treated", "elapsed_month", "_pid"
 #: bounds on the cross-fitted propensity (the scores divide by 1 - e)
@@ -116,9 +120,15 @@ def _features(data: pd.DataFrame, covariates: Sequence[str], kind: str) -> np.nd
 
 
 def cross_fit(data: pd.DataFrame, outcome: str, covariates: Sequence[str], *,
-              folds: int = 3, seed: int = 0, learner: str = "boosting") -> pd.DataFrame:
+              folds: int = 3, seed: int = 0, learner: str = "boosting",
+              iate: str = "dr_linear") -> pd.DataFrame:
     """Cross-fitted e, mu0 and mu1 for every row with the outcome (folds of
-    persons); returns the rows with columns y, d, e, mu0, mu1 and the person."""
+    persons) and the predicted individual effect ``proxy`` (``iate``: a
+    DR-learner of :mod:`reintegration.phase2.whom_dr`, or ``t_learner``:
+    mu1 - mu0; mu1 is fitted only for the latter, NaN otherwise); returns
+    the rows with columns y, d, e, mu0, mu1, proxy, the person and the fold."""
+    if iate not in IATE_LEARNERS:
+        raise ValueError(f"heterogeneity.iate must be one of {IATE_LEARNERS}, not {iate!r}")
     sample = data[data[outcome].notna()].reset_index(drop=True)
     X = _features(sample, covariates, learner)
     y = sample[outcome].to_numpy(dtype=float)
@@ -132,9 +142,13 @@ def cross_fit(data: pd.DataFrame, outcome: str, covariates: Sequence[str], *,
     # one thread per fit: OpenMP's threads in gradient boosting slow it down by
     # an order of magnitude on a busy two-core machine (measured: 0.08 s against 22 s)
     with threadpool_limits(limits=1):
-        _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0, mu1)
+        _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0,
+                   mu1 if iate == "t_learner" else None)
+        proxy = mu1 - mu0 if iate == "t_learner" else honest_proxy(
+            X, _features(sample, covariates, "month"), y, d, fold, pid, kind=iate,
+            learner=learner, seed=seed)
     out = pd.DataFrame({"y": y, "d": d, "e": np.clip(e, *E_BOUNDS), "mu0": mu0, "mu1": mu1,
-                        PID: pid, "fold": fold}, index=sample.index)
+                        "proxy": proxy, PID: pid, "fold": fold}, index=sample.index)
     return out
 
 
@@ -143,13 +157,15 @@ def _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0, mu1) -> None:
         train, test = fold != k, fold == k
         first = learners(learner, seed=seed + k)
         clf, reg0 = first["propensity_learner"], first["outcome_learner"]
-        reg1 = learners(learner, seed=seed + 100 + k)["outcome_learner"]
         clf.fit(X[train], d[train])
         e[test] = clf.predict_proba(X[test])[:, 1]
         c, t = train & (d == 0), train & (d == 1)
         reg0.fit(X[c], y[c])
-        reg1.fit(X[t], y[t])
-        mu0[test], mu1[test] = reg0.predict(X[test]), reg1.predict(X[test])
+        mu0[test] = reg0.predict(X[test])
+        if mu1 is not None:
+            reg1 = learners(learner, seed=seed + 100 + k)["outcome_learner"]
+            reg1.fit(X[t], y[t])
+            mu1[test] = reg1.predict(X[test])
 
 
 def scores(fitted: pd.DataFrame) -> np.ndarray:
@@ -400,7 +416,7 @@ class Heterogeneity:
     gates_difference: Estimate
     iate_quantiles: dict[str, float]
     tests: pd.DataFrame = field(default_factory=pd.DataFrame)
-    #: the cross-fitted proxy mu1 - mu0 per starter, indexed by the person's
+    #: the cross-fitted proxy (:func:`cross_fit`) per starter, indexed by the person's
     #: row in the panel's persons: kept in memory for the validation, never
     #: written (see :func:`summary_record`)
     starters: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
@@ -408,15 +424,16 @@ class Heterogeneity:
 
 def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: str,
             covariates: Sequence[str], *, folds: int = 3, seed: int = 0,
-            learner: str = "boosting", quantiles: int = 5, min_treated: int = 30
-            ) -> Heterogeneity:
+            learner: str = "boosting", quantiles: int = 5, min_treated: int = 30,
+            iate: str = "dr_linear") -> Heterogeneity:
     """Group effects, contrasts, BLP, GATES and the IATE summary for one
     instrument's stacked risk sets ``data`` (with ``groups``: the person's
     pre-registered group columns, aligned with ``data``'s rows)."""
-    fitted = cross_fit(data, outcome, covariates, folds=folds, seed=seed, learner=learner)
+    fitted = cross_fit(data, outcome, covariates, folds=folds, seed=seed, learner=learner,
+                       iate=iate)
     grp = groups.loc[data[outcome].notna()].reset_index(drop=True)
     psi, d, pid = scores(fitted), fitted["d"].to_numpy(), fitted[PID].to_numpy()
-    proxy, e = (fitted["mu1"] - fitted["mu0"]).to_numpy(), fitted["e"].to_numpy()
+    proxy, e = fitted["proxy"].to_numpy(), fitted["e"].to_numpy()
     people = PersonIndex.of(pid)
     overall = att(psi, d, people)
     rows, contrasts = [], []
@@ -536,7 +553,7 @@ def analyses(inputs, substudies: Sequence[dict[str, Any]], settings: dict[str, A
             results.append(analyse(
                 data.reset_index(drop=True), groups, sub["instrument"], outcome, covariates,
                 folds=int(cfg["folds"]), seed=int(cfg["seed"]), learner=cfg["learner"],
-                quantiles=int(cfg["quantiles"]),
+                quantiles=int(cfg["quantiles"]), iate=cfg.get("iate", "dr_linear"),
                 min_treated=int(settings["min_group"]["treated"])))
     return results
 

@@ -109,7 +109,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 def iate_truth_table(results: Sequence[Heterogeneity], persons: pd.DataFrame,
                      po: pd.DataFrame, *, draws: int = 999, seed: int = 0) -> pd.DataFrame:
     """Per instrument and outcome, the rank correlation between the starters'
-    predicted effects (the cross-fitted proxy mu1 - mu0 at their start) and
+    predicted effects (the cross-fitted proxy at their start) and
     their true conditional effects (:func:`conditional_effects`; where the
     world lacks them, the realised effects of :func:`true_effects`, column
     ``truth``), with a 95% bootstrap interval over the starters and whether
