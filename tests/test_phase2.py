@@ -133,9 +133,25 @@ def test_no_go_gives_reasons_and_no_estimate() -> None:
         assert set(r) == set(estimates.RECORD_FIELDS)
 
 
-def test_selection_records_schema_and_small_groups() -> None:
+def test_subgroup_masks_equal_comparing_every_row_with_every_level() -> None:
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({
+        "sex": pd.array(rng.choice(["male", "female", None], 200), dtype="string"),
+        "education": pd.array(rng.choice(["low", "middle", "high", "missing"], 200),
+                              dtype="string"),
+        "empty": pd.array([None] * 200, dtype="string")})
+    got = estimates.subgroup_masks(frame, ["education", "absent", "sex", "empty"])
+    want = [(col, str(level), (frame[col] == level).fillna(False).to_numpy())
+            for col in ("education", "sex", "empty")
+            for level in sorted(frame[col].dropna().unique())]
+    assert [(c, g) for c, g, _ in got] == [(c, g) for c, g, _ in want]
+    assert [c for c, _, _ in got] == ["education"] * 4 + ["sex"] * 2
+    for (_, _, a), (_, _, b) in zip(got, want, strict=True):
+        assert a.dtype == bool and np.array_equal(a, b)
+
+
+def _selection_inputs(n: int = 600) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(1)
-    n = 600
     x = rng.normal(size=n)
     start = np.where(rng.random(n) < 0.3, rng.integers(1, 4, n), -1)
     persons = pd.DataFrame({
@@ -149,10 +165,40 @@ def test_selection_records_schema_and_small_groups() -> None:
     persons["employed_12"] = (rng.random(n) < 0.3 + 0.1 * (start > 0)).astype(int)
     persons["employed_24"] = persons["employed_12"]
     persons["months_employed"] = persons["employed_12"] * 5
-    pm = persons[KEY].assign(month=0, on_benefit=1)
+    return persons, persons[KEY].assign(month=0, on_benefit=1)
+
+
+def _selection_settings() -> dict:
     settings = estimates.load_settings()
-    settings = {**settings, "selection_on_observables": {
+    return {**settings, "selection_on_observables": {
         **settings["selection_on_observables"], "max_month": 4}}
+
+
+def test_selection_subgroup_estimates_on_the_columns_the_design_reads() -> None:
+    """A subgroup's rows with only :meth:`columns` give the same estimates as
+    all its columns (both estimands, every outcome)."""
+    from reintegration.designs import Inputs
+
+    persons, pm = _selection_inputs()
+    settings = _selection_settings()
+    design = selection.SelectionOnObservables()
+    data = design.prepare(Inputs(persons=persons, city={"name": "x"}, effects=settings,
+                                 person_months=pm), "training")
+    cols = design.columns(data, settings)
+    assert "treated" in cols and set(settings["outcomes"]) <= set(cols)
+    assert len(cols) < data.shape[1]
+    mask = (data["age"] >= 30).to_numpy()
+    for outcome in settings["outcomes"]:
+        for target in design.targets:
+            full = design.estimate(data.loc[mask], outcome, settings, target=target)
+            narrow = design.estimate(data.loc[mask, cols], outcome, settings, target=target)
+            assert narrow.estimate == full.estimate and narrow.std_error == full.std_error
+            assert narrow.diagnostics == full.diagnostics
+
+
+def test_selection_records_schema_and_small_groups() -> None:
+    persons, pm = _selection_inputs()
+    settings = _selection_settings()
     sub = {"id": "selection_on_observables/training", "design": "selection_on_observables",
            "instrument": "training", "decision": "go", "reasons": [], "conditions": []}
     recs, results = estimates.city_estimates({"name": "x"}, persons, pm, [sub], settings)

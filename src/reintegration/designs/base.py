@@ -309,6 +309,12 @@ class Design:
                            f"{', '.join(self.targets)}")
         return type(self).fit(data, outcome, settings)
 
+    def columns(self, data: pd.DataFrame, settings: dict[str, Any]) -> list[str] | None:
+        """The columns of prepared ``data`` that :meth:`estimate` and
+        :meth:`counts` read for any outcome of ``settings`` (None: all of
+        them). Phase 2 copies only these into a subgroup's rows."""
+        return None
+
     def counts(self, data: pd.DataFrame, outcome: str) -> tuple[int, int, int | None]:
         """Treated, comparison and clusters (None: not clustered) of the rows
         with the outcome."""

@@ -482,6 +482,14 @@ class SelectionOnObservables(Design):
                  target: str | None = None) -> EffectResult:
         return fit_selection(data, outcome, settings, target=target or self.headline_target)
 
+    def columns(self, data: pd.DataFrame, settings: dict[str, Any]) -> list[str] | None:
+        """What :func:`fit_selection` reads: the outcomes, the treated
+        indicator, the elapsed month, the person, the covariates and the
+        censoring columns."""
+        used = [*settings["outcomes"], self.treated, "elapsed_month", "_pid",
+                *covariate_names(settings), "_any_start", "benefit_months"]
+        return [c for c in dict.fromkeys(used) if c in data.columns]
+
     def diagnose(self, inputs: Inputs, instrument: str | None, *, outcome: str,
                  threshold: int) -> Diagnosis:
         covariates = [c for c in inputs.feasibility["covariates"] if c in inputs.persons]

@@ -12,7 +12,7 @@ work whose inputs are the same:
     place between calls (Phase 2 never does).
 :class:`ContentMemo`
     a small least-recently-used store keyed on the *content* of numpy arrays
-    (a BLAKE2b digest of their bytes, shapes and dtypes): a model fitted on
+    (a SHA-256 digest of their bytes, shapes and dtypes): a model fitted on
     arrays equal bit for bit is fitted once (for example the propensity
     model, which is the same for both estimands of an outcome, or the
     censoring hazard, which is the same for every instrument).
@@ -79,8 +79,10 @@ class FrameMemo:
 
 
 def digest(arrays: Sequence[np.ndarray], extra: Hashable = None) -> tuple[bytes, Hashable]:
-    """A key for the content of ``arrays``: dtype, shape and bytes of each."""
-    h = hashlib.blake2b(digest_size=20)
+    """A key for the content of ``arrays``: dtype, shape and bytes of each
+    (SHA-256, which processors compute in hardware: about twice as fast as
+    BLAKE2b on the covariate matrices hashed here)."""
+    h = hashlib.sha256()
     for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape}|".encode())

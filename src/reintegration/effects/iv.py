@@ -54,6 +54,7 @@ from ._data import (
     require_columns,
     require_frame,
 )
+from ._memo import FrameMemo
 from .numerics import (
     anderson_rubin_projection,
     anderson_rubin_set,
@@ -519,49 +520,78 @@ def conditional_first_stage_f(x: np.ndarray, z: np.ndarray, *,
         return math.nan
 
 
+#: the arrays of :func:`_multi_arrays` other than the outcome, per frame and columns:
+#: every outcome without missing values and every method of one frame share them
+_SHARED = FrameMemo()
+
+
 def _multi_arrays(data: pd.DataFrame, outcome: str, treatment: str, instrument: str,
                   others: Sequence[tuple[str, str]], method: str, cells: list[str],
                   cluster: str | None) -> dict[str, Any]:
     """The complete rows of :func:`multi_instrument_iv` without singleton
-    cells, every column demeaned within cells in one pass, and the other
-    alternatives it keeps (their instrument varies within cells; for
-    ``joint`` their treatment varies too)."""
+    cells, every column demeaned within cells, and the other alternatives it
+    keeps (their instrument varies within cells; for ``joint`` their
+    treatment varies too). When the outcome has no missing value the rows do
+    not depend on it, and everything but the outcome is computed once per
+    frame (:func:`_frame_arrays`)."""
     other_cols = [c for pair in others for c in pair]
     used = [outcome, treatment, instrument, *other_cols, *cells, *as_list(cluster)]
     require_columns(data, used, role="model")
-    sample, n_missing = complete_cases(data[list(dict.fromkeys(used))], used)
+    args = (treatment, instrument, tuple(others), tuple(cells), cluster)
+    if data[outcome].notna().all():
+        base = _SHARED.get(data, ("multi_arrays", *args),
+                           lambda: _frame_arrays(data, None, *args))
+    else:
+        base = _frame_arrays(data, outcome, *args)
+    values = _numeric(data, outcome, "outcome")[base["rows"]]
+    y = _demean(values, base["grp"]) if base["grp"] is not None else values - values.mean()
+    ok = [vz and (vd or method != "joint") for vd, vz in base["vary"]]
+    kept = [pair for pair, k in zip(others, ok, strict=True) if k]
+    dropped = [pair for pair, k in zip(others, ok, strict=True) if not k]
+    arr = base["arr"]
+    cols_d = [2 + 2 * i for i, k in enumerate(ok) if k]
+    return {"y": y, "d": arr[:, 0], "z": arr[:, 1], "zo": arr[:, [c + 1 for c in cols_d]],
+            "do": arr[:, cols_d], "cl": base["cl"], "kept": kept, "dropped": dropped,
+            "cells": list(cells), "n_cells": base["n_cells"],
+            "n_singletons": base["n_singletons"], "n_missing": base["n_missing"]}
+
+
+def _frame_arrays(data: pd.DataFrame, outcome: str | None, treatment: str, instrument: str,
+                  others: Sequence[tuple[str, str]], cells: Sequence[str],
+                  cluster: str | None) -> dict[str, Any]:
+    """The rows of :func:`_multi_arrays` (complete in the used columns, the
+    outcome among them unless None; singleton cells dropped), their cell
+    codes, the treatment, instrument and other alternatives' columns demeaned
+    within cells in one pass, whether each alternative's treatment and
+    instrument vary, and the cluster codes."""
+    cells = list(cells)
+    other_cols = [c for pair in others for c in pair]
+    used = [*as_list(outcome), treatment, instrument, *other_cols, *cells, *as_list(cluster)]
+    frame = data[list(dict.fromkeys(used))]
+    complete = frame.notna().all(axis=1).to_numpy()
+    sample, n_missing = frame.loc[complete], int((~complete).sum())
+    rows = np.flatnonzero(complete)
     n_singletons = 0
     if cells:
         grp = codes(sample, cells)
         single = np.bincount(grp)[grp] == 1
         n_singletons = int(single.sum())
-        sample = sample.loc[~single]
+        sample, rows = sample.loc[~single], rows[~single]
     if len(sample) < 3:
         raise EffectInputError("fewer than 3 complete rows in the used columns")
     grp = codes(sample, cells) if cells else None
-    n_cells = int(grp.max() + 1) if grp is not None else 0
-
-    roles = [("outcome", outcome), ("treatment", treatment), ("instrument", instrument)]
+    roles = [("treatment", treatment), ("instrument", instrument)]
     roles += [r for dk, zk in others for r in (("treatment", dk), ("instrument", zk))]
     arr = _demean(np.column_stack([_numeric(sample, c, role) for role, c in roles]), grp)
-    y, d, z = arr[:, 0], arr[:, 1], arr[:, 2]
-    if np.abs(d).max() <= 1e-12:
+    if np.abs(arr[:, 0]).max() <= 1e-12:
         raise EffectInputError(f"treatment column {treatment!r} has no variation within cells")
-    if np.abs(z).max() <= 1e-12:
+    if np.abs(arr[:, 1]).max() <= 1e-12:
         raise EffectInputError(f"instrument column {instrument!r} has no variation within cells")
-    kept, dropped, cols_d, cols_z = [], [], [], []
-    for i, (dk, zk) in enumerate(others):
-        vary_d = np.ptp(sample[dk].to_numpy(dtype=float)) > 0
-        vary_z = np.abs(arr[:, 4 + 2 * i]).max() > 1e-12
-        ok = vary_z and (vary_d or method != "joint")
-        (kept if ok else dropped).append((dk, zk))
-        if ok:
-            cols_d.append(3 + 2 * i)
-            cols_z.append(4 + 2 * i)
-    zo, do = arr[:, cols_z], arr[:, cols_d]
-    cl = codes(sample, [cluster]) if cluster is not None else None
-    return {"y": y, "d": d, "z": z, "zo": zo, "do": do, "cl": cl, "kept": kept,
-            "dropped": dropped, "cells": cells, "n_cells": n_cells,
+    vary = [(bool(np.ptp(sample[dk].to_numpy(dtype=float)) > 0),
+             bool(np.abs(arr[:, 3 + 2 * i]).max() > 1e-12)) for i, (dk, _) in enumerate(others)]
+    return {"rows": rows, "grp": grp, "arr": arr, "vary": vary,
+            "cl": codes(sample, [cluster]) if cluster is not None else None,
+            "n_cells": int(grp.max() + 1) if grp is not None else 0,
             "n_singletons": n_singletons, "n_missing": n_missing}
 
 

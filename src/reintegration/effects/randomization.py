@@ -57,6 +57,7 @@ import scipy.stats
 
 from . import _sa
 from ._data import EffectInputError
+from ._memo import ContentMemo
 
 __all__ = ["RandomizationTest"]
 
@@ -362,10 +363,19 @@ def _definite_inverse(a: np.ndarray, rtol: float = 1e-10) -> np.ndarray | None:
     return inv_low.T @ inv_low
 
 
+#: the parts of a refit that depend on the assignment but not on the outcome
+#: columns, per cell structure (entity, period, weight, cluster) and
+#: specification: the outcomes of one sub-study and group share the cells and
+#: the assignments, so each assignment's design is built once for all of them
+_DESIGNS = ContentMemo(size=4)
+
+
 class _Fitter:
     """Refits the interaction-weighted event study on cells for one
     assignment at a time; two-way fixed effects are partialled out with a
-    projection cached per estimation sample."""
+    projection cached per estimation sample, and each assignment's design
+    (which does not depend on the outcome columns) is shared with every
+    fitter of the same cells and specification."""
 
     def __init__(self, cells: Cells, spec: Spec):
         self.cells = cells
@@ -379,18 +389,17 @@ class _Fitter:
         ncl = int(cells.cluster.max()) + 1
         self.cl = np.zeros((n, ncl))
         self.cl[np.arange(n), cells.cluster] = 1.0
-        self._proj: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._yt: dict[bytes, np.ndarray] = {}
+        self._shared: dict[bytes, Any] = _DESIGNS.get(
+            [cells.entity, cells.period, cells.weight, cells.cluster], repr(spec), dict)
 
-    def _projection(
-        self, keep: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _projection(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The pieces of the weighted projection on the fixed effects of the
         kept cells, :math:`F (F'WF)^+ (WF)'`, kept as its three factors (the
-        cells-by-cells matrix itself is never formed), and the outcomes with
-        the effects partialled out; shared by every assignment that keeps
-        the same cells."""
-        key = keep.tobytes()
-        if key not in self._proj:
+        cells-by-cells matrix itself is never formed); shared by every
+        assignment that keeps the same cells."""
+        key = b"projection" + keep.tobytes()
+        if key not in self._shared:
             f = self.fe[keep]
             f = f[:, f.any(axis=0)]
             w = self.cells.weight[keep]
@@ -405,47 +414,51 @@ class _Fitter:
                 inner = np.linalg.pinv(f.T @ fw)
             else:
                 f = f[:, :-1]
+            self._shared[key] = (f, inner, fw)
+        return self._shared[key]
+
+    def _partialled(self, keep: np.ndarray) -> np.ndarray:
+        """The outcome columns of the kept cells with the fixed effects
+        partialled out."""
+        key = keep.tobytes()
+        if key not in self._yt:
+            f, inner, fw = self._projection(keep)
             y = self.cells.y[keep]
-            self._proj[key] = (f, inner, fw, y - f @ (inner @ (fw.T @ y)))
-        return self._proj[key]
+            self._yt[key] = y - f @ (inner @ (fw.T @ y))
+        return self._yt[key]
+
+    def _design(self, start: np.ndarray) -> tuple:
+        """The assignment's kept cells, aggregation, partialled interactions
+        (and weighted), their inverted cross-product, the post-period
+        leverage and the clusters of the kept cells."""
+        key = b"design" + start.tobytes()
+        if key in self._shared:
+            return self._shared[key]
+        c, s = self.cells, self.spec
+        a = _sa.assign(c.period, start[c.entity], leads=s.leads, lags=s.lags,
+                       reference=s.reference, bin=s.bin, control_cohort=s.control_cohort)
+        f, inner, fw = self._projection(a.keep)
+        inter = _sa.interactions(a, s.reference)
+        w = c.weight[a.keep]
+        agg = _sa.aggregate(a, inter, w, leads=s.leads, lags=s.lags, reference=s.reference,
+                            post_weights=s.post_weights, baseline=s.baseline)
+        x = inter.matrix()
+        xt = x - f @ (inner @ (fw.T @ x))
+        xw = xt * w[:, None]
+        b = _inverse(xt.T @ xw)
+        lever = xw @ (b @ agg.post)
+        self._shared[key] = out = (a.keep, agg, xt, xw, b, lever, self.cl[a.keep])
+        return out
 
     def fit(self, start: np.ndarray, pre_column: int) -> tuple[np.ndarray, np.ndarray, float]:
         """Post-period estimate per outcome column, the clusters' score
         contributions to it (clusters x columns) and the pre-trend Wald
         statistic of column ``pre_column``."""
-        c, s = self.cells, self.spec
-        e = start[c.entity]
-        a = _sa.assign(
-            c.period,
-            e,
-            leads=s.leads,
-            lags=s.lags,
-            reference=s.reference,
-            bin=s.bin,
-            control_cohort=s.control_cohort,
-        )
-        f, inner, fw, yt = self._projection(a.keep)
-        inter = _sa.interactions(a, s.reference)
-        w = c.weight[a.keep]
-        agg = _sa.aggregate(
-            a,
-            inter,
-            w,
-            leads=s.leads,
-            lags=s.lags,
-            reference=s.reference,
-            post_weights=s.post_weights,
-            baseline=s.baseline,
-        )
-        x = inter.matrix()
-        xt = x - f @ (inner @ (fw.T @ x))
-        xw = xt * w[:, None]
-        b = _inverse(xt.T @ xw)
+        keep, agg, xt, xw, b, lever, cl = self._design(start)
+        yt = self._partialled(keep)
         delta = b @ (xw.T @ yt)
         resid = yt - xt @ delta
-        cl = self.cl[a.keep]
         theta = agg.post @ delta
-        lever = xw @ (b @ agg.post)
         contrib = cl.T @ (lever[:, None] * resid)
         pre = agg.pre_rows
         stat = math.nan

@@ -152,20 +152,17 @@ def run_substudy(city: str, sub: dict[str, Any], data: pd.DataFrame, design: Des
     records, results = [], {}
     groups: list[tuple[str, str, np.ndarray | None]] = [(ALL, ALL, None)]
     if subgroups is not None:
-        for col in settings["subgroups"]:
-            if col not in subgroups:
-                continue
-            for level in sorted(subgroups[col].dropna().unique()):
-                groups.append((col, str(level), (subgroups[col] == level).fillna(False)
-                               .to_numpy()))
+        groups += subgroup_masks(subgroups, settings["subgroups"])
     extra = [t for t in design.targets if t != design.headline_target]
     outcomes = list(settings["outcomes"])
     done: dict[tuple[int, int, int], tuple[dict[str, Any], EffectResult | None]] = {}
-    # each group's rows are taken once and estimated for every outcome (a design may
-    # share its work across the outcomes of one frame); records keep the order
-    # outcome, group, target
+    # each group's rows are taken once, with only the columns the design reads, and
+    # estimated for every outcome (a design may share its work across the outcomes of
+    # one frame); records keep the order outcome, group, target
+    cols = design.columns(data, settings) if len(groups) > 1 else None
+    narrow = data if cols is None else data[cols]
     for j, (subgroup, group, mask) in enumerate(groups):
-        part = data if mask is None else data.loc[mask]
+        part = data if mask is None else narrow.loc[mask]
         use = settings if mask is None else sub_settings
         for i, outcome in enumerate(outcomes):
             for k, target in enumerate([design.headline_target,
@@ -174,12 +171,29 @@ def run_substudy(city: str, sub: dict[str, Any], data: pd.DataFrame, design: Des
                                    target, check)
                 done[(i, j, k)] = (rec, res if k == 0 else None)
         del part
+    del narrow
     for i, j, k in sorted(done):
         rec, res = done[(i, j, k)]
         records.append(rec)
         if res is not None and k == 0:
             results[(outcomes[i], groups[j][0], groups[j][1])] = res
     return records, results
+
+
+def subgroup_masks(subgroups: pd.DataFrame, names: Sequence[str]
+                   ) -> list[tuple[str, str, np.ndarray]]:
+    """(subgroup, group, rows) for each column of ``names`` that ``subgroups``
+    holds and each of its levels in sorted order: the rows equal to the
+    level, missing values in no group. One factorisation per column instead
+    of comparing every row with every level."""
+    out = []
+    for col in names:
+        if col not in subgroups:
+            continue
+        codes, levels = pd.factorize(subgroups[col])
+        for i in sorted(range(len(levels)), key=lambda i: levels[i]):
+            out.append((col, str(levels[i]), codes == i))
+    return out
 
 
 def _record(city: str, sub: dict[str, Any], part: pd.DataFrame, design: Design,
