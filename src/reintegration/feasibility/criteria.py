@@ -179,6 +179,8 @@ def substudy_ids(city: dict[str, Any], instruments: Iterable[str]) -> list[tuple
             for instrument in design.instruments(city, instruments)]
 
 
-def offered_instruments(city: dict[str, Any]) -> set[str]:
-    """Taxonomy keys the city has a code for."""
-    return set(city.get("exports", {}).get("instrument_codes", {}).values())
+def offered_instruments(city: dict[str, Any]) -> list[str]:
+    """Taxonomy keys the city has a code for, sorted: the order of the
+    sub-studies built from them must not depend on the process (a set of
+    strings iterates in an order that changes with Python's hash seed)."""
+    return sorted(set(city.get("exports", {}).get("instrument_codes", {}).values()))
