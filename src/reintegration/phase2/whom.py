@@ -254,22 +254,16 @@ def blp(psi: np.ndarray, e: np.ndarray, proxy: np.ndarray, d: np.ndarray, pid: n
             else math.nan}
 
 
-def blp_groups(psi: np.ndarray, groups: pd.DataFrame, d: np.ndarray,
+def blp_groups(psi: np.ndarray, e: np.ndarray, groups: pd.DataFrame, d: np.ndarray,
                pid: np.ndarray | PersonIndex, min_treated: int = 30) -> dict[str, float]:
     r"""The heterogeneity test on the pre-registered characteristics: the best
     linear predictor of the effect by every characteristic's levels at once
     (Semenova and Chernozhukov 2021, "Debiased machine learning of
     conditional average treatment effects and other causal functions"), the
-    moment :math:`E[Z(\psi - D Z'\beta)] = 0` with :math:`Z` a constant and
+    moment :math:`E[Z(\psi - e Z'\beta)] = 0` with :math:`Z` a constant and
     each characteristic's level indicators, centred on the starters, and a
     Wald test that every slope is zero (chi-squared with one degree of
-    freedom per slope; person-clustered sandwich). With the start :math:`D`
-    in the moment rather than the fitted propensity, :math:`E[\psi | X] =
-    e(X)\tau(X)` holds when either nuisance model is right, so the test is
-    doubly robust like the group effects, whose differences its
-    coefficients are for a single characteristic (with :math:`\hat e` in
-    the moment a wrong propensity model that differs between groups makes a
-    constant effect look heterogeneous: tests/test_whom.py). The basis is fixed before
+    freedom per slope; person-clustered sandwich). The basis is fixed before
     the data are seen, so pooling the cross-fitting folds is valid here,
     unlike for the slope on the fitted proxy (:func:`blp`). Per
     characteristic the most common level among the starters is the
@@ -291,19 +285,18 @@ def blp_groups(psi: np.ndarray, groups: pd.DataFrame, d: np.ndarray,
     if not cols:
         return {"groups_wald": math.nan, "groups_df": 0, "groups_pvalue": math.nan}
     X = np.column_stack(cols)
-    w = starters.astype(float)
-    X = X - np.average(X, axis=0, weights=w)
+    X = X - np.average(X, axis=0, weights=e)
     # drop indicators that the others determine (nested or identical levels)
-    gram = (X * w[:, None]).T @ X
+    gram = (X * e[:, None]).T @ X
     keep: list[int] = []
     for j in range(X.shape[1]):
         idx = [*keep, j]
         if np.linalg.matrix_rank(gram[np.ix_(idx, idx)], hermitian=True) == len(idx):
             keep.append(j)
     Z = np.column_stack([np.ones(len(psi)), X[:, keep]])
-    A = (Z * w[:, None]).T @ Z
+    A = (Z * e[:, None]).T @ Z
     beta = np.linalg.solve(A, Z.T @ psi)
-    resid = psi - w * (Z @ beta)
+    resid = psi - e * (Z @ beta)
     g = np.column_stack([people.sum(Z[:, k] * resid).to_numpy() for k in range(Z.shape[1])])
     ainv = np.linalg.inv(A)
     cov = ainv @ (g.T @ g) @ ainv.T
@@ -477,7 +470,7 @@ def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: 
         instrument=instrument, outcome=outcome, overall=overall, groups=table,
         contrasts=contrasts, blp={**blp(psi, e, proxy, d, pid),
                                   **blp_split(psi, e, proxy, d, pid, fitted["fold"].to_numpy()),
-                                  **blp_groups(psi, grp, d, people, min_treated)},
+                                  **blp_groups(psi, e, grp, d, people, min_treated)},
         gates=g_table, gates_difference=g_diff,
         iate_quantiles={f"p{int(q * 100)}": float(np.quantile(treated_proxy, q))
                         for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(treated_proxy) else {},
