@@ -61,11 +61,9 @@ from threadpoolctl import threadpool_limits
 
 from ..effects.learners import learners
 from ..research.subgroups import subgroup_frame
-from .whom_dr import IATE_LEARNERS, honest_proxy
+from .whom_dr import E_BOUNDS, IATE_LEARNERS, honest_proxy
 
 TREATED, MONTH, PID = "treated", "elapsed_month", "_pid"
-#: bounds on the cross-fitted propensity (the scores divide by 1 - e)
-E_BOUNDS = (1e-4, 0.99)
 
 
 # ---------------------------------------------------------------------------

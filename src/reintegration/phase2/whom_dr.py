@@ -49,7 +49,8 @@ from ..effects.learners import learners
 
 #: the proxies :func:`honest_proxy` offers (``heterogeneity.iate``)
 IATE_LEARNERS = ("dr_linear", "dr_boosting", "t_learner")
-#: bounds on the nuisance propensity inside the pseudo-outcomes (as in whom)
+#: bounds on the cross-fitted propensity, here and in the scores of
+#: :mod:`reintegration.phase2.whom` (the scores divide by 1 - e)
 E_BOUNDS = (1e-4, 0.99)
 
 
