@@ -99,6 +99,70 @@ def test_every_leaf_holds_the_minimum():
     assert sizes.min() >= 150
 
 
+def _reference_choice(L, A, places, t, top):
+    values, assigned = pt._best_assignment(L, A, places, t, top=top)
+    if not np.isfinite(values).any():
+        return -1, None
+    k = int(np.argmax(values))
+    return k, assigned[k]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_bounded_search_picks_the_reference_searchs_tree(seed):
+    """The search used by fit (bounds, broadcast sums) against the plain
+    search over every tree and combination: the same tree and leaf actions,
+    with places binding, with "as today", and with ties (rewards on a grid
+    of a few values, so many trees and combinations share the best value)."""
+    rng = np.random.default_rng(seed)
+    frame = _frame(1500, seed=seed)
+    A = 5
+    today = rng.integers(1, A, len(frame))
+    R = (
+        rng.integers(0, 3, (len(frame), A)).astype(float)
+        if seed % 2
+        else rng.normal(size=(len(frame), A))
+    )
+    t = 0 if seed < 4 else -1
+    own = np.eye(A)[today] if t >= 0 else np.zeros((len(frame), A))
+    per_row = np.column_stack([np.ones(len(frame)), R, own])
+    splits = pt.candidate_splits(frame, FEATURES)
+    answers = np.column_stack([s.answer(frame) for s in splits])
+    M, stats, n, _ = pt._cells(answers, per_row)
+    L, _ = pt._leaf_stats(M, stats, n, 40)
+    places = np.array([np.inf, 0.15, 0.3, np.inf, 0.1]) * len(frame)
+    if t >= 0:
+        places[t] = np.inf
+        places = np.maximum(places, own.sum(0))
+    for top in (2, 4, A):
+        k_ref, a_ref = _reference_choice(L, A, places, t, top)
+        k, a = pt._best_tree(L, A, places, t, top=top, chunk=64)
+        assert k == k_ref
+        if k >= 0:
+            assert a.tolist() == a_ref.tolist()
+
+
+def test_the_bounded_search_keeps_the_first_of_trees_that_tie():
+    """One action is best for everybody, so every tree ties at the same
+    value and the same bound, over many chunks: the first tree (the single
+    leaf) is the one chosen, as the reference's argmax does."""
+    frame = _frame(800, seed=9)
+    R = np.column_stack([np.zeros(len(frame)), np.ones(len(frame)), np.zeros(len(frame))])
+    per_row = np.column_stack([np.ones(len(frame)), R, np.zeros((len(frame), 3))])
+    answers = np.column_stack([s.answer(frame) for s in pt.candidate_splits(frame, FEATURES)])
+    L, _ = pt._leaf_stats(*pt._cells(answers, per_row)[:3], 20)
+    assert len(L) > 3 * 16
+    k, a = pt._best_tree(L, 3, np.full(3, np.inf), -1, chunk=16)
+    assert (k, a[0]) == (0, 1) and _reference_choice(L, 3, np.full(3, np.inf), -1, 4)[0] == 0
+
+
+def test_the_bounded_search_says_when_no_tree_fits():
+    L = np.zeros((3, 4, 1 + 2 * 2))
+    L[:, 0, 0] = 10  # ten persons in the first leaf of every tree
+    L[:, 0, 1:3] = 1.0
+    k, _ = pt._best_tree(L, 2, np.array([5.0, 5.0]), -1)
+    assert k == -1 and _reference_choice(L, 2, np.array([5.0, 5.0]), -1, 4)[0] == -1
+
+
 def test_a_feature_without_its_column_is_named():
     with pytest.raises(ValueError, match="advice feature 'distance': no column"):
         pt.candidate_splits(pd.DataFrame({"x": [1]}), FEATURES)

@@ -235,7 +235,8 @@ def _best_assignment(
     assignment of actions to its four leaves that stays within the places
     ``cap_n`` (persons per action; inf: unlimited). Per leaf the ``top``
     actions with the largest reward, and "as today" (column ``t``), are
-    tried in every combination."""
+    tried in every combination. The reference form: :func:`_best_tree` finds
+    the same best tree and assignment without scoring every tree."""
     T = len(L)
     nl, R, own = L[:, :, 0], L[:, :, 1 : 1 + A], L[:, :, 1 + A : 1 + 2 * A]
     order = np.argsort(-R, axis=2, kind="stable")
@@ -268,6 +269,69 @@ def _best_assignment(
         best_v[sl] = value[np.arange(c), k]
         best_a[sl] = asg[np.arange(c), k]
     return best_v, best_a
+
+
+def _best_tree(
+    L: np.ndarray, A: int, cap_n: np.ndarray, t: int, top: int = 4, chunk: int = 512
+) -> tuple[int, np.ndarray]:
+    """The tree and leaf actions that :func:`_best_assignment` followed by an
+    argmax over trees picks (the same value, the same first tree and the
+    same first combination on ties), returned as (tree index, or -1 when no
+    tree fits within the places; its four actions). Faster in two ways: a
+    tree's value and its use of places are built per leaf and candidate and
+    added by broadcasting (the reference forms a one-hot array per
+    combination), and trees are visited from the largest upper bound down
+    (each leaf's best candidate, places ignored), stopping once no tree left
+    can reach the best value found. Rounded addition is monotone, so a tree
+    whose bound is below the best value cannot equal it; places are counts of
+    persons, whose sums are exact in any order."""
+    T = len(L)
+    nl, R, own = L[:, :, 0], L[:, :, 1 : 1 + A], L[:, :, 1 + A : 1 + 2 * A]
+    order = np.argsort(-R, axis=2, kind="stable")
+    if t >= 0:
+        order = np.concatenate(
+            [np.full(order.shape[:2] + (1,), t), order[order != t].reshape(T, 4, A - 1)], axis=2
+        )
+    top = min(top, A)
+    cand = order[:, :, :top]  # (T, 4, top)
+    reward = np.take_along_axis(R, cand, axis=2)  # (T, 4, top)
+    use = np.eye(A)[cand] * nl[:, :, None, None]  # places used per candidate (T, 4, top, A)
+    if t >= 0:  # "as today" uses the places its persons use now
+        use = np.where((cand == t)[..., None], own[:, :, None, :], use)
+    bound = reward.max(axis=2).sum(axis=1)
+    visit = np.argsort(-bound, kind="stable")
+    best_v, best_k, best_a = -np.inf, -1, np.zeros(4, dtype=int)
+    for lo in range(0, T, chunk):
+        idx = visit[lo : lo + chunk]
+        if bound[idx[0]] < best_v:
+            break
+        r, u = reward[idx], use[idx]
+        # combination (j0, j1, j2, j3) at flat index j0*top^3 + ... + j3, summed
+        # leaf by leaf in the reference's order
+        value = (
+            (r[:, 0, :, None, None, None] + r[:, 1, None, :, None, None])
+            + r[:, 2, None, None, :, None]
+        ) + r[:, 3, None, None, None, :]
+        usage = (
+            (u[:, 0, :, None, None, None] + u[:, 1, None, :, None, None])
+            + u[:, 2, None, None, :, None]
+        ) + u[:, 3, None, None, None, :]
+        c = len(idx)
+        value = value.reshape(c, -1)
+        fits = (usage.reshape(c, value.shape[1], A) <= cap_n + 1e-9).all(axis=2)
+        value = np.where(fits, value, -np.inf)
+        k = value.argmax(axis=1)
+        v = value[np.arange(c), k]
+        m = v.max()
+        if m == -np.inf or m < best_v:
+            continue
+        hits = np.nonzero(v == m)[0]
+        j = hits[np.argmin(idx[hits])]
+        if m > best_v or idx[j] < best_k:
+            best_v, best_k = m, int(idx[j])
+            slots = np.unravel_index(k[j], (top,) * 4)
+            best_a = np.array([cand[best_k, leaf, slots[leaf]] for leaf in range(4)])
+    return best_k, best_a
 
 
 def _node(shape: tuple, leaves: np.ndarray, splits: Sequence[Split]) -> Node:
@@ -338,11 +402,10 @@ def fit(
     places = cap * N
     if t >= 0:  # never fewer places than today's use by these persons (a sample's
         places = np.maximum(places, own.sum(0))  # shares differ from the whole's)
-    values, assigned = _best_assignment(L, A, places, t, top=top)
-    if not np.isfinite(values).any():
+    k, assigned = _best_tree(L, A, places, t, top=top)
+    if k < 0:
         raise ValueError("no rule fits within the places: allow 'as today' or more places")
-    k = int(np.argmax(values))
-    return Tree(_node(shapes[k], assigned[k], splits), actions)
+    return Tree(_node(shapes[k], assigned, splits), actions)
 
 
 def value(tree: Tree, frame: pd.DataFrame, rewards: np.ndarray) -> np.ndarray:
