@@ -415,3 +415,65 @@ def test_shares_are_computed_from_the_released_counts():
     assert np.isnan(shares.loc["younger than 27", "Training"])
     assert "Total" not in shares.columns
     assert list(shares.index) == ["younger than 27"]  # no "50 and over" level here
+
+
+def _random_tables(seed: int) -> list[tuple[pd.DataFrame, pd.DataFrame, list]]:
+    """Instrument x characteristic tables of one population of persons, with
+    margins, cells below the threshold suppressed."""
+    rng = np.random.default_rng(seed)
+    persons = pd.DataFrame(
+        {
+            "instrument": rng.choice(list("abcd"), 300, p=[0.5, 0.3, 0.15, 0.05]),
+            "age": rng.choice(["y", "m", "o"], 300, p=[0.2, 0.6, 0.2]),
+            "sex": rng.choice(["f", "m"], 300),
+            "dist": rng.choice(["s", "m", "l"], 300, p=[0.1, 0.5, 0.4]),
+        }
+    )
+    out = []
+    for name in ("age", "sex", "dist"):
+        truth = pd.crosstab(
+            persons["instrument"], persons[name], margins=True, margins_name="Total"
+        ).astype(float)
+        shown = truth.copy()
+        small = [
+            (i, c) for i in truth.index[:-1] for c in truth.columns[:-1] if 0 < truth.loc[i, c] < T
+        ]
+        for i, c in small:
+            shown.loc[i, c] = NA
+        out.append((shown, truth, small))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_protect_skips_cells_already_protected_and_finds_the_same_suppressions(
+    seed: int, monkeypatch
+) -> None:
+    """Cells found protected in one round stay protected (later rounds only
+    suppress more): skipping them gives the suppressions of solving every
+    cell again each round, with fewer linear programs."""
+    solved = {"n": 0}
+    bounds = P._System.bounds
+
+    def counted(self, t, key):
+        solved["n"] += 1
+        return bounds(self, t, key)
+
+    monkeypatch.setattr(P._System, "bounds", counted)
+
+    def run(first_leak) -> tuple[list, int]:
+        monkeypatch.setattr(P, "_first_leak", first_leak)
+        solved["n"], published, added = 0, [], []
+        for k, (shown, truth, small) in enumerate(_random_tables(seed)):
+            table = P.from_frame(f"t{k}", "persons", shown.copy(), sensitive=small, truth=truth)
+            added.append(P.protect(table, published, T))
+            published.append(table)
+        assert P.leaks(published, T) == []
+        return added, solved["n"]
+
+    first_leak = P._first_leak
+    cached, n_cached = run(first_leak)
+    every, n_every = run(
+        lambda system, order, threshold, safe=None: first_leak(system, order, threshold)
+    )
+    assert cached == every
+    assert any(cached) and n_cached < n_every

@@ -451,13 +451,23 @@ def leaks(tables: Sequence[CountTable], threshold: float) -> list[Interval]:
 
 
 def _first_leak(
-    system: _System, order: Sequence[tuple[int, tuple[Any, ...]]], threshold: float
+    system: _System,
+    order: Sequence[tuple[int, tuple[Any, ...]]],
+    threshold: float,
+    safe: set[tuple[int, tuple[Any, ...]]] | None = None,
 ) -> Interval | None:
+    """The first cell of ``order`` that leaks. Cells in ``safe`` were found
+    protected in a system with at least these suppressions and are skipped;
+    cells found protected now are added to it."""
     for t, key in order:
+        if safe is not None and (t, key) in safe:
+            continue
         lo, hi = system.bounds(t, key)
         found = Interval(system.tables[t].id, key, lo, hi, True)
         if not found.protected(threshold):
             return found
+        if safe is not None:
+            safe.add((t, key))
     return None
 
 
@@ -488,8 +498,12 @@ def protect(
     if not order:
         return []
     added: list[tuple[Any, ...]] = []
+    # a round only suppresses more cells of the new table, which removes
+    # equations: every interval can only widen, so a cell protected in one
+    # round stays protected in the next and is not solved again
+    safe: set[tuple[int, tuple[Any, ...]]] = set()
     for _ in range(max_rounds):
-        target = _first_leak(_System(group), order, threshold)
+        target = _first_leak(_System(group), order, threshold, safe)
         if target is None:
             return added
         candidates = _candidates(new, target)
