@@ -24,8 +24,9 @@ their current instrument and its place.
 
 Per leaf the search tries the ``top`` actions with the largest reward
 (always including "as today", which keeps every rule within the places), in
-every combination over the four leaves; with ``top`` equal to the number of
-actions the search is exhaustive.
+every combination over the four leaves; ``top=None`` tries every action in
+every leaf, so the rule found is the best of its kind within the places
+(ties: the first tree and combination in a fixed order).
 """
 
 from __future__ import annotations
@@ -272,19 +273,35 @@ def _best_assignment(
 
 
 def _best_tree(
-    L: np.ndarray, A: int, cap_n: np.ndarray, t: int, top: int = 4, chunk: int = 512
+    L: np.ndarray, A: int, cap_n: np.ndarray, t: int, top: int | None = None, chunk: int = 512
 ) -> tuple[int, np.ndarray]:
     """The tree and leaf actions that :func:`_best_assignment` followed by an
     argmax over trees picks (the same value, the same first tree and the
     same first combination on ties), returned as (tree index, or -1 when no
-    tree fits within the places; its four actions). Faster in two ways: a
-    tree's value and its use of places are built per leaf and candidate and
-    added by broadcasting (the reference forms a one-hot array per
-    combination), and trees are visited from the largest upper bound down
-    (each leaf's best candidate, places ignored), stopping once no tree left
-    can reach the best value found. Rounded addition is monotone, so a tree
-    whose bound is below the best value cannot equal it; places are counts of
-    persons, whose sums are exact in any order."""
+    tree fits within the places; its four actions). ``top=None`` tries every
+    action in every leaf. Faster in three ways: a tree's value and its use of
+    places are built per leaf and candidate and added by broadcasting (the
+    reference forms a one-hot array per combination); trees are visited from
+    the largest upper bound down (each leaf's best candidate, places
+    ignored), stopping once no tree left can reach the best value found; and
+    the search over every action starts from the value of the search over
+    each leaf's four best (a rule that fits), so only combinations worth at
+    least that much have their places counted. Rounded addition is monotone,
+    so a tree whose bound is below a value cannot reach it; places are counts
+    of persons, whose sums are exact in any order."""
+    top = A if top is None else min(top, A)
+    floor = -np.inf
+    if top > 4:
+        k, a = _best_tree(L, A, cap_n, t, top=4, chunk=chunk)
+        if k >= 0:
+            R = L[:, :, 1 : 1 + A]
+            floor = (((0.0 + R[k, 0, a[0]]) + R[k, 1, a[1]]) + R[k, 2, a[2]]) + R[k, 3, a[3]]
+    return _search(L, A, cap_n, t, top, chunk, floor)
+
+
+def _search(
+    L: np.ndarray, A: int, cap_n: np.ndarray, t: int, top: int, chunk: int, floor: float
+) -> tuple[int, np.ndarray]:
     T = len(L)
     nl, R, own = L[:, :, 0], L[:, :, 1 : 1 + A], L[:, :, 1 + A : 1 + 2 * A]
     order = np.argsort(-R, axis=2, kind="stable")
@@ -292,7 +309,6 @@ def _best_tree(
         order = np.concatenate(
             [np.full(order.shape[:2] + (1,), t), order[order != t].reshape(T, 4, A - 1)], axis=2
         )
-    top = min(top, A)
     cand = order[:, :, :top]  # (T, 4, top)
     reward = np.take_along_axis(R, cand, axis=2)  # (T, 4, top)
     use = np.eye(A)[cand] * nl[:, :, None, None]  # places used per candidate (T, 4, top, A)
@@ -301,24 +317,34 @@ def _best_tree(
     bound = reward.max(axis=2).sum(axis=1)
     visit = np.argsort(-bound, kind="stable")
     best_v, best_k, best_a = -np.inf, -1, np.zeros(4, dtype=int)
+    shape = (top,) * 4
     for lo in range(0, T, chunk):
         idx = visit[lo : lo + chunk]
-        if bound[idx[0]] < best_v:
+        if bound[idx[0]] < max(best_v, floor):
             break
         r, u = reward[idx], use[idx]
+        c = len(idx)
         # combination (j0, j1, j2, j3) at flat index j0*top^3 + ... + j3, summed
         # leaf by leaf in the reference's order
         value = (
-            (r[:, 0, :, None, None, None] + r[:, 1, None, :, None, None])
-            + r[:, 2, None, None, :, None]
-        ) + r[:, 3, None, None, None, :]
-        usage = (
-            (u[:, 0, :, None, None, None] + u[:, 1, None, :, None, None])
-            + u[:, 2, None, None, :, None]
-        ) + u[:, 3, None, None, None, :]
-        c = len(idx)
-        value = value.reshape(c, -1)
-        fits = (usage.reshape(c, value.shape[1], A) <= cap_n + 1e-9).all(axis=2)
+            (
+                (r[:, 0, :, None, None, None] + r[:, 1, None, :, None, None])
+                + r[:, 2, None, None, :, None]
+            )
+            + r[:, 3, None, None, None, :]
+        ).reshape(c, -1)
+        if floor == -np.inf:
+            usage = (
+                (u[:, 0, :, None, None, None] + u[:, 1, None, :, None, None])
+                + u[:, 2, None, None, :, None]
+            ) + u[:, 3, None, None, None, :]
+            fits = (usage.reshape(c, value.shape[1], A) <= cap_n + 1e-9).all(axis=2)
+        else:  # places counted only where the value reaches the best so far
+            i, g = np.nonzero(value >= max(best_v, floor))
+            j = np.unravel_index(g, shape)
+            usage = ((u[i, 0, j[0]] + u[i, 1, j[1]]) + u[i, 2, j[2]]) + u[i, 3, j[3]]
+            fits = np.zeros(value.shape, dtype=bool)
+            fits[i, g] = (usage <= cap_n + 1e-9).all(axis=1)
         value = np.where(fits, value, -np.inf)
         k = value.argmax(axis=1)
         v = value[np.arange(c), k]
@@ -326,10 +352,10 @@ def _best_tree(
         if m == -np.inf or m < best_v:
             continue
         hits = np.nonzero(v == m)[0]
-        j = hits[np.argmin(idx[hits])]
-        if m > best_v or idx[j] < best_k:
-            best_v, best_k = m, int(idx[j])
-            slots = np.unravel_index(k[j], (top,) * 4)
+        h = hits[np.argmin(idx[hits])]
+        if m > best_v or idx[h] < best_k:
+            best_v, best_k = m, int(idx[h])
+            slots = np.unravel_index(k[h], shape)
             best_a = np.array([cand[best_k, leaf, slots[leaf]] for leaf in range(4)])
     return best_k, best_a
 
@@ -360,7 +386,7 @@ def fit(
     capacity: np.ndarray | None = None,
     min_leaf: float = 1.0,
     today: np.ndarray | None = None,
-    top: int = 4,
+    top: int | None = 4,
 ) -> Tree:
     """The best tree of depth at most ``depth`` (2; 1 leaves the children
     unsplit) for per-person ``rewards`` (n, A) over ``actions`` (optionally
@@ -369,7 +395,7 @@ def fit(
     points at "as today" itself), with at least ``min_leaf`` persons per
     leaf, advising no action to more than its ``capacity`` (share of the
     persons; inf: unlimited). Every tree is tried; per leaf its ``top`` best
-    actions (and "as today") in every combination."""
+    actions (and "as today") in every combination (``None``: every action)."""
     actions = list(actions)
     A, N = len(actions), len(frame)
     if rewards.shape != (N, A):
