@@ -341,6 +341,39 @@ def test_the_page_tables_hold_only_released_rows(planted):
     assert (leaves["share of starters"].str.fullmatch(r"about \d+%")).all()
 
 
+def test_fairness_words_treat_a_reversed_gap_like_a_widened_one():
+    """A gap that changes sign is named in the sentences, "clearly" only when
+    the change's interval excludes zero; when every group may lose, the page
+    says so once instead of listing them all."""
+    from types import SimpleNamespace
+
+    from reintegration.phase2 import advice_page
+
+    def row(level, today, rule, lo, hi, gain_lo=-0.01):
+        return dict(group="sex", level=level, n=100, n_rest=100, changed=0.3,
+                    main_advice="job_coaching", gap_today=today, gap_rule=rule,
+                    gap_change_estimate=rule - today, gap_change_ci_low=lo,
+                    gap_change_ci_high=hi, gap_change_std_error=0.01, gain_estimate=0.01,
+                    gain_std_error=0.01, gain_ci_low=gain_lo,
+                    reverses=today * rule < 0,
+                    widens=today * rule >= 0 and abs(rule) > abs(today),
+                    widens_clearly=False)
+
+    fair = pd.DataFrame([row("female", 0.026, -0.087, -0.44, 0.21),
+                         row("male", -0.026, 0.087, 0.05, 0.20)])
+    adv = SimpleNamespace(fairness=fair)
+    released = {f"sex={lv}: gain" for lv in ("female", "male")}
+    said = " ".join(advice_page.fairness_sentences(adv, str, released))
+    assert "may reverse the gap" in said and "sex: female" in said.split("may reverse")[1]
+    assert "clearly reverses the gap" in said and "sex: male" in said.split("clearly")[2]
+    assert "may lose" not in said
+    fair["gain_ci_low"] = -0.2
+    said = " ".join(advice_page.fairness_sentences(SimpleNamespace(fairness=fair), str,
+                                                   released))
+    assert "For none of the groups audited can a loss" in said and "sex: female" not in \
+        said.split("For none")[1]
+
+
 def test_only_starters_are_scored():
     with pytest.raises(ValueError, match="starters"):
         advice.scores(

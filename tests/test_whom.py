@@ -337,6 +337,13 @@ def test_the_heterogeneity_sentence_follows_the_test_of_all_groups():
     verdict = whom.prediction_verdict(res(beta2=0.9, beta2_pvalue=0.001, beta2_split=0.2,
                                           beta2_pvalue_split=0.6))
     assert "no reliable sign" in verdict and "slope 0.20" in verdict
+    # a slope below zero at p < 0.05 is one uncorrected test among the instruments:
+    # "may", with the caveat, never a flat claim
+    wrong = whom.prediction_verdict(res(beta2_split=-1.05, beta2_pvalue_split=0.033))
+    assert "may point the wrong way" in wrong and "not corrected" in wrong
+    assert "must not be used to choose anyone" in wrong
+    right = whom.prediction_verdict(res(beta2_split=0.8, beta2_pvalue_split=0.01))
+    assert "may point the right way" in right and "not corrected" in right
 
 
 def test_fifths_of_the_predicted_effect_are_shown_only_with_enough_starters_each():

@@ -323,6 +323,11 @@ def fairness_results(adv: Advice) -> dict[str, Any]:
     return out
 
 
+def _reverses_clearly(r) -> bool:
+    """A reversed gap whose change has an interval that excludes zero."""
+    return bool(r.reverses and (r.gap_change_ci_low > 0 or r.gap_change_ci_high < 0))
+
+
 def fairness_in_words(adv: Advice, label, released: set[str]) -> pd.DataFrame:
     """The fairness audit for readers, from the released results only: per
     group, the share whose instrument changes (rounded to 5%), the
@@ -338,7 +343,10 @@ def fairness_in_words(adv: Advice, label, released: set[str]) -> pd.DataFrame:
             if r.widens_clearly
             else "widens the gap (may be chance)"
             if r.widens
-            else "reverses the gap (the group overtakes or falls behind the others)"
+            else "reverses the gap, clearly (the group overtakes or falls behind the others)"
+            if _reverses_clearly(r)
+            else "reverses the gap (may be chance; the group overtakes or falls behind the "
+            "others)"
             if r.reverses
             else "narrows the gap"
         )
@@ -471,6 +479,8 @@ def fairness_sentences(adv: Advice, label, released: set[str]) -> list[str]:
 
     clearly = [r for r in rows if r.widens_clearly]
     maybe = [r for r in rows if r.widens and not r.widens_clearly]
+    turned = [r for r in rows if _reverses_clearly(r)]
+    may_turn = [r for r in rows if r.reverses and not _reverses_clearly(r)]
     lose = [r for r in rows if r.gain_ci_low < -0.05]
     out = [
         f"The rule clearly widens the gap in employment for: {names(clearly)}."
@@ -479,7 +489,22 @@ def fairness_sentences(adv: Advice, label, released: set[str]) -> list[str]:
     ]
     if maybe:
         out.append(f"It may widen the gap (this may be chance) for: {names(maybe)}.")
-    if lose:
+    if turned:
+        out.append(
+            "It clearly reverses the gap (the group overtakes the others, or falls behind "
+            f"them) for: {names(turned)}."
+        )
+    if may_turn:
+        out.append(
+            "It may reverse the gap (the group would overtake the others, or fall behind "
+            f"them; this may be chance) for: {names(may_turn)}."
+        )
+    if lose and len(lose) == len(rows):
+        out.append(
+            "For none of the groups audited can a loss of 5 percentage points be ruled out "
+            "(every group's interval of its gain reaches below -5 percentage points)."
+        )
+    elif lose:
         out.append(
             "These groups may lose from the rule (the interval of their gain reaches "
             f"below -5 percentage points; the data cannot rule a loss out): "

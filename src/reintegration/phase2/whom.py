@@ -642,13 +642,16 @@ def prediction_verdict(res: Heterogeneity) -> str:
     p = res.blp.get("beta2_pvalue_split", math.nan)
     if not (math.isfinite(b) and math.isfinite(p)):
         return "The predicted effects per person could not be checked."
+    # one p-value per instrument, outside the corrected family: "may", not "do"
+    uncorrected = "not corrected for the other instruments checked"
     if p < 0.05 and b > 0:
-        return (f"The model's predictions of who gains most point the right way (slope "
-                f"{b:.2f}, p = {p:.3f}), but they are predictions for groups of similar "
-                "starters, not a basis for decisions about one person.")
+        return (f"The model's predictions of who gains most may point the right way (slope "
+                f"{b:.2f}, p = {p:.3f}, {uncorrected}), but they are predictions for groups "
+                "of similar starters, not a basis for decisions about one person.")
     if p < 0.05 and b < 0:
-        return (f"The model's predictions of who gains most point the wrong way (slope "
-                f"{b:.2f}, p = {p:.3f}): they must not be used to choose anyone.")
+        return (f"The model's predictions of who gains most may point the wrong way (slope "
+                f"{b:.2f}, p = {p:.3f}, {uncorrected}): they must not be used to choose "
+                "anyone.")
     capped = ", the largest value the rule gives" if p >= 1 else ""
     return (f"This check found no reliable sign that the model's predictions sort starters "
             f"by what they gain (slope {b:.2f}, p = {p:.2f}{capped}). That is not proof that "
