@@ -325,6 +325,7 @@ def test_statsmodels_result_passes_through_acro(reg: disclosure.Register) -> Non
     released = json.loads(out.path.read_text())
     assert released["params"]["treated"] == pytest.approx(res.params["treated"])
     assert released["df_resid"] == 77 and released["nobs"] == 80
+    assert "n = 80; residual df = 77" in out.to_html()  # one fitted model: its own size
     assert entry(reg, "ols_exit")["acro"]["checks"] == {"MinimumDoFCheck": "pass"}
 
 

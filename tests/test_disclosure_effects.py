@@ -50,6 +50,9 @@ def test_effect_released_with_record(reg: disclosure.Register) -> None:
     data, meta = out.mimebundle()
     assert meta["reintegration"]["output_id"] == "04_describe/att"
     assert "estimate" in data["text/plain"]
+    # a record of effects is many estimates on their own rows: no "n = ...; residual
+    # df" footer, which would read as the table's size (it held the smallest count)
+    assert "residual df" not in data["text/html"] and f"n = {res.n}" not in data["text/html"]
 
 
 def test_effect_small_group_withheld(reg: disclosure.Register) -> None:

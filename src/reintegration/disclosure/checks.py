@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .rules import DisclosureError, Rules
+from .rules import EFFECTS_ESTIMATOR, DisclosureError, Rules
 from .suppression import label, locate
 
 
@@ -268,7 +268,7 @@ def effect_record(items: dict[Any, Any], checks: dict[str, Any]) -> dict[str, An
     ``to_record()``."""
     recs = {str(k): v.to_record() for k, v in items.items()}
     return {
-        "estimator": "reintegration.effects",
+        "estimator": EFFECTS_ESTIMATOR,
         "library": "reintegration",
         "dependent": None,
         "params": {k: r["estimate"] for k, r in recs.items()},

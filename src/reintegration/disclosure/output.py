@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .rules import META_KEY, REASONS, SUPPRESSED, Rules
+from .rules import EFFECTS_ESTIMATOR, META_KEY, REASONS, SUPPRESSED, Rules
 
 
 @dataclass
@@ -117,7 +117,9 @@ class Output:
                 f'src="data:image/png;base64,{base64.b64encode(self.png or b"").decode()}"/>'
             )
         notes = [*self.legend()]
-        if self.kind == "model" and self.model:
+        if self.kind == "model" and self.model and self.model.get("estimator") != EFFECTS_ESTIMATOR:
+            # a fitted model's own size; a record of effects holds many estimates,
+            # each on its own rows, whose smallest count would read as the table's n
             notes.insert(0, f"n = {self.model['nobs']}; residual df = {self.model['df_resid']}")
         notes += [f"Note: {r}" for r in self.reasons]
         foot = "".join(f"<li>{html.escape(n)}</li>" for n in notes)

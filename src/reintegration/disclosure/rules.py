@@ -19,6 +19,8 @@ from ..core.paths import repo_root
 
 #: key of the notebook output metadata that carries the output id
 META_KEY = "reintegration"
+#: the estimator name of a released record of effect results (not one fitted model)
+EFFECTS_ESTIMATOR = "reintegration.effects"
 #: name of the margin row and column of a table
 MARGINS = "Total"
 #: CBS's symbol for a confidential (suppressed) figure
