@@ -418,3 +418,15 @@ def test_the_validation_sentence_says_when_the_rule_is_worse_than_today():
     # worse than today while a rule of its kind could do better: no "recovers 0%"
     assert "does worse than today's choices" in advice_truth.validation_sentence(
         {"rule": 0.26, "status_quo": 0.27, "oracle_gain": 0.02})
+
+
+def test_the_page_opens_with_the_answer_in_short(planted):
+    from reintegration.phase2 import advice_page
+
+    _, adv = planted
+    shown = advice_page.in_short(adv, str, True, {})
+    value = advice_page.sentences(adv, str)[0]
+    assert shown.startswith(value) and "The rule asks about" in shown
+    held = advice_page.in_short(adv, str, False, {"the rule": "fewer than 10 starters"})
+    assert "not shown: fewer than 10 starters" in held and value not in held
+    assert "no rule to learn" in advice_page.in_short(None, str, False, {})

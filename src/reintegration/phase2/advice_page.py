@@ -465,6 +465,27 @@ def sentences(adv: Advice, label) -> list[str]:
     return out
 
 
+def in_short(adv: Advice | None, label, value_released: bool, held: dict[str, str]) -> str:
+    """The page's answer in two or three sentences for its top: what the
+    rule is worth against today's choices (only when that comparison was
+    released), which questions it asks, and where the rest is."""
+    if adv is None:
+        return (
+            "Phase 1 let fewer than two instruments be studied by selection on observables "
+            "in this city, so there is no rule to learn: nothing to choose between."
+        )
+    said = sentences(adv, label)
+    first = (
+        said[0]
+        if value_released and len(said) > 1
+        else "The rule's value is not shown: " + ("; ".join(held.values()) or "withheld") + "."
+    )
+    return (
+        f"{first} {said[-1]} Below: the rule, what it is worth, who gains and who loses, "
+        "and which data it needs; every number comes with its 95% interval."
+    )
+
+
 def fairness_sentences(adv: Advice, label, released: set[str]) -> list[str]:
     """The fairness audit in plain words, over the released groups only:
     gaps the rule widens clearly, gaps it may widen, and groups that may lose."""
