@@ -372,6 +372,17 @@ def test_fairness_words_treat_a_reversed_gap_like_a_widened_one():
                                                    released))
     assert "For none of the groups audited can a loss" in said and "sex: female" not in \
         said.split("For none")[1]
+    # a change too uncertain to show hides the gap under the rule too (today's gap
+    # plus the change would give it back), and the flag says so
+    fair.loc[0, "gap_change_std_error"] = 0.6
+    keys = {f"sex={lv}: {x}" for lv in ("female", "male")
+            for x in ("gain", "gap today", "change of the gap")}
+    words = advice_page.fairness_in_words(SimpleNamespace(fairness=fair), str, keys)
+    female, male = words.loc[("sex", "female")], words.loc[("sex", "male")]
+    assert female["gap under the rule (pp)"].startswith("too uncertain")
+    assert female["the rule"] == "too uncertain to say"
+    assert male["gap under the rule (pp)"] == "+8.7" and male["the rule"].startswith(
+        "reverses the gap, clearly")
 
 
 def test_only_starters_are_scored():

@@ -350,6 +350,7 @@ def fairness_in_words(adv: Advice, label, released: set[str]) -> pd.DataFrame:
             if r.reverses
             else "narrows the gap"
         )
+        change = _pp(r.gap_change_estimate, r.gap_change_std_error)
         rows.append(
             {
                 "characteristic": label(r.group),
@@ -358,11 +359,10 @@ def fairness_in_words(adv: Advice, label, released: set[str]) -> pd.DataFrame:
                 "most advised": _advice_words(r.main_advice, label),
                 "gain (pp, 95% interval)": _pp(r.gain_estimate, r.gain_std_error),
                 "gap to the other starters today (pp)": _pp(r.gap_today),
-                "gap under the rule (pp)": _pp(r.gap_rule),
-                "change of the gap (pp, 95% interval)": _pp(
-                    r.gap_change_estimate, r.gap_change_std_error
-                ),
-                "the rule": flag,
+                # today's gap plus the change: as uncertain as the change
+                "gap under the rule (pp)": _pp(r.gap_rule) if change[0] in "+-" else change,
+                "change of the gap (pp, 95% interval)": change,
+                "the rule": flag if change[0] in "+-" else "too uncertain to say",
             }
         )
     return pd.DataFrame(rows).set_index(["characteristic", "group"]) if rows else pd.DataFrame()
