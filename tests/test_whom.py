@@ -362,3 +362,20 @@ def test_fifths_of_the_predicted_effect_are_shown_only_with_enough_starters_each
     shown = whom.gates_table(res, min_treated=29)
     assert [i for i in shown.index if str(i).startswith("Q")] == ["Q1", "Q2", "Q3", "Q4", "Q5"]
     assert not any("top minus bottom" in str(i) for i in shown.index)
+
+
+def test_no_clear_difference_says_how_large_a_difference_would_be_found():
+    res = whom.Heterogeneity("training", "employed_24", None,
+                             pd.DataFrame({"group": ["sex"], "level": ["female"],
+                                           "estimate": [0.05]}), [],
+                             {"groups_pvalue": 0.4, "groups_df": 2}, pd.DataFrame(), None, {})
+    family = pd.DataFrame({"instrument": ["training"] * 2, "outcome": ["employed_24"] * 2,
+                           "contrast": ["sex=female vs others", "age=young vs others"],
+                           "difference": [0.01, -0.02], "std_error": [0.04, 0.06],
+                           "pvalue": [0.8, 0.7], "pvalue_romano_wolf": [0.9, 0.9]})
+    said = " ".join(whom.sentences(res, family, str))
+    # 2.8 times the median standard error (0.05): 14 percentage points
+    assert "No group of starters differs clearly" in said and "about 14 percentage points" in said
+    family.loc[0, ["pvalue", "pvalue_romano_wolf"]] = [0.001, 0.01]
+    said = " ".join(whom.sentences(res, family, str))
+    assert "Clearly: for starters whose sex" in said and "would usually not be found" not in said
