@@ -314,6 +314,25 @@ def test_placebo_rollouts_refit_with_dates_given_to_random_teams() -> None:
         rollout.placebo_rollouts(persons[persons["team"].isin(["A", "B"])], schedule, settings)
 
 
+def test_rollout_data_takes_the_inflow_months_parsed_once() -> None:
+    """The placebo parses the clients' inflow months once for all its draws:
+    the same data as parsing them per draw, for any schedule."""
+    from reintegration.core import months
+
+    rng = np.random.default_rng(6)
+    n = 500
+    persons = pd.DataFrame({
+        "team": rng.choice(["A", "B", "C", None], n),
+        "inflow_month": rng.choice([f"2016-{m:02d}" for m in range(1, 13)], n)})
+    inflow = months.indices(persons.loc[persons["team"].notna(), "inflow_month"])
+    settings = estimates.load_settings()
+    for schedule in ({"A": month_index("2016-06")}, {"B": month_index("2016-03"),
+                                                     "C": month_index("2016-09")}):
+        pd.testing.assert_frame_equal(
+            rollout.rollout_settings_data(persons, schedule, settings, inflow=inflow),
+            rollout.rollout_settings_data(persons, schedule, settings))
+
+
 def test_placebo_summary_counts_rejections() -> None:
     placebo = pd.DataFrame({
         "outcome": ["y"] * 4,

@@ -127,7 +127,8 @@ def first_reached(schedule: dict[str, int], *, period: str, reach_months: int,
 
 def rollout_data(persons: pd.DataFrame, schedule: dict[str, int], *,
                  period: str = "quarter", reach_months: int = 0,
-                 first_month: int | None = None, early_teams: str = "shorten") -> pd.DataFrame:
+                 first_month: int | None = None, early_teams: str = "shorten",
+                 inflow: np.ndarray | None = None) -> pd.DataFrame:
     """Clients with their team, inflow period (``_period``), the first
     inflow period the team's roll-out can reach (``_start``, missing for
     teams without a roll-out) and whether their inflow period is reached
@@ -142,14 +143,18 @@ def rollout_data(persons: pd.DataFrame, schedule: dict[str, int], *,
     :math:`m` = ``reach_months`` the longest wait between inflow and an
     instrument start. Counting event time from the first reached inflow
     period keeps the partly exposed cohorts out of the pre-period, where they
-    would show up as a pre-trend and shift the reference period."""
+    would show up as a pre-trend and shift the reference period.
+
+    ``inflow``: the month indices of the inflow months of the clients with a
+    team, when the caller already has them (:func:`placebo_rollouts` fits
+    many schedules on the same clients)."""
     if period not in ("month", "quarter"):
         raise ValueError(f"period must be month or quarter, not {period!r}")
     if reach_months < 0:
         raise ValueError(f"reach_months must be zero or positive, not {reach_months}")
     df = persons[persons["team"].notna()].copy()
     step = 3 if period == "quarter" else 1
-    inflow = months.indices(df["inflow_month"])
+    inflow = months.indices(df["inflow_month"]) if inflow is None else inflow
     df["_period"] = inflow // step
     first = int(inflow.min()) if first_month is None else int(first_month)
     reach = first_reached(schedule, period=period, reach_months=reach_months,
@@ -163,13 +168,13 @@ def rollout_data(persons: pd.DataFrame, schedule: dict[str, int], *,
 
 
 def rollout_settings_data(persons: pd.DataFrame, schedule: dict[str, int],
-                          settings: dict[str, Any], first_month: int | None = None
-                          ) -> pd.DataFrame:
+                          settings: dict[str, Any], first_month: int | None = None,
+                          inflow: np.ndarray | None = None) -> pd.DataFrame:
     """:func:`rollout_data` with the period and reach of ``config/effects.yml``."""
     cfg = settings["rollout_did"]
     return rollout_data(persons, schedule, period=cfg["period"],
                         reach_months=int(cfg["reach_months"]), first_month=first_month,
-                        early_teams=cfg.get("early_teams", "shorten"))
+                        early_teams=cfg.get("early_teams", "shorten"), inflow=inflow)
 
 
 def _period_text(p: float, period: str) -> str | None:
@@ -260,11 +265,14 @@ def placebo_rollouts(persons: pd.DataFrame, schedule: dict[str, int], settings: 
         settings = {**settings, "rollout_did": {**settings["rollout_did"],
                                                 "permutations": int(permutations)}}
     rng = np.random.default_rng(seed)
+    # the clients' inflow months do not depend on the draw: parsed once
+    inflow = months.indices(persons.loc[persons["team"].notna(), "inflow_month"])
     rows = []
     for k in range(draws):
         chosen = rng.choice(teams, size=len(dates), replace=False)
         fake = dict(zip(chosen, rng.permutation(dates), strict=True))
-        data = rollout_settings_data(persons, fake, settings).reset_index(drop=True)
+        data = rollout_settings_data(persons, fake, settings,
+                                     inflow=inflow).reset_index(drop=True)
         for outcome in outcomes:
             try:
                 res = fit_rollout(data, outcome, settings)
