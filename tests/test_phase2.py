@@ -254,6 +254,30 @@ def test_rollout_truth_aggregates_like_the_estimator() -> None:
     assert by["pre_mean"] == pytest.approx((0.1 + 0.2 + 0.2) / 3 - 4 * 0.1 / 5)
 
 
+def test_rollout_truth_data_built_once_gives_the_same_truths() -> None:
+    """The validation builds the truth frame's roll-out data once per city
+    (kept in the design's context) instead of once per record."""
+    rng = np.random.default_rng(9)
+    n = 800
+    po = pd.DataFrame({"team": rng.choice(["A", "B", "C"], n),
+                       "inflow_month": rng.choice([f"2017-{m:02d}" for m in range(1, 13)], n)})
+    po["rollout_exposed"] = (po["team"] == "A") & (po["inflow_month"] >= "2017-06")
+    po["employed_rollout_off_12"] = rng.random(n)
+    po["employed_rollout_on_12"] = po["employed_rollout_off_12"] + 0.1 * po["rollout_exposed"]
+    settings = estimates.load_settings()
+    schedule = {"A": month_index("2017-07")}
+    design = rollout.Rollout()
+    context = {"schedule": schedule, "settings": settings}
+    record = {"outcome": "employed_12", "target": "itt"}
+    half = (np.arange(n) % 2 == 0)
+    for mask in (None, half):
+        want = rollout.rollout_truth(po, schedule, "employed_12", settings, mask)
+        assert design.truth(po, record, mask, context) == want
+    assert context["rollout_truth_data"][0] is po  # built once, for this frame
+    other = po.assign(employed_rollout_on_12=po["employed_rollout_off_12"])  # no effect
+    assert design.truth(other, record, None, context) == 0.0  # another frame: built again
+
+
 @pytest.mark.pipeline
 @pytest.mark.parametrize("city", list_cities())
 def test_estimates_file(small, city: str) -> None:

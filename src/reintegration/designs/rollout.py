@@ -549,9 +549,23 @@ def _aggregate_truth(data: pd.DataFrame, effect: pd.Series, cfg: dict[str, Any])
     return float(per_l.mean())
 
 
+def truth_data(po: pd.DataFrame, schedule: dict[str, int], settings: dict[str, Any]
+               ) -> pd.DataFrame:
+    """:func:`rollout_settings_data` of the whole of the truth frame ``po``,
+    with a ``_row`` column for subgroup masks and the first inflow month of
+    ``po``: what :func:`rollout_truth` aggregates. The same for every record of
+    a city, so the validation builds it once (:meth:`Rollout.truth`)."""
+    frame = po.assign(inflow_month=po["inflow_month"].astype(str))
+    inflow = months.indices(frame["inflow_month"])
+    return rollout_settings_data(frame.assign(_row=np.arange(len(frame))), schedule, settings,
+                                 first_month=int(inflow.min()),
+                                 inflow=inflow[frame["team"].notna().to_numpy()])
+
+
 def rollout_truth(po: pd.DataFrame, schedule: dict[str, int], outcome: str,
                   settings: dict[str, Any], mask: np.ndarray | None = None, *,
-                  target: str = "itt", instrument: str | None = None) -> float:
+                  target: str = "itt", instrument: str | None = None,
+                  data: pd.DataFrame | None = None) -> float:
     r"""The roll-out effect aggregated the way the event study aggregates it:
     per roll-out cohort :math:`e` and event time :math:`l` from 0 to
     ``lags`` (later periods left out), the mean of the effect of the
@@ -576,13 +590,12 @@ def rollout_truth(po: pd.DataFrame, schedule: dict[str, int], outcome: str,
     :math:`1\{D^{R=1} = j\} - 1\{D^{R=0} = j\}` (``instrument_rollout_on``
     / ``_off``) for the reached clients, :math:`j` = ``instrument``: the
     estimand of the fuzzy difference in differences (a ratio of two
-    aggregates, as the estimate)."""
+    aggregates, as the estimate). ``data``: :func:`truth_data` of ``po``,
+    ``schedule`` and ``settings`` when the caller has it (it is not changed)."""
     cfg = settings["rollout_did"]
     h = outcome.rsplit("_", 1)[-1]
-    frame = po.assign(inflow_month=po["inflow_month"].astype(str))
-    first = int(months.indices(frame["inflow_month"]).min())
-    data = rollout_settings_data(frame.assign(_row=np.arange(len(frame))), schedule, settings,
-                                 first_month=first)
+    if data is None:
+        data = truth_data(po, schedule, settings)
     if mask is not None:
         data = data[np.asarray(mask, dtype=bool)[data["_row"].to_numpy()]]
     data = data[data["_start"].notna()]
@@ -653,6 +666,12 @@ class Rollout(Design):
               context: dict[str, Any]) -> float:
         if not record["outcome"].startswith("employed_"):
             return math.nan
+        # the roll-out data of this truth frame, built once per context (one city's
+        # records, or one world's, on the same frame)
+        built = context.get("rollout_truth_data")
+        if built is None or built[0] is not po:
+            built = context["rollout_truth_data"] = (
+                po, truth_data(po, context["schedule"], context["settings"]))
         return rollout_truth(po, context["schedule"], record["outcome"], context["settings"],
                              mask, target=record.get("target") or "itt",
-                             instrument=record.get("instrument"))
+                             instrument=record.get("instrument"), data=built[1])
