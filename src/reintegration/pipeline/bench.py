@@ -428,9 +428,10 @@ def bench_validation_full_rotterdam(root: Path, size: str = "full") -> dict:
     Who benefits steps wrote (the per-starter predictions included) and costs
     about 15 s more. Target 70 s of CPU time (``time.process_time``: the fits
     run in this one process, and on two shared cores the wall clock measures
-    the neighbours): measured at 56 s (placebo 39 s, December 2026), so about
-    25% headroom; the whole step took about 130 s of CPU when it also refitted
-    the Who benefits models, about 70 s since. Always full size."""
+    the neighbours): measured at 56-57 s (placebo 35-39 s; two runs, December
+    2026), so about 25% headroom; the whole step took about 135 s of CPU when
+    it also refitted the Who benefits models, about 70 s since. Always full
+    size."""
     import pandas as pd
 
     from ..designs import Inputs, get, rollout
