@@ -254,6 +254,30 @@ def test_rollout_truth_aggregates_like_the_estimator() -> None:
     assert by["pre_mean"] == pytest.approx((0.1 + 0.2 + 0.2) / 3 - 4 * 0.1 / 5)
 
 
+def test_rollout_truth_data_built_once_gives_the_same_truths() -> None:
+    """The validation builds the truth frame's roll-out data once per city
+    (kept in the design's context) instead of once per record."""
+    rng = np.random.default_rng(9)
+    n = 800
+    po = pd.DataFrame({"team": rng.choice(["A", "B", "C"], n),
+                       "inflow_month": rng.choice([f"2017-{m:02d}" for m in range(1, 13)], n)})
+    po["rollout_exposed"] = (po["team"] == "A") & (po["inflow_month"] >= "2017-06")
+    po["employed_rollout_off_12"] = rng.random(n)
+    po["employed_rollout_on_12"] = po["employed_rollout_off_12"] + 0.1 * po["rollout_exposed"]
+    settings = estimates.load_settings()
+    schedule = {"A": month_index("2017-07")}
+    design = rollout.Rollout()
+    context = {"schedule": schedule, "settings": settings}
+    record = {"outcome": "employed_12", "target": "itt"}
+    half = (np.arange(n) % 2 == 0)
+    for mask in (None, half):
+        want = rollout.rollout_truth(po, schedule, "employed_12", settings, mask)
+        assert design.truth(po, record, mask, context) == want
+    assert context["rollout_truth_data"][0] is po  # built once, for this frame
+    other = po.assign(employed_rollout_on_12=po["employed_rollout_off_12"])  # no effect
+    assert design.truth(other, record, None, context) == 0.0  # another frame: built again
+
+
 @pytest.mark.pipeline
 @pytest.mark.parametrize("city", list_cities())
 def test_estimates_file(small, city: str) -> None:
@@ -312,6 +336,25 @@ def test_placebo_rollouts_refit_with_dates_given_to_random_teams() -> None:
                                                                    **kw))
     with pytest.raises(ValueError, match="no more teams"):
         rollout.placebo_rollouts(persons[persons["team"].isin(["A", "B"])], schedule, settings)
+
+
+def test_rollout_data_takes_the_inflow_months_parsed_once() -> None:
+    """The placebo parses the clients' inflow months once for all its draws:
+    the same data as parsing them per draw, for any schedule."""
+    from reintegration.core import months
+
+    rng = np.random.default_rng(6)
+    n = 500
+    persons = pd.DataFrame({
+        "team": rng.choice(["A", "B", "C", None], n),
+        "inflow_month": rng.choice([f"2016-{m:02d}" for m in range(1, 13)], n)})
+    inflow = months.indices(persons.loc[persons["team"].notna(), "inflow_month"])
+    settings = estimates.load_settings()
+    for schedule in ({"A": month_index("2016-06")}, {"B": month_index("2016-03"),
+                                                     "C": month_index("2016-09")}):
+        pd.testing.assert_frame_equal(
+            rollout.rollout_settings_data(persons, schedule, settings, inflow=inflow),
+            rollout.rollout_settings_data(persons, schedule, settings))
 
 
 def test_placebo_summary_counts_rejections() -> None:

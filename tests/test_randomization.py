@@ -257,3 +257,27 @@ def test_outcomes_of_the_same_cells_share_each_assignments_design():
         assert fast.pvalue() == slow.pvalue()
         np.testing.assert_array_equal(fast.conf_int(), slow.conf_int())
     assert not np.array_equal(shared[0].theta_y, shared[1].theta_y)
+
+
+def test_permutation_cells_remove_the_path_at_each_rows_event_time():
+    """The adjusted outcome of the randomisation test's cells: the outcome
+    minus the estimated path at the row's event time (at ``lags`` beyond it),
+    where exposed; row by row as the lookup is defined."""
+    from reintegration.effects.staggered import _permutation_cells
+
+    rng = np.random.default_rng(8)
+    n = 400
+    sample = pd.DataFrame({"g": rng.integers(0, 5, n), "y": rng.random(n)})
+    t = rng.integers(0, 10, n).astype(float)
+    e = np.array([3.0, 5.0, np.nan, 20.0, 7.0])[sample["g"]]
+    path = {0: 0.1, 1: 0.2, 2: 0.4, -3: 9.0}
+    cells = _permutation_cells(sample, t, e, outcome="y", entity="g", cluster="g", path=path,
+                               lags=2)
+    rel = t - np.where(e > t.max(), np.nan, e)
+    exposed = np.nan_to_num(rel, nan=-1.0) >= 0
+    removed = np.array([path.get(int(min(r, 2)), 0.0) if x else 0.0
+                        for r, x in zip(np.nan_to_num(rel, nan=-1.0), exposed, strict=True)])
+    frame = pd.DataFrame({"g": sample["g"], "t": t, "adj": sample["y"] - removed})
+    want = frame.groupby(["g", "t"], sort=True)["adj"].mean().to_numpy()
+    np.testing.assert_array_equal(cells.y[:, 2], want)
+    assert cells.y[:, 2].min() > -1  # the -3 entry of the path (a lead) is never removed

@@ -42,6 +42,19 @@ def test_the_bias_formula_is_exact_for_the_linear_comparison():
     assert low <= 0.10 <= high
 
 
+def test_a_design_matrix_built_once_serves_both_fits_unchanged():
+    """The validation builds the design matrix once for the analysis and the
+    confounder's strength: the same numbers as each building its own."""
+    data = _world(n=5_000).assign(y=lambda f: f["y"].where(f.index % 7 > 0))  # some missing
+    design = sa._design(data[data["y"].notna()], ["x1", "x2"])
+    own = sa.analyse(data, "y", ["x1", "x2"], benchmarks=["x1"])
+    given = sa.analyse(data, "y", ["x1", "x2"], benchmarks=["x1"], design=design)
+    assert (given.estimate, given.se, given.dof) == (own.estimate, own.se, own.dof)
+    pd.testing.assert_frame_equal(given.benchmarks, own.benchmarks)
+    assert sa.at_confounder(data, "y", ["x1", "x2"], "z", design=design) == \
+        sa.at_confounder(data, "y", ["x1", "x2"], "z")
+
+
 def test_a_confounder_as_strong_as_a_covariate_gets_that_covariates_strength():
     # z is built exactly like x1 (same coefficients, independent of it)
     rng = np.random.default_rng(7)

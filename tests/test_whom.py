@@ -379,3 +379,49 @@ def test_no_clear_difference_says_how_large_a_difference_would_be_found():
     family.loc[0, ["pvalue", "pvalue_romano_wolf"]] = [0.001, 0.01]
     said = " ".join(whom.sentences(res, family, str))
     assert "Clearly: for starters whose sex" in said and "would usually not be found" not in said
+
+
+def test_bootstrap_ranks_are_scipys_to_the_last_bit():
+    """The bootstrap's linear-time mid-ranks against the percentile interval of
+    the same draws ranked by scipy (what the interval was computed from before)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(300)
+    y = np.round(0.4 * x + rng.standard_normal(300), 1)  # many ties
+    t = (rng.random(300) < 0.3).astype(float)  # two values: ties everywhere
+    for other in (y, t):
+        values, codes = np.unique(other, return_inverse=True)
+        for _ in range(5):
+            i = rng.integers(0, 300, 300)
+            np.testing.assert_array_equal(whom_truth._mid_ranks(codes[i], len(values)),
+                                          stats.rankdata(other[i]))
+        got = whom_truth.rank_correlation(x, other, draws=199, seed=4)
+        draw = np.random.default_rng(4)
+        boot = [whom_truth._spearman(x[i], other[i])
+                for i in (draw.integers(0, 300, 300) for _ in range(199))]
+        tail = 100 * (1 - 0.95) / 2  # as rank_correlation computes it
+        low, high = np.percentile(boot, [tail, 100 - tail])
+        assert (got["low"], got["high"]) == (low, high)  # exactly, not approximately
+
+
+def test_the_predictions_file_gives_the_validation_the_same_table():
+    """07 writes each starter's prediction (research domain); 09 reads it back
+    instead of fitting the models again: the same rank-correlation table."""
+    data, groups, _ = _rows(n=6_000)
+    res = [whom.analyse(data, groups, inst, "employed_24", ["x1", "x2"], learner="linear",
+                        seed=seed) for inst, seed in (("x", 0), ("y", 1))]
+    frame = whom.predictions_frame(res)
+    assert list(frame.columns) == ["instrument", "outcome", "person", "proxy"]
+    assert len(frame) == sum(len(r.starters) for r in res)
+    back = whom_truth.read_predictions(frame)
+    assert [(p.instrument, p.outcome) for p in back] == [("x", "employed_24"), ("y", "employed_24")]
+    for p, r in zip(back, res, strict=True):
+        pd.testing.assert_series_equal(p.starters, r.starters, check_index_type=True)
+    n = len(groups)
+    keys = {"RINPERSOONS": ["R"] * n, "RINPERSOON": [str(i) for i in range(n)]}
+    persons = pd.DataFrame(keys)
+    rng = np.random.default_rng(5)
+    po = pd.DataFrame({**keys, "expected_effect_notnow_24": rng.random(n)})
+    table = whom_truth.iate_truth_table(res, persons, po, draws=99)
+    assert len(table) == 2 and table["starters"].gt(0).all()
+    pd.testing.assert_frame_equal(whom_truth.iate_truth_table(back, persons, po, draws=99), table)
+    assert whom.predictions_frame([]).empty

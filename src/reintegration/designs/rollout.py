@@ -127,7 +127,8 @@ def first_reached(schedule: dict[str, int], *, period: str, reach_months: int,
 
 def rollout_data(persons: pd.DataFrame, schedule: dict[str, int], *,
                  period: str = "quarter", reach_months: int = 0,
-                 first_month: int | None = None, early_teams: str = "shorten") -> pd.DataFrame:
+                 first_month: int | None = None, early_teams: str = "shorten",
+                 inflow: np.ndarray | None = None) -> pd.DataFrame:
     """Clients with their team, inflow period (``_period``), the first
     inflow period the team's roll-out can reach (``_start``, missing for
     teams without a roll-out) and whether their inflow period is reached
@@ -142,14 +143,18 @@ def rollout_data(persons: pd.DataFrame, schedule: dict[str, int], *,
     :math:`m` = ``reach_months`` the longest wait between inflow and an
     instrument start. Counting event time from the first reached inflow
     period keeps the partly exposed cohorts out of the pre-period, where they
-    would show up as a pre-trend and shift the reference period."""
+    would show up as a pre-trend and shift the reference period.
+
+    ``inflow``: the month indices of the inflow months of the clients with a
+    team, when the caller already has them (:func:`placebo_rollouts` fits
+    many schedules on the same clients)."""
     if period not in ("month", "quarter"):
         raise ValueError(f"period must be month or quarter, not {period!r}")
     if reach_months < 0:
         raise ValueError(f"reach_months must be zero or positive, not {reach_months}")
     df = persons[persons["team"].notna()].copy()
     step = 3 if period == "quarter" else 1
-    inflow = months.indices(df["inflow_month"])
+    inflow = months.indices(df["inflow_month"]) if inflow is None else inflow
     df["_period"] = inflow // step
     first = int(inflow.min()) if first_month is None else int(first_month)
     reach = first_reached(schedule, period=period, reach_months=reach_months,
@@ -163,13 +168,13 @@ def rollout_data(persons: pd.DataFrame, schedule: dict[str, int], *,
 
 
 def rollout_settings_data(persons: pd.DataFrame, schedule: dict[str, int],
-                          settings: dict[str, Any], first_month: int | None = None
-                          ) -> pd.DataFrame:
+                          settings: dict[str, Any], first_month: int | None = None,
+                          inflow: np.ndarray | None = None) -> pd.DataFrame:
     """:func:`rollout_data` with the period and reach of ``config/effects.yml``."""
     cfg = settings["rollout_did"]
     return rollout_data(persons, schedule, period=cfg["period"],
                         reach_months=int(cfg["reach_months"]), first_month=first_month,
-                        early_teams=cfg.get("early_teams", "shorten"))
+                        early_teams=cfg.get("early_teams", "shorten"), inflow=inflow)
 
 
 def _period_text(p: float, period: str) -> str | None:
@@ -260,11 +265,14 @@ def placebo_rollouts(persons: pd.DataFrame, schedule: dict[str, int], settings: 
         settings = {**settings, "rollout_did": {**settings["rollout_did"],
                                                 "permutations": int(permutations)}}
     rng = np.random.default_rng(seed)
+    # the clients' inflow months do not depend on the draw: parsed once
+    inflow = months.indices(persons.loc[persons["team"].notna(), "inflow_month"])
     rows = []
     for k in range(draws):
         chosen = rng.choice(teams, size=len(dates), replace=False)
         fake = dict(zip(chosen, rng.permutation(dates), strict=True))
-        data = rollout_settings_data(persons, fake, settings).reset_index(drop=True)
+        data = rollout_settings_data(persons, fake, settings,
+                                     inflow=inflow).reset_index(drop=True)
         for outcome in outcomes:
             try:
                 res = fit_rollout(data, outcome, settings)
@@ -541,9 +549,23 @@ def _aggregate_truth(data: pd.DataFrame, effect: pd.Series, cfg: dict[str, Any])
     return float(per_l.mean())
 
 
+def truth_data(po: pd.DataFrame, schedule: dict[str, int], settings: dict[str, Any]
+               ) -> pd.DataFrame:
+    """:func:`rollout_settings_data` of the whole of the truth frame ``po``,
+    with a ``_row`` column for subgroup masks and the first inflow month of
+    ``po``: what :func:`rollout_truth` aggregates. The same for every record of
+    a city, so the validation builds it once (:meth:`Rollout.truth`)."""
+    frame = po.assign(inflow_month=po["inflow_month"].astype(str))
+    inflow = months.indices(frame["inflow_month"])
+    return rollout_settings_data(frame.assign(_row=np.arange(len(frame))), schedule, settings,
+                                 first_month=int(inflow.min()),
+                                 inflow=inflow[frame["team"].notna().to_numpy()])
+
+
 def rollout_truth(po: pd.DataFrame, schedule: dict[str, int], outcome: str,
                   settings: dict[str, Any], mask: np.ndarray | None = None, *,
-                  target: str = "itt", instrument: str | None = None) -> float:
+                  target: str = "itt", instrument: str | None = None,
+                  data: pd.DataFrame | None = None) -> float:
     r"""The roll-out effect aggregated the way the event study aggregates it:
     per roll-out cohort :math:`e` and event time :math:`l` from 0 to
     ``lags`` (later periods left out), the mean of the effect of the
@@ -568,13 +590,12 @@ def rollout_truth(po: pd.DataFrame, schedule: dict[str, int], outcome: str,
     :math:`1\{D^{R=1} = j\} - 1\{D^{R=0} = j\}` (``instrument_rollout_on``
     / ``_off``) for the reached clients, :math:`j` = ``instrument``: the
     estimand of the fuzzy difference in differences (a ratio of two
-    aggregates, as the estimate)."""
+    aggregates, as the estimate). ``data``: :func:`truth_data` of ``po``,
+    ``schedule`` and ``settings`` when the caller has it (it is not changed)."""
     cfg = settings["rollout_did"]
     h = outcome.rsplit("_", 1)[-1]
-    frame = po.assign(inflow_month=po["inflow_month"].astype(str))
-    first = int(months.indices(frame["inflow_month"]).min())
-    data = rollout_settings_data(frame.assign(_row=np.arange(len(frame))), schedule, settings,
-                                 first_month=first)
+    if data is None:
+        data = truth_data(po, schedule, settings)
     if mask is not None:
         data = data[np.asarray(mask, dtype=bool)[data["_row"].to_numpy()]]
     data = data[data["_start"].notna()]
@@ -645,6 +666,12 @@ class Rollout(Design):
               context: dict[str, Any]) -> float:
         if not record["outcome"].startswith("employed_"):
             return math.nan
+        # the roll-out data of this truth frame, built once per context (one city's
+        # records, or one world's, on the same frame)
+        built = context.get("rollout_truth_data")
+        if built is None or built[0] is not po:
+            built = context["rollout_truth_data"] = (
+                po, truth_data(po, context["schedule"], context["settings"]))
         return rollout_truth(po, context["schedule"], record["outcome"], context["settings"],
                              mask, target=record.get("target") or "itt",
-                             instrument=record.get("instrument"))
+                             instrument=record.get("instrument"), data=built[1])

@@ -170,7 +170,9 @@ def _permutation_cells(
     rel = t - np.where(late, np.nan, e)
     exposed = np.nan_to_num(rel, nan=-1.0) >= 0
     binned = np.clip(np.nan_to_num(rel, nan=-1.0), None, lags).astype(int)
-    removed = np.array([path.get(int(k), 0.0) for k in binned]) * exposed
+    # the path at each row's event time, looked up once per distinct event time
+    times, where = np.unique(binned, return_inverse=True)
+    removed = np.array([path.get(int(k), 0.0) for k in times], dtype=float)[where] * exposed
     y = sample[outcome].to_numpy(dtype=float)
     frame = pd.DataFrame(
         {

@@ -193,13 +193,15 @@ def robustness_value(t: float, dof: float, alpha: float | None = None) -> float:
 
 
 def analyse(data: pd.DataFrame, outcome: str, covariates: Sequence[str],
-            benchmarks: Sequence[str], multiples: Sequence[float] = (1, 2, 3)
-            ) -> Sensitivity:
+            benchmarks: Sequence[str], multiples: Sequence[float] = (1, 2, 3), *,
+            design: tuple[np.ndarray, list[str]] | None = None) -> Sensitivity:
     """The sensitivity analysis of one selection-on-observables comparison
     (``data``: its stacked risk sets) for ``outcome``, benchmarked against
-    each covariate in ``benchmarks`` at each multiple of its strength."""
+    each covariate in ``benchmarks`` at each multiple of its strength.
+    ``design``: :func:`_design` of the rows with the outcome, when the caller
+    has it already."""
     sample = data[data[outcome].notna()]
-    X, names = _design(sample, covariates)
+    X, names = _design(sample, covariates) if design is None else design
     d = sample[TREATED].to_numpy(dtype=float)
     y = sample[outcome].to_numpy(dtype=float)
     fit_y, fit_d = paired_fits(y, d, X, names)
@@ -230,13 +232,14 @@ def analyse(data: pd.DataFrame, outcome: str, covariates: Sequence[str],
 
 
 def at_confounder(data: pd.DataFrame, outcome: str, covariates: Sequence[str],
-                  confounder: str) -> tuple[float, float]:
+                  confounder: str, *, design: tuple[np.ndarray, list[str]] | None = None
+                  ) -> tuple[float, float]:
     """The true partial R^2 of a known confounder (a column of ``data``) with
     the start indicator and with the outcome, given the covariates and the
     elapsed months: (r2dz, r2yz). Only possible where the confounder is
-    known, as in the synthetic world."""
+    known, as in the synthetic world. ``design`` as in :func:`analyse`."""
     sample = data[data[outcome].notna()]
-    X, names = _design(sample, covariates)
+    X, names = _design(sample, covariates) if design is None else design
     z = sample[confounder].to_numpy(dtype=float)
     d = sample[TREATED].to_numpy(dtype=float)
     y = sample[outcome].to_numpy(dtype=float)
@@ -372,8 +375,11 @@ def at_truth(inputs, po: pd.DataFrame, substudies, settings, truth) -> pd.DataFr
             continue
         data = design.prepare(with_eta, sub["instrument"])
         for outcome in cfg["outcomes"]:
-            sens = analyse(data, outcome, covariates, cfg["benchmarks"], cfg["multiples"])
-            r2dz, r2yz = at_confounder(data, outcome, covariates, "eta")
+            # one design matrix for both fits (the confounder is not in it)
+            design = _design(data[data[outcome].notna()], covariates)
+            sens = analyse(data, outcome, covariates, cfg["benchmarks"], cfg["multiples"],
+                           design=design)
+            r2dz, r2yz = at_confounder(data, outcome, covariates, "eta", design=design)
             low, high = sens.interval_at(r2dz, r2yz)
             true = truth(sub["instrument"], outcome)
             top = sens.benchmarks[sens.benchmarks["multiple"] == max(cfg["multiples"])]

@@ -415,8 +415,9 @@ class Heterogeneity:
     iate_quantiles: dict[str, float]
     tests: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: the cross-fitted proxy (:func:`cross_fit`) per starter, indexed by the person's
-    #: row in the panel's persons: kept in memory for the validation, never
-    #: written (see :func:`summary_record`)
+    #: row in the panel's persons: for the validation, never in a summary
+    #: (:func:`summary_record`); per person, so written to the research domain only
+    #: (:func:`predictions_frame`)
     starters: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
 
 
@@ -496,6 +497,24 @@ def family_tests(results: Sequence[Heterogeneity], *, draws: int = 999, seed: in
     frame["pvalue_holm"] = holm(frame["pvalue"])
     frame["pvalue_romano_wolf"] = romano_wolf(ests, draws=draws, seed=seed)
     return frame
+
+
+#: the research-domain file of :func:`predictions_frame` (07 writes it, 09 reads it)
+PREDICTIONS_FILE = "heterogeneity_predictions.parquet"
+
+
+def predictions_frame(results: Sequence[Heterogeneity]) -> pd.DataFrame:
+    """Every analysis' predicted effect per starter (:attr:`Heterogeneity.starters`),
+    in the analyses' order: instrument, outcome, the person's row in the panel's
+    persons, the proxy. Per person: research domain only, read by the validation
+    step instead of fitting the same models again; never released."""
+    return pd.DataFrame({
+        "instrument": [r.instrument for r in results for _ in range(len(r.starters))],
+        "outcome": [r.outcome for r in results for _ in range(len(r.starters))],
+        "person": np.concatenate([r.starters.index.to_numpy(dtype=np.int64)
+                                  for r in results] or [np.zeros(0, np.int64)]),
+        "proxy": np.concatenate([r.starters.to_numpy(dtype=float)
+                                 for r in results] or [np.zeros(0)])})
 
 
 def summary_record(res: Heterogeneity) -> dict[str, Any]:

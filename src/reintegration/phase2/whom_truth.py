@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,25 @@ import pandas as pd
 from scipy import stats
 
 from .whom import Heterogeneity, group_frame
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """One analysis' predicted effect per starter, as :func:`iate_truth_table`
+    needs it (the fields it reads of a :class:`~reintegration.phase2.whom.Heterogeneity`)."""
+
+    instrument: str
+    outcome: str
+    starters: pd.Series  # the proxy, indexed by the person's row in the panel's persons
+
+
+def read_predictions(frame: pd.DataFrame) -> list[Predicted]:
+    """The analyses of :func:`reintegration.phase2.whom.predictions_frame`'s
+    file, in the order the Who benefits step ran them."""
+    return [Predicted(inst, outcome, pd.Series(g["proxy"].to_numpy(dtype=float),
+                                               index=g["person"].to_numpy(dtype=np.int64),
+                                               name="proxy"))
+            for (inst, outcome), g in frame.groupby(["instrument", "outcome"], sort=False)]
 
 
 def truth_table(analyses: Sequence[dict[str, Any]], persons: pd.DataFrame, po: pd.DataFrame,
@@ -90,8 +110,10 @@ def rank_correlation(x: Sequence[float], y: Sequence[float], *, draws: int = 999
     out["rank_correlation"] = _spearman(a, b)
     if draws > 0:
         rng = np.random.default_rng(seed)
-        boot = np.array([_spearman(a[i], b[i]) for i in
-                         (rng.integers(0, len(a), len(a)) for _ in range(draws))])
+        # each draw's mid-ranks from counts of the distinct values (no sorting per draw)
+        (ua, ca), (ub, cb) = (np.unique(v, return_inverse=True) for v in (a, b))
+        boot = np.array([_correlation(_mid_ranks(ca[i], len(ua)), _mid_ranks(cb[i], len(ub)))
+                         for i in (rng.integers(0, len(a), len(a)) for _ in range(draws))])
         boot = boot[np.isfinite(boot)]
         if len(boot):
             tail = 100 * (1 - level) / 2
@@ -100,13 +122,25 @@ def rank_correlation(x: Sequence[float], y: Sequence[float], *, draws: int = 999
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = stats.rankdata(a), stats.rankdata(b)  # mid-ranks for ties
+    return _correlation(stats.rankdata(a), stats.rankdata(b))  # mid-ranks for ties
+
+
+def _correlation(ra: np.ndarray, rb: np.ndarray) -> float:
     if ra.std() == 0 or rb.std() == 0:
         return math.nan
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def iate_truth_table(results: Sequence[Heterogeneity], persons: pd.DataFrame,
+def _mid_ranks(codes: np.ndarray, levels: int) -> np.ndarray:
+    """``scipy.stats.rankdata`` of values given as ``codes`` of their sorted
+    distinct values (``levels`` of them): the number of smaller values plus
+    the mean position among the ties. Ranks are whole or half numbers, so
+    the result is the same to the last bit, found in linear time."""
+    counts = np.bincount(codes, minlength=levels)
+    return ((np.cumsum(counts) - counts) + (counts + 1) / 2.0)[codes]
+
+
+def iate_truth_table(results: Sequence[Heterogeneity | Predicted], persons: pd.DataFrame,
                      po: pd.DataFrame, *, draws: int = 999, seed: int = 0) -> pd.DataFrame:
     """Per instrument and outcome, the rank correlation between the starters'
     predicted effects (the cross-fitted proxy at their start) and
