@@ -536,3 +536,24 @@ def test_design_fits_all_outcomes_as_one_at_a_time() -> None:
         assert got[o].estimate == pytest.approx(ref.estimate, rel=1e-8, abs=1e-10)
         assert got[o].diagnostics["fallback"] == ref.diagnostics["fallback"]
         assert ref.diagnostics["fallback"].startswith("aipw not estimable")
+
+
+def test_cell_labels_equal_the_row_by_row_join() -> None:
+    from reintegration.designs.iv import cell_labels
+
+    df = pd.DataFrame(
+        {
+            "team": ["a", "b", None, "c"],
+            "inflow_quarter": pd.PeriodIndex(["2020Q1", "2020Q2", "2020Q3", "2020Q4"], freq="Q"),
+            "n": [1, 2, 3, np.nan],
+            "cat": pd.Categorical(["x", "y", "x", None]),
+            "dt": pd.to_datetime(["2020-01-01", None, "2020-03-01", "2020-04-01"]),
+            "ni": pd.array([1, None, 3, 4], dtype="Int8"),
+            "s": pd.array(["u", None, "w", "z"], dtype="string"),
+        },
+        index=[3, 1, 7, 5],
+    )
+    for cells in (("team", "inflow_quarter"), ("team", "n", "cat", "dt", "ni", "s"), ("n",)):
+        ref = df[list(cells)].astype(str).agg("|".join, axis=1)
+        pd.testing.assert_series_equal(cell_labels(df, cells), ref)
+    assert cell_labels(df, ("team", "inflow_quarter")).iloc[0] == "a|2020Q1"

@@ -197,7 +197,7 @@ def iv_data(persons: pd.DataFrame, instrument: str, *,
     client's own treatment into the first stage."""
     df = persons[persons["case_manager"].notna()].copy()
     df["_d"] = (df["instrument"] == instrument).astype(float)
-    df["_cell"] = df[list(cells)].astype(str).agg("|".join, axis=1)
+    df["_cell"] = cell_labels(df, cells)
     df["_z"] = case_manager_propensity(df, case_manager="case_manager", treatment="_d",
                                       cells="_cell")
 
@@ -213,6 +213,17 @@ def iv_data(persons: pd.DataFrame, instrument: str, *,
         df[f"{OTHER_Z}{other}"] = case_manager_propensity(
             df, case_manager="case_manager", treatment=f"{OTHER_D}{other}", cells="_cell")
     return df
+
+
+def cell_labels(df: pd.DataFrame, cells: Sequence[str]) -> pd.Series:
+    """The cell of each row: its ``cells`` values as text joined by ``|``
+    (``"|".join`` of each row's texts, column by column instead of row by row)."""
+    if len(df) == 0 or not cells:
+        return df[list(cells)].astype(str).agg("|".join, axis=1)
+    out = df[cells[0]].astype(str).astype(object)
+    for col in cells[1:]:
+        out = out + "|" + df[col].astype(str).astype(object)
+    return out.rename(None)
 
 
 def other_pairs(data: pd.DataFrame) -> list[tuple[str, str]]:
