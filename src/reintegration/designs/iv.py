@@ -259,8 +259,7 @@ def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
     standard error)."""
     if target not in TARGETS:
         raise KeyError(f"case_manager_iv: no estimand {target!r}; known: {', '.join(TARGETS)}")
-    groups = monotonicity_groups(data, settings)
-    whole = not any(groups[c].nunique() < 2 for c in groups)
+    names, whole = _group_names(data, settings)
     res = effects.multi_instrument_iv(
         data, outcome=outcome, treatment="_d", instrument="_z", others=other_pairs(data),
         method=METHODS[target], absorb="_cell", cluster="case_manager",
@@ -269,8 +268,8 @@ def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
     sample = data[[outcome, "_z", "_d"]].dropna()
     diag.update({"target": target, "n_treated": int(sample["_d"].sum()),
                  "n_control": int(len(sample) - sample["_d"].sum())})
-    if inference and target == next(iter(TARGETS)) and whole and not groups.empty:
-        table = _cached_first_stages(data, settings, list(groups.columns))
+    if inference and target == next(iter(TARGETS)) and whole and names and len(data):
+        table = _cached_first_stages(data, settings, names)
         if table is not None:
             diag["first_stage_by_group"] = table.to_dict(orient="records")
             diag["monotonicity"] = monotonicity_verdict(table)
@@ -279,6 +278,24 @@ def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
 
 #: the first stage by subgroup of each prepared frame (it does not depend on the outcome)
 _FIRST_STAGES = FrameMemo()
+#: the monotonicity subgroups of each prepared frame (they do not depend on the outcome)
+_GROUPS = FrameMemo()
+
+
+def _group_names(data: pd.DataFrame, settings: dict[str, Any]) -> tuple[list[str], bool]:
+    """The columns of :func:`monotonicity_groups` and whether the data is a
+    whole sample (every one of them holds two groups or more), derived once
+    per prepared frame (every outcome and estimand of a sample shares them)."""
+    key = ("monotonicity_groups", len(data), tuple(data.columns),
+           repr(settings["case_manager_iv"].get("monotonicity_subgroups")),
+           tuple(settings.get("subgroups") or {}))
+
+    def compute() -> tuple[list[str], bool]:
+        groups = monotonicity_groups(data, settings)
+        return list(groups.columns), not any(groups[c].nunique() < 2 for c in groups)
+
+    names, whole = _GROUPS.get(data, key, compute)
+    return list(names), whole
 
 
 def _cached_first_stages(data: pd.DataFrame, settings: dict[str, Any], names: list[str]
