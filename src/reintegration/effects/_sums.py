@@ -12,7 +12,11 @@ of the direct computation, up to rounding, from fewer passes over the rows:
   the balance table from one centred copy of the rows, pooled over strata;
 * :func:`_complete_rows`, :func:`_cluster_codes`: the complete rows and the
   cluster codes without copies or group-bys (the cluster-robust variance from
-  integer codes is :func:`reintegration.effects._data.cluster_variance`).
+  integer codes is :func:`reintegration.effects._data.cluster_variance`);
+* :func:`_balance`, :func:`_max_smd`, :func:`_kish`, :func:`_stratum_rows`: the
+  balance table, the largest weighted difference, Kish's effective size and
+  the rows of a stratum, read by the estimator and by its multi-outcome path
+  (:mod:`reintegration.effects.selection_outcomes`).
 
 ``tests/test_effects_speed.py`` compares each with the computation it replaces.
 """
