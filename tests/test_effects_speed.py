@@ -21,6 +21,8 @@ from reintegration.designs import selection as soo
 from reintegration.effects import _memo
 from reintegration.effects import dynamic as dyn
 from reintegration.effects import selection as sel
+from reintegration.effects import selection_outcomes as sel_outcomes
+from reintegration.effects._sums import _rows
 from reintegration.effects.learners import LogitLearner
 from reintegration.effects.selection import _full_column_rank
 from reintegration.phase2 import estimates, sensitivity
@@ -278,7 +280,7 @@ def test_sensitivity_fits_from_one_decomposition_equal_the_two_regressions() -> 
 def reference_balance(x, columns, d, weights, used, parts=None):
     """The balance table as it was: numpy's mean and var of row copies."""
     trt, ctrl = d == 1, d == 0
-    xt, xc = x[sel._rows(used, trt)], x[sel._rows(used, ctrl)]
+    xt, xc = x[_rows(used, trt)], x[_rows(used, ctrl)]
     sd = np.sqrt((xt.var(axis=0, ddof=1) + xc.var(axis=0, ddof=1)) / 2)
     sd = np.where(sd > 0, sd, np.nan)
     out = pd.DataFrame(
@@ -455,3 +457,103 @@ def test_varying_columns_as_nunique_says() -> None:
     for col in frame.columns:
         for part in (frame, frame.iloc[:1], frame.iloc[:0]):
             assert soo._varies(part[col]) == (part[col].nunique(dropna=True) > 1), col
+
+
+@pytest.mark.parametrize("method", ["ra", "ipw", "aipw"])
+def test_outcomes_in_one_pass_equal_one_outcome_at_a_time(method) -> None:
+    """The multi-outcome fast path gives, for each outcome, the result of the
+    one-outcome reference: outcomes with the same complete rows (y, y2) and
+    with fewer (emp), shared or per-outcome case weights."""
+    data = stacked_sample()
+    rng = np.random.default_rng(8)
+    data["y2"] = 0.5 * data["y"] + rng.normal(size=len(data))
+    data["w2"] = np.where(rng.random(len(data)) < 0.2, 0.0, rng.gamma(3.0, 0.4, len(data)))
+    covs = ["x", "earnings", "female", "age", "one", "late"]
+    outcomes = ["y", "emp", "y2"]
+    cases = [
+        dict(),
+        dict(cluster="pid", strata="band"),
+        dict(cluster="pid", strata="band", control_weights="w"),
+        dict(strata="elapsed_month", control_weights={"y": "w", "emp": None, "y2": "w2"}),
+    ]
+    for kw in cases:
+        weights = kw.pop("control_weights", None)
+        with _memo.disabled():
+            fast = sel_outcomes.selection_on_observables_outcomes(
+                data, outcomes=outcomes, treatment="treated", covariates=covs, method=method,
+                folds=3, control_weights=weights, **kw
+            )
+        assert list(fast) == outcomes
+        for o in outcomes:
+            w = weights.get(o) if isinstance(weights, dict) else weights
+            with _memo.disabled():
+                slow = sel.selection_on_observables(
+                    data, outcome=o, treatment="treated", covariates=covs, method=method,
+                    folds=3, control_weights=w, **kw
+                )
+            got = fast[o]
+            assert got.outcome == o and got.method == method
+            assert got.estimate == pytest.approx(slow.estimate, rel=1e-8, abs=1e-10)
+            assert got.std_error == pytest.approx(slow.std_error, rel=1e-8)
+            assert got.n_clusters == slow.n_clusters and got.nobs == slow.nobs
+            numbers_close(got.diagnostics, slow.diagnostics)
+            pd.testing.assert_frame_equal(got.balance, slow.balance, rtol=1e-8, atol=1e-10)
+            if slow.strata is not None:
+                pd.testing.assert_frame_equal(got.strata, slow.strata, rtol=1e-8, atol=1e-10)
+            np.testing.assert_allclose(got.influence, slow.influence, rtol=1e-8, atol=1e-12)
+            assert got.sample_index.equals(slow.sample_index)
+    # emp has missing values: fitted on its own rows
+    assert fast["emp"].diagnostics["n_missing_dropped"] > 0
+    assert fast["y"].diagnostics["n_missing_dropped"] == 0
+
+
+def test_design_fits_all_outcomes_as_one_at_a_time() -> None:
+    """fit_selection_outcomes (both estimands) equals fit_selection per outcome,
+    and a frame where one fold lacks treated falls back to one at a time."""
+    persons = world()
+    s = settings()
+    design = designs.get("selection_on_observables")
+    inputs = designs.Inputs(persons=persons, city={}, effects=s, person_months=month_panel(persons))
+    data = design.prepare(inputs, "training")
+    outcomes = list(s["outcomes"])
+    for target in soo.TARGETS:
+        fast = soo.fit_selection_outcomes(data, outcomes, s, target=target)
+        for o in outcomes:
+            slow = soo.fit_selection(data, o, s, target=target)
+            assert fast[o].estimate == pytest.approx(slow.estimate, rel=1e-8, abs=1e-10)
+            assert fast[o].std_error == pytest.approx(slow.std_error, rel=1e-8)
+            numbers_close(fast[o].diagnostics, slow.diagnostics)
+    # one starter: the fold holding them leaves none to train on, so each outcome
+    # falls back to regression adjustment, one at a time
+    month1 = data[data["elapsed_month"] == 1]
+    small = pd.concat([month1[month1["treated"] == 0].head(300),
+                       month1[month1["treated"] == 1].head(1)]).reset_index(drop=True)
+    with pytest.raises(ValueError, match="cross-fitting fold"):
+        soo.fit_selection_outcomes(small, outcomes, s)
+    got = design.estimate_outcomes(small, outcomes, s)
+    for o in outcomes:
+        ref = design.estimate(small, o, s)
+        assert got[o].estimate == pytest.approx(ref.estimate, rel=1e-8, abs=1e-10)
+        assert got[o].diagnostics["fallback"] == ref.diagnostics["fallback"]
+        assert ref.diagnostics["fallback"].startswith("aipw not estimable")
+
+
+def test_cell_labels_equal_the_row_by_row_join() -> None:
+    from reintegration.designs.iv import cell_labels
+
+    df = pd.DataFrame(
+        {
+            "team": ["a", "b", None, "c"],
+            "inflow_quarter": pd.PeriodIndex(["2020Q1", "2020Q2", "2020Q3", "2020Q4"], freq="Q"),
+            "n": [1, 2, 3, np.nan],
+            "cat": pd.Categorical(["x", "y", "x", None]),
+            "dt": pd.to_datetime(["2020-01-01", None, "2020-03-01", "2020-04-01"]),
+            "ni": pd.array([1, None, 3, 4], dtype="Int8"),
+            "s": pd.array(["u", None, "w", "z"], dtype="string"),
+        },
+        index=[3, 1, 7, 5],
+    )
+    for cells in (("team", "inflow_quarter"), ("team", "n", "cat", "dt", "ni", "s"), ("n",)):
+        ref = df[list(cells)].astype(str).agg("|".join, axis=1)
+        pd.testing.assert_series_equal(cell_labels(df, cells), ref)
+    assert cell_labels(df, ("team", "inflow_quarter")).iloc[0] == "a|2020Q1"

@@ -309,6 +309,21 @@ class Design:
                            f"{', '.join(self.targets)}")
         return type(self).fit(data, outcome, settings)
 
+    def estimate_outcomes(self, data: pd.DataFrame, outcomes: Sequence[str],
+                          settings: dict[str, Any], target: str | None = None
+                          ) -> dict[str, Any]:
+        """:meth:`estimate` of each outcome on the same prepared data: its
+        result, or the ``ValueError`` or ``LinAlgError`` it raised (Phase 2
+        records the failure of that outcome alone). A design may share work
+        between the outcomes here, with the same results."""
+        out: dict[str, Any] = {}
+        for outcome in outcomes:
+            try:
+                out[outcome] = self.estimate(data, outcome, settings, target=target)
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                out[outcome] = exc
+        return out
+
     def columns(self, data: pd.DataFrame, settings: dict[str, Any]) -> list[str] | None:
         """The columns of prepared ``data`` that :meth:`estimate` and
         :meth:`counts` read for any outcome of ``settings`` (None: all of

@@ -197,7 +197,7 @@ def iv_data(persons: pd.DataFrame, instrument: str, *,
     client's own treatment into the first stage."""
     df = persons[persons["case_manager"].notna()].copy()
     df["_d"] = (df["instrument"] == instrument).astype(float)
-    df["_cell"] = df[list(cells)].astype(str).agg("|".join, axis=1)
+    df["_cell"] = cell_labels(df, cells)
     df["_z"] = case_manager_propensity(df, case_manager="case_manager", treatment="_d",
                                       cells="_cell")
 
@@ -213,6 +213,17 @@ def iv_data(persons: pd.DataFrame, instrument: str, *,
         df[f"{OTHER_Z}{other}"] = case_manager_propensity(
             df, case_manager="case_manager", treatment=f"{OTHER_D}{other}", cells="_cell")
     return df
+
+
+def cell_labels(df: pd.DataFrame, cells: Sequence[str]) -> pd.Series:
+    """The cell of each row: its ``cells`` values as text joined by ``|``
+    (``"|".join`` of each row's texts, column by column instead of row by row)."""
+    if len(df) == 0 or not cells:
+        return df[list(cells)].astype(str).agg("|".join, axis=1)
+    out = df[cells[0]].astype(str).astype(object)
+    for col in cells[1:]:
+        out = out + "|" + df[col].astype(str).astype(object)
+    return out.rename(None)
 
 
 def other_pairs(data: pd.DataFrame) -> list[tuple[str, str]]:
@@ -248,8 +259,7 @@ def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
     standard error)."""
     if target not in TARGETS:
         raise KeyError(f"case_manager_iv: no estimand {target!r}; known: {', '.join(TARGETS)}")
-    groups = monotonicity_groups(data, settings)
-    whole = not any(groups[c].nunique() < 2 for c in groups)
+    names, whole = _group_names(data, settings)
     res = effects.multi_instrument_iv(
         data, outcome=outcome, treatment="_d", instrument="_z", others=other_pairs(data),
         method=METHODS[target], absorb="_cell", cluster="case_manager",
@@ -258,8 +268,8 @@ def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
     sample = data[[outcome, "_z", "_d"]].dropna()
     diag.update({"target": target, "n_treated": int(sample["_d"].sum()),
                  "n_control": int(len(sample) - sample["_d"].sum())})
-    if inference and target == next(iter(TARGETS)) and whole and not groups.empty:
-        table = _cached_first_stages(data, settings, list(groups.columns))
+    if inference and target == next(iter(TARGETS)) and whole and names and len(data):
+        table = _cached_first_stages(data, settings, names)
         if table is not None:
             diag["first_stage_by_group"] = table.to_dict(orient="records")
             diag["monotonicity"] = monotonicity_verdict(table)
@@ -268,6 +278,24 @@ def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
 
 #: the first stage by subgroup of each prepared frame (it does not depend on the outcome)
 _FIRST_STAGES = FrameMemo()
+#: the monotonicity subgroups of each prepared frame (they do not depend on the outcome)
+_GROUPS = FrameMemo()
+
+
+def _group_names(data: pd.DataFrame, settings: dict[str, Any]) -> tuple[list[str], bool]:
+    """The columns of :func:`monotonicity_groups` and whether the data is a
+    whole sample (every one of them holds two groups or more), derived once
+    per prepared frame (every outcome and estimand of a sample shares them)."""
+    key = ("monotonicity_groups", len(data), tuple(data.columns),
+           repr(settings["case_manager_iv"].get("monotonicity_subgroups")),
+           tuple(settings.get("subgroups") or {}))
+
+    def compute() -> tuple[list[str], bool]:
+        groups = monotonicity_groups(data, settings)
+        return list(groups.columns), not any(groups[c].nunique() < 2 for c in groups)
+
+    names, whole = _GROUPS.get(data, key, compute)
+    return list(names), whole
 
 
 def _cached_first_stages(data: pd.DataFrame, settings: dict[str, Any], names: list[str]

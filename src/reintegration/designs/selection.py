@@ -43,6 +43,7 @@ from .. import effects
 from ..effects import EffectResult
 from ..effects._memo import FrameMemo
 from ..effects.numerics import propensity_scores
+from ..effects.selection_outcomes import selection_on_observables_outcomes
 from .base import (
     Check,
     Design,
@@ -266,6 +267,50 @@ def fit_selection(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
     it falls back to regression adjustment and says so in the
     diagnostics."""
     cfg = settings["selection_on_observables"]
+    frame, kw, extra, covs, n_months = _fit_frame(data, [outcome], settings, target)
+    method = method or cfg["method"]
+    if extra[outcome].get("_weights"):
+        kw["control_weights"] = extra[outcome].pop("_weights")
+    try:
+        res = _fit(frame, method, cfg, {"outcome": outcome, **kw})
+    except effects.EffectInputError:
+        if method == "ra":
+            raise
+        res = effects.selection_on_observables(frame, method="ra", outcome=outcome, **kw)
+        res.diagnostics["fallback"] = (f"{method} not estimable in this sample; regression "
+                                       "adjustment")
+    return _finish(res, extra[outcome], frame, len(covs), n_months)
+
+
+def fit_selection_outcomes(data: pd.DataFrame, outcomes: Sequence[str],
+                           settings: dict[str, Any], *, target: str | None = None
+                           ) -> dict[str, EffectResult]:
+    """:func:`fit_selection` of each outcome with the settings' method, from
+    one frame and one pass over the strata for all of them
+    (:func:`reintegration.effects.selection_outcomes.selection_on_observables_outcomes`);
+    the same results. Raises where any outcome would fail or fall back to
+    regression adjustment (the caller then fits them one at a time)."""
+    cfg = settings["selection_on_observables"]
+    outcomes = list(outcomes)
+    frame, kw, extra, covs, n_months = _fit_frame(data, outcomes, settings, target)
+    weights = {o: extra[o].pop("_weights", None) for o in outcomes}
+    kw["control_weights"] = weights
+    if cfg["method"] == "aipw":
+        kw.update(folds=int(cfg["folds"]),
+                  **effects.learners(cfg.get("learner", "linear"), seed=int(cfg["seed"])))
+    got = selection_on_observables_outcomes(frame, outcomes=outcomes, method=cfg["method"],
+                                            **kw)
+    return {o: _finish(got[o], extra[o], frame, len(covs), n_months) for o in outcomes}
+
+
+def _fit_frame(data: pd.DataFrame, outcomes: list[str], settings: dict[str, Any],
+               target: str | None) -> tuple[pd.DataFrame, dict[str, Any], dict[str, dict],
+                                            list[str], int]:
+    """The columns the estimators read (outcomes, treatment, person, covariates,
+    month indicators, band), the estimator's keywords, each outcome's
+    diagnostics to add (and, for ``vs_never``, its censoring weights column
+    under ``_weights``), the covariates and the number of month indicators."""
+    cfg = settings["selection_on_observables"]
     target = target or next(iter(TARGETS))
     if target not in TARGETS:
         raise KeyError(f"selection_on_observables: no estimand {target!r}; known: "
@@ -275,37 +320,38 @@ def fit_selection(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
            tuple(data.columns))
     covs, bands, months = _FRAMES.get(data, key, lambda: _strata_design(data, names, cfg))
     # the columns the estimators read, so that no copy below carries the others
-    used = [outcome, "treated", "elapsed_month", "_pid", *covs,
+    used = [*outcomes, "treated", "elapsed_month", "_pid", *covs,
             *[c for c in ("_any_start", "benefit_months") if c in data.columns]]
     used = [c for c in dict.fromkeys(used) if c in data.columns]
-    data = pd.concat([data[used], months], axis=1).assign(_stratum=bands)
-    method = method or cfg["method"]
-    kw = dict(outcome=outcome, treatment="treated", covariates=[*covs, *months.columns],
-              cluster="_pid", strata="_stratum", seed=int(cfg["seed"]), trim=float(cfg["trim"]))
-    extra: dict[str, Any] = {"target": target}
+    frame = pd.concat([data[used], months], axis=1).assign(_stratum=bands)
+    kw = dict(treatment="treated", covariates=[*covs, *months.columns], cluster="_pid",
+              strata="_stratum", seed=int(cfg["seed"]), trim=float(cfg["trim"]))
+    extra: dict[str, dict] = {o: {"target": target} for o in outcomes}
     if target == "vs_never":
         for col in ("_any_start", "benefit_months"):
-            if col not in data.columns:
+            if col not in frame.columns:
                 raise ValueError(f"the comparison with never starting needs the column {col!r} "
                                  "of the prepared data (SelectionOnObservables.prepare with the "
                                  "panel's person_months)")
-        w, info = effects.censoring_weights(
-            data, person="_pid", start="_any_start", eligible="benefit_months",
-            covariates=covs, horizon=outcome_horizon(outcome))
-        data = data.assign(_ipcw=w)
-        kw["control_weights"] = "_ipcw"
-        extra.update({f"censoring_{k}": v for k, v in info.items()})
-    try:
-        res = _fit(data, method, cfg, kw)
-    except effects.EffectInputError:
-        if method == "ra":
-            raise
-        res = effects.selection_on_observables(data, method="ra", **kw)
-        res.diagnostics["fallback"] = (f"{method} not estimable in this sample; regression "
-                                       "adjustment")
+        weights = {}
+        for i, outcome in enumerate(outcomes):
+            w, info = effects.censoring_weights(
+                frame, person="_pid", start="_any_start", eligible="benefit_months",
+                covariates=covs, horizon=outcome_horizon(outcome))
+            weights[f"_ipcw{i}" if len(outcomes) > 1 else "_ipcw"] = w
+            extra[outcome].update({f"censoring_{k}": v for k, v in info.items()})
+            extra[outcome]["_weights"] = f"_ipcw{i}" if len(outcomes) > 1 else "_ipcw"
+        frame = frame.assign(**weights)
+    return frame, kw, extra, covs, int(months.shape[1])
+
+
+def _finish(res: EffectResult, extra: dict[str, Any], frame: pd.DataFrame, n_covs: int,
+            n_months: int) -> EffectResult:
+    """The design's diagnostics of one result: the estimand, the censoring
+    weights, the month indicators and the robustness values."""
     res.diagnostics.update(extra)
-    res.diagnostics["n_month_indicators"] = int(months.shape[1])
-    df = res.nobs - len(covs) - months.shape[1] - int(data["_stratum"].nunique()) - 1
+    res.diagnostics["n_month_indicators"] = n_months
+    df = res.nobs - n_covs - n_months - int(frame["_stratum"].nunique()) - 1
     res.diagnostics["robustness_value"] = robustness_value(res.tstat, df)
     res.diagnostics["robustness_value_alpha"] = robustness_value(res.tstat, df, alpha=0.05)
     return res
@@ -481,6 +527,18 @@ class SelectionOnObservables(Design):
     def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any],
                  target: str | None = None) -> EffectResult:
         return fit_selection(data, outcome, settings, target=target or self.headline_target)
+
+    def estimate_outcomes(self, data: pd.DataFrame, outcomes: Sequence[str],
+                          settings: dict[str, Any], target: str | None = None
+                          ) -> dict[str, Any]:
+        """All outcomes from one frame and one pass over the strata
+        (:func:`fit_selection_outcomes`); where that fails, each outcome on
+        its own, as :meth:`estimate` (its failure or fallback its own)."""
+        try:
+            return dict(fit_selection_outcomes(data, outcomes, settings,
+                                               target=target or self.headline_target))
+        except (ValueError, np.linalg.LinAlgError):
+            return super().estimate_outcomes(data, outcomes, settings, target)
 
     def columns(self, data: pd.DataFrame, settings: dict[str, Any]) -> list[str] | None:
         """What :func:`fit_selection` reads: the outcomes, the treated

@@ -12,16 +12,21 @@ of the direct computation, up to rounding, from fewer passes over the rows:
   the balance table from one centred copy of the rows, pooled over strata;
 * :func:`_complete_rows`, :func:`_cluster_codes`: the complete rows and the
   cluster codes without copies or group-bys (the cluster-robust variance from
-  integer codes is :func:`reintegration.effects._data.cluster_variance`).
+  integer codes is :func:`reintegration.effects._data.cluster_variance`);
+* :func:`_balance`, :func:`_max_smd`, :func:`_kish`, :func:`_stratum_rows`: the
+  balance table, the largest weighted difference, Kish's effective size and
+  the rows of a stratum, read by the estimator and by its multi-outcome path
+  (:mod:`reintegration.effects.selection_outcomes`).
 
 ``tests/test_effects_speed.py`` compares each with the computation it replaces.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,6 +34,11 @@ import pandas as pd
 __all__ = [
     "Moments",
     "_FoldGrams",
+    "_balance",
+    "_kish",
+    "_max_smd",
+    "_rows",
+    "_stratum_rows",
     "_cluster_codes",
     "_complete_rows",
     "_full_column_rank",
@@ -78,7 +88,7 @@ class _FoldGrams:
     def __init__(
         self,
         x: np.ndarray,
-        y: np.ndarray,
+        y: np.ndarray | None,
         d: np.ndarray,
         c: np.ndarray,
         fold: np.ndarray,
@@ -90,6 +100,7 @@ class _FoldGrams:
         self.low = np.full((folds, k), np.inf)
         self.high = np.full((folds, k), -np.inf)
         self.count = np.zeros(folds, dtype=int)
+        self._rows: list[tuple[int, np.ndarray, np.ndarray]] = []
         ctrl = (d == 0) & (c > 0)
         for j in range(folds):
             rows = ctrl & (fold == j)
@@ -98,10 +109,24 @@ class _FoldGrams:
             xr = np.column_stack([np.ones(int(rows.sum())), x[rows]])
             xw = xr * c[rows, None]
             self.gram[j] = xw.T @ xr
-            self.xty[j] = xw.T @ y[rows]
+            self._rows.append((j, rows, xw))
             if k:
                 self.low[j], self.high[j] = xr[:, 1:].min(axis=0), xr[:, 1:].max(axis=0)
             self.count[j] = int(rows.sum())
+        if y is not None:
+            self._set_outcome(y)
+
+    def _set_outcome(self, y: np.ndarray) -> None:
+        for j, rows, xw in self._rows:
+            self.xty[j] = xw.T @ y[rows]
+
+    def outcome(self, y: np.ndarray) -> _FoldGrams:
+        """The same cross products with those of the outcome ``y``: one pass
+        over the covariates serves every outcome of a sample."""
+        out = copy.copy(self)
+        out.xty = np.zeros_like(self.xty)
+        out._set_outcome(y)
+        return out
 
     def predict(self, k: int, x_test: np.ndarray) -> np.ndarray | None:
         train = np.arange(len(self.count)) != k
@@ -209,3 +234,83 @@ def _cluster_codes(values: pd.Series) -> np.ndarray:
     :func:`reintegration.effects._data.codes` for one complete column, by one
     factorisation instead of a group-by)."""
     return pd.factorize(values, sort=True)[0]
+
+
+def _balance(
+    x: np.ndarray,
+    columns: Sequence[str],
+    d: np.ndarray,
+    weights: np.ndarray | None,
+    used: np.ndarray,
+    *,
+    parts: Sequence[tuple[Moments, Moments]] | None = None,
+) -> pd.DataFrame:
+    """Means and standardised differences of the ``used`` rows of ``x``
+    (``d`` and ``weights`` of the used rows); ``parts``: the moments of the
+    treated and the controls of disjoint row sets that make up the used rows
+    (the strata), pooled instead of computed again from ``x``."""
+    if parts is not None:
+        mom_t, mom_c = _pooled([p[0] for p in parts]), _pooled([p[1] for p in parts])
+    else:
+        trt, ctrl = d == 1, d == 0
+        mom_t = _moments(x, _rows(used, trt))
+        mom_c = _moments(x, _rows(used, ctrl), None if weights is None else weights[ctrl])
+    mt, mc, mw = mom_t.mean, mom_c.mean, mom_c.w_mean
+    sd = np.sqrt((mom_t.var + mom_c.var) / 2)
+    sd = np.where(sd > 0, sd, np.nan)
+    out = pd.DataFrame(
+        {"mean_treated": mt, "mean_control": mc, "smd_raw": (mt - mc) / sd},
+        index=pd.Index(columns, name="covariate"),
+    )
+    if weights is not None:
+        out["mean_control_weighted"] = mw
+        out["smd_weighted"] = (mt - mw) / sd
+    return out
+
+
+def _rows(used: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """The rows of a full-length array that are ``among`` the used ones."""
+    out = np.zeros(len(used), dtype=bool)
+    out[np.flatnonzero(used)[among]] = True
+    return out
+
+
+def _kish(w: np.ndarray) -> float | None:
+    r"""Kish's effective sample size :math:`(\sum w)^2 / \sum w^2` (None
+    without weights)."""
+    w = np.asarray(w, dtype=float)
+    s2 = float(np.sum(w**2))
+    return float(w.sum() ** 2 / s2) if s2 > 0 else None
+
+
+def _max_smd(
+    x: np.ndarray,
+    d: np.ndarray,
+    w: np.ndarray,
+    used: np.ndarray,
+    *,
+    moments: tuple[Moments, Moments] | None = None,
+) -> float | None:
+    """The largest absolute standardised mean difference between the treated
+    and the weighted controls among the ``used`` rows (pooled standard
+    deviation of the unweighted groups); None when no covariate varies.
+    ``moments``: those of :func:`_group_moments`, when the caller has them."""
+    trt, ctrl = used & (d == 1), used & (d == 0)
+    if trt.sum() < 2 or ctrl.sum() < 2 or x.shape[1] == 0 or w[ctrl].sum() <= 0:
+        return None
+    mom_t, mom_c = moments if moments is not None else _group_moments(x, d, w, used)
+    sd = np.sqrt((mom_t.var + mom_c.var) / 2)
+    smd = np.abs(mom_t.mean - mom_c.w_mean)[sd > 0] / sd[sd > 0]
+    return float(smd.max()) if len(smd) else None
+
+
+def _stratum_rows(s: np.ndarray) -> Any:
+    """A function from a stratum to its rows: a slice when the strata are
+    sorted (the stacked risk sets are, by elapsed month), so that a stratum's
+    arrays are views rather than copies with the same values; else a boolean
+    mask."""
+    if s.dtype.kind in "iuf" and (len(s) < 2 or bool(np.all(s[1:] >= s[:-1]))):
+        return lambda value: slice(
+            int(np.searchsorted(s, value, "left")), int(np.searchsorted(s, value, "right"))
+        )
+    return lambda value: s == value

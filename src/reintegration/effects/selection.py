@@ -78,14 +78,15 @@ from ._data import (
 )
 from ._memo import ContentMemo
 from ._sums import (
-    Moments,
+    _balance,
     _cluster_codes,
     _complete_rows,
     _FoldGrams,
     _full_column_rank,
     _group_moments,
-    _moments,
-    _pooled,
+    _kish,
+    _max_smd,
+    _stratum_rows,
 )
 from .dynamic import censoring_weights, dynamic_risk_set
 from .learners import LogitLearner, OLSLearner, learners
@@ -120,7 +121,15 @@ ESTIMAND_STRATA = (
 
 
 def _ra(y: np.ndarray, d: np.ndarray, x: np.ndarray, c: np.ndarray) -> dict[str, Any]:
-    xc = np.column_stack([np.ones(len(y)), x])
+    return _ra_outcome(_ra_design(d, x, c), y)
+
+
+def _ra_design(d: np.ndarray, x: np.ndarray, c: np.ndarray) -> dict[str, Any]:
+    """What regression adjustment computes from the covariates, the treatment
+    and the case weights alone: the control cross product, the treated's pull
+    on the coefficients and the weights (shared by the outcomes of one
+    sample)."""
+    xc = np.column_stack([np.ones(len(d)), x])
     trt, ctrl = d == 1, (d == 0) & (c > 0)
     xctrl = xc[ctrl]
     cc = c[ctrl]
@@ -132,16 +141,24 @@ def _ra(y: np.ndarray, d: np.ndarray, x: np.ndarray, c: np.ndarray) -> dict[str,
             "the covariates are collinear among the controls, so the control outcome "
             "regression is not identified; drop a covariate or merge sparse categories"
         )
-    b = np.linalg.solve(a, xw.T @ y[ctrl])
-    e = y - xc @ b
     n1 = trt.sum()
-    tau = float(e[trt].mean())
     h = np.linalg.solve(a, xc[trt].mean(axis=0))
+    w = np.where(ctrl, c * n1 / c[ctrl].sum(), 0.0)
+    return {"xc": xc, "trt": trt, "ctrl": ctrl, "xw": xw, "a": a, "n1": n1,
+            "pull": -(xc @ h), "c0": np.where(d == 0, c, 0.0), "weights": w,
+            "used": trt | ctrl}
+
+
+def _ra_outcome(design: dict[str, Any], y: np.ndarray) -> dict[str, Any]:
+    """Regression adjustment of ``y`` on the shared part of :func:`_ra_design`."""
+    trt = design["trt"]
+    b = np.linalg.solve(design["a"], design["xw"].T @ y[design["ctrl"]])
+    e = y - design["xc"] @ b
+    tau = float(e[trt].mean())
     # treated: own imputed effect; controls: their pull on b0 through the
     # (weighted) normal equations, X_bar1' A^{-1} x_i c_i e_i
-    phi = np.where(trt, (e - tau) / n1, -(xc @ h) * e * np.where(d == 0, c, 0.0))
-    w = np.where(ctrl, c * n1 / c[ctrl].sum(), 0.0)
-    return {"tau": tau, "phi": phi, "weights": w, "used": trt | ctrl}
+    phi = np.where(trt, (e - tau) / design["n1"], design["pull"] * e * design["c0"])
+    return {"tau": tau, "phi": phi, "weights": design["weights"], "used": design["used"]}
 
 
 def _ipw(y: np.ndarray, d: np.ndarray, x: np.ndarray, trim: float, c: np.ndarray) -> dict[str, Any]:
@@ -225,6 +242,14 @@ def _aipw(
     propensity_learner: Any,
 ) -> dict[str, Any]:
     fold = _fold_ids(d, groups, folds, seed)
+    _check_folds(d, c, fold, folds)
+    p = _cross_fitted_propensity(x, d, fold, folds, propensity_learner)
+    g0 = _cross_fitted_outcome(x, y, d, c, fold, folds, outcome_learner)
+    return _weighting(y - g0, d, p, trim, c)
+
+
+def _check_folds(d: np.ndarray, c: np.ndarray, fold: np.ndarray, folds: int) -> None:
+    """Every fold's training rows hold treated and controls (with a positive weight)."""
     for k in range(folds):
         test = fold == k
         train = ~test
@@ -235,9 +260,6 @@ def _aipw(
                 f"cross-fitting fold {k} leaves no treated or no controls to train on; "
                 "use fewer folds or a larger sample"
             )
-    p = _cross_fitted_propensity(x, d, fold, folds, propensity_learner)
-    g0 = _cross_fitted_outcome(x, y, d, c, fold, folds, outcome_learner)
-    return _weighting(y - g0, d, p, trim, c)
 
 
 def _cross_fitted_outcome(
@@ -248,12 +270,17 @@ def _cross_fitted_outcome(
     fold: np.ndarray,
     folds: int,
     learner: Any,
+    grams: _FoldGrams | None = None,
 ) -> np.ndarray:
     """The control outcome of each row predicted by the model fitted on the
-    controls (with a positive weight ``c``) of the other folds."""
+    controls (with a positive weight ``c``) of the other folds; ``grams``:
+    the folds' cross products of these ``x``, ``d``, ``c`` (without an
+    outcome), when the caller shares them between outcomes."""
     g0 = np.empty(len(y))
     weighted = bool(np.any(c != 1))
-    fast = _FoldGrams(x, y, d, c, fold, folds) if type(learner) is OLSLearner else None
+    fast = None
+    if type(learner) is OLSLearner:
+        fast = (grams or _FoldGrams(x, None, d, c, fold, folds)).outcome(y)
     for k in range(folds):
         test = fold == k
         if not test.any():
@@ -298,38 +325,6 @@ def _cross_fitted_propensity(
     if type(learner) is not LogitLearner:  # only a learner known to be deterministic
         return compute()
     return _PROPENSITY.get([x, d, fold], ("logit", folds), compute).copy()
-
-
-def _balance(
-    x: np.ndarray,
-    columns: Sequence[str],
-    d: np.ndarray,
-    weights: np.ndarray | None,
-    used: np.ndarray,
-    *,
-    parts: Sequence[tuple[Moments, Moments]] | None = None,
-) -> pd.DataFrame:
-    """Means and standardised differences of the ``used`` rows of ``x``
-    (``d`` and ``weights`` of the used rows); ``parts``: the moments of the
-    treated and the controls of disjoint row sets that make up the used rows
-    (the strata), pooled instead of computed again from ``x``."""
-    if parts is not None:
-        mom_t, mom_c = _pooled([p[0] for p in parts]), _pooled([p[1] for p in parts])
-    else:
-        trt, ctrl = d == 1, d == 0
-        mom_t = _moments(x, _rows(used, trt))
-        mom_c = _moments(x, _rows(used, ctrl), None if weights is None else weights[ctrl])
-    mt, mc, mw = mom_t.mean, mom_c.mean, mom_c.w_mean
-    sd = np.sqrt((mom_t.var + mom_c.var) / 2)
-    sd = np.where(sd > 0, sd, np.nan)
-    out = pd.DataFrame(
-        {"mean_treated": mt, "mean_control": mc, "smd_raw": (mt - mc) / sd},
-        index=pd.Index(columns, name="covariate"),
-    )
-    if weights is not None:
-        out["mean_control_weighted"] = mw
-        out["smd_weighted"] = (mt - mw) / sd
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -472,26 +467,8 @@ def selection_on_observables(
     """
     data = require_frame(data)
     covs = as_list(covariates)
-    if method not in METHODS:
-        raise EffectInputError(f"method must be one of {METHODS}, not {method!r}")
-    if method != "aipw" and (outcome_learner is not None or propensity_learner is not None):
-        raise EffectInputError("outcome_learner and propensity_learner are used by 'aipw' only")
-    if not 0 <= trim < 0.5:
-        raise EffectInputError(f"trim must be in [0, 0.5), not {trim}")
-    if folds < 2:
-        raise EffectInputError(f"folds must be at least 2, not {folds}")
-    require_columns(data, [outcome], role="outcome")
-    require_columns(data, [treatment], role="treatment")
-    require_columns(data, covs, role="covariate")
-    for col, role in (
-        (cluster, "cluster"),
-        (strata, "strata"),
-        (control_weights, "control weights"),
-    ):
-        if col is not None:
-            require_columns(data, [col], role=role)
-    if treatment in covs or outcome in covs:
-        raise EffectInputError("the outcome and the treatment must not be among the covariates")
+    _check_options(method, trim, folds, outcome_learner, propensity_learner)
+    _check_columns(data, [outcome], treatment, covs, cluster, strata, [control_weights])
     used_cols = [
         outcome,
         treatment,
@@ -503,27 +480,13 @@ def selection_on_observables(
     sample, n_missing = _complete_rows(data, used_cols)
     if len(sample) == 0:
         raise EffectInputError("no complete rows in the used columns")
-    if not (pd.api.types.is_numeric_dtype(sample[outcome]) or sample[outcome].dtype == bool):
-        raise EffectInputError(f"outcome column {outcome!r} must be numeric")
+    y = _outcome_values(sample, outcome)
     d = binary(sample[treatment], name=treatment)
-    y = sample[outcome].to_numpy(dtype=float)
-    c = np.ones(len(y))
-    if control_weights is not None:
-        c = np.where(d == 1, 1.0, sample[control_weights].to_numpy(dtype=float))
-        if (c < 0).any() or not np.isfinite(c).all():
-            raise EffectInputError(
-                f"control weights column {control_weights!r} must hold finite non-negative numbers"
-            )
+    c = _case_weights(sample, d, control_weights)
     xdf = numeric_design(sample, covs, role="covariate")
     xall = xdf.to_numpy()
     clusters = _cluster_codes(sample[cluster]) if cluster is not None else None
-    nuisance = learners("linear")
-    if outcome_learner is not None:
-        nuisance["outcome_learner"] = outcome_learner
-    if propensity_learner is not None:
-        nuisance["propensity_learner"] = propensity_learner
-
-    parts: list[tuple[Moments, Moments]] = []  # the balance moments of each fitted sample
+    nuisance = _nuisance(outcome_learner, propensity_learner)
 
     def run(mask: np.ndarray | slice) -> dict[str, Any]:
         xfull = xall[mask]
@@ -538,25 +501,105 @@ def selection_on_observables(
             fit = _aipw(
                 ym, dm, xm, cm, trim=trim, folds=folds, groups=groups, seed=seed, **nuisance
             )
-        fit["moments"] = _group_moments(xfull, dm, fit["weights"], fit["used"])
-        fit["max_abs_smd_weighted"] = _max_smd(
-            xfull, dm, fit["weights"], fit["used"], moments=fit["moments"]
-        )
-        parts.append(fit["moments"])
-        fit["ess_control"] = _kish(fit["weights"][fit["used"] & (dm == 0)])
+        fit.update(_fit_balance(xfull, dm, fit))
         return fit
 
+    spec = {"method": method, "trim": trim, "folds": folds, "seed": seed, "covs": covs,
+            "learner": type(nuisance["outcome_learner"]).__name__, "outcome": outcome,
+            "treatment": treatment, "cluster": cluster, "strata": strata,
+            "control_weights": control_weights}
+    return _report(run, sample, n_missing, d, c, (xall, list(xdf.columns)), clusters, spec)
+
+
+def _check_options(method: str, trim: float, folds: int, outcome_learner: Any,
+                   propensity_learner: Any) -> None:
+    if method not in METHODS:
+        raise EffectInputError(f"method must be one of {METHODS}, not {method!r}")
+    if method != "aipw" and (outcome_learner is not None or propensity_learner is not None):
+        raise EffectInputError("outcome_learner and propensity_learner are used by 'aipw' only")
+    if not 0 <= trim < 0.5:
+        raise EffectInputError(f"trim must be in [0, 0.5), not {trim}")
+    if folds < 2:
+        raise EffectInputError(f"folds must be at least 2, not {folds}")
+
+
+def _check_columns(data: pd.DataFrame, outcomes: Sequence[str], treatment: str,
+                   covs: list[str], cluster: str | None, strata: str | None,
+                   control_weights: Sequence[str | None]) -> None:
+    for outcome in outcomes:
+        require_columns(data, [outcome], role="outcome")
+    require_columns(data, [treatment], role="treatment")
+    require_columns(data, covs, role="covariate")
+    for col, role in (
+        (cluster, "cluster"),
+        (strata, "strata"),
+        *((w, "control weights") for w in control_weights),
+    ):
+        if col is not None:
+            require_columns(data, [col], role=role)
+    if treatment in covs or any(o in covs for o in outcomes):
+        raise EffectInputError("the outcome and the treatment must not be among the covariates")
+
+
+def _outcome_values(sample: pd.DataFrame, outcome: str) -> np.ndarray:
+    if not (pd.api.types.is_numeric_dtype(sample[outcome]) or sample[outcome].dtype == bool):
+        raise EffectInputError(f"outcome column {outcome!r} must be numeric")
+    return sample[outcome].to_numpy(dtype=float)
+
+
+def _case_weights(sample: pd.DataFrame, d: np.ndarray, control_weights: str | None
+                  ) -> np.ndarray:
+    """Ones for the treated, the column ``control_weights`` (if any) for the controls."""
+    if control_weights is None:
+        return np.ones(len(d))
+    c = np.where(d == 1, 1.0, sample[control_weights].to_numpy(dtype=float))
+    if (c < 0).any() or not np.isfinite(c).all():
+        raise EffectInputError(
+            f"control weights column {control_weights!r} must hold finite non-negative numbers"
+        )
+    return c
+
+
+def _nuisance(outcome_learner: Any, propensity_learner: Any) -> dict[str, Any]:
+    nuisance = learners("linear")
+    if outcome_learner is not None:
+        nuisance["outcome_learner"] = outcome_learner
+    if propensity_learner is not None:
+        nuisance["propensity_learner"] = propensity_learner
+    return nuisance
+
+
+def _fit_balance(xfull: np.ndarray, dm: np.ndarray, fit: dict[str, Any]) -> dict[str, Any]:
+    """The balance moments, the largest weighted difference and the effective
+    number of controls of one fitted sample."""
+    moments = _group_moments(xfull, dm, fit["weights"], fit["used"])
+    return {
+        "moments": moments,
+        "max_abs_smd_weighted": _max_smd(xfull, dm, fit["weights"], fit["used"],
+                                         moments=moments),
+        "ess_control": _kish(fit["weights"][fit["used"] & (dm == 0)]),
+    }
+
+
+def _report(run: Any, sample: pd.DataFrame, n_missing: int, d: np.ndarray, c: np.ndarray,
+            x: tuple[np.ndarray, list[str]], clusters: np.ndarray | None,
+            spec: dict[str, Any]) -> SelectionResult:
+    """The estimate from ``run`` (the fit of one sample or stratum, given its
+    rows) over the whole sample or within the strata, its standard error,
+    balance and diagnostics."""
+    method, strata, control_weights = spec["method"], spec["strata"], spec["control_weights"]
     n1_total = int(d.sum())
     n_dropped_strata = 0
     strata_table = None
     if strata is None:
-        fit = run(np.ones(len(y), dtype=bool))
+        fit = run(np.ones(len(d), dtype=bool))
         tau, phi, weights, used = fit["tau"], fit["phi"], fit["weights"], fit["used"]
         n_trimmed, n_trimmed_treated = fit.get("n_trimmed", 0), fit.get("n_trimmed_treated", 0)
-        keep = np.ones(len(y), dtype=bool)
+        keep = np.ones(len(d), dtype=bool)
+        parts = [fit["moments"]]
     else:
         s = sample[strata].to_numpy()
-        tau, phi, weights, used, keep, strata_table, n_dropped_strata = _stratified(
+        tau, phi, weights, used, keep, strata_table, n_dropped_strata, parts = _stratified(
             run, s, d, strata
         )
         n_trimmed = int(strata_table["n_trimmed"].sum())
@@ -568,14 +611,14 @@ def selection_on_observables(
     se = math.sqrt(var)
     trt, ctrl = used & (d == 1), used & (d == 0)
     n_treated, n_control = int(trt.sum()), int(ctrl.sum())
-    balance = _balance(xall, list(xdf.columns), d[used], weights[used], used, parts=parts)
+    balance = _balance(x[0], x[1], d[used], weights[used], used, parts=parts)
     wc = weights[ctrl]
     diagnostics: dict[str, Any] = {
         "n_treated": n_treated,
         "n_control": n_control,
         "n_missing_dropped": n_missing,
-        "covariates": covs,
-        "n_covariate_columns": int(xdf.shape[1]),
+        "covariates": spec["covs"],
+        "n_covariate_columns": len(x[1]),
         "max_abs_smd_raw": float(np.nanmax(np.abs(balance["smd_raw"])))
         if balance["smd_raw"].notna().any()
         else None,
@@ -592,32 +635,17 @@ def selection_on_observables(
     if method != "ra":
         diagnostics.update(
             {
-                "trim": trim,
-                "trim_rule": f"dropped above {1 - trim:g}",
+                "trim": spec["trim"],
+                "trim_rule": f"dropped above {1 - spec['trim']:g}",
                 "n_trimmed": n_trimmed,
                 "n_trimmed_treated": n_trimmed_treated,
                 "n_pscore_clipped": 0,
             }
         )
     if method == "aipw":
-        diagnostics["folds"] = folds
-        diagnostics["seed"] = seed
-        diagnostics["learner"] = type(nuisance["outcome_learner"]).__name__
+        diagnostics.update(folds=spec["folds"], seed=spec["seed"], learner=spec["learner"])
     if strata_table is not None:
-        diagnostics["strata"] = strata
-        diagnostics["n_strata"] = int(len(strata_table))
-        diagnostics["n_strata_without_treated"] = n_dropped_strata
-        diagnostics["n_treated_total"] = n1_total
-        diagnostics["max_abs_smd_weighted_by_stratum"] = {
-            str(k): v for k, v in strata_table["max_abs_smd_weighted"].items()
-        }
-        diagnostics["ess_control_by_stratum"] = {
-            str(k): v for k, v in strata_table["ess_control"].items()
-        }
-        worst = strata_table["max_abs_smd_weighted"]
-        diagnostics["max_abs_smd_weighted_strata"] = (
-            float(worst.max()) if worst.notna().any() else None
-        )
+        diagnostics.update(_strata_diagnostics(strata, strata_table, n_dropped_strata, n1_total))
     return SelectionResult(
         estimate=float(tau),
         std_error=se,
@@ -625,9 +653,9 @@ def selection_on_observables(
         design="selection_on_observables",
         estimand=ESTIMAND if strata is None else ESTIMAND_STRATA,
         method=method,
-        outcome=outcome,
-        treatment=treatment,
-        cov_type="clustered" if cluster is not None else "robust",
+        outcome=spec["outcome"],
+        treatment=spec["treatment"],
+        cov_type="clustered" if spec["cluster"] is not None else "robust",
         n_clusters=n_clusters,
         diagnostics=diagnostics,
         n_treated=n_treated,
@@ -639,59 +667,28 @@ def selection_on_observables(
     )
 
 
-def _rows(used: np.ndarray, among: np.ndarray) -> np.ndarray:
-    """The rows of a full-length array that are ``among`` the used ones."""
-    out = np.zeros(len(used), dtype=bool)
-    out[np.flatnonzero(used)[among]] = True
-    return out
-
-
-def _kish(w: np.ndarray) -> float | None:
-    r"""Kish's effective sample size :math:`(\sum w)^2 / \sum w^2` (None
-    without weights)."""
-    w = np.asarray(w, dtype=float)
-    s2 = float(np.sum(w**2))
-    return float(w.sum() ** 2 / s2) if s2 > 0 else None
-
-
-def _max_smd(
-    x: np.ndarray,
-    d: np.ndarray,
-    w: np.ndarray,
-    used: np.ndarray,
-    *,
-    moments: tuple[Moments, Moments] | None = None,
-) -> float | None:
-    """The largest absolute standardised mean difference between the treated
-    and the weighted controls among the ``used`` rows (pooled standard
-    deviation of the unweighted groups); None when no covariate varies.
-    ``moments``: those of :func:`_group_moments`, when the caller has them."""
-    trt, ctrl = used & (d == 1), used & (d == 0)
-    if trt.sum() < 2 or ctrl.sum() < 2 or x.shape[1] == 0 or w[ctrl].sum() <= 0:
-        return None
-    mom_t, mom_c = moments if moments is not None else _group_moments(x, d, w, used)
-    sd = np.sqrt((mom_t.var + mom_c.var) / 2)
-    smd = np.abs(mom_t.mean - mom_c.w_mean)[sd > 0] / sd[sd > 0]
-    return float(smd.max()) if len(smd) else None
-
-
-def _stratum_rows(s: np.ndarray) -> Any:
-    """A function from a stratum to its rows: a slice when the strata are
-    sorted (the stacked risk sets are, by elapsed month), so that a stratum's
-    arrays are views rather than copies with the same values; else a boolean
-    mask."""
-    if s.dtype.kind in "iuf" and (len(s) < 2 or bool(np.all(s[1:] >= s[:-1]))):
-        return lambda value: slice(
-            int(np.searchsorted(s, value, "left")), int(np.searchsorted(s, value, "right"))
-        )
-    return lambda value: s == value
+def _strata_diagnostics(strata: str, table: pd.DataFrame, n_dropped: int, n1_total: int
+                        ) -> dict[str, Any]:
+    worst = table["max_abs_smd_weighted"]
+    return {
+        "strata": strata,
+        "n_strata": int(len(table)),
+        "n_strata_without_treated": n_dropped,
+        "n_treated_total": n1_total,
+        "max_abs_smd_weighted_by_stratum": {
+            str(k): v for k, v in table["max_abs_smd_weighted"].items()
+        },
+        "ess_control_by_stratum": {str(k): v for k, v in table["ess_control"].items()},
+        "max_abs_smd_weighted_strata": float(worst.max()) if worst.notna().any() else None,
+    }
 
 
 def _stratified(run: Any, s: np.ndarray, d: np.ndarray, name: str) -> tuple:
     """The estimator within each stratum, averaged with the treated's shares:
     the estimate, influence values, control weights (summing to the treated
-    of each stratum), rows used, rows of the strata, the table of strata and
-    the number of strata without treated."""
+    of each stratum), rows used, rows of the strata, the table of strata, the
+    number of strata without treated and the balance moments of each stratum
+    fitted."""
     rows, fits, n_dropped = [], {}, 0
     rows_of = _stratum_rows(s)
     for value in pd.unique(s):
@@ -740,4 +737,4 @@ def _stratified(run: Any, s: np.ndarray, d: np.ndarray, name: str) -> tuple:
         used[mask] = fit["used"]
         keep[mask] = True
     table["std_error"] = [math.sqrt(if_variance(fits[v]["phi"], None)) for v in table.index]
-    return tau, phi, weights, used, keep, table, n_dropped
+    return tau, phi, weights, used, keep, table, n_dropped, [f["moments"] for f in fits.values()]

@@ -164,11 +164,10 @@ def run_substudy(city: str, sub: dict[str, Any], data: pd.DataFrame, design: Des
     for j, (subgroup, group, mask) in enumerate(groups):
         part = data if mask is None else narrow.loc[mask]
         use = settings if mask is None else sub_settings
-        for i, outcome in enumerate(outcomes):
-            for k, target in enumerate([design.headline_target,
-                                        *(extra if mask is None else [])]):
-                rec, res = _record(city, sub, part, design, use, outcome, (subgroup, group),
-                                   target, check)
+        for k, target in enumerate([design.headline_target, *(extra if mask is None else [])]):
+            got = _records(city, sub, part, design, use, outcomes, (subgroup, group), target,
+                           check)
+            for i, (rec, res) in enumerate(got):
                 done[(i, j, k)] = (rec, res if k == 0 else None)
         del part
     del narrow
@@ -196,12 +195,25 @@ def subgroup_masks(subgroups: pd.DataFrame, names: Sequence[str]
     return out
 
 
-def _record(city: str, sub: dict[str, Any], part: pd.DataFrame, design: Design,
-            settings: dict[str, Any], outcome: str, where: tuple[str, str], target: str,
-            check: Callable[[EffectResult], tuple] | None
-            ) -> tuple[dict[str, Any], EffectResult | None]:
-    """One record (and its result, None when there is none): the estimate of
-    ``target`` on ``part``, or why there is none."""
+def _records(city: str, sub: dict[str, Any], part: pd.DataFrame, design: Design,
+             settings: dict[str, Any], outcomes: Sequence[str], where: tuple[str, str],
+             target: str, check: Callable[[EffectResult], tuple] | None
+             ) -> list[tuple[dict[str, Any], EffectResult | None]]:
+    """One record (and its result, None when there is none) per outcome: the
+    estimate of ``target`` on ``part``, or why there is none. The outcomes
+    large enough are estimated together (:meth:`Design.estimate_outcomes`)."""
+    counted = [_counted(city, sub, part, design, settings, o, where, target) for o in outcomes]
+    ready = [o for o, rec in zip(outcomes, counted, strict=True) if rec["status"] is None]
+    fits = design.estimate_outcomes(part, ready, settings, target=target) if ready else {}
+    return [_record(rec, sub, fits[o], check) if rec["status"] is None else (rec, None)
+            for o, rec in zip(outcomes, counted, strict=True)]
+
+
+def _counted(city: str, sub: dict[str, Any], part: pd.DataFrame, design: Design,
+             settings: dict[str, Any], outcome: str, where: tuple[str, str], target: str
+             ) -> dict[str, Any]:
+    """The record of ``outcome`` with its counts, marked too small (status
+    ``too_small``) when a group is below the minimum sizes."""
     mins = settings["min_group"]
     rec = _base(city, sub, outcome, *where)
     rec["target"] = target
@@ -213,12 +225,17 @@ def _record(city: str, sub: dict[str, Any], part: pd.DataFrame, design: Design,
                           f"comparison persons, or fewer than {mins['clusters']} "
                           "clusters, in this group"]
         rec["n_treated"] = rec["n_control"] = rec["n"] = None
-        return rec, None
-    try:
-        res = design.estimate(part, outcome, settings, target=target)
-    except (ValueError, np.linalg.LinAlgError) as exc:
+    return rec
+
+
+def _record(rec: dict[str, Any], sub: dict[str, Any], res: EffectResult | Exception,
+            check: Callable[[EffectResult], tuple] | None
+            ) -> tuple[dict[str, Any], EffectResult | None]:
+    """The record of an estimate (``res``), or of the error the estimator
+    raised, or of its withholding by the disclosure check."""
+    if isinstance(res, Exception):
         rec["status"] = "failed"
-        first = " ".join(str(exc).split())[:200]
+        first = " ".join(str(res).split())[:200]
         rec["reasons"] = [f"estimator failed: {first}"]
         return rec, None
     if check is not None:
