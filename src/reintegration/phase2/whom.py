@@ -642,9 +642,8 @@ def _unseen(fam: pd.DataFrame) -> str:
     se = pd.to_numeric(fam["std_error"], errors="coerce").dropna()
     if not len(se):
         return ""
-    return (f"; that is not proof that all gain alike: a difference smaller than about "
-            f"{100 * 2.8 * float(se.median()):.0f} percentage points would usually not be "
-            "found with these numbers of starters")
+    return (f", but a difference smaller than about {100 * 2.8 * float(se.median()):.0f} "
+            "percentage points would usually not be found with these numbers of starters")
 
 
 def groups_test_sentence(res: Heterogeneity, shown: int | None = None) -> str:
