@@ -383,6 +383,10 @@ def test_fairness_words_treat_a_reversed_gap_like_a_widened_one():
     assert female["the rule"] == "too uncertain to say"
     assert male["gap under the rule (pp)"] == "+8.7" and male["the rule"].startswith(
         "reverses the gap, clearly")
+    said = " ".join(advice_page.fairness_sentences(SimpleNamespace(fairness=fair), str,
+                                                   released))
+    assert "Too uncertain to say what the rule does to the gap for: sex: female" in said
+    assert "may reverse the gap" not in said  # the female row is no longer counted there
 
 
 def test_only_starters_are_scored():

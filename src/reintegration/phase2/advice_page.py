@@ -92,6 +92,14 @@ def value_results(adv: Advice) -> dict[str, Any]:
     return out
 
 
+def _shown(est: float, se: float) -> bool:
+    """Whether :func:`_pp` shows a value with its interval (not too uncertain)."""
+    return bool(
+        est is not None and math.isfinite(est) and math.isfinite(se)
+        and est - Z * se >= -1 and est + Z * se <= 1
+    )
+
+
 def _pp(est: float, se: float | None = None, sign: bool = True) -> str:
     if est is None or not math.isfinite(est):
         return "–"
@@ -351,6 +359,7 @@ def fairness_in_words(adv: Advice, label, released: set[str]) -> pd.DataFrame:
             else "narrows the gap"
         )
         change = _pp(r.gap_change_estimate, r.gap_change_std_error)
+        sure = _shown(r.gap_change_estimate, r.gap_change_std_error)
         rows.append(
             {
                 "characteristic": label(r.group),
@@ -360,9 +369,9 @@ def fairness_in_words(adv: Advice, label, released: set[str]) -> pd.DataFrame:
                 "gain (pp, 95% interval)": _pp(r.gain_estimate, r.gain_std_error),
                 "gap to the other starters today (pp)": _pp(r.gap_today),
                 # today's gap plus the change: as uncertain as the change
-                "gap under the rule (pp)": _pp(r.gap_rule) if change[0] in "+-" else change,
+                "gap under the rule (pp)": _pp(r.gap_rule) if sure else change,
                 "change of the gap (pp, 95% interval)": change,
-                "the rule": flag if change[0] in "+-" else "too uncertain to say",
+                "the rule": flag if sure else "too uncertain to say",
             }
         )
     return pd.DataFrame(rows).set_index(["characteristic", "group"]) if rows else pd.DataFrame()
@@ -498,10 +507,12 @@ def fairness_sentences(adv: Advice, label, released: set[str]) -> list[str]:
     def names(items) -> str:
         return "; ".join(f"{label(r.group)}: {label(r.level)}" for r in items)
 
-    clearly = [r for r in rows if r.widens_clearly]
-    maybe = [r for r in rows if r.widens and not r.widens_clearly]
-    turned = [r for r in rows if _reverses_clearly(r)]
-    may_turn = [r for r in rows if r.reverses and not _reverses_clearly(r)]
+    unsure = [r for r in rows if not _shown(r.gap_change_estimate, r.gap_change_std_error)]
+    rows_sure = [r for r in rows if r not in unsure]
+    clearly = [r for r in rows_sure if r.widens_clearly]
+    maybe = [r for r in rows_sure if r.widens and not r.widens_clearly]
+    turned = [r for r in rows_sure if _reverses_clearly(r)]
+    may_turn = [r for r in rows_sure if r.reverses and not _reverses_clearly(r)]
     lose = [r for r in rows if r.gain_ci_low < -0.05]
     out = [
         f"The rule clearly widens the gap in employment for: {names(clearly)}."
@@ -520,6 +531,8 @@ def fairness_sentences(adv: Advice, label, released: set[str]) -> list[str]:
             "It may reverse the gap (the group would overtake the others, or fall behind "
             f"them; this may be chance) for: {names(may_turn)}."
         )
+    if unsure:
+        out.append(f"Too uncertain to say what the rule does to the gap for: {names(unsure)}.")
     if lose and len(lose) == len(rows):
         out.append(
             "For none of the groups audited can a loss of 5 percentage points be ruled out "
