@@ -106,10 +106,9 @@ def _pp(est: float, se: float | None = None, sign: bool = True) -> str:
     text = f"{100 * est:+.1f}" if sign else f"{100 * est:.1f}"
     if se is None or not math.isfinite(se):
         return text
-    low, high = est - Z * se, est + Z * se
-    if low < -1 or high > 1:  # beyond what a share can change: too few starters to say
+    if not _shown(est, se):  # beyond what a share can change: too few starters to say
         return "too uncertain to show (the interval is wider than the scale)"
-    return f"{text} ({100 * low:+.1f} to {100 * high:+.1f})"
+    return f"{text} ({100 * (est - Z * se):+.1f} to {100 * (est + Z * se):+.1f})"
 
 
 def whole(items: dict[str, Any], held: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
