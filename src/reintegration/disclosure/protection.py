@@ -48,7 +48,8 @@ import pandas as pd
 # scipy adds warning filters when imported; keep the caller's as they were
 with warnings.catch_warnings():
     from scipy import sparse
-    from scipy.optimize import linprog
+
+    from .lp import EqualitySystem
 
 MARGIN = "Total"
 SECONDARY = "secondary"
@@ -355,6 +356,7 @@ class _System:
                 rhs.append(0.0)
         self.rows, self.rhs = rows, rhs
         self._matrix: sparse.csr_matrix | None = None
+        self._programs: EqualitySystem | None = None
 
     def coefficients(self, t: int, key: tuple[Any, ...]) -> dict[int, float]:
         """The cell ``key`` of table ``t`` as a sum of interior cells."""
@@ -408,24 +410,22 @@ class _System:
         c = np.zeros(max(self.n, 1))
         for i, v in coef.items():
             c[i] = v
+        if self._programs is None:
+            self._programs = EqualitySystem(
+                self.matrix() if self.rows else None,
+                np.asarray(self.rhs) if self.rows else None, max(self.n, 1))
         out = []
         for sign in (1.0, -1.0):
-            res = linprog(
-                sign * c,
-                A_eq=self.matrix() if self.rows else None,
-                b_eq=np.asarray(self.rhs) if self.rows else None,
-                bounds=(0, None),
-                method="highs",
-            )
-            if res.status == 3:  # unbounded
+            status, fun, message = self._programs.minimise(sign * c)
+            if status == 3:  # unbounded
                 out.append(-math.inf if sign > 0 else math.inf)
-            elif res.status != 0:
+            elif status != 0:
                 raise ValueError(
                     f"the published values of {self.tables[t].population!r} are inconsistent "
-                    f"({res.message}); tables: {', '.join(x.id for x in self.tables)}"
+                    f"({message}); tables: {', '.join(x.id for x in self.tables)}"
                 )
             else:
-                out.append(sign * res.fun)
+                out.append(sign * fun)
         return max(out[0], 0.0), out[1]
 
 
