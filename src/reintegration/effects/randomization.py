@@ -545,6 +545,39 @@ class DesignPower:
     draws: int
 
 
+def shifted_pvalues(theta: np.ndarray, slope: np.ndarray, syy: np.ndarray, syd: np.ndarray,
+                    sdd: np.ndarray, tau: np.ndarray, own: int, *, raw: bool = False
+                    ) -> np.ndarray:
+    """Per value of ``tau``, the share of assignments whose statistic is at
+    least that of assignment ``own``: the statistic of assignment a is
+    :math:`|\\theta_a + \\tau s_a| / \\sqrt{v_a(\\tau)}` with
+    :math:`v_a = syy_a + 2\\tau\\, syd_a + \\tau^2 sdd_a` (infinite where
+    :math:`v_a \\le 0`; 1 for the ``raw`` statistic). The assignments-by-values
+    arrays are formed in place, with the same operations in the same order as
+    the plain expression (tests/test_randomization_power.py holds the two equal
+    bit for bit): :func:`design_power` evaluates it for every draw over a grid
+    of 1,601 values."""
+    tau = np.asarray(tau, dtype=float)[None, :]
+    num = np.multiply(tau, slope[:, None])
+    num += theta[:, None]
+    np.abs(num, out=num)
+    if raw:
+        t = num
+    else:
+        var = np.multiply(2 * tau, syd[:, None])
+        var += syy[:, None]
+        var += np.multiply(tau ** 2, sdd[:, None])
+        positive = var > 0
+        with np.errstate(invalid="ignore"):
+            np.sqrt(var, out=var)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(num, var, out=num, where=positive)
+        num[~positive] = np.inf
+        t = num
+    above = t >= t[own][None, :] * (1 - 1e-10)
+    return np.count_nonzero(above, axis=0) / above.shape[0]
+
+
 def design_power(
     test: RandomizationTest,
     *,
@@ -602,16 +635,13 @@ def design_power(
     syd = np.einsum("ag,agk->ak", cb[:, :, 0], cb[:, :, 1:])
     sdd = (cb[:, :, 1:] ** 2).sum(axis=1)  # A x K
 
+    raw = test.statistic == "raw"
+
     def pvalues(tau: np.ndarray, k: int) -> np.ndarray:
         """p-values of "no effect" on the outcome shifted by each tau on b_k's
         exposure (equivalently: of "effect -tau" on the unshifted outcome)."""
-        num = np.abs(th[:, [0]] + tau[None, :] * th[:, [k + 1]])
-        var = syy[:, None] + 2 * tau[None, :] * syd[:, [k]] + tau[None, :] ** 2 * sdd[:, [k]]
-        if test.statistic == "raw":
-            var = np.ones_like(var)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(var > 0, num / np.sqrt(np.clip(var, 0, None)), np.inf)
-        return (t >= t[own[k]][None, :] * (1 - 1e-10)).mean(axis=0)
+        return shifted_pvalues(th[:, 0], th[:, k + 1], syy, syd[:, k], sdd[:, k], tau,
+                               int(own[k]), raw=raw)
 
     grid = sd * np.linspace(-100, 100, 1601)
     p = np.array([pvalues(grid, k) for k in keep])  # K x grid
