@@ -197,9 +197,9 @@ def iv_data(persons: pd.DataFrame, instrument: str, *,
     client's own treatment into the first stage."""
     df = persons[persons["case_manager"].notna()].copy()
     df["_d"] = (df["instrument"] == instrument).astype(float)
-    df["_cell"] = cell_labels(df, cells)
-    df["_z"] = case_manager_propensity(df, case_manager="case_manager", treatment="_d",
-                                      cells="_cell")
+    df["_cell"] = _PREPARED.get(persons, ("cells", tuple(cells)),
+                                lambda: cell_labels(df, cells).to_numpy()).copy()
+    df["_z"] = _propensity(persons, df, instrument, cells)
 
     try:  # the pre-registered subgroups, derived once (the monotonicity check)
         groups = subgroup_frame(df[[c for c in SUBGROUP_INPUTS if c in df]])
@@ -210,9 +210,29 @@ def iv_data(persons: pd.DataFrame, instrument: str, *,
     started = df["instrument"].dropna().astype(str).unique()
     for other in sorted(set(started) - {instrument, NO_INSTRUMENT}):
         df[f"{OTHER_D}{other}"] = (df["instrument"] == other).astype(float)
-        df[f"{OTHER_Z}{other}"] = case_manager_propensity(
-            df, case_manager="case_manager", treatment=f"{OTHER_D}{other}", cells="_cell")
+        df[f"{OTHER_Z}{other}"] = _propensity(persons, df, other, cells)
     return df
+
+
+#: the cell labels and propensities of :func:`iv_data` per persons frame: every instrument's
+#: prepared data holds the propensities for all instruments, computed once
+_PREPARED = FrameMemo()
+
+
+def _propensity(persons: pd.DataFrame, df: pd.DataFrame, instrument: str,
+                cells: Sequence[str]) -> np.ndarray:
+    """The case manager's propensity for ``instrument`` (:func:`case_manager_propensity`)
+    on the rows ``df`` of ``persons`` that :func:`iv_data` keeps, from the columns it
+    reads only, once per persons frame and cells."""
+
+    def compute() -> np.ndarray:
+        frame = pd.DataFrame({"case_manager": df["case_manager"],
+                              "_t": (df["instrument"] == instrument).astype(float),
+                              "_cell": df["_cell"]})
+        return case_manager_propensity(frame, case_manager="case_manager", treatment="_t",
+                                       cells="_cell").to_numpy()
+
+    return _PREPARED.get(persons, ("propensity", instrument, tuple(cells)), compute).copy()
 
 
 def cell_labels(df: pd.DataFrame, cells: Sequence[str]) -> pd.Series:
