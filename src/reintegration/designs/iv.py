@@ -661,6 +661,18 @@ class CaseManagerIV(Design):
                  target: str | None = None) -> EffectResult:
         return fit_iv(data, outcome, settings, target or self.headline_target)
 
+    def columns(self, data: pd.DataFrame, settings: dict[str, Any]) -> list[str] | None:
+        """What :func:`fit_iv` and :meth:`counts` read: the outcomes, treatment,
+        propensity, cell, case manager, the other alternatives' columns and the
+        monotonicity subgroups (:func:`monotonicity_groups`, which tell a
+        subgroup from a whole sample)."""
+        names = settings["case_manager_iv"].get("monotonicity_subgroups")
+        names = list(settings.get("subgroups") or {}) if names is None else list(names)
+        used = [*settings["outcomes"], "_d", "_z", "_cell", "case_manager",
+                *[c for pair in other_pairs(data) for c in pair],
+                *[SUBGROUP + n if SUBGROUP + n in data else n for n in names]]
+        return [c for c in dict.fromkeys(used) if c in data.columns]
+
     def diagnose(self, inputs: Inputs, instrument: str | None, *, outcome: str,
                  threshold: int) -> Diagnosis:
         covariates = [c for c in inputs.feasibility["covariates"] if c in inputs.persons]
