@@ -174,3 +174,18 @@ def test_prepared_data_with_kept_propensities_equals_a_fresh_one(persons):
         assert kept[j]["_z"].notna().mean() > 0.9
     # a's own propensity is b's propensity for the other alternative, and vice versa
     np.testing.assert_array_equal(kept["a"]["_z"].to_numpy(), kept["b"]["_z:a"].to_numpy())
+
+
+def test_subgroup_first_stage_from_the_frame_codes_equals_coding_the_group_again(persons):
+    """controlled_first_stage with the cell and case-manager codes of the
+    whole frame gives what coding the group's rows afresh gives, bit for bit."""
+    data = iv.iv_data(persons, "a")
+    cols = ["_d", "_z", "_cell", "case_manager", "_d:b", "_z:b"]
+    base = data[cols].dropna()
+    codes = (iv.group_codes(base, ["_cell"]),
+             pd.factorize(base["case_manager"].astype(str))[0])
+    for level in ("x", "y"):
+        mask = (data.loc[base.index, "grp"] == level).to_numpy()
+        fresh = iv.controlled_first_stage(base.loc[mask])
+        coded = iv.controlled_first_stage(base.loc[mask], (codes[0][mask], codes[1][mask]))
+        assert coded == fresh and fresh[0] > 0 and fresh[1] > 0

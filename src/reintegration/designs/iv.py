@@ -360,19 +360,23 @@ def first_stage_by_group(data: pd.DataFrame, settings: dict[str, Any]
     mins = settings["min_group"]
     cols = ["_d", "_z", "_cell", "case_manager"] + [c for pair in other_pairs(data) for c in pair]
     base = data[cols].dropna()
+    # cell and case-manager codes once; a group's rows take theirs (same groups, same order)
+    codes = (group_codes(base, ["_cell"]), pd.factorize(base["case_manager"].astype(str))[0])
     rows = []
     for name in groups:
-        levels_ = groups[name].loc[base.index].dropna()
+        aligned = groups[name].loc[base.index]
+        levels_ = aligned.dropna()
         if levels_.nunique() < 2:
             continue
         for level in sorted(levels_.unique()):
-            part = base.loc[levels_.index[levels_ == level]]
+            mask = (aligned == level).to_numpy(dtype=bool, na_value=False)
+            part = base.loc[mask]
             n1 = int(part["_d"].sum())
             row = {"subgroup": name, "group": str(level), "estimate": None,
                    "std_error": None, "t": None, "status": "too_small"}
             if (n1 >= mins["treated"] and len(part) - n1 >= mins["control"]
                     and part["case_manager"].nunique() >= mins["clusters"]):
-                coef, se = controlled_first_stage(part)
+                coef, se = controlled_first_stage(part, (codes[0][mask], codes[1][mask]))
                 t = coef / se if se > 0 else math.nan
                 row.update({"estimate": rounded(coef, 4), "std_error": rounded(se, 4),
                             "t": rounded(t, 2), "status": "estimated"})
@@ -380,22 +384,28 @@ def first_stage_by_group(data: pd.DataFrame, settings: dict[str, Any]
     return pd.DataFrame(rows) if rows else None
 
 
-def controlled_first_stage(part: pd.DataFrame) -> tuple[float, float]:
+def controlled_first_stage(part: pd.DataFrame, codes: tuple[np.ndarray, np.ndarray] | None = None
+                           ) -> tuple[float, float]:
     """Coefficient and case-manager-clustered standard error of the
     propensity in the first stage of the headline: starting the instrument
     on the propensity for it, the propensities for the other instruments
-    and the cells partialled out (singleton cells dropped)."""
-    grp = group_codes(part, ["_cell"])
+    and the cells partialled out (singleton cells dropped). ``codes``: the
+    rows' codes of the cells (in sorted order) and of the case managers
+    from a larger frame, instead of coding them again."""
+    if codes is None:
+        grp = group_codes(part, ["_cell"])
+        managers = part["case_manager"].astype(str).to_numpy()
+    else:
+        grp, managers = np.unique(codes[0], return_inverse=True)[1], codes[1]
     keep = np.bincount(grp)[grp] > 1
-    part, grp = part.loc[keep], grp[keep]
+    part, grp, managers = part.loc[keep], grp[keep], managers[keep]
     zcols = [z for _, z in other_pairs(part)]
     arr = demean(part[["_d", "_z", *zcols]].to_numpy(dtype=float), grp)
     zo = arr[:, 2:][:, np.abs(arr[:, 2:]).max(axis=0, initial=0) > 1e-12]
     if len(arr) < 3 or np.abs(arr[:, 1]).max() <= 1e-12:
         return math.nan, math.nan
     pi, v, _ = first_stage_f(arr[:, 0], arr[:, [1]], zo if zo.shape[1] else None,
-                             clusters=part["case_manager"].astype(str).to_numpy(),
-                             debiased=False)
+                             clusters=managers, debiased=False)
     return float(pi[0]), float(math.sqrt(v[0, 0]))
 
 
