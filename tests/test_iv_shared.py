@@ -189,3 +189,13 @@ def test_subgroup_first_stage_from_the_frame_codes_equals_coding_the_group_again
         fresh = iv.controlled_first_stage(base.loc[mask])
         coded = iv.controlled_first_stage(base.loc[mask], (codes[0][mask], codes[1][mask]))
         assert coded == fresh and fresh[0] > 0 and fresh[1] > 0
+
+
+def test_counts_kept_per_frame_equal_the_counts_of_each_outcome(persons):
+    design = designs.get("case_manager_iv")
+    data = iv.iv_data(persons, "a")
+    for outcome in ("y", "y2", "y_missing", "y"):
+        want = designs.base.Design.counts(design, data, outcome)
+        assert design.counts(data, outcome) == want
+    assert design.counts(data, "y_missing")[:2] != design.counts(data, "y")[:2]
+    assert design.counts(data, "y")[2] == data["case_manager"].nunique()

@@ -300,6 +300,8 @@ def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
 _FIRST_STAGES = FrameMemo()
 #: the monotonicity subgroups of each prepared frame (they do not depend on the outcome)
 _GROUPS = FrameMemo()
+#: the treated, comparison and case-manager counts of each frame's complete outcomes
+_COUNTS = FrameMemo()
 
 
 def _group_names(data: pd.DataFrame, settings: dict[str, Any]) -> tuple[list[str], bool]:
@@ -670,6 +672,14 @@ class CaseManagerIV(Design):
     def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any],
                  target: str | None = None) -> EffectResult:
         return fit_iv(data, outcome, settings, target or self.headline_target)
+
+    def counts(self, data: pd.DataFrame, outcome: str) -> tuple[int, int, int | None]:
+        """:meth:`Design.counts`, once per frame for the outcomes without a
+        missing value (their rows are all rows)."""
+        if data[outcome].notna().all():
+            return _COUNTS.get(data, ("counts", len(data)),
+                               lambda: Design.counts(self, data, outcome))
+        return Design.counts(self, data, outcome)
 
     def columns(self, data: pd.DataFrame, settings: dict[str, Any]) -> list[str] | None:
         """What :func:`fit_iv` and :meth:`counts` read: the outcomes, treatment,
