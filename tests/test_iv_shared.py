@@ -199,3 +199,21 @@ def test_counts_kept_per_frame_equal_the_counts_of_each_outcome(persons):
         assert design.counts(data, outcome) == want
     assert design.counts(data, "y_missing")[:2] != design.counts(data, "y")[:2]
     assert design.counts(data, "y")[2] == data["case_manager"].nunique()
+
+
+def test_cell_codes_after_dropping_singletons_equal_coding_the_rows_left():
+    """_frame_arrays ranks the codes of the cells left instead of coding the
+    rows again: the same codes, with two cell columns and singleton cells."""
+    from reintegration.effects import iv as effects_iv
+    from reintegration.effects._data import codes
+
+    rng = np.random.default_rng(6)
+    n = 400
+    df = pd.DataFrame({"y": rng.normal(size=n), "d": rng.normal(size=n), "z": rng.normal(size=n),
+                       "team": rng.choice(["b", "a", "c"], n), "q": rng.integers(0, 40, n),
+                       "cm": rng.integers(0, 30, n)})
+    base = effects_iv._frame_arrays(df, "y", "d", "z", [], ["team", "q"], "cm")
+    assert base["n_singletons"] > 0
+    kept = df.iloc[base["rows"]]
+    np.testing.assert_array_equal(base["grp"], codes(kept, ["team", "q"]))
+    assert base["n_cells"] == kept.groupby(["team", "q"]).ngroups

@@ -591,7 +591,8 @@ def _frame_arrays(data: pd.DataFrame, outcome: str | None, treatment: str, instr
         sample, rows = sample.loc[~single], rows[~single]
     if len(sample) < 3:
         raise EffectInputError("fewer than 3 complete rows in the used columns")
-    grp = codes(sample, cells) if cells else None
+    # the codes of the cells left: the ranks of theirs (codes follow the cells' sorted order)
+    grp = np.unique(grp[~single], return_inverse=True)[1] if cells else None
     roles = [("treatment", treatment), ("instrument", instrument)]
     roles += [r for dk, zk in others for r in (("treatment", dk), ("instrument", zk))]
     arr = _demean(np.column_stack([_numeric(sample, c, role) for role, c in roles]), grp)
