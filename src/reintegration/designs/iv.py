@@ -197,9 +197,9 @@ def iv_data(persons: pd.DataFrame, instrument: str, *,
     client's own treatment into the first stage."""
     df = persons[persons["case_manager"].notna()].copy()
     df["_d"] = (df["instrument"] == instrument).astype(float)
-    df["_cell"] = cell_labels(df, cells)
-    df["_z"] = case_manager_propensity(df, case_manager="case_manager", treatment="_d",
-                                      cells="_cell")
+    df["_cell"] = _PREPARED.get(persons, ("cells", tuple(cells)),
+                                lambda: cell_labels(df, cells).to_numpy()).copy()
+    df["_z"] = _propensity(persons, df, instrument, cells)
 
     try:  # the pre-registered subgroups, derived once (the monotonicity check)
         groups = subgroup_frame(df[[c for c in SUBGROUP_INPUTS if c in df]])
@@ -210,9 +210,29 @@ def iv_data(persons: pd.DataFrame, instrument: str, *,
     started = df["instrument"].dropna().astype(str).unique()
     for other in sorted(set(started) - {instrument, NO_INSTRUMENT}):
         df[f"{OTHER_D}{other}"] = (df["instrument"] == other).astype(float)
-        df[f"{OTHER_Z}{other}"] = case_manager_propensity(
-            df, case_manager="case_manager", treatment=f"{OTHER_D}{other}", cells="_cell")
+        df[f"{OTHER_Z}{other}"] = _propensity(persons, df, other, cells)
     return df
+
+
+#: the cell labels and propensities of :func:`iv_data` per persons frame: every instrument's
+#: prepared data holds the propensities for all instruments, computed once
+_PREPARED = FrameMemo()
+
+
+def _propensity(persons: pd.DataFrame, df: pd.DataFrame, instrument: str,
+                cells: Sequence[str]) -> np.ndarray:
+    """The case manager's propensity for ``instrument`` (:func:`case_manager_propensity`)
+    on the rows ``df`` of ``persons`` that :func:`iv_data` keeps, from the columns it
+    reads only, once per persons frame and cells."""
+
+    def compute() -> np.ndarray:
+        frame = pd.DataFrame({"case_manager": df["case_manager"],
+                              "_t": (df["instrument"] == instrument).astype(float),
+                              "_cell": df["_cell"]})
+        return case_manager_propensity(frame, case_manager="case_manager", treatment="_t",
+                                       cells="_cell").to_numpy()
+
+    return _PREPARED.get(persons, ("propensity", instrument, tuple(cells)), compute).copy()
 
 
 def cell_labels(df: pd.DataFrame, cells: Sequence[str]) -> pd.Series:
@@ -280,6 +300,8 @@ def fit_iv(data: pd.DataFrame, outcome: str, settings: dict[str, Any],
 _FIRST_STAGES = FrameMemo()
 #: the monotonicity subgroups of each prepared frame (they do not depend on the outcome)
 _GROUPS = FrameMemo()
+#: the treated, comparison and case-manager counts of each frame's complete outcomes
+_COUNTS = FrameMemo()
 
 
 def _group_names(data: pd.DataFrame, settings: dict[str, Any]) -> tuple[list[str], bool]:
@@ -340,19 +362,23 @@ def first_stage_by_group(data: pd.DataFrame, settings: dict[str, Any]
     mins = settings["min_group"]
     cols = ["_d", "_z", "_cell", "case_manager"] + [c for pair in other_pairs(data) for c in pair]
     base = data[cols].dropna()
+    # cell and case-manager codes once; a group's rows take theirs (same groups, same order)
+    codes = (group_codes(base, ["_cell"]), pd.factorize(base["case_manager"].astype(str))[0])
     rows = []
     for name in groups:
-        levels_ = groups[name].loc[base.index].dropna()
+        aligned = groups[name].loc[base.index]
+        levels_ = aligned.dropna()
         if levels_.nunique() < 2:
             continue
         for level in sorted(levels_.unique()):
-            part = base.loc[levels_.index[levels_ == level]]
+            mask = (aligned == level).to_numpy(dtype=bool, na_value=False)
+            part = base.loc[mask]
             n1 = int(part["_d"].sum())
             row = {"subgroup": name, "group": str(level), "estimate": None,
                    "std_error": None, "t": None, "status": "too_small"}
             if (n1 >= mins["treated"] and len(part) - n1 >= mins["control"]
                     and part["case_manager"].nunique() >= mins["clusters"]):
-                coef, se = controlled_first_stage(part)
+                coef, se = controlled_first_stage(part, (codes[0][mask], codes[1][mask]))
                 t = coef / se if se > 0 else math.nan
                 row.update({"estimate": rounded(coef, 4), "std_error": rounded(se, 4),
                             "t": rounded(t, 2), "status": "estimated"})
@@ -360,22 +386,28 @@ def first_stage_by_group(data: pd.DataFrame, settings: dict[str, Any]
     return pd.DataFrame(rows) if rows else None
 
 
-def controlled_first_stage(part: pd.DataFrame) -> tuple[float, float]:
+def controlled_first_stage(part: pd.DataFrame, codes: tuple[np.ndarray, np.ndarray] | None = None
+                           ) -> tuple[float, float]:
     """Coefficient and case-manager-clustered standard error of the
     propensity in the first stage of the headline: starting the instrument
     on the propensity for it, the propensities for the other instruments
-    and the cells partialled out (singleton cells dropped)."""
-    grp = group_codes(part, ["_cell"])
+    and the cells partialled out (singleton cells dropped). ``codes``: the
+    rows' codes of the cells (in sorted order) and of the case managers
+    from a larger frame, instead of coding them again."""
+    if codes is None:
+        grp = group_codes(part, ["_cell"])
+        managers = part["case_manager"].astype(str).to_numpy()
+    else:
+        grp, managers = np.unique(codes[0], return_inverse=True)[1], codes[1]
     keep = np.bincount(grp)[grp] > 1
-    part, grp = part.loc[keep], grp[keep]
+    part, grp, managers = part.loc[keep], grp[keep], managers[keep]
     zcols = [z for _, z in other_pairs(part)]
     arr = demean(part[["_d", "_z", *zcols]].to_numpy(dtype=float), grp)
     zo = arr[:, 2:][:, np.abs(arr[:, 2:]).max(axis=0, initial=0) > 1e-12]
     if len(arr) < 3 or np.abs(arr[:, 1]).max() <= 1e-12:
         return math.nan, math.nan
     pi, v, _ = first_stage_f(arr[:, 0], arr[:, [1]], zo if zo.shape[1] else None,
-                             clusters=part["case_manager"].astype(str).to_numpy(),
-                             debiased=False)
+                             clusters=managers, debiased=False)
     return float(pi[0]), float(math.sqrt(v[0, 0]))
 
 
@@ -640,6 +672,26 @@ class CaseManagerIV(Design):
     def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any],
                  target: str | None = None) -> EffectResult:
         return fit_iv(data, outcome, settings, target or self.headline_target)
+
+    def counts(self, data: pd.DataFrame, outcome: str) -> tuple[int, int, int | None]:
+        """:meth:`Design.counts`, once per frame for the outcomes without a
+        missing value (their rows are all rows)."""
+        if data[outcome].notna().all():
+            return _COUNTS.get(data, ("counts", len(data)),
+                               lambda: Design.counts(self, data, outcome))
+        return Design.counts(self, data, outcome)
+
+    def columns(self, data: pd.DataFrame, settings: dict[str, Any]) -> list[str] | None:
+        """What :func:`fit_iv` and :meth:`counts` read: the outcomes, treatment,
+        propensity, cell, case manager, the other alternatives' columns and the
+        monotonicity subgroups (:func:`monotonicity_groups`, which tell a
+        subgroup from a whole sample)."""
+        names = settings["case_manager_iv"].get("monotonicity_subgroups")
+        names = list(settings.get("subgroups") or {}) if names is None else list(names)
+        used = [*settings["outcomes"], "_d", "_z", "_cell", "case_manager",
+                *[c for pair in other_pairs(data) for c in pair],
+                *[SUBGROUP + n if SUBGROUP + n in data else n for n in names]]
+        return [c for c in dict.fromkeys(used) if c in data.columns]
 
     def diagnose(self, inputs: Inputs, instrument: str | None, *, outcome: str,
                  threshold: int) -> Diagnosis:

@@ -61,6 +61,7 @@ from .numerics import (
     first_stage_f,
     sandwich_cov,
     tsls,
+    tsls_first_stage,
 )
 from .numerics import demean as _demean
 from .results import IVResult
@@ -443,7 +444,10 @@ def multi_instrument_iv(
         x, zz, w = np.column_stack([d, do]), np.column_stack([z, zo]), None
     else:
         x, zz, w = d[:, None], z[:, None], (zo if method == "controls" else None)
-    fit = tsls(y, x, zz, w=w, clusters=cl)
+    # what does not read the outcome is computed once for the outcomes on the same rows
+    once = prepared["shared"]
+    fit = tsls(y, x, zz, w=w, clusters=cl, first=once(("tsls", method),
+                                                      lambda: tsls_first_stage(x, zz, w)))
     se_r = math.sqrt(fit.cov_robust[0, 0])
     se_c = math.sqrt(fit.cov_clustered[0, 0]) if fit.cov_clustered is not None else math.nan
     use_c = cl is not None and se_c >= se_r
@@ -451,10 +455,10 @@ def multi_instrument_iv(
     # the first stage of the own instrument: with the other propensities held fixed
     # (controls and joint; for joint the Sanderson-Windmeijer F is first_stage_f_conditional)
     fs_w = zo if method != "single" and zo.shape[1] else None
-    pi, vpi, f = first_stage_f(d, z[:, None], fs_w, clusters=cl if use_c else None,
-                               debiased=False)
-    f_cond = (conditional_first_stage_f(x, zz, clusters=cl if use_c else None)
-              if method == "joint" else None)
+    pi, vpi, f = once(("first_stage", method, use_c), lambda: first_stage_f(
+        d, z[:, None], fs_w, clusters=cl if use_c else None, debiased=False))
+    f_cond = (once(("conditional_f", use_c), lambda: conditional_first_stage_f(
+        x, zz, clusters=cl if use_c else None)) if method == "joint" else None)
     diagnostics: dict[str, object] = {
         "method": method,
         "first_stage_f": f,
@@ -478,7 +482,8 @@ def multi_instrument_iv(
         diagnostics.update({"ci_anderson_rubin": None, "ar_bounded": None,
                             "ar_kind": "not_computed", "ar_level": level})
     else:
-        _add_anderson_rubin(diagnostics, y, x, zz, w, cl if use_c else None, method, level)
+        _add_anderson_rubin(diagnostics, y, x, zz, w, cl if use_c else None, method, level,
+                            once(("anderson_rubin", method, use_c), dict))
     first = pd.DataFrame({"estimate": [float(pi[0])], "std_error": [math.sqrt(vpi[0, 0])]},
                          index=pd.Index([instrument], name="instrument"))
     reduced = pd.DataFrame({"estimate": [float(fit.reduced_form[0])]},
@@ -543,6 +548,13 @@ def _multi_arrays(data: pd.DataFrame, outcome: str, treatment: str, instrument: 
                            lambda: _frame_arrays(data, None, *args))
     else:
         base = _frame_arrays(data, outcome, *args)
+    derived = base.setdefault("derived", {})  # kept with base: per frame, or per call
+
+    def shared(key: tuple, compute: Any) -> Any:
+        if key not in derived:
+            derived[key] = compute()
+        return derived[key]
+
     values = _numeric(data, outcome, "outcome")[base["rows"]]
     y = _demean(values, base["grp"]) if base["grp"] is not None else values - values.mean()
     ok = [vz and (vd or method != "joint") for vd, vz in base["vary"]]
@@ -552,7 +564,7 @@ def _multi_arrays(data: pd.DataFrame, outcome: str, treatment: str, instrument: 
     cols_d = [2 + 2 * i for i, k in enumerate(ok) if k]
     return {"y": y, "d": arr[:, 0], "z": arr[:, 1], "zo": arr[:, [c + 1 for c in cols_d]],
             "do": arr[:, cols_d], "cl": base["cl"], "kept": kept, "dropped": dropped,
-            "cells": list(cells), "n_cells": base["n_cells"],
+            "cells": list(cells), "n_cells": base["n_cells"], "shared": shared,
             "n_singletons": base["n_singletons"], "n_missing": base["n_missing"]}
 
 
@@ -579,7 +591,8 @@ def _frame_arrays(data: pd.DataFrame, outcome: str | None, treatment: str, instr
         sample, rows = sample.loc[~single], rows[~single]
     if len(sample) < 3:
         raise EffectInputError("fewer than 3 complete rows in the used columns")
-    grp = codes(sample, cells) if cells else None
+    # the codes of the cells left: the ranks of theirs (codes follow the cells' sorted order)
+    grp = np.unique(grp[~single], return_inverse=True)[1] if cells else None
     roles = [("treatment", treatment), ("instrument", instrument)]
     roles += [r for dk, zk in others for r in (("treatment", dk), ("instrument", zk))]
     arr = _demean(np.column_stack([_numeric(sample, c, role) for role, c in roles]), grp)
@@ -597,11 +610,12 @@ def _frame_arrays(data: pd.DataFrame, outcome: str | None, treatment: str, instr
 
 def _add_anderson_rubin(diagnostics: dict[str, object], y: np.ndarray, x: np.ndarray,
                         z: np.ndarray, w: np.ndarray | None, clusters: np.ndarray | None,
-                        method: str, level: float) -> None:
+                        method: str, level: float, cache: dict[str, Any]) -> None:
     """The Anderson-Rubin set of the first endogenous coefficient: exact with
-    one endogenous regressor, the projection of the joint set otherwise."""
+    one endogenous regressor, the projection of the joint set otherwise
+    (``cache``: what it computes without y, for the outcomes on the same rows)."""
     if method == "joint":
-        ar = anderson_rubin_projection(y, x, z, clusters=clusters, level=level)
+        ar = anderson_rubin_projection(y, x, z, clusters=clusters, level=level, cache=cache)
         how = "projection of the joint Anderson-Rubin set (conservative)"
     else:
         ar = anderson_rubin_set(y, x[:, 0], z[:, :1], w=w, clusters=clusters, level=level)

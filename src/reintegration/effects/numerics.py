@@ -327,8 +327,24 @@ class TwoSLS:
     nobs: int
 
 
+def tsls_first_stage(x: np.ndarray, z: np.ndarray, w: np.ndarray | None = None
+                     ) -> dict[str, np.ndarray]:
+    """What :func:`tsls` computes without the outcome: the endogenous columns
+    and instruments net of ``w``, the first stage and the fitted values.
+    Outcomes on the same rows share it (``tsls(..., first=...)``)."""
+    x = np.asarray(x, dtype=float).reshape(len(x), -1)
+    z = np.asarray(z, dtype=float).reshape(len(x), -1)
+    if z.shape[1] < x.shape[1]:
+        raise ValueError(f"{z.shape[1]} instruments for {x.shape[1]} endogenous regressors")
+    x, z = partial_out(w, x, z)
+    pi = np.linalg.lstsq(z, x, rcond=None)[0]           # q x m first stage
+    xhat = z @ pi
+    return {"x": x, "z": z, "pi": pi, "xhat": xhat, "xhx": xhat.T @ x}
+
+
 def tsls(y: np.ndarray, x: np.ndarray, z: np.ndarray, *, w: np.ndarray | None = None,
-         clusters: np.ndarray | None = None) -> TwoSLS:
+         clusters: np.ndarray | None = None, first: dict[str, np.ndarray] | None = None
+         ) -> TwoSLS:
     r"""Two-stage least squares of ``y`` on the endogenous columns ``x``
     instrumented by ``z`` (as many columns or more), with the columns of
     ``w`` (controls; absorbed cells are demeaned by the caller) partialled
@@ -337,16 +353,15 @@ def tsls(y: np.ndarray, x: np.ndarray, z: np.ndarray, *, w: np.ndarray | None = 
     :math:`\hat X = P_Z X` and scores :math:`\hat x_i \hat e_i`,
     :math:`\hat e = y - X\hat\beta`; both covariances come from this one fit.
     Without ``debiased`` scaling they equal linearmodels' ``IV2SLS`` robust
-    and clustered covariances (``tests/test_numerics.py``)."""
+    and clustered covariances (``tests/test_numerics.py``). ``first``, from
+    :func:`tsls_first_stage` of the same ``x``, ``z`` and ``w``, saves
+    recomputing what does not read ``y``."""
     y = np.asarray(y, dtype=float).ravel()
-    x = np.asarray(x, dtype=float).reshape(len(y), -1)
-    z = np.asarray(z, dtype=float).reshape(len(y), -1)
-    if z.shape[1] < x.shape[1]:
-        raise ValueError(f"{z.shape[1]} instruments for {x.shape[1]} endogenous regressors")
-    y, x, z = partial_out(w, y, x, z)
-    pi = np.linalg.lstsq(z, x, rcond=None)[0]           # q x m first stage
-    xhat = z @ pi
-    params = np.linalg.solve(xhat.T @ x, xhat.T @ y)
+    if first is None:
+        first = tsls_first_stage(np.asarray(x, dtype=float).reshape(len(y), -1), z, w)
+    x, z, pi, xhat = first["x"], first["z"], first["pi"], first["xhat"]
+    (y,) = partial_out(w, y)
+    params = np.linalg.solve(first["xhx"], xhat.T @ y)
     resid = y - x @ params
     rf = np.linalg.lstsq(z, y, rcond=None)[0]
     cov_r = sandwich_cov(xhat, resid, None)
@@ -450,29 +465,49 @@ def anderson_rubin_set(y: np.ndarray, d: np.ndarray, z: np.ndarray, *,
     return ARSet([(-math.inf, math.inf)], "whole_line", level)
 
 
-def _ar_pieces(y: np.ndarray, x: np.ndarray, z: np.ndarray, clusters: np.ndarray | None
-               ) -> dict[str, np.ndarray]:
-    r"""What the Anderson-Rubin statistic of every coefficient vector needs:
-    :math:`Z'y`, :math:`Z'X` and the sandwich meat :math:`M(\beta) = \sum_u
-    (a_u - B_u\beta)(a_u - B_u\beta)'` as a quadratic in :math:`\\beta`
-    (units u: observations, or clusters), with :math:`a_u, B_u` the sums of
-    :math:`z_i` times the residuals of y and X on Z."""
-    rho = np.linalg.lstsq(z, y, rcond=None)[0]
+def _ar_x_pieces(x: np.ndarray, z: np.ndarray, clusters: np.ndarray | None
+                 ) -> dict[str, Any]:
+    r"""The pieces of :func:`_ar_pieces` that do not read the outcome:
+    :math:`Z'X`, the sums :math:`B_u` of :math:`z_i` times the residuals of X
+    on Z per unit (observations, or clusters; flattened to k * m columns), the
+    cluster codes, and :math:`\sum_u B_u \otimes B_u` (``p2``). Every outcome
+    with the same rows, endogenous columns, instruments and clusters shares
+    them."""
+    n, k = z.shape
+    m = x.shape[1]
     pi = np.linalg.lstsq(z, x, rcond=None)[0]
-    ey, ex = y - z @ rho, x - z @ pi
-    a = z * ey[:, None]                                  # n x k
-    b = z[:, :, None] * ex[:, None, :]                   # n x k x m
+    ex = x - z @ pi
+    b = (z[:, :, None] * ex[:, None, :]).reshape(n, k * m)   # n x (k m)
+    codes = None
     if clusters is not None:
         codes = pd.factorize(pd.Series(clusters))[0]
         g = codes.max() + 1
+        b = np.stack([np.bincount(codes, weights=b[:, j], minlength=g)
+                      for j in range(k * m)], axis=1)
+    return {"d": z.T @ x, "b": b, "codes": codes,
+            "p2": (b.T @ b).reshape(k, m, k, m)}
+
+
+def _ar_pieces(y: np.ndarray, x: np.ndarray, z: np.ndarray, clusters: np.ndarray | None,
+               shared: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    r"""What the Anderson-Rubin statistic of every coefficient vector needs:
+    :math:`Z'y`, :math:`Z'X` and the sandwich meat :math:`M(\beta) = \sum_u
+    (a_u - B_u\beta)(a_u - B_u\beta)'` as a quadratic in :math:`\beta`
+    (units u: observations, or clusters), with :math:`a_u, B_u` the sums of
+    :math:`z_i` times the residuals of y and X on Z. ``shared`` holds the
+    pieces that do not read y (:func:`_ar_x_pieces` of the same x, z and
+    clusters); the cross products are matrix products of the unit sums."""
+    xp = _ar_x_pieces(x, z, clusters) if shared is None else shared
+    k, m = xp["d"].shape
+    rho = np.linalg.lstsq(z, y, rcond=None)[0]
+    a = z * (y - z @ rho)[:, None]                       # n x k
+    if xp["codes"] is not None:
+        codes = xp["codes"]
+        g = codes.max() + 1
         a = np.stack([np.bincount(codes, weights=a[:, p], minlength=g)
-                      for p in range(a.shape[1])], axis=1)
-        b = np.stack([np.stack([np.bincount(codes, weights=b[:, p, q], minlength=g)
-                                for q in range(b.shape[2])], axis=1)
-                      for p in range(b.shape[1])], axis=1)
-    return {"c": z.T @ y, "d": z.T @ x, "p0": a.T @ a,
-            "p1": np.einsum("up,uqr->pqr", a, b),
-            "p2": np.einsum("upl,uqr->plqr", b, b)}
+                      for p in range(k)], axis=1)
+    return {"c": z.T @ y, "d": xp["d"], "p0": a.T @ a,
+            "p1": (a.T @ xp["b"]).reshape(k, k, m), "p2": xp["p2"]}
 
 
 def _ar_full(beta: np.ndarray, pc: dict[str, np.ndarray]) -> float:
@@ -518,7 +553,8 @@ def _ar_full_grad_reference(beta: np.ndarray, pc: dict[str, np.ndarray]
 def anderson_rubin_projection(y: np.ndarray, x: np.ndarray, z: np.ndarray, *, index: int = 0,
                               w: np.ndarray | None = None,
                               clusters: np.ndarray | None = None, level: float = 0.95,
-                              max_steps: int = 12) -> ARSet:
+                              max_steps: int = 12, cache: dict[str, Any] | None = None
+                              ) -> ARSet:
     r"""The projection of the joint Anderson-Rubin confidence set of all
     coefficients of the endogenous ``x`` (n x m) on coefficient ``index``:
     the values :math:`b` for which some value of the other coefficients
@@ -531,15 +567,24 @@ def anderson_rubin_projection(y: np.ndarray, x: np.ndarray, z: np.ndarray, *, in
     started along the path); the ends are found by stepping outward from the
     2SLS estimate in doubling steps of its robust standard error and
     bisecting. A side where no value up to ``2 ** max_steps`` standard
-    errors is rejected is reported open (infinite end)."""
+    errors is rejected is reported open (infinite end).
+
+    ``cache``, a dict the caller keeps between calls with the same ``x``,
+    ``z``, ``w`` and ``clusters`` (outcomes on the same rows), holds what does
+    not read ``y``: it is computed once, with the same result."""
     from scipy import optimize, stats
 
     y = np.asarray(y, float).ravel()
-    x = np.asarray(x, float).reshape(len(y), -1)
-    z = np.asarray(z, float).reshape(len(y), -1)
-    y, x, z = partial_out(w, y, x, z)
+    cache = {} if cache is None else cache
+    if "x" not in cache:
+        x = np.asarray(x, float).reshape(len(y), -1)
+        z = np.asarray(z, float).reshape(len(y), -1)
+        x, z = partial_out(w, x, z)
+        cache.update(x=x, z=z, pieces=_ar_x_pieces(x, z, clusters))
+    x, z = cache["x"], cache["z"]
+    (y,) = partial_out(w, y)
     m = x.shape[1]
-    pc = _ar_pieces(y, x, z, clusters)
+    pc = _ar_pieces(y, x, z, clusters, cache["pieces"])
     crit = float(stats.chi2.ppf(level, z.shape[1]))
     fit = tsls(y, x, z, clusters=clusters)
     est = fit.params
