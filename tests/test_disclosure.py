@@ -635,3 +635,32 @@ def test_a_public_table_of_a_population_protects_the_tables_after_it(
         ),
     ]
     assert protection.leaks(tables, 10) == []
+
+
+def test_acros_record_is_written_once_per_file_and_kept_whole(
+    reg: disclosure.Register, monkeypatch
+) -> None:
+    """ACRO writes every output it holds at each flush; the register writes a
+    file of ``acro/`` again only when its bytes changed (results.json after
+    each output), and the folder holds exactly what ACRO wrote last."""
+    from reintegration.core import atomic
+
+    written: list[str] = []
+    real = atomic.write_bytes
+
+    def counting(path, payload, *args, **kwargs):
+        if "/acro/" in Path(path).as_posix():
+            written.append(Path(path).name)
+        return real(path, payload, *args, **kwargs)
+
+    monkeypatch.setattr(atomic, "write_bytes", counting)
+    df = cells({("f", "a"): 20, ("f", "b"): 30, ("m", "a"): 20, ("m", "b"): 20})
+    for name in ("first", "second", "third"):
+        reg.crosstab(name, df, index="sex", columns="instrument")
+    assert written.count("results.json") == 3
+    others = [f for f in written if f != "results.json"]
+    assert len(others) == len(set(others)) > 0  # each output's files once, not at every flush
+    results = json.loads((reg.dir / "acro" / "results.json").read_text())
+    assert list(results["results"]) == ["first", "second", "third"]
+    on_disk = {p.name for p in (reg.dir / "acro").iterdir()}
+    assert set(written) <= on_disk

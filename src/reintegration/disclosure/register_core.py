@@ -40,6 +40,8 @@ class RegisterCore:
         self.entries: dict[str, dict[str, Any]] = {}
         self.outputs: dict[str, Output] = {}
         self._session: Any = None
+        #: the checksum of each file of ``acro/`` as this register last wrote it
+        self._acro_files: dict[str, str] = {}
         self._linked = PublishedTables(ctx)
         if self.dir.exists():
             check_access(ctx.role, self.dir, "write", ctx.domains)
@@ -93,8 +95,14 @@ class RegisterCore:
                     if old.name not in written:
                         check_access(self.ctx.role, old, "write", self.ctx.domains)
                         old.unlink()
+                        self._acro_files.pop(old.name, None)
+            # ACRO writes every output it holds again; a file this register
+            # already wrote with the same bytes is left as it is
             for fname in sorted(written):
-                self._write_file(f"acro/{fname}", (folder / fname).read_bytes())
+                payload = (folder / fname).read_bytes()
+                if self._acro_files.get(fname) == atomic.sha256_bytes(payload):
+                    continue
+                self._acro_files[fname] = self._write_file(f"acro/{fname}", payload)[1]
 
     # ---- bookkeeping -------------------------------------------------------------
     def _check_name(self, name: str) -> None:
