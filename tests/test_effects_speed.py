@@ -557,3 +557,33 @@ def test_cell_labels_equal_the_row_by_row_join() -> None:
         ref = df[list(cells)].astype(str).agg("|".join, axis=1)
         pd.testing.assert_series_equal(cell_labels(df, cells), ref)
     assert cell_labels(df, ("team", "inflow_quarter")).iloc[0] == "a|2020Q1"
+
+
+def test_the_prepared_frame_is_built_once_per_panel_objects() -> None:
+    """The selection design's prepared frame is shared by every caller with the
+    same persons and person_months objects (the estimates, the sensitivity
+    analysis and the obligations of the effects step), built again for other
+    panel objects or other instruments, and equal to a fresh build."""
+    from reintegration.effects import _memo
+
+    persons = world()
+    s = settings()
+    design = designs.get("selection_on_observables")
+    months = month_panel(persons)
+    first = design.prepare(designs.Inputs(persons=persons, city={}, effects=s,
+                                          person_months=months), "training")
+    again = design.prepare(designs.Inputs(persons=persons, city={}, effects=s,
+                                          person_months=months), "training")
+    assert again is first
+    other_months = design.prepare(designs.Inputs(persons=persons, city={}, effects=s,
+                                                 person_months=months.copy()), "training")
+    assert other_months is not first
+    pd.testing.assert_frame_equal(other_months, first)
+    other = design.prepare(designs.Inputs(persons=persons, city={}, effects=s,
+                                          person_months=months), "job_coaching")
+    assert other is not first and not other.equals(first)
+    with _memo.disabled():
+        fresh = design.prepare(designs.Inputs(persons=persons, city={}, effects=s,
+                                              person_months=months), "training")
+    assert fresh is not first
+    pd.testing.assert_frame_equal(fresh, first)

@@ -32,6 +32,7 @@ in means between the treated and the odds-weighted comparison group
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -220,6 +221,27 @@ def month_indicators(months: np.ndarray, bands: np.ndarray,
 #: the covariates, strata and month indicators of each prepared frame (they do not
 #: depend on the outcome or the estimand): computed once per frame
 _FRAMES = FrameMemo()
+
+#: the prepared frame of each instrument, per persons and person_months objects: the
+#: effects step prepares it for the estimates, the sensitivity analysis and the
+#: obligations (callers read it, never change it in place)
+_PREPARED = FrameMemo()
+
+
+def _prepared(inputs: Inputs, instrument: str, max_month: int) -> pd.DataFrame:
+    """:func:`selection_data` of ``instrument`` from the inputs' persons and
+    benefit exits, computed once per persons and person_months objects."""
+    months = inputs.person_months
+
+    def compute() -> tuple[Any, pd.DataFrame]:
+        data = selection_data(inputs.persons, inputs.exits(), instrument, max_month=max_month)
+        return (None if months is None else weakref.ref(months)), data.reset_index(drop=True)
+
+    key = ("prepare", instrument, max_month, id(months))
+    ref, data = _PREPARED.get(inputs.persons, key, compute)
+    if months is not None and (ref is None or ref() is not months):  # an id used again
+        ref, data = compute()
+    return data
 
 
 def _strata_design(data: pd.DataFrame, names: Sequence[str], cfg: dict[str, Any]
@@ -520,9 +542,7 @@ class SelectionOnObservables(Design):
         if missing:
             raise ValueError(f"selection_on_observables.extra_covariates {missing} of "
                              "config/effects.yml are not columns of the panel's persons")
-        data = selection_data(inputs.persons, inputs.exits(), instrument,
-                              max_month=int(cfg["max_month"]))
-        return data.reset_index(drop=True)
+        return _prepared(inputs, instrument, int(cfg["max_month"]))
 
     def estimate(self, data: pd.DataFrame, outcome: str, settings: dict[str, Any],
                  target: str | None = None) -> EffectResult:
