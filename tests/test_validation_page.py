@@ -95,6 +95,17 @@ def test_estimates_in_words_speaks_percentage_points_and_yes_no():
                       labels.label("employed_24")), "interval contains the truth"] == "yes"
 
 
+def test_coverage_in_words_names_the_estimand_in_percentage_points():
+    from reintegration.phase2 import estimates
+
+    shown = vp.coverage_in_words(estimates.coverage_table(_frame()))
+    assert list(shown.index.names) == ["design", "estimand", "outcome"]
+    row = shown.loc[(labels.label(SOO), "versus never", labels.label("employed_24"))]
+    assert row["intervals containing the truth"] == 1 and row["estimates"] == 2
+    assert row["mean bias (percentage points)"] == -3.4
+    assert row["mean standard error (percentage points)"] == 2.0
+
+
 def test_groups_without_200_starters_drop_those_columns():
     cov = pd.DataFrame({"group effects": [11, 2], "covered": [0.909, 0.5],
                         "with 200+ starters": [0, 0], "covered (200+)": [None, None],
@@ -150,14 +161,17 @@ def test_in_short_from_a_small_frame():
     assert items[0].startswith(
         "* Of the whole-cohort 95% intervals, 3 of 4 for selection on observables contain "
         "their true value. Selection on observables is biased by construction")
-    assert "mean bias runs from -3.4 to -1.6 percentage points" in items[0]
-    assert "rejected in 15% and 15% of draws (95% intervals from 3% to 38%)" in items[1]
-    assert "cluster-robust test in 20% and 40%" in items[1]
+    assert "mean bias in the coverage table: -3.4 to -1.6 percentage points" in items[0]
+    assert ("rejected in 15% and 15% of draws (95% intervals from 3% to 38%: consistent "
+            "with the 5% it should show); the cluster-robust test in 20% and 40%, too "
+            "often.") in items[1]
     # the frame has no roll-out estimate: the effects page shows no roll-out interval
-    assert "was not estimated on these data" in items[1]
+    assert items[1].endswith("This city's roll-out was not estimated on these data, so its "
+                             "effects page shows none.")
     rollout = pd.concat([_frame(), _frame().head(1).assign(design="rollout_did", target="itt")])
     again = vp.in_short(rollout, _placebo(), None, None, None, labels.label).split("\n")
-    assert "trust the roll-out intervals as given" in again[1]
+    assert again[1].endswith("So roll-out intervals from the randomisation test can be "
+                             "trusted and cluster-robust ones would be too narrow.")
     assert ("3 of 4 for selection on observables; 1 of 1 for staggered roll-out "
             "(difference in differences) contain their true value") in again[0]
     assert "contain the true effect for 2 of 2 instruments (as they should)" in items[2]

@@ -92,6 +92,7 @@ def coverage_in_words(coverage: pd.DataFrame) -> pd.DataFrame:
         "mean bias (percentage points)": (out["mean bias"] * scale).round(1),
         "mean standard error (percentage points)": (out["mean std. error"] * scale).round(1),
     }, index=out.index)
+    out.index = out.index.rename({"target": "estimand"})
     return labels.display_frame(out)
 
 
@@ -356,9 +357,8 @@ def _coverage_line(frame: pd.DataFrame, label: Label) -> list[str]:
         out.append(
             "Selection on observables is biased by construction: the synthetic world gives "
             "instruments to clients with lower hidden employability, which the design "
-            "cannot see, so its misses are expected (in this city's one synthetic world its "
-            f"mean bias runs from {means.min():+.1f} to {means.max():+.1f} percentage points "
-            "over the rows of the coverage table).")
+            "cannot see, so its misses are expected (its mean bias in the coverage table: "
+            f"{means.min():+.1f} to {means.max():+.1f} percentage points).")
     valid = [d for d in VALID_DESIGNS if (f["design"] == d).any()]
     if valid:
         out.append(f"For {' and '.join(label(d).lower() for d in valid)}, valid in this "
@@ -433,21 +433,21 @@ def _placebo_short(summary: pd.DataFrame, estimated: bool = True) -> str:
     rand = summary["effect_rejected_randomization"].astype(float)
     clus = summary["effect_rejected_clustered"].astype(float)
     lo, hi = zip(*(clopper_pearson(_rate(v, n)[0], n) for v in rand), strict=True)
-    text = (f"Placebo roll-outs ({n} draws, true effect zero): the randomisation test behind "
-            f"the roll-out intervals rejected in {_rates(summary, 'effect_rejected_randomization')}"
-            f" of draws (95% intervals from {100 * min(lo):.0f}% to {100 * max(hi):.0f}%), the "
-            f"cluster-robust test in {_rates(summary, 'effect_rejected_clustered')}.")
     rand_ok = all(_verdict(v, n) == "about right" for v in rand)
     clus_bad = any(_verdict(v, n) == "too often" for v in clus)
-    if rand_ok and clus_bad:
-        trust = ("so trust the roll-out intervals as given" if estimated else
-                 "so a roll-out interval from it can be trusted (this city's roll-out was not "
-                 "estimated on these data: its effects page shows none)")
-        return text + (" The randomisation test is consistent with the 5% it should show and "
-                       f"the cluster-robust one rejects too often, {trust}; {n} draws measure "
-                       "a rate only roughly.")
-    if rand_ok:
-        return text + (f" Both are consistent with 5% ({n} draws measure a rate only "
-                       "roughly).")
-    return text + (" Even the randomisation test rejects too often here: read the roll-out "
-                   "intervals as too narrow.")
+    text = (f"Placebo roll-outs ({n} draws with no true effect): the randomisation test, which "
+            "gives the roll-out intervals, rejected in "
+            f"{_rates(summary, 'effect_rejected_randomization')} of draws (95% intervals from "
+            f"{100 * min(lo):.0f}% to {100 * max(hi):.0f}%"
+            + (": consistent with the 5% it should show" if rand_ok else "") + "); the "
+            f"cluster-robust test in {_rates(summary, 'effect_rejected_clustered')}"
+            + (", too often." if clus_bad else "."))
+    if not rand_ok:
+        return text + (" Even the randomisation test rejects too often here: read the roll-out "
+                       "intervals as too narrow.")
+    out = [text, ("So roll-out intervals from the randomisation test can be trusted"
+                  + (" and cluster-robust ones would be too narrow." if clus_bad else "."))]
+    if not estimated:
+        out.append("This city's roll-out was not estimated on these data, so its effects page "
+                   "shows none.")
+    return " ".join(out)
