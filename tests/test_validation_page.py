@@ -178,6 +178,9 @@ def test_in_short_from_a_small_frame():
     assert "yardstick ranges of the effects page contain it for 1 of 2" in items[2]
     # job coaching has fewer starters than the minimum: not counted
     assert "for 1 of 1 instruments: training." in items[3]
+    none = vp.in_short(_frame(), None, None, ranks.assign(above_zero=False), None,
+                       labels.label).split("\n")
+    assert "better than chance for none of the 2 instruments" in none[2]
     assert items[4].startswith("* The advice rule against its truth: in truth the rule "
                                "shown is worse than today's choices: -0.6 percentage points")
 

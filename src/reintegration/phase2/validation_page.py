@@ -378,7 +378,9 @@ def _ranks_line(ranks: pd.DataFrame | None, min_starters: int, label: Label) -> 
             f"correlation with their true effects whose 95% interval lies above zero) for "
             f"{len(above)} of {len(ok)} instruments")
     if not above:
-        return [head + "; for none can chance be ruled out."]
+        return [f"The Who benefits predictions rank starters clearly better than chance for "
+                f"none of the {len(ok)} instruments: every rank correlation with their true "
+                "effects has a 95% interval that reaches zero."]
     rest = "; for the others the interval reaches zero" if len(above) < len(ok) else ""
     return [f"{head}: {', '.join(above)}{rest}."]
 
