@@ -64,9 +64,9 @@ def test_rate_text_is_the_exact_interval_of_3_of_20():
 def test_placebo_table_has_plain_columns_and_intervals():
     shown = vp.placebo_in_words(_placebo())
     assert list(shown.index) == [labels.label("employed_12"), labels.label("employed_24")]
-    col = "cluster-robust: rejects the zero effect, share of draws (95% interval)"
+    col = "zero effect rejected: cluster-robust"
     assert shown.loc[labels.label("employed_24"), col] == "40% (19% to 64%)"
-    rand = "randomisation test: rejects the zero effect, share of draws (95% interval)"
+    rand = "zero effect rejected: randomisation test"
     assert list(shown.columns).index(rand) < list(shown.columns).index(col)
     assert not [c for c in shown.columns if "_" in c]
     assert shown.iloc[1, -1] == 1.58

@@ -134,16 +134,15 @@ def rate_text(share: float, draws: int) -> str:
     return f"{100 * share:.0f}% ({100 * lo:.0f}% to {100 * hi:.0f}%)"
 
 
-#: the placebo summary's columns (rollout.placebo_summary) in words
+#: the placebo summary's columns (rollout.placebo_summary) in words; the
+#: rejection rates are shares of draws with their 95% interval
 PLACEBO_COLUMNS = {
-    "effect_rejected_randomization": "randomisation test: rejects the zero effect",
-    "effect_rejected_clustered": "cluster-robust: rejects the zero effect",
-    "pretrend_rejected_randomization": "randomisation test: rejects parallel pre-trends",
-    "pretrend_rejected_clustered": "cluster-robust: rejects parallel pre-trends",
-    "sd_estimate_over_mean_se_randomization":
-        "spread of the estimates over their standard error (randomisation)",
-    "sd_estimate_over_mean_se": "spread of the estimates over their standard error "
-                                "(cluster-robust)",
+    "effect_rejected_randomization": "zero effect rejected: randomisation test",
+    "effect_rejected_clustered": "zero effect rejected: cluster-robust",
+    "pretrend_rejected_randomization": "parallel pre-trends rejected: randomisation test",
+    "pretrend_rejected_clustered": "parallel pre-trends rejected: cluster-robust",
+    "sd_estimate_over_mean_se_randomization": "spread over standard error: randomisation",
+    "sd_estimate_over_mean_se": "spread over standard error: cluster-robust",
 }
 
 
@@ -164,10 +163,7 @@ def placebo_in_words(summary: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     if not rows:
         return pd.DataFrame()
-    out = pd.DataFrame(rows).set_index("outcome")
-    out = out.rename(columns={c: f"{c}, share of draws (95% interval)"
-                              for c in out.columns if "rejects" in c})
-    return labels.display_frame(out)
+    return labels.display_frame(pd.DataFrame(rows).set_index("outcome"))
 
 
 def _verdict(share: float, draws: int) -> str:
