@@ -85,14 +85,14 @@ def test_placebo_sentences_say_what_the_rates_mean():
 def test_estimates_in_words_speaks_percentage_points_and_yes_no():
     shown = vp.estimates_in_words(_frame())
     assert len(shown) == 4  # the subgroup row stays in the research domain
-    key = (labels.label(SOO), "Training", "versus never", labels.label("employed_24"))
+    key = (labels.label(SOO), "Training", labels.label("employed_24"), "versus never")
     row = shown.loc[key]
     assert row["estimate"] == -5.1 and row["true value"] == 2.0
     assert row["95% interval"] == "-10.0 to -0.3"
     assert row["estimate minus truth"] == -7.1
     assert row["interval contains the truth"] == "no"
-    assert shown.loc[(labels.label(SOO), "Job coaching", "now versus later",
-                      labels.label("employed_24")), "interval contains the truth"] == "yes"
+    assert shown.loc[(labels.label(SOO), "Job coaching", labels.label("employed_24"),
+                      "now versus later"), "interval contains the truth"] == "yes"
 
 
 def test_coverage_in_words_names_the_estimand_in_percentage_points():

@@ -114,7 +114,7 @@ def estimates_in_words(frame: pd.DataFrame) -> pd.DataFrame:
                      "interval contains the truth": yes_no(r["covered"])})
     if not rows:
         return pd.DataFrame()
-    out = pd.DataFrame(rows).set_index(["design", "instrument", "estimand", "outcome"])
+    out = pd.DataFrame(rows).set_index(["design", "instrument", "outcome", "estimand"])
     return labels.display_frame(out)
 
 
