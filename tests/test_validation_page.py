@@ -124,6 +124,7 @@ def test_groups_without_200_starters_drop_those_columns():
 
 def test_sensitivity_in_words_and_why_a_yardstick_range_misses():
     shown = vp.sensitivity_in_words(_at_truth(), labels.label)
+    assert shown.index[0] == ("Selection on observables, training", labels.label("employed_24"))
     row = shown.iloc[0]
     assert row["the bounds contain the truth"] == "yes"
     assert row["a yardstick range of the effects page contains the truth"] == "no"

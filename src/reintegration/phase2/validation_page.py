@@ -262,7 +262,7 @@ def sensitivity_in_words(at_truth: pd.DataFrame, label: Label) -> pd.DataFrame:
     rows = []
     for r in at_truth.to_dict(orient="records"):
         rows.append({
-            "sub-study": label(r["sub-study"]), "outcome": label(r["outcome"]),
+            "sub-study": labels.substudy(str(r["sub-study"])), "outcome": label(r["outcome"]),
             "linear estimate": _pp(r["estimate"]),
             "hidden factor: % of starting explained": round(100 * r["r2_treatment"], 2),
             "hidden factor: % of the outcome explained": round(100 * r["r2_outcome"], 1),
