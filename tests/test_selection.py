@@ -366,7 +366,7 @@ def test_phase2_records_both_targets_for_the_whole_sample_only() -> None:
     po = po.assign(employed_notnow_12=persons["y0"])
     frame = estimates.validation_frame(recs, po, {}, {"name": "x"}, settings)
     _, counts = estimates.bias_figure(frame, "employed_12")
-    assert list(counts.index) == ["selection_on_observables: training"]
+    assert list(counts.index) == ["selection_on_observables: Training"]  # the label
 
 
 def test_month_indicators_skip_band_starts_and_months_without_controls() -> None:

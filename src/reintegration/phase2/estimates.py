@@ -47,6 +47,7 @@ from ..designs import Design, Inputs
 from ..designs.rollout import rollout_schedule
 from ..effects import EffectResult, EventStudyResult
 from ..effects._data import json_safe
+from ..research.labels import label as instrument_label
 from ..research.subgroups import subgroup_frame
 
 FILE_NAME = "estimates.json"
@@ -460,7 +461,10 @@ def bias_figure(frame: pd.DataFrame, outcome: str = "employed_24") -> tuple[Any,
     if "target" in f:  # one estimate per design and instrument: the headline's
         f = f[[_is_headline(r) for r in f[["design", "target"]].to_dict(orient="records")]]
     f = f.reset_index(drop=True)
-    labels = [f"{d}: {i}" for d, i in zip(f["design"], f["instrument"], strict=True)]
+    # instruments by their label here: a one-word key ("training") is no name
+    # that relabelling the figure would find
+    labels = [f"{d}: {instrument_label(i)}" for d, i in zip(f["design"], f["instrument"],
+                                                             strict=True)]
     fig = Figure(figsize=(6.4, 0.35 * max(len(f), 1) + 1.2), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(f))[::-1]

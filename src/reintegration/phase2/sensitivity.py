@@ -358,7 +358,9 @@ def at_truth(inputs, po: pd.DataFrame, substudies, settings, truth) -> pd.DataFr
     exactly that strength allows, and whether they contain the true effect
     (``truth``: a function (instrument, outcome) -> the true value of the
     estimand); and whether any published benchmark range at the largest
-    multiple contains it (the yardsticks a reader sees)."""
+    multiple contains it (the yardsticks a reader sees), with the largest
+    partial R^2 of those benchmarks with starting and with the outcome (to set
+    beside the hidden factor's)."""
     from .. import designs
     from ..designs.base import Inputs
     from .estimates import aligned_truth
@@ -391,11 +393,14 @@ def at_truth(inputs, po: pd.DataFrame, substudies, settings, truth) -> pd.DataFr
                          "bound_low": low, "bound_high": high, "truth": true,
                          "contains_truth": bool(low <= true <= high)
                          if math.isfinite(true) else None,
-                         "a benchmark range contains the truth": in_benchmark})
+                         "a benchmark range contains the truth": in_benchmark,
+                         "benchmark_r2_treatment": float(top["r2_treatment"].max()),
+                         "benchmark_r2_outcome": float(top["r2_outcome"].max())})
     return pd.DataFrame(rows, columns=["sub-study", "outcome", "estimate", "r2_treatment",
                                        "r2_outcome", "bound_low", "bound_high", "truth",
                                        "contains_truth",
-                                       "a benchmark range contains the truth"])
+                                       "a benchmark range contains the truth",
+                                       "benchmark_r2_treatment", "benchmark_r2_outcome"])
 
 
 def plain_words(table: pd.DataFrame, label) -> str:

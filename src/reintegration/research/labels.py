@@ -50,6 +50,18 @@ DESIGN_SHORT: dict[str, str] = {
     "case_manager_iv": "case-manager IV",
 }
 
+#: the estimands a design reports (the records' ``target``), in a few words;
+#: the full descriptions are the designs' own ``targets``
+TARGETS: dict[str, str] = {
+    "now_vs_later": "now versus later",
+    "vs_never": "versus never",
+    "itt": "intention to treat",
+    "per_starter": "per additional starter",
+    "versus_none": "versus no instrument",
+    "versus_none_controls": "versus no instrument, other propensities held fixed",
+    "mixed": "versus the mix of alternatives",
+}
+
 #: horizons (months) of the panel's ``<name>_<h>`` columns
 HORIZONS = (6, 12, 18, 24)
 
@@ -99,7 +111,6 @@ COLUMNS: dict[str, str] = {
     "not_employed": "not employed",
     "not_on_benefit": "not on bijstand",
     "not_in_instrument": "not in an instrument",
-    "per_starter": "per additional starter",
 }
 
 #: terms for counts: persons and person-months are named as such
@@ -123,7 +134,7 @@ def _short(description: str) -> str:
 
 #: the names whose words need no configuration file (a step that reads no
 #: config/effects.yml or config/instruments.yml can label them)
-STATIC: dict[str, str] = {**_expand(COLUMNS), **DESIGNS}
+STATIC: dict[str, str] = {**TARGETS, **_expand(COLUMNS), **DESIGNS}
 
 
 @lru_cache(maxsize=8)
@@ -264,11 +275,16 @@ def pp(share: float, decimals: int = 1, sign: bool = True) -> str:
 
 def display_frame(frame: Any, root: Path | None = None) -> Any:
     """A copy of a frame for display: column names, index names and string
-    index values in words (:func:`relabel`)."""
+    index values in words (:func:`relabel`); an index value that is a whole
+    instrument key or estimand, including a one-word one such as
+    ``training`` that :func:`relabel` leaves alone in a sentence, by its
+    label."""
     import pandas as pd
 
     def words(v: Any) -> Any:
-        return relabel(v, root) if isinstance(v, str) else v
+        if not isinstance(v, str):
+            return v
+        return TARGETS.get(v) or _instruments(_root(root)).get(v) or relabel(v, root)
 
     out = frame.copy()
     out.columns = [relabel(str(c), root) for c in out.columns]
