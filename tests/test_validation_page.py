@@ -76,7 +76,8 @@ def test_placebo_sentences_say_what_the_rates_mean():
     text = vp.placebo_sentences(_placebo())
     assert "3 rejections in 20 (15%) have a 95% interval from 3% to 38%, which holds" in text
     assert "8 rejections in 20 (40%) have a 95% interval from 19% to 64%, which lies above" in text
-    assert "can be trusted; cluster-robust ones would be too narrow" in text
+    assert "no sign that the roll-out intervals" in text
+    assert "cluster-robust ones would be too narrow" in text
     bad = vp.placebo_sentences(_placebo(rand=(0.40, 0.15)))
     assert "Even the randomisation test rejects a true zero more often" in bad
     assert "no placebo" in vp.placebo_sentences(None)
@@ -171,8 +172,9 @@ def test_in_short_from_a_small_frame():
                              "effects page shows none.")
     rollout = pd.concat([_frame(), _frame().head(1).assign(design="rollout_did", target="itt")])
     again = vp.in_short(rollout, _placebo(), None, None, None, labels.label).split("\n")
-    assert again[1].endswith("So roll-out intervals from the randomisation test can be "
-                             "trusted and cluster-robust ones would be too narrow.")
+    assert again[1].endswith("So this check finds no sign that the roll-out intervals from "
+                             "the randomisation test are too narrow (20 draws would only show "
+                             "a clear excess); cluster-robust ones would be too narrow.")
     assert ("3 of 4 for selection on observables; 1 of 1 for staggered roll-out "
             "(difference in differences) contain their true value") in again[0]
     assert "contain the true effect for 2 of 2 instruments (as they should)" in items[2]

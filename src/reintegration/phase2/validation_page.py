@@ -216,9 +216,10 @@ def placebo_sentences(summary: pd.DataFrame | None) -> str:
         head = "The randomisation test's rates are consistent with 5%"
         if any(v == "too often" for v in clus):
             out.append(head + ", the cluster-robust test rejects a true zero too often: "
-                       "roll-out intervals, which the effects page takes from the "
-                       "randomisation test, can be trusted; cluster-robust ones would be "
-                       "too narrow.")
+                       "this check finds no sign that the roll-out intervals, which the "
+                       "effects page takes from the randomisation test, are too narrow "
+                       "(so few draws would only show a clear excess); cluster-robust ones "
+                       "would be too narrow.")
         else:
             out.append(head + ", and so are the cluster-robust test's: neither rejects a "
                        "true zero clearly too often.")
@@ -443,8 +444,10 @@ def _placebo_short(summary: pd.DataFrame, estimated: bool = True) -> str:
     if not rand_ok:
         return text + (" Even the randomisation test rejects too often here: read the roll-out "
                        "intervals as too narrow.")
-    out = [text, ("So roll-out intervals from the randomisation test can be trusted"
-                  + (" and cluster-robust ones would be too narrow." if clus_bad else "."))]
+    out = [text, ("So this check finds no sign that the roll-out intervals from the "
+                  f"randomisation test are too narrow ({n} draws would only show a clear "
+                  "excess)" + ("; cluster-robust ones would be too narrow." if clus_bad
+                               else "."))]
     if not estimated:
         out.append("This city's roll-out was not estimated on these data, so its effects page "
                    "shows none.")
