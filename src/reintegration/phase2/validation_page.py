@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..designs.rollout import Rollout
 from ..montecarlo.shares import clopper_pearson
 from ..research import labels
 
@@ -403,7 +404,8 @@ def in_short(frame: pd.DataFrame | None, placebo: pd.DataFrame | None,
     if not has_truth or frame is None:
         return NO_TRUTH
     items = _coverage_line(frame, label)
-    rollout = bool((frame["design"] == "rollout_did").any()) if len(frame) else False
+    # the placebo roll-outs check the design that owns them (designs.rollout)
+    rollout = bool(frame["design"].eq(Rollout.name).any()) if len(frame) else False
     items.append(_placebo_short(placebo, rollout) if placebo is not None and len(placebo) else
                  "This city rolled out no instrument, so there are no placebo roll-outs.")
     if at_truth is not None and len(at_truth):
