@@ -164,6 +164,24 @@ def test_in_short_from_a_small_frame():
         "* Of the whole-cohort 95% intervals, 3 of 4 for selection on observables contain "
         "their true value. Selection on observables is biased by construction")
     assert "mean bias in the coverage table: -3.4 to -1.6 percentage points" in items[0]
+    assert ("a single estimate is off by up to 7.1 points (training, employed 24 months "
+            "after inflow)") in items[0]
+    assert "lie above the truth" not in items[0]  # the one miss lies below, as planted
+    assert ("designs have no estimate to check on these data, so this page gives no "
+            "evidence about their estimates.") in items[0]
+    assert "explains at most 0.2% of who starts" in items[2]
+    assert ("The best rank correlation is 0.30 (1 would be a perfect ordering): predictions "
+            "this weak describe groups, and must not decide about an individual "
+            "client.") in items[3]
+    upward = _frame()
+    upward.loc[3, ["estimate", "ci_low", "ci_high", "bias", "covered"]] = [
+        0.112, 0.07, 0.154, 0.102, False]
+    up = vp.in_short(upward, None, None, None, None, labels.label).split("\n")
+    assert ("1 of its 2 misses lie above the truth, which the hidden factor does not "
+            "explain") in up[0]
+    upward = upward.drop(index=1)  # the miss below the truth left out
+    one = vp.in_short(upward, None, None, None, None, labels.label).split("\n")
+    assert "Its one miss lies above the truth" in one[0]
     assert ("rejected in 15% and 15% of draws (95% intervals from 3% to 38%: consistent "
             "with the 5% it should show); the cluster-robust test in 20% and 40%, too "
             "often.") in items[1]
@@ -177,6 +195,7 @@ def test_in_short_from_a_small_frame():
                              "a clear excess); cluster-robust ones would be too narrow.")
     assert ("3 of 4 for selection on observables; 1 of 1 for staggered roll-out "
             "(difference in differences) contain their true value") in again[0]
+    assert "design has no estimate to check on these data" in again[0]  # the IV alone
     assert "contain the true effect for 2 of 2 instruments (as they should)" in items[2]
     assert "yardstick ranges of the effects page contain it for 1 of 2" in items[2]
     # job coaching has fewer starters than the minimum: not counted

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from .. import designs
 from ..designs.rollout import Rollout
 from ..montecarlo.shares import clopper_pearson
 from ..research import labels
@@ -36,8 +37,19 @@ NO_TRUTH = ("This city has no truth files: its data are real, not synthetic, so 
             "nothing to validate the estimates against. The page stops here.")
 
 #: the designs valid by construction in the synthetic world
-VALID_DESIGNS = ("rollout_did", "case_manager_iv")
-SOO = "selection_on_observables"
+
+
+def _observational(name: object) -> bool:
+    """Whether a design rests on observed characteristics only (biased by
+    construction in the synthetic world, where a hidden factor drives starts)."""
+    try:
+        return bool(designs.get(str(name)).observational)
+    except KeyError:
+        return False
+
+
+#: the designs valid in the synthetic world (not observational), in report order
+VALID_DESIGNS = tuple(n for n in designs.names() if not _observational(n))
 
 Label = Callable[[str], str]
 
@@ -349,18 +361,38 @@ def _coverage_line(frame: pd.DataFrame, label: Label) -> list[str]:
              for d, g in f.groupby("design", sort=False)]
     out = ["Of the whole-cohort 95% intervals, " + "; ".join(parts)
            + " contain their true value."]
-    if (f["design"] == SOO).any():
-        soo = f[f["design"] == SOO]
+    observational = f["design"].map(_observational).astype(bool)
+    if observational.any():
+        soo = f[observational]
         means = soo.groupby(["target", "outcome"])["bias"].mean() * 100
+        worst = soo.loc[soo["bias"].abs().idxmax()]
+        missed = soo[~soo["covered"].astype(bool)]
+        above = int((missed["bias"] > 0).sum())
         out.append(
-            "Selection on observables is biased by construction: the synthetic world gives "
-            "instruments to clients with lower hidden employability, which the design "
-            "cannot see, so its misses are expected (its mean bias in the coverage table: "
-            f"{means.min():+.1f} to {means.max():+.1f} percentage points).")
+            f"{label(str(worst['design']))} is biased by construction: the synthetic world "
+            "gives instruments to clients with lower hidden employability, which the design "
+            "cannot see, so its estimates should lie below the truth (its mean bias in the "
+            f"coverage table: {means.min():+.1f} to {means.max():+.1f} percentage points). "
+            "Its intervals are wide, so most contain the truth even so, but a single "
+            f"estimate is off by up to {100 * abs(float(worst['bias'])):.1f} points "
+            f"({label(str(worst['instrument'])).lower()}, {label(str(worst['outcome']))}): "
+            "no decision should rest on one such estimate alone.")
+        if above and len(missed) == 1:
+            out.append("Its one miss lies above the truth, which the hidden factor does not "
+                       "explain: read that estimate with extra care.")
+        elif above:
+            out.append(f"{above} of its {len(missed)} misses lie above the truth, which the "
+                       "hidden factor does not explain: read those estimates with extra care.")
     valid = [d for d in VALID_DESIGNS if (f["design"] == d).any()]
+    absent = [d for d in VALID_DESIGNS if d not in valid]
     if valid:
         out.append(f"For {' and '.join(label(d).lower() for d in valid)}, valid in this "
                    "world, about 95% should contain it.")
+    if absent:
+        out.append(f"The {' and '.join(label(d).lower() for d in absent)} "
+                   f"design{'s have' if len(absent) > 1 else ' has'} no estimate to check on "
+                   "these data, so this page gives no evidence about "
+                   f"{'their' if len(absent) > 1 else 'its'} estimates.")
     return [" ".join(out)]
 
 
@@ -378,9 +410,13 @@ def _ranks_line(ranks: pd.DataFrame | None, min_starters: int, label: Label) -> 
     if not above:
         return [f"The Who benefits predictions rank starters clearly better than chance for "
                 f"none of the {len(ok)} instruments: every rank correlation with their true "
-                "effects has a 95% interval that reaches zero."]
+                "effects has a 95% interval that reaches zero. Such predictions must not "
+                "decide about an individual client."]
     rest = "; for the others the interval reaches zero" if len(above) < len(ok) else ""
-    return [f"{head}: {', '.join(above)}{rest}."]
+    best = float(ok["rank_correlation"].max())
+    return [f"{head}: {', '.join(above)}{rest}. The best rank correlation is {best:.2f} "
+            "(1 would be a perfect ordering): predictions this weak describe groups, and must "
+            "not decide about an individual client."]
 
 
 def _advice_line(truth: Mapping[str, Any] | None) -> list[str]:
@@ -415,13 +451,18 @@ def in_short(frame: pd.DataFrame | None, placebo: pd.DataFrame | None,
                      .astype(bool).sum())
         items.append(f"The sensitivity bounds at the hidden factor's true strength contain "
                      f"the true effect for {inside} of {n} instruments"
-                     + (" (as they should)." if inside == n else ": where they miss, the "
-                        "sensitivity analysis understates what the hidden factor can do.")
+                     + (" (as they should)" if inside == n else ": where they miss, the "
+                        "sensitivity analysis understates what the hidden factor can do")
+                     + (f"; the hidden factor explains at most "
+                        f"{100 * float(at_truth['r2_treatment'].max()):.2g}% of who starts, so "
+                        "these bounds are close to the ordinary intervals and check the "
+                        "arithmetic more than the method's reach."
+                        if float(at_truth["r2_treatment"].max()) < 0.01 else ".")
                      + f" The yardstick ranges of the effects page contain it for {ranges} "
                      f"of {n}" + ("." if ranges == n else ": they leave out chance and "
                                   "measure a hidden factor only as strong as the observed "
-                                  "characteristics, so they are no limit on what one could "
-                                  "do."))
+                                  "characteristics, so they do not bound what a hidden "
+                                  "factor could do."))
     items += _ranks_line(ranks, min_starters, label)
     items += _advice_line(advice)
     return "\n".join(f"* {i}" for i in items)
