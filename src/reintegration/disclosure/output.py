@@ -99,7 +99,8 @@ class Output:
     def to_html(self) -> str:
         head = (
             f'<p class="disclosure-title"><strong>{html.escape(self.title)}</strong> '
-            f"<code>{html.escape(self.output_id)}</code> · {html.escape(self.status)}</p>"
+            f"<code>{html.escape(self.output_id)}</code> · disclosure check: "
+            f"{html.escape(self.status)}</p>"
         )
         if not self.released:
             why = "; ".join(self.reasons) or "refused"
