@@ -427,7 +427,8 @@ def test_the_harness_summary_counts_coverage_and_regret():
 
 def test_the_validation_sentence_says_when_the_rule_is_worse_than_today():
     worse = {"rule": 0.26, "status_quo": 0.27, "oracle_gain": 0.03}
-    assert "worse than today's choices: -1.0" in advice_truth.validation_sentence(worse)
+    assert ("would lower the share of starters in work by 1.0 percentage points compared "
+            "with today's choices") in advice_truth.validation_sentence(worse)
     better = {"rule": 0.28, "status_quo": 0.27, "oracle_gain": 0.02}
     assert "recovers 50%" in advice_truth.validation_sentence(better)
     # worse than today while a rule of its kind could do better: no "recovers 0%"

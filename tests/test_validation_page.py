@@ -204,7 +204,8 @@ def test_in_short_from_a_small_frame():
                        labels.label).split("\n")
     assert "better than chance for none of the 2 instruments" in none[2]
     assert items[4].startswith("* The advice rule against its truth: in truth the rule "
-                               "shown is worse than today's choices: -0.6 percentage points")
+                               "shown would lower the share of starters in work by 0.6 "
+                               "percentage points compared with today's choices")
 
 
 def test_in_short_without_truth_or_roll_out():

@@ -164,8 +164,8 @@ def validation_sentence(truth: dict[str, Any]) -> str:
     best = 100 * truth["oracle_gain"]
     if gain < 0:
         head = (
-            f"In truth the rule shown is worse than today's choices: {gain:+.1f} "
-            "percentage points of the starters in work."
+            f"In truth the rule shown would lower the share of starters in work by "
+            f"{-gain:.1f} percentage points compared with today's choices."
         )
     else:
         head = (
@@ -178,7 +178,7 @@ def validation_sentence(truth: dict[str, Any]) -> str:
         return head + (
             f" The best rule of its kind would raise it by {best:.1f} points: the learned "
             "rule does worse than today's choices, where a rule with these questions and "
-            "places could do better."
+            "places could do better: following it here would cost work."
         )
     return (
         head + f" The best rule of its kind would raise it by {best:.1f} points, so the "
