@@ -36,8 +36,6 @@ LEVEL = 0.05
 NO_TRUTH = ("This city has no truth files: its data are real, not synthetic, so there is "
             "nothing to validate the estimates against. The page stops here.")
 
-#: the designs valid by construction in the synthetic world
-
 
 def _observational(name: object) -> bool:
     """Whether a design rests on observed characteristics only (biased by
@@ -324,7 +322,8 @@ def sensitivity_sentences(at_truth: pd.DataFrame) -> str:
                     f"{yard:.1f}%.")
         out.append("For a reader of the effects page's sensitivity section: read a yardstick "
                    "range together with the 95% interval, and as what a hidden factor as "
-                   "strong as the observed ones could do, not as a limit on what one could do.")
+                   "strong as the observed ones could do, not as a bound on what a hidden factor "
+                   "could do.")
     return " ".join(out)
 
 
