@@ -105,6 +105,7 @@ def test_coverage_in_words_names_the_estimand_in_percentage_points():
     assert row["intervals containing the truth"] == 1 and row["estimates"] == 2
     assert row["mean bias (percentage points)"] == -3.4
     assert row["mean standard error (percentage points)"] == 2.0
+    assert row["share containing the truth"] == "50%"
 
 
 def test_groups_without_200_starters_drop_those_columns():
@@ -119,7 +120,9 @@ def test_groups_without_200_starters_drop_those_columns():
     assert text.startswith("No group reaches 200 starters")
     cov.loc["training", ["with 200+ starters", "covered (200+)"]] = [1, 1.0]
     shown, text = vp.groups_in_words(cov)
-    assert shown.loc["Training", "share containing the truth (200+ starters)"] == 1.0
+    assert shown.loc["Training", "share containing the truth (200+ starters)"] == "100%"
+    assert shown.loc["Job coaching", "share containing the truth (200+ starters)"] == "–"
+    assert shown.loc["Job coaching", "share whose interval contains the truth"] == "91%"
     assert "at least 200" in text
 
 

@@ -66,6 +66,13 @@ def _pp(share: Any, decimals: int = 1) -> float | None:
     return round(100 * float(share), decimals)
 
 
+def _percent(share: Any) -> str:
+    """A share as a whole per cent ('83%'), '–' when missing."""
+    if share is None or (isinstance(share, float) and math.isnan(share)) or pd.isna(share):
+        return "–"
+    return f"{100 * float(share):.0f}%"
+
+
 def _scaled(value: Any, outcome: str, decimals: int = 1) -> float | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -99,7 +106,7 @@ def coverage_in_words(coverage: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "estimates": out["estimates"],
         "intervals containing the truth": out["covered"],
-        "share containing the truth": out["coverage"].round(2),
+        "share containing the truth": [_percent(v) for v in out["coverage"]],
         "mean bias (percentage points)": (out["mean bias"] * scale).round(1),
         "mean standard error (percentage points)": (out["mean std. error"] * scale).round(1),
     }, index=out.index)
@@ -250,9 +257,10 @@ def groups_in_words(coverage: pd.DataFrame, threshold: int = 200) -> tuple[pd.Da
         return pd.DataFrame(), "No group effect of the Who benefits step has a true value here."
     out = pd.DataFrame({
         "group effects": coverage["group effects"],
-        "share whose interval contains the truth": coverage["covered"].round(2),
+        "share whose interval contains the truth": [_percent(v) for v in coverage["covered"]],
         f"group effects with {threshold}+ starters": coverage[big],
-        f"share containing the truth ({threshold}+ starters)": coverage[big_cov],
+        f"share containing the truth ({threshold}+ starters)":
+            [_percent(v) for v in coverage[big_cov]],
         "mean bias (percentage points)": (100 * coverage["mean bias"]).round(1),
     }, index=coverage.index)
     if int(coverage[big].sum()) == 0:
