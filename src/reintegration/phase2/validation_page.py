@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from .. import designs
+from ..designs.base import pct
 from ..designs.rollout import Rollout
 from ..montecarlo.shares import clopper_pearson
 from ..research import labels
@@ -68,9 +69,9 @@ def _pp(share: Any, decimals: int = 1) -> float | None:
 
 def _percent(share: Any) -> str:
     """A share as a whole per cent ('83%'), '–' when missing."""
-    if share is None or (isinstance(share, float) and math.isnan(share)) or pd.isna(share):
+    if share is None or pd.isna(share):
         return "–"
-    return f"{100 * float(share):.0f}%"
+    return pct(float(share), 0)
 
 
 def _scaled(value: Any, outcome: str, decimals: int = 1) -> float | None:
