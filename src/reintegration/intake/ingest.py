@@ -534,12 +534,61 @@ def _date_problem(value: str, date_format: str) -> tuple[str, str]:
 
 
 def _sav_dates(export: Export, canon: str) -> pd.Series:
-    """SPSS date values as datetime64, with the same sentinel and range rules as CSV."""
+    """SPSS date values as datetime64, with the same sentinel and range rules as CSV.
+
+    ReadStat gives a date variable as ``datetime.date`` (or ``datetime``)
+    objects: those are converted in one vectorised call. Any other value (a
+    file written by another tool) takes the value-by-value route, which gives
+    the same result for dates."""
     values = export.frame[canon]
     sentinels = set(_sentinels(export.city_exports)) if canon in END_COLUMNS else set()
-    out = []
+    raw = values.to_numpy(dtype=object)
+    missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in raw],
+                       dtype=bool)
+    present = np.flatnonzero(~missing)
+    if not all(isinstance(v, dt.date) for v in raw[present]):
+        out, n_open = _sav_dates_by_value(export, canon, raw, sentinels)
+        _note_open_ends(export, canon, n_open)
+        return pd.Series(pd.to_datetime(pd.Series(out, dtype=object)),
+                         index=values.index).astype("datetime64[ns]")
+    open_end = np.zeros(len(raw), dtype=bool)
+    if sentinels:
+        open_end[present] = [(v.date() if isinstance(v, dt.datetime) else v) in sentinels
+                             for v in raw[present]]
+    keep = ~missing & ~open_end
+    parsed = pd.to_datetime(pd.Series(raw[keep], dtype=object), errors="coerce")
+    parsed = parsed.to_numpy(dtype="datetime64[ns]")
+    for i in np.flatnonzero(keep)[np.isnat(parsed)]:
+        export.cell_errors.append(_sav_range_error(export, canon, int(i), raw[i]))
+    _note_open_ends(export, canon, int(open_end.sum()))
+    stamps = np.full(len(raw), np.datetime64("NaT"), dtype="datetime64[ns]")
+    stamps[keep] = parsed
+    return pd.Series(stamps, index=values.index)
+
+
+def _note_open_ends(export: Export, canon: str, n_open: int) -> None:
+    if n_open:
+        export.notes.append(
+            f"{n_open} value(s) in variable {export.columns[canon]!r} are a configured 'no end "
+            "date' sentinel (exports.open_end_sentinels): read as no end date"
+        )
+
+
+def _sav_range_error(export: Export, canon: str, i: int, value: Any) -> CellError:
+    return CellError(
+        i + 1, canon, export.columns[canon], _shown(value),
+        "a date outside the years 1678-2261 (and not a configured 'no end date' "
+        "sentinel)", "range",
+    )
+
+
+def _sav_dates_by_value(
+    export: Export, canon: str, raw: np.ndarray, sentinels: set[dt.date]
+) -> tuple[list[Any], int]:
+    """Value by value (values that are not all dates): (timestamps, sentinels)."""
+    out: list[Any] = []
     n_open = 0
-    for i, v in enumerate(values):
+    for i, v in enumerate(raw):
         if v is None or (isinstance(v, float) and np.isnan(v)):
             out.append(pd.NaT)
             continue
@@ -550,20 +599,9 @@ def _sav_dates(export: Export, canon: str) -> pd.Series:
             continue
         stamp = pd.to_datetime(v, errors="coerce")
         if pd.isna(stamp):
-            export.cell_errors.append(CellError(
-                i + 1, canon, export.columns[canon], _shown(v),
-                "a date outside the years 1678-2261 (and not a configured 'no end date' "
-                "sentinel)", "range",
-            ))
+            export.cell_errors.append(_sav_range_error(export, canon, i, v))
         out.append(stamp)
-    if n_open:
-        export.notes.append(
-            f"{n_open} value(s) in variable {export.columns[canon]!r} are a configured 'no end "
-            "date' sentinel (exports.open_end_sentinels): read as no end date"
-        )
-    return pd.Series(pd.to_datetime(pd.Series(out, dtype=object)), index=values.index).astype(
-        "datetime64[ns]"
-    )
+    return out, n_open
 
 
 def _shown(value: Any) -> str | None:
