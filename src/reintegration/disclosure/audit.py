@@ -91,12 +91,10 @@ def gather_identifiers(paths: Paths, cities: Iterable[str], dmap: DomainMap) -> 
     ids = Identifiers()
     for city in cities:
         cfg = load_city(city, paths.root)
-        folder = paths.data_domain_dir("municipal", city)
-        exports = ingest.read_delivery(
-            cfg, folder, check=lambda p: check_access(ROLE, p, "read", dmap)
-        )
-        clients = exports["clients"].frame
-        _add_people(ids, clients)
+        # the names, streets and birth dates are in the clients file only
+        path = ingest.export_path(cfg, "clients", paths.data_domain_dir("municipal", city))
+        check_access(ROLE, path, "read", dmap)
+        _add_people(ids, ingest.read_export(path, "clients", cfg).frame)
         for research in _research_files(paths, city):
             check_access(ROLE, research, "read", dmap)
             ids.rins.update(_rin_values(research))
@@ -114,7 +112,7 @@ def _add_people(ids: Identifiers, clients: pd.DataFrame) -> None:
     ids.names.update(n for n in full if len(n.split()) >= 2)
     ids.streets.update(s for s in col("street") if len(s) >= 5)
     if "birth_date" in clients:
-        dates = pd.to_datetime(clients["birth_date"], errors="coerce").dropna()
+        dates = pd.to_datetime(clients["birth_date"], errors="coerce").dropna().drop_duplicates()
         for fmt in _DATE_FORMATS:
             ids.birth_dates.update(dates.dt.strftime(fmt))
 
@@ -147,6 +145,9 @@ class Scanner:
     def __init__(self, ids: Identifiers):
         self.ids = ids
         self.span = ids.max_words()
+        # the first word of every name and street: a run of words can only be
+        # one of them when it starts with one of these
+        self.starts = {p.split(" ")[0] for p in ids.names | ids.streets}
 
     def text(self, text: str, file: str, cell: int | None) -> Iterator[Finding]:
         for number in set(_NINE.findall(text)):
@@ -165,13 +166,18 @@ class Scanner:
                 yield Finding(file, cell, "birth date", f"{_mask(date)} from the exports")
 
     def _phrases(self, text: str) -> set[str]:
-        """Every run of 1 to ``span`` consecutive words, joined by one space:
-        looked up in sets, so thousands of names cost no more than a few."""
+        """Every run of 1 to ``span`` consecutive words, joined by one space,
+        that starts with the first word of a name or street: looked up in sets,
+        so thousands of names cost no more than a few. (A run that starts with
+        another word equals no name or street, so leaving it out changes no
+        finding.)"""
         words = [w if _ELISION.fullmatch(w) else w.strip("'’-") for w in _WORD.findall(text)]
+        last = len(words)
         return {
             " ".join(words[i : i + n])
-            for n in range(1, self.span + 1)
-            for i in range(len(words) - n + 1)
+            for i, word in enumerate(words)
+            if word in self.starts
+            for n in range(1, min(self.span, last - i) + 1)
         }
 
 
