@@ -136,7 +136,9 @@ audit: $(BOOK_RECORD) ## Release audit of notebooks, release bundles and the boo
 	$(PY) -m reintegration publish --size $(SIZE) --verify
 
 # The audit runs before the book is built (executed notebooks and release
-# bundles), so a leak stops the build early. The book is then built aside
+# bundles), so a leak stops the build early. The generated pages are written
+# next (build/<size>/book_pages.json records them); from them the HTML book and
+# the PDF are built side by side. The book is built aside
 # (book/_build/versions/), audited there with everything else, and published by
 # one atomic rename of the link book/_build/html only when that audit passes;
 # the target is the record written last (build/<size>/book.json: the audited
@@ -144,8 +146,9 @@ audit: $(BOOK_RECORD) ## Release audit of notebooks, release bundles and the boo
 # (Those rules are generated too: see steps.mk.)
 
 # The whole book as one PDF (linked from the introduction): Jupyter Book's
-# single-HTML build printed by Debian's Chromium, offline; the build fails when a
-# chapter of the table of contents is missing from the PDF.
+# single-HTML build printed by Debian's Chromium, offline; the build scans its
+# one-page HTML with the release audit and fails when a chapter of the table of
+# contents is missing from the PDF.
 BOOK_PDF := book/_build/pdf/reintegration-book.pdf
 
 pdf: $(BOOK_PDF) ## The whole book as one PDF (headless Chromium, offline)

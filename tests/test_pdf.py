@@ -107,3 +107,28 @@ def test_built_pdf_has_every_chapter_within_the_time_limit(small):
     assert rec["chapters"] == len(files)
     assert len(rec["titles"]) == len(files)
     assert rec["seconds_total"] <= pdf.TIME_LIMIT
+
+
+def test_a_finding_in_the_one_page_html_stops_the_print(monkeypatch, tmp_path):
+    """The identifiers are gathered beside the single-HTML build; a name from the
+    exports in the page stops the build before anything is printed."""
+    from reintegration.disclosure import audit
+
+    single = tmp_path / "book" / "_build" / "singlehtml" / "intro.html"
+    single.parent.mkdir(parents=True)
+    single.write_text("<html><body><p>Client Jan de Vries started training.</p></body></html>")
+    scanner = audit.Scanner(audit.Identifiers(names={"Jan de Vries"}))
+    monkeypatch.setattr(pdf, "_scanner", lambda size: scanner)
+    monkeypatch.setattr(pdf, "build_singlehtml", lambda book: single)
+
+    def no_print(*args, **kwargs):
+        raise AssertionError("printed despite a finding")
+
+    monkeypatch.setattr(pdf, "print_pdf", no_print)
+    out = tmp_path / "out.pdf"
+    with pytest.raises(pdf.PdfError, match=r"1 audit finding\(s\).*name Ja\*+.*no PDF is printed"):
+        pdf.build(tmp_path / "book", out, size="small")
+    assert not out.exists()
+    single.write_text("<html><body><p>Clients started training.</p></body></html>")
+    with pytest.raises(AssertionError, match="printed despite"):
+        pdf.build(tmp_path / "book", out, size="small")

@@ -297,6 +297,23 @@ def protection_markdown(paths: Paths) -> str:
     return "\n".join(lines)
 
 
+def write_pages_record(paths: Paths, out: Path) -> Path:
+    """Record the table of contents and every generated page (name and SHA-256)
+    in ``out``; written on every run (it is the pipeline's target for the pages,
+    from which the HTML book and its PDF are built), with no time in it."""
+    import hashlib
+
+    book = paths.book_dir
+    files = [book / "_toc.yml", *sorted((book / "_generated").iterdir())]
+    record = {
+        "size": paths.size,
+        "pages": {f.relative_to(book).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
+                  for f in files if f.is_file()},
+    }
+    atomic.write_json(out, record)
+    return out
+
+
 def prepare(paths: Paths) -> list[Path]:
     """Write the table of contents and the generated pages; return what changed."""
     changed = []

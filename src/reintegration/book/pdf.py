@@ -30,8 +30,10 @@ import subprocess
 import sys
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -236,6 +238,12 @@ def print_pdf(html: Path, out: Path, timeout_ms: int = 120_000) -> list[str]:
     return blocked
 
 
+def _scanner(size: str) -> Any:
+    from ..disclosure.audit import size_scanner
+
+    return size_scanner(size)
+
+
 def build(book: Path, out: Path | None = None, size: str | None = None) -> dict:
     """Build the PDF of the book and check it; return the record.
 
@@ -245,12 +253,20 @@ def build(book: Path, out: Path | None = None, size: str | None = None) -> dict:
     scanner first, and nothing is printed on a finding."""
     started = time.monotonic()
     out = out or book / "_build" / "pdf" / PDF_NAME
-    single = build_singlehtml(book)
-    html_seconds = time.monotonic() - started
-    if size is not None:
-        from ..disclosure.audit import scan_pages
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # the audit's identifiers are gathered while Jupyter Book builds the page
+        # (a process of its own)
+        scanner = pool.submit(_scanner, size) if size is not None else None
+        single = build_singlehtml(book)
+        html_seconds = time.monotonic() - started
+        if scanner is not None:
+            from ..core.paths import Paths
+            from ..disclosure.audit import scan_pages_with
 
-        findings = scan_pages(size, single.parent)
+            root = Paths.for_size(size).root
+            findings = scan_pages_with(scanner.result(), single.parent, root)
+        else:
+            findings = []
         if findings:
             raise PdfError(
                 f"the one-page HTML {single} has {len(findings)} audit finding(s), the "

@@ -369,11 +369,21 @@ def scan_pages(size: str, html_dir: Path, *, root: Path | None = None) -> list[F
     (a build that is not the published book, such as the one-page HTML the
     PDF is printed from); no record is written."""
     paths = Paths.for_size(size, root)
+    return scan_pages_with(size_scanner(size, root=root), html_dir, paths.root)
+
+
+def size_scanner(size: str, *, root: Path | None = None) -> Scanner:
+    """The identifier scanner of :func:`run` for every city of ``size``."""
+    paths = Paths.for_size(size, root)
     dmap = DomainMap.for_paths(paths)
-    scanner = Scanner(gather_identifiers(paths, list_cities(paths.root), dmap))
+    return Scanner(gather_identifiers(paths, list_cities(paths.root), dmap))
+
+
+def scan_pages_with(scanner: Scanner, html_dir: Path, root: Path) -> list[Finding]:
+    """:func:`scan_pages` with a scanner gathered before."""
     found: list[Finding] = []
     for page in sorted(Path(html_dir).rglob("*.html")):
-        found += scan_html(page, scanner, paths.root)
+        found += scan_html(page, scanner, root)
     return found
 
 

@@ -242,10 +242,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         return 0 if report["passed"] else 1
     elif args.command == "book":
-        from ..book.generate import prepare
+        from ..book.generate import prepare, write_pages_record
+        from .graph import PAGES_RECORD
 
-        for path in prepare(Paths.for_size(args.size)):
+        paths = Paths.for_size(args.size)
+        for path in prepare(paths):
             print(f"updated {path}")
+        write_pages_record(paths, paths.build_dir / PAGES_RECORD)
     elif args.command == "publish":
         from .publish import publish, published, verify
 
