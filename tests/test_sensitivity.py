@@ -55,6 +55,22 @@ def test_a_design_matrix_built_once_serves_both_fits_unchanged():
         sa.at_confounder(data, "y", ["x1", "x2"], "z")
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_confounders_strength_from_one_decomposition_equals_two_separate_fits(seed):
+    """at_confounder reads both fits off one QR of [X, z, d, y]: the partial R^2
+    of the two separate least-squares fits, to rounding."""
+    data = _world(n=3_000, seed=seed)
+    X, names = sa._design(data, ["x1", "x2"])
+    z, d, y = (data[c].to_numpy(dtype=float) for c in ("z", "treated", "y"))
+    fit_d = sa.ols(d, np.column_stack([z, X]), ["z", *names])
+    fit_y = sa.ols(y, np.column_stack([d, z, X]), [sa.TREATED, "z", *names])
+    separate = (sa.partial_r2(fit_d.t("z"), fit_d.dof), sa.partial_r2(fit_y.t("z"), fit_y.dof))
+    together = sa.at_confounder(data, "y", ["x1", "x2"], "z")
+    assert together == pytest.approx(separate, rel=1e-10, abs=1e-14)
+    # the two strengths differ, so exchanging them would fail
+    assert abs(separate[0] - separate[1]) > 1e-3
+
+
 def test_a_confounder_as_strong_as_a_covariate_gets_that_covariates_strength():
     # z is built exactly like x1 (same coefficients, independent of it)
     rng = np.random.default_rng(7)

@@ -130,20 +130,21 @@ def paired_fits(y: np.ndarray, d: np.ndarray, X: np.ndarray, names: Sequence[str
     if n < k + 2:
         return ols(y, np.column_stack([d, X]), [TREATED, *names]), ols(d, X, names)
     r = np.linalg.qr(np.column_stack([X, d, y]), mode="r")
-
-    def fit(m: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """Coefficients and standard errors of column m on the columns before it."""
-        rm = r[:m, :m]
-        coef = np.linalg.solve(rm, r[:m, m])
-        dof = n - m
-        rinv = np.linalg.inv(rm)
-        return coef, np.sqrt(r[m, m] ** 2 / dof * np.sum(rinv**2, axis=1)), dof
-
-    coef_d, se_d, dof_d = fit(k)
-    coef_y, se_y, dof_y = fit(k + 1)
+    coef_d, se_d, dof_d = _fit_from_r(r, k, n)
+    coef_y, se_y, dof_y = _fit_from_r(r, k + 1, n)
     order = [k, *range(k)]  # the treatment first, as in ols(y, [d, X])
     return (LinearFit([TREATED, *names], coef_y[order], se_y[order], dof_y),
             LinearFit(list(names), coef_d, se_d, dof_d))
+
+
+def _fit_from_r(r: np.ndarray, m: int, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Coefficients and standard errors of the OLS fit of column m of a matrix
+    on its columns before m, from the R of its QR decomposition (n rows)."""
+    rm = r[:m, :m]
+    coef = np.linalg.solve(rm, r[:m, m])
+    dof = n - m
+    rinv = np.linalg.inv(rm)
+    return coef, np.sqrt(r[m, m] ** 2 / dof * np.sum(rinv**2, axis=1)), dof
 
 
 def _design(data: pd.DataFrame, covariates: Sequence[str]) -> tuple[np.ndarray, list[str]]:
@@ -243,10 +244,20 @@ def at_confounder(data: pd.DataFrame, outcome: str, covariates: Sequence[str],
     z = sample[confounder].to_numpy(dtype=float)
     d = sample[TREATED].to_numpy(dtype=float)
     y = sample[outcome].to_numpy(dtype=float)
-    fit_d = ols(d, np.column_stack([z, X]), [confounder, *names])
-    fit_y = ols(y, np.column_stack([d, z, X]), [TREATED, confounder, *names])
-    return (partial_r2(fit_d.t(confounder), fit_d.dof),
-            partial_r2(fit_y.t(confounder), fit_y.dof))
+    n, k = X.shape
+    if n < k + 3:
+        fit_d = ols(d, np.column_stack([z, X]), [confounder, *names])
+        fit_y = ols(y, np.column_stack([d, z, X]), [TREATED, confounder, *names])
+        return (partial_r2(fit_d.t(confounder), fit_d.dof),
+                partial_r2(fit_y.t(confounder), fit_y.dof))
+    # both fits from one QR decomposition of [X, z, d, y] (only R is formed):
+    # d on [X, z] is column k + 1 on the columns before it, y on [X, z, d] column k + 2
+    r = np.linalg.qr(np.column_stack([X, z, d, y]), mode="r")
+    t = []
+    for m in (k + 1, k + 2):
+        coef, se, dof = _fit_from_r(r, m, n)
+        t.append((float(coef[k] / se[k]), dof))
+    return partial_r2(*t[0]), partial_r2(*t[1])
 
 
 def contour_figure(sens: Sensitivity, *, labels: dict[str, str] | None = None,
