@@ -137,3 +137,25 @@ def test_no_hand_written_page_holds_a_control_character(root):
         if (found := re.findall(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", p.read_text(encoding="utf-8")))
     }
     assert bad == {}
+
+
+@pytest.mark.pipeline
+def test_the_protection_page_reads_the_audit_record_only_for_the_same_bundles(
+    small, built_book, monkeypatch
+):
+    """The generated page on disclosure protection takes each city's
+    differencing result from the release audit's record when that record was
+    made from the bundle now released; it is the same page as attacking the
+    bundles afresh, and a record of another bundle is not used."""
+    from reintegration.book import generate
+    from reintegration.disclosure import audit
+
+    cities = list_cities(small.root)
+    recorded = [audit.recorded_differencing(small, c) for c in cities]
+    assert all(r is not None and r[1]["cells"] > 0 for r in recorded)
+    from_record = generate.protection_markdown(small)
+    monkeypatch.setattr(audit, "recorded_differencing", lambda paths, city: None)
+    assert generate.protection_markdown(small) == from_record
+    monkeypatch.undo()
+    monkeypatch.setattr(audit, "bundle_digest", lambda bundle: "0" * 64)
+    assert audit.recorded_differencing(small, cities[0]) is None

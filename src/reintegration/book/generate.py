@@ -256,8 +256,10 @@ def generated_pages(paths: Paths) -> dict[str, str]:
 def protection_markdown(paths: Paths) -> str:
     """Per city: the count tables of its release bundle, the primary and
     complementary suppressions, and what the release audit's differencing
-    attack derives (read from the release bundles only)."""
-    from ..disclosure.audit import scan_differencing
+    attack derives (read from the release bundles only: from the release
+    audit's record where it was made from the same bundle, else attacked
+    here)."""
+    from ..disclosure.audit import recorded_differencing, scan_differencing
     from ..disclosure.rules import load_rules
 
     threshold = load_rules(paths.root).cell_threshold
@@ -268,7 +270,12 @@ def protection_markdown(paths: Paths) -> str:
     ]
     for city in list_cities(paths.root):
         bundle = paths.root / "release" / paths.size / city
-        found, summary = scan_differencing(bundle, threshold, paths.root)
+        recorded = recorded_differencing(paths, city)
+        if recorded is None:
+            found, summary = scan_differencing(bundle, threshold, paths.root)
+            n_found = len(found)
+        else:
+            n_found, summary = recorded
         if not summary:
             lines.append(
                 f"| {load_city(city, paths.root)['display_name']} | no release bundle "
@@ -281,7 +288,7 @@ def protection_markdown(paths: Paths) -> str:
         lines.append(
             f"| {load_city(city, paths.root)['display_name']} | {summary['tables']} "
             f"| {summary['populations']} | {summary['cells']:,} | {summary['primary']} "
-            f"| {summary['secondary']} | {share:.0%} | {width} | {len(found)} |"
+            f"| {summary['secondary']} | {share:.0%} | {width} | {n_found} |"
         )
     lines += [
         "",

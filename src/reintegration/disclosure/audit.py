@@ -24,6 +24,7 @@ is written to ``build/<size>/audit.json``.
 
 from __future__ import annotations
 
+import hashlib
 import html as htmllib
 import json
 import re
@@ -303,6 +304,29 @@ def scan_differencing(bundle: Path, threshold: int, root: Path) -> tuple[list[Fi
     return found, summary
 
 
+def bundle_digest(bundle: Path) -> str | None:
+    """The SHA-256 of a release bundle's checksum list (so of every file in it),
+    or None when it has none."""
+    sums = Path(bundle) / "SHA256SUMS"
+    return hashlib.sha256(sums.read_bytes()).hexdigest() if sums.is_file() else None
+
+
+def recorded_differencing(paths: Paths, city: str) -> tuple[int, dict] | None:
+    """The differencing attack's result on ``city``'s release bundle as the
+    last release audit recorded it (``build/<size>/audit.json``): (number of
+    findings, summary), or None when that record is missing or was made from
+    another bundle than the one now in ``release/<size>/<city>/``."""
+    record = paths.build_dir / "audit.json"
+    if not record.is_file():
+        return None
+    got = json.loads(record.read_text(encoding="utf-8")).get("protection", {}).get(city) or {}
+    digest = bundle_digest(paths.root / "release" / paths.size / city)
+    if digest is None or got.get("bundle") != digest:
+        return None
+    summary = {k: v for k, v in got.items() if k not in ("bundle", "differencing_findings")}
+    return int(got["differencing_findings"]), summary
+
+
 def _file_of(register: dict[str, Any], output_id: str) -> str:
     """The released file of a table, or of a figure's data ("<id> (data)")."""
     base = output_id.removesuffix(" (data)")
@@ -421,7 +445,8 @@ def run(
             scanned["release_files"] += 1
         leaks, protected = scan_differencing(bundle, threshold, paths.root)
         findings += leaks + scan_obligations(bundle, paths.root)
-        protection_summary[city] = protected
+        protection_summary[city] = {**protected, "differencing_findings": len(leaks),
+                                    "bundle": bundle_digest(bundle)} if protected else {}
         reg_path = build / "outputs" / "register.json"
         if reg_path.exists():
             register = json.loads(reg_path.read_text(encoding="utf-8"))
