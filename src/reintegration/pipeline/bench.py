@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -126,31 +127,70 @@ def _top_level_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
+def _run_stamped(cmd: list[str], cwd: Path | str, env: dict[str, str] | None
+                 ) -> tuple[int, list[tuple[float, str]]]:
+    """Run ``cmd`` with its output (stderr into stdout) read line by line, each
+    line with the seconds since the start at which it arrived."""
+    started = time.perf_counter()
+    lines: list[tuple[float, str]] = []
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append((time.perf_counter() - started, line.rstrip("\n")))
+    return proc.returncode, lines
+
+
+#: what the make output says at each milestone of ``make all`` (the first line that matches)
+MILESTONES = {
+    "first_step_started": re.compile(r"reintegration run-step "),
+    "audit_done": re.compile(r"^audit: passed"),
+    "book_published": re.compile(r"^book: audited and published"),
+    "pdf_done": re.compile(r"^PDF: \d+ pages"),
+}
+
+
+def milestones(lines: list[tuple[float, str]]) -> dict[str, float | None]:
+    """Seconds since the start of ``make all`` at which each milestone's line
+    appeared (None when it did not), and the last step's end."""
+    out: dict[str, float | None] = {name: next((round(t, 1) for t, line in lines
+                                                if rx.search(line)), None)
+                                    for name, rx in MILESTONES.items()}
+    ends = [t for t, line in lines if step_times(line)]
+    out["last_step_done"] = round(max(ends), 1) if ends else None
+    return out
+
+
 def bench_make_all(root: Path, size: str) -> dict:
     """``make all SIZE=size`` from nothing generated, in a fresh copy (module text)."""
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp)
         env = _fresh_copy(root, copy)
         started = time.perf_counter()
-        done = subprocess.run(["make", f"PY={sys.executable}", f"SIZE={size}", "all"], cwd=copy,
-                              env=env, capture_output=True, text=True)
+        returncode, lines = _run_stamped(
+            ["make", f"PY={sys.executable}", f"SIZE={size}", "all"], copy, env)
         seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"make all SIZE={size} failed in a fresh copy:\n"
-                           f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    steps = step_times(done.stdout)
+    output = "\n".join(line for _, line in lines)
+    if returncode != 0:
+        raise RuntimeError(f"make all SIZE={size} failed in a fresh copy:\n{output[-6000:]}")
+    steps = step_times(output)
     per_step: dict[str, float] = {}
     for name, sec in steps.items():
         step = name.split("/", 1)[1]
         per_step[step] = round(per_step.get(step, 0.0) + sec, 1)
     target = 360 if size == "full" else None
+    marks = milestones(lines)
     return {"seconds": round(seconds, 1), "size": size, "target_seconds": target,
             "met": seconds <= target if target else None,
             "step_seconds_all_cities": per_step,
             "slowest_steps": dict(sorted(steps.items(), key=lambda kv: -kv[1])[:6]),
+            "milestones_seconds": marks,
+            "after_last_step_seconds": round(seconds - marks["last_step_done"], 1)
+            if marks["last_step_done"] is not None else None,
             "note": "data generation, every city's steps, the book and its PDF, from nothing "
                     "generated (the environment as it is); step seconds are the steps' own "
-                    "lines, two at a time"}
+                    "lines, two at a time; milestones are seconds since the start at which "
+                    "make printed them"}
 
 
 def bench_noop_make(root: Path, size: str) -> dict:
