@@ -19,7 +19,8 @@ value fails the audit; those in domains the auditor may not read are counted.
 It runs under the ``auditor`` role, the only role besides the municipality's
 that may read the exports, because it must know what to look for. Its report
 masks every identifier it finds, so the audit's own output leaks nothing; it
-is written to ``build/<size>/audit.json``.
+is written to ``build/<size>/audit.json`` (the audit of a book build before it
+is published: ``build/<size>/book_audit.json``).
 """
 
 from __future__ import annotations
@@ -412,11 +413,12 @@ def scan_pages_with(scanner: Scanner, html_dir: Path, root: Path) -> list[Findin
 
 
 def run(
-    size: str, *, root: Path | None = None, html: bool = True, html_dir: Path | None = None
+    size: str, *, root: Path | None = None, html: bool = True, html_dir: Path | None = None,
+    record: str = "audit.json",
 ) -> dict[str, Any]:
     """Audit every city's executed notebooks and release bundle, and the built
     book when ``html`` (the published one, or ``html_dir``: a build not yet
-    published); write ``build/<size>/audit.json`` and return it."""
+    published); write the report to ``build/<size>/<record>`` and return it."""
     paths = Paths.for_size(size, root)
     dmap = DomainMap.for_paths(paths)
     cities = list_cities(paths.root)
@@ -465,5 +467,5 @@ def run(
         "protection": protection_summary,
         "findings": [asdict(f) for f in sorted(set(findings), key=str)],
     }
-    atomic.write_json(paths.build_dir / "audit.json", report)
+    atomic.write_json(paths.build_dir / record, report)
     return report

@@ -76,10 +76,12 @@ def jupyter_book(source: Path, output: Path) -> Path:
 
 
 def audit_html(paths: Paths, html: Path) -> dict[str, Any]:
-    """The release audit over notebooks, release bundles and the staged HTML."""
+    """The release audit over notebooks, release bundles and the staged HTML.
+    Its report goes to ``build/<size>/book_audit.json``: ``audit.json`` is the
+    record of the audit before the book (the book's pages are built from it)."""
     from ..disclosure.audit import run
 
-    return run(paths.size, root=paths.root, html=True, html_dir=html)
+    return run(paths.size, root=paths.root, html=True, html_dir=html, record="book_audit.json")
 
 
 def audit_bundle(city: str, size: str, root: Path | None = None) -> Callable[[Path], None]:
