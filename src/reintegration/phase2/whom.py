@@ -59,8 +59,10 @@ import pandas as pd
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
+from ..effects import _memo
 from ..effects.learners import learners
 from ..research.subgroups import subgroup_frame
+from . import whom_fit
 from .whom_dr import E_BOUNDS, IATE_LEARNERS, honest_proxy
 
 TREATED, MONTH, PID = "treated", "elapsed_month", "_pid"
@@ -124,30 +126,48 @@ def cross_fit(data: pd.DataFrame, outcome: str, covariates: Sequence[str], *,
     persons) and the predicted individual effect ``proxy`` (``iate``: a
     DR-learner of :mod:`reintegration.phase2.whom_dr`, or ``t_learner``:
     mu1 - mu0; mu1 is fitted only for the latter, NaN otherwise); returns
-    the rows with columns y, d, e, mu0, mu1, proxy, the person and the fold."""
+    the rows with columns y, d, e, mu0, mu1, proxy, the person and the fold.
+    The linear learners share one design matrix per sample, and the
+    propensity models between outcomes observed on the same rows
+    (:mod:`reintegration.phase2.whom_fit`)."""
     if iate not in IATE_LEARNERS:
         raise ValueError(f"heterogeneity.iate must be one of {IATE_LEARNERS}, not {iate!r}")
-    sample = data[data[outcome].notna()].reset_index(drop=True)
-    X = _features(sample, covariates, learner)
-    y = sample[outcome].to_numpy(dtype=float)
-    d = sample[TREATED].to_numpy(dtype=int)
-    pid = sample[PID].to_numpy()
-    persons = np.unique(pid)
-    rng = np.random.default_rng(seed)
-    fold_of = dict(zip(persons, rng.permutation(len(persons)) % folds, strict=True))
-    fold = np.array([fold_of[p] for p in pid])
+    has = data[outcome].notna().to_numpy()
+    if learner == "linear" and _memo.enabled():
+        X, Z, d, pid, fold, design = whom_fit.shared_design(
+            data, has, (tuple(covariates), folds, seed),
+            lambda: _sample(data, has, covariates, folds, seed, learner, shared=True))
+    else:
+        X, Z, d, pid, fold, design = _sample(data, has, covariates, folds, seed, learner)
+    y = data.loc[has, outcome].to_numpy(dtype=float)
     e, mu0, mu1 = np.full(len(y), np.nan), np.full(len(y), np.nan), np.full(len(y), np.nan)
+    t_learner = iate == "t_learner"
     # one thread per fit: OpenMP's threads in gradient boosting slow it down by
     # an order of magnitude on a busy two-core machine (measured: 0.08 s against 22 s)
     with threadpool_limits(limits=1):
-        _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0,
-                   mu1 if iate == "t_learner" else None)
-        proxy = mu1 - mu0 if iate == "t_learner" else honest_proxy(
-            X, _features(sample, covariates, "month"), y, d, fold, pid, kind=iate,
-            learner=learner, seed=seed)
-    out = pd.DataFrame({"y": y, "d": d, "e": np.clip(e, *E_BOUNDS), "mu0": mu0, "mu1": mu1,
-                        "proxy": proxy, PID: pid, "fold": fold}, index=sample.index)
-    return out
+        if design is None:
+            _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0, mu1 if t_learner else None)
+        else:
+            whom_fit.fit_folds(design, y, d, fold, folds, e, mu0, mu1 if t_learner else None)
+        proxy = mu1 - mu0 if t_learner else honest_proxy(
+            X, Z, y, d, fold, pid, kind=iate, learner=learner, seed=seed,
+            scored=None if design is None else whom_fit.pseudo_scores(design, y, E_BOUNDS))
+    return pd.DataFrame({"y": y, "d": d, "e": np.clip(e, *E_BOUNDS), "mu0": mu0, "mu1": mu1,
+                         "proxy": proxy, PID: pid, "fold": fold}, index=pd.RangeIndex(len(y)))
+
+
+def _sample(data, has, covariates, folds, seed, learner, shared=False) -> tuple:
+    """The rows with the outcome: nuisance and second-stage features, start,
+    person, fold (persons in random folds), and a :class:`whom_fit.SharedDesign`
+    of the features when ``shared``."""
+    cols = [c for c in dict.fromkeys([*covariates, MONTH, TREATED, PID]) if c in data]
+    sample = data.loc[has, cols].reset_index(drop=True)
+    X, Z = _features(sample, covariates, learner), _features(sample, covariates, "month")
+    d = sample[TREATED].to_numpy(dtype=int)
+    pid = sample[PID].to_numpy()
+    persons, codes = np.unique(pid, return_inverse=True)
+    fold = (np.random.default_rng(seed).permutation(len(persons)) % folds)[codes]
+    return X, Z, d, pid, fold, whom_fit.SharedDesign(X, d, fold) if shared else None
 
 
 def _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0, mu1) -> None:
@@ -566,9 +586,10 @@ def analyses(inputs, substudies: Sequence[dict[str, Any]], settings: dict[str, A
         if data is None:  # not prepared by the caller
             data = design.prepare(inputs, sub["instrument"])
         groups = all_groups.iloc[data[PID].to_numpy()].reset_index(drop=True)
+        data = data.reset_index(drop=True)  # one frame: outcomes share the propensity models
         for outcome in cfg["outcomes"]:
             results.append(analyse(
-                data.reset_index(drop=True), groups, sub["instrument"], outcome, covariates,
+                data, groups, sub["instrument"], outcome, covariates,
                 folds=int(cfg["folds"]), seed=int(cfg["seed"]), learner=cfg["learner"],
                 quantiles=int(cfg["quantiles"]), iate=cfg.get("iate", "dr_linear"),
                 min_treated=int(settings["min_group"]["treated"])))
