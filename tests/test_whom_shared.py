@@ -10,6 +10,7 @@ field of every analysis and of the family's tests must agree to 1e-8.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -130,6 +131,23 @@ def test_the_fast_cross_fit_matches_with_other_folds_and_learners(folds, iate):
             slow = whom.cross_fit(data, outcome, COVARIATES, folds=folds, seed=2,
                                   learner="linear", iate=iate)
         _assert_same(fast, slow, outcome)
+
+
+def test_persons_are_dealt_into_folds_as_before():
+    """The folds of :func:`whom_fit.cross_fit` (one permutation of the sorted
+    persons) are those of the dictionary from person to fold it replaced."""
+    data, _ = _risk_sets(persons=2_000, seed=15)
+    has = data["c"].notna()
+    pid = data.loc[has, "_pid"].to_numpy()
+    persons = np.unique(pid)
+    fold_of = dict(zip(persons, np.random.default_rng(7).permutation(len(persons)) % 3,
+                       strict=True))
+    expected = np.array([fold_of[p] for p in pid])
+    for off in (False, True):
+        with _memo.disabled() if off else contextlib.nullcontext():
+            fitted = whom.cross_fit(data, "c", COVARIATES, folds=3, seed=7, learner="linear")
+        np.testing.assert_array_equal(fitted["fold"].to_numpy(), expected)
+        np.testing.assert_array_equal(fitted["_pid"].to_numpy(), pid)
 
 
 def test_the_kept_columns_are_those_that_vary_in_the_training_rows():

@@ -57,16 +57,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from threadpoolctl import threadpool_limits
 
-from ..effects import _memo
-from ..effects.learners import learners
 from ..research.subgroups import subgroup_frame
-from . import whom_fit
-from .whom_dr import E_BOUNDS, IATE_LEARNERS, honest_proxy
-
-TREATED, MONTH, PID = "treated", "elapsed_month", "_pid"
-
+from .whom_fit import PID, cross_fit
 
 # ---------------------------------------------------------------------------
 # groups
@@ -107,83 +100,6 @@ def group_frame(frame: pd.DataFrame, names: Sequence[str] | None = None) -> pd.D
 # ---------------------------------------------------------------------------
 # nuisance models and scores
 # ---------------------------------------------------------------------------
-
-
-def _features(data: pd.DataFrame, covariates: Sequence[str], kind: str) -> np.ndarray:
-    cols = [c for c in covariates if c in data]
-    X = data[cols].to_numpy(dtype=float)
-    month = data[MONTH].to_numpy(dtype=float)
-    if kind == "linear":
-        dummies = pd.get_dummies(data[MONTH].astype(int), drop_first=True, dtype=float)
-        return np.column_stack([X, dummies.to_numpy()])
-    return np.column_stack([X, month])
-
-
-def cross_fit(data: pd.DataFrame, outcome: str, covariates: Sequence[str], *,
-              folds: int = 3, seed: int = 0, learner: str = "boosting",
-              iate: str = "dr_linear") -> pd.DataFrame:
-    """Cross-fitted e, mu0 and mu1 for every row with the outcome (folds of
-    persons) and the predicted individual effect ``proxy`` (``iate``: a
-    DR-learner of :mod:`reintegration.phase2.whom_dr`, or ``t_learner``:
-    mu1 - mu0; mu1 is fitted only for the latter, NaN otherwise); returns
-    the rows with columns y, d, e, mu0, mu1, proxy, the person and the fold.
-    The linear learners share one design matrix per sample, and the
-    propensity models between outcomes observed on the same rows
-    (:mod:`reintegration.phase2.whom_fit`)."""
-    if iate not in IATE_LEARNERS:
-        raise ValueError(f"heterogeneity.iate must be one of {IATE_LEARNERS}, not {iate!r}")
-    has = data[outcome].notna().to_numpy()
-    if learner == "linear" and _memo.enabled():
-        X, Z, d, pid, fold, design = whom_fit.shared_design(
-            data, has, (tuple(covariates), folds, seed),
-            lambda: _sample(data, has, covariates, folds, seed, learner, shared=True))
-    else:
-        X, Z, d, pid, fold, design = _sample(data, has, covariates, folds, seed, learner)
-    y = data.loc[has, outcome].to_numpy(dtype=float)
-    e, mu0, mu1 = np.full(len(y), np.nan), np.full(len(y), np.nan), np.full(len(y), np.nan)
-    t_learner = iate == "t_learner"
-    # one thread per fit: OpenMP's threads in gradient boosting slow it down by
-    # an order of magnitude on a busy two-core machine (measured: 0.08 s against 22 s)
-    with threadpool_limits(limits=1):
-        if design is None:
-            _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0, mu1 if t_learner else None)
-        else:
-            whom_fit.fit_folds(design, y, d, fold, folds, e, mu0, mu1 if t_learner else None)
-        proxy = mu1 - mu0 if t_learner else honest_proxy(
-            X, Z, y, d, fold, pid, kind=iate, learner=learner, seed=seed,
-            scored=None if design is None else whom_fit.pseudo_scores(design, y, E_BOUNDS))
-    return pd.DataFrame({"y": y, "d": d, "e": np.clip(e, *E_BOUNDS), "mu0": mu0, "mu1": mu1,
-                         "proxy": proxy, PID: pid, "fold": fold}, index=pd.RangeIndex(len(y)))
-
-
-def _sample(data, has, covariates, folds, seed, learner, shared=False) -> tuple:
-    """The rows with the outcome: nuisance and second-stage features, start,
-    person, fold (persons in random folds), and a :class:`whom_fit.SharedDesign`
-    of the features when ``shared``."""
-    cols = [c for c in dict.fromkeys([*covariates, MONTH, TREATED, PID]) if c in data]
-    sample = data.loc[has, cols].reset_index(drop=True)
-    X, Z = _features(sample, covariates, learner), _features(sample, covariates, "month")
-    d = sample[TREATED].to_numpy(dtype=int)
-    pid = sample[PID].to_numpy()
-    persons, codes = np.unique(pid, return_inverse=True)
-    fold = (np.random.default_rng(seed).permutation(len(persons)) % folds)[codes]
-    return X, Z, d, pid, fold, whom_fit.SharedDesign(X, d, fold) if shared else None
-
-
-def _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0, mu1) -> None:
-    for k in range(folds):
-        train, test = fold != k, fold == k
-        first = learners(learner, seed=seed + k)
-        clf, reg0 = first["propensity_learner"], first["outcome_learner"]
-        clf.fit(X[train], d[train])
-        e[test] = clf.predict_proba(X[test])[:, 1]
-        c, t = train & (d == 0), train & (d == 1)
-        reg0.fit(X[c], y[c])
-        mu0[test] = reg0.predict(X[test])
-        if mu1 is not None:
-            reg1 = learners(learner, seed=seed + 100 + k)["outcome_learner"]
-            reg1.fit(X[t], y[t])
-            mu1[test] = reg1.predict(X[test])
 
 
 def scores(fitted: pd.DataFrame) -> np.ndarray:

@@ -1,23 +1,27 @@
-"""The linear nuisance models of :mod:`reintegration.phase2.whom` fitted from one
+"""The cross-fitted nuisance models of :mod:`reintegration.phase2.whom`
+(:func:`cross_fit`: propensity, outcome models and the predicted individual
+effect per row, in folds of persons), and the linear ones fitted from one
 design matrix per sample, with the numbers of the generic learners.
 
-:func:`reintegration.phase2.whom.cross_fit` fits a logit and least squares
-(:class:`reintegration.effects.learners.LogitLearner`, ``OLSLearner``) on many
-subsets of one sample's rows: per cross-fitting fold, and per pair of folds for
-the DR-learner's pseudo-outcomes (:func:`reintegration.phase2.whom_dr.honest_proxy`).
-The learners build their design (a constant and the columns that vary in the
-training rows) afresh from a copy of the rows each time. :class:`SharedDesign`
-builds the constant and the features once, in the column-major layout the
-learners' design has, and copies only the rows and columns a fit uses; the
-columns that vary come from each column's minimum and maximum per fold and start,
-computed once. The arrays handed to the logit and to least squares are equal
-bit for bit to the learners', so the coefficients are too.
+With the linear learners (a logit and least squares,
+:class:`reintegration.effects.learners.LogitLearner` and ``OLSLearner``),
+:func:`cross_fit` fits many models on subsets of one sample's rows: per
+cross-fitting fold, and per pair of folds for the DR-learner's pseudo-outcomes
+(:func:`reintegration.phase2.whom_dr.honest_proxy`). The learners build their
+design (a constant and the columns that vary in the training rows) afresh from a
+copy of the rows each time. :class:`SharedDesign` builds the constant and the
+features once, in the column-major layout the learners' design has, and copies
+only the rows and columns a fit uses; the columns that vary come from each
+column's minimum and maximum per fold and start, computed once. The arrays handed
+to the logit and to least squares are equal bit for bit to the learners', so the
+coefficients are too.
 
 Propensity models do not read the outcome: for outcomes observed on the same rows
-(the same sample, the same folds), each propensity model is fitted once
-(:func:`shared_design`, keyed on the risk sets, the features and the rows with
-the outcome). :func:`reintegration.effects._memo.disabled` switches this path
-off: the generic learners then fit every model (the tests compare the two).
+of one risk-set frame (the same sample, the same folds), each propensity model is
+fitted once (:func:`shared_design`, keyed on the frame, the features, folds and
+seed, and the rows with the outcome). :func:`reintegration.effects._memo.disabled`
+switches this path off: the generic learners then fit every model (the tests
+compare the two).
 """
 
 from __future__ import annotations
@@ -27,11 +31,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 from scipy.special import expit
+from threadpoolctl import threadpool_limits
 
 from ..effects import _memo
+from ..effects.learners import learners
 from ..effects.numerics import logit
+from .whom_dr import E_BOUNDS, IATE_LEARNERS, honest_proxy
 
-#: sample arrays per prepared risk-set frame and key (:func:`shared_design`)
+TREATED, MONTH, PID = "treated", "elapsed_month", "_pid"
+
+#: the sample's arrays per risk-set frame and key (:func:`shared_design`)
 _SAMPLES = _memo.FrameMemo()
 
 
@@ -113,7 +122,7 @@ def shared_design(data: pd.DataFrame, has_outcome: np.ndarray, key: tuple,
 
 def fit_folds(design: SharedDesign, y: np.ndarray, d: np.ndarray, fold: np.ndarray,
               folds: int, e: np.ndarray, mu0: np.ndarray, mu1: np.ndarray | None) -> None:
-    """:func:`reintegration.phase2.whom._fit_folds` with the linear learners."""
+    """:func:`_fit_folds` with the linear learners."""
     for k in range(folds):
         train, test = fold != k, fold == k
         e[test] = design.propensity_of(train, test)
@@ -134,3 +143,81 @@ def pseudo_scores(design: SharedDesign, y: np.ndarray, e_bounds: Sequence[float]
         ds = d[score]
         return e, ds * r - (1 - ds) * e / (1 - e) * r
     return scored
+
+
+def _features(data: pd.DataFrame, covariates: Sequence[str], kind: str) -> np.ndarray:
+    cols = [c for c in covariates if c in data]
+    X = data[cols].to_numpy(dtype=float)
+    month = data[MONTH].to_numpy(dtype=float)
+    if kind == "linear":
+        dummies = pd.get_dummies(data[MONTH].astype(int), drop_first=True, dtype=float)
+        return np.column_stack([X, dummies.to_numpy()])
+    return np.column_stack([X, month])
+
+
+def cross_fit(data: pd.DataFrame, outcome: str, covariates: Sequence[str], *,
+              folds: int = 3, seed: int = 0, learner: str = "boosting",
+              iate: str = "dr_linear") -> pd.DataFrame:
+    """Cross-fitted e, mu0 and mu1 for every row with the outcome (folds of
+    persons) and the predicted individual effect ``proxy`` (``iate``: a
+    DR-learner of :mod:`reintegration.phase2.whom_dr`, or ``t_learner``:
+    mu1 - mu0; mu1 is fitted only for the latter, NaN otherwise); returns
+    the rows with columns y, d, e, mu0, mu1, proxy, the person and the fold.
+    The linear learners share one design matrix per sample, and the
+    propensity models between outcomes observed on the same rows (module text)."""
+    if iate not in IATE_LEARNERS:
+        raise ValueError(f"heterogeneity.iate must be one of {IATE_LEARNERS}, not {iate!r}")
+    has = data[outcome].notna().to_numpy()
+    if learner == "linear" and _memo.enabled():
+        X, Z, d, pid, fold, design = shared_design(
+            data, has, (tuple(covariates), folds, seed),
+            lambda: _sample(data, has, covariates, folds, seed, learner, shared=True))
+    else:
+        X, Z, d, pid, fold, design = _sample(data, has, covariates, folds, seed, learner)
+    y = data.loc[has, outcome].to_numpy(dtype=float)
+    e, mu0, mu1 = np.full(len(y), np.nan), np.full(len(y), np.nan), np.full(len(y), np.nan)
+    t_learner = iate == "t_learner"
+    # one thread per fit: OpenMP's threads in gradient boosting slow it down by
+    # an order of magnitude on a busy two-core machine (measured: 0.08 s against 22 s)
+    with threadpool_limits(limits=1):
+        if design is None:
+            _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0, mu1 if t_learner else None)
+        else:
+            fit_folds(design, y, d, fold, folds, e, mu0, mu1 if t_learner else None)
+        proxy = mu1 - mu0 if t_learner else honest_proxy(
+            X, Z, y, d, fold, pid, kind=iate, learner=learner, seed=seed,
+            scored=None if design is None else pseudo_scores(design, y, E_BOUNDS))
+    return pd.DataFrame({"y": y, "d": d, "e": np.clip(e, *E_BOUNDS), "mu0": mu0, "mu1": mu1,
+                         "proxy": proxy, PID: pid, "fold": fold}, index=pd.RangeIndex(len(y)))
+
+
+def _sample(data, has, covariates, folds, seed, learner, shared=False) -> tuple:
+    """The rows with the outcome: nuisance and second-stage features, start,
+    person, fold (persons in random folds), and a :class:`SharedDesign`
+    of the features when ``shared``."""
+    cols = [c for c in dict.fromkeys([*covariates, MONTH, TREATED, PID]) if c in data]
+    sample = data.loc[has, cols].reset_index(drop=True)
+    X, Z = _features(sample, covariates, learner), _features(sample, covariates, "month")
+    d = sample[TREATED].to_numpy(dtype=int)
+    pid = sample[PID].to_numpy()
+    persons, codes = np.unique(pid, return_inverse=True)
+    fold = (np.random.default_rng(seed).permutation(len(persons)) % folds)[codes]
+    return X, Z, d, pid, fold, SharedDesign(X, d, fold) if shared else None
+
+
+def _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0, mu1) -> None:
+    """e, mu0 (and mu1 unless None) of each fold's rows from the learners
+    fitted on the other folds."""
+    for k in range(folds):
+        train, test = fold != k, fold == k
+        first = learners(learner, seed=seed + k)
+        clf, reg0 = first["propensity_learner"], first["outcome_learner"]
+        clf.fit(X[train], d[train])
+        e[test] = clf.predict_proba(X[test])[:, 1]
+        c, t = train & (d == 0), train & (d == 1)
+        reg0.fit(X[c], y[c])
+        mu0[test] = reg0.predict(X[test])
+        if mu1 is not None:
+            reg1 = learners(learner, seed=seed + 100 + k)["outcome_learner"]
+            reg1.fit(X[t], y[t])
+            mu1[test] = reg1.predict(X[test])
