@@ -148,8 +148,10 @@ class PersonIndex:
         codes, persons = pd.factorize(np.asarray(pid), sort=True)
         return cls(codes, pd.Index(persons))
 
-    def sum(self, values: np.ndarray) -> pd.Series:
-        return pd.Series(np.bincount(self.codes, weights=values, minlength=len(self.persons)),
+    def sum(self, values: np.ndarray, rows: np.ndarray | None = None) -> pd.Series:
+        """``values`` summed per person (``rows``: the values are those of these rows)."""
+        codes = self.codes if rows is None else self.codes[rows]
+        return pd.Series(np.bincount(codes, weights=values, minlength=len(self.persons)),
                          index=self.persons)
 
 
@@ -159,12 +161,14 @@ def att(psi: np.ndarray, d: np.ndarray, pid: np.ndarray | PersonIndex,
     function summed per person (``pid``: each row's person, or a
     :class:`PersonIndex` of them)."""
     m = np.ones(len(psi), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-    n1 = float(d[m].sum())
+    dm = d[m]
+    n1 = float(dm.sum())
     if n1 == 0:
         return Estimate(name, math.nan, pd.Series(dtype=float), 0)
-    theta = float(psi[m].sum() / n1)
-    contrib = np.where(m, (psi - d * theta) / n1, 0.0)
-    inf = PersonIndex.of(pid).sum(contrib)
+    psi_m = psi[m]
+    theta = float(psi_m.sum() / n1)
+    # the rows outside the mask contribute zero: summed over the mask's rows only
+    inf = PersonIndex.of(pid).sum((psi_m - dm * theta) / n1, rows=m)
     return Estimate(name, theta, inf, int(n1))
 
 
@@ -189,7 +193,8 @@ def blp(psi: np.ndarray, e: np.ndarray, proxy: np.ndarray, d: np.ndarray, pid: n
 
 
 def blp_groups(psi: np.ndarray, e: np.ndarray, groups: pd.DataFrame, d: np.ndarray,
-               pid: np.ndarray | PersonIndex, min_treated: int = 30) -> dict[str, float]:
+               pid: np.ndarray | PersonIndex, min_treated: int = 30,
+               coded: dict[str, tuple[np.ndarray, Any]] | None = None) -> dict[str, float]:
     r"""The heterogeneity test on the pre-registered characteristics: the best
     linear predictor of the effect by every characteristic's levels at once
     (Semenova and Chernozhukov 2021, "Debiased machine learning of
@@ -202,19 +207,19 @@ def blp_groups(psi: np.ndarray, e: np.ndarray, groups: pd.DataFrame, d: np.ndarr
     unlike for the slope on the fitted proxy (:func:`blp`). Per
     characteristic the most common level among the starters is the
     reference; levels with fewer than ``min_treated`` starters join it, and
-    a missing value is a level of its own."""
+    a missing value is a level of its own. ``coded``: per column, its
+    ``pd.factorize(column, sort=True)`` when already at hand."""
     people = PersonIndex.of(pid)
     cols, names = [], []
     starters = d == 1
     for col in groups.columns:
-        values = groups[col].astype("string").fillna("missing").to_numpy(dtype=object)
-        levels, counts = np.unique(values[starters], return_counts=True)
+        levels, counts, rows_of = _starter_levels(groups[col], starters, (coded or {}).get(col))
         if len(levels) < 2:
             continue
         reference = levels[np.argmax(counts)]
-        for level, count in zip(levels, counts, strict=True):
+        for k, (level, count) in enumerate(zip(levels, counts, strict=True)):
             if level != reference and count >= min_treated:
-                cols.append((values == level).astype(float))
+                cols.append(rows_of(k).astype(float))
                 names.append(f"{col}={level}")
     if not cols:
         return {"groups_wald": math.nan, "groups_df": 0, "groups_pvalue": math.nan}
@@ -242,6 +247,26 @@ def blp_groups(psi: np.ndarray, e: np.ndarray, groups: pd.DataFrame, d: np.ndarr
     return {"groups_wald": wald, "groups_df": len(keep),
             "groups_pvalue": float(stats.chi2.sf(wald, len(keep))),
             "groups_terms": ";".join(names[j] for j in keep)}
+
+
+def _starter_levels(column: pd.Series, starters: np.ndarray,
+                    coded: tuple[np.ndarray, Any] | None) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The levels of ``column`` among the starters as strings, a missing value
+    the level "missing", sorted, with their counts of starters, and
+    ``rows_of(k)``: the rows of the k-th level. From the column's codes
+    (``coded``, of a string column) without comparing strings row by row."""
+    if coded is None or not isinstance(column.dtype, pd.StringDtype):
+        values = column.astype("string").fillna("missing").to_numpy(dtype=object)
+        levels, counts = np.unique(values[starters], return_counts=True)
+        return levels, counts, lambda k: values == levels[k]
+    codes, found = coded
+    # every label once ("missing" may also be a level), sorted as np.unique sorts
+    labels, label_of = np.unique(np.array([*found, "missing"], dtype=object),
+                                 return_inverse=True)
+    row = label_of[np.where(codes < 0, len(found), codes)]
+    counts = np.bincount(row[starters], minlength=len(labels))
+    present = np.flatnonzero(counts)
+    return labels[present], counts[present], lambda k: row == present[k]
 
 
 def blp_split(psi: np.ndarray, e: np.ndarray, proxy: np.ndarray, d: np.ndarray,
@@ -310,7 +335,8 @@ def romano_wolf(estimates: Sequence[Estimate], *, draws: int = 999, seed: int = 
     every estimate, from a multiplier bootstrap of their influence functions
     with one standard normal weight per person (shared by all estimates)."""
     ests = list(estimates)
-    persons = sorted(set().union(*(set(e.influence.index) for e in ests)))
+    ids = [e.influence.index.to_numpy() for e in ests if len(e.influence)]
+    persons = np.unique(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
     idx = pd.Index(persons)
     H = np.column_stack([e.influence.reindex(idx, fill_value=0.0).to_numpy() for e in ests])
     se = np.sqrt((H**2).sum(axis=0))
@@ -371,10 +397,10 @@ def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: 
     proxy, e = fitted["proxy"].to_numpy(), fitted["e"].to_numpy()
     people = PersonIndex.of(pid)
     overall = att(psi, d, people)
-    rows, contrasts = [], []
+    rows, contrasts, coded = [], [], {}
     for col in grp.columns:
         # integer codes (sorted levels, -1 missing): much faster masks than strings
-        codes, levels = pd.factorize(grp[col], sort=True)
+        codes, levels = coded[col] = pd.factorize(grp[col], sort=True)
         known = codes >= 0
         parts = []
         for k_level, level in enumerate(levels):
@@ -405,7 +431,7 @@ def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: 
         instrument=instrument, outcome=outcome, overall=overall, groups=table,
         contrasts=contrasts, blp={**blp(psi, e, proxy, d, pid),
                                   **blp_split(psi, e, proxy, d, pid, fitted["fold"].to_numpy()),
-                                  **blp_groups(psi, e, grp, d, people, min_treated)},
+                                  **blp_groups(psi, e, grp, d, people, min_treated, coded)},
         gates=g_table, gates_difference=g_diff,
         iate_quantiles={f"p{int(q * 100)}": float(np.quantile(treated_proxy, q))
                         for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(treated_proxy) else {},
