@@ -189,3 +189,80 @@ def test_outcomes_on_the_same_rows_share_each_propensity_model(monkeypatch):
     # another frame object, same content: fitted again (the memo is per frame)
     _analyses(data.copy(), groups, outcomes=("a",))
     assert len(fits) == 3 * per_sample
+
+
+def reference_att(psi, d, pid, mask=None, name="all"):
+    """The effect on the starters in ``mask`` as it was: zeros for the other rows."""
+    m = np.ones(len(psi), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    n1 = float(d[m].sum())
+    if n1 == 0:
+        return whom.Estimate(name, math.nan, pd.Series(dtype=float), 0)
+    theta = float(psi[m].sum() / n1)
+    contrib = np.where(m, (psi - d * theta) / n1, 0.0)
+    return whom.Estimate(name, theta, whom.PersonIndex.of(pid).sum(contrib), int(n1))
+
+
+def reference_romano_wolf(estimates, *, draws=999, seed=0):
+    """Romano and Wolf's step-down as it was: the persons from a Python set."""
+    ests = list(estimates)
+    idx = pd.Index(sorted(set().union(*(set(e.influence.index) for e in ests))))
+    H = np.column_stack([e.influence.reindex(idx, fill_value=0.0).to_numpy() for e in ests])
+    se = np.sqrt((H**2).sum(axis=0))
+    t = np.abs(np.array([e.estimate for e in ests])) / se
+    rng = np.random.default_rng(seed)
+    tmax = np.empty((draws, len(ests)))
+    for start in range(0, draws, 100):
+        xi = rng.standard_normal((min(100, draws - start), len(idx)))
+        tmax[start:start + len(xi)] = np.abs(xi @ H) / se
+    order = np.argsort(-t, kind="stable")
+    adjusted, running = np.empty(len(ests)), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, float((tmax[:, order[rank:]].max(axis=1) >= t[i]).mean()))
+        adjusted[i] = running
+    return adjusted
+
+
+def test_group_effects_and_the_bootstrap_match_the_direct_computation():
+    rng = np.random.default_rng(21)
+    n = 5_000
+    pid = rng.integers(0, 1_200, n)
+    d = (rng.random(n) < 0.2).astype(int)
+    psi = d * 0.1 + rng.normal(0, 0.3, n)
+    people = whom.PersonIndex.of(pid)
+    masks = [None, rng.random(n) < 0.3, pid % 7 == 0, np.zeros(n, bool), d == 0]
+    ests = []
+    for i, mask in enumerate(masks):
+        fast, slow = whom.att(psi, d, people, mask, f"m{i}"), reference_att(psi, d, pid, mask)
+        _assert_same(fast.estimate, slow.estimate, f"m{i}", tol=0)
+        assert fast.n_treated == slow.n_treated
+        if len(slow.influence):
+            assert fast.influence.index.equals(slow.influence.index)
+            np.testing.assert_array_equal(fast.influence.to_numpy(), slow.influence.to_numpy())
+            ests.append(fast)
+    # persons missing from some influence functions (groups of other persons)
+    ests.append(whom.att(psi[:900], d[:900], pid[:900], name="part"))
+    np.testing.assert_array_equal(whom.romano_wolf(ests, draws=250, seed=2),
+                                  reference_romano_wolf(ests, draws=250, seed=2))
+
+
+def test_the_groups_test_from_codes_is_the_groups_test_from_strings():
+    """Missing values, a level literally called "missing", levels with few
+    starters, a level without starters, and a column not of strings."""
+    rng = np.random.default_rng(22)
+    n = 8_000
+    d = (rng.random(n) < 0.15).astype(int)
+    e = np.clip(rng.random(n) * 0.3, 0.01, None)
+    psi = d * (0.05 + 0.1 * (rng.random(n) < 0.3)) + rng.normal(0, 0.3, n) * d
+    region = rng.choice(["east", "north", "west", "missing"], n)
+    region = np.where(rng.random(n) < 0.05, None, region)
+    few = np.where(np.arange(n) < 60, "few", rng.choice(["a", "b"], n))
+    never = np.where(d == 0, rng.choice(["x", "y", "z"], n), rng.choice(["x", "y"], n))
+    groups = pd.DataFrame({"region": region, "few": few, "never": never}).astype("string")
+    groups["number"] = rng.integers(0, 3, n)
+    coded = {c: pd.factorize(groups[c], sort=True) for c in groups.columns}
+    for min_treated in (1, 30, 200):
+        slow = whom.blp_groups(psi, e, groups, d, np.arange(n), min_treated)
+        fast = whom.blp_groups(psi, e, groups, d, np.arange(n), min_treated, coded)
+        assert slow["groups_df"] > 0
+        _assert_same(fast, slow, str(min_treated), tol=0)
+    assert "region=missing" in slow["groups_terms"] or "region=north" in slow["groups_terms"]
