@@ -38,6 +38,8 @@ def _risk_sets(persons=3_000, seed=11):
     rare[[5, 17, 1_500]] = 1.0
     group = rng.choice(["north", "south", "west"], persons, p=[0.5, 0.3, 0.2])
     late = rng.random(persons) < 0.2
+    # a level only among persons without outcome c, and missing values
+    cohort = np.where(late, "late", rng.choice(["early", "mid", None], persons))
     rows, at_risk = [], np.ones(persons, bool)
     for m in range(1, 9):
         keep = at_risk & ((m < 8) | (rng.random(persons) < 0.05))
@@ -52,10 +54,19 @@ def _risk_sets(persons=3_000, seed=11):
         rows.append(pd.DataFrame({
             "elapsed_month": m, "x1": x1, "x2": x2, "x3": x3, "rare": rare,
             "constant": 1.0, "treated": d.astype(int), "a": a, "b": b, "c": c,
-            "_pid": pid, "region": group})[keep])
+            "_pid": pid, "region": group, "cohort": cohort})[keep])
         at_risk &= ~d
     data = pd.concat(rows, ignore_index=True)
-    return data, data[["region"]].astype("string")
+    return data, data[["region", "cohort"]].astype("string")
+
+
+def _person_codes(data, groups):
+    """Each column's codes per person (persons with no rows: missing), taken
+    for the rows, as :func:`whom.analyses` passes them."""
+    pid = data["_pid"].to_numpy()
+    persons = groups.groupby(pid).first().reindex(np.arange(pid.max() + 2))
+    return {col: (codes[pid], levels) for col, (codes, levels) in
+            ((c, pd.factorize(persons[c].astype("string"), sort=True)) for c in groups)}
 
 
 def _analyses(data, groups, outcomes=("a", "b", "c"), covariates=COVARIATES, **kw):
@@ -97,19 +108,22 @@ def _assert_same(fast, slow, path="", tol=1e-8):
         assert fast == slow, (path, fast, slow)
 
 
-def _variants(data, groups):
+def _variants(data, groups, group_codes=None):
     """Analyses of one frame that may share a sample or not: three outcomes,
     another seed (other folds), fewer covariates, two folds."""
-    return [*_analyses(data, groups), *_analyses(data, groups, outcomes=("a", "c"), seed=5),
+    return [*_analyses(data, groups, group_codes=group_codes),
+            *_analyses(data, groups, outcomes=("a", "c"), seed=5),
             *_analyses(data, groups, outcomes=("a",), covariates=COVARIATES[:2]),
             *_analyses(data, groups, outcomes=("b",), folds=2)]
 
 
 def test_the_fast_path_gives_every_number_of_the_generic_learners():
     data, groups = _risk_sets()
-    fast = _variants(data, groups)
+    fast = _variants(data, groups, _person_codes(data, groups))
     with _memo.disabled():
         slow = _variants(data, groups)
+    assert set(fast[0].groups["level"]) == {"early", "mid", "late", "north", "south", "west"}
+    assert "late" not in set(fast[2].groups["level"])  # outcome c: no late persons
     # the outcomes differ, so a propensity or outcome model shared by mistake shows
     assert fast[0].overall.estimate != pytest.approx(fast[1].overall.estimate, abs=1e-3)
     assert len(fast[0].contrasts) > 0 and len(fast[0].starters) > 100

@@ -160,7 +160,7 @@ def att(psi: np.ndarray, d: np.ndarray, pid: np.ndarray | PersonIndex,
     """theta = sum psi / sum d over the rows in ``mask``, with its influence
     function summed per person (``pid``: each row's person, or a
     :class:`PersonIndex` of them)."""
-    m = np.ones(len(psi), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    m = np.arange(len(psi)) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
     dm = d[m]
     n1 = float(dm.sum())
     if n1 == 0:
@@ -386,13 +386,16 @@ class Heterogeneity:
 def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: str,
             covariates: Sequence[str], *, folds: int = 3, seed: int = 0,
             learner: str = "boosting", quantiles: int = 5, min_treated: int = 30,
-            iate: str = "dr_linear") -> Heterogeneity:
+            iate: str = "dr_linear", group_codes: dict[str, tuple[np.ndarray, Any]] | None = None
+            ) -> Heterogeneity:
     """Group effects, contrasts, BLP, GATES and the IATE summary for one
     instrument's stacked risk sets ``data`` (with ``groups``: the person's
-    pre-registered group columns, aligned with ``data``'s rows)."""
+    pre-registered group columns, aligned with ``data``'s rows; ``group_codes``:
+    per column, ``pd.factorize(groups[col], sort=True)`` by another route)."""
     fitted = cross_fit(data, outcome, covariates, folds=folds, seed=seed, learner=learner,
                        iate=iate)
-    grp = groups.loc[data[outcome].notna()].reset_index(drop=True)
+    has = data[outcome].notna().to_numpy()
+    grp = groups.loc[has].reset_index(drop=True)
     psi, d, pid = scores(fitted), fitted["d"].to_numpy(), fitted[PID].to_numpy()
     proxy, e = fitted["proxy"].to_numpy(), fitted["e"].to_numpy()
     people = PersonIndex.of(pid)
@@ -400,7 +403,7 @@ def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: 
     rows, contrasts, coded = [], [], {}
     for col in grp.columns:
         # integer codes (sorted levels, -1 missing): much faster masks than strings
-        codes, levels = coded[col] = pd.factorize(grp[col], sort=True)
+        codes, levels = coded[col] = _factorized(grp[col], (group_codes or {}).get(col), has)
         known = codes >= 0
         parts = []
         for k_level, level in enumerate(levels):
@@ -436,6 +439,21 @@ def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: 
         iate_quantiles={f"p{int(q * 100)}": float(np.quantile(treated_proxy, q))
                         for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(treated_proxy) else {},
         starters=pd.Series(treated_proxy, index=pid[d == 1], name="proxy"))
+
+
+def _factorized(column: pd.Series, coded: tuple[np.ndarray, Any] | None, rows: np.ndarray
+                ) -> tuple[np.ndarray, Any]:
+    """``pd.factorize(column, sort=True)``, or from ``coded``, the codes and
+    sorted levels of a frame whose ``rows`` are ``column`` (the levels present
+    in the rows, renumbered in order)."""
+    if coded is None:
+        return pd.factorize(column, sort=True)
+    codes, levels = coded[0][rows], coded[1]
+    known = codes >= 0
+    present = np.flatnonzero(np.bincount(codes[known], minlength=len(levels)))
+    renumber = np.full(len(levels), -1, dtype=np.intp)
+    renumber[present] = np.arange(len(present))
+    return np.where(known, renumber[codes], -1), levels[present]
 
 
 def family_tests(results: Sequence[Heterogeneity], *, draws: int = 999, seed: int = 0
@@ -518,8 +536,9 @@ def analyses(inputs, substudies: Sequence[dict[str, Any]], settings: dict[str, A
     covariates = [*settings["covariates"],
                   *settings["selection_on_observables"].get("extra_covariates", [])]
     results = []
-    # the persons' groups once; each instrument's risk sets pick their rows
+    # the persons' groups once, and their codes; each instrument's risk sets pick their rows
     all_groups = group_frame(inputs.persons.reset_index(drop=True), list(cfg["groups"]))
+    person_codes = {col: pd.factorize(all_groups[col], sort=True) for col in all_groups}
     for sub in substudies:
         design = designs.get(sub["design"])
         if not design.observational or sub["decision"] not in ("go", "conditional"):
@@ -527,14 +546,16 @@ def analyses(inputs, substudies: Sequence[dict[str, Any]], settings: dict[str, A
         data = (prepared or {}).get(sub["instrument"])
         if data is None:  # not prepared by the caller
             data = design.prepare(inputs, sub["instrument"])
-        groups = all_groups.iloc[data[PID].to_numpy()].reset_index(drop=True)
+        rows = data[PID].to_numpy()
+        groups = all_groups.iloc[rows].reset_index(drop=True)
+        codes = {col: (c[rows], levels) for col, (c, levels) in person_codes.items()}
         data = data.reset_index(drop=True)  # one frame: outcomes share the propensity models
         for outcome in cfg["outcomes"]:
             results.append(analyse(
                 data, groups, sub["instrument"], outcome, covariates,
                 folds=int(cfg["folds"]), seed=int(cfg["seed"]), learner=cfg["learner"],
                 quantiles=int(cfg["quantiles"]), iate=cfg.get("iate", "dr_linear"),
-                min_treated=int(settings["min_group"]["treated"])))
+                min_treated=int(settings["min_group"]["treated"]), group_codes=codes))
     return results
 
 
