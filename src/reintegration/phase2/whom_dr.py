@@ -102,17 +102,23 @@ def honest_proxy(X: np.ndarray, Z: np.ndarray, y: np.ndarray, d: np.ndarray,
                  fold: np.ndarray, pid: np.ndarray, *, kind: str = "dr_linear",
                  learner: str = "linear", seed: int = 0,
                  scored: Callable[[np.ndarray, np.ndarray, int],
-                                  tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+                                  tuple[np.ndarray, np.ndarray]] | None = None,
+                 second: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+                 ) -> np.ndarray:
     """The DR-learner's predicted effect for every row (module text):
     nuisance features ``X``, second-stage features ``Z``, outcome ``y``,
     start ``d``, cross-fitting ``fold`` of each row's person ``pid``.
-    ``scored(fit, score, seed)``: :func:`pseudo_scores` of these data by
-    another route to the same numbers
-    (:func:`reintegration.phase2.whom_fit.pseudo_scores`)."""
+    ``scored(fit, score, seed)``: :func:`pseudo_scores` of these data, and
+    ``second(train, target, weight)``: the second stage fitted on the ``train``
+    rows of ``Z`` and predicted for the others, by other routes to the same
+    numbers (:mod:`reintegration.phase2.whom_fit`)."""
     fit_predict = second_stage(kind, seed)
     if scored is None:
         def scored(fit, score, seed):
             return pseudo_scores(X, y, d, fit, score, learner, seed)
+    if second is None:
+        def second(train, target, weight):
+            return fit_predict(Z[train], target, weight, Z[~train])
     folds = np.unique(fold)
     proxy = np.full(len(y), np.nan)
     cache: dict[frozenset, tuple[np.ndarray, np.ndarray]] = {}
@@ -131,7 +137,7 @@ def honest_proxy(X: np.ndarray, Z: np.ndarray, y: np.ndarray, d: np.ndarray,
                 half = _halves(pid, rows, seed + int(j))
                 for a in (half, rows & ~half):
                     e[a], psi[a] = scored(rows & ~a, a, seed + 1000 + int(j))
-        proxy[~train] = fit_predict(Z[train], psi[train] / e[train], e[train], Z[~train])
+        proxy[~train] = second(train, psi[train] / e[train], e[train])
     return proxy
 
 

@@ -57,10 +57,18 @@ class SharedDesign:
         self.full[:, 1:] = X
         self.cell = np.asarray(fold, dtype=np.int64) * 2 + (np.asarray(d) == 1)
         self.cells: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
-        if p:
-            for c in np.unique(self.cell):
-                part = X[self.cell == c]
-                self.cells[int(c)] = (len(part), part.max(axis=0), part.min(axis=0))
+        if p and n:
+            # each column's extremes per cell, from the rows sorted by cell
+            order = np.argsort(self.cell, kind="stable")
+            cells, starts, counts = np.unique(self.cell[order], return_index=True,
+                                              return_counts=True)
+            high, low = np.empty((len(cells), p)), np.empty((len(cells), p))
+            for j in range(p):
+                col = self.full[:, j + 1].take(order)
+                high[:, j] = np.maximum.reduceat(col, starts)
+                low[:, j] = np.minimum.reduceat(col, starts)
+            for i, c in enumerate(cells):
+                self.cells[int(c)] = (int(counts[i]), high[i], low[i])
         self.propensity: dict[tuple[bytes, bytes], np.ndarray] = {}
         self._scored: tuple[bytes, bytes, np.ndarray] | None = None
 
@@ -69,8 +77,10 @@ class SharedDesign:
         from the cells' extremes when ``rows`` is a union of cells."""
         if self.X.shape[1] == 0:
             return np.zeros(0, bool)
-        chosen = [int(c) for c in np.unique(self.cell[rows])]
-        if not chosen or sum(self.cells[c][0] for c in chosen) != np.count_nonzero(rows):
+        found = np.bincount(self.cell[rows])
+        chosen = [int(c) for c in np.flatnonzero(found)]
+        # a union of cells: every row of each cell it touches
+        if not chosen or any(self.cells[c][0] != found[c] for c in chosen):
             return np.ptp(self.X[rows], axis=0) > 0
         high = np.max([self.cells[c][1] for c in chosen], axis=0)
         low = np.min([self.cells[c][2] for c in chosen], axis=0)
@@ -93,6 +103,16 @@ class SharedDesign:
         if self._scored is None or self._scored[:2] != key:
             self._scored = (*key, self.rows(rows, keep))
         return self._scored[2]
+
+    def weighted_least_squares(self, train: np.ndarray, target: np.ndarray,
+                               weight: np.ndarray) -> np.ndarray:
+        """:func:`reintegration.phase2.whom_dr._weighted_least_squares` of the
+        features' ``train`` rows, predicted for the other rows."""
+        keep = self.keep(train)
+        A = self.rows(train, keep)
+        gram = (A * weight[:, None]).T @ A
+        beta = np.linalg.lstsq(gram, A.T @ (weight * target), rcond=None)[0]
+        return self.rows(~train, keep) @ beta
 
     def propensity_of(self, fit: np.ndarray, score: np.ndarray) -> np.ndarray:
         """The logit of ``d`` fitted on the rows in ``fit``, predicted for the
@@ -183,18 +203,20 @@ def cross_fit(data: pd.DataFrame, outcome: str, covariates: Sequence[str], *,
         if design is None:
             _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0, mu1 if t_learner else None)
         else:
-            fit_folds(design, y, d, fold, folds, e, mu0, mu1 if t_learner else None)
+            fit_folds(design[0], y, d, fold, folds, e, mu0, mu1 if t_learner else None)
         proxy = mu1 - mu0 if t_learner else honest_proxy(
             X, Z, y, d, fold, pid, kind=iate, learner=learner, seed=seed,
-            scored=None if design is None else pseudo_scores(design, y, E_BOUNDS))
+            scored=None if design is None else pseudo_scores(design[0], y, E_BOUNDS),
+            second=design[1].weighted_least_squares
+            if design is not None and iate == "dr_linear" else None)
     return pd.DataFrame({"y": y, "d": d, "e": np.clip(e, *E_BOUNDS), "mu0": mu0, "mu1": mu1,
                          "proxy": proxy, PID: pid, "fold": fold}, index=pd.RangeIndex(len(y)))
 
 
 def _sample(data, has, covariates, folds, seed, learner, shared=False) -> tuple:
     """The rows with the outcome: nuisance and second-stage features, start,
-    person, fold (persons in random folds), and a :class:`SharedDesign`
-    of the features when ``shared``."""
+    person, fold (persons in random folds), and when ``shared`` a
+    :class:`SharedDesign` of each kind of features."""
     cols = [c for c in dict.fromkeys([*covariates, MONTH, TREATED, PID]) if c in data]
     sample = data.loc[has, cols].reset_index(drop=True)
     X, Z = _features(sample, covariates, learner), _features(sample, covariates, "month")
@@ -202,7 +224,8 @@ def _sample(data, has, covariates, folds, seed, learner, shared=False) -> tuple:
     pid = sample[PID].to_numpy()
     persons, codes = np.unique(pid, return_inverse=True)
     fold = (np.random.default_rng(seed).permutation(len(persons)) % folds)[codes]
-    return X, Z, d, pid, fold, SharedDesign(X, d, fold) if shared else None
+    shared_designs = (SharedDesign(X, d, fold), SharedDesign(Z, d, fold)) if shared else None
+    return X, Z, d, pid, fold, shared_designs
 
 
 def _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0, mu1) -> None:
