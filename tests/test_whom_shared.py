@@ -133,10 +133,12 @@ def test_the_fast_path_gives_every_number_of_the_generic_learners():
                  whom.family_tests(slow, draws=199, seed=3))
 
 
-@pytest.mark.parametrize("folds,iate", [(2, "dr_linear"), (3, "t_learner"), (4, "dr_linear")])
+@pytest.mark.parametrize("folds,iate", [(2, "dr_linear"), (3, "t_learner"), (4, "dr_linear"),
+                                        (3, "dr_boosting")])
 def test_the_fast_cross_fit_matches_with_other_folds_and_learners(folds, iate):
     """Two folds (halves of persons, not unions of folds), the T-learner's
-    model of the starters, and four folds."""
+    model of the starters, four folds, and the boosted second stage (from the shared
+    design's features)."""
     data, _ = _risk_sets(persons=2_000, seed=12)
     for outcome in ("a", "c"):
         fast = whom.cross_fit(data, outcome, COVARIATES, folds=folds, seed=2,

@@ -51,10 +51,11 @@ class SharedDesign:
 
     def __init__(self, X: np.ndarray, d: np.ndarray, fold: np.ndarray) -> None:
         n, p = X.shape
-        self.X, self.d = X, d
+        self.d = d
         self.full = np.empty((n, p + 1), order="F")
         self.full[:, 0] = 1.0
         self.full[:, 1:] = X
+        self.X = self.full[:, 1:]  # the features, a view (X itself need not be kept)
         self.cell = np.asarray(fold, dtype=np.int64) * 2 + (np.asarray(d) == 1)
         self.cells: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
         if p and n:
@@ -224,8 +225,10 @@ def _sample(data, has, covariates, folds, seed, learner, shared=False) -> tuple:
     pid = sample[PID].to_numpy()
     persons, codes = np.unique(pid, return_inverse=True)
     fold = (np.random.default_rng(seed).permutation(len(persons)) % folds)[codes]
-    shared_designs = (SharedDesign(X, d, fold), SharedDesign(Z, d, fold)) if shared else None
-    return X, Z, d, pid, fold, shared_designs
+    if shared:  # the features live on in their designs only
+        designs = SharedDesign(X, d, fold), SharedDesign(Z, d, fold)
+        return None, designs[1].X, d, pid, fold, designs
+    return X, Z, d, pid, fold, None
 
 
 def _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0, mu1) -> None:
