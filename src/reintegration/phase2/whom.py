@@ -9,7 +9,8 @@ treated, with cross-fitted nuisance models (folds of persons, so a person's
 rows never train the models that score them): the propensity :math:`e(X, u)`
 of starting at :math:`u`, and the outcome models :math:`\mu_0` (not starting)
 and :math:`\mu_1` (starting): a logit and least squares by default, or
-scikit-learn's gradient boosting (:func:`reintegration.effects.learners`).
+scikit-learn's gradient boosting (:func:`reintegration.effects.learners`;
+fitted by :func:`reintegration.phase2.whom_fit.cross_fit`).
 The score's numerator for a row is
 
 .. math:: \psi_i = D_i (Y_i - \mu_0(X_i)) - (1 - D_i)\,\frac{e(X_i)}{1 - e(X_i)}\,
