@@ -60,7 +60,7 @@ import pandas as pd
 from scipy import stats
 
 from ..research.subgroups import subgroup_frame
-from .whom_fit import PID, cross_fit
+from .whom_fit import PID, cross_fit, renumbered
 
 # ---------------------------------------------------------------------------
 # groups
@@ -396,7 +396,7 @@ def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: 
     fitted = cross_fit(data, outcome, covariates, folds=folds, seed=seed, learner=learner,
                        iate=iate)
     has = data[outcome].notna().to_numpy()
-    grp = groups.loc[has].reset_index(drop=True)
+    grp = renumbered(groups.loc[has])
     psi, d, pid = scores(fitted), fitted["d"].to_numpy(), fitted[PID].to_numpy()
     proxy, e = fitted["proxy"].to_numpy(), fitted["e"].to_numpy()
     people = PersonIndex.of(pid)
@@ -548,9 +548,9 @@ def analyses(inputs, substudies: Sequence[dict[str, Any]], settings: dict[str, A
         if data is None:  # not prepared by the caller
             data = design.prepare(inputs, sub["instrument"])
         rows = data[PID].to_numpy()
-        groups = all_groups.iloc[rows].reset_index(drop=True)
+        groups = renumbered(all_groups.iloc[rows])
         codes = {col: (c[rows], levels) for col, (c, levels) in person_codes.items()}
-        data = data.reset_index(drop=True)  # one frame: outcomes share the propensity models
+        data = renumbered(data)  # one frame object: outcomes share the propensity models
         for outcome in cfg["outcomes"]:
             results.append(analyse(
                 data, groups, sub["instrument"], outcome, covariates,

@@ -214,12 +214,21 @@ def cross_fit(data: pd.DataFrame, outcome: str, covariates: Sequence[str], *,
                          "proxy": proxy, PID: pid, "fold": fold}, index=pd.RangeIndex(len(y)))
 
 
+def renumbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame.reset_index(drop=True)`` without copying the columns: a new
+    frame object sharing them, rows numbered from 0 (Phase 2 never changes a
+    frame in place)."""
+    out = frame.copy(deep=False)
+    out.index = pd.RangeIndex(len(out))
+    return out
+
+
 def _sample(data, has, covariates, folds, seed, learner, shared=False) -> tuple:
     """The rows with the outcome: nuisance and second-stage features, start,
     person, fold (persons in random folds), and when ``shared`` a
     :class:`SharedDesign` of each kind of features."""
     cols = [c for c in dict.fromkeys([*covariates, MONTH, TREATED, PID]) if c in data]
-    sample = data.loc[has, cols].reset_index(drop=True)
+    sample = renumbered(data.loc[has, cols])
     X, Z = _features(sample, covariates, learner), _features(sample, covariates, "month")
     d = sample[TREATED].to_numpy(dtype=int)
     pid = sample[PID].to_numpy()
