@@ -210,10 +210,14 @@ def logit(d: np.ndarray, xc: np.ndarray, *, max_iter: int = 50, tol: float = 1e-
     d = np.asarray(d, dtype=float)
     beta = np.zeros(xc.shape[1])
     ridge = 1e-8 * np.eye(xc.shape[1])
+    # xc * w written into one buffer of xc's layout each iteration: the numbers
+    # of a fresh product, without allocating rows x columns anew
+    scaled = np.empty_like(xc) if xc.flags.c_contiguous or xc.flags.f_contiguous else None
     for _ in range(max_iter):
         p = 1.0 / (1.0 + np.exp(-np.clip(xc @ beta, -30, 30)))
         w = p * (1 - p)
-        step = np.linalg.solve((xc * w[:, None]).T @ xc + ridge, xc.T @ (d - p))
+        xw = xc * w[:, None] if scaled is None else np.multiply(xc, w[:, None], out=scaled)
+        step = np.linalg.solve(xw.T @ xc + ridge, xc.T @ (d - p))
         beta += step
         if np.max(np.abs(step)) < tol:
             break

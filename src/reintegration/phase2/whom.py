@@ -9,7 +9,8 @@ treated, with cross-fitted nuisance models (folds of persons, so a person's
 rows never train the models that score them): the propensity :math:`e(X, u)`
 of starting at :math:`u`, and the outcome models :math:`\mu_0` (not starting)
 and :math:`\mu_1` (starting): a logit and least squares by default, or
-scikit-learn's gradient boosting (:func:`reintegration.effects.learners`).
+scikit-learn's gradient boosting (:func:`reintegration.effects.learners`;
+fitted by :func:`reintegration.phase2.whom_fit.cross_fit`).
 The score's numerator for a row is
 
 .. math:: \psi_i = D_i (Y_i - \mu_0(X_i)) - (1 - D_i)\,\frac{e(X_i)}{1 - e(X_i)}\,
@@ -57,14 +58,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from threadpoolctl import threadpool_limits
 
-from ..effects.learners import learners
 from ..research.subgroups import subgroup_frame
-from .whom_dr import E_BOUNDS, IATE_LEARNERS, honest_proxy
-
-TREATED, MONTH, PID = "treated", "elapsed_month", "_pid"
-
+from .whom_fit import PID, cross_fit, renumbered
 
 # ---------------------------------------------------------------------------
 # groups
@@ -105,65 +101,6 @@ def group_frame(frame: pd.DataFrame, names: Sequence[str] | None = None) -> pd.D
 # ---------------------------------------------------------------------------
 # nuisance models and scores
 # ---------------------------------------------------------------------------
-
-
-def _features(data: pd.DataFrame, covariates: Sequence[str], kind: str) -> np.ndarray:
-    cols = [c for c in covariates if c in data]
-    X = data[cols].to_numpy(dtype=float)
-    month = data[MONTH].to_numpy(dtype=float)
-    if kind == "linear":
-        dummies = pd.get_dummies(data[MONTH].astype(int), drop_first=True, dtype=float)
-        return np.column_stack([X, dummies.to_numpy()])
-    return np.column_stack([X, month])
-
-
-def cross_fit(data: pd.DataFrame, outcome: str, covariates: Sequence[str], *,
-              folds: int = 3, seed: int = 0, learner: str = "boosting",
-              iate: str = "dr_linear") -> pd.DataFrame:
-    """Cross-fitted e, mu0 and mu1 for every row with the outcome (folds of
-    persons) and the predicted individual effect ``proxy`` (``iate``: a
-    DR-learner of :mod:`reintegration.phase2.whom_dr`, or ``t_learner``:
-    mu1 - mu0; mu1 is fitted only for the latter, NaN otherwise); returns
-    the rows with columns y, d, e, mu0, mu1, proxy, the person and the fold."""
-    if iate not in IATE_LEARNERS:
-        raise ValueError(f"heterogeneity.iate must be one of {IATE_LEARNERS}, not {iate!r}")
-    sample = data[data[outcome].notna()].reset_index(drop=True)
-    X = _features(sample, covariates, learner)
-    y = sample[outcome].to_numpy(dtype=float)
-    d = sample[TREATED].to_numpy(dtype=int)
-    pid = sample[PID].to_numpy()
-    persons = np.unique(pid)
-    rng = np.random.default_rng(seed)
-    fold_of = dict(zip(persons, rng.permutation(len(persons)) % folds, strict=True))
-    fold = np.array([fold_of[p] for p in pid])
-    e, mu0, mu1 = np.full(len(y), np.nan), np.full(len(y), np.nan), np.full(len(y), np.nan)
-    # one thread per fit: OpenMP's threads in gradient boosting slow it down by
-    # an order of magnitude on a busy two-core machine (measured: 0.08 s against 22 s)
-    with threadpool_limits(limits=1):
-        _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0,
-                   mu1 if iate == "t_learner" else None)
-        proxy = mu1 - mu0 if iate == "t_learner" else honest_proxy(
-            X, _features(sample, covariates, "month"), y, d, fold, pid, kind=iate,
-            learner=learner, seed=seed)
-    out = pd.DataFrame({"y": y, "d": d, "e": np.clip(e, *E_BOUNDS), "mu0": mu0, "mu1": mu1,
-                        "proxy": proxy, PID: pid, "fold": fold}, index=sample.index)
-    return out
-
-
-def _fit_folds(X, y, d, fold, folds, seed, learner, e, mu0, mu1) -> None:
-    for k in range(folds):
-        train, test = fold != k, fold == k
-        first = learners(learner, seed=seed + k)
-        clf, reg0 = first["propensity_learner"], first["outcome_learner"]
-        clf.fit(X[train], d[train])
-        e[test] = clf.predict_proba(X[test])[:, 1]
-        c, t = train & (d == 0), train & (d == 1)
-        reg0.fit(X[c], y[c])
-        mu0[test] = reg0.predict(X[test])
-        if mu1 is not None:
-            reg1 = learners(learner, seed=seed + 100 + k)["outcome_learner"]
-            reg1.fit(X[t], y[t])
-            mu1[test] = reg1.predict(X[test])
 
 
 def scores(fitted: pd.DataFrame) -> np.ndarray:
@@ -212,8 +149,10 @@ class PersonIndex:
         codes, persons = pd.factorize(np.asarray(pid), sort=True)
         return cls(codes, pd.Index(persons))
 
-    def sum(self, values: np.ndarray) -> pd.Series:
-        return pd.Series(np.bincount(self.codes, weights=values, minlength=len(self.persons)),
+    def sum(self, values: np.ndarray, rows: np.ndarray | None = None) -> pd.Series:
+        """``values`` summed per person (``rows``: the values are those of these rows)."""
+        codes = self.codes if rows is None else self.codes[rows]
+        return pd.Series(np.bincount(codes, weights=values, minlength=len(self.persons)),
                          index=self.persons)
 
 
@@ -222,13 +161,15 @@ def att(psi: np.ndarray, d: np.ndarray, pid: np.ndarray | PersonIndex,
     """theta = sum psi / sum d over the rows in ``mask``, with its influence
     function summed per person (``pid``: each row's person, or a
     :class:`PersonIndex` of them)."""
-    m = np.ones(len(psi), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-    n1 = float(d[m].sum())
+    m = np.arange(len(psi)) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
+    dm = d[m]
+    n1 = float(dm.sum())
     if n1 == 0:
         return Estimate(name, math.nan, pd.Series(dtype=float), 0)
-    theta = float(psi[m].sum() / n1)
-    contrib = np.where(m, (psi - d * theta) / n1, 0.0)
-    inf = PersonIndex.of(pid).sum(contrib)
+    psi_m = psi[m]
+    theta = float(psi_m.sum() / n1)
+    # the rows outside the mask contribute zero: summed over the mask's rows only
+    inf = PersonIndex.of(pid).sum((psi_m - dm * theta) / n1, rows=m)
     return Estimate(name, theta, inf, int(n1))
 
 
@@ -253,7 +194,8 @@ def blp(psi: np.ndarray, e: np.ndarray, proxy: np.ndarray, d: np.ndarray, pid: n
 
 
 def blp_groups(psi: np.ndarray, e: np.ndarray, groups: pd.DataFrame, d: np.ndarray,
-               pid: np.ndarray | PersonIndex, min_treated: int = 30) -> dict[str, float]:
+               pid: np.ndarray | PersonIndex, min_treated: int = 30,
+               coded: dict[str, tuple[np.ndarray, Any]] | None = None) -> dict[str, float]:
     r"""The heterogeneity test on the pre-registered characteristics: the best
     linear predictor of the effect by every characteristic's levels at once
     (Semenova and Chernozhukov 2021, "Debiased machine learning of
@@ -266,19 +208,19 @@ def blp_groups(psi: np.ndarray, e: np.ndarray, groups: pd.DataFrame, d: np.ndarr
     unlike for the slope on the fitted proxy (:func:`blp`). Per
     characteristic the most common level among the starters is the
     reference; levels with fewer than ``min_treated`` starters join it, and
-    a missing value is a level of its own."""
+    a missing value is a level of its own. ``coded``: per column, its
+    ``pd.factorize(column, sort=True)`` when already at hand."""
     people = PersonIndex.of(pid)
     cols, names = [], []
     starters = d == 1
     for col in groups.columns:
-        values = groups[col].astype("string").fillna("missing").to_numpy(dtype=object)
-        levels, counts = np.unique(values[starters], return_counts=True)
+        levels, counts, rows_of = _starter_levels(groups[col], starters, (coded or {}).get(col))
         if len(levels) < 2:
             continue
         reference = levels[np.argmax(counts)]
-        for level, count in zip(levels, counts, strict=True):
+        for k, (level, count) in enumerate(zip(levels, counts, strict=True)):
             if level != reference and count >= min_treated:
-                cols.append((values == level).astype(float))
+                cols.append(rows_of(k).astype(float))
                 names.append(f"{col}={level}")
     if not cols:
         return {"groups_wald": math.nan, "groups_df": 0, "groups_pvalue": math.nan}
@@ -306,6 +248,26 @@ def blp_groups(psi: np.ndarray, e: np.ndarray, groups: pd.DataFrame, d: np.ndarr
     return {"groups_wald": wald, "groups_df": len(keep),
             "groups_pvalue": float(stats.chi2.sf(wald, len(keep))),
             "groups_terms": ";".join(names[j] for j in keep)}
+
+
+def _starter_levels(column: pd.Series, starters: np.ndarray,
+                    coded: tuple[np.ndarray, Any] | None) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The levels of ``column`` among the starters as strings, a missing value
+    the level "missing", sorted, with their counts of starters, and
+    ``rows_of(k)``: the rows of the k-th level. From the column's codes
+    (``coded``, of a string column) without comparing strings row by row."""
+    if coded is None or not isinstance(column.dtype, pd.StringDtype):
+        values = column.astype("string").fillna("missing").to_numpy(dtype=object)
+        levels, counts = np.unique(values[starters], return_counts=True)
+        return levels, counts, lambda k: values == levels[k]
+    codes, found = coded
+    # every label once ("missing" may also be a level), sorted as np.unique sorts
+    labels, label_of = np.unique(np.array([*found, "missing"], dtype=object),
+                                 return_inverse=True)
+    row = label_of[np.where(codes < 0, len(found), codes)]
+    counts = np.bincount(row[starters], minlength=len(labels))
+    present = np.flatnonzero(counts)
+    return labels[present], counts[present], lambda k: row == present[k]
 
 
 def blp_split(psi: np.ndarray, e: np.ndarray, proxy: np.ndarray, d: np.ndarray,
@@ -374,7 +336,8 @@ def romano_wolf(estimates: Sequence[Estimate], *, draws: int = 999, seed: int = 
     every estimate, from a multiplier bootstrap of their influence functions
     with one standard normal weight per person (shared by all estimates)."""
     ests = list(estimates)
-    persons = sorted(set().union(*(set(e.influence.index) for e in ests)))
+    ids = [e.influence.index.to_numpy() for e in ests if len(e.influence)]
+    persons = np.unique(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
     idx = pd.Index(persons)
     H = np.column_stack([e.influence.reindex(idx, fill_value=0.0).to_numpy() for e in ests])
     se = np.sqrt((H**2).sum(axis=0))
@@ -424,21 +387,24 @@ class Heterogeneity:
 def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: str,
             covariates: Sequence[str], *, folds: int = 3, seed: int = 0,
             learner: str = "boosting", quantiles: int = 5, min_treated: int = 30,
-            iate: str = "dr_linear") -> Heterogeneity:
+            iate: str = "dr_linear", group_codes: dict[str, tuple[np.ndarray, Any]] | None = None
+            ) -> Heterogeneity:
     """Group effects, contrasts, BLP, GATES and the IATE summary for one
     instrument's stacked risk sets ``data`` (with ``groups``: the person's
-    pre-registered group columns, aligned with ``data``'s rows)."""
+    pre-registered group columns, aligned with ``data``'s rows; ``group_codes``:
+    per column, ``pd.factorize(groups[col], sort=True)`` by another route)."""
     fitted = cross_fit(data, outcome, covariates, folds=folds, seed=seed, learner=learner,
                        iate=iate)
-    grp = groups.loc[data[outcome].notna()].reset_index(drop=True)
+    has = data[outcome].notna().to_numpy()
+    grp = renumbered(groups.loc[has])
     psi, d, pid = scores(fitted), fitted["d"].to_numpy(), fitted[PID].to_numpy()
     proxy, e = fitted["proxy"].to_numpy(), fitted["e"].to_numpy()
     people = PersonIndex.of(pid)
     overall = att(psi, d, people)
-    rows, contrasts = [], []
+    rows, contrasts, coded = [], [], {}
     for col in grp.columns:
         # integer codes (sorted levels, -1 missing): much faster masks than strings
-        codes, levels = pd.factorize(grp[col], sort=True)
+        codes, levels = coded[col] = _factorized(grp[col], (group_codes or {}).get(col), has)
         known = codes >= 0
         parts = []
         for k_level, level in enumerate(levels):
@@ -469,11 +435,26 @@ def analyse(data: pd.DataFrame, groups: pd.DataFrame, instrument: str, outcome: 
         instrument=instrument, outcome=outcome, overall=overall, groups=table,
         contrasts=contrasts, blp={**blp(psi, e, proxy, d, pid),
                                   **blp_split(psi, e, proxy, d, pid, fitted["fold"].to_numpy()),
-                                  **blp_groups(psi, e, grp, d, people, min_treated)},
+                                  **blp_groups(psi, e, grp, d, people, min_treated, coded)},
         gates=g_table, gates_difference=g_diff,
         iate_quantiles={f"p{int(q * 100)}": float(np.quantile(treated_proxy, q))
                         for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(treated_proxy) else {},
         starters=pd.Series(treated_proxy, index=pid[d == 1], name="proxy"))
+
+
+def _factorized(column: pd.Series, coded: tuple[np.ndarray, Any] | None, rows: np.ndarray
+                ) -> tuple[np.ndarray, Any]:
+    """``pd.factorize(column, sort=True)``, or from ``coded``, the codes and
+    sorted levels of a frame whose ``rows`` are ``column`` (the levels present
+    in the rows, renumbered in order)."""
+    if coded is None:
+        return pd.factorize(column, sort=True)
+    codes, levels = coded[0][rows], coded[1]
+    known = codes >= 0
+    present = np.flatnonzero(np.bincount(codes[known], minlength=len(levels)))
+    renumber = np.full(len(levels), -1, dtype=np.intp)
+    renumber[present] = np.arange(len(present))
+    return np.where(known, renumber[codes], -1), levels[present]
 
 
 def family_tests(results: Sequence[Heterogeneity], *, draws: int = 999, seed: int = 0
@@ -556,8 +537,9 @@ def analyses(inputs, substudies: Sequence[dict[str, Any]], settings: dict[str, A
     covariates = [*settings["covariates"],
                   *settings["selection_on_observables"].get("extra_covariates", [])]
     results = []
-    # the persons' groups once; each instrument's risk sets pick their rows
+    # the persons' groups once, and their codes; each instrument's risk sets pick their rows
     all_groups = group_frame(inputs.persons.reset_index(drop=True), list(cfg["groups"]))
+    person_codes = {col: pd.factorize(all_groups[col], sort=True) for col in all_groups}
     for sub in substudies:
         design = designs.get(sub["design"])
         if not design.observational or sub["decision"] not in ("go", "conditional"):
@@ -565,13 +547,16 @@ def analyses(inputs, substudies: Sequence[dict[str, Any]], settings: dict[str, A
         data = (prepared or {}).get(sub["instrument"])
         if data is None:  # not prepared by the caller
             data = design.prepare(inputs, sub["instrument"])
-        groups = all_groups.iloc[data[PID].to_numpy()].reset_index(drop=True)
+        rows = data[PID].to_numpy()
+        groups = renumbered(all_groups.iloc[rows])
+        codes = {col: (c[rows], levels) for col, (c, levels) in person_codes.items()}
+        data = renumbered(data)  # one frame object: outcomes share the propensity models
         for outcome in cfg["outcomes"]:
             results.append(analyse(
-                data.reset_index(drop=True), groups, sub["instrument"], outcome, covariates,
+                data, groups, sub["instrument"], outcome, covariates,
                 folds=int(cfg["folds"]), seed=int(cfg["seed"]), learner=cfg["learner"],
                 quantiles=int(cfg["quantiles"]), iate=cfg.get("iate", "dr_linear"),
-                min_treated=int(settings["min_group"]["treated"])))
+                min_treated=int(settings["min_group"]["treated"]), group_codes=codes))
     return results
 
 

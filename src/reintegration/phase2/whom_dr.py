@@ -100,11 +100,25 @@ def _weighted_least_squares(Z, target, weight, Z_new):
 
 def honest_proxy(X: np.ndarray, Z: np.ndarray, y: np.ndarray, d: np.ndarray,
                  fold: np.ndarray, pid: np.ndarray, *, kind: str = "dr_linear",
-                 learner: str = "linear", seed: int = 0) -> np.ndarray:
+                 learner: str = "linear", seed: int = 0,
+                 scored: Callable[[np.ndarray, np.ndarray, int],
+                                  tuple[np.ndarray, np.ndarray]] | None = None,
+                 second: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+                 ) -> np.ndarray:
     """The DR-learner's predicted effect for every row (module text):
     nuisance features ``X``, second-stage features ``Z``, outcome ``y``,
-    start ``d``, cross-fitting ``fold`` of each row's person ``pid``."""
+    start ``d``, cross-fitting ``fold`` of each row's person ``pid``.
+    ``scored(fit, score, seed)``: :func:`pseudo_scores` of these data, and
+    ``second(train, target, weight)``: the second stage fitted on the ``train``
+    rows of ``Z`` and predicted for the others, by other routes to the same
+    numbers (:mod:`reintegration.phase2.whom_fit`)."""
     fit_predict = second_stage(kind, seed)
+    if scored is None:
+        def scored(fit, score, seed):
+            return pseudo_scores(X, y, d, fit, score, learner, seed)
+    if second is None:
+        def second(train, target, weight):
+            return fit_predict(Z[train], target, weight, Z[~train])
     folds = np.unique(fold)
     proxy = np.full(len(y), np.nan)
     cache: dict[frozenset, tuple[np.ndarray, np.ndarray]] = {}
@@ -117,15 +131,13 @@ def honest_proxy(X: np.ndarray, Z: np.ndarray, y: np.ndarray, d: np.ndarray,
                 key = frozenset((int(j), int(k)))
                 pair = rows | ~train
                 if key not in cache:
-                    cache[key] = pseudo_scores(X, y, d, ~pair, pair, learner,
-                                               seed + 1000 + int(j) + int(k))
+                    cache[key] = scored(~pair, pair, seed + 1000 + int(j) + int(k))
                 e[pair], psi[pair] = cache[key]
             else:  # two folds: split fold j's persons in halves, each scored by the other
                 half = _halves(pid, rows, seed + int(j))
                 for a in (half, rows & ~half):
-                    e[a], psi[a] = pseudo_scores(X, y, d, rows & ~a, a, learner,
-                                                 seed + 1000 + int(j))
-        proxy[~train] = fit_predict(Z[train], psi[train] / e[train], e[train], Z[~train])
+                    e[a], psi[a] = scored(rows & ~a, a, seed + 1000 + int(j))
+        proxy[~train] = second(train, psi[train] / e[train], e[train])
     return proxy
 
 
