@@ -338,6 +338,29 @@ def assignments(start: np.ndarray, reps: int, seed: int) -> tuple[np.ndarray, bo
     return np.vstack([start, *draws]), False, possible
 
 
+_TRTRS = scipy.linalg.lapack.dtrtrs
+_EYES: dict[int, np.ndarray] = {}
+
+
+def _lower_inverse(low: np.ndarray) -> np.ndarray:
+    """``scipy.linalg.solve_triangular(low, eye, lower=True)`` for a lower
+    triangular ``low`` (a Cholesky factor): LAPACK's ``dtrtrs`` called as
+    scipy calls it (on the transposed system, for a C-ordered factor), the
+    same numbers without its checks and dispatch, which cost more than the
+    solve for the small matrices of the randomisation test's refits; scipy's
+    own call for anything else (and for its errors)."""
+    n = len(low)
+    if n > 1 and low.dtype == np.float64 and low.flags.c_contiguous and np.isfinite(low).all():
+        eye = _EYES.get(n)
+        if eye is None:
+            eye = _EYES[n] = np.eye(n)
+            eye.flags.writeable = False
+        x, info = _TRTRS(low.T, eye, lower=0, trans=1, unitdiag=0)
+        if info == 0:
+            return x
+    return scipy.linalg.solve_triangular(low, np.eye(n), lower=True)
+
+
 def _inverse(a: np.ndarray) -> np.ndarray:
     """Inverse of a symmetric positive semi-definite matrix: by Cholesky when
     it is definite, else the pseudo-inverse."""
@@ -345,7 +368,7 @@ def _inverse(a: np.ndarray) -> np.ndarray:
         low = np.linalg.cholesky(a)
     except np.linalg.LinAlgError:
         return np.linalg.pinv(a)
-    inv_low = scipy.linalg.solve_triangular(low, np.eye(len(a)), lower=True)
+    inv_low = _lower_inverse(low)
     return inv_low.T @ inv_low
 
 
@@ -359,7 +382,7 @@ def _definite_inverse(a: np.ndarray, rtol: float = 1e-10) -> np.ndarray | None:
         return None
     if np.diag(low).min() ** 2 < rtol * np.diag(a).max():
         return None
-    inv_low = scipy.linalg.solve_triangular(low, np.eye(len(a)), lower=True)
+    inv_low = _lower_inverse(low)
     return inv_low.T @ inv_low
 
 
@@ -447,24 +470,26 @@ class _Fitter:
         xw = xt * w[:, None]
         b = _inverse(xt.T @ xw)
         lever = xw @ (b @ agg.post)
-        self._shared[key] = out = (a.keep, agg, xt, xw, b, lever, self.cl[a.keep])
+        pre = agg.pre_rows
+        r = agg.wmat[pre] if pre else None
+        # the pre-period coefficients' leverage, shared by the outcome columns
+        pre_lever = xw @ (b @ r.T) if pre else None
+        self._shared[key] = out = (a.keep, agg, xt, xw, b, lever, self.cl[a.keep], r, pre_lever)
         return out
 
     def fit(self, start: np.ndarray, pre_column: int) -> tuple[np.ndarray, np.ndarray, float]:
         """Post-period estimate per outcome column, the clusters' score
         contributions to it (clusters x columns) and the pre-trend Wald
         statistic of column ``pre_column``."""
-        keep, agg, xt, xw, b, lever, cl = self._design(start)
+        keep, agg, xt, xw, b, lever, cl, r, pre_lever = self._design(start)
         yt = self._partialled(keep)
         delta = b @ (xw.T @ yt)
         resid = yt - xt @ delta
         theta = agg.post @ delta
         contrib = cl.T @ (lever[:, None] * resid)
-        pre = agg.pre_rows
         stat = math.nan
-        if pre:
-            r = agg.wmat[pre]
-            scores = cl.T @ ((xw @ (b @ r.T)) * resid[:, [pre_column]])
+        if r is not None:
+            scores = cl.T @ (pre_lever * resid[:, [pre_column]])
             rb = r @ delta[:, pre_column]
             stat = float(rb @ np.linalg.pinv(scores.T @ scores) @ rb)
         return theta, contrib, stat
