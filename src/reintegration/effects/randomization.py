@@ -55,7 +55,7 @@ import numpy as np
 import scipy.linalg
 import scipy.stats
 
-from . import _sa
+from . import _sa, _sa_batch
 from ._data import EffectInputError
 from ._memo import ContentMemo
 
@@ -386,6 +386,11 @@ def _definite_inverse(a: np.ndarray, rtol: float = 1e-10) -> np.ndarray | None:
     return inv_low.T @ inv_low
 
 
+#: build the assignments' rows, columns and weights all at once
+#: (:mod:`._sa_batch`); False: one at a time by :mod:`._sa` (the same numbers;
+#: the tests compare the two)
+BATCHED = True
+
 #: the parts of a refit that depend on the assignment but not on the outcome
 #: columns, per cell structure (entity, period, weight, cluster) and
 #: specification: the outcomes of one sub-study and group share the cells and
@@ -413,6 +418,7 @@ class _Fitter:
         self.cl = np.zeros((n, ncl))
         self.cl[np.arange(n), cells.cluster] = 1.0
         self._yt: dict[bytes, np.ndarray] = {}
+        self._structures: dict[bytes, _sa_batch.Structure] = {}
         self._shared: dict[bytes, Any] = _DESIGNS.get(
             [cells.entity, cells.period, cells.weight, cells.cluster], repr(spec), dict)
 
@@ -450,42 +456,70 @@ class _Fitter:
             self._yt[key] = y - f @ (inner @ (fw.T @ y))
         return self._yt[key]
 
-    def _design(self, start: np.ndarray) -> tuple:
-        """The assignment's kept cells, aggregation, partialled interactions
-        (and weighted), their inverted cross-product, the post-period
-        leverage and the clusters of the kept cells."""
-        key = b"design" + start.tobytes()
-        if key in self._shared:
-            return self._shared[key]
+    def prepare(self, rows: np.ndarray) -> None:
+        """Rows used, columns and weights of the assignments ``rows`` whose
+        design is not yet built, all at once (:mod:`._sa_batch`), for
+        :meth:`_design`."""
+        if not BATCHED:
+            return
+        keys = [b"design" + start.tobytes() for start in rows]
+        todo = [i for i, key in enumerate(keys) if key not in self._shared]
+        if not todo:
+            return
+        c, s = self.cells, self.spec
+        found = _sa_batch.structures(
+            c.period, c.entity, c.weight, rows[todo], leads=s.leads, lags=s.lags,
+            reference=s.reference, bin=s.bin, control_cohort=s.control_cohort,
+            post_weights=s.post_weights, baseline=s.baseline)
+        for i, structure in zip(todo, found, strict=True):
+            if structure is not None:
+                self._structures[keys[i]] = structure
+
+    def _structure(self, key: bytes, start: np.ndarray) -> tuple:
+        """Kept cells, indicator matrix, post-period weights and pre-period
+        event-time weights of one assignment: prepared, or by :mod:`._sa`."""
+        found = self._structures.pop(key, None)
+        if found is not None:
+            return found.keep, found.matrix(), found.post, found.wmat_pre
         c, s = self.cells, self.spec
         a = _sa.assign(c.period, start[c.entity], leads=s.leads, lags=s.lags,
                        reference=s.reference, bin=s.bin, control_cohort=s.control_cohort)
-        f, inner, fw = self._projection(a.keep)
         inter = _sa.interactions(a, s.reference)
-        w = c.weight[a.keep]
-        agg = _sa.aggregate(a, inter, w, leads=s.leads, lags=s.lags, reference=s.reference,
-                            post_weights=s.post_weights, baseline=s.baseline)
-        x = inter.matrix()
+        agg = _sa.aggregate(a, inter, c.weight[a.keep], leads=s.leads, lags=s.lags,
+                            reference=s.reference, post_weights=s.post_weights,
+                            baseline=s.baseline)
+        pre = agg.pre_rows
+        return a.keep, inter.matrix(), agg.post, agg.wmat[pre] if pre else None
+
+    def _design(self, start: np.ndarray) -> tuple:
+        """The assignment's kept cells, post-period weights, partialled
+        interactions (and weighted), their inverted cross-product, the
+        post-period leverage, the clusters of the kept cells, and the
+        pre-period event-time weights and leverage (None without any)."""
+        key = b"design" + start.tobytes()
+        if key in self._shared:
+            return self._shared[key]
+        keep, x, post, r = self._structure(key, start)
+        f, inner, fw = self._projection(keep)
+        w = self.cells.weight[keep]
         xt = x - f @ (inner @ (fw.T @ x))
         xw = xt * w[:, None]
         b = _inverse(xt.T @ xw)
-        lever = xw @ (b @ agg.post)
-        pre = agg.pre_rows
-        r = agg.wmat[pre] if pre else None
+        lever = xw @ (b @ post)
         # the pre-period coefficients' leverage, shared by the outcome columns
-        pre_lever = xw @ (b @ r.T) if pre else None
-        self._shared[key] = out = (a.keep, agg, xt, xw, b, lever, self.cl[a.keep], r, pre_lever)
+        pre_lever = xw @ (b @ r.T) if r is not None else None
+        self._shared[key] = out = (keep, post, xt, xw, b, lever, self.cl[keep], r, pre_lever)
         return out
 
     def fit(self, start: np.ndarray, pre_column: int) -> tuple[np.ndarray, np.ndarray, float]:
         """Post-period estimate per outcome column, the clusters' score
         contributions to it (clusters x columns) and the pre-trend Wald
         statistic of column ``pre_column``."""
-        keep, agg, xt, xw, b, lever, cl, r, pre_lever = self._design(start)
+        keep, post, xt, xw, b, lever, cl, r, pre_lever = self._design(start)
         yt = self._partialled(keep)
         delta = b @ (xw.T @ yt)
         resid = yt - xt @ delta
-        theta = agg.post @ delta
+        theta = post @ delta
         contrib = cl.T @ (lever[:, None] * resid)
         stat = math.nan
         if r is not None:
@@ -512,6 +546,7 @@ def randomization_test(
         raise EffectInputError(f"statistic must be one of {STATISTICS}, not {statistic!r}")
     fitter = _Fitter(cells, spec)
     rows, exact, possible = assignments(cells.start, reps, seed)
+    fitter.prepare(rows)
     theta_y, theta_d, c_y, c_d, pre, theta_x, c_x = [], [], [], [], [], [], []
     skipped = 0
     for i, start in enumerate(rows):
@@ -636,6 +671,7 @@ def design_power(
     truth = rows[1:][rng.permutation(len(rows) - 1)[:draws]]
     y = np.column_stack([cells.y[:, 2], *[_exposure(cells, b) for b in truth]])
     fitter = _Fitter(dataclasses.replace(cells, y=y), test.spec)
+    fitter.prepare(rows)
     theta, contrib = [], []
     index: dict[bytes, int] = {}
     for start in rows:
