@@ -28,14 +28,12 @@ def dense(codes: np.ndarray) -> np.ndarray:
     return (np.cumsum(present) - 1)[codes]
 
 
-def _codes(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def dense_codes(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dense codes of the non-negative integers ``key`` in sorted order and
     the first position of each."""
     if len(key) and key.max() < 4 * len(key) + 1024:  # few distinct values: by counting
         code = dense(key)
-        first = np.full(int(code.max()) + 1, len(key), dtype=np.int64)
-        np.minimum.at(first, code, np.arange(len(key)))
-        return code, first
+        return code, first_rows(code)
     _, first, code = np.unique(key, return_index=True, return_inverse=True)
     return code.reshape(-1), first
 
@@ -57,7 +55,7 @@ def cell_codes(entity: np.ndarray, period: np.ndarray) -> tuple[np.ndarray, np.n
     if not np.array_equal(p_int, p) or ent.min() < 0:
         return None
     key = ent.astype(np.int64) * int(span) + (p_int - int(lo))
-    return _codes(key)
+    return dense_codes(key)
 
 
 def _kahan_sums(values: np.ndarray, cell: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -65,7 +63,8 @@ def _kahan_sums(values: np.ndarray, cell: np.ndarray, sizes: np.ndarray) -> np.n
     summation, step for step as pandas' ``group_mean`` (finite values): all
     cells advance together, one row of each per step, the largest first."""
     n_cells = len(sizes)
-    order = np.argsort(cell, kind="stable")
+    # a stable sort is one order whatever the algorithm; small integers sort by radix
+    order = np.argsort(cell.astype(np.int16) if n_cells < 2**15 else cell, kind="stable")
     by_size = np.argsort(-sizes, kind="stable")
     place = np.empty(n_cells, dtype=np.int64)
     place[by_size] = np.arange(n_cells)
@@ -116,7 +115,16 @@ def firsts(values: np.ndarray, cell: np.ndarray, first: np.ndarray) -> np.ndarra
     if values.dtype.kind in "biu" or not pd.isna(values).any():
         return values[first]
     idx = np.flatnonzero(~pd.isna(values))
-    present, pos = np.unique(cell[idx], return_index=True)
+    found = np.full(len(first), len(values), dtype=np.int64)
+    np.minimum.at(found, cell[idx], idx)  # the first row with a value, per cell
     out = np.full(len(first), np.nan) if values.dtype.kind == "f" else values[first].copy()
-    out[present] = values[idx[pos]]
+    some = found < len(values)
+    out[some] = values[found[some]]
     return out
+
+
+def first_rows(codes: np.ndarray) -> np.ndarray:
+    """The first row of each code 0, 1, ... (codes of every group present)."""
+    first = np.full(int(codes.max()) + 1, len(codes), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    return first

@@ -165,8 +165,7 @@ def _permutation_cells(
     ent = codes(sample, [entity]) if ent is None else ent
     if clus is None:
         clus = ent if cluster == entity else codes(sample, [cluster])
-    ent_first = np.full(int(ent.max()) + 1, len(ent), dtype=np.int64)
-    np.minimum.at(ent_first, ent, np.arange(len(ent)))  # first row of each entity
+    ent_first = _cells.first_rows(ent)
     if clus is not ent:
         if (clus != clus[ent_first][ent]).any():
             raise EffectInputError(
@@ -178,7 +177,8 @@ def _permutation_cells(
     exposed = np.nan_to_num(rel, nan=-1.0) >= 0
     binned = np.clip(np.nan_to_num(rel, nan=-1.0), None, lags).astype(int)
     # the path at each row's event time, looked up once per distinct event time
-    times, where = np.unique(binned, return_inverse=True)
+    where, first_at = _cells.dense_codes(binned - binned.min())
+    times = binned[first_at]
     removed = np.array([path.get(int(k), 0.0) for k in times], dtype=float)[where] * exposed
     y = sample[outcome].to_numpy(dtype=float)
     columns = [y, exposed.astype(float), y - removed]
@@ -563,7 +563,7 @@ def event_study(
     t = _periods(sample[time], name=time)
     e = _periods(sample[treatment_start], name=treatment_start, allow_missing=True)
     ent_all = codes(sample, [entity])
-    first_e = e[np.unique(ent_all, return_index=True)[1]][ent_all]
+    first_e = e[_cells.first_rows(ent_all)][ent_all]
     if not ((e == first_e) | (np.isnan(e) & np.isnan(first_e))).all():
         per_entity = pd.DataFrame({"g": sample[entity].to_numpy(), "e": e}).groupby("g")["e"]
         bad = per_entity.nunique(dropna=False)
