@@ -404,3 +404,28 @@ def test_event_study_with_numpy_cells_equals_pandas_groupby(seed, binary, monkey
                                       getattr(slow.randomization, name))
     np.testing.assert_array_equal(fast.randomization.cells.y, slow.randomization.cells.y)
     assert fast.diagnostics["pvalue_randomization"] == slow.diagnostics["pvalue_randomization"]
+
+
+def test_pretrend_statistics_from_stacked_pseudo_inverses_equal_one_at_a_time():
+    """One pinv of a stack of matrices gives each matrix's pinv bit for bit,
+    singular ones included; a matrix whose pinv fails is None, and the
+    others are unaffected."""
+    rng = np.random.default_rng(4)
+    parts: list[tuple | None] = []
+    for k in range(60):
+        scores = rng.normal(size=(6, 3)) * 10.0 ** rng.integers(-4, 4)
+        if k % 7 == 0:
+            scores[:, 2] = scores[:, 0] - scores[:, 1]  # singular
+        parts.append((scores.T @ scores, rng.normal(size=3)))
+        if k % 11 == 0:
+            parts.append(None)
+            parts.append((np.eye(2) * (k + 1.0), rng.normal(size=2)))
+    got = ri._wald_stats(parts)
+    for part, stat in zip(parts, got, strict=True):
+        if part is None:
+            assert math.isnan(stat)
+        else:
+            assert stat == float(part[1] @ np.linalg.pinv(part[0]) @ part[1])
+    broken = [*parts[:3], (np.full((3, 3), np.nan), np.ones(3)), *parts[3:6]]
+    again = ri._wald_stats(broken)
+    assert again[3] is None and again[:3] == got[:3] and again[4:] == got[3:6]

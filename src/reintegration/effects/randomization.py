@@ -515,18 +515,56 @@ class _Fitter:
         """Post-period estimate per outcome column, the clusters' score
         contributions to it (clusters x columns) and the pre-trend Wald
         statistic of column ``pre_column``."""
+        theta, contrib, wald = self.fit_parts(start, pre_column)
+        stat = math.nan
+        if wald is not None:
+            gram, rb = wald
+            stat = float(rb @ np.linalg.pinv(gram) @ rb)
+        return theta, contrib, stat
+
+    def fit_parts(self, start: np.ndarray, pre_column: int) -> tuple:
+        """:meth:`fit` with the pre-trend statistic left in its parts: the
+        cross-product of the clusters' scores and the pre-period estimates
+        (None without pre-period coefficients)."""
         keep, post, xt, xw, b, lever, cl, r, pre_lever = self._design(start)
         yt = self._partialled(keep)
         delta = b @ (xw.T @ yt)
         resid = yt - xt @ delta
         theta = post @ delta
         contrib = cl.T @ (lever[:, None] * resid)
-        stat = math.nan
-        if r is not None:
-            scores = cl.T @ (pre_lever * resid[:, [pre_column]])
-            rb = r @ delta[:, pre_column]
-            stat = float(rb @ np.linalg.pinv(scores.T @ scores) @ rb)
-        return theta, contrib, stat
+        if r is None:
+            return theta, contrib, None
+        scores = cl.T @ (pre_lever * resid[:, [pre_column]])
+        return theta, contrib, (scores.T @ scores, r @ delta[:, pre_column])
+
+
+def _wald_stats(parts: list[tuple | None]) -> list[float | None]:
+    """The pre-trend statistic :math:`b' G^+ b` of each assignment from its
+    parts (:meth:`_Fitter.fit_parts`; NaN without any), the pseudo-inverses
+    of all matrices of one size in one call of ``numpy.linalg.pinv`` (on a
+    stack it is the pseudo-inverse of each matrix, by the same routines:
+    the same floats, without its overhead per call); None where a
+    pseudo-inverse fails (the refit of that assignment failed before)."""
+    out: list[float | None] = [math.nan] * len(parts)
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for i, part in enumerate(parts):
+        if part is not None:
+            by_size.setdefault(part[0].shape, []).append(i)
+    for idx in by_size.values():
+        try:
+            invs: list[np.ndarray | None] = list(
+                np.linalg.pinv(np.stack([parts[i][0] for i in idx])))
+        except np.linalg.LinAlgError:
+            invs = []
+            for i in idx:
+                try:
+                    invs.append(np.linalg.pinv(parts[i][0]))
+                except np.linalg.LinAlgError:
+                    invs.append(None)
+        for i, inv in zip(idx, invs, strict=True):
+            rb = parts[i][1]
+            out[i] = None if inv is None else float(rb @ inv @ rb)
+    return out
 
 
 STATISTICS = ("studentized", "raw")
@@ -547,14 +585,23 @@ def randomization_test(
     fitter = _Fitter(cells, spec)
     rows, exact, possible = assignments(cells.start, reps, seed)
     fitter.prepare(rows)
-    theta_y, theta_d, c_y, c_d, pre, theta_x, c_x = [], [], [], [], [], [], []
+    fits, parts = [], []
     skipped = 0
     for i, start in enumerate(rows):
         try:
-            theta, contrib, stat = fitter.fit(start, pre_column=2)
+            theta, contrib, wald = fitter.fit_parts(start, pre_column=2)
         except (EffectInputError, np.linalg.LinAlgError):
             if i == 0:
                 raise
+            skipped += 1
+            continue
+        fits.append((i, theta, contrib))
+        parts.append(wald)
+    theta_y, theta_d, c_y, c_d, pre, theta_x, c_x = [], [], [], [], [], [], []
+    for (i, theta, contrib), stat in zip(fits, _wald_stats(parts), strict=True):
+        if stat is None:  # the pseudo-inverse failed: the refit failed
+            if i == 0:
+                np.linalg.pinv(parts[0][0])  # raises, as the refit did
             skipped += 1
             continue
         theta_y.append(theta[0])
