@@ -557,7 +557,8 @@ def event_study(
             raise EffectInputError("takeup= needs permutations (its inference is randomisation)")
         require_columns(data, [takeup], role="takeup")
     used = [outcome, entity, time, *ctrl_cols, *as_list(cluster_col), *as_list(takeup)]
-    sample, n_missing = complete_cases(data, used)
+    # only the columns used (the rest of a wide frame is never read)
+    sample, n_missing = complete_cases(data[list(dict.fromkeys([*used, treatment_start]))], used)
     if not pd.api.types.is_numeric_dtype(sample[outcome]):
         raise EffectInputError(f"outcome column {outcome!r} must be numeric")
     t = _periods(sample[time], name=time)
@@ -592,7 +593,6 @@ def event_study(
     )
     keep = asg.keep
     full_sample, t_all, e_all = sample, t, e
-    sample = sample.loc[keep]
     t, e, lb, treated, exact = t[keep], asg.cohort, asg.binned, asg.treated, asg.exact
     # the codes of the kept rows: those of all rows, renumbered over the kept
     clus_all = None
@@ -602,10 +602,10 @@ def event_study(
     clus = None
     if clus_all is not None:
         clus = ent if clus_all is ent_all else _cells.dense(clus_all[keep])
-    yv = sample[outcome].to_numpy(dtype=float)
-    wts = np.ones(len(sample))
-    n_rows = len(sample)
-    xc = numeric_design(sample, ctrl_cols, role="control") if ctrl_cols else None
+    yv = full_sample[outcome].to_numpy(dtype=float)[keep]
+    wts = np.ones(len(yv))
+    n_rows = len(yv)
+    xc = numeric_design(full_sample.loc[keep], ctrl_cols, role="control") if ctrl_cols else None
     if collapse:
         if ctrl_cols:
             raise EffectInputError("collapse=True needs controls=(): covariates vary within cells")
