@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._data import EffectInputError
+
 #: sums of whole numbers up to this size are exact in double precision
 _EXACT = 2.0**52
 
@@ -128,3 +130,88 @@ def first_rows(codes: np.ndarray) -> np.ndarray:
     first = np.full(int(codes.max()) + 1, len(codes), dtype=np.int64)
     np.minimum.at(first, codes, np.arange(len(codes)))
     return first
+
+
+def collapse(
+    ent: np.ndarray,
+    t: np.ndarray,
+    clus: np.ndarray,
+    yv: np.ndarray,
+    e: np.ndarray,
+    lb: np.ndarray,
+    treated: np.ndarray,
+    exact: np.ndarray,
+    *,
+    names: tuple[str, str, str],
+) -> tuple[np.ndarray, ...]:
+    """The rows collapsed to entity x period cells (sorted by entity, then
+    period): mean outcome, the cell's cohort, binned event time, treated and
+    exact flags and cluster (constant within a cell), its number of rows,
+    entity and period. numpy where it can (the same floats),
+    else pandas' groupby."""
+    found = cell_codes(ent, t)
+    means = None
+    if found is not None:
+        cell, first = found
+        if clus is not ent and (clus != firsts(clus, cell, first)[cell]).any():
+            raise EffectInputError(
+                f"collapse=True needs cluster column {names[0]!r} to be constant within "
+                f"each {names[1]!r} x {names[2]!r} cell"
+            )
+        means = cell_means(yv[:, None], cell, len(first))
+    if found is None or means is None:
+        return _collapse_pandas(ent, t, clus, yv, e, lb, treated, exact, names=names)
+    n = len(first)
+    return (
+        means[:, 0],
+        firsts(e, cell, first),
+        firsts(lb, cell, first),
+        firsts(treated, cell, first).astype(bool),
+        firsts(exact, cell, first).astype(bool),
+        firsts(clus, cell, first),
+        np.bincount(cell, minlength=n).astype(float),
+        ent[first],
+        t[first].astype(float),
+    )
+
+
+def _collapse_pandas(
+    ent: np.ndarray,
+    t: np.ndarray,
+    clus: np.ndarray,
+    yv: np.ndarray,
+    e: np.ndarray,
+    lb: np.ndarray,
+    treated: np.ndarray,
+    exact: np.ndarray,
+    *,
+    names: tuple[str, str, str],
+) -> tuple[np.ndarray, ...]:
+    """:func:`collapse` by pandas' groupby."""
+    cells = pd.DataFrame({"g": ent, "t": t, "c": clus})
+    if (cells.groupby(["g", "t"])["c"].nunique() > 1).any():
+        raise EffectInputError(
+            f"collapse=True needs cluster column {names[0]!r} to be constant within "
+            f"each {names[1]!r} x {names[2]!r} cell"
+        )
+    cells = cells.assign(y=yv, e=e, lb=lb, d=treated, x=exact, w=1.0)
+    means = cells.groupby(["g", "t"], sort=True).agg(
+        y=("y", "mean"),
+        e=("e", "first"),
+        lb=("lb", "first"),
+        d=("d", "first"),
+        x=("x", "first"),
+        c=("c", "first"),
+        w=("w", "sum"),
+    )
+    return (
+        means["y"].to_numpy(),
+        means["e"].to_numpy(),
+        means["lb"].to_numpy(),
+        means["d"].to_numpy(bool),
+        means["x"].to_numpy(bool),
+        means["c"].to_numpy(),
+        means["w"].to_numpy(),
+        means.index.get_level_values("g").to_numpy(),
+        means.index.get_level_values("t").to_numpy(dtype=float),
+    )

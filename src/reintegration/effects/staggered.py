@@ -223,91 +223,6 @@ def _permutation_cells_pandas(
     )
 
 
-def _collapse(
-    ent: np.ndarray,
-    t: np.ndarray,
-    clus: np.ndarray,
-    yv: np.ndarray,
-    e: np.ndarray,
-    lb: np.ndarray,
-    treated: np.ndarray,
-    exact: np.ndarray,
-    *,
-    names: tuple[str, str, str],
-) -> tuple[np.ndarray, ...]:
-    """The rows collapsed to entity x period cells (sorted by entity, then
-    period): mean outcome, the cell's cohort, binned event time, treated and
-    exact flags and cluster (constant within a cell), its number of rows,
-    entity and period. numpy where it can (:mod:`._cells`, the same floats),
-    else pandas' groupby."""
-    found = _cells.cell_codes(ent, t)
-    means = None
-    if found is not None:
-        cell, first = found
-        if clus is not ent and (clus != _cells.firsts(clus, cell, first)[cell]).any():
-            raise EffectInputError(
-                f"collapse=True needs cluster column {names[0]!r} to be constant within "
-                f"each {names[1]!r} x {names[2]!r} cell"
-            )
-        means = _cells.cell_means(yv[:, None], cell, len(first))
-    if found is None or means is None:
-        return _collapse_pandas(ent, t, clus, yv, e, lb, treated, exact, names=names)
-    n = len(first)
-    return (
-        means[:, 0],
-        _cells.firsts(e, cell, first),
-        _cells.firsts(lb, cell, first),
-        _cells.firsts(treated, cell, first).astype(bool),
-        _cells.firsts(exact, cell, first).astype(bool),
-        _cells.firsts(clus, cell, first),
-        np.bincount(cell, minlength=n).astype(float),
-        ent[first],
-        t[first].astype(float),
-    )
-
-
-def _collapse_pandas(
-    ent: np.ndarray,
-    t: np.ndarray,
-    clus: np.ndarray,
-    yv: np.ndarray,
-    e: np.ndarray,
-    lb: np.ndarray,
-    treated: np.ndarray,
-    exact: np.ndarray,
-    *,
-    names: tuple[str, str, str],
-) -> tuple[np.ndarray, ...]:
-    """:func:`_collapse` by pandas' groupby."""
-    cells = pd.DataFrame({"g": ent, "t": t, "c": clus})
-    if (cells.groupby(["g", "t"])["c"].nunique() > 1).any():
-        raise EffectInputError(
-            f"collapse=True needs cluster column {names[0]!r} to be constant within "
-            f"each {names[1]!r} x {names[2]!r} cell"
-        )
-    cells = cells.assign(y=yv, e=e, lb=lb, d=treated, x=exact, w=1.0)
-    means = cells.groupby(["g", "t"], sort=True).agg(
-        y=("y", "mean"),
-        e=("e", "first"),
-        lb=("lb", "first"),
-        d=("d", "first"),
-        x=("x", "first"),
-        c=("c", "first"),
-        w=("w", "sum"),
-    )
-    return (
-        means["y"].to_numpy(),
-        means["e"].to_numpy(),
-        means["lb"].to_numpy(),
-        means["d"].to_numpy(bool),
-        means["x"].to_numpy(bool),
-        means["c"].to_numpy(),
-        means["w"].to_numpy(),
-        means.index.get_level_values("g").to_numpy(),
-        means.index.get_level_values("t").to_numpy(dtype=float),
-    )
-
-
 def event_study(
     data: pd.DataFrame,
     *,
@@ -614,7 +529,7 @@ def event_study(
                 "collapse=True needs clustered standard errors (cluster=None or a column): "
                 "robust standard errors of cell means differ from those of the rows"
             )
-        yv, e, lb, treated, exact, clus, wts, ent, t = _collapse(
+        yv, e, lb, treated, exact, clus, wts, ent, t = _cells.collapse(
             ent, t, clus, yv, e, lb, treated, exact, names=(cluster_col, entity, time)
         )
 
