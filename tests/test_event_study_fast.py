@@ -342,6 +342,9 @@ def test_batched_rows_columns_and_weights_equal_one_assignment_at_a_time(seed):
             else:
                 assert got.wmat_pre is None
     assert n_built > 1000 and n_raised > 50
+    # cell sizes that are not whole numbers: every assignment left to _sa
+    assert _sa_batch.structures(per, ent, weight + 0.5, rows, **dataclasses.asdict(SPECS[0])) \
+        == [None] * len(rows)
 
 
 OPTIONS = [{"baseline": "pre_mean"}, {"statistic": "raw"},
