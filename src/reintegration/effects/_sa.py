@@ -123,16 +123,42 @@ class Interactions:
 
 def interactions(a: Assignment, reference: int) -> Interactions:
     has_dummy = a.treated & (a.binned != reference)
-    pairs = np.column_stack([a.cohort[has_dummy], a.binned[has_dummy]]).astype(float)
-    # sorted by cohort, then event time
-    uniq, column = np.unique(pairs.reshape(-1, 2), axis=0, return_inverse=True)
+    cohort = a.cohort[has_dummy].astype(float)
+    binned = a.binned[has_dummy].astype(float)
+    whole = _whole_key(cohort, binned)
+    if whole is None:
+        pairs = np.column_stack([cohort, binned])
+        # sorted by cohort, then event time
+        uniq, column = np.unique(pairs.reshape(-1, 2), axis=0, return_inverse=True)
+        cohort_of, et_of = uniq[:, 0].copy(), uniq[:, 1].copy()
+    else:
+        # whole periods: one integer per pair, ordered as the pairs are (by
+        # cohort, then event time); the same columns, far cheaper than a
+        # unique over rows (the randomisation test builds one per assignment)
+        _, first, column = np.unique(whole, return_index=True, return_inverse=True)
+        cohort_of, et_of = cohort[first], binned[first]
     return Interactions(
-        keys=[(float(c), float(l_)) for c, l_ in uniq],
+        keys=list(zip(cohort_of.tolist(), et_of.tolist(), strict=True)),
         has_dummy=has_dummy,
         column=column.reshape(-1).astype(int),
-        cohort_of=uniq[:, 0].copy(),
-        et_of=uniq[:, 1].copy(),
+        cohort_of=cohort_of,
+        et_of=et_of,
     )
+
+
+def _whole_key(cohort: np.ndarray, binned: np.ndarray) -> np.ndarray | None:
+    """``(cohort - min) * span + (binned - min)`` as integers when both hold
+    whole numbers of moderate size (None otherwise, or when empty)."""
+    if not len(cohort) or not (np.isfinite(cohort).all() and np.isfinite(binned).all()):
+        return None
+    lo_c, lo_b = cohort.min(), binned.min()
+    span = binned.max() - lo_b + 1
+    if (cohort.max() - lo_c + 1) * span > 2.0**52 or max(abs(lo_c), abs(lo_b)) > 2.0**52:
+        return None
+    c_int, b_int = cohort.astype(np.int64), binned.astype(np.int64)
+    if not (np.array_equal(c_int, cohort) and np.array_equal(b_int, binned)):
+        return None
+    return (c_int - int(lo_c)) * int(span) + (b_int - int(lo_b))
 
 
 @dataclass(frozen=True)
@@ -173,7 +199,8 @@ def aggregate(
     n_el = np.bincount(x.column, weights=weights[x.has_dummy], minlength=len(x.keys))
     n_own = np.bincount(x.column, weights=(weights * a.exact)[x.has_dummy], minlength=len(x.keys))
     window = [l_ for l_ in range(-leads, lags + 1) if l_ != reference]
-    shown = [l_ for l_ in window if (x.et_of == l_).any()]
+    present = set(x.et_of.tolist())
+    shown = [l_ for l_ in window if l_ in present]
     wmat = np.zeros((len(shown), len(x.keys)))
     # per event time shown (row), the cohorts' shares of its own observations
     # (of the binned ones when it has none of its own)

@@ -55,7 +55,7 @@ import numpy as np
 import scipy.linalg
 import scipy.stats
 
-from . import _sa
+from . import _sa, _sa_batch
 from ._data import EffectInputError
 from ._memo import ContentMemo
 
@@ -338,6 +338,29 @@ def assignments(start: np.ndarray, reps: int, seed: int) -> tuple[np.ndarray, bo
     return np.vstack([start, *draws]), False, possible
 
 
+_TRTRS = scipy.linalg.lapack.dtrtrs
+_EYES: dict[int, np.ndarray] = {}
+
+
+def _lower_inverse(low: np.ndarray) -> np.ndarray:
+    """``scipy.linalg.solve_triangular(low, eye, lower=True)`` for a lower
+    triangular ``low`` (a Cholesky factor): LAPACK's ``dtrtrs`` called as
+    scipy calls it (on the transposed system, for a C-ordered factor), the
+    same numbers without its checks and dispatch, which cost more than the
+    solve for the small matrices of the randomisation test's refits; scipy's
+    own call for anything else (and for its errors)."""
+    n = len(low)
+    if n > 1 and low.dtype == np.float64 and low.flags.c_contiguous and np.isfinite(low).all():
+        eye = _EYES.get(n)
+        if eye is None:
+            eye = _EYES[n] = np.eye(n)
+            eye.flags.writeable = False
+        x, info = _TRTRS(low.T, eye, lower=0, trans=1, unitdiag=0)
+        if info == 0:
+            return x
+    return scipy.linalg.solve_triangular(low, np.eye(n), lower=True)
+
+
 def _inverse(a: np.ndarray) -> np.ndarray:
     """Inverse of a symmetric positive semi-definite matrix: by Cholesky when
     it is definite, else the pseudo-inverse."""
@@ -345,7 +368,7 @@ def _inverse(a: np.ndarray) -> np.ndarray:
         low = np.linalg.cholesky(a)
     except np.linalg.LinAlgError:
         return np.linalg.pinv(a)
-    inv_low = scipy.linalg.solve_triangular(low, np.eye(len(a)), lower=True)
+    inv_low = _lower_inverse(low)
     return inv_low.T @ inv_low
 
 
@@ -359,9 +382,14 @@ def _definite_inverse(a: np.ndarray, rtol: float = 1e-10) -> np.ndarray | None:
         return None
     if np.diag(low).min() ** 2 < rtol * np.diag(a).max():
         return None
-    inv_low = scipy.linalg.solve_triangular(low, np.eye(len(a)), lower=True)
+    inv_low = _lower_inverse(low)
     return inv_low.T @ inv_low
 
+
+#: build the assignments' rows, columns and weights all at once
+#: (:mod:`._sa_batch`); False: one at a time by :mod:`._sa` (the same numbers;
+#: the tests compare the two)
+BATCHED = True
 
 #: the parts of a refit that depend on the assignment but not on the outcome
 #: columns, per cell structure (entity, period, weight, cluster) and
@@ -390,6 +418,7 @@ class _Fitter:
         self.cl = np.zeros((n, ncl))
         self.cl[np.arange(n), cells.cluster] = 1.0
         self._yt: dict[bytes, np.ndarray] = {}
+        self._structures: dict[bytes, _sa_batch.Structure] = {}
         self._shared: dict[bytes, Any] = _DESIGNS.get(
             [cells.entity, cells.period, cells.weight, cells.cluster], repr(spec), dict)
 
@@ -427,47 +456,115 @@ class _Fitter:
             self._yt[key] = y - f @ (inner @ (fw.T @ y))
         return self._yt[key]
 
-    def _design(self, start: np.ndarray) -> tuple:
-        """The assignment's kept cells, aggregation, partialled interactions
-        (and weighted), their inverted cross-product, the post-period
-        leverage and the clusters of the kept cells."""
-        key = b"design" + start.tobytes()
-        if key in self._shared:
-            return self._shared[key]
+    def prepare(self, rows: np.ndarray) -> None:
+        """Rows used, columns and weights of the assignments ``rows`` whose
+        design is not yet built, all at once (:mod:`._sa_batch`), for
+        :meth:`_design`."""
+        if not BATCHED:
+            return
+        keys = [b"design" + start.tobytes() for start in rows]
+        todo = [i for i, key in enumerate(keys) if key not in self._shared]
+        if not todo:
+            return
+        c, s = self.cells, self.spec
+        found = _sa_batch.structures(
+            c.period, c.entity, c.weight, rows[todo], leads=s.leads, lags=s.lags,
+            reference=s.reference, bin=s.bin, control_cohort=s.control_cohort,
+            post_weights=s.post_weights, baseline=s.baseline)
+        for i, structure in zip(todo, found, strict=True):
+            if structure is not None:
+                self._structures[keys[i]] = structure
+
+    def _structure(self, key: bytes, start: np.ndarray) -> tuple:
+        """Kept cells, indicator matrix, post-period weights and pre-period
+        event-time weights of one assignment: prepared, or by :mod:`._sa`."""
+        found = self._structures.pop(key, None)
+        if found is not None:
+            return found.keep, found.matrix(), found.post, found.wmat_pre
         c, s = self.cells, self.spec
         a = _sa.assign(c.period, start[c.entity], leads=s.leads, lags=s.lags,
                        reference=s.reference, bin=s.bin, control_cohort=s.control_cohort)
-        f, inner, fw = self._projection(a.keep)
         inter = _sa.interactions(a, s.reference)
-        w = c.weight[a.keep]
-        agg = _sa.aggregate(a, inter, w, leads=s.leads, lags=s.lags, reference=s.reference,
-                            post_weights=s.post_weights, baseline=s.baseline)
-        x = inter.matrix()
+        agg = _sa.aggregate(a, inter, c.weight[a.keep], leads=s.leads, lags=s.lags,
+                            reference=s.reference, post_weights=s.post_weights,
+                            baseline=s.baseline)
+        pre = agg.pre_rows
+        return a.keep, inter.matrix(), agg.post, agg.wmat[pre] if pre else None
+
+    def _design(self, start: np.ndarray) -> tuple:
+        """The assignment's kept cells, post-period weights, partialled
+        interactions (and weighted), their inverted cross-product, the
+        post-period leverage, the clusters of the kept cells, and the
+        pre-period event-time weights and leverage (None without any)."""
+        key = b"design" + start.tobytes()
+        if key in self._shared:
+            return self._shared[key]
+        keep, x, post, r = self._structure(key, start)
+        f, inner, fw = self._projection(keep)
+        w = self.cells.weight[keep]
         xt = x - f @ (inner @ (fw.T @ x))
         xw = xt * w[:, None]
         b = _inverse(xt.T @ xw)
-        lever = xw @ (b @ agg.post)
-        self._shared[key] = out = (a.keep, agg, xt, xw, b, lever, self.cl[a.keep])
+        lever = xw @ (b @ post)
+        # the pre-period coefficients' leverage, shared by the outcome columns
+        pre_lever = xw @ (b @ r.T) if r is not None else None
+        self._shared[key] = out = (keep, post, xt, xw, b, lever, self.cl[keep], r, pre_lever)
         return out
 
     def fit(self, start: np.ndarray, pre_column: int) -> tuple[np.ndarray, np.ndarray, float]:
         """Post-period estimate per outcome column, the clusters' score
         contributions to it (clusters x columns) and the pre-trend Wald
         statistic of column ``pre_column``."""
-        keep, agg, xt, xw, b, lever, cl = self._design(start)
+        theta, contrib, wald = self.fit_parts(start, pre_column)
+        stat = math.nan
+        if wald is not None:
+            gram, rb = wald
+            stat = float(rb @ np.linalg.pinv(gram) @ rb)
+        return theta, contrib, stat
+
+    def fit_parts(self, start: np.ndarray, pre_column: int) -> tuple:
+        """:meth:`fit` with the pre-trend statistic left in its parts: the
+        cross-product of the clusters' scores and the pre-period estimates
+        (None without pre-period coefficients)."""
+        keep, post, xt, xw, b, lever, cl, r, pre_lever = self._design(start)
         yt = self._partialled(keep)
         delta = b @ (xw.T @ yt)
         resid = yt - xt @ delta
-        theta = agg.post @ delta
+        theta = post @ delta
         contrib = cl.T @ (lever[:, None] * resid)
-        pre = agg.pre_rows
-        stat = math.nan
-        if pre:
-            r = agg.wmat[pre]
-            scores = cl.T @ ((xw @ (b @ r.T)) * resid[:, [pre_column]])
-            rb = r @ delta[:, pre_column]
-            stat = float(rb @ np.linalg.pinv(scores.T @ scores) @ rb)
-        return theta, contrib, stat
+        if r is None:
+            return theta, contrib, None
+        scores = cl.T @ (pre_lever * resid[:, [pre_column]])
+        return theta, contrib, (scores.T @ scores, r @ delta[:, pre_column])
+
+
+def _wald_stats(parts: list[tuple | None]) -> list[float | None]:
+    """The pre-trend statistic :math:`b' G^+ b` of each assignment from its
+    parts (:meth:`_Fitter.fit_parts`; NaN without any), the pseudo-inverses
+    of all matrices of one size in one call of ``numpy.linalg.pinv`` (on a
+    stack it is the pseudo-inverse of each matrix, by the same routines:
+    the same floats, without its overhead per call); None where a
+    pseudo-inverse fails (the refit of that assignment failed before)."""
+    out: list[float | None] = [math.nan] * len(parts)
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for i, part in enumerate(parts):
+        if part is not None:
+            by_size.setdefault(part[0].shape, []).append(i)
+    for idx in by_size.values():
+        try:
+            invs: list[np.ndarray | None] = list(
+                np.linalg.pinv(np.stack([parts[i][0] for i in idx])))
+        except np.linalg.LinAlgError:
+            invs = []
+            for i in idx:
+                try:
+                    invs.append(np.linalg.pinv(parts[i][0]))
+                except np.linalg.LinAlgError:
+                    invs.append(None)
+        for i, inv in zip(idx, invs, strict=True):
+            rb = parts[i][1]
+            out[i] = None if inv is None else float(rb @ inv @ rb)
+    return out
 
 
 STATISTICS = ("studentized", "raw")
@@ -487,14 +584,24 @@ def randomization_test(
         raise EffectInputError(f"statistic must be one of {STATISTICS}, not {statistic!r}")
     fitter = _Fitter(cells, spec)
     rows, exact, possible = assignments(cells.start, reps, seed)
-    theta_y, theta_d, c_y, c_d, pre, theta_x, c_x = [], [], [], [], [], [], []
+    fitter.prepare(rows)
+    fits, parts = [], []
     skipped = 0
     for i, start in enumerate(rows):
         try:
-            theta, contrib, stat = fitter.fit(start, pre_column=2)
+            theta, contrib, wald = fitter.fit_parts(start, pre_column=2)
         except (EffectInputError, np.linalg.LinAlgError):
             if i == 0:
                 raise
+            skipped += 1
+            continue
+        fits.append((i, theta, contrib))
+        parts.append(wald)
+    theta_y, theta_d, c_y, c_d, pre, theta_x, c_x = [], [], [], [], [], [], []
+    for (i, theta, contrib), stat in zip(fits, _wald_stats(parts), strict=True):
+        if stat is None:  # the pseudo-inverse failed: the refit failed
+            if i == 0:
+                np.linalg.pinv(parts[0][0])  # raises, as the refit did
             skipped += 1
             continue
         theta_y.append(theta[0])
@@ -611,6 +718,7 @@ def design_power(
     truth = rows[1:][rng.permutation(len(rows) - 1)[:draws]]
     y = np.column_stack([cells.y[:, 2], *[_exposure(cells, b) for b in truth]])
     fitter = _Fitter(dataclasses.replace(cells, y=y), test.spec)
+    fitter.prepare(rows)
     theta, contrib = [], []
     index: dict[bytes, int] = {}
     for start in rows:

@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import _sa
+from . import _cells, _sa
 from ._data import (
     EffectInputError,
     as_list,
@@ -151,6 +151,8 @@ def _permutation_cells(
     path: dict[int, float],
     lags: int,
     extra: Sequence[str] = (),
+    ent: np.ndarray | None = None,
+    clus: np.ndarray | None = None,
 ) -> Cells:
     """Entity x period cells of every usable row for the randomisation test:
     the outcome, the exposure indicator of the actual assignment (at or after
@@ -158,50 +160,64 @@ def _permutation_cells(
     time where exposed; beyond ``lags``, where the path is not estimated
     (rows left out by ``bin="trim"``, or binned), the effect at ``lags`` is
     removed, an approximation when effects keep changing; then the cell means
-    of the ``extra`` columns."""
-    ent = codes(sample, [entity])
-    clus = codes(sample, [cluster])
-    if (pd.Series(clus).groupby(ent).nunique() > 1).any():
-        raise EffectInputError(
-            f"permutations re-assign adoption across {entity!r}: cluster column {cluster!r} "
-            "must be constant within each entity"
-        )
+    of the ``extra`` columns. ``ent`` and ``clus``: the group codes of
+    ``entity`` and ``cluster`` over the rows, when the caller has them."""
+    ent = codes(sample, [entity]) if ent is None else ent
+    if clus is None:
+        clus = ent if cluster == entity else codes(sample, [cluster])
+    ent_first = _cells.first_rows(ent)
+    if clus is not ent:
+        if (clus != clus[ent_first][ent]).any():
+            raise EffectInputError(
+                f"permutations re-assign adoption across {entity!r}: cluster column "
+                f"{cluster!r} must be constant within each entity"
+            )
     late = np.isfinite(e) & (e > t.max())
     rel = t - np.where(late, np.nan, e)
     exposed = np.nan_to_num(rel, nan=-1.0) >= 0
     binned = np.clip(np.nan_to_num(rel, nan=-1.0), None, lags).astype(int)
     # the path at each row's event time, looked up once per distinct event time
-    times, where = np.unique(binned, return_inverse=True)
+    where, first_at = _cells.dense_codes(binned - binned.min())
+    times = binned[first_at]
     removed = np.array([path.get(int(k), 0.0) for k in times], dtype=float)[where] * exposed
     y = sample[outcome].to_numpy(dtype=float)
-    frame = pd.DataFrame(
-        {
-            "g": ent,
-            "t": t,
-            "c": clus,
-            "y": y,
-            "d": exposed.astype(float),
-            "adj": y - removed,
-            "w": 1.0,
-        }
+    columns = [y, exposed.astype(float), y - removed]
+    columns += [sample[col].to_numpy(dtype=float) for col in extra]
+    start = _cells.firsts(e, ent, ent_first)
+    found = _cells.cell_codes(ent, t)
+    means = None
+    if found is not None:
+        cell, first = found
+        means = _cells.cell_means(np.column_stack(columns), cell, len(first))
+    if found is None or means is None:
+        return _permutation_cells_pandas(ent, t, clus, columns, start)
+    return Cells(
+        entity=ent[first],
+        period=t[first].astype(float),
+        weight=np.bincount(cell, minlength=len(first)).astype(float),
+        y=means,
+        cluster=clus[first],
+        start=start,
     )
-    names = [f"x{i}" for i in range(len(extra))]
-    for name, col in zip(names, extra, strict=True):
-        frame[name] = sample[col].to_numpy(dtype=float)
+
+
+def _permutation_cells_pandas(
+    ent: np.ndarray, t: np.ndarray, clus: np.ndarray, columns: list[np.ndarray],
+    start: np.ndarray,
+) -> Cells:
+    """:func:`_permutation_cells` by pandas' groupby (the same numbers)."""
+    names = [f"v{i}" for i in range(len(columns))]
+    frame = pd.DataFrame({"g": ent, "t": t, "c": clus, "w": 1.0})
+    for name, col in zip(names, columns, strict=True):
+        frame[name] = col
     cells = frame.groupby(["g", "t"], sort=True).agg(
-        y=("y", "mean"),
-        d=("d", "mean"),
-        adj=("adj", "mean"),
-        c=("c", "first"),
-        w=("w", "sum"),
-        **{name: (name, "mean") for name in names},
+        c=("c", "first"), w=("w", "sum"), **{name: (name, "mean") for name in names}
     )
-    start = pd.Series(e).groupby(ent).first().sort_index().to_numpy(dtype=float)
     return Cells(
         entity=cells.index.get_level_values("g").to_numpy(),
         period=cells.index.get_level_values("t").to_numpy(dtype=float),
         weight=cells["w"].to_numpy(),
-        y=cells[["y", "d", "adj", *names]].to_numpy(),
+        y=cells[names].to_numpy(),
         cluster=cells["c"].to_numpy(),
         start=start,
     )
@@ -456,13 +472,16 @@ def event_study(
             raise EffectInputError("takeup= needs permutations (its inference is randomisation)")
         require_columns(data, [takeup], role="takeup")
     used = [outcome, entity, time, *ctrl_cols, *as_list(cluster_col), *as_list(takeup)]
-    sample, n_missing = complete_cases(data, used)
+    # only the columns used (the rest of a wide frame is never read)
+    sample, n_missing = complete_cases(data[list(dict.fromkeys([*used, treatment_start]))], used)
     if not pd.api.types.is_numeric_dtype(sample[outcome]):
         raise EffectInputError(f"outcome column {outcome!r} must be numeric")
     t = _periods(sample[time], name=time)
     e = _periods(sample[treatment_start], name=treatment_start, allow_missing=True)
-    per_entity = pd.DataFrame({"g": sample[entity].to_numpy(), "e": e}).groupby("g")["e"]
-    if (per_entity.nunique(dropna=False) > 1).any():
+    ent_all = codes(sample, [entity])
+    first_e = e[_cells.first_rows(ent_all)][ent_all]
+    if not ((e == first_e) | (np.isnan(e) & np.isnan(first_e))).all():
+        per_entity = pd.DataFrame({"g": sample[entity].to_numpy(), "e": e}).groupby("g")["e"]
         bad = per_entity.nunique(dropna=False)
         raise EffectInputError(
             f"treatment_start column {treatment_start!r} varies within entity {entity!r} "
@@ -489,14 +508,19 @@ def event_study(
     )
     keep = asg.keep
     full_sample, t_all, e_all = sample, t, e
-    sample = sample.loc[keep]
     t, e, lb, treated, exact = t[keep], asg.cohort, asg.binned, asg.treated, asg.exact
-    ent = codes(sample, [entity])
-    clus = codes(sample, [cluster_col]) if cluster_col is not None else None
-    yv = sample[outcome].to_numpy(dtype=float)
-    wts = np.ones(len(sample))
-    n_rows = len(sample)
-    xc = numeric_design(sample, ctrl_cols, role="control") if ctrl_cols else None
+    # the codes of the kept rows: those of all rows, renumbered over the kept
+    clus_all = None
+    if cluster_col is not None:
+        clus_all = ent_all if cluster_col == entity else codes(full_sample, [cluster_col])
+    ent = _cells.dense(ent_all[keep])
+    clus = None
+    if clus_all is not None:
+        clus = ent if clus_all is ent_all else _cells.dense(clus_all[keep])
+    yv = full_sample[outcome].to_numpy(dtype=float)[keep]
+    wts = np.ones(len(yv))
+    n_rows = len(yv)
+    xc = numeric_design(full_sample.loc[keep], ctrl_cols, role="control") if ctrl_cols else None
     if collapse:
         if ctrl_cols:
             raise EffectInputError("collapse=True needs controls=(): covariates vary within cells")
@@ -505,28 +529,9 @@ def event_study(
                 "collapse=True needs clustered standard errors (cluster=None or a column): "
                 "robust standard errors of cell means differ from those of the rows"
             )
-        cells = pd.DataFrame({"g": ent, "t": t, "c": clus})
-        if (cells.groupby(["g", "t"])["c"].nunique() > 1).any():
-            raise EffectInputError(
-                f"collapse=True needs cluster column {cluster_col!r} to be constant within "
-                f"each {entity!r} x {time!r} cell"
-            )
-        cells = cells.assign(y=yv, e=e, lb=lb, d=treated, x=exact, w=1.0)
-        means = cells.groupby(["g", "t"], sort=True).agg(
-            y=("y", "mean"),
-            e=("e", "first"),
-            lb=("lb", "first"),
-            d=("d", "first"),
-            x=("x", "first"),
-            c=("c", "first"),
-            w=("w", "sum"),
+        yv, e, lb, treated, exact, clus, wts, ent, t = _cells.collapse(
+            ent, t, clus, yv, e, lb, treated, exact, names=(cluster_col, entity, time)
         )
-        ent = means.index.get_level_values("g").to_numpy()
-        t = means.index.get_level_values("t").to_numpy(dtype=float)
-        yv, e, lb = means["y"].to_numpy(), means["e"].to_numpy(), means["lb"].to_numpy()
-        treated, clus = means["d"].to_numpy(bool), means["c"].to_numpy()
-        exact = means["x"].to_numpy(bool)
-        wts = means["w"].to_numpy()
 
     # one indicator per (cohort, event time), reference left out
     fitted = dataclasses.replace(
@@ -608,6 +613,8 @@ def event_study(
             path=path,
             lags=spec.lags,
             extra=as_list(takeup),
+            ent=ent_all,
+            clus=clus_all,
         )
         randomization = randomization_test(
             cells, spec, reps=int(permutations), seed=seed, statistic=statistic

@@ -470,8 +470,10 @@ def bench_validation_full_rotterdam(root: Path, size: str = "full") -> dict:
     run in this one process, and on two shared cores the wall clock measures
     the neighbours): measured at 56-57 s (placebo 35-39 s; two runs, December
     2026), so about 25% headroom; the whole step took about 135 s of CPU when
-    it also refitted the Who benefits models, about 70 s since. Always full
-    size."""
+    it also refitted the Who benefits models, about 70 s since. The placebo
+    roll-outs alone (``rollout.placebo_check``) then took 26-27 s of CPU time
+    and 13 s after the randomisation test's designs were batched (two runs each,
+    back to back, December 2026). Always full size."""
     import pandas as pd
 
     from ..designs import Inputs, get, rollout
