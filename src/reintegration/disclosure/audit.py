@@ -29,6 +29,7 @@ import hashlib
 import html as htmllib
 import json
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -414,46 +415,33 @@ def scan_pages_with(scanner: Scanner, html_dir: Path, root: Path) -> list[Findin
 
 def run(
     size: str, *, root: Path | None = None, html: bool = True, html_dir: Path | None = None,
-    record: str = "audit.json",
+    record: str = "audit.json", jobs: int = 1,
 ) -> dict[str, Any]:
     """Audit every city's executed notebooks and release bundle, and the built
     book when ``html`` (the published one, or ``html_dir``: a build not yet
-    published); write the report to ``build/<size>/<record>`` and return it."""
+    published); write the report to ``build/<size>/<record>`` and return it.
+    With ``jobs`` above 1 the cities are read and scanned in that many
+    processes (the same report)."""
     paths = Paths.for_size(size, root)
-    dmap = DomainMap.for_paths(paths)
     cities = list_cities(paths.root)
-    ids = gather_identifiers(paths, cities, dmap)
-    scanner = Scanner(ids)
-    threshold = load_rules(paths.root).cell_threshold
+    with _pool(jobs, len(cities)) as pool:
+        parts = list(pool.map(_city_identifiers, [(size, paths.root, c) for c in cities]))
+        ids = Identifiers()
+        for part in parts:
+            for name in ("rins", "names", "streets", "birth_dates"):
+                getattr(ids, name).update(getattr(part, name))
+        scanner = Scanner(ids)
+        audited = dict(zip(cities, pool.map(_audit_city, [(size, paths.root, c, scanner)
+                                                           for c in cities]), strict=True))
     findings: list[Finding] = []
     scanned = {"notebooks": 0, "html_pages": 0, "release_files": 0, "count_tables": 0,
                "failed_notebooks": 0, "failed_notebooks_unreadable": 0}
     protection_summary: dict[str, Any] = {}
     for city in cities:
-        build = paths.city_build(city)
-        registered = release_check.registered_output_ids(build)
-        for nb in sorted(paths.results_dir(city).glob("*.ipynb")):
-            check_access(ROLE, nb, "read", dmap)
-            findings += scan_notebook(nb, scanner, registered, paths.root)
-            scanned["notebooks"] += 1
-        for nb in failed_notebooks(paths, city):
-            found, ok = scan_failed(nb, scanner, dmap, paths.root)
-            findings += found
-            scanned["failed_notebooks" if ok else "failed_notebooks_unreadable"] += 1
-        bundle = paths.root / "release" / size / city
-        for f in sorted(p for p in bundle.rglob("*") if p.is_file()):
-            text = f.read_text(encoding="utf-8", errors="replace")
-            findings += scanner.text(text, _rel(f, paths.root), None)
-            scanned["release_files"] += 1
-        leaks, protected = scan_differencing(bundle, threshold, paths.root)
-        findings += leaks + scan_obligations(bundle, paths.root)
-        protection_summary[city] = {**protected, "differencing_findings": len(leaks),
-                                    "bundle": bundle_digest(bundle)} if protected else {}
-        reg_path = build / "outputs" / "register.json"
-        if reg_path.exists():
-            register = json.loads(reg_path.read_text(encoding="utf-8"))
-            scanned["count_tables"] += len(count_files(register))
-            findings += scan_release_counts(register, build, threshold, paths.root)
+        found, counts, protection_summary[city] = audited[city]
+        findings += found
+        for key, n in counts.items():
+            scanned[key] += n
     html_dir = html_dir or paths.book_dir / "_build" / "html"
     if html and html_dir.is_dir():
         for page in sorted(html_dir.rglob("*.html")):
@@ -469,3 +457,70 @@ def run(
     }
     atomic.write_json(paths.build_dir / record, report)
     return report
+
+
+class _InProcess:
+    """An executor's ``map`` in this process (one job)."""
+
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map(self, fn: Any, items: Iterable[Any]) -> Iterator[Any]:
+        return map(fn, items)
+
+
+def _pool(jobs: int, n: int) -> Any:
+    if jobs <= 1 or n <= 1:
+        return _InProcess()
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(max_workers=min(jobs, n),
+                               mp_context=multiprocessing.get_context(method))
+
+
+def _city_identifiers(args: tuple[str, Path, str]) -> Identifiers:
+    size, root, city = args
+    paths = Paths.for_size(size, root)
+    return gather_identifiers(paths, [city], DomainMap.for_paths(paths))
+
+
+def _audit_city(args: tuple[str, Path, str, Scanner]
+                ) -> tuple[list[Finding], dict[str, int], dict[str, Any]]:
+    """One city's part of :func:`run`: (findings, what was scanned, the
+    differencing attack's summary with its bundle's digest)."""
+    size, root, city, scanner = args
+    paths = Paths.for_size(size, root)
+    dmap = DomainMap.for_paths(paths)
+    threshold = load_rules(paths.root).cell_threshold
+    findings: list[Finding] = []
+    scanned: dict[str, int] = defaultdict(int)
+    build = paths.city_build(city)
+    registered = release_check.registered_output_ids(build)
+    for nb in sorted(paths.results_dir(city).glob("*.ipynb")):
+        check_access(ROLE, nb, "read", dmap)
+        findings += scan_notebook(nb, scanner, registered, paths.root)
+        scanned["notebooks"] += 1
+    for nb in failed_notebooks(paths, city):
+        found, ok = scan_failed(nb, scanner, dmap, paths.root)
+        findings += found
+        scanned["failed_notebooks" if ok else "failed_notebooks_unreadable"] += 1
+    bundle = paths.root / "release" / size / city
+    for f in sorted(p for p in bundle.rglob("*") if p.is_file()):
+        text = f.read_text(encoding="utf-8", errors="replace")
+        findings += scanner.text(text, _rel(f, paths.root), None)
+        scanned["release_files"] += 1
+    leaks, protected = scan_differencing(bundle, threshold, paths.root)
+    findings += leaks + scan_obligations(bundle, paths.root)
+    summary = {**protected, "differencing_findings": len(leaks),
+               "bundle": bundle_digest(bundle)} if protected else {}
+    reg_path = build / "outputs" / "register.json"
+    if reg_path.exists():
+        register = json.loads(reg_path.read_text(encoding="utf-8"))
+        scanned["count_tables"] += len(count_files(register))
+        findings += scan_release_counts(register, build, threshold, paths.root)
+    return findings, dict(scanned), summary

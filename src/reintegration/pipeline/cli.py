@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     rel.add_argument("--city", required=True)
     aud = sub.add_parser("audit", help="scan notebooks, release bundles and the book for leaks")
     aud.add_argument("--no-html", action="store_true", help="skip the built book")
+    aud.add_argument("--jobs", type=int, default=1,
+                     help="read and scan the cities in this many processes (default 1)")
     sub.add_parser("book", help="write the table of contents and generated pages")
     pub = sub.add_parser(
         "publish", help="build the book aside, audit it, and publish it only if the audit passes"
@@ -228,7 +230,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "audit":
         from ..disclosure.audit import run
 
-        report = run(args.size, html=not args.no_html)
+        report = run(args.size, html=not args.no_html, jobs=args.jobs)
         print(
             f"audit ({args.size}): scanned {report['scanned']}; checked for "
             f"{report['identifiers_checked']}"

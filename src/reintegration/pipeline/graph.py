@@ -241,7 +241,8 @@ def _release_tasks(cities: list[str], steps: list[dict[str, Any]]) -> list[Task]
             *(notebook(c, s["name"]) for c in cities for s in steps),
             *(release_sums(c) for c in cities),
         ),
-        commands=(_cli("audit", "--size", SIZE, "--no-html"),),
+        # it runs alone after every city's steps: two processes for the two cores
+        commands=(_cli("audit", "--size", SIZE, "--no-html", "--jobs", "2"),),
     )
     # The generated pages first; the HTML book and the PDF are then built from
     # them side by side (two cores: the PDF's print takes longer than the HTML
