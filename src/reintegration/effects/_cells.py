@@ -154,10 +154,7 @@ def collapse(
     if found is not None:
         cell, first = found
         if clus is not ent and (clus != firsts(clus, cell, first)[cell]).any():
-            raise EffectInputError(
-                f"collapse=True needs cluster column {names[0]!r} to be constant within "
-                f"each {names[1]!r} x {names[2]!r} cell"
-            )
+            raise _cluster_not_constant(names)
         means = cell_means(yv[:, None], cell, len(first))
     if found is None or means is None:
         return _collapse_pandas(ent, t, clus, yv, e, lb, treated, exact, names=names)
@@ -172,6 +169,13 @@ def collapse(
         np.bincount(cell, minlength=n).astype(float),
         ent[first],
         t[first].astype(float),
+    )
+
+
+def _cluster_not_constant(names: tuple[str, str, str]) -> EffectInputError:
+    return EffectInputError(
+        f"collapse=True needs cluster column {names[0]!r} to be constant within "
+        f"each {names[1]!r} x {names[2]!r} cell"
     )
 
 
@@ -190,10 +194,7 @@ def _collapse_pandas(
     """:func:`collapse` by pandas' groupby."""
     cells = pd.DataFrame({"g": ent, "t": t, "c": clus})
     if (cells.groupby(["g", "t"])["c"].nunique() > 1).any():
-        raise EffectInputError(
-            f"collapse=True needs cluster column {names[0]!r} to be constant within "
-            f"each {names[1]!r} x {names[2]!r} cell"
-        )
+        raise _cluster_not_constant(names)
     cells = cells.assign(y=yv, e=e, lb=lb, d=treated, x=exact, w=1.0)
     means = cells.groupby(["g", "t"], sort=True).agg(
         y=("y", "mean"),
