@@ -432,3 +432,17 @@ def test_pretrend_statistics_from_stacked_pseudo_inverses_equal_one_at_a_time():
     broken = [*parts[:3], (np.full((3, 3), np.nan), np.ones(3)), *parts[3:6]]
     again = ri._wald_stats(broken)
     assert again[3] is None and again[:3] == got[:3] and again[4:] == got[3:6]
+
+
+@pytest.mark.parametrize("entity", [np.array([0, 0, 1, 1]), np.array(["a", "a", "b", "b"])])
+def test_collapse_refuses_a_cluster_that_varies_within_a_cell(entity):
+    """Both routes (numpy for integer entities, pandas otherwise) name the columns."""
+    t = np.array([1.0, 1.0, 1.0, 2.0])
+    args = [np.array([0.0, 1.0, 0.0, 1.0]), np.zeros(4), np.zeros(4), np.zeros(4),
+            np.zeros(4)]
+    with pytest.raises(EffectInputError, match="cluster column 'region' to be constant within "
+                       "each 'team' x 'month' cell"):
+        _cells.collapse(entity, t, np.array([5, 6, 7, 7]), *args, names=("region", "team", "month"))
+    rows = _cells.collapse(entity, t, np.array([5, 5, 7, 7]), *args,
+                           names=("region", "team", "month"))
+    assert list(rows[6]) == [2.0, 1.0, 1.0] and list(rows[0]) == [0.5, 0.0, 1.0]
