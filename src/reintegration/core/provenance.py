@@ -87,6 +87,7 @@ def seeds(root: Path) -> dict[str, Any]:
     ``_seed``."""
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, about ten times faster
     found: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str, where: str) -> None:
@@ -98,7 +99,8 @@ def seeds(root: Path) -> dict[str, Any]:
                 walk(value, dotted, where)
 
     for path in sorted((root / "config").glob("*.yml")):
-        walk(yaml.safe_load(path.read_text(encoding="utf-8")), "", f"config/{path.name}")
+        text = path.read_text(encoding="utf-8")
+        walk(yaml.load(text, Loader=loader), "", f"config/{path.name}")  # noqa: S506 (safe)
     return found
 
 

@@ -113,9 +113,15 @@ def manager_class(
 
 
 def launch_command(plan: Plan | None) -> list[str]:
-    """The launcher prefix for ``plan``; none without a sandbox."""
+    """The launcher prefix for ``plan``; without a sandbox, none, or the
+    launcher with ``--no-sandbox`` where it can fork a warm kernel
+    (:mod:`reintegration.pipeline.warm`)."""
+    from . import warm
+
     if plan is None:
-        return []
+        if not warm.enabled():
+            return []
+        return [sys.executable, "-m", "reintegration.pipeline.kernel", "--no-sandbox"]
     return [sys.executable, "-m", "reintegration.pipeline.kernel", *plan.args()]
 
 
@@ -216,22 +222,31 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reintegration.pipeline.kernel")
     p.add_argument("--hide", action="append", type=Path, default=[])
     p.add_argument("--read-only", action="append", type=Path, default=[])
+    p.add_argument("--no-sandbox", action="store_true")
     p.add_argument("command", nargs=argparse.REMAINDER)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Enter the sandbox, then become the kernel. A sandbox that cannot be
-    set up stops here (exit 70): the kernel never runs without it."""
+    """Enter the sandbox, then become the kernel; or have a warm server fork
+    the kernel into the sandbox and stay as its process for the runner. A
+    sandbox that cannot be set up stops here (exit 70): the kernel never runs
+    without it."""
     args = _parser().parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         print("kernel launcher: no kernel command after --", file=sys.stderr)
         return 2
+    from . import warm
     from .sandbox import SandboxError, enter
 
+    plan = None if args.no_sandbox else Plan(tuple(args.hide), tuple(args.read_only))
+    status = warm.launch(command, plan)
+    if status is not None:
+        return status
     try:
-        enter(Plan(tuple(args.hide), tuple(args.read_only)))
+        if plan is not None:
+            enter(plan)
     except SandboxError as exc:
         print(f"sandbox: {exc.strerror or exc}", file=sys.stderr, flush=True)
         return 70

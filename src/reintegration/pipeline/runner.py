@@ -90,6 +90,9 @@ def run_step(
             kernel_name=kernel,
             cwd=str(paths.notebooks_dir),
             progress_bar=False,
+            # written once at the end (with the error, when a cell fails), not
+            # after every cell: nobody reads it while it runs
+            request_save_on_cell_execute=False,
             kernel_manager_class=launch["manager"],
         )
     except papermill.PapermillExecutionError as exc:

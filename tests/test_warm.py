@@ -1,0 +1,269 @@
+"""Warm kernels: a step's kernel forked from a server that has imported the
+libraries gives the notebook the same outputs as a new interpreter, in the
+same sandbox, and never outlives its launcher."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from reintegration.core.paths import Paths
+from reintegration.pipeline import kernel, runner, sandbox, warm
+
+ROOT = Path(__file__).resolve().parents[1]
+WARM = warm.enabled()
+needs_warm = pytest.mark.skipif(not WARM, reason="no fork or Unix sockets here")
+
+# What a kernel could see differently after a fork: its working directory and
+# import path, the step's environment, matplotlib's backend and a figure's
+# bytes, the warning filters, the root logger, and whether the libraries were
+# already imported (only that line may differ).
+PROBE = [
+    'city = "rotterdam"\nsize = "small"',
+    """import sys
+print("warm:", "linearmodels" in sys.modules)""",
+    """import hashlib, io, logging, os, warnings
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+here = os.getcwd()
+print("cwd:", here == os.environ["PROBE_NOTEBOOKS"], [p for p in sys.path if p in ("", here)])
+print("step:", os.environ["REINTEGRATION_STEP"], os.environ["REINTEGRATION_CITY"])
+print("backend:", matplotlib.get_backend())
+print("root logger:", logging.getLogger().level, len(logging.getLogger().handlers))
+import importlib
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
+from reintegration.disclosure.acro import acro_module
+from reintegration.pipeline.warm import PRELOAD
+for name in PRELOAD:  # what the steps import, as the server did
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        pass
+acro_module()
+with warnings.catch_warnings(record=True) as caught:  # which warnings the filters let through
+    for category in (UserWarning, DeprecationWarning, FutureWarning, ConvergenceWarning,
+                     PendingDeprecationWarning, RuntimeWarning):
+        for _ in range(2):
+            warnings.warn(f"planted {category.__name__}", category)
+    np.log(np.zeros(1))
+print("warnings shown:", [(w.category.__name__, str(w.message)) for w in caught])
+print("argv:", os.path.basename(sys.argv[0]), sys.argv[1])
+fig, ax = plt.subplots(figsize=(2, 2))
+ax.plot(np.arange(5), np.arange(5) ** 2)
+buf = io.BytesIO()
+fig.savefig(buf, format="png")
+print("png:", hashlib.sha256(buf.getvalue()).hexdigest()[:16])
+plt.close(fig)
+pd.DataFrame({"a": [1.5, 2.25]})""",
+]
+
+
+def _probe_step(tmp_root, monkeypatch, step: str = "03_panel") -> Paths:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in PROBE]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.metadata["kernelspec"] = {"name": "reintegration", "language": "python", "display_name": "P"}
+    nbformat.write(nb, tmp_root / "notebooks" / f"{step}.ipynb")
+    monkeypatch.setenv("REINTEGRATION_BUILD_DIR", str(tmp_root / "build"))
+    monkeypatch.setenv("PROBE_NOTEBOOKS", str(tmp_root / "notebooks"))
+    return Paths.for_size("small", tmp_root)
+
+
+def _outputs(path: Path) -> list:
+    """Each code cell's outputs, consecutive stream pieces joined (how a
+    kernel cuts its stream into messages depends on timing)."""
+    nb = nbformat.read(path, as_version=4)
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outs: list = []
+        for out in cell.get("outputs", []):
+            if outs and out["output_type"] == "stream" == outs[-1]["output_type"] \
+                    and out["name"] == outs[-1]["name"]:
+                outs[-1] = {**outs[-1], "text": outs[-1]["text"] + out["text"]}
+            else:
+                outs.append(dict(out))
+        cells.append(outs)
+    return cells
+
+
+@needs_warm
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_a_warm_kernel_shows_the_notebook_what_a_new_one_shows(tmp_root, monkeypatch, mode):
+    _probe_step(tmp_root, monkeypatch)
+    runs = {}
+    for wanted in ("off", mode):
+        monkeypatch.setenv(warm.MODE_ENV, wanted)
+        out = runner.run_step("03_panel", city="rotterdam", size="small", root=tmp_root)
+        runs[wanted] = _outputs(out)
+    cold, other = runs["off"], runs[mode]
+    assert cold[-2][0]["text"] == "warm: False\n"
+    assert other[-2][0]["text"] == f"warm: {mode == 'auto'}\n"  # the path really taken
+    assert cold[-1] == other[-1]  # everything else, byte for byte
+    text = cold[-1][0]["text"]
+    assert "cwd: True" in text and "step: 03_panel rotterdam" in text
+    assert "('UserWarning', 'planted UserWarning')" in text
+    assert "backend: module://matplotlib_inline.backend_inline" in text
+    assert "argv: ipykernel_launcher.py -f" in text
+
+
+@needs_warm
+@pytest.mark.skipif(not sandbox.available()[0], reason="no mount namespace here")
+def test_a_warm_kernel_runs_in_its_roles_sandbox(tmp_root, monkeypatch):
+    from test_sandbox import _outputs as printed_by  # the sandbox test's notebook
+    from test_sandbox import _tree
+
+    paths = _tree(tmp_root, monkeypatch)
+    nb_path = tmp_root / "notebooks" / "03_panel.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_code_cell(PROBE[1]))
+    nbformat.write(nb, nb_path)
+    monkeypatch.setenv(sandbox.MODE_ENV, "required")
+    monkeypatch.setenv(warm.MODE_ENV, "auto")
+    with pytest.raises(runner.StepFailed, match="FileNotFoundError"):
+        runner.run_step("03_panel", city="rotterdam", size="small", root=tmp_root)
+    from reintegration.core import custody
+
+    text = printed_by(custody.failed_dir(paths, "rotterdam", "researcher") / "03_panel.ipynb")
+    assert "warm: True" in text and "cbs rows: 3" in text
+    assert "write synthetic_data/small/ttp/rotterdam/koppeltabel.csv : FileNotFoundError" in text
+
+
+@needs_warm
+def test_a_warm_kernel_whose_sandbox_fails_never_runs(tmp_path):
+    """The forked kernel enters the sandbox itself; when it cannot, the
+    launcher exits 70 with the sandbox's line, as without a server."""
+    log = tmp_path / "k.log"
+    cmd = [sys.executable, "-m", "reintegration.pipeline.kernel", "--hide",
+           str(tmp_path / "not-a-folder"), "--", sys.executable, "-m", "ipykernel_launcher",
+           "-f", str(tmp_path / "never-written.json")]
+    env = {**os.environ, warm.MODE_ENV: "auto"}
+    with log.open("w") as fh:
+        done = subprocess.run(cmd, check=False, stderr=fh, env=env, timeout=120)
+    assert done.returncode == 70
+    assert "sandbox:" in log.read_text(encoding="utf-8")
+    assert not (tmp_path / "never-written.json").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@needs_warm
+def test_a_warm_kernel_dies_with_its_launcher(tmp_path, monkeypatch):
+    """SIGKILL of the launcher (what killing the runner does to it) ends the
+    forked kernel too; an interrupt reaches the kernel through the launcher."""
+    from jupyter_client.blocking import BlockingKernelClient
+
+    monkeypatch.setenv(warm.MODE_ENV, "auto")
+    cls, sockets = kernel.manager_class(kernel.launch_command(None), env={}, log=tmp_path / "k.log")
+    km = cls(kernel_name="reintegration")
+    import asyncio
+
+    asyncio.run(km.start_kernel())
+    try:
+        kc = BlockingKernelClient(connection_file=km.connection_file)
+        kc.load_connection_file()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        seen: list[str] = []
+        reply = kc.execute_interactive(
+            "import os, sys; print(os.getpid(), 'linearmodels' in sys.modules)", timeout=60,
+            output_hook=lambda msg: seen.append(msg["content"].get("text", "")))
+        assert reply["content"]["status"] == "ok"
+        pid_text, was_warm = "".join(seen).split()
+        assert was_warm == "True"
+        pid = int(pid_text)
+        launcher = km.provisioner.process
+        assert pid != launcher.pid  # the kernel is the server's child, not the launcher
+        kc.execute("import time\ntry:\n    time.sleep(60)\n"
+                   "except KeyboardInterrupt:\n    print('interrupted')")
+        time.sleep(1.0)
+        os.kill(launcher.pid, signal.SIGINT)
+        texts = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "interrupted" not in "".join(texts):
+            msg = kc.get_iopub_msg(timeout=30)
+            texts.append(msg["content"].get("text", ""))
+        assert "interrupted" in "".join(texts)
+        kc.stop_channels()
+        os.kill(launcher.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid)
+    finally:
+        asyncio.run(km.shutdown_kernel(now=True))
+        kernel.remove_sockets(sockets)
+
+
+def test_kernel_command_lines_that_can_be_forked():
+    exe, ipk = sys.executable, ["-m", "ipykernel_launcher", "-f", "c"]
+    assert warm.kernel_args([exe, *ipk]) == ([], ["-f", "c"])
+    assert warm.kernel_args([exe, "-Xfrozen_modules=off", *ipk]) == (
+        ["-Xfrozen_modules=off"], ["-f", "c"])
+    assert warm.kernel_args(["/usr/bin/other-python", *ipk]) is None
+    assert warm.kernel_args([exe, "-m", "some_other_kernel", "-f", "c"]) is None
+    assert warm.kernel_args(["true"]) is None
+
+
+def test_a_changed_source_file_or_import_setting_gets_another_server(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "sub" / "b.py").write_text("y = 2\n")
+    env = {"OMP_NUM_THREADS": "1", "REINTEGRATION_STEP": "03_panel", "MAKEFLAGS": "-j2"}
+    first = warm.fingerprint([], env, pkg)
+    # the step, the city and make's own variables do not matter to the imports
+    assert warm.fingerprint([], {**env, "REINTEGRATION_STEP": "06_effects", "MAKEFLAGS": ""},
+                            pkg) == first
+    assert warm.fingerprint([], {**env, "OMP_NUM_THREADS": "2"}, pkg) != first
+    assert warm.fingerprint(["-Xfrozen_modules=off"], env, pkg) != first
+    (pkg / "sub" / "b.py").write_text("y = 3\n")
+    assert warm.fingerprint([], env, pkg) != first
+
+
+def _template_imports() -> set[str]:
+    found: set[str] = set()
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            src = "".join(cell["source"])
+            lines = [ln for ln in src.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+            for node in ast.walk(ast.parse("\n".join(lines))):
+                if isinstance(node, ast.Import):
+                    found |= {a.name for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module)
+                    for a in node.names:  # `from package import module`
+                        try:
+                            __import__(f"{node.module}.{a.name}")
+                            found.add(f"{node.module}.{a.name}")
+                        except ImportError:
+                            pass
+    return found
+
+
+def test_the_server_preloads_every_module_the_templates_import():
+    """A module a template imports but the server does not costs every step its
+    import again: the list must follow the templates."""
+    missing = [m for m in sorted(_template_imports())
+               if m not in warm.PRELOAD and not any(p.startswith(m + ".") for p in warm.PRELOAD)]
+    assert not missing, f"add to warm.PRELOAD: {missing}"
