@@ -25,15 +25,16 @@ import json
 import os
 import weakref
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from . import atomic
 from . import config as configuration
 from .config import ConfigError, as_dict, get_step, load_city_model, load_shared
 from .custody import CustodyError, DomainMap, check_access
 from .paths import Paths
+
+if TYPE_CHECKING:  # pandas is imported where a frame is read: the runner needs none
+    import pandas as pd
 
 IO_LOG_SUFFIX = ".io.json"
 
@@ -159,6 +160,8 @@ class StepContext:
         return json.loads(self.check_read(path).read_text(encoding="utf-8"))
 
     def read_parquet(self, path: str | os.PathLike, **kwargs: Any) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415
+
         return pd.read_parquet(self.check_read(path), **kwargs)
 
     def write_json(self, name: str, obj: Any, domain: str = "release") -> Path:
