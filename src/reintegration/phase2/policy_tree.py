@@ -198,9 +198,8 @@ def _leaf_stats(
     out, shapes = [], []
     total = stats.sum(0)
     if n.sum() >= min_leaf:  # the single leaf (depth zero)
-        out.append(
-            np.stack([total, np.zeros_like(total), np.zeros_like(total), np.zeros_like(total)])
-        )
+        zero = np.zeros_like(total)
+        out.append(np.stack([total, zero, zero, zero])[None])
         shapes.append((None, None, None))
     for r in range(S):
         yes = M[:, r]
@@ -221,11 +220,13 @@ def _leaf_stats(
             children.append(opts)
         if not children:
             continue
-        for sl, a1, a2 in children[0]:
-            for sr, b1, b2 in children[1]:
-                out.append(np.stack([a1, a2, b1, b2]))
-                shapes.append((r, sl, sr))
-    return np.array(out), shapes
+        left = np.array([(a1, a2) for _, a1, a2 in children[0]])  # (nl, 2, K)
+        right = np.array([(b1, b2) for _, b1, b2 in children[1]])  # (nr, 2, K)
+        nl, nr = len(left), len(right)
+        # every left option with every right option, left-major (copies only)
+        out.append(np.concatenate([np.repeat(left, nr, axis=0), np.tile(right, (nl, 1, 1))], 1))
+        shapes.extend((r, sl, sr) for sl, _, _ in children[0] for sr, _, _ in children[1])
+    return (np.concatenate(out) if out else np.array([])), shapes
 
 
 def _best_assignment(
