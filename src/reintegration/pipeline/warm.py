@@ -394,6 +394,11 @@ def serve(path: Path, idle: float = IDLE_SECONDS) -> int:
     finally:
         path.unlink(missing_ok=True)
         listener.close()
+        # nothing left of an idle server but a log that says something
+        path.with_suffix(".lock").unlink(missing_ok=True)
+        log = path.with_suffix(".log")
+        if log.exists() and log.stat().st_size == 0:
+            log.unlink()
     return 0
 
 
