@@ -267,3 +267,34 @@ def test_the_server_preloads_every_module_the_templates_import():
     missing = [m for m in sorted(_template_imports())
                if m not in warm.PRELOAD and not any(p.startswith(m + ".") for p in warm.PRELOAD)]
     assert not missing, f"add to warm.PRELOAD: {missing}"
+
+
+@needs_warm
+def test_launchers_that_start_at_once_share_one_server(tmp_path):
+    """Two steps starting together both find no server: both start one, one
+    gives way, and both are served by the other."""
+    import threading
+
+    path = tmp_path / "s.sock"
+    conns: list = []
+
+    def ask() -> None:
+        conns.append(warm._connect(path, []))
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=warm.START_SECONDS + 10)
+    try:
+        assert len(conns) == 3 and all(c is not None for c in conns)
+        import socket
+        import struct
+
+        peers = {struct.unpack("3i", c.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+                 for c in conns}
+        assert len(peers) == 1  # one server process answered all three
+    finally:
+        for c in conns:
+            if c is not None:
+                c.close()

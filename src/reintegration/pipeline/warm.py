@@ -260,6 +260,7 @@ def _connect(path: Path, options: list[str]) -> socket.socket | None:
     path is waited for) or did not answer in time."""
     started = time.monotonic()
     server: subprocess.Popen | None = None
+    spawned_at = -1.0
     while time.monotonic() - started < START_SECONDS:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -269,10 +270,13 @@ def _connect(path: Path, options: list[str]) -> socket.socket | None:
             conn.close()
             if exc.errno not in (errno.ENOENT, errno.ECONNREFUSED):
                 return None
-        if server is None:
-            server = _spawn(path, options)
-        elif server.poll() not in (None, 0):
-            return None
+        status = None if server is None else server.poll()
+        if status not in (None, 0):
+            return None  # the server could not start: see its log
+        # none yet, or ours gave way to another (starting, or just stopping:
+        # then ask again, once a second)
+        if (server is None or status == 0) and time.monotonic() - spawned_at >= 1.0:
+            server, spawned_at = _spawn(path, options), time.monotonic()
         time.sleep(0.05)
     return None
 
