@@ -159,3 +159,34 @@ def test_frames_pass_through_the_register(built, frame, tmp_path, monkeypatch) -
     monthly = describe.employment_by_month(built.person_months, frame, built.persons,
                                            reg.rules.cell_threshold)
     assert reg.figure("monthly", describe.employment_figure(monthly), counts=monthly).released
+
+
+def test_person_groups_match_rows_as_the_joined_key_does():
+    """Rows find their person's group by the pair of texts as by the key
+    ``"S:N"`` (NaN for a person not in the cohort); with a colon in a
+    RINPERSOONS the key itself is used, and a person listed twice is an error."""
+    rng = np.random.default_rng(5)
+    persons = pd.DataFrame(
+        {
+            "RINPERSOONS": pd.array(rng.choice(["R", "S"], 50), dtype="string"),
+            "RINPERSOON": pd.array([f"{n:09d}" for n in rng.permutation(900)[:50]],
+                                   dtype="string"),
+        }
+    )
+    groups = rng.choice(["none", "training", "wage"], 50).astype(object)
+    rows = persons.sample(400, replace=True, random_state=2).astype(object)
+    rows.loc[rows.index[:7], "RINPERSOON"] = "999999999"  # not in the cohort
+    rows = rows.reset_index(drop=True)
+    got = describe.person_groups(rows, persons, groups)
+    want = describe.person_groups_reference(rows, persons, groups)
+    assert got.dtype == want.dtype == object
+    assert pd.isna(got).sum() == pd.isna(want).sum() > 0
+    assert [None if pd.isna(v) else v for v in got] == [None if pd.isna(v) else v for v in want]
+    # "a:b" + "c" and "a" + "b:c" are one key: the key decides, as before
+    odd = pd.DataFrame({"RINPERSOONS": ["a:b", "x"], "RINPERSOON": ["c", "y"]})
+    lookup = pd.DataFrame({"RINPERSOONS": ["a"], "RINPERSOON": ["b:c"]})
+    assert list(describe.person_groups(lookup, odd, np.array(["g1", "g2"], dtype=object))) == [
+        "g1"
+    ]
+    with pytest.raises(Exception, match="unique"):
+        describe.person_groups(rows, pd.concat([persons, persons.iloc[:1]]), np.append(groups, "x"))

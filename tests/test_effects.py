@@ -229,6 +229,39 @@ def test_dynamic_risk_set_follows_sianesi():
         dynamic_risk_set(spells.drop(columns="exit"), start="start", exit="exit", max_month=2)
 
 
+def test_dynamic_risk_set_equals_the_rows_taken_and_renumbered():
+    """The stacked frame is the spells' rows, risk set after risk set, with a
+    fresh index: what taking the rows and resetting the index gives (the
+    frame is renumbered in place instead of copied once more)."""
+    rng = np.random.default_rng(4)
+    n = 60
+    spells = pd.DataFrame(
+        {
+            "person": pd.array([f"p{i}" for i in range(n)], dtype="string"),
+            "age": pd.array(rng.integers(18, 60, n), dtype="Int8"),
+            "income": rng.gamma(2.0, 500.0, n),
+            "start": np.where(rng.random(n) < 0.5, rng.integers(0, 8, n), np.nan),
+            "exit": np.where(rng.random(n) < 0.6, rng.integers(1, 10, n), np.nan),
+        },
+        index=pd.Index(rng.permutation(n) + 100, name="spell"),
+    )
+    got = dynamic_risk_set(spells, start="start", exit="exit", max_month=8, min_month=1)
+    s, e = spells["start"].to_numpy(), spells["exit"].to_numpy()
+    rows, us = [], []
+    for u in range(1, 9):
+        at = np.flatnonzero((np.isnan(e) | (e > u)) & (np.isnan(s) | (s >= u)))
+        rows.append(at)
+        us.append(np.full(len(at), u))
+    take, u_row = np.concatenate(rows), np.concatenate(us)
+    want = spells.take(take).reset_index(drop=True)
+    want["elapsed_month"] = u_row
+    want["treated"] = (s[take] == u_row).astype(int)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert isinstance(got.index, pd.RangeIndex) and got["treated"].sum() > 0
+    got.loc[0, "income"] = -1.0  # a frame of its own
+    assert (spells["income"] > 0).all()
+
+
 def test_selection_on_observables_rejects_bad_input():
     df = observational(n=300)
     kw = {"outcome": "y", "treatment": "d", "covariates": ["x1", "x2"]}

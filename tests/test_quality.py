@@ -279,3 +279,26 @@ def test_a_broken_output_contract_is_reported_without_values(rotterdam):
     with pytest.raises(AssertionError) as info:
         quality._validate_output("clients", df, rotterdam, {"training": {}})
     assert "Jansen" not in str(info.value) and "'bsn'" in str(info.value)
+
+
+def test_text_columns_are_cleaned_and_typed_as_value_by_value():
+    """A column of texts and None is cleaned (stripped, empty to None) and
+    typed without a call per value: the same as mapping the value functions;
+    a column with other values is mapped value by value."""
+    texts = pd.Series(
+        ["  a ", "", "   ", None, "b", "\tc\n", "é ", "0"], index=[5, 3, 9, 1, 2, 8, 7, 6], name="x"
+    )
+    mixed = pd.Series([" a", 3.0, float("nan"), None, 7], name="y", dtype=object)
+    for column in (texts, mixed):
+        want = column.map(quality_schema._clean_text).astype(object)
+        got = quality_schema.clean_text_column(column)
+        pd.testing.assert_series_equal(got, want)
+        assert [type(v) for v in got] == [type(v) for v in want]
+        want = column.map(quality_schema._text_or_none).astype(object)
+        got = quality_schema.text_column(column)
+        pd.testing.assert_series_equal(got, want)
+        assert [type(v) for v in got] == [type(v) for v in want]
+    assert list(quality_schema.clean_text_column(texts)) == [
+        "a", None, None, None, "b", "c", "é", "0"
+    ]
+    assert list(quality_schema.text_column(mixed)) == [" a", "3", None, None, "7"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import io
 
+import numpy as np
 import pandas as pd
 
 from reintegration.intake import screening
@@ -74,3 +75,28 @@ def test_the_vectorised_masks_agree_with_the_value_checks():
     )
     assert list(screening.formula_mask(values)) == [screening.is_formula(v) for v in values]
     assert list(screening.control_mask(values)) == [screening.has_control(v) for v in values]
+
+
+def test_the_joined_search_finds_what_the_string_methods_find():
+    """A column of texts is searched in one joined text: the same masks as
+    pandas' string methods value by value, with line ends, formula starts
+    after a line end, empty texts and missing values in the column."""
+    rng = np.random.default_rng(11)
+    alphabet = list("ab-+=@1.,e ") + ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x0b", "é"]
+    values = []
+    for _ in range(3000):
+        k = int(rng.integers(0, 6))
+        values.append(None if k == 0 else "".join(rng.choice(alphabet, size=k - 1)))
+    values += ["\n=1+x", "x\n@y", "-5", "+31", "=", "\r\r", "\t9", "", "\x00"]
+    column = pd.Series(values, dtype=object)
+    control, formula = screening.control_mask(column), screening.formula_mask(column)
+    assert list(control) == list(screening.control_mask_reference(column))
+    assert list(formula) == list(screening.formula_mask_reference(column))
+    assert list(formula) == [screening.is_formula(v) for v in values]
+    assert list(control) == [screening.has_control(v) for v in values]
+    assert 0 < control.sum() < len(values) and 0 < formula.sum() < len(values)
+    assert not formula[values.index("\n=1+x")] and formula[values.index("\r\r")]
+    # a column that is not all texts goes value by value
+    mixed = pd.Series(["=a", 3, None, "b\x00"], dtype=object)
+    assert list(screening.formula_mask(mixed)) == [True, False, False, False]
+    assert list(screening.control_mask(mixed)) == [False, False, False, True]

@@ -235,7 +235,10 @@ def _prepared(inputs: Inputs, instrument: str, max_month: int) -> pd.DataFrame:
 
     def compute() -> tuple[Any, pd.DataFrame]:
         data = selection_data(inputs.persons, inputs.exits(), instrument, max_month=max_month)
-        return (None if months is None else weakref.ref(months)), data.reset_index(drop=True)
+        if not isinstance(data.index, pd.RangeIndex) or not data.index.equals(
+                pd.RangeIndex(len(data))):  # the risk sets come numbered: no copy needed
+            data = data.reset_index(drop=True)
+        return (None if months is None else weakref.ref(months)), data
 
     key = ("prepare", instrument, max_month, id(months))
     ref, data = _PREPARED.get(inputs.persons, key, compute)

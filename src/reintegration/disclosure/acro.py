@@ -13,6 +13,14 @@ ACRO 1.0.2 has process-wide side effects and quirks that this module contains:
 The register (:mod:`reintegration.disclosure`) keeps one session per step and
 records each output in it; :func:`align` and :func:`acro_flagged` read ACRO's
 per-cell verdicts of a table.
+
+ACRO's table checks build debugging text whatever its log level (pandas
+reprs of every mask, in f-strings) and walk the caller's whole stack, reading
+each frame's source, to record the calling line. :func:`acro_call` runs such
+a call with pandas' display limits at their smallest (the text is logged at
+debug level, which is off) in a fresh thread (a stack of a few frames; the
+register replaces the recorded command anyway). The checks and their
+outcomes are the same.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -60,6 +69,32 @@ def quiet_acro() -> Iterator[None]:
             for handler in saved_handlers:
                 if handler not in root.handlers:
                     root.addHandler(handler)
+
+
+#: pandas display limits while ACRO runs: its debugging reprs are never shown
+_TERSE_REPRS = ("display.max_rows", 2, "display.max_columns", 2, "display.min_rows", 2)
+
+
+def acro_call(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` (an ACRO session method) inside
+    :func:`quiet_acro`, with terse pandas reprs, in a thread of its own
+    (ACRO's ``inspect.stack()`` then sees a few frames, not the kernel's).
+    Returns its result or raises its exception."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name="acro")
+    with quiet_acro(), pd.option_context(*_TERSE_REPRS):
+        worker.start()
+        worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 def acro_module() -> Any:

@@ -333,13 +333,24 @@ def _level(x: Any) -> Any:
 
 
 class _System:
-    """The linear constraints of a set of tables of one population."""
+    """The linear constraints of a set of tables of one population.
 
-    def __init__(self, tables: Sequence[CountTable]):
+    What depends only on the tables' cells and not on their values (which
+    interior cells make up each margin, the equations joining two tables) is
+    kept in ``memo`` when one is given: systems of the same tables in the
+    same order, differing only in which cells are suppressed (the rounds of
+    :func:`protect`), share it."""
+
+    def __init__(self, tables: Sequence[CountTable], memo: dict[Any, Any] | None = None):
         self.tables = list(tables)
+        self._memo: dict[Any, Any] = {} if memo is None else memo
         self.index: dict[tuple[int, tuple[Any, ...]], int] = {}
-        for t, table in enumerate(self.tables):
-            for key in table.interior():
+        #: per table: its interior keys and the index of the first of them
+        self._interior = [table.interior() for table in self.tables]
+        self._offset: list[int] = []
+        for t, interior in enumerate(self._interior):
+            self._offset.append(len(self.index))
+            for key in interior:
                 self.index[(t, key)] = len(self.index)
         self.n = len(self.index)
         rows: list[dict[int, float]] = []
@@ -351,7 +362,10 @@ class _System:
                 rows.append(self.coefficients(t, key))
                 rhs.append(value)
         for a, b in itertools.combinations(range(len(self.tables)), 2):
-            for coef in self._links(a, b):
+            links = self._memo.get(("links", a, b))
+            if links is None:
+                links = self._memo[("links", a, b)] = self._links(a, b)
+            for coef in links:
                 rows.append(coef)
                 rhs.append(0.0)
         self.rows, self.rhs = rows, rhs
@@ -360,6 +374,23 @@ class _System:
 
     def coefficients(self, t: int, key: tuple[Any, ...]) -> dict[int, float]:
         """The cell ``key`` of table ``t`` as a sum of interior cells."""
+        if MARGIN not in key:
+            return {self.index[(t, key)]: 1.0}
+        pos = tuple(d for d, v in enumerate(key) if v != MARGIN)
+        # per table and set of fixed positions: fixed levels -> interior positions
+        groups = self._memo.get(("groups", t, pos))
+        if groups is None:
+            groups = {}
+            for i, k in enumerate(self._interior[t]):
+                groups.setdefault(tuple(k[d] for d in pos), []).append(i)
+            self._memo[("groups", t, pos)] = groups
+        first = self._offset[t]
+        members = groups.get(tuple(key[d] for d in pos), ())
+        return {first + i: 1.0 for i in members}
+
+    def coefficients_reference(self, t: int, key: tuple[Any, ...]) -> dict[int, float]:
+        """:meth:`coefficients` by a scan of every interior cell (the
+        definition the tests hold the grouped lookup to)."""
         table = self.tables[t]
         if MARGIN not in key:
             return {self.index[(t, key)]: 1.0}
@@ -368,10 +399,16 @@ class _System:
             self.index[(t, k)]: 1.0 for k in table.interior() if all(k[d] == v for d, v in fixed)
         }
 
+    def _view(self, t: int) -> tuple[tuple[str, ...], dict[tuple[Any, ...], tuple[Any, ...]]]:
+        view = self._memo.get(("view", t))
+        if view is None:
+            view = self._memo[("view", t)] = self.tables[t].view()
+        return view
+
     def _links(self, a: int, b: int) -> list[dict[int, float]]:
         """Equal margins over the variables tables ``a`` and ``b`` share,
         for the levels both tables cover (a slice covers only its own)."""
-        (names_a, keys_a), (names_b, keys_b) = self.tables[a].view(), self.tables[b].view()
+        (names_a, keys_a), (names_b, keys_b) = self._view(a), self._view(b)
         shared = [d for d in names_a if d in names_b]
         if not shared and (self.tables[a].partial or self.tables[b].partial):
             return []  # a slice's grand total is not the population's
@@ -502,8 +539,9 @@ def protect(
     # equations: every interval can only widen, so a cell protected in one
     # round stays protected in the next and is not solved again
     safe: set[tuple[int, tuple[Any, ...]]] = set()
+    memo: dict[Any, Any] = {}  # the rounds only suppress cells: same cells, same joins
     for _ in range(max_rounds):
-        target = _first_leak(_System(group), order, threshold, safe)
+        target = _first_leak(_System(group, memo), order, threshold, safe)
         if target is None:
             return added
         candidates = _candidates(new, target)
@@ -523,7 +561,7 @@ def protect(
         t_index = next(t for t, table in enumerate(group) if table.id == target.table)
         for key in candidates[:6]:
             new.cells[key], old = None, new.cells[key]
-            lo, hi = _System(group).bounds(t_index, target.cell)
+            lo, hi = _System(group, memo).bounds(t_index, target.cell)
             new.cells[key] = old
             if Interval(target.table, target.cell, lo, hi, True).protected(threshold):
                 chosen = key

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..intake import screening
 from . import protection
-from .acro import acro_flagged, align, quiet_acro
+from .acro import acro_call, acro_flagged, align
 from .checks import check_counts
 from .linked_tables import cell_keys, layout
 from .output import Output
@@ -310,15 +310,15 @@ class TableOutputs(RegisterCore):
         aggfunc = agg if vals is not None else None
         if vals is not None and aggfunc is None:
             aggfunc = "count"
-        with quiet_acro():
-            s.crosstab(
-                index,
-                columns,
-                values=vals,
-                aggfunc=aggfunc,
-                margins=req.margins,
-                margins_name=MARGINS,
-            )
+        acro_call(
+            s.crosstab,
+            index,
+            columns,
+            values=vals,
+            aggfunc=aggfunc,
+            margins=req.margins,
+            margins_name=MARGINS,
+        )
         uid = f"output_{s.results.output_id - 1}"
         return uid, s.results.get(uid)
 

@@ -44,7 +44,6 @@ from .quality_rules import (
     TABLES,
 )
 from .quality_schema import (
-    _clean_text,
     _code_key,
     _key_series,
     _preference,
@@ -52,6 +51,7 @@ from .quality_schema import (
     _shown,
     _text,
     _typed,
+    clean_text_column,
     output_schema,
     row_schema,
 )
@@ -215,7 +215,7 @@ class _Check:
         self._screen(table, df)
         for col in df.columns:
             if col != "_row" and col not in DATE_COLUMNS.get(table, ()):
-                df[col] = df[col].map(_clean_text).astype(object)
+                df[col] = clean_text_column(df[col])
         self._date_bounds(table, df)
         if table == "clients":
             self._clients(df)

@@ -192,6 +192,32 @@ def _clean_text(value: Any) -> Any:
     return value
 
 
+def _all_text(column: pd.Series) -> list[Any] | None:
+    """The values of an object column when every one is a ``str`` or None."""
+    if not isinstance(column.dtype, np.dtype) or column.dtype.kind != "O":
+        return None
+    values = column.tolist()
+    return values if set(map(type, values)) <= {str, type(None)} else None
+
+
+def clean_text_column(column: pd.Series) -> pd.Series:
+    """:func:`_clean_text` of every value (an object column); for a column
+    of texts and None without a call per value."""
+    values = _all_text(column)
+    if values is None:
+        return column.map(_clean_text).astype(object)
+    cleaned = [None if v is None else (v.strip() or None) for v in values]
+    return pd.Series(cleaned, index=column.index, name=column.name, dtype=object)
+
+
+def text_column(column: pd.Series) -> pd.Series:
+    """:func:`_text` of every value (an object column); a column of texts
+    and None is its own text."""
+    if _all_text(column) is None:
+        return column.map(_text_or_none).astype(object)
+    return column.astype(object)
+
+
 def _code_key(value: Any) -> str | None:
     """A code as a comparable string: 1, 1.0 and '1' are the same code."""
     if value is None or value is pd.NA:
@@ -239,7 +265,7 @@ def _typed(table: str, df: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         if col in DATE_COLUMNS.get(table, ()) or col in ("_row", "house_number", "bsn_padded"):
             continue
-        out[col] = out[col].map(_text_or_none).astype(object)
+        out[col] = text_column(out[col])
     out["_row"] = out["_row"].astype("int64")
     return out
 

@@ -31,6 +31,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 #: the longest field the reader accepts, in bytes (``exports.max_field_bytes``)
 MAX_FIELD_BYTES = 4096
 #: bytes read at a time by the field-length scan
@@ -213,14 +215,70 @@ def is_formula(value: Any) -> bool:
     return _NUMBER.fullmatch(value.strip()) is None
 
 
+#: the start of a delivered text (of the whole text, or after a line end in it)
+#: that may make it a formula; line ends are neither control characters nor formula
+#: starts, so the texts of a column can be searched joined by line ends
+_FORMULA_AT_START = re.compile(r"(?:^|(?<=\n))[=+\-@\t\r]")
+
+
+def _texts(values: Any) -> list[str] | None:
+    """The values of an object Series as texts ("" for None), when every one
+    is a ``str`` or None; else None (the masks then go value by value)."""
+    dtype = getattr(values, "dtype", None)
+    if not isinstance(dtype, np.dtype) or dtype.kind != "O":
+        return None
+    vals = values.tolist()
+    if not set(map(type, vals)) <= {str, type(None)}:
+        return None
+    return ["" if v is None else v for v in vals]
+
+
+def _hits(texts: list[str], pattern: re.Pattern[str]) -> np.ndarray:
+    """The positions of the texts in which ``pattern`` (no line ends in its
+    matches) matches, searched in one text joined by line ends."""
+    joined = "\n".join(texts)
+    found = [m.start() for m in pattern.finditer(joined)]
+    if not found:
+        return np.zeros(0, dtype=np.int64)
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    begin = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
+    return np.unique(np.searchsorted(begin, found, side="right") - 1)
+
+
 def control_mask(values: Any) -> Any:
-    """Vectorised :func:`has_control` over a pandas Series (numpy bool array)."""
+    """Vectorised :func:`has_control` over a pandas Series (numpy bool array):
+    a column of texts is searched in one go, others as
+    :func:`control_mask_reference`."""
+    texts = _texts(values)
+    if texts is None:
+        return control_mask_reference(values)
+    mask = np.zeros(len(texts), dtype=bool)
+    mask[_hits(texts, _CONTROL)] = True
+    return mask
+
+
+def formula_mask(values: Any) -> Any:
+    """Vectorised :func:`is_formula` over a pandas Series (numpy bool array):
+    in a column of texts, the few that start like a formula are found in one
+    search and checked by :func:`is_formula`; others as
+    :func:`formula_mask_reference`."""
+    texts = _texts(values)
+    if texts is None:
+        return formula_mask_reference(values)
+    mask = np.zeros(len(texts), dtype=bool)
+    for i in _hits(texts, _FORMULA_AT_START):
+        mask[i] = is_formula(texts[i])
+    return mask
+
+
+def control_mask_reference(values: Any) -> Any:
+    """:func:`has_control` of each value by pandas' string methods."""
     text = values.astype("string")
     return text.str.contains(_CONTROL.pattern, regex=True).fillna(False).to_numpy(dtype=bool)
 
 
-def formula_mask(values: Any) -> Any:
-    """Vectorised :func:`is_formula` over a pandas Series (numpy bool array)."""
+def formula_mask_reference(values: Any) -> Any:
+    """:func:`is_formula` of each value by pandas' string methods."""
     text = values.astype("string")
     starts = text.str.match(r"[=+\-@\t\r]").fillna(False).to_numpy(dtype=bool)
     if not starts.any():

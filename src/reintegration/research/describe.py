@@ -336,6 +336,36 @@ def standardised_differences(
     return out
 
 
+def person_groups(rows: pd.DataFrame, persons: pd.DataFrame, groups: np.ndarray) -> np.ndarray:
+    """The group (``groups``, aligned with ``persons``) of each row's person,
+    NaN for a person not in ``persons``: rows and persons matched on the
+    texts of RINPERSOONS and RINPERSOON, as the key ``"S:N"`` matches them
+    when no RINPERSOONS holds a colon (else by that key,
+    :func:`person_groups_reference`)."""
+    if persons["RINPERSOONS"].astype(str).str.contains(":").any():
+        return person_groups_reference(rows, persons, groups)
+
+    def pairs(df: pd.DataFrame) -> pd.MultiIndex:
+        return pd.MultiIndex.from_arrays(
+            [df[c].astype(str).to_numpy(dtype=object) for c in ("RINPERSOONS", "RINPERSOON")])
+
+    at = pairs(persons).get_indexer(pairs(rows))  # raises when a person appears twice
+    out = np.asarray(groups, dtype=object)[at]
+    out[at < 0] = np.nan
+    return out
+
+
+def person_groups_reference(rows: pd.DataFrame, persons: pd.DataFrame, groups: np.ndarray
+                            ) -> np.ndarray:
+    """:func:`person_groups` by the joined key ``"S:N"``."""
+    group = pd.Series(
+        groups,
+        index=persons["RINPERSOONS"].astype(str) + ":" + persons["RINPERSOON"].astype(str),
+    )
+    keys = rows["RINPERSOONS"].astype(str) + ":" + rows["RINPERSOON"].astype(str)
+    return keys.map(group).to_numpy()
+
+
 def employment_by_month(
     person_months: pd.DataFrame, frame: pd.DataFrame, persons: pd.DataFrame, threshold: int
 ) -> pd.DataFrame:
@@ -345,13 +375,8 @@ def employment_by_month(
     a month, or fewer than ``threshold`` are employed or not employed, all
     three are NaN: the point is not drawn. ``frame`` is :func:`labelled` of
     ``persons`` (same row order)."""
-    group = pd.Series(
-        frame["instrument"].astype(str).to_numpy(),
-        index=persons["RINPERSOONS"].astype(str) + ":" + persons["RINPERSOON"].astype(str),
-    )
-    keys = (person_months["RINPERSOONS"].astype(str) + ":"
-            + person_months["RINPERSOON"].astype(str)).map(group)
-    g = pd.DataFrame({"group": keys.to_numpy(), "month": person_months["month"].to_numpy(),
+    keys = person_groups(person_months, persons, frame["instrument"].astype(str).to_numpy())
+    g = pd.DataFrame({"group": keys, "month": person_months["month"].to_numpy(),
                       "employed": person_months["employed"].to_numpy(dtype=float)})
     agg = g.groupby(["month", "group"], sort=True)["employed"].agg(["size", "sum"])
     n = agg["size"].unstack("group").astype(float)
