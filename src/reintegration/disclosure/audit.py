@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import html as htmllib
+import inspect
 import json
 import re
 from collections import defaultdict
@@ -321,14 +322,17 @@ def attack_key(bundle: Path, threshold: int) -> str:
     """What the differencing attack's result on a bundle depends on, as one
     SHA-256: every file of the bundle (relative path and SHA-256 of its
     content, read afresh, not taken from ``SHA256SUMS``), the cell threshold
-    and the source of the modules that attack."""
+    and the source of the attack (:mod:`.protection`, :mod:`.lp` and
+    :func:`scan_differencing`)."""
     lines = [
         f"{f.relative_to(bundle).as_posix()} {atomic.sha256_file(f)}\n"
         for f in sorted(p for p in Path(bundle).rglob("*") if p.is_file())
     ]
     lines.append(f"threshold {threshold}\n")
-    code = (protection.__file__, lp.__file__, __file__)
-    lines += [atomic.sha256_file(Path(m)) + "\n" for m in code]
+    # the attack's modules (the steps depend on them too, so a change of them
+    # reruns the releases) and the function here that runs it
+    lines += [atomic.sha256_file(Path(m)) + "\n" for m in (protection.__file__, lp.__file__)]
+    lines.append(hashlib.sha256(inspect.getsource(scan_differencing).encode()).hexdigest())
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
