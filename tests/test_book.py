@@ -144,9 +144,9 @@ def test_the_protection_page_reads_the_audit_record_only_for_the_same_bundles(
     small, built_book, monkeypatch
 ):
     """The generated page on disclosure protection takes each city's
-    differencing result from the release audit's record when that record was
-    made from the bundle now released; it is the same page as attacking the
-    bundles afresh, and a record of another bundle is not used."""
+    differencing result from the release audit's record of the attack when
+    that record was made from the bundle now released; it is the same page as
+    attacking the bundles afresh, and a record of another bundle is not used."""
     from reintegration.book import generate
     from reintegration.disclosure import audit
 
@@ -157,5 +157,5 @@ def test_the_protection_page_reads_the_audit_record_only_for_the_same_bundles(
     monkeypatch.setattr(audit, "recorded_differencing", lambda paths, city: None)
     assert generate.protection_markdown(small) == from_record
     monkeypatch.undo()
-    monkeypatch.setattr(audit, "bundle_digest", lambda bundle: "0" * 64)
+    monkeypatch.setattr(audit, "attack_key", lambda bundle, threshold: "0" * 64)
     assert audit.recorded_differencing(small, cities[0]) is None

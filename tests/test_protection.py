@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from reintegration.disclosure import protection as P
 from reintegration.disclosure.audit import scan_differencing
+from reintegration.disclosure.rules import load_rules
 
 T = 10
 NA = np.nan
@@ -477,3 +479,93 @@ def test_protect_skips_cells_already_protected_and_finds_the_same_suppressions(
     )
     assert cached == every
     assert any(cached) and n_cached < n_every
+
+
+def _passing_bundle(bundle: Path) -> None:
+    """A bundle of one count table with a suppressed cell nothing gives away."""
+    (bundle / "04_describe").mkdir(parents=True)
+    split = pd.DataFrame(
+        {"<27": [38, 21], "27-49": [13, 90], "50+": [None, None]},
+        index=pd.Index(["wage", "training"], name="instrument"),
+    )
+    split.to_csv(bundle / "04_describe" / "by_age.csv", lineterminator="\n")
+    entry = {
+        "id": "04_describe/by_age",
+        "file": "outputs/04_describe/by_age.csv",
+        "status": "review",
+        "checks": {
+            "population": "cohort persons",
+            "dims": ["instrument", "age"],
+            "index_levels": 1,
+            "column_levels": 1,
+            "suppressed_cells": [
+                {"key": ["wage", "50+"], "reasons": ["threshold"]},
+                {"key": ["training", "50+"], "reasons": ["threshold"]},
+            ],
+        },
+    }
+    (bundle / "register.json").write_text(json.dumps({"outputs": [entry]}), encoding="utf-8")
+
+
+def test_the_attack_on_a_bundle_is_recorded_and_reused_only_for_the_same_files(
+    tmp_path: Path, monkeypatch
+):
+    """The differencing attack's result without findings is recorded under a
+    key of the bundle's files; the same files give the recorded result without
+    attacking again, and a changed byte, another threshold or a bundle with
+    findings is attacked afresh."""
+    from reintegration.core.paths import Paths
+    from reintegration.disclosure import audit
+
+    paths = Paths.for_size("small", tmp_path)
+    bundle = tmp_path / "release" / "small" / "utrecht"
+    _passing_bundle(bundle)
+    found, summary = audit.differencing(paths, "utrecht", bundle, T)
+    assert found == [] and summary["primary"] == 2 and summary["tables"] == 1
+    record = json.loads(audit.attack_record(paths, "utrecht").read_text(encoding="utf-8"))
+    assert record["key"] == audit.attack_key(bundle, T)
+
+    attacked = []
+    real_attack = P.attack
+
+    def attack(*args):
+        attacked.append(args)
+        return real_attack(*args)
+
+    monkeypatch.setattr(P, "attack", attack)
+    assert audit.differencing(paths, "utrecht", bundle, T) == ([], summary)
+    assert attacked == []
+    assert audit.attack_key(bundle, T + 1) != record["key"]
+    audit.differencing(paths, "utrecht", bundle, T + 1)
+    assert len(attacked) == 1
+    table = bundle / "04_describe" / "by_age.csv"
+    table.write_text(table.read_text(encoding="utf-8").replace("38", "39"), encoding="utf-8")
+    assert audit.attack_key(bundle, T) != record["key"]
+    assert audit.differencing(paths, "utrecht", bundle, T)[1]["cells"] == summary["cells"]
+    assert len(attacked) == 2
+    # a result with findings is never recorded: the next audit attacks again
+    leaky = tmp_path / "release" / "small" / "leaky"
+    _passing_bundle(leaky)
+    pd.DataFrame(
+        {"count": [59, 119]}, index=pd.Index(["wage", "training"], name="instrument")
+    ).to_csv(leaky / "04_describe" / "take_up.csv", lineterminator="\n")
+    register = json.loads((leaky / "register.json").read_text(encoding="utf-8"))
+    register["outputs"].append({
+        "id": "04_describe/take_up", "file": "outputs/04_describe/take_up.csv",
+        "status": "review", "checks": {"population": "cohort persons", "dims": ["instrument"],
+                                       "index_levels": 1, "column_levels": 0,
+                                       "suppressed_cells": []}})
+    (leaky / "register.json").write_text(json.dumps(register), encoding="utf-8")
+    assert len(audit.differencing(paths, "leaky", leaky, T)[0]) == 2
+    assert not audit.attack_record(paths, "leaky").exists()
+    # a record that cannot be read is attacked again and written anew
+    from conftest import ROOT
+
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    assert load_rules(tmp_path).cell_threshold == T
+    audit.attack_record(paths, "utrecht").write_text("{not json", encoding="utf-8")
+    assert audit.recorded_differencing(paths, "utrecht") is None
+    assert audit.differencing(paths, "utrecht", bundle, T)[0] == []
+    assert len(attacked) == 4  # the leaky bundle was the third
+    assert audit.recorded_differencing(paths, "utrecht") == (0, audit.differencing(
+        paths, "utrecht", bundle, T)[1])

@@ -204,6 +204,20 @@ def test_choosing_cities_and_steps(root):
     assert select(graph, pdf=True) == ["book", "pdf"]
 
 
+
+def test_the_pages_are_written_beside_the_audit_and_built_on_only_after_it(root):
+    """The generated pages wait for every executed notebook and release bundle
+    but not for the audit; the book and its PDF, the first things built from
+    the pages, wait for both."""
+    graph = build(root)
+    resolved = resolve(graph, Paths.for_size("small", root))
+    made = {t.name for t in graph.tasks if t.kind in ("step", "release")}
+    assert resolved["book-pages"].deps == made | {"data-manifest"}
+    assert resolved["audit"].deps == made
+    assert "audit" not in closure(resolved, ["book-pages"])
+    for name in ("book", "pdf"):
+        assert resolved[name].deps == {"audit", "book-pages"}
+
 def _cli(*args, cwd=None, env=None):
     return subprocess.run(
         [sys.executable, "-m", "reintegration", *args],

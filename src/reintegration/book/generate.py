@@ -257,8 +257,8 @@ def protection_markdown(paths: Paths) -> str:
     """Per city: the count tables of its release bundle, the primary and
     complementary suppressions, and what the release audit's differencing
     attack derives (read from the release bundles only: from the release
-    audit's record where it was made from the same bundle, else attacked
-    here)."""
+    audit's record of the attack where it was made from the same bundle,
+    else attacked here)."""
     from ..disclosure.audit import recorded_differencing, scan_differencing
     from ..disclosure.rules import load_rules
 

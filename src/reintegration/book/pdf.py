@@ -244,6 +244,13 @@ def _scanner(size: str) -> Any:
     return size_scanner(size)
 
 
+def _titles(book: Path, single: Path) -> tuple[list[str], dict[str, str]]:
+    """The pages of the table of contents and the title of each page in the
+    one-page HTML."""
+    files = toc_files(book)
+    return files, page_titles(single.read_text(encoding="utf-8"), files[0])
+
+
 def build(book: Path, out: Path | None = None, size: str | None = None) -> dict:
     """Build the PDF of the book and check it; return the record.
 
@@ -272,9 +279,10 @@ def build(book: Path, out: Path | None = None, size: str | None = None) -> dict:
                 f"the one-page HTML {single} has {len(findings)} audit finding(s), the "
                 f"first: {findings[0]}; no PDF is printed"
             )
-    blocked = print_pdf(single, out)
-    files = toc_files(book)
-    titles = page_titles(single.read_text(encoding="utf-8"), files[0])
+        # the page titles are read from the one-page HTML while Chromium prints it
+        read = pool.submit(_titles, book, single)
+        blocked = print_pdf(single, out)
+        files, titles = read.result()
     raw = out.read_bytes()
     missing = missing_chapters(files, titles, outline_titles(raw))
     if missing:

@@ -20,13 +20,18 @@ It runs under the ``auditor`` role, the only role besides the municipality's
 that may read the exports, because it must know what to look for. Its report
 masks every identifier it finds, so the audit's own output leaks nothing; it
 is written to ``build/<size>/audit.json`` (the audit of a book build before it
-is published: ``build/<size>/book_audit.json``).
+is published: ``build/<size>/book_audit.json``). The differencing attack on a
+city's bundle runs once per bundle: its result is kept in
+``build/<size>/differencing/<city>.json`` under a key of every file of the
+bundle, the threshold and the attack's code (:func:`differencing`), and the
+later audits of the same files reuse it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html as htmllib
+import inspect
 import json
 import re
 from collections import defaultdict
@@ -44,7 +49,7 @@ from ..core.custody import CustodyError, DomainMap, check_access, failed_noteboo
 from ..core.paths import Paths
 from ..intake import ingest
 from ..linking import bsn
-from . import protection, release_check
+from . import lp, protection, release_check
 from .rules import load_rules
 
 ROLE = "auditor"
@@ -313,20 +318,71 @@ def bundle_digest(bundle: Path) -> str | None:
     return hashlib.sha256(sums.read_bytes()).hexdigest() if sums.is_file() else None
 
 
+def attack_key(bundle: Path, threshold: int) -> str:
+    """What the differencing attack's result on a bundle depends on, as one
+    SHA-256: every file of the bundle (relative path and SHA-256 of its
+    content, read afresh, not taken from ``SHA256SUMS``), the cell threshold
+    and the source of the attack (:mod:`.protection`, :mod:`.lp` and
+    :func:`scan_differencing`)."""
+    lines = [
+        f"{f.relative_to(bundle).as_posix()} {atomic.sha256_file(f)}\n"
+        for f in sorted(p for p in Path(bundle).rglob("*") if p.is_file())
+    ]
+    lines.append(f"threshold {threshold}\n")
+    # the attack's modules (the steps depend on them too, so a change of them
+    # reruns the releases) and the function here that runs it
+    lines += [atomic.sha256_file(Path(m)) + "\n" for m in (protection.__file__, lp.__file__)]
+    lines.append(hashlib.sha256(inspect.getsource(scan_differencing).encode()).hexdigest())
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+
+
+def attack_record(paths: Paths, city: str) -> Path:
+    """Where the differencing attack's result on ``city``'s bundle is kept:
+    ``build/<size>/differencing/<city>.json`` (its key and summary; no
+    identifier is in it)."""
+    return paths.build_dir / "differencing" / f"{city}.json"
+
+
+def differencing(paths: Paths, city: str, bundle: Path, threshold: int
+                 ) -> tuple[list[Finding], dict]:
+    """:func:`scan_differencing` on ``city``'s bundle, or its recorded result
+    when the record's key (:func:`attack_key`) is that of this bundle now: the
+    same attack on the same files gives the same result. The release audit
+    of a staged bundle records a result without findings; the release audit
+    and the protection page reuse it, so the attack runs once per bundle."""
+    key = attack_key(Path(bundle), threshold)
+    record = attack_record(paths, city)
+    got = _read_record(record)
+    if got.get("key") == key:
+        return [], got["summary"]
+    found, summary = scan_differencing(Path(bundle), threshold, paths.root)
+    if summary and not found:
+        atomic.write_json(record, {"key": key, "summary": summary})
+    return found, summary
+
+
 def recorded_differencing(paths: Paths, city: str) -> tuple[int, dict] | None:
     """The differencing attack's result on ``city``'s release bundle as the
-    last release audit recorded it (``build/<size>/audit.json``): (number of
-    findings, summary), or None when that record is missing or was made from
-    another bundle than the one now in ``release/<size>/<city>/``."""
-    record = paths.build_dir / "audit.json"
-    if not record.is_file():
+    release audit recorded it (:func:`attack_record`): (number of findings,
+    summary), or None when there is no record of the bundle now in
+    ``release/<size>/<city>/``, its files and the attack's code as they are."""
+    got = _read_record(attack_record(paths, city))
+    bundle = paths.root / "release" / paths.size / city
+    if not got or not bundle.is_dir():
         return None
-    got = json.loads(record.read_text(encoding="utf-8")).get("protection", {}).get(city) or {}
-    digest = bundle_digest(paths.root / "release" / paths.size / city)
-    if digest is None or got.get("bundle") != digest:
+    if got.get("key") != attack_key(bundle, load_rules(paths.root).cell_threshold):
         return None
-    summary = {k: v for k, v in got.items() if k not in ("bundle", "differencing_findings")}
-    return int(got["differencing_findings"]), summary
+    return 0, got["summary"]
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """A record of the attack, or {} when there is none that can be read (the
+    attack then runs again)."""
+    try:
+        got = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return got if isinstance(got, dict) and "summary" in got else {}
 
 
 def _file_of(register: dict[str, Any], output_id: str) -> str:
@@ -371,7 +427,7 @@ def scan_bundle(city: str, size: str, bundle: Path, *, root: Path | None = None)
     for f in sorted(p for p in Path(bundle).rglob("*") if p.is_file()):
         text = f.read_text(encoding="utf-8", errors="replace")
         found += scanner.text(text, _rel(f, paths.root), None)
-    found += scan_differencing(Path(bundle), load_rules(paths.root).cell_threshold, paths.root)[0]
+    found += differencing(paths, city, Path(bundle), load_rules(paths.root).cell_threshold)[0]
     found += scan_obligations(Path(bundle), paths.root)
     return sorted(set(found), key=str)
 
@@ -514,7 +570,7 @@ def _audit_city(args: tuple[str, Path, str, Scanner]
         text = f.read_text(encoding="utf-8", errors="replace")
         findings += scanner.text(text, _rel(f, paths.root), None)
         scanned["release_files"] += 1
-    leaks, protected = scan_differencing(bundle, threshold, paths.root)
+    leaks, protected = differencing(paths, city, bundle, threshold)
     findings += leaks + scan_obligations(bundle, paths.root)
     summary = {**protected, "differencing_findings": len(leaks),
                "bundle": bundle_digest(bundle)} if protected else {}

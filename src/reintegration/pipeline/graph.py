@@ -229,41 +229,49 @@ def _city_tasks(city: str, steps: list[dict[str, Any]]) -> list[Task]:
 def _release_tasks(cities: list[str], steps: list[dict[str, Any]]) -> list[Task]:
     """The audit of every city's outputs, the book and its PDF.
 
-    The audit runs before the book is built, so a leak stops the build early;
-    the book is then built aside, audited with everything else and published
-    only when that audit passes (reintegration.pipeline.publish). Its record is
-    written last, so an interrupted build or audit never looks finished."""
+    The audit runs before the book is built or printed, so a leak stops the
+    build before anything is published or printed; the book is then built
+    aside, audited with everything else and published only when that audit
+    passes (reintegration.pipeline.publish). Its record is written last, so an
+    interrupted build or audit never looks finished. The generated pages (the
+    book's Markdown sources, read from the release bundles) are written beside
+    the audit: they wait for no finding of it, and nothing is built from them
+    before it has passed."""
+    outputs = (
+        *(notebook(c, s["name"]) for c in cities for s in steps),
+        *(release_sums(c) for c in cities),
+    )
     audit = Task(
         name="audit",
         kind="audit",
         target=f"{BUILD}/audit.json",
-        prereqs=(
-            *(notebook(c, s["name"]) for c in cities for s in steps),
-            *(release_sums(c) for c in cities),
-        ),
-        # it runs alone after every city's steps: two processes for the two cores
+        prereqs=outputs,
+        # it runs after every city's steps: two processes for the two cores
         commands=(_cli("audit", "--size", SIZE, "--no-html", "--jobs", "2"),),
     )
-    # The generated pages first; the HTML book and the PDF are then built from
-    # them side by side (two cores: the PDF's print takes longer than the HTML
-    # book's build and audit together).
+    # The generated pages, beside the audit; the HTML book and the PDF are
+    # then built from them, after the audit, side by side (two cores: the
+    # PDF's print takes longer than the HTML book's build and audit together).
+    # The protection page takes the differencing attack's result from the
+    # release audit's record of each bundle (reintegration.disclosure.audit).
     pages = Task(
         name="book-pages",
         kind="pages",
         target=f"{BUILD}/{PAGES_RECORD}",
         prereqs=(
-            f"{BUILD}/audit.json",
+            *outputs,
             "$(BOOK_SOURCES)",
             f"{DATA}/manifest.json",
             "$(SIZE_STAMP)",
         ),
         commands=(_cli("book", "--size", SIZE),),
     )
+    after_audit = (f"{BUILD}/audit.json", f"{BUILD}/{PAGES_RECORD}")
     book = Task(
         name="book",
         kind="book",
         target=f"{BUILD}/book.json",
-        prereqs=(f"{BUILD}/{PAGES_RECORD}",),
+        prereqs=after_audit,
         commands=(_cli("publish", "--size", SIZE),),
     )
     # The whole book as one PDF: Jupyter Book's single-HTML build printed by
@@ -273,7 +281,7 @@ def _release_tasks(cities: list[str], steps: list[dict[str, Any]]) -> list[Task]
         name="pdf",
         kind="pdf",
         target=BOOK_PDF,
-        prereqs=(f"{BUILD}/{PAGES_RECORD}",),
+        prereqs=after_audit,
         commands=(
             ("-m", f"{PKG}.book.pdf", "--book", "book", "--size", SIZE, "--out", BOOK_PDF),
         ),

@@ -7,7 +7,8 @@ modules the step really runs (its template's imports and the runner's,
 followed through the package by :mod:`reintegration.pipeline.depgraph`), its city's
 synthetic data manifest and the executed notebooks of the steps it ``needs``.
 A city's release bundle depends on all of its executed notebooks; the audit
-on every notebook and bundle; the book on the audit and its own sources. So
+and the book's generated pages (written beside the audit) on every notebook
+and bundle; the book and its PDF on the audit and the generated pages. So
 make reruns exactly what a change affects: editing the book renderer reruns
 no step, editing one estimator reruns only the steps that import it; and
 ``make -j2`` may run cities side by side.
