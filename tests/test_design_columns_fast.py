@@ -132,3 +132,47 @@ def test_the_analysis_reads_only_the_columns_it_needs_with_the_same_numbers():
     rows = sa._rows_with(data, "y", ["treated", "y", "missing", "treated"])
     assert list(rows.columns) == ["treated", "y"]
     assert rows.index.equals(sample.index)
+
+
+def reference_risk_set(data: pd.DataFrame, start: str, exit: str, max_month: int,
+                       min_month: int) -> pd.DataFrame:
+    """dynamic_risk_set's stacking as it was: the rows taken, then copied to number them."""
+    s, e = data[start].to_numpy(dtype=float), data[exit].to_numpy(dtype=float)
+    rows = [np.flatnonzero((np.isnan(e) | (e > u)) & (np.isnan(s) | (s >= u)))
+            for u in range(min_month, max_month + 1)]
+    take = np.concatenate(rows)
+    u_row = np.concatenate([np.full(len(r), u, dtype=int)
+                            for u, r in zip(range(min_month, max_month + 1), rows, strict=True)])
+    stacked = data.take(take).reset_index(drop=True)
+    stacked["elapsed_month"] = u_row
+    stacked["treated"] = (s[take] == u_row).astype(int)
+    return stacked
+
+
+def blocks(frame: pd.DataFrame) -> list[tuple]:
+    """The frame's storage: each block's dtype, columns and memory layout."""
+    return sorted((str(b.dtype), b.mgr_locs.as_array.tolist(),
+                   getattr(b.values, "flags", None) is not None and b.values.flags.c_contiguous)
+                  for b in frame._mgr.blocks)
+
+
+def test_the_risk_sets_numbered_without_a_copy_are_the_prepared_frame_as_before():
+    from reintegration.effects import dynamic_risk_set
+
+    rng = np.random.default_rng(9)
+    n = 2_000
+    data = pd.DataFrame({"x": rng.standard_normal(n), "k": rng.integers(0, 3, n).astype(np.int8),
+                         "name": pd.array(rng.choice(["a", "b"], n), dtype="string"),
+                         "age": pd.array(rng.integers(18, 66, n), dtype="Int16")},
+                        index=rng.permutation(n) + 5)
+    data["_start"] = np.where(rng.random(n) < 0.3, rng.integers(1, 8, n), np.nan)
+    data["_exit"] = np.where(rng.random(n) < 0.5, rng.integers(1, 12, n), np.nan)
+    got = dynamic_risk_set(data, start="_start", exit="_exit", max_month=8, min_month=1)
+    ref = reference_risk_set(data, "_start", "_exit", 8, 1)
+    pd.testing.assert_frame_equal(got, ref, check_exact=True)
+    assert isinstance(got.index, pd.RangeIndex) and got.index.equals(ref.index)
+    assert got["treated"].sum() > 0 and len(got) > n
+    # the prepared frame (numbered afresh by the caller): the same storage as before
+    prepared, before = got.reset_index(drop=True), ref.reset_index(drop=True)
+    pd.testing.assert_frame_equal(prepared, before, check_exact=True)
+    assert blocks(prepared) == blocks(before)

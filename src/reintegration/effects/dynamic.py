@@ -203,7 +203,8 @@ def dynamic_risk_set(
     # the risk sets one after the other, taken from the rows in one go
     take = np.concatenate(rows)
     u_row = np.concatenate(us)
-    stacked = data.take(take).reset_index(drop=True)
+    stacked = data.take(take)  # a new frame: numbered afresh without another copy
+    stacked.index = pd.RangeIndex(len(take))
     stacked[month] = u_row
     stacked[treated] = (s[take] == u_row).astype(int)
     return stacked
