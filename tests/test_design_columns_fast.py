@@ -176,3 +176,18 @@ def test_the_risk_sets_numbered_without_a_copy_are_the_prepared_frame_as_before(
     prepared, before = got.reset_index(drop=True), ref.reset_index(drop=True)
     pd.testing.assert_frame_equal(prepared, before, check_exact=True)
     assert blocks(prepared) == blocks(before)
+
+
+def test_the_strata_covariates_are_those_of_the_comparison_rows_copied_out():
+    data = world(3_000, 6).rename(columns={"elapsed_month": "month"})
+    data["elapsed_month"] = data.pop("month") + 1
+    # among the comparison rows only, "b_if_control" repeats b
+    data["b_if_control"] = np.where(data["treated"] == 0, data["b"], 1).astype(np.int8)
+    names = [*COVARIATES, "b_if_control"]
+    cfg = {"min_stratum_treated": 20}
+    covs, bands, months = soo._strata_design(data, names, cfg)
+    varying = [c for c in names if soo._varies(data[c])]
+    assert covs == reference_independent_columns(data.loc[data["treated"] == 0, varying],
+                                                 varying)
+    assert "b_if_control" not in covs and "b" in covs and "constant" not in covs
+    assert soo.independent_columns(data, names) != covs  # all rows: b_if_control varies apart

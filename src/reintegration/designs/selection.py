@@ -273,7 +273,10 @@ def _strata_design(data: pd.DataFrame, names: Sequence[str], cfg: dict[str, Any]
     rows, the elapsed-month band of each row and the month indicators
     (:func:`fit_selection`)."""
     varying = [c for c in names if c in data.columns and _varies(data[c])]
-    covs = independent_columns(data.loc[data["treated"] == 0, varying], varying)
+    # independent_columns of the comparison rows, without copying them out of the frame
+    ctrl = (data["treated"] == 0).to_numpy()
+    covs = [varying[j] for j in independent_arrays(
+        int(ctrl.sum()), [values[ctrl] for values in _float_columns(data, varying)])]
     bands = elapsed_bands(data["elapsed_month"], data["treated"], int(cfg["min_stratum_treated"]))
     months = month_indicators(data["elapsed_month"].to_numpy(), bands,
                               data["treated"].to_numpy()).set_axis(data.index)
