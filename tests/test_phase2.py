@@ -357,6 +357,36 @@ def test_rollout_data_takes_the_inflow_months_parsed_once() -> None:
             rollout.rollout_settings_data(persons, schedule, settings))
 
 
+def test_rollout_data_reads_the_teams_as_text_once() -> None:
+    """rollout_data converts the team column to text once (the placebo builds
+    it for every draw): the frame of converting it again after dropping the
+    teams that cannot be used, with numeric team codes and a dropped team."""
+    rng = np.random.default_rng(8)
+    n = 400
+    persons = pd.DataFrame({
+        "team": rng.choice([3.0, 7.0, 11.0, np.nan], n),
+        "inflow_month": rng.choice([f"2017-{m:02d}" for m in range(1, 13)], n)},
+        index=rng.permutation(n) * 2)
+    for schedule, early in (({"3.0": month_index("2017-05"), "7.0": month_index("2017-09")},
+                             "drop"),
+                            ({"11.0": month_index("2017-08")}, "shorten")):
+        got = rollout.rollout_data(persons, schedule, reach_months=3, early_teams=early)
+        df = persons[persons["team"].notna()].copy()
+        inflow = np.array([month_index(m) for m in df["inflow_month"]])
+        df["_period"] = inflow // 3
+        reach = rollout.first_reached(schedule, period="quarter", reach_months=3,
+                                      first_month=int(inflow.min()),
+                                      early_teams=early).set_index("team")
+        df = df[~df["team"].astype(str).isin(reach.index[reach["dropped"]])]
+        df["_start"] = df["team"].astype(str).map(reach["start"]).astype(float)
+        df["exposed"] = (df["_period"] >= df["_start"]).fillna(False).astype(int)
+        df["_event_time"] = df["_period"] - df["_start"]
+        pd.testing.assert_frame_equal(got, df, check_exact=True)
+        assert got["_start"].notna().any()
+        if early == "drop":  # team 3 reaches back to the first quarter: left out
+            assert 3.0 not in set(got["team"]) and len(got) < persons["team"].notna().sum()
+
+
 def test_placebo_summary_counts_rejections() -> None:
     placebo = pd.DataFrame({
         "outcome": ["y"] * 4,

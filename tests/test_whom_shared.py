@@ -285,3 +285,19 @@ def test_the_groups_test_from_codes_is_the_groups_test_from_strings():
         assert slow["groups_df"] > 0
         _assert_same(fast, slow, str(min_treated), tol=0)
     assert "region=missing" in slow["groups_terms"] or "region=north" in slow["groups_terms"]
+
+
+def test_the_indicator_matrix_is_column_stacks_row_major_matrix():
+    """blp_groups stacks the characteristics' level indicators through one
+    column-major array: the floats and the row-major layout of
+    ``numpy.column_stack`` of the indicators as floats, so every product
+    with it is the same."""
+    rng = np.random.default_rng(23)
+    for n, k in ((1, 1), (7, 3), (5_000, 12)):
+        cols = [rng.random(n) < p for p in np.linspace(0.1, 0.9, k)]
+        got = whom.indicator_matrix(cols)
+        ref = np.column_stack([c.astype(float) for c in cols])
+        assert got.dtype == ref.dtype and got.shape == ref.shape == (n, k)
+        assert got.flags.c_contiguous and ref.flags.c_contiguous
+        assert np.array_equal(got, ref)
+        assert np.array_equal((got * 0.5).T @ got, (ref * 0.5).T @ ref)

@@ -159,9 +159,10 @@ def rollout_data(persons: pd.DataFrame, schedule: dict[str, int], *,
     first = int(inflow.min()) if first_month is None else int(first_month)
     reach = first_reached(schedule, period=period, reach_months=reach_months,
                           first_month=first, early_teams=early_teams).set_index("team")
-    team = df["team"].astype(str)
-    df = df[~team.isin(reach.index[reach["dropped"]])]
-    df["_start"] = df["team"].astype(str).map(reach["start"]).astype(float)
+    team = df["team"].astype(str)  # once: the teams as the schedule names them
+    kept = ~team.isin(reach.index[reach["dropped"]])
+    df = df[kept]
+    df["_start"] = team[kept].map(reach["start"]).astype(float)
     df["exposed"] = (df["_period"] >= df["_start"]).fillna(False).astype(int)
     df["_event_time"] = df["_period"] - df["_start"]
     return df

@@ -161,14 +161,37 @@ def independent_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[str
     columns = list(columns)
     if not columns:
         return []
-    x = np.column_stack([np.ones(len(frame)), frame[columns].to_numpy(dtype=float)])
+    return [columns[j] for j in independent_arrays(len(frame), _float_columns(frame, columns))]
+
+
+def _float_columns(frame: pd.DataFrame, columns: list[str]) -> list[np.ndarray]:
+    """The values of ``frame[columns].to_numpy(dtype=float)``, one array per
+    column: read column by column where every column is a numpy number or
+    boolean (no row-major copy of the frame), else from that matrix."""
+    if len(set(columns)) == len(columns) and all(
+            isinstance(t, np.dtype) and t.kind in "biuf" for t in frame.dtypes[columns]):
+        return [frame[c].to_numpy() for c in columns]
+    whole = frame[columns].to_numpy(dtype=float)
+    return [whole[:, j] for j in range(whole.shape[1])]
+
+
+def independent_arrays(n: int, arrays: Sequence[np.ndarray]) -> list[int]:
+    """The positions of ``arrays`` (each ``n`` numbers) that
+    :func:`independent_columns` keeps: each one that is not a linear
+    combination of a constant and the arrays kept before it. The constant
+    and the arrays are written into one column-major matrix (the layout of
+    ``numpy.column_stack`` of a constant and a frame's values)."""
+    x = np.empty((n, len(arrays) + 1), order="F")
+    x[:, 0] = 1.0
+    for j, values in enumerate(arrays):
+        x[:, j + 1] = values
     gram = x.T @ x
     keep: list[int] = []
-    for j in range(1, len(columns) + 1):
+    for j in range(1, len(arrays) + 1):
         idx = [0, *keep, j]
         if _full_rank(gram[np.ix_(idx, idx)], x, idx):
             keep.append(j)
-    return [columns[j - 1] for j in keep]
+    return [j - 1 for j in keep]
 
 
 def _full_rank(sub: np.ndarray, x: np.ndarray, idx: list[int]) -> bool:
@@ -253,7 +276,10 @@ def _strata_design(data: pd.DataFrame, names: Sequence[str], cfg: dict[str, Any]
     rows, the elapsed-month band of each row and the month indicators
     (:func:`fit_selection`)."""
     varying = [c for c in names if c in data.columns and _varies(data[c])]
-    covs = independent_columns(data.loc[data["treated"] == 0, varying], varying)
+    # independent_columns of the comparison rows, without copying them out of the frame
+    ctrl = (data["treated"] == 0).to_numpy()
+    covs = [varying[j] for j in independent_arrays(
+        int(ctrl.sum()), [values[ctrl] for values in _float_columns(data, varying)])]
     bands = elapsed_bands(data["elapsed_month"], data["treated"], int(cfg["min_stratum_treated"]))
     months = month_indicators(data["elapsed_month"].to_numpy(), bands,
                               data["treated"].to_numpy()).set_axis(data.index)

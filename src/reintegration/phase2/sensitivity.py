@@ -149,16 +149,31 @@ def _fit_from_r(r: np.ndarray, m: int, n: int) -> tuple[np.ndarray, np.ndarray, 
 
 def _design(data: pd.DataFrame, covariates: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """Elapsed-month indicators (the first is the constant) and covariates,
-    leaving out covariates without variation or that repeat others."""
-    from ..designs.selection import independent_columns
+    leaving out covariates without variation or that repeat others. The
+    matrix is written column by column (column-major, as ``numpy.column_stack``
+    of the indicators and the covariates' values gives it)."""
+    from ..designs.selection import independent_arrays
 
-    months = pd.get_dummies(data[MONTH].astype(int), prefix="month", dtype=float)
+    month = data[MONTH].astype(int).to_numpy()
+    levels = np.unique(month)  # the columns of pd.get_dummies, in its order
     cols = [c for c in covariates if c in data and data[c].astype(float).std() > 0]
-    with_months = pd.concat([months.iloc[:, 1:], data[cols].astype(float)], axis=1)
-    cols = [c for c in independent_columns(with_months, [*months.columns[1:], *cols])
-            if c in cols]
-    X = np.column_stack([months.to_numpy(), data[cols].to_numpy(dtype=float)])
-    return X, [*months.columns, *cols]
+    values = [data[c].astype(float).to_numpy() for c in cols]
+    indicators = [month == u for u in levels]
+    first = len(levels) - 1  # the positions of the covariates among the arrays checked
+    kept = [j - first for j in independent_arrays(len(data), [*indicators[1:], *values])
+            if j >= first]
+    columns = [*indicators, *(values[j] for j in kept)]
+    X = np.empty((len(data), len(columns)), order="F")
+    for j, column in enumerate(columns):
+        X[:, j] = column
+    return X, [*(f"month_{u}" for u in levels), *(cols[j] for j in kept)]
+
+
+def _rows_with(data: pd.DataFrame, outcome: str, columns: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``data`` with ``outcome``, only the ``columns`` of them that
+    ``data`` has (the rows of a stacked risk set hold many more)."""
+    used = [c for c in dict.fromkeys(columns) if c in data.columns]
+    return data.loc[data[outcome].notna().to_numpy(), used]
 
 
 @dataclass
@@ -201,7 +216,8 @@ def analyse(data: pd.DataFrame, outcome: str, covariates: Sequence[str],
     each covariate in ``benchmarks`` at each multiple of its strength.
     ``design``: :func:`_design` of the rows with the outcome, when the caller
     has it already."""
-    sample = data[data[outcome].notna()]
+    sample = _rows_with(data, outcome, [TREATED, outcome, *(
+        (MONTH, *covariates) if design is None else ())])
     X, names = _design(sample, covariates) if design is None else design
     d = sample[TREATED].to_numpy(dtype=float)
     y = sample[outcome].to_numpy(dtype=float)
@@ -239,7 +255,8 @@ def at_confounder(data: pd.DataFrame, outcome: str, covariates: Sequence[str],
     the start indicator and with the outcome, given the covariates and the
     elapsed months: (r2dz, r2yz). Only possible where the confounder is
     known, as in the synthetic world. ``design`` as in :func:`analyse`."""
-    sample = data[data[outcome].notna()]
+    sample = _rows_with(data, outcome, [TREATED, outcome, confounder, *(
+        (MONTH, *covariates) if design is None else ())])
     X, names = _design(sample, covariates) if design is None else design
     z = sample[confounder].to_numpy(dtype=float)
     d = sample[TREATED].to_numpy(dtype=float)
@@ -389,7 +406,7 @@ def at_truth(inputs, po: pd.DataFrame, substudies, settings, truth) -> pd.DataFr
         data = design.prepare(with_eta, sub["instrument"])
         for outcome in cfg["outcomes"]:
             # one design matrix for both fits (the confounder is not in it)
-            design = _design(data[data[outcome].notna()], covariates)
+            design = _design(_rows_with(data, outcome, [MONTH, *covariates]), covariates)
             sens = analyse(data, outcome, covariates, cfg["benchmarks"], cfg["multiples"],
                            design=design)
             r2dz, r2yz = at_confounder(data, outcome, covariates, "eta", design=design)

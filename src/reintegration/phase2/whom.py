@@ -193,6 +193,13 @@ def blp(psi: np.ndarray, e: np.ndarray, proxy: np.ndarray, d: np.ndarray, pid: n
             else math.nan}
 
 
+def indicator_matrix(columns: Sequence[np.ndarray]) -> np.ndarray:
+    """``numpy.column_stack`` of the 0/1 ``columns`` as floats (rows x columns,
+    row-major), built column-major first and then transposed in one copy:
+    the same matrix, without writing every column with a stride of a row."""
+    return np.ascontiguousarray(np.array(columns, dtype=float).T)
+
+
 def blp_groups(psi: np.ndarray, e: np.ndarray, groups: pd.DataFrame, d: np.ndarray,
                pid: np.ndarray | PersonIndex, min_treated: int = 30,
                coded: dict[str, tuple[np.ndarray, Any]] | None = None) -> dict[str, float]:
@@ -220,11 +227,11 @@ def blp_groups(psi: np.ndarray, e: np.ndarray, groups: pd.DataFrame, d: np.ndarr
         reference = levels[np.argmax(counts)]
         for k, (level, count) in enumerate(zip(levels, counts, strict=True)):
             if level != reference and count >= min_treated:
-                cols.append(rows_of(k).astype(float))
+                cols.append(rows_of(k))
                 names.append(f"{col}={level}")
     if not cols:
         return {"groups_wald": math.nan, "groups_df": 0, "groups_pvalue": math.nan}
-    X = np.column_stack(cols)
+    X = indicator_matrix(cols)
     X = X - np.average(X, axis=0, weights=e)
     # drop indicators that the others determine (nested or identical levels)
     gram = (X * e[:, None]).T @ X

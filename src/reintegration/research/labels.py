@@ -219,7 +219,8 @@ def relabel_figure(fig: Any, root: Path | None = None) -> Any:
 
     # tick labels are made from the axis' formatter whenever the figure is
     # drawn: draw it once, and fix the relabelled tick labels where they change
-    fig.savefig(io.BytesIO(), format="png")
+    # (saved as raw pixels: the same drawing as a PNG's, without compressing it)
+    fig.savefig(io.BytesIO(), format="rgba")
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             texts = [t.get_text() for t in axis.get_ticklabels()]
