@@ -536,6 +536,9 @@ def test_the_attack_on_a_bundle_is_recorded_and_reused_only_for_the_same_files(
     assert audit.differencing(paths, "utrecht", bundle, T) == ([], summary)
     assert attacked == []
     assert audit.attack_key(bundle, T + 1) != record["key"]
+    with monkeypatch.context() as m:  # another SciPy (and so HiGHS) is another key
+        m.setattr(audit, "version", lambda name: "0.0" if name == "scipy" else "1")
+        assert audit.attack_key(bundle, T) != record["key"]
     audit.differencing(paths, "utrecht", bundle, T + 1)
     assert len(attacked) == 1
     table = bundle / "04_describe" / "by_age.csv"

@@ -37,6 +37,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -321,9 +322,10 @@ def bundle_digest(bundle: Path) -> str | None:
 def attack_key(bundle: Path, threshold: int) -> str:
     """What the differencing attack's result on a bundle depends on, as one
     SHA-256: every file of the bundle (relative path and SHA-256 of its
-    content, read afresh, not taken from ``SHA256SUMS``), the cell threshold
-    and the source of the attack (:mod:`.protection`, :mod:`.lp` and
-    :func:`scan_differencing`)."""
+    content, read afresh, not taken from ``SHA256SUMS``), the cell threshold,
+    the source of the attack (:mod:`.protection`, :mod:`.lp` and
+    :func:`scan_differencing`) and the versions of NumPy, SciPy (whose HiGHS
+    solves the programs) and pandas."""
     lines = [
         f"{f.relative_to(bundle).as_posix()} {atomic.sha256_file(f)}\n"
         for f in sorted(p for p in Path(bundle).rglob("*") if p.is_file())
@@ -333,6 +335,8 @@ def attack_key(bundle: Path, threshold: int) -> str:
     # reruns the releases) and the function here that runs it
     lines += [atomic.sha256_file(Path(m)) + "\n" for m in (protection.__file__, lp.__file__)]
     lines.append(hashlib.sha256(inspect.getsource(scan_differencing).encode()).hexdigest())
+    # and the libraries that solve its programs
+    lines += [f"\n{name} {version(name)}" for name in ("numpy", "scipy", "pandas")]
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
