@@ -230,9 +230,9 @@ def _duckdb_scan(path: Path, cols: list[str] | None, wanted: Any, key: str = "RI
         if wanted is not None:
             con.register("cohort_keys", pa.table({"k": wanted}))
             sql += f' WHERE t."{key}" IN (SELECT k FROM cohort_keys)'
-        result = con.execute(sql + " ORDER BY t.file_row_number")
-        # DuckDB 2 names it to_arrow_table; 1.x fetch_arrow_table
-        fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+        # a relation, not a DB-API result: its Arrow table is not copied once more
+        result = con.sql(sql + " ORDER BY t.file_row_number")
+        fetch = getattr(result, "to_arrow_table", None) or result.arrow  # DuckDB 2 / 1.x
         return fetch()
     finally:
         con.close()
