@@ -420,7 +420,7 @@ def _loop(listener: socket.socket, idle: float) -> None:
         for key, _ in sel.select(timeout=5.0):
             if key.fileobj is listener:
                 conn, _ = listener.accept()
-                pid = _fork_kernel(conn, listener, wake_r, wake_w)
+                pid = _fork_kernel(conn, listener, wake_r, wake_w, list(children.values()))
                 if pid is not None:
                     children[pid] = conn
                 last = time.monotonic()
@@ -483,12 +483,14 @@ def _become_kernel(
     """In the forked child: take the launcher's descriptors, environment,
     working directory and sandbox, then run ipykernel as ``python -m
     ipykernel_launcher`` would; return the exit status."""
-    listener, wake_r, wake_w = inherited
+    listener, wake_r, wake_w, others = inherited
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     listener.close()
+    for other in others:  # the connections of the kernels running beside this one
+        other.close()
     os.close(wake_r)
     os.close(wake_w)
     os.setsid()
