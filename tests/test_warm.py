@@ -69,6 +69,26 @@ pd.DataFrame({"a": [1.5, 2.25]})""",
 ]
 
 
+# From inside a sandbox, ask every warm server for a kernel without one.
+ESCAPE = """import glob, socket
+from reintegration.pipeline import warm
+served, found = [], glob.glob(str(warm.socket_dir() / "*.sock"))
+for where in found:
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        c.connect(where)
+        c.settimeout(10)
+        warm._send(c, {"args": ["--version"], "cwd": "/", "env": {}, "hide": None,
+                       "read_only": []}, [0, 1, 2])
+        served.append(warm._recv(c)[0])
+    except (OSError, ValueError):
+        pass
+    finally:
+        c.close()
+print("servers found:", bool(found))
+print("escape:", "served" if served else "refused")"""
+
+
 def _probe_step(tmp_root, monkeypatch, step: str = "03_panel") -> Paths:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in PROBE]
@@ -129,6 +149,7 @@ def test_a_warm_kernel_runs_in_its_roles_sandbox(tmp_root, monkeypatch):
     nb_path = tmp_root / "notebooks" / "03_panel.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
     nb.cells.insert(1, nbformat.v4.new_code_cell(PROBE[1]))
+    nb.cells.insert(2, nbformat.v4.new_code_cell(ESCAPE))
     nbformat.write(nb, nb_path)
     monkeypatch.setenv(sandbox.MODE_ENV, "required")
     monkeypatch.setenv(warm.MODE_ENV, "auto")
@@ -138,6 +159,8 @@ def test_a_warm_kernel_runs_in_its_roles_sandbox(tmp_root, monkeypatch):
 
     text = printed_by(custody.failed_dir(paths, "rotterdam", "researcher") / "03_panel.ipynb")
     assert "warm: True" in text and "cbs rows: 3" in text
+    # the kernel's own server refuses it: no kernel is forked outside its sandbox
+    assert "servers found: True" in text and "escape: refused" in text
     assert "write synthetic_data/small/ttp/rotterdam/koppeltabel.csv : FileNotFoundError" in text
 
 
@@ -298,3 +321,41 @@ def test_launchers_that_start_at_once_share_one_server(tmp_path):
         for c in conns:
             if c is not None:
                 c.close()
+
+
+RUNNER = """import asyncio, sys, time
+from pathlib import Path
+from jupyter_client.blocking import BlockingKernelClient
+from reintegration.pipeline import kernel
+cls, _ = kernel.manager_class(kernel.launch_command(None), env={}, log=Path(sys.argv[1]))
+km = cls(kernel_name="reintegration")
+asyncio.run(km.start_kernel())
+kc = BlockingKernelClient(connection_file=km.connection_file)
+kc.load_connection_file()
+kc.start_channels()
+kc.wait_for_ready(timeout=60)
+out = []
+kc.execute_interactive("import os; print(os.getpid())", timeout=60,
+                       output_hook=lambda m: out.append(m["content"].get("text", "")))
+print("".join(out).strip(), flush=True)
+time.sleep(120)"""
+
+
+@needs_warm
+def test_a_warm_kernel_ends_when_its_runner_is_killed(tmp_path):
+    """SIGKILL of the runner (make killed) leaves no kernel running on: its
+    launcher notices and ends it, as ipykernel's parent poller did."""
+    env = {**os.environ, warm.MODE_ENV: "auto"}
+    runner_proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path / "k.log")],
+                                   stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        line = runner_proc.stdout.readline()
+        pid = int(line)
+        assert _alive(pid)
+    finally:
+        runner_proc.kill()
+        runner_proc.wait()
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)

@@ -240,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     from . import warm
     from .sandbox import SandboxError, enter
 
+    if args.no_sandbox and (args.hide or args.read_only):
+        print("kernel launcher: --no-sandbox with folders to hide or protect", file=sys.stderr)
+        return 2
     plan = None if args.no_sandbox else Plan(tuple(args.hide), tuple(args.read_only))
     status = warm.launch(command, plan)
     if status is not None:

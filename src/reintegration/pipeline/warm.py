@@ -116,6 +116,9 @@ _INLINE = "module://matplotlib_inline.backend_inline"
 #: the warning filters :func:`preload` added, in their order
 _PRELOAD_FILTERS: list[Any] = []
 _HEADER = struct.Struct("!I")
+_MAX_MESSAGE = 1 << 20
+#: seconds a launcher waits for the server to fork after asking
+_REPLY_SECONDS = 30.0
 
 
 def enabled() -> bool:
@@ -161,6 +164,9 @@ def fingerprint(
     h = hashlib.sha256()
     h.update(repr((sys.executable, sys.version, options, PRELOAD)).encode())
     h.update(repr(sorted((k, v) for k, v in env.items() if k.startswith(_IMPORT_ENV))).encode())
+    for entry in sys.path:  # an installed or removed library changes its folder
+        if entry.endswith(("site-packages", "dist-packages")) and os.path.isdir(entry):
+            h.update(f"{entry} {os.stat(entry).st_mtime_ns}".encode())
     for path in sorted(package.rglob("*.py")):
         h.update(path.relative_to(package).as_posix().encode())
         h.update(path.read_bytes())
@@ -209,12 +215,23 @@ def _recv(conn: socket.socket, with_fds: int = 0) -> tuple[Any, list[int]]:
     fds: list[int] = []
     if with_fds:
         head, fds, _flags, _addr = socket.recv_fds(conn, _HEADER.size, with_fds)
-        if not head:
-            raise ConnectionError("connection closed")
-        head += _recv_exact(conn, _HEADER.size - len(head))
+        try:
+            if not head:
+                raise ConnectionError("connection closed")
+            head += _recv_exact(conn, _HEADER.size - len(head))
+            (size,) = _HEADER.unpack(head)
+            if size > _MAX_MESSAGE:
+                raise ValueError(f"a message of {size} bytes")
+            return json.loads(_recv_exact(conn, size)), fds
+        except BaseException:
+            for fd in fds:  # never left open in the server for a later kernel
+                os.close(fd)
+            raise
     else:
         head = _recv_exact(conn, _HEADER.size)
     (size,) = _HEADER.unpack(head)
+    if size > _MAX_MESSAGE:
+        raise ValueError(f"a message of {size} bytes")
     return json.loads(_recv_exact(conn, size)), fds
 
 
@@ -235,6 +252,8 @@ def launch(command: list[str], plan: Any) -> int | None:
         return None
     options, args = split
     path = folder / f"{fingerprint(options)}.sock"
+    if path.with_suffix(".refused").exists():  # this setting cannot be served
+        return None
     conn = _connect(path, options)
     if conn is None:
         return None
@@ -246,9 +265,10 @@ def launch(command: list[str], plan: Any) -> int | None:
         "read_only": [str(p) for p in plan.read_only] if plan is not None else [],
     }
     try:
+        conn.settimeout(_REPLY_SECONDS)
         _send(conn, request, [0, 1, 2])
         reply, _ = _recv(conn)
-    except OSError:
+    except (OSError, ValueError):
         conn.close()
         return None  # nothing was forked: the caller starts the kernel itself
     return _relay(conn, int(reply["pid"]))
@@ -298,24 +318,40 @@ def _spawn(path: Path, options: list[str]) -> subprocess.Popen:
 
 
 def _relay(conn: socket.socket, pid: int) -> int:
-    """Forward interrupts and termination to the kernel ``pid``; return its
-    exit status when the server reports it."""
+    """Forward interrupts and termination to the kernel ``pid`` (its process
+    group, as the runner signals this launcher's); end the kernel when the
+    runner that started this launcher dies; return the kernel's exit status
+    when the server reports it."""
 
     def forward(signum: int, _frame: Any) -> None:
         try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
+            os.killpg(pid, signum)
+        except (ProcessLookupError, PermissionError):
             pass
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, forward)
+    parent = os.getppid()
+
+    def orphaned() -> None:  # what ipykernel's parent poller did for a new kernel
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        forward(signal.SIGKILL, None)
+        os._exit(1)
+
+    threading.Thread(target=orphaned, name="warm-kernel-runner-watch", daemon=True).start()
+    conn.settimeout(None)
     try:
         reply, _ = _recv(conn)
-        return int(reply["status"])
+        status = int(reply["status"])
     except (OSError, ValueError, KeyError):
         return 1
     finally:
         conn.close()
+    if status < 0:  # killed by a signal: end the same way
+        signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+    return status
 
 
 # ---------------------------------------------------------------------------
@@ -387,6 +423,7 @@ def serve(path: Path, idle: float = IDLE_SECONDS) -> int:
     others = _other_threads()
     if others:  # a fork would copy locks held by these threads
         print(f"warm kernels: threads {others} after the imports; not serving", file=sys.stderr)
+        path.with_suffix(".refused").write_text(f"threads {others}\n", encoding="utf-8")
         return 1
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -394,19 +431,19 @@ def serve(path: Path, idle: float = IDLE_SECONDS) -> int:
     os.chmod(path, 0o600)
     listener.listen(16)
     try:
-        _loop(listener, idle)
+        _loop(listener, idle, lock)
     finally:
         path.unlink(missing_ok=True)
         listener.close()
-        # nothing left of an idle server but a log that says something
-        path.with_suffix(".lock").unlink(missing_ok=True)
+        # nothing left of an idle server but its lock file and a log that says
+        # something (the lock stays: a server that opened it must lock this file)
         log = path.with_suffix(".log")
         if log.exists() and log.stat().st_size == 0:
             log.unlink()
     return 0
 
 
-def _loop(listener: socket.socket, idle: float) -> None:
+def _loop(listener: socket.socket, idle: float, lock: Any) -> None:
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -420,7 +457,12 @@ def _loop(listener: socket.socket, idle: float) -> None:
         for key, _ in sel.select(timeout=5.0):
             if key.fileobj is listener:
                 conn, _ = listener.accept()
-                pid = _fork_kernel(conn, listener, wake_r, wake_w, list(children.values()))
+                pid = None
+                if _same_world(conn):
+                    inherited = (listener, wake_r, wake_w, [*children.values()], sel, lock)
+                    pid = _fork_kernel(conn, *inherited)
+                else:
+                    conn.close()
                 if pid is not None:
                     children[pid] = conn
                 last = time.monotonic()
@@ -448,9 +490,29 @@ def _reap(children: dict[int, socket.socket]) -> None:
             conn.close()
 
 
+def _same_world(conn: socket.socket) -> bool:
+    """Whether the peer of ``conn`` is this account in this server's mount and
+    user namespaces: a process inside a step's sandbox (another mount
+    namespace) is refused, so it cannot have a kernel forked outside it."""
+    try:
+        pid, uid, _gid = struct.unpack("3i", conn.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        if uid != os.getuid():
+            return False
+        for ns in ("mnt", "user"):
+            mine, theirs = os.stat(f"/proc/self/ns/{ns}"), os.stat(f"/proc/{pid}/ns/{ns}")
+            if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+                return False
+    except OSError:
+        return False
+    return True
+
+
 def _fork_kernel(conn: socket.socket, *inherited: Any) -> int | None:
     try:
+        conn.settimeout(10.0)  # a client that stalls mid-request is dropped
         request, fds = _recv(conn, with_fds=3)
+        conn.settimeout(None)
     except (OSError, ValueError):
         conn.close()
         return None
@@ -466,6 +528,11 @@ def _fork_kernel(conn: socket.socket, *inherited: Any) -> int | None:
         code = 1
         try:
             code = _become_kernel(request, fds, conn, inherited)
+        except BaseException:  # noqa: BLE001 (reported in the kernel's log)
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
         finally:
             os._exit(code)
     for fd in fds:
@@ -483,12 +550,14 @@ def _become_kernel(
     """In the forked child: take the launcher's descriptors, environment,
     working directory and sandbox, then run ipykernel as ``python -m
     ipykernel_launcher`` would; return the exit status."""
-    listener, wake_r, wake_w, others = inherited
+    listener, wake_r, wake_w, others, sel, lock = inherited
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sel.close()
     listener.close()
+    lock.close()  # the server's lock stays the server's
     for other in others:  # the connections of the kernels running beside this one
         other.close()
     os.close(wake_r)
