@@ -22,15 +22,19 @@ session, the requested environment and working directory, enters the sandbox
 server) and runs ipykernel in place of ``python -m ipykernel_launcher``. The
 launcher stays as the kernel's process for the runner: it relays interrupts
 and termination to the child and exits with the child's exit status, which
-the server sends when it reaps the child. A child whose launcher disappears
-(killed, the step's runner killed) exits at once: it watches the connection.
+the server sends when it reaps the child, and ends the kernel when the
+runner that started it dies. A child whose launcher disappears exits at once:
+it watches the connection. The server forks only for a peer of the same
+account in its own mount and user namespaces: code inside a step's sandbox
+(another mount namespace) cannot have a kernel forked outside it.
 
 The server is started by the first launcher that finds none, in its own
 session; it exits after :data:`IDLE_SECONDS` without a kernel or a request.
 Its socket's name is a digest of the interpreter, its ``-X`` options, the
 source files of this package and the environment variables read at import
-time (:func:`fingerprint`): after an edit of the code the next step gets a new
-server, never one holding the old modules. Where anything of this is not
+time, and the installed libraries' folders (:func:`fingerprint`): after an
+edit of the code the next step gets a new server, never one holding the old
+modules. Where anything of this is not
 possible (no ``fork`` or Unix sockets, as on Windows; a command line other
 than ipykernel's; a server that does not answer within
 :data:`START_SECONDS`), :func:`launch` returns ``None`` and the launcher
