@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from reintegration.core import custody
 from reintegration.core.paths import Paths
@@ -48,6 +48,48 @@ def test_executed_notebooks_are_byte_identical_across_runs(tmp_path):
     assert "papermill" not in first.metadata
     assert all("papermill" not in c.metadata and "execution" not in c.metadata for c in first.cells)
     nbformat.validate(first)
+
+
+def _printed(template: Path, pieces: list[list[tuple[str, str]]]) -> nbformat.NotebookNode:
+    """An executed notebook whose last cell printed ``pieces``: one list of
+    (stream, text) messages per output run, with a figure between runs."""
+    nb = _executed(template)
+    cell = nb.cells[3]
+    for k, run in enumerate(pieces):
+        if k:
+            cell.outputs.append(new_output("display_data", data={"text/plain": f"figure {k}"}))
+        cell.outputs += [new_output("stream", name=n, text=t) for n, t in run]
+    return nb
+
+
+def test_a_printed_line_cut_in_two_messages_gives_the_same_bytes(tmp_path):
+    # seen on a loaded machine: the line and its line end came as two messages
+    template = _template(tmp_path)
+    whole = [[("stdout", "a\nquality: quality.json (research)\n")], [("stdout", "b\n")]]
+    cut = [
+        [("stdout", "a\n"), ("stdout", "quality: quality.json (research)"), ("stdout", "\n")],
+        [("stdout", "b"), ("stdout", "\n")],
+    ]
+    one = nbformat.writes(runner.normalise_executed(_printed(template, whole), template))
+    two = nbformat.writes(runner.normalise_executed(_printed(template, cut), template))
+    assert one == two
+    outputs = nbformat.reads(two, as_version=4).cells[3].outputs
+    assert [o["output_type"] for o in outputs] == ["stream", "display_data", "stream"]
+    assert outputs[0]["text"] == "a\nquality: quality.json (research)\n"
+
+
+def test_streams_are_joined_only_with_a_neighbour_of_the_same_stream(tmp_path):
+    template = _template(tmp_path)
+    mixed = [[("stdout", "x\n"), ("stderr", "warn\n"), ("stdout", "y\n")], [("stdout", "z\n")]]
+    nb = runner.normalise_executed(_printed(template, mixed), template)
+    got = [(o["output_type"], o.get("name"), o.get("text")) for o in nb.cells[3].outputs]
+    assert got == [
+        ("stream", "stdout", "x\n"),
+        ("stream", "stderr", "warn\n"),
+        ("stream", "stdout", "y\n"),
+        ("display_data", None, None),
+        ("stream", "stdout", "z\n"),
+    ]
 
 
 def test_failed_runs_are_kept_owner_only_in_the_domain_of_the_role(tmp_path):

@@ -195,8 +195,10 @@ _TIMING_KEYS = ("papermill", "execution")
 def normalise_executed(nb: Any, template: Path) -> Any:
     """Make an executed notebook byte-reproducible: cells added by the run
     (papermill's injected parameters, the provenance cell) get ids derived
-    from their position instead of random ones, and timing metadata is removed.
-    The one run-time field left is the run time in the provenance cell."""
+    from their position instead of random ones, timing metadata is removed,
+    and a cell's consecutive stream outputs of one stream are joined (see
+    :func:`join_split_streams`). The one run-time field left is the run time
+    in the provenance cell."""
     known = {c.get("id") for c in nbformat.read(template, as_version=4).cells}
     used: set[str] = set()
     for i, cell in enumerate(nb.cells):
@@ -208,9 +210,40 @@ def normalise_executed(nb: Any, template: Path) -> Any:
         used.add(cid)
         for key in _TIMING_KEYS:
             cell.metadata.pop(key, None)
+        if cell.get("outputs"):
+            cell["outputs"] = join_split_streams(cell["outputs"])
     for key in _TIMING_KEYS:
         nb.metadata.pop(key, None)
     return nb
+
+
+def join_split_streams(outputs: list[Any]) -> list[Any]:
+    """Join consecutive stream outputs of the same stream into one.
+
+    The kernel sends what a cell prints in pieces, cut wherever its output
+    thread's flush timer fires (every 0.2 s); ``print`` writes its text and
+    its line end in two writes, so on a busy machine one line can arrive as
+    two messages, and the executed notebook holds two outputs where a quiet
+    run holds one. The text is the same; only the cut depends on timing, so
+    joining neighbours gives the same bytes from every run. Outputs of
+    another kind, or of the other stream, stay where they are."""
+    joined: list[Any] = []
+    for out in outputs:
+        last = joined[-1] if joined else None
+        if (
+            last is not None
+            and out.get("output_type") == "stream"
+            and last.get("output_type") == "stream"
+            and out.get("name") == last.get("name")
+        ):
+            last["text"] = _text(last["text"]) + _text(out["text"])
+            continue
+        joined.append(out)
+    return joined
+
+
+def _text(text: str | list[str]) -> str:
+    return text if isinstance(text, str) else "".join(text)
 
 
 def first_city_step(paths: Paths) -> str:
