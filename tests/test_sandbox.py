@@ -3,15 +3,18 @@ its role may not read are not there, with a quiet log of its own."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
 
 from reintegration.core import custody
 from reintegration.core.paths import Paths
-from reintegration.pipeline import kernel, runner, sandbox
+from reintegration.pipeline import kernel, runner, sandbox, warm
 
 SANDBOX, WHY = sandbox.available()
 EXPORT = "synthetic_data/small/municipal/rotterdam/klanten.csv"
@@ -176,3 +179,101 @@ def test_without_a_sandbox_the_runner_says_so_once_or_refuses(tmp_root, monkeypa
     monkeypatch.setenv(sandbox.MODE_ENV, "required")
     with pytest.raises(sandbox.SandboxError, match="required but no sandbox"):
         kernel.prepare(paths, "03_panel", "rotterdam", "small", "researcher")
+
+
+def _in_namespace(inode: int) -> list[int]:
+    """The processes (as this process sees them) in the process namespace
+    ``inode``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}/ns/pid").st_ino == inode:
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.skipif(not SANDBOX, reason=f"no mount namespace here: {WHY}")
+@pytest.mark.parametrize("warm_kernels", ["off", "auto"])
+def test_a_sandboxed_kernel_sees_no_other_process_and_ends_with_its_launcher(
+    tmp_path, monkeypatch, warm_kernels
+):
+    """The way round the hidden folders that /proc offered: /proc/<pid>/root/
+    of a process outside the sandbox (the runner, say) shows that process's
+    mounts, hidden folder included. The kernel is alone in a process namespace
+    of its own, with its own /proc: no such process is there. It still takes
+    an interrupt, and ends when its launcher is told to end or is killed."""
+    import asyncio
+
+    from jupyter_client.blocking import BlockingKernelClient
+
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "f.txt").write_text("111222333\n", encoding="utf-8")
+    monkeypatch.setenv("REINTEGRATION_WARM_KERNELS", warm_kernels)
+    plan = sandbox.Plan(hide=(secret,))
+    ends = {}
+    for how in ("shutdown", "SIGTERM", "SIGKILL"):
+        cls, sockets = kernel.manager_class(
+            kernel.launch_command(plan), env={}, log=tmp_path / f"{how}.log"
+        )
+        km = cls(kernel_name="reintegration")
+        asyncio.run(km.start_kernel())
+        try:
+            kc = BlockingKernelClient(connection_file=km.connection_file)
+            kc.load_connection_file()
+            kc.start_channels()
+            kc.wait_for_ready(timeout=60)
+            seen: list[str] = []
+            code = (
+                "import glob, os\n"
+                f"paths = glob.glob('/proc/*/root{secret}/f.txt') + "
+                f"glob.glob('/proc/*/cwd{secret}/f.txt')\n"
+                "import sys\n"
+                "print('linearmodels' in sys.modules, os.getpid(),"
+                " os.stat('/proc/self/ns/pid').st_ino, len(paths),"
+                " sorted(p for p in os.listdir('/proc') if p.isdigit()))"
+            )
+            reply = kc.execute_interactive(
+                code, timeout=60,
+                output_hook=lambda msg: seen.append(msg["content"].get("text", "")),
+            )
+            assert reply["content"]["status"] == "ok"
+            was_warm, pid, inode, readable, procs = "".join(seen).split(maxsplit=4)
+            if warm.enabled():  # the path asked for is the path taken
+                assert was_warm == str(warm_kernels == "auto")
+            assert (pid, readable, procs.strip()) == ("1", "0", "['1']")
+            inner = _in_namespace(int(inode))
+            assert len(inner) == 1, "the kernel, seen from outside"
+            launcher = km.provisioner.process
+            if how == "shutdown":  # an interrupt still reaches the cell
+                kc.execute("import time\ntry:\n    time.sleep(60)\n"
+                           "except KeyboardInterrupt:\n    print('interrupted')")
+                time.sleep(1.0)
+                asyncio.run(km.interrupt_kernel())
+                texts: list[str] = []
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and "interrupted" not in "".join(texts):
+                    texts.append(kc.get_iopub_msg(timeout=30)["content"].get("text", ""))
+                assert "interrupted" in "".join(texts)
+                kc.stop_channels()
+                asyncio.run(km.shutdown_kernel())
+            else:
+                kc.stop_channels()
+                os.kill(launcher.pid, getattr(signal, how))
+            deadline = time.monotonic() + 15
+            while (launcher.poll() is None or _in_namespace(int(inode))) and (
+                time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
+            ends[how] = (launcher.poll(), _in_namespace(int(inode)))
+        finally:
+            asyncio.run(km.shutdown_kernel(now=True))
+            kernel.remove_sockets(sockets)
+    assert ends == {
+        "shutdown": (0, []),
+        "SIGTERM": (-signal.SIGTERM, []),
+        "SIGKILL": (-signal.SIGKILL, []),
+    }

@@ -12,7 +12,8 @@ builds one per step run. Its kernel
    messages stay out of the terminal, while cell errors still reach the runner
    through the kernel protocol;
 3. on Linux, starts through this module's launcher, which enters the sandbox of
-   :mod:`reintegration.pipeline.sandbox` and then replaces itself with the kernel::
+   :mod:`reintegration.pipeline.sandbox` (whose last act is a fork: the
+   launcher stays as the kernel's stand-in, its child becomes the kernel)::
 
        python -m reintegration.pipeline.kernel [--hide <folder>]... [--read-only <folder>]...
            -- <the kernelspec's command>

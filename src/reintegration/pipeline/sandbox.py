@@ -10,7 +10,18 @@ starts each step's kernel in its own mount namespace (``unshare(2)`` with
   an empty, read-only ``tmpfs``: the files are not there for the kernel, whatever
   code asks for them;
 - every input folder (synthetic or real exports, CBS files) and every build
-  folder of a domain the role may read but not write is bind-mounted read-only.
+  folder of a domain the role may read but not write is bind-mounted read-only;
+- the kernel is the first process of a process namespace of its own
+  (``CLONE_NEWPID``) with a ``/proc`` of that namespace mounted over the old
+  one, so no other process is there to look through. Without it, code in the
+  kernel could read a hidden folder through ``/proc/<pid>/root/`` of any
+  process of the same account outside the sandbox (the runner, for one): that
+  path shows the other process's mounts.
+
+Only the next child of a process enters its new process namespace, so
+:func:`enter` forks: the child becomes the kernel, the parent stays outside as
+the process the runner started and lives exactly as long as the kernel (see
+:func:`_stand_in`).
 
 Mounting needs ``CAP_SYS_ADMIN``: as root the namespace is created directly;
 an ordinary account gets it inside a new user namespace that maps the account
@@ -30,6 +41,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -39,7 +51,8 @@ MODE_ENV = "REINTEGRATION_SANDBOX"
 MODES = ("auto", "required", "off")
 PERSON_DOMAINS = ("municipal", "ttp", "research", "truth")
 
-_CLONE_NEWNS, _CLONE_NEWUSER = 0x00020000, 0x10000000
+_CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
+_PR_SET_PDEATHSIG = 1
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_NOATIME, _MS_NODIRATIME = 1024, 2048
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
@@ -140,10 +153,13 @@ def _locked_flags(path: Path) -> int:
 
 
 def enter(plan: Plan) -> None:
-    """Move this process into a new mount namespace and apply ``plan``.
+    """Move this process into a new mount namespace, apply ``plan``, and go on
+    as the first process of a new process namespace with its own ``/proc``.
 
-    Mounts are private to the namespace: nothing changes for any other process,
-    and the mounts disappear with the kernel."""
+    Returns in that new process only; the calling process stays outside as
+    its stand-in and never returns (:func:`_stand_in`). Mounts are private to
+    the namespace: nothing changes for any other process, and the mounts
+    disappear with the kernel. Must be called with one thread only (it forks)."""
     libc = _libc()
     libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
     _unshare(libc)
@@ -159,11 +175,92 @@ def enter(plan: Plan) -> None:
             libc.mount(b"tmpfs", os.fsencode(d), b"tmpfs", flags, b"size=4k,mode=0500"),
             f"hide {d}",
         )
+    _own_processes(libc)
+
+
+def _own_processes(libc: ctypes.CDLL) -> None:
+    """Fork into a new process namespace; in the child (its process 1), mount
+    that namespace's ``/proc`` and return; in the parent, stand in for the
+    child until it ends (:func:`_stand_in`, never returns).
+
+    The child keeps the parent's process group, so a signal to the group (how
+    the runner and the warm launcher signal a kernel) reaches both. It is
+    killed when the parent dies (``PR_SET_PDEATHSIG``); a pipe covers the
+    moment before that is set."""
+    _check(libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+    alive_r, alive_w = os.pipe()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid:
+        os.close(alive_r)
+        _stand_in(pid)  # never returns
+    os.close(alive_w)
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                           ctypes.c_ulong]
+    _check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    os.set_blocking(alive_r, False)
+    try:
+        gone = os.read(alive_r, 1) == b""  # the write end closed: the parent died
+    except BlockingIOError:
+        gone = False
+    os.close(alive_r)
+    if gone:
+        os._exit(1)
+    flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+    if libc.mount(b"proc", b"/proc", b"proc", flags, None) != 0:
+        err = ctypes.get_errno()
+        print(f"sandbox: mount /proc of the kernel's own processes: {os.strerror(err)}",
+              file=sys.stderr, flush=True)
+        os._exit(70)
+
+
+#: signals the stand-in passes on as SIGKILL: the first process of a process
+#: namespace ignores every signal it has no handler for, and the kernel has
+#: none for these (their default action, ending the process, is what is meant)
+_ENDING = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+def _stand_in(pid: int) -> None:
+    """The process the runner (or the warm launcher) started, outside the
+    sandbox, while the kernel ``pid`` runs inside: it ends as the kernel ended
+    (its exit status or signal). An interrupt sent to the process group reaches
+    the kernel directly (ipykernel handles SIGINT), so it is ignored here; a
+    terminating signal ends the kernel with SIGKILL and then this process by
+    the signal it received."""
+    received: list[int] = []
+
+    def end(signum: int, _frame: object) -> None:
+        received.append(signum)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in _ENDING:
+        signal.signal(sig, end)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:  # pragma: no cover (PEP 475 retries)
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    sig = received[0] if received else (-code if code < 0 else 0)
+    if sig:
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        code = 128 + sig  # a signal whose default is to go on: end as a shell would say
+    os._exit(code)
 
 
 _PROBE = (
-    "import sys; from reintegration.pipeline import sandbox; "
-    "sandbox.enter(sandbox.Plan(hide=(sandbox.Path(sys.argv[1]),)))"
+    "import os, sys; from reintegration.pipeline import sandbox; "
+    "sandbox.enter(sandbox.Plan(hide=(sandbox.Path(sys.argv[1]),))); "
+    "sys.exit(0 if [n for n in os.listdir('/proc') if n.isdigit()] == ['1'] else "
+    "'sandbox: the kernel is not alone in its process namespace')"
 )
 
 
@@ -185,6 +282,9 @@ def available() -> tuple[bool, str]:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"the probe could not run: {exc}"
     if done.returncode == 0:
-        return True, "mount namespace with hidden and read-only custody folders"
+        return True, (
+            "mount namespace with hidden and read-only custody folders; "
+            "process namespace of the kernel's own"
+        )
     lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
     return False, lines[-1] if lines else f"the probe exited with {done.returncode}"

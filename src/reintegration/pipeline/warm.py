@@ -19,7 +19,10 @@ input, output and error (the step's kernel log) with the message
 (``SCM_RIGHTS``). The server forks; the child takes those descriptors, its own
 session, the requested environment and working directory, enters the sandbox
 (a failure is the launcher's exit 70 with its ``sandbox:`` line, as without a
-server) and runs ipykernel in place of ``python -m ipykernel_launcher``. The
+server) and runs ipykernel in place of ``python -m ipykernel_launcher``; with a
+sandbox, :func:`reintegration.pipeline.sandbox.enter` forks once more, the
+kernel runs in the grandchild (process 1 of its own process namespace) and
+the child stays as its stand-in, in the same process group. The
 launcher stays as the kernel's process for the runner: it relays interrupts
 and termination to the child and exits with the child's exit status, which
 the server sends when it reaps the child, and ends the kernel when the
