@@ -213,14 +213,12 @@ def relabel_figure(fig: Any, root: Path | None = None) -> Any:
     legend entries, annotations) with names replaced by words; the figure.
     The title of a one-panel figure moves to the figure, where a long one
     is not cut off."""
-    import io
-
     from matplotlib.text import Text
 
     # tick labels are made from the axis' formatter whenever the figure is
     # drawn: draw it once, and fix the relabelled tick labels where they change
-    # (saved as raw pixels: the same drawing as a PNG's, without compressing it)
-    fig.savefig(io.BytesIO(), format="rgba")
+    # (laid out with the renderer a PNG would be saved with, nothing painted)
+    fig.draw_without_rendering()
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             texts = [t.get_text() for t in axis.get_ticklabels()]
