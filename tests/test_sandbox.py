@@ -238,7 +238,7 @@ def test_a_sandboxed_kernel_sees_no_other_process_and_ends_with_its_launcher(
             )
             reply = kc.execute_interactive(
                 code, timeout=60,
-                output_hook=lambda msg: seen.append(msg["content"].get("text", "")),
+                output_hook=lambda msg, seen=seen: seen.append(msg["content"].get("text", "")),
             )
             assert reply["content"]["status"] == "ok"
             was_warm, pid, inode, readable, procs = "".join(seen).split(maxsplit=4)
