@@ -224,7 +224,7 @@ def test_a_sandboxed_kernel_sees_no_other_process_and_ends_with_its_launcher(
         try:
             kc = BlockingKernelClient(connection_file=km.connection_file)
             kc.load_connection_file()
-            kc.start_channels()
+            kc.start_channels(hb=False)  # no heartbeat: a server may still be starting
             kc.wait_for_ready(timeout=60)
             seen: list[str] = []
             code = (
@@ -277,3 +277,138 @@ def test_a_sandboxed_kernel_sees_no_other_process_and_ends_with_its_launcher(
         "SIGTERM": (-signal.SIGTERM, []),
         "SIGKILL": (-signal.SIGKILL, []),
     }
+
+
+SANDBOXED_RUNNER = """import asyncio, os, sys, time
+from pathlib import Path
+from jupyter_client.blocking import BlockingKernelClient
+from reintegration.pipeline import kernel, sandbox
+plan = sandbox.Plan(hide=(Path(sys.argv[2]),))
+cls, _ = kernel.manager_class(kernel.launch_command(plan), env={}, log=Path(sys.argv[1]))
+km = cls(kernel_name="reintegration")
+asyncio.run(km.start_kernel())
+kc = BlockingKernelClient(connection_file=km.connection_file)
+kc.load_connection_file()
+kc.start_channels(hb=False)
+kc.wait_for_ready(timeout=60)
+out = []
+kc.execute_interactive("import os; print(os.stat('/proc/self/ns/pid').st_ino)", timeout=60,
+                       output_hook=lambda m: out.append(m["content"].get("text", "")))
+print("".join(out).strip(), flush=True)
+time.sleep(120)"""
+
+
+@pytest.mark.skipif(not SANDBOX, reason=f"no mount namespace here: {WHY}")
+@pytest.mark.parametrize("warm_kernels", ["off", "auto"])
+def test_a_sandboxed_kernel_ends_when_its_runner_is_killed(tmp_path, warm_kernels):
+    """SIGKILL of the runner (make killed) leaves nothing of the kernel
+    running: inside its process namespace ipykernel cannot see its parent go,
+    so its stand-in (or, for a warm kernel, its launcher) ends it."""
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    env = {**os.environ, "REINTEGRATION_WARM_KERNELS": warm_kernels}
+    runner_proc = subprocess.Popen(
+        [sys.executable, "-c", SANDBOXED_RUNNER, str(tmp_path / "k.log"), str(hidden)],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        inode = int(runner_proc.stdout.readline())
+        assert len(_in_namespace(inode)) == 1
+    finally:
+        runner_proc.kill()
+        runner_proc.wait()
+    deadline = time.monotonic() + 10
+    while _in_namespace(inode) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _in_namespace(inode) == []
+
+
+# From inside a sandboxed kernel: read each connection file given, and have that
+# kernel print the planted file (which this kernel's sandbox hides).
+REACH = """import json
+from jupyter_client.blocking import BlockingKernelClient
+for path in PATHS:
+    try:
+        info = json.load(open(path))
+    except OSError as exc:
+        print(path, "file:", type(exc).__name__)
+        continue
+    kc = BlockingKernelClient()
+    kc.load_connection_file(path)
+    kc.start_channels(hb=False)
+    got = []
+    try:
+        kc.wait_for_ready(timeout=5)
+        kc.execute_interactive("print(open(SECRET).read())", timeout=10,
+                               output_hook=lambda m: got.append(m["content"].get("text", "")))
+        print(path, "reached:", "".join(got).strip())
+    except (RuntimeError, TimeoutError) as exc:
+        print(path, "not reached:", info["transport"], type(exc).__name__)
+    finally:
+        kc.stop_channels()
+"""
+
+
+@pytest.mark.skipif(not SANDBOX, reason=f"no mount namespace here: {WHY}")
+@pytest.mark.parametrize("warm_kernels", ["off", "auto"])
+def test_a_sandboxed_kernel_cannot_have_another_kernel_run_code_for_it(
+    tmp_path, monkeypatch, warm_kernels
+):
+    """Two steps run at once (make -j2). A kernel's connection file holds the
+    key that signs its messages: code in one step that read another kernel's
+    file could have that kernel, whose role may read more, run code and print
+    the result back. Each kernel's file and sockets are in a folder the other
+    kernels' sandboxes hide (tried before: the file of a kernel with a more
+    permissive sandbox was read and the planted file printed back); and a
+    kernel outside the runner on TCP (JupyterLab, notebook validation), whose
+    file lies in the temporary folder, is out of reach of a kernel without a
+    network."""
+    import asyncio
+
+    from jupyter_client.blocking import BlockingKernelClient
+    from jupyter_client.manager import KernelManager
+
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    planted = secret / "f.txt"
+    planted.write_text("111222333\n", encoding="utf-8")
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setenv("REINTEGRATION_WARM_KERNELS", warm_kernels)
+    started = []
+
+    def sandboxed(plan, log):
+        cls, sockets = kernel.manager_class(kernel.launch_command(plan), env={}, log=tmp_path / log)
+        km = cls(kernel_name="reintegration")
+        asyncio.run(km.start_kernel())
+        started.append((km, sockets))
+        return km
+
+    try:
+        victim = sandboxed(sandbox.Plan(hide=(other,)), "victim.log")  # may read the secret
+        outside = KernelManager(kernel_name="reintegration")  # no runner, TCP, file in /tmp
+        outside.start_kernel()
+        attacker = sandboxed(sandbox.Plan(hide=(secret,)), "attacker.log")
+        kc = BlockingKernelClient(connection_file=attacker.connection_file)
+        kc.load_connection_file()
+        kc.start_channels(hb=False)
+        kc.wait_for_ready(timeout=60)
+        paths = [victim.connection_file, outside.connection_file]
+        code = REACH.replace("PATHS", repr(paths)).replace("SECRET", repr(str(planted)))
+        seen: list[str] = []
+        reply = kc.execute_interactive(
+            code, timeout=120,
+            output_hook=lambda m: seen.append(m["content"].get("text", "")),
+        )
+        kc.stop_channels()
+        assert reply["content"]["status"] == "ok", reply["content"]
+        text = "".join(seen)
+        assert f"{victim.connection_file} file: FileNotFoundError" in text, text
+        assert f"{outside.connection_file} not reached: tcp" in text, text
+        assert "111222333" not in text
+    finally:
+        for km, sockets in started:
+            asyncio.run(km.shutdown_kernel(now=True))
+            kernel.remove_sockets(sockets)
+        if "outside" in locals():
+            outside.shutdown_kernel(now=True)

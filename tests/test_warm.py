@@ -159,9 +159,29 @@ def test_a_warm_kernel_runs_in_its_roles_sandbox(tmp_root, monkeypatch):
 
     text = printed_by(custody.failed_dir(paths, "rotterdam", "researcher") / "03_panel.ipynb")
     assert "warm: True" in text and "cbs rows: 3" in text
-    # the kernel's own server refuses it: no kernel is forked outside its sandbox
-    assert "servers found: True" in text and "escape: refused" in text
+    # the servers' folder is not there for it (and a server would refuse it:
+    # test_a_server_refuses_a_process_in_another_mount_namespace)
+    assert "servers found: False" in text and "escape: refused" in text
     assert "write synthetic_data/small/ttp/rotterdam/koppeltabel.csv : FileNotFoundError" in text
+
+
+@needs_warm
+@pytest.mark.skipif(not sandbox.available()[0], reason="no mount namespace here")
+def test_a_server_refuses_a_process_in_another_mount_namespace():
+    """Behind the hidden folder, the server's own check: a process in another
+    mount namespace that can reach the socket is not forked a kernel (it
+    would run outside that process's sandbox)."""
+    options = warm.kernel_args([sys.executable, "-Xfrozen_modules=off", "-m",
+                                "ipykernel_launcher", "-f", "c"])[0]
+    path = warm.socket_dir() / f"{warm.fingerprint(options)}.sock"
+    conn = warm._connect(path, options)  # a server for this interpreter runs
+    assert conn is not None
+    conn.close()
+    code = "from reintegration.pipeline import sandbox\nsandbox.enter(sandbox.Plan())\n" + ESCAPE
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "servers found: True" in done.stdout and "escape: refused" in done.stdout
 
 
 @needs_warm
@@ -203,7 +223,7 @@ def test_a_warm_kernel_dies_with_its_launcher(tmp_path, monkeypatch):
     try:
         kc = BlockingKernelClient(connection_file=km.connection_file)
         kc.load_connection_file()
-        kc.start_channels()
+        kc.start_channels(hb=False)  # no heartbeat: a server may still be starting
         kc.wait_for_ready(timeout=60)
         seen: list[str] = []
         reply = kc.execute_interactive(
@@ -332,7 +352,7 @@ km = cls(kernel_name="reintegration")
 asyncio.run(km.start_kernel())
 kc = BlockingKernelClient(connection_file=km.connection_file)
 kc.load_connection_file()
-kc.start_channels()
+kc.start_channels(hb=False)  # no heartbeat: a server may still be starting
 kc.wait_for_ready(timeout=60)
 out = []
 kc.execute_interactive("import os; print(os.getpid())", timeout=60,

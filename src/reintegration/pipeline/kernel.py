@@ -73,6 +73,40 @@ def custody_folders(paths: Any, cities: list[str]) -> list[tuple[Path, str, bool
     return folders
 
 
+def kernels_dir() -> Path | None:
+    """The owner-only folder that holds every kernel's own folder (its
+    connection file and sockets) on this machine for this account; None when
+    it cannot be made so (another owner, wider rights)."""
+    folder = Path(tempfile.gettempdir()) / f"reintegration-kernels-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = folder.lstat()
+    except OSError:
+        return None
+    if st.st_uid != os.getuid() or st.st_mode & 0o077 or folder.is_symlink() or not folder.is_dir():
+        return None
+    return folder
+
+
+def _private_folders(launch: list[str], sockets: Path | None) -> list[str]:
+    """What a sandboxed launch adds to its plan so that the kernel cannot
+    reach any other kernel or server of the account: the folder of every
+    kernel's connection file and sockets is hidden but for its own, and so
+    are Jupyter's runtime folder (where kernels started elsewhere, JupyterLab's
+    say, keep their connection files) and the warm kernels' servers."""
+    if not launch or "--no-sandbox" in launch or sockets is None:
+        return []
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    from . import warm
+
+    out = ["--hide", str(sockets.parent), "--keep", str(sockets)]
+    for folder in (Path(jupyter_runtime_dir()), warm.socket_dir()):
+        if folder is not None and folder.is_dir() and not folder.is_symlink():
+            out += ["--hide", str(folder.resolve())]
+    return out
+
+
 def manager_class(
     launch: list[str],
     *,
@@ -83,11 +117,20 @@ def manager_class(
     """An AsyncKernelManager subclass whose kernel command starts with
     ``launch`` (empty: no launcher), with ``env`` added to its environment and
     its output in ``log``; and the temporary socket folder to remove after the
-    run (None for TCP)."""
+    run (None for TCP).
+
+    The kernel's connection file (which holds the key that signs its
+    messages) and its sockets are in that folder of its own, inside
+    :func:`kernels_dir`; a sandboxed kernel sees its own folder only
+    (:func:`_private_folders`), so code in one step cannot read another
+    kernel's key and have that kernel, with another role, run code for it."""
     from jupyter_client.manager import AsyncKernelManager
 
-    sockets = Path(tempfile.mkdtemp(prefix="reintegration-kernel-")) if ipc else None
-    prefix = list(launch)
+    parent = kernels_dir() if ipc else None
+    if ipc and parent is None:
+        raise kernel_folder_error()
+    sockets = Path(tempfile.mkdtemp(prefix="run-", dir=parent)) if parent is not None else None
+    prefix = [*launch, *_private_folders(launch, sockets)]
     extra = dict(env)
 
     class StepKernelManager(AsyncKernelManager):
@@ -95,6 +138,7 @@ def manager_class(
             if sockets is not None:
                 kw.setdefault("transport", "ipc")
                 kw.setdefault("ip", str(sockets / "k"))
+                kw.setdefault("connection_file", str(sockets / "kernel.json"))
             super().__init__(**kw)
 
         def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
@@ -111,6 +155,14 @@ def manager_class(
                 os.close(fd)  # the kernel has its own copy
 
     return StepKernelManager, sockets
+
+
+def kernel_folder_error() -> OSError:
+    folder = Path(tempfile.gettempdir()) / f"reintegration-kernels-{os.getuid()}"
+    return OSError(
+        f"the kernels' folder {folder} cannot be made owner-only (another owner, or wider "
+        "rights): remove it, or point TMPDIR at a folder of your own"
+    )
 
 
 def launch_command(plan: Plan | None) -> list[str]:
@@ -223,6 +275,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reintegration.pipeline.kernel")
     p.add_argument("--hide", action="append", type=Path, default=[])
     p.add_argument("--read-only", action="append", type=Path, default=[])
+    p.add_argument("--keep", action="append", type=Path, default=[])
     p.add_argument("--no-sandbox", action="store_true")
     p.add_argument("command", nargs=argparse.REMAINDER)
     return p
@@ -239,12 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         print("kernel launcher: no kernel command after --", file=sys.stderr)
         return 2
     from . import warm
-    from .sandbox import SandboxError, enter
+    from .sandbox import SandboxError, enter, sandbox_line
 
-    if args.no_sandbox and (args.hide or args.read_only):
+    if args.no_sandbox and (args.hide or args.read_only or args.keep):
         print("kernel launcher: --no-sandbox with folders to hide or protect", file=sys.stderr)
         return 2
-    plan = None if args.no_sandbox else Plan(tuple(args.hide), tuple(args.read_only))
+    plan = None if args.no_sandbox else Plan(tuple(args.hide), tuple(args.read_only),
+                                             tuple(args.keep))
     status = warm.launch(command, plan)
     if status is not None:
         return status
@@ -252,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         if plan is not None:
             enter(plan)
     except SandboxError as exc:
-        print(f"sandbox: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        print(sandbox_line(exc), file=sys.stderr, flush=True)
         return 70
     os.execvp(command[0], command)
     return 0  # not reached

@@ -18,6 +18,14 @@ starts each step's kernel in its own mount namespace (``unshare(2)`` with
   process of the same account outside the sandbox (the runner, for one): that
   path shows the other process's mounts.
 
+- the kernel has a network namespace of its own with no interface up: it
+  talks to the runner through Unix sockets in its own folder, and can reach
+  no port of another process (a kernel outside the runner, on TCP) or machine;
+- folders to keep (:attr:`Plan.keep`) stay visible inside a hidden one: the
+  runner hides the folder of every kernel's connection file and sockets but
+  the kernel's own (:func:`reintegration.pipeline.kernel.manager_class`), so
+  no kernel can read another's key and have it run code.
+
 Only the next child of a process enters its new process namespace, so
 :func:`enter` forks: the child becomes the kernel, the parent stays outside as
 the process the runner started and lives exactly as long as the kernel (see
@@ -52,6 +60,7 @@ MODES = ("auto", "required", "off")
 PERSON_DOMAINS = ("municipal", "ttp", "research", "truth")
 
 _CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
+_CLONE_NEWNET = 0x40000000
 _PR_SET_PDEATHSIG = 1
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_NOATIME, _MS_NODIRATIME = 1024, 2048
@@ -64,10 +73,13 @@ class SandboxError(OSError):
 
 @dataclass(frozen=True)
 class Plan:
-    """Folders to hide (empty read-only tmpfs) and to make read-only."""
+    """Folders to hide (empty read-only tmpfs) and to make read-only, and
+    folders inside hidden ones to keep (the kernel's own connection folder
+    inside the folder of every kernel's)."""
 
     hide: tuple[Path, ...] = ()
     read_only: tuple[Path, ...] = ()
+    keep: tuple[Path, ...] = ()
 
     def args(self) -> list[str]:
         out: list[str] = []
@@ -75,6 +87,8 @@ class Plan:
             out += ["--hide", str(d)]
         for d in self.read_only:
             out += ["--read-only", str(d)]
+        for d in self.keep:
+            out += ["--keep", str(d)]
         return out
 
 
@@ -119,6 +133,13 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
+def sandbox_line(exc: SandboxError) -> str:
+    """The one line a launcher writes to the kernel's log when the sandbox
+    cannot be set up (the runner quotes lines that start with ``sandbox:``)."""
+    text = str(exc.strerror or exc)
+    return text if text.startswith("sandbox:") else f"sandbox: {text}"
+
+
 def _check(result: int, what: str) -> None:
     if result != 0:
         err = ctypes.get_errno()
@@ -126,16 +147,23 @@ def _check(result: int, what: str) -> None:
 
 
 def _unshare(libc: ctypes.CDLL) -> None:
-    """A new mount namespace: directly as root (``CAP_SYS_ADMIN``), otherwise
-    inside a new user namespace that maps the account onto itself, where
-    the kernel allows unprivileged user namespaces."""
-    if libc.unshare(_CLONE_NEWNS) == 0:
+    """New mount and network namespaces: directly as root (``CAP_SYS_ADMIN``),
+    otherwise inside a new user namespace that maps the account onto itself,
+    where the kernel allows unprivileged user namespaces. The new network
+    namespace has no interface up, not even loopback: the kernel reaches the
+    runner through its own folder's Unix sockets only, and no port of any
+    other process (another kernel on TCP, JupyterLab's say) or of any other
+    machine."""
+    if libc.unshare(_CLONE_NEWNS | _CLONE_NEWNET) == 0:
         return
     first = ctypes.get_errno()
     if os.geteuid() == 0:
-        raise SandboxError(first, f"sandbox: unshare(CLONE_NEWNS): {os.strerror(first)}")
+        raise SandboxError(
+            first, f"sandbox: unshare(CLONE_NEWNS | CLONE_NEWNET): {os.strerror(first)}"
+        )
     uid, gid = os.geteuid(), os.getegid()
-    _check(libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS), "unshare(CLONE_NEWUSER | CLONE_NEWNS)")
+    _check(libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWNET),
+           "unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET)")
     for name, text in (
         ("setgroups", "deny"),
         ("uid_map", f"{uid} {uid} 1"),
@@ -169,13 +197,34 @@ def enter(plan: Plan) -> None:
         _check(libc.mount(b, b, None, _MS_BIND | _MS_REC, None), f"bind {d}")
         flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _locked_flags(d)
         _check(libc.mount(None, b, None, flags, None), f"make {d} read-only")
-    for d in plan.hide:
-        flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
-        _check(
-            libc.mount(b"tmpfs", os.fsencode(d), b"tmpfs", flags, b"size=4k,mode=0500"),
-            f"hide {d}",
-        )
+    # each folder to keep, held open before anything covers it
+    kept = {Path(os.path.realpath(k)): os.open(k, os.O_PATH | os.O_DIRECTORY) for k in plan.keep}
+    try:
+        for d in plan.hide:
+            _hide(libc, Path(d), [k for k in kept if Path(d) in k.parents], kept)
+    finally:
+        for fd in kept.values():
+            os.close(fd)
     _own_processes(libc)
+
+
+def _hide(libc: ctypes.CDLL, folder: Path, inside: list[Path], fds: dict[Path, int]) -> None:
+    """Cover ``folder`` with an empty read-only tmpfs; with folders ``inside``
+    it to keep, the tmpfs holds only their paths, each with the original
+    folder bind-mounted on it (from a descriptor opened before the cover)."""
+    flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+    b = os.fsencode(folder)
+    if not inside:
+        _check(libc.mount(b"tmpfs", b, b"tmpfs", flags | _MS_RDONLY, b"size=4k,mode=0500"),
+               f"hide {folder}")
+        return
+    _check(libc.mount(b"tmpfs", b, b"tmpfs", flags, b"size=16k,mode=0700"), f"hide {folder}")
+    for k in inside:
+        os.makedirs(k, mode=0o700, exist_ok=True)
+        source = os.fsencode(f"/proc/self/fd/{fds[k]}")
+        _check(libc.mount(source, os.fsencode(k), None, _MS_BIND, None), f"keep {k}")
+    _check(libc.mount(None, b, None, _MS_REMOUNT | _MS_RDONLY | flags, None),
+           f"make the cover of {folder} read-only")
 
 
 def _own_processes(libc: ctypes.CDLL) -> None:
@@ -240,12 +289,23 @@ def _stand_in(pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for sig in _ENDING:
         signal.signal(sig, end)
+    # Wait for the kernel, and watch the process that started this one (the
+    # runner, or the warm server): ipykernel's own watch of its parent cannot
+    # see it go from inside the process namespace, so this ends the kernel
+    # when it goes. No thread: this process cannot start one once it has
+    # unshared its children's process namespace. A blocked SIGCHLD stays
+    # pending, so the wait below wakes the moment the kernel ends.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    parent = os.getppid()
     while True:
-        try:
-            _, status = os.waitpid(pid, 0)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
             break
-        except InterruptedError:  # pragma: no cover (PEP 475 retries)
-            continue
+        if os.getppid() != parent:  # orphaned: the runner was killed
+            parent = os.getppid()
+            received.append(signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+        signal.sigtimedwait({signal.SIGCHLD}, 0.5)
     code = os.waitstatus_to_exitcode(status)
     sig = received[0] if received else (-code if code < 0 else 0)
     if sig:

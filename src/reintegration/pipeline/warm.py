@@ -270,6 +270,7 @@ def launch(command: list[str], plan: Any) -> int | None:
         "env": dict(os.environ),
         "hide": [str(p) for p in plan.hide] if plan is not None else None,
         "read_only": [str(p) for p in plan.read_only] if plan is not None else [],
+        "keep": [str(p) for p in plan.keep] if plan is not None else [],
     }
     try:
         conn.settimeout(_REPLY_SECONDS)
@@ -578,13 +579,14 @@ def _become_kernel(
     time.tzset()
     os.chdir(request["cwd"])
     if request["hide"] is not None:
-        from .sandbox import Plan, SandboxError, enter
+        from .sandbox import Plan, SandboxError, enter, sandbox_line
 
-        plan = Plan(tuple(map(Path, request["hide"])), tuple(map(Path, request["read_only"])))
+        plan = Plan(tuple(map(Path, request["hide"])), tuple(map(Path, request["read_only"])),
+                    tuple(map(Path, request.get("keep", []))))
         try:
             enter(plan)
         except SandboxError as exc:
-            print(f"sandbox: {exc.strerror or exc}", file=sys.stderr, flush=True)
+            print(sandbox_line(exc), file=sys.stderr, flush=True)
             return 70
     _watch(conn)
     return _run_ipykernel(request["args"])
