@@ -412,3 +412,56 @@ def test_a_sandboxed_kernel_cannot_have_another_kernel_run_code_for_it(
             kernel.remove_sockets(sockets)
         if "outside" in locals():
             outside.shutdown_kernel(now=True)
+
+
+@pytest.mark.skipif(not SANDBOX, reason=f"no mount namespace here: {WHY}")
+@pytest.mark.parametrize("warm_kernels", ["off", "auto"])
+def test_a_sandboxed_kernel_cannot_change_the_code_a_later_kernel_runs(
+    tmp_path, monkeypatch, warm_kernels
+):
+    """A step could otherwise plant code that a later step's kernel, with
+    another role, runs for it: a module of this package or of a library, a
+    template, a configuration file, an IPython start-up script. Every such
+    folder is read-only in the sandbox (and the kernel still runs: IPython
+    keeps its history in memory)."""
+    import asyncio
+    import errno
+
+    from conftest import ROOT
+    from jupyter_client.blocking import BlockingKernelClient
+
+    monkeypatch.setenv("REINTEGRATION_WARM_KERNELS", warm_kernels)
+    folders = kernel.code_folders(ROOT)
+    assert {ROOT / "src", ROOT / "notebooks", ROOT / "config"} <= set(folders)
+    cls, sockets = kernel.manager_class(
+        kernel.launch_command(sandbox.Plan()), env={"REINTEGRATION_ROOT": str(ROOT)},
+        log=tmp_path / "k.log",
+    )
+    km = cls(kernel_name="reintegration")
+    asyncio.run(km.start_kernel())
+    try:
+        kc = BlockingKernelClient(connection_file=km.connection_file)
+        kc.load_connection_file()
+        kc.start_channels(hb=False)
+        kc.wait_for_ready(timeout=60)
+        code = (
+            "import os\n"
+            f"for folder in {[str(f) for f in folders]!r}:\n"
+            "    try:\n"
+            "        open(os.path.join(folder, 'planted.py'), 'x').close()\n"
+            "        print(folder, 'written')\n"
+            "    except OSError as exc:\n"
+            "        print(folder, exc.errno)"
+        )
+        seen: list[str] = []
+        reply = kc.execute_interactive(
+            code, timeout=60, output_hook=lambda m: seen.append(m["content"].get("text", ""))
+        )
+        kc.stop_channels()
+        assert reply["content"]["status"] == "ok"
+        assert "".join(seen).split("\n")[:-1] == [f"{f} {errno.EROFS}" for f in folders]
+    finally:
+        asyncio.run(km.shutdown_kernel(now=True))
+        kernel.remove_sockets(sockets)
+        for folder in folders:  # never left behind, should the check fail
+            (folder / "planted.py").unlink(missing_ok=True)

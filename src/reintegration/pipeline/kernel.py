@@ -88,7 +88,7 @@ def kernels_dir() -> Path | None:
     return folder
 
 
-def _private_folders(launch: list[str], sockets: Path | None) -> list[str]:
+def _private_folders(launch: list[str], sockets: Path | None, root: Path | None) -> list[str]:
     """What a sandboxed launch adds to its plan so that the kernel cannot
     reach any other kernel or server of the account: the folder of every
     kernel's connection file and sockets is hidden but for its own, and so
@@ -104,6 +104,51 @@ def _private_folders(launch: list[str], sockets: Path | None) -> list[str]:
     for folder in (Path(jupyter_runtime_dir()), warm.socket_dir()):
         if folder is not None and folder.is_dir() and not folder.is_symlink():
             out += ["--hide", str(folder.resolve())]
+    for folder in code_folders(root):
+        out += ["--read-only", str(folder)]
+    return out
+
+
+def code_folders(root: Path | None) -> list[Path]:
+    """Folders whose files a kernel runs or reads as code or settings when it
+    starts or imports, read-only in every sandbox: otherwise code in one step
+    could change what the kernel of a later step, with another role, runs
+    (a module of this package or of an installed library, a notebook
+    template, a configuration file, an IPython start-up script, a ``.pth``
+    file) and have it read for it. The repository's ``src``, ``notebooks``
+    and ``config``, the folder this package is imported from, the
+    interpreter's environment and installation, and
+    IPython's and Jupyter's own folders and, outside a virtual environment,
+    the user's site-packages (made first where missing, so that none can
+    appear writable later); ``root`` is the repository (None: none of its
+    folders). IPython keeps its history of a kernel's cells in memory when its
+    folder is read-only."""
+    import site
+
+    from jupyter_core.paths import jupyter_config_dir
+
+    try:
+        from IPython.paths import get_ipython_dir
+
+        ipython = Path(get_ipython_dir())
+    except ImportError:  # pragma: no cover (ipykernel needs IPython)
+        ipython = None
+    made = [ipython, Path(jupyter_config_dir())]
+    if site.ENABLE_USER_SITE:  # not in a virtual environment
+        made.append(Path(site.getusersitepackages()))
+    for folder in made:
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+    repo = [root / "src", root / "notebooks", root / "config"] if root is not None else []
+    package = Path(__file__).resolve().parents[2]  # where this package is imported from
+    wanted = [*repo, package, Path(sys.prefix), Path(sys.base_prefix), *made]
+    out: list[Path] = []
+    for folder in wanted:
+        if folder is None or not folder.is_dir():
+            continue
+        real = Path(os.path.realpath(folder))
+        if real not in out and not any(o in real.parents for o in out):
+            out.append(real)
     return out
 
 
@@ -130,7 +175,8 @@ def manager_class(
     if ipc and parent is None:
         raise kernel_folder_error()
     sockets = Path(tempfile.mkdtemp(prefix="run-", dir=parent)) if parent is not None else None
-    prefix = [*launch, *_private_folders(launch, sockets)]
+    root = env.get("REINTEGRATION_ROOT")
+    prefix = [*launch, *_private_folders(launch, sockets, Path(root) if root else None)]
     extra = dict(env)
 
     class StepKernelManager(AsyncKernelManager):
