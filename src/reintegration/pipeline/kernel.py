@@ -138,7 +138,10 @@ def code_folders(root: Path | None) -> list[Path]:
         made.append(Path(site.getusersitepackages()))
     for folder in made:
         if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError:  # a home that cannot be written: nothing can appear there either
+                pass
     repo = [root / "src", root / "notebooks", root / "config"] if root is not None else []
     package = Path(__file__).resolve().parents[2]  # where this package is imported from
     wanted = [*repo, package, Path(sys.prefix), Path(sys.base_prefix), *made]
