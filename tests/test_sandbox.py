@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -181,18 +182,45 @@ def test_without_a_sandbox_the_runner_says_so_once_or_refuses(tmp_root, monkeypa
         kernel.prepare(paths, "03_panel", "rotterdam", "small", "researcher")
 
 
-def _in_namespace(inode: int) -> list[int]:
+def _in_namespace(inode: int) -> set[tuple[int, str]]:
     """The processes (as this process sees them) in the process namespace
-    ``inode``."""
-    found = []
+    ``inode``, each as its process id and start time (an identity that a
+    later process cannot take over, as it could the namespace's number)."""
+    found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 if os.stat(f"/proc/{entry}/ns/pid").st_ino == inode:
-                    found.append(int(entry))
+                    found.add((int(entry), _started(int(entry))))
             except OSError:
                 pass
     return found
+
+
+def _started(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[19]  # field 22: the start time
+
+
+def _running(processes: set[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Those of ``processes`` that still run (and did not exit and leave
+    their id to another)."""
+    left = set()
+    for pid, start in processes:
+        try:
+            if _started(pid) == start:
+                left.add((pid, start))
+        except (OSError, IndexError):
+            pass
+    return left
+
+
+def _until_ended(processes: set[tuple[int, str]], launcher=None, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while (_running(processes) or (launcher is not None and launcher.poll() is None)) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
 
 
 @pytest.mark.skipif(not SANDBOX, reason=f"no mount namespace here: {WHY}")
@@ -228,12 +256,14 @@ def test_a_sandboxed_kernel_sees_no_other_process_and_ends_with_its_launcher(
             kc.wait_for_ready(timeout=60)
             seen: list[str] = []
             code = (
-                "import glob, os\n"
+                "import ctypes, glob, os, sys\n"
                 f"paths = glob.glob('/proc/*/root{secret}/f.txt') + "
                 f"glob.glob('/proc/*/cwd{secret}/f.txt')\n"
-                "import sys\n"
+                "libc = ctypes.CDLL(None, use_errno=True)\n"  # take the cover off: refused
+                f"libc.umount2({str(secret).encode()!r}, 2)\n"
                 "print('linearmodels' in sys.modules, os.getpid(),"
                 " os.stat('/proc/self/ns/pid').st_ino, len(paths),"
+                f" os.listdir({str(secret)!r}),"
                 " sorted(p for p in os.listdir('/proc') if p.isdigit()))"
             )
             reply = kc.execute_interactive(
@@ -241,41 +271,38 @@ def test_a_sandboxed_kernel_sees_no_other_process_and_ends_with_its_launcher(
                 output_hook=lambda msg, seen=seen: seen.append(msg["content"].get("text", "")),
             )
             assert reply["content"]["status"] == "ok"
-            was_warm, pid, inode, readable, procs = "".join(seen).split(maxsplit=4)
+            was_warm, pid, inode, readable, listed, procs = "".join(seen).split(maxsplit=5)
             if warm.enabled():  # the path asked for is the path taken
                 assert was_warm == str(warm_kernels == "auto")
-            assert (pid, readable, procs.strip()) == ("1", "0", "['1']")
+            assert (pid, readable, listed, procs.strip()) == ("1", "0", "[]", "['1']")
             inner = _in_namespace(int(inode))
             assert len(inner) == 1, "the kernel, seen from outside"
             launcher = km.provisioner.process
             if how == "shutdown":  # an interrupt still reaches the cell
-                kc.execute("import time\ntry:\n    time.sleep(60)\n"
-                           "except KeyboardInterrupt:\n    print('interrupted')")
-                time.sleep(1.0)
-                asyncio.run(km.interrupt_kernel())
+                kc.execute("import time\nprint('sleeping', flush=True)\ntry:\n"
+                           "    time.sleep(60)\nexcept KeyboardInterrupt:\n"
+                           "    print('interrupted')")
                 texts: list[str] = []
-                deadline = time.monotonic() + 30
+                deadline = time.monotonic() + 60
                 while time.monotonic() < deadline and "interrupted" not in "".join(texts):
                     texts.append(kc.get_iopub_msg(timeout=30)["content"].get("text", ""))
+                    if texts[-1].startswith("sleeping"):  # the cell runs: interrupt it
+                        asyncio.run(km.interrupt_kernel())
                 assert "interrupted" in "".join(texts)
                 kc.stop_channels()
                 asyncio.run(km.shutdown_kernel())
             else:
                 kc.stop_channels()
                 os.kill(launcher.pid, getattr(signal, how))
-            deadline = time.monotonic() + 15
-            while (launcher.poll() is None or _in_namespace(int(inode))) and (
-                time.monotonic() < deadline
-            ):
-                time.sleep(0.05)
-            ends[how] = (launcher.poll(), _in_namespace(int(inode)))
+            _until_ended(inner, launcher)
+            ends[how] = (launcher.poll(), _running(inner))
         finally:
             asyncio.run(km.shutdown_kernel(now=True))
             kernel.remove_sockets(sockets)
     assert ends == {
-        "shutdown": (0, []),
-        "SIGTERM": (-signal.SIGTERM, []),
-        "SIGKILL": (-signal.SIGKILL, []),
+        "shutdown": (0, set()),
+        "SIGTERM": (-signal.SIGTERM, set()),
+        "SIGKILL": (-signal.SIGKILL, set()),
     }
 
 
@@ -294,7 +321,7 @@ kc.wait_for_ready(timeout=60)
 out = []
 kc.execute_interactive("import os; print(os.stat('/proc/self/ns/pid').st_ino)", timeout=60,
                        output_hook=lambda m: out.append(m["content"].get("text", "")))
-print("".join(out).strip(), flush=True)
+print("".join(out).strip(), km.connection_file, flush=True)
 time.sleep(120)"""
 
 
@@ -312,15 +339,15 @@ def test_a_sandboxed_kernel_ends_when_its_runner_is_killed(tmp_path, warm_kernel
         stdout=subprocess.PIPE, text=True, env=env,
     )
     try:
-        inode = int(runner_proc.stdout.readline())
-        assert len(_in_namespace(inode)) == 1
+        inode, connection_file = runner_proc.stdout.readline().split()
+        inner = _in_namespace(int(inode))
+        assert len(inner) == 1
     finally:
         runner_proc.kill()
         runner_proc.wait()
-    deadline = time.monotonic() + 10
-    while _in_namespace(inode) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _in_namespace(inode) == []
+    _until_ended(inner)
+    kernel.remove_sockets(Path(connection_file).parent)  # the killed runner could not
+    assert _running(inner) == set()
 
 
 # From inside a sandboxed kernel: read each connection file given, and have that
@@ -465,3 +492,32 @@ def test_a_sandboxed_kernel_cannot_change_the_code_a_later_kernel_runs(
         kernel.remove_sockets(sockets)
         for folder in folders:  # never left behind, should the check fail
             (folder / "planted.py").unlink(missing_ok=True)
+
+
+def test_a_forged_log_of_reads_stops_the_step_before_anything_is_recorded(
+    tmp_root, monkeypatch
+):
+    """The log of a step's reads lies where the kernel can write. Code that
+    added a hidden file to it would have the runner, outside the sandbox,
+    record that file's SHA-256 in the provenance; the runner checks every
+    logged file against the role first."""
+    import json
+
+    paths = _tree(tmp_root, monkeypatch)
+    nb_path = tmp_root / "notebooks" / "03_panel.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    forge = (
+        "import json, os\n"
+        "from reintegration.core import step\n"
+        "ctx = step.start('03_panel', city=city, size=size)\n"
+        "log = ctx.io_log()\n"
+        "ctx._log_path.parent.mkdir(parents=True, exist_ok=True)\n"
+        f"log['reads'][os.path.join(os.environ['REINTEGRATION_ROOT'], {EXPORT!r})] = 'research'\n"
+        "ctx._log_path.write_text(json.dumps(log))"
+    )
+    nb.cells = [nb.cells[0], nbformat.v4.new_code_cell(forge)]
+    nbformat.write(nb, nb_path)
+    with pytest.raises(runner.StepFailed, match="may not read .*klanten.csv"):
+        runner.run_step("03_panel", city="rotterdam", size="small", root=tmp_root)
+    assert not (paths.provenance_dir("rotterdam") / "03_panel.json").exists()
+    assert json.loads((paths.provenance_dir("rotterdam") / "03_panel.io.json").read_text())

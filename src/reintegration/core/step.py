@@ -63,7 +63,7 @@ class StepContext:
         #: the same as a dict (the view most modules still take)
         self.city = as_dict(self.city_config, city_file)
         self.out_dir = self.paths.city_build(city)
-        self.domains = _domains(self.paths, self.city.get("data_roots"), self.spec, city)
+        self.domains = step_domains(self.paths, self.city.get("data_roots"), self.spec, city)
         self._reads: dict[str, str] = {}
         self._writes: dict[str, str] = {}
         self._log_path = self.paths.provenance_dir(city) / f"{name}{IO_LOG_SUFFIX}"
@@ -184,7 +184,7 @@ class StepContext:
         atomic.write_json(self._log_path, self.io_log())
 
 
-def _domains(
+def step_domains(
     paths: Paths, data_roots: dict[str, str] | None, spec: dict[str, Any], city: str
 ) -> DomainMap:
     """The custody domains of a step: the compendium's, the city's

@@ -100,8 +100,17 @@ def _private_folders(launch: list[str], sockets: Path | None, root: Path | None)
 
     from . import warm
 
-    out = ["--hide", str(sockets.parent), "--keep", str(sockets)]
-    for folder in (Path(jupyter_runtime_dir()), warm.socket_dir()):
+    out = ["--hide", str(sockets.parent.resolve()), "--keep", str(sockets.resolve())]
+    uid = os.getuid()
+    servers = (
+        Path(jupyter_runtime_dir()),
+        warm.socket_dir(),
+        # the account's own command servers: its systemd and D-Bus session
+        # (systemd-run --user runs a command outside the sandbox), tmux
+        Path(f"/run/user/{uid}"),
+        Path(tempfile.gettempdir()) / f"tmux-{uid}",
+    )
+    for folder in servers:
         if folder is not None and folder.is_dir() and not folder.is_symlink():
             out += ["--hide", str(folder.resolve())]
     for folder in code_folders(root):
@@ -117,15 +126,15 @@ def code_folders(root: Path | None) -> list[Path]:
     template, a configuration file, an IPython start-up script, a ``.pth``
     file) and have it read for it. The repository's ``src``, ``notebooks``
     and ``config``, the folder this package is imported from, the
-    interpreter's environment and installation, and
-    IPython's and Jupyter's own folders and, outside a virtual environment,
+    interpreter's environment and installation, every folder Jupyter reads
+    kernelspecs and settings from, IPython's folder and, outside a virtual environment,
     the user's site-packages (made first where missing, so that none can
     appear writable later); ``root`` is the repository (None: none of its
     folders). IPython keeps its history of a kernel's cells in memory when its
     folder is read-only."""
     import site
 
-    from jupyter_core.paths import jupyter_config_dir
+    from jupyter_core.paths import jupyter_config_dir, jupyter_config_path, jupyter_path
 
     try:
         from IPython.paths import get_ipython_dir
@@ -144,7 +153,10 @@ def code_folders(root: Path | None) -> list[Path]:
                 pass
     repo = [root / "src", root / "notebooks", root / "config"] if root is not None else []
     package = Path(__file__).resolve().parents[2]  # where this package is imported from
-    wanted = [*repo, package, Path(sys.prefix), Path(sys.base_prefix), *made]
+    # every folder Jupyter finds kernelspecs and settings in (a kernelspec's
+    # environment applies to the launcher itself, before any sandbox)
+    jupyter = [Path(p) for p in (*jupyter_path(), *jupyter_config_path())]
+    wanted = [*repo, package, Path(sys.prefix), Path(sys.base_prefix), *made, *jupyter]
     out: list[Path] = []
     for folder in wanted:
         if folder is None or not folder.is_dir():

@@ -41,6 +41,29 @@ def parameters_for(step: str, city: str, size: str) -> dict[str, Any]:
     return {"city": city, "size": size}
 
 
+def check_logged_access(
+    spec: dict[str, Any], city: str, cfg: dict[str, Any], paths: Paths, io: dict
+) -> None:
+    """Fail a step whose log of reads and writes names a file its role may
+    not read or write. The step context logs only what it allowed, but the
+    log lies in a folder the kernel can write: code in a step could name a
+    hidden file there and have the runner, outside the sandbox, record its
+    SHA-256 in the provenance (a way to test a guess of its content)."""
+    from ..core import custody
+    from ..core.step import step_domains
+
+    domains = step_domains(paths, cfg.get("data_roots"), spec, city)
+    for mode, logged in (("read", io["reads"]), ("write", io["writes"])):
+        for path in sorted(logged):
+            try:
+                custody.check_access(spec["role"], path, mode, domains)
+            except custody.CustodyError as exc:
+                raise StepFailed(
+                    f"step {spec['name']} for {city}: its log of the files it used lists one "
+                    f"its role may not {mode} ({exc}); nothing of the run is recorded"
+                ) from None
+
+
 def check_config_reads(spec: dict[str, Any], city: str, paths: Paths, reads: dict) -> None:
     """Fail a step that read a config file config/steps.yml does not list
     under its ``reads`` (its make rule would miss that prerequisite)."""
@@ -115,6 +138,7 @@ def run_step(
     runtime = time.perf_counter() - started
 
     io = read_io_log(paths, city, step)
+    check_logged_access(spec, city, cfg, paths, io)
     check_config_reads(spec, city, paths, io["reads"])
     fixed = [template, Path(cfg["_path"]), paths.config_dir / "steps.yml"]
     inputs = [provenance.file_entry(p, paths.root, "public") for p in fixed]

@@ -61,7 +61,7 @@ PERSON_DOMAINS = ("municipal", "ttp", "research", "truth")
 
 _CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
 _CLONE_NEWNET = 0x40000000
-_PR_SET_PDEATHSIG = 1
+_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_NOATIME, _MS_NODIRATIME = 1024, 2048
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
@@ -190,6 +190,7 @@ def enter(plan: Plan) -> None:
     disappear with the kernel. Must be called with one thread only (it forks)."""
     libc = _libc()
     libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+    parent = os.getppid()  # the process that started this one, before anything can go wrong
     _unshare(libc)
     _check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
     for d in plan.read_only:
@@ -198,14 +199,20 @@ def enter(plan: Plan) -> None:
         flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _locked_flags(d)
         _check(libc.mount(None, b, None, flags, None), f"make {d} read-only")
     # each folder to keep, held open before anything covers it
-    kept = {Path(os.path.realpath(k)): os.open(k, os.O_PATH | os.O_DIRECTORY) for k in plan.keep}
+    kept: dict[Path, int] = {}
     try:
+        for k in plan.keep:
+            try:
+                kept[Path(os.path.realpath(k))] = os.open(k, os.O_PATH | os.O_DIRECTORY)
+            except OSError as exc:
+                raise SandboxError(exc.errno, f"sandbox: keep {k}: {exc.strerror}") from None
         for d in plan.hide:
-            _hide(libc, Path(d), [k for k in kept if Path(d) in k.parents], kept)
+            real = Path(os.path.realpath(d))  # a folder named through a link is covered too
+            _hide(libc, real, [k for k in kept if real in k.parents], kept)
     finally:
         for fd in kept.values():
             os.close(fd)
-    _own_processes(libc)
+    _own_processes(libc, parent)
 
 
 def _hide(libc: ctypes.CDLL, folder: Path, inside: list[Path], fds: dict[Path, int]) -> None:
@@ -220,14 +227,17 @@ def _hide(libc: ctypes.CDLL, folder: Path, inside: list[Path], fds: dict[Path, i
         return
     _check(libc.mount(b"tmpfs", b, b"tmpfs", flags, b"size=16k,mode=0700"), f"hide {folder}")
     for k in inside:
-        os.makedirs(k, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(k, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise SandboxError(exc.errno, f"sandbox: keep {k}: {exc.strerror}") from None
         source = os.fsencode(f"/proc/self/fd/{fds[k]}")
         _check(libc.mount(source, os.fsencode(k), None, _MS_BIND, None), f"keep {k}")
     _check(libc.mount(None, b, None, _MS_REMOUNT | _MS_RDONLY | flags, None),
            f"make the cover of {folder} read-only")
 
 
-def _own_processes(libc: ctypes.CDLL) -> None:
+def _own_processes(libc: ctypes.CDLL, parent: int) -> None:
     """Fork into a new process namespace; in the child (its process 1), mount
     that namespace's ``/proc`` and return; in the parent, stand in for the
     child until it ends (:func:`_stand_in`, never returns).
@@ -243,7 +253,7 @@ def _own_processes(libc: ctypes.CDLL) -> None:
     pid = os.fork()
     if pid:
         os.close(alive_r)
-        _stand_in(pid)  # never returns
+        _stand_in(pid, parent)  # never returns
     os.close(alive_w)
     libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                            ctypes.c_ulong]
@@ -257,11 +267,41 @@ def _own_processes(libc: ctypes.CDLL) -> None:
     if gone:
         os._exit(1)
     flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
-    if libc.mount(b"proc", b"/proc", b"proc", flags, None) != 0:
-        err = ctypes.get_errno()
-        print(f"sandbox: mount /proc of the kernel's own processes: {os.strerror(err)}",
-              file=sys.stderr, flush=True)
+    try:
+        _check(libc.mount(b"proc", b"/proc", b"proc", flags, None),
+               "mount /proc of the kernel's own processes")
+        _lock(libc)
+    except SandboxError as exc:
+        print(sandbox_line(exc), file=sys.stderr, flush=True)
         os._exit(70)
+
+
+def _lock(libc: ctypes.CDLL) -> None:
+    """Make the mounts above permanent for the kernel, and take away every
+    privilege it could regain.
+
+    The kernel would otherwise keep the capability that made the mounts (as
+    root, or inside the user namespace an ordinary account gets) and could
+    simply unmount a cover or remount a read-only folder writable. A new user
+    namespace (the account mapped onto itself) with a new mount namespace
+    locks every mount it inherits: they cannot be unmounted, moved or made
+    writable from inside. ``PR_SET_NO_NEW_PRIVS`` keeps any program the kernel
+    starts from gaining privileges (set-user-id files)."""
+    uid, gid = os.geteuid(), os.getegid()
+    _check(libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS), "lock the mounts (unshare)")
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"{uid} {uid} 1"),
+        ("gid_map", f"{gid} {gid} 1"),
+    ):
+        try:
+            with open(f"/proc/self/{name}", "w", encoding="ascii") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise SandboxError(
+                exc.errno, f"sandbox: lock the mounts ({name}): {exc.strerror}"
+            ) from None
+    _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
 #: signals the stand-in passes on as SIGKILL: the first process of a process
@@ -270,7 +310,7 @@ def _own_processes(libc: ctypes.CDLL) -> None:
 _ENDING = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
-def _stand_in(pid: int) -> None:
+def _stand_in(pid: int, parent: int) -> None:
     """The process the runner (or the warm launcher) started, outside the
     sandbox, while the kernel ``pid`` runs inside: it ends as the kernel ended
     (its exit status or signal). An interrupt sent to the process group reaches
@@ -296,13 +336,13 @@ def _stand_in(pid: int) -> None:
     # unshared its children's process namespace. A blocked SIGCHLD stays
     # pending, so the wait below wakes the moment the kernel ends.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-    parent = os.getppid()
+    orphaned = False
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
-        if os.getppid() != parent:  # orphaned: the runner was killed
-            parent = os.getppid()
+        if not orphaned and os.getppid() != parent:  # the runner was killed
+            orphaned = True
             received.append(signal.SIGKILL)
             os.kill(pid, signal.SIGKILL)
         signal.sigtimedwait({signal.SIGCHLD}, 0.5)
