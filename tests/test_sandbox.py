@@ -459,7 +459,7 @@ def test_a_sandboxed_kernel_cannot_change_the_code_a_later_kernel_runs(
 
     monkeypatch.setenv("REINTEGRATION_WARM_KERNELS", warm_kernels)
     folders = kernel.code_folders(ROOT)
-    assert {ROOT / "src", ROOT / "notebooks", ROOT / "config"} <= set(folders)
+    assert ROOT in folders  # src, notebooks and config with it
     cls, sockets = kernel.manager_class(
         kernel.launch_command(sandbox.Plan()), env={"REINTEGRATION_ROOT": str(ROOT)},
         log=tmp_path / "k.log",
@@ -471,9 +471,11 @@ def test_a_sandboxed_kernel_cannot_change_the_code_a_later_kernel_runs(
         kc.load_connection_file()
         kc.start_channels(hb=False)
         kc.wait_for_ready(timeout=60)
+        build = Paths.for_size("small", ROOT).build_root
+        build.mkdir(parents=True, exist_ok=True)
         code = (
             "import os\n"
-            f"for folder in {[str(f) for f in folders]!r}:\n"
+            f"for folder in {[str(f) for f in folders] + [str(build)]!r}:\n"
             "    try:\n"
             "        open(os.path.join(folder, 'planted.py'), 'x').close()\n"
             "        print(folder, 'written')\n"
@@ -486,11 +488,13 @@ def test_a_sandboxed_kernel_cannot_change_the_code_a_later_kernel_runs(
         )
         kc.stop_channels()
         assert reply["content"]["status"] == "ok"
-        assert "".join(seen).split("\n")[:-1] == [f"{f} {errno.EROFS}" for f in folders]
+        # the build folder inside the read-only repository stays writable
+        assert "".join(seen).split("\n")[:-1] == [
+            *(f"{f} {errno.EROFS}" for f in folders), f"{build} written"]
     finally:
         asyncio.run(km.shutdown_kernel(now=True))
         kernel.remove_sockets(sockets)
-        for folder in folders:  # never left behind, should the check fail
+        for folder in [*folders, build]:  # never left behind, should the check fail
             (folder / "planted.py").unlink(missing_ok=True)
 
 

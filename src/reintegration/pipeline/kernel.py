@@ -115,6 +115,12 @@ def _private_folders(launch: list[str], sockets: Path | None, root: Path | None)
             out += ["--hide", str(folder.resolve())]
     for folder in code_folders(root):
         out += ["--read-only", str(folder)]
+    if root is not None:  # the steps write their build folder, nothing else of it
+        from ..core.paths import Paths
+
+        build = Paths.for_size("small", root).build_root
+        if build.is_dir():
+            out += ["--writable", str(build.resolve())]
     return out
 
 
@@ -124,8 +130,8 @@ def code_folders(root: Path | None) -> list[Path]:
     could change what the kernel of a later step, with another role, runs
     (a module of this package or of an installed library, a notebook
     template, a configuration file, an IPython start-up script, a ``.pth``
-    file) and have it read for it. The repository's ``src``, ``notebooks``
-    and ``config``, the folder this package is imported from, the
+    file) and have it read for it. The repository (its build folder stays
+    writable: :func:`_private_folders`), the folder this package is imported from, the
     interpreter's environment and installation, every folder Jupyter reads
     kernelspecs and settings from, IPython's folder and, outside a virtual environment,
     the user's site-packages (made first where missing, so that none can
@@ -151,7 +157,10 @@ def code_folders(root: Path | None) -> list[Path]:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError:  # a home that cannot be written: nothing can appear there either
                 pass
-    repo = [root / "src", root / "notebooks", root / "config"] if root is not None else []
+    # the whole repository: its src, notebooks and config, and any file a
+    # later process started in it could import (Python puts the working
+    # folder first on its path for `python -m`) or git could run (hooks)
+    repo = [root] if root is not None else []
     package = Path(__file__).resolve().parents[2]  # where this package is imported from
     # every folder Jupyter finds kernelspecs and settings in (a kernelspec's
     # environment applies to the launcher itself, before any sandbox)
@@ -337,6 +346,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hide", action="append", type=Path, default=[])
     p.add_argument("--read-only", action="append", type=Path, default=[])
     p.add_argument("--keep", action="append", type=Path, default=[])
+    p.add_argument("--writable", action="append", type=Path, default=[])
     p.add_argument("--no-sandbox", action="store_true")
     p.add_argument("command", nargs=argparse.REMAINDER)
     return p
@@ -355,11 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     from . import warm
     from .sandbox import SandboxError, enter, sandbox_line
 
-    if args.no_sandbox and (args.hide or args.read_only or args.keep):
+    if args.no_sandbox and (args.hide or args.read_only or args.keep or args.writable):
         print("kernel launcher: --no-sandbox with folders to hide or protect", file=sys.stderr)
         return 2
     plan = None if args.no_sandbox else Plan(tuple(args.hide), tuple(args.read_only),
-                                             tuple(args.keep))
+                                             tuple(args.keep), tuple(args.writable))
     status = warm.launch(command, plan)
     if status is not None:
         return status

@@ -80,6 +80,10 @@ class Plan:
     hide: tuple[Path, ...] = ()
     read_only: tuple[Path, ...] = ()
     keep: tuple[Path, ...] = ()
+    #: folders inside read-only ones that stay writable (the build folder
+    #: inside the read-only repository); what is read-only or hidden inside
+    #: them stays so
+    writable: tuple[Path, ...] = ()
 
     def args(self) -> list[str]:
         out: list[str] = []
@@ -89,6 +93,8 @@ class Plan:
             out += ["--read-only", str(d)]
         for d in self.keep:
             out += ["--keep", str(d)]
+        for d in self.writable:
+            out += ["--writable", str(d)]
         return out
 
 
@@ -198,6 +204,11 @@ def enter(plan: Plan) -> None:
         _check(libc.mount(b, b, None, _MS_BIND | _MS_REC, None), f"bind {d}")
         flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _locked_flags(d)
         _check(libc.mount(None, b, None, flags, None), f"make {d} read-only")
+    for d in plan.writable:  # bound again, with the read-only folders inside it
+        b = os.fsencode(d)
+        _check(libc.mount(b, b, None, _MS_BIND | _MS_REC, None), f"bind {d}")
+        flags = _MS_REMOUNT | _MS_BIND | _locked_flags(d)
+        _check(libc.mount(None, b, None, flags, None), f"make {d} writable")
     # each folder to keep, held open before anything covers it
     kept: dict[Path, int] = {}
     try:

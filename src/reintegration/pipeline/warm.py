@@ -271,6 +271,7 @@ def launch(command: list[str], plan: Any) -> int | None:
         "hide": [str(p) for p in plan.hide] if plan is not None else None,
         "read_only": [str(p) for p in plan.read_only] if plan is not None else [],
         "keep": [str(p) for p in plan.keep] if plan is not None else [],
+        "writable": [str(p) for p in plan.writable] if plan is not None else [],
     }
     try:
         conn.settimeout(_REPLY_SECONDS)
@@ -582,7 +583,8 @@ def _become_kernel(
         from .sandbox import Plan, SandboxError, enter, sandbox_line
 
         plan = Plan(tuple(map(Path, request["hide"])), tuple(map(Path, request["read_only"])),
-                    tuple(map(Path, request.get("keep", []))))
+                    tuple(map(Path, request.get("keep", []))),
+                    tuple(map(Path, request.get("writable", []))))
         try:
             enter(plan)
         except SandboxError as exc:
