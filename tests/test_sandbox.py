@@ -448,9 +448,11 @@ def test_a_sandboxed_kernel_cannot_change_the_code_a_later_kernel_runs(
 ):
     """A step could otherwise plant code that a later step's kernel, with
     another role, runs for it: a module of this package or of a library, a
-    template, a configuration file, an IPython start-up script. Every such
-    folder is read-only in the sandbox (and the kernel still runs: IPython
-    keeps its history in memory)."""
+    template, a configuration file, an IPython start-up script, the make rules
+    in the build folder, a setting in the home folder that git or a shell
+    runs. Every such folder is read-only in the sandbox (and the kernel still
+    runs: IPython keeps its history in memory); the step's own city's build
+    folder and the cache stay writable."""
     import asyncio
     import errno
 
@@ -460,9 +462,12 @@ def test_a_sandboxed_kernel_cannot_change_the_code_a_later_kernel_runs(
     monkeypatch.setenv("REINTEGRATION_WARM_KERNELS", warm_kernels)
     folders = kernel.code_folders(ROOT)
     assert ROOT in folders  # src, notebooks and config with it
+    env = {"REINTEGRATION_ROOT": str(ROOT), "REINTEGRATION_CITY": "rotterdam",
+           "REINTEGRATION_SIZE": "small"}
+    city_build = Paths.for_size("small", ROOT).city_build("rotterdam")
+    city_build.mkdir(parents=True, exist_ok=True)
     cls, sockets = kernel.manager_class(
-        kernel.launch_command(sandbox.Plan()), env={"REINTEGRATION_ROOT": str(ROOT)},
-        log=tmp_path / "k.log",
+        kernel.launch_command(sandbox.Plan()), env=env, log=tmp_path / "k.log"
     )
     km = cls(kernel_name="reintegration")
     asyncio.run(km.start_kernel())
@@ -471,11 +476,12 @@ def test_a_sandboxed_kernel_cannot_change_the_code_a_later_kernel_runs(
         kc.load_connection_file()
         kc.start_channels(hb=False)
         kc.wait_for_ready(timeout=60)
-        build = Paths.for_size("small", ROOT).build_root
-        build.mkdir(parents=True, exist_ok=True)
+        # the make rules beside the cities' folders, and the home's own settings
+        refused = [*folders, city_build.parent, Path.home()]
+        allowed = [city_build, Path.home() / ".cache"]
         code = (
             "import os\n"
-            f"for folder in {[str(f) for f in folders] + [str(build)]!r}:\n"
+            f"for folder in {[str(f) for f in [*refused, *allowed]]!r}:\n"
             "    try:\n"
             "        open(os.path.join(folder, 'planted.py'), 'x').close()\n"
             "        print(folder, 'written')\n"
@@ -488,13 +494,14 @@ def test_a_sandboxed_kernel_cannot_change_the_code_a_later_kernel_runs(
         )
         kc.stop_channels()
         assert reply["content"]["status"] == "ok"
-        # the build folder inside the read-only repository stays writable
+        # the step's own city's build folder inside the read-only repository,
+        # and the cache, stay writable
         assert "".join(seen).split("\n")[:-1] == [
-            *(f"{f} {errno.EROFS}" for f in folders), f"{build} written"]
+            *(f"{f} {errno.EROFS}" for f in refused), *(f"{f} written" for f in allowed)]
     finally:
         asyncio.run(km.shutdown_kernel(now=True))
         kernel.remove_sockets(sockets)
-        for folder in [*folders, build]:  # never left behind, should the check fail
+        for folder in [*refused, *allowed]:  # never left behind, should the check fail
             (folder / "planted.py").unlink(missing_ok=True)
 
 
@@ -525,3 +532,21 @@ def test_a_forged_log_of_reads_stops_the_step_before_anything_is_recorded(
         runner.run_step("03_panel", city="rotterdam", size="small", root=tmp_root)
     assert not (paths.provenance_dir("rotterdam") / "03_panel.json").exists()
     assert json.loads((paths.provenance_dir("rotterdam") / "03_panel.io.json").read_text())
+
+
+def test_the_person_level_folders_of_another_size_are_hidden_too(tmp_root, monkeypatch):
+    """A step of one size must not read the files of a build of another size
+    lying beside it (small and full share the repository)."""
+    from reintegration.core.config import list_cities
+
+    monkeypatch.delenv("REINTEGRATION_BUILD_DIR", raising=False)
+    small, full = Paths.for_size("small", tmp_root), Paths.for_size("full", tmp_root)
+    for folder in (full.data_dir / "municipal", full.city_build_domain("rotterdam", "municipal"),
+                   full.city_build_domain("rotterdam", "research")):
+        folder.mkdir(parents=True)
+    folders = kernel.custody_folders(small, list_cities(tmp_root))
+    researcher = sandbox.plan_for("researcher", folders)
+    assert {full.data_dir / "municipal", full.city_build_domain("rotterdam", "municipal")} <= set(
+        researcher.hide)
+    # its own domain of the other size may be read, not written
+    assert full.city_build_domain("rotterdam", "research") in researcher.read_only

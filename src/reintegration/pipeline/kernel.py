@@ -59,6 +59,7 @@ def custody_folders(paths: Any, cities: list[str]) -> list[tuple[Path, str, bool
     and each city's build folders, created owner-only when missing so that
     nothing can appear in them unhidden while a kernel runs."""
     from ..core.config import load_city
+    from ..core.paths import SIZES, Paths
 
     folders: list[tuple[Path, str, bool]] = []
     for domain in PERSON_DOMAINS:
@@ -70,6 +71,17 @@ def custody_folders(paths: Any, cities: list[str]) -> list[tuple[Path, str, bool
             folder = paths.city_build_domain(city, domain)
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             folders.append((folder, domain, False))
+    # the data and build folders of the other sizes, as far as they exist (a
+    # step of one size must not read the person-level files of another)
+    for size in SIZES:
+        if size == paths.size:
+            continue
+        other = Paths.for_size(size, paths.root)
+        for domain in PERSON_DOMAINS:
+            folders.append((other.data_dir / domain, domain, True))
+        if other.build_dir.is_dir():
+            for city_dir in sorted(p for p in other.build_dir.iterdir() if p.is_dir()):
+                folders += [(city_dir / d, d, True) for d in PERSON_DOMAINS]
     return folders
 
 
@@ -88,12 +100,18 @@ def kernels_dir() -> Path | None:
     return folder
 
 
-def _private_folders(launch: list[str], sockets: Path | None, root: Path | None) -> list[str]:
+def _private_folders(
+    launch: list[str], sockets: Path | None, root: Path | None, city: str = "", size: str = ""
+) -> list[str]:
     """What a sandboxed launch adds to its plan so that the kernel cannot
     reach any other kernel or server of the account: the folder of every
     kernel's connection file and sockets is hidden but for its own, and so
     are Jupyter's runtime folder (where kernels started elsewhere, JupyterLab's
-    say, keep their connection files) and the warm kernels' servers."""
+    say, keep their connection files), the warm kernels' servers and the
+    account's command servers; the code folders (:func:`code_folders`) and the
+    home folder are read-only but for the cache; of the repository's build
+    folder only the step's own city's stays writable (other files there, such
+    as the make rules make reads, are run outside any sandbox)."""
     if not launch or "--no-sandbox" in launch or sockets is None:
         return []
     from jupyter_core.paths import jupyter_runtime_dir
@@ -115,12 +133,26 @@ def _private_folders(launch: list[str], sockets: Path | None, root: Path | None)
             out += ["--hide", str(folder.resolve())]
     for folder in code_folders(root):
         out += ["--read-only", str(folder)]
-    if root is not None:  # the steps write their build folder, nothing else of it
+    if root is not None and city and size:  # a step writes its city's build folder only
         from ..core.paths import Paths
 
-        build = Paths.for_size("small", root).build_root
+        build = Paths.for_size(size, root).city_build(city)
         if build.is_dir():
             out += ["--writable", str(build.resolve())]
+    # the home is read-only but for the caches and Matplotlib's own folder
+    # (it warns in every notebook when it cannot write there; a matplotlibrc
+    # can only name modules on the read-only import path)
+    home = Path.home()
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    writable = [home / ".cache", Path(os.environ.get("MPLCONFIGDIR") or config / "matplotlib")]
+    try:
+        for folder in writable:
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return out
+    out += ["--read-only", str(home.resolve())]
+    for folder in writable:
+        out += ["--writable", str(folder.resolve())]
     return out
 
 
@@ -200,7 +232,10 @@ def manager_class(
         raise kernel_folder_error()
     sockets = Path(tempfile.mkdtemp(prefix="run-", dir=parent)) if parent is not None else None
     root = env.get("REINTEGRATION_ROOT")
-    prefix = [*launch, *_private_folders(launch, sockets, Path(root) if root else None)]
+    prefix = [*launch, *_private_folders(
+        launch, sockets, Path(root) if root else None,
+        env.get("REINTEGRATION_CITY", ""), env.get("REINTEGRATION_SIZE", ""),
+    )]
     extra = dict(env)
 
     class StepKernelManager(AsyncKernelManager):
