@@ -3,6 +3,7 @@ its role may not read are not there, with a quiet log of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -182,6 +183,57 @@ def test_without_a_sandbox_the_runner_says_so_once_or_refuses(tmp_root, monkeypa
         kernel.prepare(paths, "03_panel", "rotterdam", "small", "researcher")
 
 
+@contextlib.contextmanager
+def started_kernel(launch: list[str], env: dict, log: Path, *, client: bool = True):
+    """A kernel started through the runner's manager class with ``launch``,
+    and (``client``) a client on it that found it ready; both are shut down
+    and the kernel's folder removed at the end."""
+    import asyncio
+
+    from jupyter_client.blocking import BlockingKernelClient
+
+    cls, sockets = kernel.manager_class(launch, env=env, log=log)
+    km = cls(kernel_name="reintegration")
+    asyncio.run(km.start_kernel())
+    kc = None
+    try:
+        if client:
+            kc = BlockingKernelClient(connection_file=km.connection_file)
+            kc.load_connection_file()
+            kc.start_channels(hb=False)  # no heartbeat: a server may still be starting
+            kc.wait_for_ready(timeout=60)
+        yield km, kc
+    finally:
+        if kc is not None and kc.channels_running:
+            kc.stop_channels()
+        asyncio.run(km.shutdown_kernel(now=True))
+        kernel.remove_sockets(sockets)
+
+
+def printed(kc, code: str, timeout: float = 60) -> str:
+    """What ``code`` printed in the kernel of ``kc``; the cell must succeed."""
+    seen: list[str] = []
+    reply = kc.execute_interactive(
+        code, timeout=timeout, output_hook=lambda m: seen.append(m["content"].get("text", ""))
+    )
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return "".join(seen)
+
+
+def interrupted(kc, interrupt) -> str:
+    """Run a cell that sleeps and call ``interrupt()`` once it runs (an
+    interrupt between cells is ignored); what the kernel printed."""
+    kc.execute("import time\ntry:\n    print('sleeping', flush=True)\n"
+               "    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('interrupted')")
+    texts: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "interrupted" not in "".join(texts):
+        texts.append(kc.get_iopub_msg(timeout=30)["content"].get("text", ""))
+        if texts[-1].startswith("sleeping"):
+            interrupt()
+    return "".join(texts)
+
+
 def _in_namespace(inode: int) -> set[tuple[int, str]]:
     """The processes (as this process sees them) in the process namespace
     ``inode``, each as its process id and start time (an identity that a
@@ -235,8 +287,6 @@ def test_a_sandboxed_kernel_sees_no_other_process_and_ends_with_its_launcher(
     an interrupt, and ends when its launcher is told to end or is killed."""
     import asyncio
 
-    from jupyter_client.blocking import BlockingKernelClient
-
     secret = tmp_path / "secret"
     secret.mkdir()
     (secret / "f.txt").write_text("111222333\n", encoding="utf-8")
@@ -244,17 +294,7 @@ def test_a_sandboxed_kernel_sees_no_other_process_and_ends_with_its_launcher(
     plan = sandbox.Plan(hide=(secret,))
     ends = {}
     for how in ("shutdown", "SIGTERM", "SIGKILL"):
-        cls, sockets = kernel.manager_class(
-            kernel.launch_command(plan), env={}, log=tmp_path / f"{how}.log"
-        )
-        km = cls(kernel_name="reintegration")
-        asyncio.run(km.start_kernel())
-        try:
-            kc = BlockingKernelClient(connection_file=km.connection_file)
-            kc.load_connection_file()
-            kc.start_channels(hb=False)  # no heartbeat: a server may still be starting
-            kc.wait_for_ready(timeout=60)
-            seen: list[str] = []
+        with started_kernel(kernel.launch_command(plan), {}, tmp_path / f"{how}.log") as (km, kc):
             code = (
                 "import ctypes, glob, os, sys\n"
                 f"paths = glob.glob('/proc/*/root{secret}/f.txt') + "
@@ -266,12 +306,7 @@ def test_a_sandboxed_kernel_sees_no_other_process_and_ends_with_its_launcher(
                 f" os.listdir({str(secret)!r}),"
                 " sorted(p for p in os.listdir('/proc') if p.isdigit()))"
             )
-            reply = kc.execute_interactive(
-                code, timeout=60,
-                output_hook=lambda msg, seen=seen: seen.append(msg["content"].get("text", "")),
-            )
-            assert reply["content"]["status"] == "ok"
-            was_warm, pid, inode, readable, listed, procs = "".join(seen).split(maxsplit=5)
+            was_warm, pid, inode, readable, listed, procs = printed(kc, code).split(maxsplit=5)
             if warm.enabled():  # the path asked for is the path taken
                 assert was_warm == str(warm_kernels == "auto")
             assert (pid, readable, listed, procs.strip()) == ("1", "0", "[]", "['1']")
@@ -279,16 +314,7 @@ def test_a_sandboxed_kernel_sees_no_other_process_and_ends_with_its_launcher(
             assert len(inner) == 1, "the kernel, seen from outside"
             launcher = km.provisioner.process
             if how == "shutdown":  # an interrupt still reaches the cell
-                kc.execute("import time\nprint('sleeping', flush=True)\ntry:\n"
-                           "    time.sleep(60)\nexcept KeyboardInterrupt:\n"
-                           "    print('interrupted')")
-                texts: list[str] = []
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline and "interrupted" not in "".join(texts):
-                    texts.append(kc.get_iopub_msg(timeout=30)["content"].get("text", ""))
-                    if texts[-1].startswith("sleeping"):  # the cell runs: interrupt it
-                        asyncio.run(km.interrupt_kernel())
-                assert "interrupted" in "".join(texts)
+                assert "interrupted" in interrupted(kc, lambda: asyncio.run(km.interrupt_kernel()))
                 kc.stop_channels()
                 asyncio.run(km.shutdown_kernel())
             else:
@@ -296,9 +322,6 @@ def test_a_sandboxed_kernel_sees_no_other_process_and_ends_with_its_launcher(
                 os.kill(launcher.pid, getattr(signal, how))
             _until_ended(inner, launcher)
             ends[how] = (launcher.poll(), _running(inner))
-        finally:
-            asyncio.run(km.shutdown_kernel(now=True))
-            kernel.remove_sockets(sockets)
     assert ends == {
         "shutdown": (0, set()),
         "SIGTERM": (-signal.SIGTERM, set()),
@@ -390,9 +413,7 @@ def test_a_sandboxed_kernel_cannot_have_another_kernel_run_code_for_it(
     kernel outside the runner on TCP (JupyterLab, notebook validation), whose
     file lies in the temporary folder, is out of reach of a kernel without a
     network."""
-    import asyncio
 
-    from jupyter_client.blocking import BlockingKernelClient
     from jupyter_client.manager import KernelManager
 
     secret = tmp_path / "secret"
@@ -402,43 +423,21 @@ def test_a_sandboxed_kernel_cannot_have_another_kernel_run_code_for_it(
     other = tmp_path / "other"
     other.mkdir()
     monkeypatch.setenv("REINTEGRATION_WARM_KERNELS", warm_kernels)
-    started = []
-
-    def sandboxed(plan, log):
-        cls, sockets = kernel.manager_class(kernel.launch_command(plan), env={}, log=tmp_path / log)
-        km = cls(kernel_name="reintegration")
-        asyncio.run(km.start_kernel())
-        started.append((km, sockets))
-        return km
-
-    try:
-        victim = sandboxed(sandbox.Plan(hide=(other,)), "victim.log")  # may read the secret
+    with contextlib.ExitStack() as stack:
+        victim, _ = stack.enter_context(started_kernel(  # may read the secret
+            kernel.launch_command(sandbox.Plan(hide=(other,))), {}, tmp_path / "victim.log",
+            client=False))
         outside = KernelManager(kernel_name="reintegration")  # no runner, TCP, file in /tmp
         outside.start_kernel()
-        attacker = sandboxed(sandbox.Plan(hide=(secret,)), "attacker.log")
-        kc = BlockingKernelClient(connection_file=attacker.connection_file)
-        kc.load_connection_file()
-        kc.start_channels(hb=False)
-        kc.wait_for_ready(timeout=60)
+        stack.callback(outside.shutdown_kernel, now=True)
+        _, kc = stack.enter_context(started_kernel(
+            kernel.launch_command(sandbox.Plan(hide=(secret,))), {}, tmp_path / "attacker.log"))
         paths = [victim.connection_file, outside.connection_file]
         code = REACH.replace("PATHS", repr(paths)).replace("SECRET", repr(str(planted)))
-        seen: list[str] = []
-        reply = kc.execute_interactive(
-            code, timeout=120,
-            output_hook=lambda m: seen.append(m["content"].get("text", "")),
-        )
-        kc.stop_channels()
-        assert reply["content"]["status"] == "ok", reply["content"]
-        text = "".join(seen)
+        text = printed(kc, code, timeout=120)
         assert f"{victim.connection_file} file: FileNotFoundError" in text, text
         assert f"{outside.connection_file} not reached: tcp" in text, text
         assert "111222333" not in text
-    finally:
-        for km, sockets in started:
-            asyncio.run(km.shutdown_kernel(now=True))
-            kernel.remove_sockets(sockets)
-        if "outside" in locals():
-            outside.shutdown_kernel(now=True)
 
 
 @pytest.mark.skipif(not SANDBOX, reason=f"no mount namespace here: {WHY}")
@@ -453,11 +452,9 @@ def test_a_sandboxed_kernel_cannot_change_the_code_a_later_kernel_runs(
     runs. Every such folder is read-only in the sandbox (and the kernel still
     runs: IPython keeps its history in memory); the step's own city's build
     folder and the cache stay writable."""
-    import asyncio
     import errno
 
     from conftest import ROOT
-    from jupyter_client.blocking import BlockingKernelClient
 
     monkeypatch.setenv("REINTEGRATION_WARM_KERNELS", warm_kernels)
     folders = kernel.code_folders(ROOT)
@@ -466,41 +463,27 @@ def test_a_sandboxed_kernel_cannot_change_the_code_a_later_kernel_runs(
            "REINTEGRATION_SIZE": "small"}
     city_build = Paths.for_size("small", ROOT).city_build("rotterdam")
     city_build.mkdir(parents=True, exist_ok=True)
-    cls, sockets = kernel.manager_class(
-        kernel.launch_command(sandbox.Plan()), env=env, log=tmp_path / "k.log"
+    # the make rules beside the cities' folders, and the home's own settings
+    refused = [*folders, city_build.parent, Path.home()]
+    allowed = [city_build, Path.home() / ".cache"]
+    code = (
+        "import os\n"
+        f"for folder in {[str(f) for f in [*refused, *allowed]]!r}:\n"
+        "    try:\n"
+        "        open(os.path.join(folder, 'planted.py'), 'x').close()\n"
+        "        print(folder, 'written')\n"
+        "    except OSError as exc:\n"
+        "        print(folder, exc.errno)"
     )
-    km = cls(kernel_name="reintegration")
-    asyncio.run(km.start_kernel())
     try:
-        kc = BlockingKernelClient(connection_file=km.connection_file)
-        kc.load_connection_file()
-        kc.start_channels(hb=False)
-        kc.wait_for_ready(timeout=60)
-        # the make rules beside the cities' folders, and the home's own settings
-        refused = [*folders, city_build.parent, Path.home()]
-        allowed = [city_build, Path.home() / ".cache"]
-        code = (
-            "import os\n"
-            f"for folder in {[str(f) for f in [*refused, *allowed]]!r}:\n"
-            "    try:\n"
-            "        open(os.path.join(folder, 'planted.py'), 'x').close()\n"
-            "        print(folder, 'written')\n"
-            "    except OSError as exc:\n"
-            "        print(folder, exc.errno)"
-        )
-        seen: list[str] = []
-        reply = kc.execute_interactive(
-            code, timeout=60, output_hook=lambda m: seen.append(m["content"].get("text", ""))
-        )
-        kc.stop_channels()
-        assert reply["content"]["status"] == "ok"
+        launch = kernel.launch_command(sandbox.Plan())
+        with started_kernel(launch, env, tmp_path / "k.log") as (_, kc):
+            text = printed(kc, code)
         # the step's own city's build folder inside the read-only repository,
         # and the cache, stay writable
-        assert "".join(seen).split("\n")[:-1] == [
+        assert text.split("\n")[:-1] == [
             *(f"{f} {errno.EROFS}" for f in refused), *(f"{f} written" for f in allowed)]
     finally:
-        asyncio.run(km.shutdown_kernel(now=True))
-        kernel.remove_sockets(sockets)
         for folder in [*refused, *allowed]:  # never left behind, should the check fail
             (folder / "planted.py").unlink(missing_ok=True)
 

@@ -212,48 +212,23 @@ def _alive(pid: int) -> bool:
 def test_a_warm_kernel_dies_with_its_launcher(tmp_path, monkeypatch):
     """SIGKILL of the launcher (what killing the runner does to it) ends the
     forked kernel too; an interrupt reaches the kernel through the launcher."""
-    from jupyter_client.blocking import BlockingKernelClient
+    from test_sandbox import interrupted, printed, started_kernel
 
     monkeypatch.setenv(warm.MODE_ENV, "auto")
-    cls, sockets = kernel.manager_class(kernel.launch_command(None), env={}, log=tmp_path / "k.log")
-    km = cls(kernel_name="reintegration")
-    import asyncio
-
-    asyncio.run(km.start_kernel())
-    try:
-        kc = BlockingKernelClient(connection_file=km.connection_file)
-        kc.load_connection_file()
-        kc.start_channels(hb=False)  # no heartbeat: a server may still be starting
-        kc.wait_for_ready(timeout=60)
-        seen: list[str] = []
-        reply = kc.execute_interactive(
-            "import os, sys; print(os.getpid(), 'linearmodels' in sys.modules)", timeout=60,
-            output_hook=lambda msg: seen.append(msg["content"].get("text", "")))
-        assert reply["content"]["status"] == "ok"
-        pid_text, was_warm = "".join(seen).split()
+    with started_kernel(kernel.launch_command(None), {}, tmp_path / "k.log") as (km, kc):
+        pid_text, was_warm = printed(
+            kc, "import os, sys; print(os.getpid(), 'linearmodels' in sys.modules)").split()
         assert was_warm == "True"
         pid = int(pid_text)
         launcher = km.provisioner.process
         assert pid != launcher.pid  # the kernel is the server's child, not the launcher
-        kc.execute("import time\ntry:\n    time.sleep(60)\n"
-                   "except KeyboardInterrupt:\n    print('interrupted')")
-        time.sleep(1.0)
-        os.kill(launcher.pid, signal.SIGINT)
-        texts = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "interrupted" not in "".join(texts):
-            msg = kc.get_iopub_msg(timeout=30)
-            texts.append(msg["content"].get("text", ""))
-        assert "interrupted" in "".join(texts)
+        assert "interrupted" in interrupted(kc, lambda: os.kill(launcher.pid, signal.SIGINT))
         kc.stop_channels()
         os.kill(launcher.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _alive(pid)
-    finally:
-        asyncio.run(km.shutdown_kernel(now=True))
-        kernel.remove_sockets(sockets)
 
 
 def test_kernel_command_lines_that_can_be_forked():

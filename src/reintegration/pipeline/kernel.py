@@ -85,19 +85,16 @@ def custody_folders(paths: Any, cities: list[str]) -> list[tuple[Path, str, bool
     return folders
 
 
+KERNELS_FOLDER = "reintegration-kernels"
+
+
 def kernels_dir() -> Path | None:
     """The owner-only folder that holds every kernel's own folder (its
     connection file and sockets) on this machine for this account; None when
     it cannot be made so (another owner, wider rights)."""
-    folder = Path(tempfile.gettempdir()) / f"reintegration-kernels-{os.getuid()}"
-    try:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        st = folder.lstat()
-    except OSError:
-        return None
-    if st.st_uid != os.getuid() or st.st_mode & 0o077 or folder.is_symlink() or not folder.is_dir():
-        return None
-    return folder
+    from .warm import owner_only_folder
+
+    return owner_only_folder(KERNELS_FOLDER)
 
 
 def _private_folders(
@@ -263,7 +260,7 @@ def manager_class(
 
 
 def kernel_folder_error() -> OSError:
-    folder = Path(tempfile.gettempdir()) / f"reintegration-kernels-{os.getuid()}"
+    folder = Path(tempfile.gettempdir()) / f"{KERNELS_FOLDER}-{os.getuid()}"
     return OSError(
         f"the kernels' folder {folder} cannot be made owner-only (another owner, or wider "
         "rights): remove it, or point TMPDIR at a folder of your own"

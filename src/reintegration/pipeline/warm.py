@@ -183,7 +183,13 @@ def fingerprint(
 def socket_dir() -> Path | None:
     """The owner-only folder of this account's servers; None when it cannot be
     made so (another owner, wider rights)."""
-    folder = Path(tempfile.gettempdir()) / f"reintegration-warm-{os.getuid()}"
+    return owner_only_folder("reintegration-warm")
+
+
+def owner_only_folder(prefix: str) -> Path | None:
+    """``<prefix>-<uid>`` in the temporary folder, made owner-only; None when
+    it cannot be made so (another owner, wider rights, a link)."""
+    folder = Path(tempfile.gettempdir()) / f"{prefix}-{os.getuid()}"
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
         st = folder.lstat()
