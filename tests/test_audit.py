@@ -205,3 +205,20 @@ def test_runs_of_words_left_out_match_no_name_or_street(seed):
     # every planted one; the street written with two spaces only where a lone "-" stood
     # between its words by chance (the text joins words with one space)
     assert len(found) == len(full & (names | streets)) >= len(names | streets) - 1
+
+
+def test_research_identifiers_are_every_distinct_value_of_a_file_once(tmp_path):
+    """The RINs of a research file: every value that is not missing, as text,
+    whatever the column's type and however often a person appears."""
+    import pandas as pd
+
+    text = tmp_path / "persons.parquet"
+    pd.DataFrame({"RINPERSOON": ["000000017", None, "000000017", "123456782"],
+                  "x": [1, 2, 3, 4]}).to_parquet(text)
+    numbers = tmp_path / "numbers.parquet"
+    pd.DataFrame({"RINPERSOON": [17.0, float("nan"), 17.0, 5.0]}).to_parquet(numbers)
+    without = tmp_path / "other.parquet"
+    pd.DataFrame({"x": [1]}).to_parquet(without)
+    assert audit._rin_values(text) == {"000000017", "123456782"}
+    assert audit._rin_values(numbers) == {"17.0", "5.0"}
+    assert audit._rin_values(without) == set()

@@ -236,34 +236,51 @@ def test_static_words_agree_with_the_configuration():
             assert labels.STATIC[name] == words, name
 
 
-def test_relabelling_lays_out_as_a_png_would_and_gives_the_same_pixels():
-    """relabel_figure lays the figure out once without painting it (the tick
-    labels exist only after a drawing): the figure then saved is the PNG, byte
-    for byte, of drawing it as a PNG first, with the same texts."""
+@pytest.mark.parametrize("ticks", ["categories", "names_from_numbers"])
+def test_relabelling_gives_the_pixels_of_relabelling_a_drawn_figure(ticks):
+    """relabel_figure gives, byte for byte, the PNG (and texts) of relabelling
+    the figure after drawing it whole: the tick labels a draw makes. It lays
+    the figure out first only where an axis could show names that depend on
+    the layout (a formatter that writes names at places a locator fits to the
+    axes), not for categories and numbers. (The figure has no constrained
+    layout: that layout starts from the axes where the last drawing left them,
+    so a figure drawn twice can differ from one drawn once by a fraction of a
+    pixel.)"""
     import io
 
     from matplotlib.testing.decorators import _cleanup_cm
+    from matplotlib.ticker import FuncFormatter
 
-    def saved(first_drawing):
+    names = ["job_coaching", "wage_subsidy", "training", "work_placement"]
+
+    def saved(draw_first):
         import matplotlib.pyplot as plt
 
-        # categorical ticks: their labels exist only once the figure is drawn
         fig, ax = plt.subplots(figsize=(5, 3))
-        ax.bar(["job_coaching", "wage_subsidy", "training"], [0.02, -0.01, 0.04])
+        if ticks == "categories":  # their labels exist only once the figure is drawn
+            ax.bar(names[:3], [0.02, -0.01, 0.04])
+        else:  # names written by a formatter at places the locator chooses
+            ax.plot([0, 1, 2, 3], [0.02, -0.01, 0.04, 0.0])
+            ax.xaxis.set_major_formatter(FuncFormatter(
+                lambda x, _: names[int(x)] if float(x).is_integer() and 0 <= x < 4 else ""))
         ax.set_title("employed_24 by instrument")
-        if first_drawing == "png":  # the reference: a whole PNG drawn and thrown away
-            fig.draw_without_rendering = lambda: fig.savefig(io.BytesIO(), format="png")
+        if draw_first:  # the reference: a whole PNG drawn and thrown away
+            fig.savefig(io.BytesIO(), format="png")
+        layouts = []
+        fig.draw_without_rendering = lambda: layouts.append(type(fig).draw_without_rendering(fig))
         labels.relabel_figure(fig, ROOT)
         labels.pp_axis(fig.axes[0], "y")
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
         texts = labels.figure_texts(fig)
         matplotlib.pyplot.close(fig)
-        return buf.getvalue(), texts
+        return buf.getvalue(), texts, len(layouts)
 
     with _cleanup_cm():
-        png, texts = saved("png")
-        assert saved("none") == (png, texts)
+        png, texts, _ = saved(True)
+        got, got_texts, layouts = saved(False)
+        assert (got, got_texts) == (png, texts)
+        assert layouts == (0 if ticks == "categories" else 1)
         # the tick labels drawn from the names are in words
         assert {"Job coaching", "Wage-cost subsidy"} <= set(texts)
         assert "job_coaching" not in texts

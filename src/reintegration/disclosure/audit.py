@@ -145,7 +145,8 @@ def _rin_values(path: Path) -> set[str]:
         if "RINPERSOON" not in pq.read_schema(path).names:
             return set()
         frame = pd.read_parquet(path, columns=["RINPERSOON"])
-    return set(frame["RINPERSOON"].dropna().astype(str))
+    # each distinct value once (a panel holds a person in many rows): the same set
+    return set(pd.Series(frame["RINPERSOON"].unique()).dropna().astype(str))
 
 
 class Scanner:

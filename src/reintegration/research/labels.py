@@ -208,6 +208,23 @@ def relabel(text: str, root: Path | None = None) -> str:
     return _NAME.sub(lambda m: _lookup(m.group(0), root) or m.group(0), text)
 
 
+def _numbers_only(axis: Any) -> bool:
+    """Whether an axis' formatter writes numbers only (no name to relabel)."""
+    from matplotlib.ticker import LogFormatter, NullFormatter, PercentFormatter, ScalarFormatter
+
+    return isinstance(axis.get_major_formatter(),
+                      (ScalarFormatter, LogFormatter, PercentFormatter, NullFormatter))
+
+
+def _fixed_ticks(axis: Any) -> bool:
+    """Whether an axis' ticks sit at fixed places or categories, which do not
+    depend on the size of the laid-out axes."""
+    from matplotlib.category import StrCategoryLocator
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    return isinstance(axis.get_major_locator(), (FixedLocator, StrCategoryLocator, NullLocator))
+
+
 def relabel_figure(fig: Any, root: Path | None = None) -> Any:
     """Every text of a Matplotlib figure (titles, axis labels, tick labels,
     legend entries, annotations) with names replaced by words; the figure.
@@ -216,15 +233,21 @@ def relabel_figure(fig: Any, root: Path | None = None) -> Any:
     from matplotlib.text import Text
 
     # tick labels are made from the axis' formatter whenever the figure is
-    # drawn: draw it once, and fix the relabelled tick labels where they change
-    # (laid out with the renderer a PNG would be saved with, nothing painted)
-    fig.draw_without_rendering()
-    for ax in fig.axes:
-        for axis in (ax.xaxis, ax.yaxis):
-            texts = [t.get_text() for t in axis.get_ticklabels()]
-            words = [relabel(t, root) for t in texts]
-            if words != texts:
-                axis.set_ticks(axis.get_ticklocs(), words)
+    # drawn; the relabelled ones are fixed where they change. An axis that
+    # writes numbers only is left alone (its ticks are made at the drawing
+    # that saves the figure). Unless the others all have their ticks at fixed
+    # places or categories, the figure is laid out first, with the renderer a
+    # PNG would be saved with and nothing painted: a locator may fit the
+    # ticks to the laid-out axes
+    named = [axis for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
+             if not _numbers_only(axis)]
+    if not all(_fixed_ticks(axis) for axis in named):
+        fig.draw_without_rendering()
+    for axis in named:
+        texts = [t.get_text() for t in axis.get_ticklabels()]
+        words = [relabel(t, root) for t in texts]
+        if words != texts:
+            axis.set_ticks(axis.get_ticklocs(), words)
     if len(fig.axes) == 1 and fig.axes[0].get_title():  # centred on the figure, not cut off
         ax = fig.axes[0]
         fig.suptitle(ax.get_title(), fontsize="medium")
