@@ -191,3 +191,32 @@ def test_the_strata_covariates_are_those_of_the_comparison_rows_copied_out():
                                                  varying)
     assert "b_if_control" not in covs and "b" in covs and "constant" not in covs
     assert soo.independent_columns(data, names) != covs  # all rows: b_if_control varies apart
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_consecutive_columns_read_in_place_give_the_products_of_the_copy(seed):
+    """Where a singular value is too close to the tolerance, the rank check
+    recomputes the cross product from the rows. Consecutive columns are read
+    in place: the same column-major layout and leading dimension as the copy
+    ``x[:, idx]``, hence the same product, bit for bit, and the same
+    decision, also where the columns are collinear."""
+    rng = np.random.default_rng(seed)
+    n = 50_000
+    x = np.empty((n, 12), order="F")
+    x[:, 0] = 1.0
+    x[:, 1:6] = (rng.random((n, 5)) < 0.3)
+    x[:, 6:9] = rng.standard_normal((n, 3)) * [1.0, 1e3, 1e-2]
+    x[:, 9] = x[:, 1] + x[:, 2]  # collinear with the columns before it
+    x[:, 10] = 0.1 * x[:, 6] + 3.0 * x[:, 7]
+    x[:, 11] = rng.gamma(2.0, 8000.0, n)
+    gram = x.T @ x
+    for hi in range(2, 12):
+        idx = list(range(hi + 1))
+        copy = x[:, idx]
+        view = x[:, : hi + 1]
+        assert copy.flags.f_contiguous and view.flags.f_contiguous
+        assert np.array_equal(view.T @ view, copy.T @ copy)
+        expected = np.linalg.matrix_rank(copy.T @ copy) == len(idx)
+        assert soo._full_rank(gram[np.ix_(idx, idx)], x, idx) == expected
+    # the collinear columns are found (a rank check that reads the copy agrees)
+    assert not soo._full_rank(gram[:10, :10], x, list(range(10)))

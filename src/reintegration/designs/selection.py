@@ -203,7 +203,11 @@ def _full_rank(sub: np.ndarray, x: np.ndarray, idx: list[int]) -> bool:
     tol = sv.max(initial=0.0) * max(sub.shape) * np.finfo(float).eps
     if np.all(np.abs(sv - tol) > 1e-6 * max(sv.max(initial=0.0), tol)):
         return int((sv > tol).sum()) == sub.shape[0]
-    part = x[:, idx]
+    # consecutive columns (no column left out so far) are read in place: the
+    # same column-major layout and leading dimension as the copy, so the same
+    # product, without copying the rows
+    lo, hi = idx[0], idx[-1]
+    part = x[:, lo:hi + 1] if idx == list(range(lo, hi + 1)) else x[:, idx]
     return np.linalg.matrix_rank(part.T @ part) == len(idx)
 
 
