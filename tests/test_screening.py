@@ -42,6 +42,30 @@ def test_every_csv_written_neutralises_formulas_in_cells_labels_and_header():
     assert b"\r" not in raw
 
 
+def test_neutralising_a_frame_changes_the_cells_a_value_by_value_pass_changes():
+    """Columns of texts are searched in one go; the frame equals the one
+    neutralised cell by cell (texts with and without formulas, numbers written
+    as text, missing values, a mixed column, a pandas string column, numbers)."""
+    rng = np.random.default_rng(3)
+    words = np.array(["Jansen", "-5", "=1+1", "@x", "a=b", "+31 6", "\t=1", "", "ok"],
+                     dtype=object)
+    df = pd.DataFrame({
+        "mixed_texts": rng.choice(words, 500),
+        "plain_texts": rng.choice(words[[0, 4, 8]], 500),
+        "with_none": np.where(rng.random(500) < 0.2, None, rng.choice(words, 500)),
+        "mixed_types": pd.Series(rng.choice(np.array([1, "=x", 2.5, None], dtype=object), 500)),
+        "string": pd.Series(rng.choice(words, 500), dtype="string"),
+        "number": rng.normal(size=500),
+    })
+    got = screening.neutralise_frame(df)
+    expected = df.copy()
+    for col in ["mixed_texts", "plain_texts", "with_none", "mixed_types", "string"]:
+        expected[col] = df[col].map(screening.neutralise)
+    pd.testing.assert_frame_equal(got, expected)
+    assert (got["mixed_texts"] == "'=1+1").any() and not (got["plain_texts"].str[0] == "'").any()
+    assert screening.csv_bytes(df) == expected.to_csv(lineterminator="\n").encode("utf-8")
+
+
 def test_actual_encodings_are_named():
     declared = "cp1252"
     assert screening.actual_encoding(codecs.BOM_UTF8 + b"a;b", declared).startswith("UTF-8")

@@ -304,8 +304,13 @@ def neutralise_frame(df: Any) -> Any:
     cannot run as spreadsheet formulas."""
     out = df.copy()
     for col in out.columns:
-        if out[col].dtype == object or str(out[col].dtype) in ("string", "str"):
-            out[col] = out[col].map(neutralise)
+        values = out[col]
+        if values.dtype == object and _texts(values) is not None:
+            # a column of texts: only the cells found by one search change
+            if formula_mask(values).any():
+                out[col] = values.map(neutralise)
+        elif values.dtype == object or str(values.dtype) in ("string", "str"):
+            out[col] = values.map(neutralise)
     out.columns = [neutralise(c) for c in out.columns]
     if out.index.dtype == object:
         out.index = out.index.map(neutralise)
