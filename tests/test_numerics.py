@@ -173,39 +173,6 @@ def test_logit_equals_statsmodels():
     assert np.all(np.isfinite(beta))
 
 
-def test_logit_from_a_start_ends_at_the_estimate_from_zero():
-    """Newton's method from the coefficients of a similar fit (another fold)
-    reaches the estimate from zero in fewer steps; from a start where it does
-    not converge it starts again from zero."""
-    rng = np.random.default_rng(7)
-    n = 20_000
-    x = rng.normal(size=(n, 4))
-    xc = np.asfortranarray(np.column_stack([np.ones(n), x]))
-    d = (rng.random(n) < 1 / (1 + np.exp(-(xc @ [-1.0, 0.6, -0.4, 0.9, 0.2])))).astype(float)
-    from_zero = numerics.logit(d, xc)
-    other_fold = numerics.logit(d[: n // 2], xc[: n // 2])
-    steps = []
-    solve = np.linalg.solve
-
-    def counted(a, b):
-        steps.append(1)
-        return solve(a, b)
-
-    np.linalg.solve = counted
-    try:
-        numerics.logit(d, xc)
-        cold = len(steps)
-        warm = numerics.logit(d, xc, start=other_fold)
-        assert len(steps) - cold < cold
-        steps.clear()
-        far = numerics.logit(d, xc, start=np.full(5, 40.0), max_iter=3)
-    finally:
-        np.linalg.solve = solve
-    np.testing.assert_allclose(warm, from_zero, rtol=0, atol=1e-12)
-    assert len(steps) > 3  # three steps from the start, then from zero
-    np.testing.assert_allclose(far, numerics.logit(d, xc, max_iter=3), rtol=0, atol=0)
-
-
 @pytest.mark.parametrize("clustered", [False, True])
 def test_sandwich_equals_linearmodels(clustered):
     from linearmodels.iv import IV2SLS as OLS

@@ -199,32 +199,20 @@ def joint_test(results: Any, names: Sequence[str]) -> tuple[float, float]:
 # ---------------------------------------------------------------------------
 
 
-def logit(d: np.ndarray, xc: np.ndarray, *, max_iter: int = 50, tol: float = 1e-8,
-          start: np.ndarray | None = None) -> np.ndarray:
+def logit(d: np.ndarray, xc: np.ndarray, *, max_iter: int = 50, tol: float = 1e-8
+          ) -> np.ndarray:
     """Coefficients of the logit of 0/1 ``d`` on the columns of ``xc`` (a
-    constant included by the caller), by Newton's method from zero or from
-    ``start`` (the coefficients of a similar fit: fewer steps to the same
-    estimate; from zero again if they do not converge). A ridge of 1e-8
-    keeps the fit finite under (quasi-)separation, where the maximum
+    constant included by the caller), by Newton's method from zero. A ridge
+    of 1e-8 keeps the fit finite under (quasi-)separation, where the maximum
     likelihood estimate does not exist; elsewhere it is the maximum
-    likelihood estimate to ``tol``."""
+    likelihood estimate to ``tol``. The information matrix is the cross
+    product of the columns scaled by the square root of the weights (one
+    symmetric product: two thirds of the time of multiplying the weighted
+    columns by the columns), written into one buffer of ``xc``'s layout each
+    iteration."""
     xc = np.asarray(xc, dtype=float)
     d = np.asarray(d, dtype=float)
-    if start is not None:
-        beta, converged = _newton_logit(d, xc, np.array(start, dtype=float), max_iter, tol)
-        if converged:
-            return beta
-    return _newton_logit(d, xc, np.zeros(xc.shape[1]), max_iter, tol)[0]
-
-
-def _newton_logit(d: np.ndarray, xc: np.ndarray, beta: np.ndarray, max_iter: int, tol: float
-                  ) -> tuple[np.ndarray, bool]:
-    """Newton's method for the logit from ``beta``: the last iterate, and
-    whether a step fell below ``tol`` within ``max_iter`` steps.
-    The information matrix is the cross product of the columns scaled by the
-    square root of the weights (one symmetric product: half the work of
-    multiplying the weighted columns by the columns), written into one buffer
-    of ``xc``'s layout each iteration."""
+    beta = np.zeros(xc.shape[1])
     ridge = 1e-8 * np.eye(xc.shape[1])
     scaled = np.empty_like(xc) if xc.flags.c_contiguous or xc.flags.f_contiguous else None
     for _ in range(max_iter):
@@ -234,8 +222,8 @@ def _newton_logit(d: np.ndarray, xc: np.ndarray, beta: np.ndarray, max_iter: int
         step = np.linalg.solve(xw.T @ xw + ridge, xc.T @ (d - p))
         beta += step
         if np.max(np.abs(step)) < tol:
-            return beta, True
-    return beta, False
+            break
+    return beta
 
 
 def propensity_scores(data: pd.DataFrame, treatment: str, covariates: Sequence[str]

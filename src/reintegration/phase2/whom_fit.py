@@ -71,9 +71,6 @@ class SharedDesign:
             for i, c in enumerate(cells):
                 self.cells[int(c)] = (int(counts[i]), high[i], low[i])
         self.propensity: dict[tuple[bytes, bytes], np.ndarray] = {}
-        #: the coefficients of the last propensity fitted on each set of columns
-        #: (a fit on other rows of the sample starts from them)
-        self._coef: dict[bytes, np.ndarray] = {}
         self._scored: tuple[bytes, bytes, np.ndarray] | None = None
 
     def keep(self, rows: np.ndarray) -> np.ndarray:
@@ -120,15 +117,15 @@ class SharedDesign:
 
     def propensity_of(self, fit: np.ndarray, score: np.ndarray) -> np.ndarray:
         """The logit of ``d`` fitted on the rows in ``fit``, predicted for the
-        rows in ``score`` (fitted once per pair of row sets; Newton's method
-        starts from the last fit on the same columns, which ends at the same
-        estimate in fewer steps)."""
+        rows in ``score`` (fitted once per pair of row sets). Newton's method
+        starts from zero: a start from another fit would make the prediction
+        for a fold depend, if only in its last bits, on rows outside ``fit``
+        (tests/test_whom_dr.py checks that a fold's outcomes never reach its
+        predictions, bit for bit)."""
         key = (np.packbits(fit).tobytes(), np.packbits(score).tobytes())
         if key not in self.propensity:
             keep = self.keep(fit)
-            columns = np.packbits(keep).tobytes()
-            coef = logit(self.d[fit], self.rows(fit, keep), start=self._coef.get(columns))
-            self._coef[columns] = coef
+            coef = logit(self.d[fit], self.rows(fit, keep))
             self.propensity[key] = expit(self.scored_rows(score, keep) @ coef)
         return self.propensity[key]
 
