@@ -305,11 +305,11 @@ def neutralise_frame(df: Any) -> Any:
     out = df.copy()
     for col in out.columns:
         values = out[col]
-        if values.dtype == object and _texts(values) is not None:
-            # a column of texts: only the cells found by one search change
+        if values.dtype == object:
+            # mapped only where a formula is found (a column of texts in one search)
             if formula_mask(values).any():
                 out[col] = values.map(neutralise)
-        elif values.dtype == object or str(values.dtype) in ("string", "str"):
+        elif str(values.dtype) in ("string", "str"):
             out[col] = values.map(neutralise)
     out.columns = [neutralise(c) for c in out.columns]
     if out.index.dtype == object:
