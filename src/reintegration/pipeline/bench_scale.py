@@ -11,8 +11,10 @@ persons (:mod:`reintegration.synth.national`). Then, in a fresh process, the
 panel step's work: read the linked delivery, read the five CBS files filtered
 to the cohort (:func:`reintegration.research.panel_sources.read_sources_from`), build
 the panel and write its four Parquet files. That process measures its own
-time and peak resident memory (``getrusage(RUSAGE_SELF)`` at its end: the
-whole life of the process, imports included).
+time and peak resident memory (its own high-water mark,
+:func:`reintegration.pipeline.peak_rss.peak_mib`, at its end: the whole life of
+the process, imports included; not ``ru_maxrss``, which in a spawned process
+starts from the peak of the process that spawned it).
 
 Targets (issue "national scale"): the 450,000-client cohort from files of 10
 million persons within 180 s and 4 GiB; time growing at most linearly in the
@@ -26,15 +28,14 @@ reported as not measured.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
-import resource
 import shutil
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from .peak_rss import in_fresh_process, peak_mib
 
 #: the cohort sizes (linked clients) and national file sizes (other persons) of the table
 COHORTS = (12_000, 40_000, 160_000, 450_000)
@@ -73,10 +74,6 @@ def copies_for(cohort: int) -> tuple[int, int]:
     """(copies, clients per copy) for a cohort of ``cohort`` clients."""
     copies = max(1, math.ceil(cohort / MAX_BASE))
     return copies, int(round(cohort / copies))
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _base_city(root: str, folder: str, clients: int) -> dict[str, Any]:
@@ -131,7 +128,7 @@ def _national(base: str, folder: str, persons: int, copies: int) -> dict[str, An
     (out / "delivery").mkdir(exist_ok=True)
     for name, frame in national.replicate_delivery(delivery, keymap).items():
         frame.to_parquet(out / "delivery" / f"{name}.parquet", index=False)
-    summary["peak_rss_mib"] = round(_peak_mib(), 1)
+    summary["peak_rss_mib"] = round(peak_mib(), 1)
     return summary
 
 
@@ -149,9 +146,9 @@ def _panel(root: str, folder: str) -> dict[str, Any]:
         t: pd.read_parquet(nat / "delivery" / f"{t}.parquet") for t in panel_sources.DELIVERY
     }
     src = panel_sources.read_sources_from(delivery, nat)
-    read, peak_read = time.perf_counter() - started, _peak_mib()
+    read, peak_read = time.perf_counter() - started, peak_mib()
     built = panel.build(src, load_city(CITY, Path(root))["study"])
-    build, peak_build = time.perf_counter() - started - read, _peak_mib()
+    build, peak_build = time.perf_counter() - started - read, peak_mib()
     out = nat / "panel"
     out.mkdir(exist_ok=True)
     for name, frame in built.frames.items():
@@ -161,7 +158,7 @@ def _panel(root: str, folder: str) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "seconds_reading": round(read, 2),
         "seconds_building": round(build, 2),
-        "peak_rss_mib": round(_peak_mib(), 1),
+        "peak_rss_mib": round(peak_mib(), 1),
         "peak_rss_mib_after_reading": round(peak_read, 1),
         "peak_rss_mib_after_building": round(peak_build, 1),
         "linked_clients": int(len(delivery["clients"])),
@@ -171,14 +168,6 @@ def _panel(root: str, folder: str) -> dict[str, Any]:
             t: int(len(getattr(src, f))) for f, t in panel_sources.SOURCE_TABLES.items()
         },
     }
-
-
-def _in_child(fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` in a fresh (spawned) process, so that its time and peak
-    memory are its own."""
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        return pool.submit(fn, *args).result()
 
 
 def run_grid(
@@ -193,11 +182,11 @@ def run_grid(
             copies, base = copies_for(cohort)
             base_dir = Path(tmp) / f"base_{base}"
             if base not in bases:
-                bases[base] = _in_child(_base_city, str(root), str(base_dir), base)
+                bases[base] = in_fresh_process(_base_city, str(root), str(base_dir), base)
             for n in persons:
                 nat_dir = Path(tmp) / f"national_{cohort}_{n}"
-                gen = _in_child(_national, str(base_dir), str(nat_dir), n, copies)
-                result = _in_child(_panel, str(root), str(nat_dir))
+                gen = in_fresh_process(_national, str(base_dir), str(nat_dir), n, copies)
+                result = in_fresh_process(_panel, str(root), str(nat_dir))
                 result.update(
                     {
                         "cohort_target": cohort,
