@@ -107,3 +107,16 @@ def test_a_single_digit_typo_always_fails() -> None:
     diffs = [sum(a != b for a, b in zip(x, y, strict=True)) for x, y in zip(valid, wrong,
                                                                                 strict=True)]
     assert set(diffs) == {1}
+
+
+def test_passes_as_int_is_the_elfproef_of_the_nine_digit_text() -> None:
+    rng = np.random.default_rng(11)
+    numbers = np.concatenate([
+        rng.integers(0, 10**9, 20_000),
+        np.arange(17_000_000, 17_020_000),  # a RINPERSOON block's start
+        [0, 1, 11, 10**8, 123456782, 111222333, 999_999_999],
+    ])
+    expected = np.array([bsn.elfproef(f"{v:09d}") for v in numbers])
+    got = bsn.passes_as_int(numbers)
+    assert got.dtype == bool and got.sum() > 3_000
+    assert np.array_equal(got, expected)

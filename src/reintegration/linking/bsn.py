@@ -143,8 +143,14 @@ def passes_as_int(numbers: np.ndarray) -> np.ndarray:
     """Vectorised elfproef over non-negative integers below 10**9, read as
     nine digits with leading zeros (so 0 and other all-zero reads fail)."""
     numbers = np.asarray(numbers, dtype=np.int64)
-    digits = (numbers[:, None] // 10 ** np.arange(8, -1, -1)) % 10
-    return elfproef_digits(digits) & (numbers != 0)
+    # the weighted digit sum one digit at a time, from the last: the same
+    # integers as the (n, 9) digit matrix times WEIGHTS, without the matrix
+    total = np.zeros(numbers.shape, dtype=np.int64)
+    rest = numbers.copy()
+    for weight in WEIGHTS[::-1]:
+        total += weight * (rest % 10)
+        rest //= 10
+    return (total % 11 == 0) & (numbers != 0)
 
 
 def generate(rng: np.random.Generator, n: int, *, exclude: set[str] | None = None) -> np.ndarray:
