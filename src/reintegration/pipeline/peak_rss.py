@@ -5,8 +5,9 @@ process started by fork and exec keeps the largest resident size of the
 process it was forked from (the kernel carries the old memory's high-water
 mark over the exec into ``ru_maxrss``), and within one process it is the
 peak since the start, so a benchmark run after a larger one reports the
-larger one's peak. Measured here: a child spawned by a parent that had used
-1.5 GiB reported ``ru_maxrss`` 1,553 MiB and ``VmHWM`` 27 MiB.
+larger one's peak. Measured here: a Python process started (fork and exec)
+by a parent that had used 1.5 GiB reported ``ru_maxrss`` 1,552 MiB and
+``VmHWM`` 10 MiB.
 
 :func:`peak_mib` reads the high-water mark of the process's own memory
 (``VmHWM`` in ``/proc/self/status``), which starts afresh in every new
